@@ -1,0 +1,99 @@
+"""`xenoflow`: the command line. Subcommands import their machinery lazily so that
+`check-config` and `plan` work without os-ken, Ryu, OVS or DPDK installed."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import List, Optional
+
+from . import config as config_mod
+
+EXIT_OK, EXIT_FOUND, EXIT_ERROR = 0, 1, 2
+
+
+def _load_or_report(path: str) -> Optional[config_mod.Config]:
+    try:
+        return config_mod.load(path)
+    except config_mod.ConfigError as exc:
+        for line in exc.lines():
+            print(line, file=sys.stderr)
+        return None
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    cfg = _load_or_report(args.config)
+    if cfg is None:
+        return EXIT_ERROR
+    print("%s: ok (%d service(s), %d route(s), %d bridge(s), eswitch %s)" % (
+        args.config, len(cfg.services), len(cfg.routes), len(cfg.bridges), cfg.eswitch.driver))
+    return EXIT_OK
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from . import plan as plan_mod
+    cfg = _load_or_report(args.config)
+    if cfg is None:
+        return EXIT_ERROR
+    p = plan_mod.plan(cfg)
+    for br in cfg.bridges:
+        print("# OpenFlow 1.3 rules on %s (ovs-ofctl syntax)" % br.name)
+        for f in sorted(p.bridge_flows(br.name), key=lambda f: (-f.priority, plan_mod.to_ofctl(f))):
+            print(plan_mod.to_ofctl(f))
+        print()
+    print("# eSwitch (%s, mode %s%s)" % (cfg.eswitch.driver, cfg.eswitch.mode,
+                                          ", routes mirrored" if cfg.eswitch.mirror_routes else ""))
+    if not cfg.has_eswitch:
+        print("(none: OVS alone balances)")
+    for pipe in p.pipes:
+        mask = ",".join("%s/%#x" % m for m in pipe.mask)
+        print("pipe %s on port %s: basic, mask %s, fwd port:%s, nr_entries %d" % (
+            pipe.name, pipe.port, mask, pipe.fwd_port, pipe.nr_entries))
+    for e in sorted(p.entries, key=lambda e: (e.port, e.pipe != "root", -e.priority, e.bucket or 0)):
+        print(plan_mod.describe_entry(e))
+    for name, tbl in p.tables:
+        print("\n# bucket table of %s: %s" % (name, " ".join("%d:%s" % (i, b) for i, b in enumerate(tbl))))
+    return EXIT_OK
+
+
+def _delegate(module: str, func: str):
+    def run(args: argparse.Namespace) -> int:
+        import importlib
+        return getattr(importlib.import_module("xenoflow_ovs." + module), func)(args)
+    return run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="xenoflow", description="XenoFlow-OVS: a SmartNIC eSwitch "
+                                 "DNS load balancer driven by an OpenFlow controller")
+    sub = ap.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("check-config", help="validate a config file (exit 0 ok, 2 errors)")
+    p.add_argument("config")
+    p.set_defaults(func=cmd_check_config)
+
+    p = sub.add_parser("plan", help="print the OpenFlow rules and eSwitch entries of a config")
+    p.add_argument("config")
+    p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser("controller", help="run the OpenFlow controller app (os-ken 4)")
+    p.add_argument("-c", "--config", required=True)
+    p.add_argument("-v", "--verbose", action="store_true")
+    p.set_defaults(func=_delegate("launcher", "main"))
+
+    p = sub.add_parser("eswitchd", help="own the eSwitch (softdoca or DOCA) and serve the controller")
+    p.add_argument("-c", "--config", required=True)
+    p.add_argument("-v", "--verbose", action="store_true")
+    p.set_defaults(func=_delegate("eswitchd", "main"))
+    return ap
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    ap = build_parser()
+    args = ap.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

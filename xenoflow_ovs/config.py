@@ -1,0 +1,660 @@
+"""The intent: one YAML file describing a DPU, parsed into frozen, validated objects.
+
+Every error names its key path and line; all errors of a file are reported at
+once, and nothing is returned unless the whole file is valid (a bad file never
+reaches a plane). The same parser serves `xenoflow check-config`, the
+controller's start and its reloads.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import netaddr
+
+from . import yamlsrc
+from .yamlsrc import Path, format_path
+
+DRIVERS = ("softdoca", "doca", "none")
+MODES = ("vnf", "switch")
+TABLE_MISS = ("normal", "drop")
+PROTOCOLS = {"udp": 17, "tcp": 6}
+POLICIES = ("src-ip-bits", "src-port-bits", "maglev")
+MAX_BITS = 16  # 2^16 buckets: an eSwitch pipe takes it; OVS still merges it into few rules
+LAB_DEFAULT_EAL = ("--no-huge", "-m", "256", "--no-pci", "-l", "0-1")
+
+
+class ConfigError(Exception):
+    """All problems of one config file: (key path, message, line)."""
+
+    def __init__(self, problems: List[Tuple[str, str, int]], source: str = "<config>"):
+        self.problems = problems
+        self.source = source
+        super().__init__("\n".join(self.lines()))
+
+    def lines(self) -> List[str]:
+        out = []
+        for path, msg, line in self.problems:
+            where = "%s:%d" % (self.source, line) if line else self.source
+            out.append("%s: %s: %s" % (where, path, msg))
+        return out
+
+
+# ---------------------------------------------------------------- typed model
+
+
+@dataclass(frozen=True)
+class Port:
+    name: str
+    id: int
+    iface: Optional[str] = None
+    rep_iface: Optional[str] = None
+    devargs: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class Eswitch:
+    driver: str = "softdoca"
+    mode: str = "vnf"
+    mirror_routes: bool = True
+    socket: str = "run/eswitchd.sock"
+    eal_args: Tuple[str, ...] = LAB_DEFAULT_EAL
+    busy_poll: bool = False
+
+
+@dataclass(frozen=True)
+class InternalPort:
+    name: str
+    ip: netaddr.IPNetwork
+    mac: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class Bridge:
+    name: str
+    ports: Tuple[str, ...]
+    internal: Tuple[InternalPort, ...] = ()
+
+
+@dataclass(frozen=True)
+class Route:
+    src_port: str            # `from` in YAML
+    dst_port: str            # `to`
+    dst: netaddr.IPNetwork   # 0.0.0.0/0 when the route has no `dst`
+
+    @property
+    def label(self) -> str:
+        return "%s->%s %s" % (self.src_port, self.dst_port, self.dst)
+
+
+@dataclass(frozen=True)
+class Policy:
+    kind: str = "src-ip-bits"
+    bits: int = 1
+
+    @property
+    def buckets(self) -> int:
+        return 1 << self.bits
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    ip: netaddr.IPAddress
+    mac: str
+    weight: int = 1
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    vip: netaddr.IPAddress
+    vip_mac: str
+    protocol: str
+    port: int
+    ingress: str
+    egress: str
+    policy: Policy
+    backends: Tuple[Backend, ...]
+
+    @property
+    def ip_proto(self) -> int:
+        return PROTOCOLS[self.protocol]
+
+    def backend(self, name: str) -> Backend:
+        for b in self.backends:
+            if b.name == name:
+                return b
+        raise KeyError(name)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    host: str
+    port: int
+    socket: Optional[str] = None
+    token_file: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class Config:
+    dpu_name: str
+    eswitch: Eswitch
+    ports: Tuple[Port, ...]
+    ovs_db: str
+    bridges: Tuple[Bridge, ...]
+    patches: Tuple[Tuple[str, str], ...]
+    table_miss: str
+    routes: Tuple[Route, ...]
+    openflow: Endpoint
+    api: Endpoint
+    services: Tuple[Service, ...]
+    base_dir: str = field(default=".", compare=False)
+
+    @property
+    def has_eswitch(self) -> bool:
+        return self.eswitch.driver != "none"
+
+    def port(self, name: str) -> Port:
+        for p in self.ports:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+    def bridge_of(self, port: str) -> str:
+        for br in self.bridges:
+            if port in br.ports or any(i.name == port for i in br.internal):
+                return br.name
+        raise KeyError(port)
+
+    def bridge(self, name: str) -> Bridge:
+        for br in self.bridges:
+            if br.name == name:
+                return br
+        raise KeyError(name)
+
+    def service(self, name: str) -> Service:
+        for s in self.services:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+    def patch_port(self, bridge: str, peer: str) -> str:
+        """The patch port on `bridge` that leads to `peer` (DESIGN: patch-<peer bridge>)."""
+        return "patch-" + peer
+
+    def has_patch(self, a: str, b: str) -> bool:
+        return (a, b) in self.patches or (b, a) in self.patches
+
+    def path(self, relative: str) -> str:
+        """Resolve a path from the config (socket, run dir) against the config's directory."""
+        if relative.startswith("unix:"):
+            return "unix:" + self.path(relative[5:])
+        return relative if os.path.isabs(relative) else os.path.normpath(
+            os.path.join(self.base_dir, relative))
+
+
+# ---------------------------------------------------------------- reader
+
+
+class _Reader:
+    """Walks the plain data with a key path, collecting every problem."""
+
+    def __init__(self, located: yamlsrc.Located):
+        self.located = located
+        self.problems: List[Tuple[str, str, int]] = []
+
+    def error(self, path: Path, msg: str) -> None:
+        self.problems.append((format_path(path), msg, self.located.line(path)))
+
+    def mapping(self, value: Any, path: Path, allowed: Tuple[str, ...],
+                required: Tuple[str, ...] = ()) -> Dict[str, Any]:
+        if value is None:
+            return {}  # absent: the parent's required-key check has said so if it matters
+        if not isinstance(value, dict):
+            self.error(path, "must be a mapping, got %s" % _kind(value))
+            return {}
+        for key in value:
+            if key not in allowed:
+                self.error(path + (key,), "unknown key %r (allowed: %s)" % (key, ", ".join(allowed)))
+        for key in required:
+            if value.get(key) is None:
+                self.error(path + (key,), "missing required key")
+        return value
+
+    def get(self, m: Dict[str, Any], key: str, path: Path, conv: Callable[[Any, Path], Any],
+            default: Any = None) -> Any:
+        if key not in m or m[key] is None:
+            return default
+        return conv(m[key], path + (key,))
+
+    # -- scalar converters: return None after recording an error
+
+    def string(self, v: Any, path: Path) -> Optional[str]:
+        if not isinstance(v, str) or not v:
+            self.error(path, "must be a non-empty string, got %s" % _kind(v))
+            return None
+        return v
+
+    def name(self, v: Any, path: Path) -> Optional[str]:
+        s = self.string(v, path)
+        if s is not None and (len(s) > 15 or not all(c.isalnum() or c in "-_." for c in s)):
+            self.error(path, "%r is not a valid interface/object name (<= 15 chars of [A-Za-z0-9._-])" % s)
+            return None
+        return s
+
+    def integer(self, lo: int, hi: int) -> Callable[[Any, Path], Optional[int]]:
+        def conv(v: Any, path: Path) -> Optional[int]:
+            if isinstance(v, bool) or not isinstance(v, int):
+                self.error(path, "must be an integer, got %s" % _kind(v))
+                return None
+            if not lo <= v <= hi:
+                self.error(path, "must be between %d and %d, got %d" % (lo, hi, v))
+                return None
+            return v
+        return conv
+
+    def boolean(self, v: Any, path: Path) -> Optional[bool]:
+        if not isinstance(v, bool):
+            self.error(path, "must be true or false, got %s" % _kind(v))
+            return None
+        return v
+
+    def choice(self, options: Tuple[str, ...]) -> Callable[[Any, Path], Optional[str]]:
+        def conv(v: Any, path: Path) -> Optional[str]:
+            if v not in options:
+                self.error(path, "must be one of %s, got %r" % (", ".join(options), v))
+                return None
+            return v
+        return conv
+
+    def ipv4(self, v: Any, path: Path) -> Optional[netaddr.IPAddress]:
+        if not isinstance(v, str):
+            self.error(path, "must be an IPv4 address string, got %s" % _kind(v))
+            return None
+        try:
+            addr = netaddr.IPAddress(v, version=4, flags=netaddr.INET_PTON)
+        except (netaddr.AddrFormatError, ValueError):
+            self.error(path, "%r is not an IPv4 address" % v)
+            return None
+        if addr.is_multicast() or addr == netaddr.IPAddress("255.255.255.255") or int(addr) == 0:
+            self.error(path, "%s is not a unicast host address" % addr)
+            return None
+        return addr
+
+    def ipv4_net(self, v: Any, path: Path, host_bits_ok: bool = False) -> Optional[netaddr.IPNetwork]:
+        if not isinstance(v, str) or "/" not in v:
+            self.error(path, "must be an IPv4 prefix like 198.18.0.0/24, got %r" % (v,))
+            return None
+        try:
+            net = netaddr.IPNetwork(v, version=4)
+            netaddr.IPAddress(v.split("/")[0], version=4, flags=netaddr.INET_PTON)
+        except (netaddr.AddrFormatError, ValueError):
+            self.error(path, "%r is not an IPv4 prefix" % v)
+            return None
+        if not host_bits_ok and net.ip != net.network:
+            self.error(path, "%s has host bits set (did you mean %s?)" % (v, net.cidr))
+            return None
+        return net
+
+    def mac(self, v: Any, path: Path) -> Optional[str]:
+        if not isinstance(v, str):
+            self.error(path, "must be a quoted MAC address string like \"02:00:c6:12:00:02\", got %s"
+                       % _kind(v))
+            return None
+        try:
+            mac = netaddr.EUI(v, version=48)
+        except (netaddr.AddrFormatError, ValueError, TypeError):
+            self.error(path, "%r is not a MAC address" % v)
+            return None
+        if int(mac) >> 40 & 1:
+            self.error(path, "%s is a multicast MAC; a unicast MAC is required" % v)
+            return None
+        if int(mac) == 0:
+            self.error(path, "the all-zero MAC is not usable")
+            return None
+        mac.dialect = netaddr.mac_unix_expanded
+        return str(mac).lower()
+
+    def seq(self, v: Any, path: Path) -> List[Any]:
+        if v is None:
+            return []
+        if not isinstance(v, list):
+            self.error(path, "must be a list, got %s" % _kind(v))
+            return []
+        return v
+
+
+def _kind(v: Any) -> str:
+    if v is None:
+        return "nothing"
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string %r" % (v,),
+            list: "a list", dict: "a mapping"}.get(type(v), type(v).__name__)
+
+
+# ---------------------------------------------------------------- parse
+
+
+def load(path: str) -> Config:
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as exc:
+        raise ConfigError([("<file>", "cannot read: %s" % exc.strerror, 0)], source=path)
+    return parse(text, source=path, base_dir=os.path.dirname(os.path.abspath(path)))
+
+
+def parse(text: str, source: str = "<config>", base_dir: str = ".") -> Config:
+    try:
+        located = yamlsrc.load(text)
+    except yamlsrc.SourceError as exc:
+        raise ConfigError(exc.problems, source=source)
+    r = _Reader(located)
+    cfg = _parse(r, located.data, base_dir)
+    if r.problems or cfg is None:
+        raise ConfigError(r.problems or [("<top>", "empty config", 0)], source=source)
+    return cfg
+
+
+def _parse(r: _Reader, data: Any, base_dir: str) -> Optional[Config]:
+    top = r.mapping(data, (), ("dpu", "ovs", "routes", "controller", "services"),
+                    required=("dpu", "ovs", "services"))
+    dpu = r.mapping(top.get("dpu"), ("dpu",), ("name", "eswitch", "ports"), required=("name", "ports"))
+    dpu_name = r.get(dpu, "name", ("dpu",), r.name, "dpu")
+    eswitch = _eswitch(r, dpu.get("eswitch"), ("dpu", "eswitch"))
+    ports = _ports(r, dpu.get("ports"), ("dpu", "ports"), eswitch)
+    port_names = {p.name for p in ports}
+
+    ovs = r.mapping(top.get("ovs"), ("ovs",), ("db", "bridges", "patches", "table_miss"),
+                    required=("bridges",))
+    ovs_db = r.get(ovs, "db", ("ovs",), r.string, "unix:run/ovs/db.sock")
+    table_miss = r.get(ovs, "table_miss", ("ovs",), r.choice(TABLE_MISS), "normal")
+    bridges = _bridges(r, ovs.get("bridges"), ("ovs", "bridges"), port_names)
+    bridge_of = {}
+    for br in bridges:
+        for p in br.ports:
+            bridge_of[p] = br.name
+        for ip in br.internal:
+            bridge_of[ip.name] = br.name
+    patches = _patches(r, ovs.get("patches"), ("ovs", "patches"), {b.name for b in bridges})
+
+    def connected(a: str, b: str) -> bool:
+        ba, bb = bridge_of.get(a), bridge_of.get(b)
+        return ba == bb or (ba, bb) in patches or (bb, ba) in patches
+
+    routes = _routes(r, top.get("routes"), ("routes",), port_names, bridge_of, connected)
+    ctl = r.mapping(top.get("controller"), ("controller",), ("openflow", "api"))
+    openflow = _endpoint(r, ctl.get("openflow"), ("controller", "openflow"), 6653, api=False)
+    api = _endpoint(r, ctl.get("api"), ("controller", "api"), 8080, api=True)
+    services = _services(r, top.get("services"), ("services",), port_names, bridge_of, connected)
+
+    if r.problems:
+        return None
+    return Config(dpu_name=dpu_name, eswitch=eswitch, ports=ports, ovs_db=ovs_db, bridges=bridges,
+                  patches=patches, table_miss=table_miss, routes=routes, openflow=openflow,
+                  api=api, services=services, base_dir=base_dir)
+
+
+def _eswitch(r: _Reader, v: Any, path: Path) -> Eswitch:
+    m = r.mapping(v, path, ("driver", "mode", "mirror_routes", "socket", "eal_args", "busy_poll"))
+    eal = r.seq(m.get("eal_args"), path + ("eal_args",)) if "eal_args" in m else list(LAB_DEFAULT_EAL)
+    for i, a in enumerate(eal):
+        if not isinstance(a, str):
+            r.error(path + ("eal_args", i), "EAL arguments must be strings (quote numbers), got %s"
+                    % _kind(a))
+    d = Eswitch()
+    return Eswitch(
+        driver=r.get(m, "driver", path, r.choice(DRIVERS), d.driver),
+        mode=r.get(m, "mode", path, r.choice(MODES), d.mode),
+        mirror_routes=r.get(m, "mirror_routes", path, r.boolean, d.mirror_routes),
+        socket=r.get(m, "socket", path, r.string, d.socket),
+        eal_args=tuple(str(a) for a in eal),
+        busy_poll=r.get(m, "busy_poll", path, r.boolean, d.busy_poll),
+    )
+
+
+def _ports(r: _Reader, v: Any, path: Path, eswitch: Eswitch) -> Tuple[Port, ...]:
+    m = _named_mapping(r, v, path, "port")
+    out, ids, ifaces = [], {}, {}
+    for name, spec in m.items():
+        p = path + (name,)
+        r.name(name, p)
+        s = r.mapping(spec, p, ("id", "iface", "rep_iface", "devargs"), required=("id",))
+        port = Port(name=name, id=r.get(s, "id", p, r.integer(0, 255)),
+                    iface=r.get(s, "iface", p, r.name), rep_iface=r.get(s, "rep_iface", p, r.name),
+                    devargs=r.get(s, "devargs", p, r.string))
+        if port.id is not None:
+            if port.id in ids:
+                r.error(p + ("id",), "port id %d is already used by port %r" % (port.id, ids[port.id]))
+            ids[port.id] = name
+        for key in ("iface", "rep_iface"):
+            iface = getattr(port, key)
+            if iface is not None:
+                if iface in ifaces:
+                    r.error(p + (key,), "interface %r is already used by %s" % (iface, ifaces[iface]))
+                ifaces[iface] = "%s.%s" % (name, key)
+        if eswitch.driver == "softdoca" and (port.iface is None or port.rep_iface is None):
+            r.error(p, "softdoca needs both iface and rep_iface for every port")
+        if eswitch.driver == "doca" and port.devargs is None and port.iface is None:
+            r.error(p, "doca needs devargs (or iface) for every port")
+        out.append(port)
+    return tuple(out)
+
+
+def _named_mapping(r: _Reader, v: Any, path: Path, what: str) -> Dict[str, Any]:
+    if v is None:
+        return {}  # reported as missing by the parent when required
+    if not isinstance(v, dict) or not v:
+        r.error(path, "must be a mapping of %s name to %s, with at least one entry" % (what, what))
+        return {}
+    return v
+
+
+def _bridges(r: _Reader, v: Any, path: Path, port_names: set) -> Tuple[Bridge, ...]:
+    out, owner = [], {}
+    for name, spec in _named_mapping(r, v, path, "bridge").items():
+        p = path + (name,)
+        r.name(name, p)
+        s = r.mapping(spec, p, ("ports", "internal"), required=("ports",))
+        ports = []
+        for i, port in enumerate(r.seq(s.get("ports"), p + ("ports",))):
+            pp = p + ("ports", i)
+            if r.name(port, pp) is None:
+                continue
+            if port not in port_names:
+                r.error(pp, "unknown port %r (not in dpu.ports)" % port)
+            elif port in owner:
+                r.error(pp, "port %r is already on bridge %r" % (port, owner[port]))
+            owner[port] = name
+            ports.append(port)
+        internal = []
+        im = _named_mapping(r, s.get("internal"), p + ("internal",), "internal port")
+        for iname, ispec in im.items():
+            ip_path = p + ("internal", iname)
+            r.name(iname, ip_path)
+            if iname in port_names or iname in owner:
+                r.error(ip_path, "internal port %r clashes with another port" % iname)
+            owner[iname] = name
+            if isinstance(ispec, dict):
+                sm = r.mapping(ispec, ip_path, ("ip", "mac"), required=("ip",))
+                ip = r.get(sm, "ip", ip_path, lambda x, pp: r.ipv4_net(x, pp, host_bits_ok=True))
+                mac = r.get(sm, "mac", ip_path, r.mac)
+            else:
+                ip, mac = r.ipv4_net(ispec, ip_path, host_bits_ok=True), None
+            internal.append(InternalPort(name=iname, ip=ip, mac=mac))
+        out.append(Bridge(name=name, ports=tuple(ports), internal=tuple(internal)))
+    return tuple(out)
+
+
+def _patches(r: _Reader, v: Any, path: Path, bridges: set) -> Tuple[Tuple[str, str], ...]:
+    out = []
+    for i, pair in enumerate(r.seq(v, path)):
+        p = path + (i,)
+        if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(x, str) for x in pair)):
+            r.error(p, "a patch is a pair of bridge names like [ovsbr1, ovsbr2]")
+            continue
+        a, b = pair
+        for j, br in enumerate(pair):
+            if br not in bridges:
+                r.error(p + (j,), "unknown bridge %r" % br)
+        if a == b:
+            r.error(p, "a patch joins two different bridges")
+        elif (a, b) in out or (b, a) in out:
+            r.error(p, "duplicate patch between %r and %r" % (a, b))
+        else:
+            out.append((a, b))
+    return tuple(out)
+
+
+def _routes(r: _Reader, v: Any, path: Path, port_names: set, bridge_of: dict,
+            connected: Callable[[str, str], bool]) -> Tuple[Route, ...]:
+    out = []
+    seen = {}
+    for i, spec in enumerate(r.seq(v, path)):
+        p = path + (i,)
+        s = r.mapping(spec, p, ("from", "to", "dst"), required=("from", "to"))
+        src = r.get(s, "from", p, r.name)
+        dst_port = r.get(s, "to", p, r.name)
+        dst = r.get(s, "dst", p, r.ipv4_net, netaddr.IPNetwork("0.0.0.0/0"))
+        ok = True
+        for key, port in (("from", src), ("to", dst_port)):
+            if port is not None and port not in port_names:
+                r.error(p + (key,), "unknown port %r (not in dpu.ports)" % port)
+                ok = False
+            elif port is not None and port not in bridge_of:
+                r.error(p + (key,), "port %r is on no OVS bridge" % port)
+                ok = False
+        if src is None or dst_port is None or dst is None or not ok:
+            continue
+        if src == dst_port:
+            r.error(p, "a route from a port back to itself")
+            continue
+        if not connected(src, dst_port):
+            r.error(p, "ports %r and %r are on bridges with no patch between them (ovs.patches)"
+                    % (src, dst_port))
+            continue
+        key = (src, str(dst.cidr))
+        if key in seen:
+            r.error(p, "route for %s from %r duplicates routes[%d]" % (dst.cidr, src, seen[key]))
+            continue
+        seen[key] = i
+        out.append(Route(src_port=src, dst_port=dst_port, dst=dst.cidr))
+    return tuple(out)
+
+
+def _endpoint(r: _Reader, v: Any, path: Path, default_port: int, api: bool) -> Endpoint:
+    allowed = ("host", "port", "socket", "token_file") if api else ("host", "port")
+    m = r.mapping(v, path, allowed)
+    host = r.get(m, "host", path, r.string, "127.0.0.1")
+    if host is not None:
+        try:
+            netaddr.IPAddress(host)
+        except (netaddr.AddrFormatError, ValueError):
+            r.error(path + ("host",), "%r is not an IP address" % host)
+    return Endpoint(host=host, port=r.get(m, "port", path, r.integer(1, 65535), default_port),
+                    socket=r.get(m, "socket", path, r.string) if api else None,
+                    token_file=r.get(m, "token_file", path, r.string) if api else None)
+
+
+def _services(r: _Reader, v: Any, path: Path, port_names: set, bridge_of: dict,
+              connected: Callable[[str, str], bool]) -> Tuple[Service, ...]:
+    items = r.seq(v, path)
+    if v is not None and isinstance(v, list) and not items:
+        r.error(path, "at least one service is required")
+    out, names, listeners = [], {}, {}
+    for i, spec in enumerate(items):
+        p = path + (i,)
+        s = r.mapping(spec, p, ("name", "vip", "vip_mac", "protocol", "port", "ingress", "egress",
+                                "policy", "backends"),
+                      required=("name", "vip", "vip_mac", "port", "ingress", "egress", "backends"))
+        name = r.get(s, "name", p, r.name)
+        vip = r.get(s, "vip", p, r.ipv4)
+        vip_mac = r.get(s, "vip_mac", p, r.mac)
+        protocol = r.get(s, "protocol", p, r.choice(tuple(PROTOCOLS)), "udp")
+        l4port = r.get(s, "port", p, r.integer(1, 65535))
+        ports = {}
+        for key in ("ingress", "egress"):
+            port = r.get(s, key, p, r.name)
+            if port is not None and port not in port_names:
+                r.error(p + (key,), "unknown port %r (not in dpu.ports)" % port)
+                port = None
+            elif port is not None and port not in bridge_of:
+                r.error(p + (key,), "port %r is on no OVS bridge" % port)
+                port = None
+            ports[key] = port
+        if ports["ingress"] and ports["egress"]:
+            if ports["ingress"] == ports["egress"]:
+                r.error(p + ("egress",), "egress must differ from ingress")
+            elif not connected(ports["ingress"], ports["egress"]):
+                r.error(p + ("egress",), "ingress %r and egress %r are on bridges with no patch "
+                        "between them (add the pair to ovs.patches)" % (ports["ingress"], ports["egress"]))
+        policy = _policy(r, s.get("policy"), p + ("policy",))
+        backends = _backends(r, s.get("backends"), p + ("backends",))
+        if name is not None:
+            if name in names:
+                r.error(p + ("name",), "duplicate service name %r (also services[%d])" % (name, names[name]))
+            names[name] = i
+        if vip is not None and l4port is not None and protocol is not None:
+            key = (str(vip), protocol, l4port)
+            if key in listeners:
+                r.error(p, "%s %s/%d is already served by services[%d]" % (vip, protocol, l4port,
+                                                                           listeners[key]))
+            listeners[key] = i
+        if policy is not None and backends:
+            active = [b for b in backends if b.weight > 0]
+            if not active:
+                r.error(p + ("backends",), "every backend has weight 0: nothing could serve")
+            elif policy.kind != "maglev" and len(active) > policy.buckets:
+                r.error(p + ("policy", "bits"), "%d bucket(s) cannot hold %d backends with weight > 0;"
+                        " raise bits to at least %d" % (policy.buckets, len(active),
+                                                        (len(active) - 1).bit_length()))
+            if policy.kind == "maglev" and len(active) > policy.buckets:
+                r.error(p + ("policy", "bits"), "a maglev table of %d buckets cannot hold %d backends"
+                        % (policy.buckets, len(active)))
+        if None in (name, vip, vip_mac, protocol, l4port, ports["ingress"], ports["egress"], policy) \
+                or not backends:
+            continue
+        out.append(Service(name=name, vip=vip, vip_mac=vip_mac, protocol=protocol, port=l4port,
+                           ingress=ports["ingress"], egress=ports["egress"], policy=policy,
+                           backends=tuple(backends)))
+    return tuple(out)
+
+
+def _policy(r: _Reader, v: Any, path: Path) -> Optional[Policy]:
+    m = r.mapping(v, path, ("kind", "bits"))
+    kind = r.get(m, "kind", path, r.choice(POLICIES), "src-ip-bits")
+    bits = r.get(m, "bits", path, r.integer(0, MAX_BITS), 1)
+    if kind is None or bits is None:
+        return None
+    return Policy(kind=kind, bits=bits)
+
+
+def _backends(r: _Reader, v: Any, path: Path) -> List[Backend]:
+    items = r.seq(v, path)
+    if isinstance(v, list) and not items:
+        r.error(path, "a service needs at least one backend")
+    out: List[Backend] = []
+    seen: Dict[str, Dict[str, int]] = {"name": {}, "ip": {}, "mac": {}}
+    for i, spec in enumerate(items):
+        p = path + (i,)
+        s = r.mapping(spec, p, ("name", "ip", "mac", "weight"), required=("name", "ip", "mac"))
+        b = Backend(name=r.get(s, "name", p, r.name), ip=r.get(s, "ip", p, r.ipv4),
+                    mac=r.get(s, "mac", p, r.mac), weight=r.get(s, "weight", p, r.integer(0, 1000), 1))
+        bad = False
+        for key in ("name", "ip", "mac"):
+            val = getattr(b, key)
+            if val is None:
+                bad = True
+                continue
+            if str(val) in seen[key]:
+                r.error(p + (key,), "duplicate backend %s %s (also backends[%d])"
+                        % (key, val, seen[key][str(val)]))
+                bad = True
+            seen[key][str(val)] = i
+        if b.weight is None:
+            bad = True
+        if not bad:
+            out.append(b)
+    return out
