@@ -359,6 +359,9 @@ def parse(text: str, source: str = "<config>", base_dir: str = ".") -> Config:
 
 
 def _parse(r: _Reader, data: Any, base_dir: str) -> Optional[Config]:
+    if data is None:
+        r.error((), "the file is empty")
+        return None
     top = r.mapping(data, (), ("dpu", "ovs", "routes", "controller", "services"),
                     required=("dpu", "ovs", "services"))
     dpu = r.mapping(top.get("dpu"), ("dpu",), ("name", "eswitch", "ports"), required=("name", "ports"))

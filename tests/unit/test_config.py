@@ -1,0 +1,152 @@
+"""Config parsing: many small good and bad YAMLs; errors must name the key path and line."""
+
+import copy
+import os
+
+import pytest
+import yaml
+
+from xenoflow_ovs import config
+from xenoflow_ovs.cli import main as cli_main
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PAPER = os.path.join(ROOT, "topologies", "paper", "xenoflow.yaml")
+
+
+def paper_data():
+    with open(PAPER) as f:
+        return yaml.safe_load(f)
+
+
+def parse(data):
+    return config.parse(yaml.safe_dump(data, sort_keys=False))
+
+
+def errors_of(data):
+    with pytest.raises(config.ConfigError) as exc:
+        parse(data)
+    return exc.value.problems
+
+
+def paths_of(data):
+    return [p for p, _, _ in errors_of(data)]
+
+
+def test_paper_config_parses_to_frozen_objects():
+    cfg = config.load(PAPER)
+    assert cfg.dpu_name == "bf3"
+    assert cfg.eswitch.driver == "softdoca" and cfg.eswitch.mode == "vnf"
+    assert [p.name for p in cfg.ports] == ["p0", "p1", "pf0hpf", "pf1hpf"]
+    assert cfg.bridge_of("pf1hpf") == "ovsbr2" and cfg.bridge_of("pf1sf0") == "ovsbr2"
+    svc = cfg.service("dns")
+    assert str(svc.vip) == "198.18.0.53" and svc.ip_proto == 17 and svc.policy.buckets == 2
+    assert [b.name for b in svc.backends] == ["fips2", "fips3"]
+    with pytest.raises(Exception):
+        svc.port = 54  # frozen
+    assert cfg.path("run/x.sock") == os.path.join(ROOT, "topologies", "paper", "run", "x.sock")
+
+
+@pytest.mark.parametrize("mutate,path,words", [
+    (lambda d: d["dpu"].update(colour="red"), "dpu.colour", "unknown key"),
+    (lambda d: d["services"][0].update(vip="198.18.0.300"), "services[0].vip", "not an IPv4"),
+    (lambda d: d["services"][0].update(vip="fe80::1"), "services[0].vip", "not an IPv4"),
+    (lambda d: d["services"][0].update(vip_mac="01:00:5e:00:00:01"), "services[0].vip_mac", "multicast"),
+    (lambda d: d["services"][0].update(vip_mac="zz:00"), "services[0].vip_mac", "not a MAC"),
+    (lambda d: d["services"][0]["backends"][1].update(name="fips2"),
+     "services[0].backends[1].name", "duplicate backend"),
+    (lambda d: d["services"][0]["backends"][1].update(ip="198.18.0.2"),
+     "services[0].backends[1].ip", "duplicate backend"),
+    (lambda d: d["services"][0].update(backends=[]), "services[0].backends", "at least one backend"),
+    (lambda d: d["services"][0].update(ingress="p7"), "services[0].ingress", "unknown port"),
+    (lambda d: d["services"][0].update(egress="p0"), "services[0].egress", "differ"),
+    (lambda d: d["ovs"]["bridges"]["ovsbr2"]["ports"].append("p9"), "ovs.bridges.ovsbr2.ports[2]",
+     "unknown port"),
+    (lambda d: d["ovs"]["bridges"]["ovsbr2"]["ports"].append("p0"), "ovs.bridges.ovsbr2.ports[2]",
+     "already on bridge"),
+    (lambda d: d["routes"].append({"from": "pf1hpf", "to": "nowhere"}), "routes[2].to", "unknown port"),
+    (lambda d: d["routes"].append({"from": "p1", "to": "pf1hpf", "dst": "198.18.0.5/24"}),
+     "routes[2].dst", "host bits"),
+    (lambda d: d["routes"].append({"from": "p1", "to": "pf1hpf", "dst": "198.18.0.5/32"}),
+     "routes[2]", "duplicates"),
+    (lambda d: d["dpu"]["eswitch"].update(driver="fpga"), "dpu.eswitch.driver", "must be one of"),
+    (lambda d: d["dpu"]["ports"]["p1"].update(id=0), "dpu.ports.p1.id", "already used"),
+    (lambda d: d["dpu"]["ports"]["p1"].pop("rep_iface"), "dpu.ports.p1", "softdoca needs"),
+    (lambda d: d["services"][0]["policy"].update(bits=17), "services[0].policy.bits", "between"),
+    (lambda d: d["services"][0]["policy"].update(bits=0), "services[0].policy.bits", "cannot hold"),
+    (lambda d: d["services"][0]["policy"].update(kind="random"), "services[0].policy.kind", "one of"),
+    (lambda d: d["services"][0].update(port="53"), "services[0].port", "integer"),
+    (lambda d: d["services"][0].update(protocol="sctp"), "services[0].protocol", "one of"),
+    (lambda d: [b.update(weight=0) for b in d["services"][0]["backends"]], "services[0].backends",
+     "weight 0"),
+    (lambda d: d["services"].append(copy.deepcopy(d["services"][0])), "services[1].name", "duplicate service"),
+    (lambda d: d["ovs"].update(patches=[]), "services[0].egress", "no patch"),
+    (lambda d: d["ovs"].update(patches=[["ovsbr1", "ovsbr9"]]), "ovs.patches[0][1]", "unknown bridge"),
+    (lambda d: d["ovs"].update(table_miss="flood"), "ovs.table_miss", "one of"),
+    (lambda d: d["controller"]["api"].update(host="localhost.example"), "controller.api.host",
+     "not an IP"),
+    (lambda d: d["dpu"]["eswitch"].update(eal_args=["-l", 1]), "dpu.eswitch.eal_args[1]", "strings"),
+    (lambda d: d.pop("services"), "services", "missing required key"),
+])
+def test_bad_config_names_the_key(mutate, path, words):
+    data = paper_data()
+    mutate(data)
+    problems = errors_of(data)
+    assert any(p == path and words in msg for p, msg, _ in problems), problems
+
+
+def test_errors_carry_line_numbers_and_all_are_reported():
+    text = open(PAPER).read()
+    text = text.replace("vip: 198.18.0.53", "vip: 198.18.0.999").replace("port: 53", "port: 99999")
+    with pytest.raises(config.ConfigError) as exc:
+        config.parse(text, source="x.yaml")
+    lines = exc.value.lines()
+    assert len(lines) == 2
+    vip_line = [i + 1 for i, l in enumerate(text.splitlines()) if "198.18.0.999" in l][0]
+    assert any(l.startswith("x.yaml:%d: services[0].vip:" % vip_line) for l in lines), lines
+
+
+def test_duplicate_yaml_key_is_an_error():
+    text = open(PAPER).read().replace("    protocol: udp\n", "    protocol: udp\n    protocol: tcp\n")
+    with pytest.raises(config.ConfigError) as exc:
+        config.parse(text)
+    assert any("duplicate key 'protocol'" in msg for _, msg, _ in exc.value.problems)
+
+
+@pytest.mark.parametrize("text,words", [
+    ("", "empty"),
+    ("dpu: [unclosed\n", "YAML syntax"),
+    ("- 1\n- 2\n", "must be a mapping"),
+    ("dpu: {name: x}\n", "missing required key"),
+])
+def test_unreadable_configs(text, words):
+    with pytest.raises(config.ConfigError) as exc:
+        config.parse(text)
+    assert words in str(exc.value)
+
+
+def test_unquoted_sexagesimal_mac_is_explained():
+    # YAML 1.1 reads 12:34:56 as a base-60 integer: the error must say to quote it.
+    text = open(PAPER).read().replace('vip_mac: "02:00:c6:12:00:35"', "vip_mac: 12:34:56")
+    with pytest.raises(config.ConfigError) as exc:
+        config.parse(text)
+    assert "quoted MAC" in str(exc.value)
+
+
+def test_driver_none_needs_no_interfaces():
+    data = paper_data()
+    data["dpu"]["eswitch"] = {"driver": "none"}
+    data["dpu"]["ports"] = {n: {"id": p["id"]} for n, p in data["dpu"]["ports"].items()}
+    cfg = parse(data)
+    assert not cfg.has_eswitch
+
+
+def test_check_config_cli_exit_codes(tmp_path, capsys):
+    assert cli_main(["check-config", PAPER]) == 0
+    bad = paper_data()
+    bad["services"][0]["backends"][0]["mac"] = "nope"
+    f = tmp_path / "bad.yaml"
+    f.write_text(yaml.safe_dump(bad))
+    assert cli_main(["check-config", str(f)]) == 2
+    err = capsys.readouterr().err
+    assert "services[0].backends[0].mac" in err and str(f) in err
+    assert cli_main(["check-config", str(tmp_path / "missing.yaml")]) == 2

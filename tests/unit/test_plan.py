@@ -1,0 +1,158 @@
+"""plan(): the paper's rules and entries; diff(): minimal, ordered make-before-break."""
+
+import os
+
+import yaml
+
+from xenoflow_ovs import config, plan
+from xenoflow_ovs.cli import main as cli_main
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PAPER = os.path.join(ROOT, "topologies", "paper", "xenoflow.yaml")
+
+
+def paper_data():
+    with open(PAPER) as f:
+        return yaml.safe_load(f)
+
+
+def cfg_of(data):
+    return config.parse(yaml.safe_dump(data, sort_keys=False))
+
+
+def ofctl_lines(p, bridge):
+    return {plan.to_ofctl(f).split(",", 1)[1] for f in p.bridge_flows(bridge)}
+
+
+def test_paper_plan_has_the_two_entries_and_the_route():
+    p = plan.plan(config.load(PAPER))
+    buckets_ = [e for e in p.entries if e.kind == "bucket"]
+    assert [(e.match, e.dst_mac, e.fwd) for e in buckets_] == [
+        ((("ipv4_src", 0, 1),), "02:00:c6:12:00:02", ("port", "p1")),
+        ((("ipv4_src", 1, 1),), "02:00:c6:12:00:03", ("port", "p1")),
+    ]
+    [pipe] = p.pipes
+    assert pipe.mask == (("ipv4_src", 1),) and pipe.nr_entries == 2 and pipe.port == "p0"
+    br1 = ofctl_lines(p, "ovsbr1")
+    assert ("table=0,priority=201,udp,in_port=p0,nw_src=0.0.0.0/0.0.0.1,nw_dst=198.18.0.53,tp_dst=53 "
+            "actions=set_field:02:00:c6:12:00:02->eth_dst,output:patch-ovsbr2") in br1
+    br2 = ofctl_lines(p, "ovsbr2")
+    assert "table=0,priority=100,ip,in_port=pf1hpf actions=output:p1" in br2
+    routes = [e for e in p.entries if e.kind == "route"]
+    assert {(e.port, e.fwd) for e in routes} == {("pf1hpf", ("port", "p1")), ("p1", ("port", "pf1hpf"))}
+
+
+def test_every_flow_is_ours_and_keys_are_unique():
+    p = plan.plan(config.load(PAPER))
+    assert all(plan.is_ours(f.cookie) for f in p.flows)
+    assert len({f.key for f in p.flows}) == len(p.flows)
+    assert not plan.is_ours(0) and not plan.is_ours(0x1234)
+
+
+def test_driver_none_and_unmirrored_routes():
+    data = paper_data()
+    data["dpu"]["eswitch"]["mirror_routes"] = False
+    p = plan.plan(cfg_of(data))
+    assert not [e for e in p.entries if e.kind == "route"]
+    assert [f for f in p.flows if f.kind == "route"]  # OVS still routes: the paper's trap, visible
+    data["dpu"]["eswitch"] = {"driver": "none"}
+    p = plan.plan(cfg_of(data))
+    assert not p.entries and not p.pipes
+
+
+def test_table_miss_drop_adds_arp_and_management_rules():
+    data = paper_data()
+    data["ovs"]["table_miss"] = "drop"
+    br2 = ofctl_lines(plan.plan(cfg_of(data)), "ovsbr2")
+    assert "table=0,priority=0 actions=drop" in br2
+    assert "table=0,priority=20,arp actions=NORMAL" in br2
+    assert "table=0,priority=20,in_port=pf1sf0 actions=NORMAL" in br2
+
+
+def test_same_bridge_service_outputs_directly_without_patch_rules():
+    data = paper_data()
+    data["services"][0]["egress"] = "pf0hpf"
+    p = plan.plan(cfg_of(data))
+    svc = [f for f in p.flows if f.kind == "service"]
+    assert all(f.actions[-1] == ("output", "pf0hpf") for f in svc)
+    assert not [f for f in p.flows if f.kind == "patch_in"]
+
+
+def test_src_port_bits_matches_source_port_in_both_planes():
+    data = paper_data()
+    data["services"][0]["policy"] = {"kind": "src-port-bits", "bits": 2}
+    p = plan.plan(cfg_of(data))
+    assert any("tp_src=0x1/0x1" in plan.to_ofctl(f) for f in p.flows if f.kind == "service")
+    assert {e.match[0][0] for e in p.entries if e.kind == "bucket"} == {"l4_src"}
+
+
+def test_plan_cli_prints_both_planes(capsys):
+    assert cli_main(["plan", PAPER]) == 0
+    out = capsys.readouterr().out
+    assert "ip,in_port=pf1hpf actions=output:p1" in out
+    assert "ipv4_src=0.0.0.1/0.0.0.1 -> set dst_mac=02:00:c6:12:00:03" in out
+
+
+def ops(changes):
+    return [(c.plane, c.op) for c in changes]
+
+
+def test_diff_of_identical_plans_is_empty():
+    p = plan.plan(config.load(PAPER))
+    assert plan.diff(p, p) == []
+
+
+def test_backend_add_moves_only_needed_buckets_and_orders_make_before_break():
+    data = paper_data()
+    data["services"][0]["policy"]["bits"] = 2
+    old_cfg = cfg_of(data)
+    data["services"][0]["backends"].append(
+        {"name": "fips6", "ip": "198.18.0.6", "mac": "02:00:c6:12:00:06", "weight": 1})
+    new_cfg = cfg_of(data)
+    old, new = plan.plan(old_cfg), plan.plan(new_cfg)
+    changes = plan.diff(old, new)
+    updates = [c for c in changes if c.plane == "eswitch" and c.op == "update"]
+    moved = sum(1 for a, b in zip(old.table("dns"), new.table("dns")) if a != b)
+    assert len(updates) == moved >= 1
+    assert all(c.item.kind == "bucket" for c in updates)
+    # No eSwitch entry is removed or re-added for a backend add: buckets are updated in place.
+    assert not [c for c in changes if c.plane == "eswitch" and c.op in ("add", "remove")]
+    order = ops(changes)
+    first_es = min(i for i, o in enumerate(order) if o[0] == "eswitch")
+    assert all(o == ("ovs", "delete") for o in order[first_es:] if o[0] == "ovs")
+    assert all(o[1] in ("add", "modify") for o in order[:first_es])
+
+
+def test_new_service_pipe_and_buckets_before_dispatch_removal_in_reverse():
+    data = paper_data()
+    base = cfg_of(data)
+    data["services"][0]["policy"]["bits"] = 3   # a new pipe shape
+    changes = plan.diff(plan.plan(base), plan.plan(cfg_of(data)))
+    es = [(c.op, getattr(c.item, "kind", "pipe")) for c in changes if c.plane == "eswitch"]
+    assert es[0] == ("add_pipe", "pipe")
+    adds = [k for op, k in es if op == "add"]
+    assert adds and all(k == "bucket" for k in adds)
+    # The root entry is switched to the new pipe in place, then old buckets, then the old pipe go.
+    assert ("update", "dispatch") in es
+    assert es.index(("update", "dispatch")) < es.index(("remove", "bucket"))
+    assert es[-1] == ("remove_pipe", "pipe")
+
+
+def test_removing_a_service_removes_dispatch_before_buckets_and_ovs_last():
+    data = paper_data()
+    two = dict(data["services"][0], name="dns2", vip="198.18.0.54", vip_mac="02:00:c6:12:00:36")
+    data["services"].append(two)
+    with_two = plan.plan(cfg_of(data))
+    data["services"].pop()
+    changes = plan.diff(with_two, plan.plan(cfg_of(data)))
+    es = [c.item.kind for c in changes if c.plane == "eswitch" and c.op == "remove"]
+    assert es[0] == "dispatch" and set(es[1:]) == {"bucket"}
+    assert ops(changes)[-1] == ("ovs", "delete")
+    assert not [c for c in changes if c.op in ("add", "update")]
+
+
+def test_exclude_takes_a_backend_out_of_both_planes():
+    p = plan.plan(config.load(PAPER), exclude={"dns": ["fips3"]})
+    assert set(p.table("dns")) == {"fips2"}
+    assert {e.backend for e in p.entries if e.kind == "bucket"} == {"fips2"}
+    assert {f.backend for f in p.flows if f.kind == "service"} == {"fips2"}
