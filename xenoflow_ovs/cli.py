@@ -86,6 +86,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-c", "--config", required=True)
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=_delegate("eswitchd", "main"))
+
+    p = sub.add_parser("lab", help="the paper's testbed in network namespaces on this machine")
+    p.add_argument("action", choices=("up", "down", "status", "demo"))
+    p.add_argument("--topology", default="paper", help="a folder name under topologies/ (default paper)")
+    p.add_argument("--run-dir", default=None, help="where the lab keeps its state (default: run/<topology>)")
+    p.add_argument("--mirror-routes", choices=("on", "off"), default=None,
+                   help="demo only: override dpu.eswitch.mirror_routes (off shows the paper's trap)")
+    p.add_argument("--eswitch", choices=("softdoca", "none"), default=None,
+                   help="override dpu.eswitch.driver")
+    p.set_defaults(func=_delegate("lab.labctl", "main"))
     return ap
 
 

@@ -1,0 +1,141 @@
+"""The controller's side of eswitchd: wire format and a small blocking client.
+
+eswitchd keeps no policy: it is told pipes and entries (the plan's own objects,
+serialised here) and reports them back with their owner's cookie and counters,
+so a restarted controller can adopt what is installed instead of re-adding it.
+Newline-delimited JSON over a unix socket; one request, one reply.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+
+from . import plan as plan_mod
+from .plan import Change, Entry, Pipe
+
+
+class EswitchError(Exception):
+    """eswitchd refused or failed a request; `.doca_error` and `.call` when the glue failed."""
+
+    def __init__(self, message: str, doca_error: Optional[str] = None, call: Optional[str] = None,
+                 failed: Optional[list] = None):
+        super().__init__(message)
+        self.doca_error = doca_error
+        self.call = call
+        self.failed = failed or []
+
+
+# ---------------------------------------------------------------- wire format
+
+
+def pipe_to_wire(p: Pipe) -> Dict[str, Any]:
+    return {"port": p.port, "name": p.name, "mask": [list(m) for m in p.mask],
+            "fwd_port": p.fwd_port, "nr_entries": p.nr_entries, "owner": p.owner}
+
+
+def pipe_from_wire(d: Dict[str, Any]) -> Pipe:
+    return Pipe(port=d["port"], name=d["name"], mask=tuple((str(f), int(m)) for f, m in d["mask"]),
+                fwd_port=d["fwd_port"], nr_entries=int(d["nr_entries"]), owner=d["owner"])
+
+
+def entry_to_wire(e: Entry) -> Dict[str, Any]:
+    return {"port": e.port, "pipe": e.pipe, "match": [list(m) for m in e.match], "kind": e.kind,
+            "owner": e.owner, "fwd": list(e.fwd), "priority": e.priority, "dst_mac": e.dst_mac,
+            "backend": e.backend, "bucket": e.bucket, "cookie": e.cookie}
+
+
+def entry_from_wire(d: Dict[str, Any]) -> Entry:
+    return Entry(port=d["port"], pipe=d["pipe"],
+                 match=tuple((str(f), int(v), int(m)) for f, v, m in d["match"]),
+                 kind=d["kind"], owner=d["owner"], fwd=tuple(d["fwd"]),
+                 priority=int(d.get("priority") or 0), dst_mac=d.get("dst_mac"),
+                 backend=d.get("backend"), bucket=d.get("bucket"))
+
+
+def change_to_wire(c: Change) -> Dict[str, Any]:
+    item = pipe_to_wire(c.item) if isinstance(c.item, Pipe) else entry_to_wire(c.item)
+    out = {"op": c.op, "item": item}
+    if c.old is not None:
+        out["old"] = entry_to_wire(c.old) if isinstance(c.old, Entry) else pipe_to_wire(c.old)
+    return out
+
+
+def change_from_wire(d: Dict[str, Any]) -> Change:
+    is_pipe = d["op"] in ("add_pipe", "remove_pipe")
+    conv = pipe_from_wire if is_pipe else entry_from_wire
+    old = d.get("old")
+    return Change("eswitch", d["op"], conv(d["item"]), conv(old) if old else None)
+
+
+def adoption_changes(installed_pipes: Sequence[Pipe], installed_entries: Sequence[Entry],
+                     desired: plan_mod.Plan) -> List[Change]:
+    """What to change so the eSwitch holds exactly `desired`'s part, given what is installed
+    (a restarted controller adopts matching entries: no flush, no duplicates)."""
+    have = plan_mod.Plan(flows=(), pipes=tuple(installed_pipes), entries=tuple(installed_entries))
+    want = plan_mod.Plan(flows=(), pipes=desired.pipes, entries=desired.entries)
+    return [c for c in plan_mod.diff(have, want) if c.plane == "eswitch"]
+
+
+# ---------------------------------------------------------------- client
+
+
+class EswitchClient:
+    def __init__(self, path: str, timeout: float = 10.0):
+        self.path = path
+        self.timeout = timeout
+        self._sock: Optional[socket.socket] = None
+        self._buf = b""
+
+    def _connect(self) -> socket.socket:
+        if self._sock is None:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.settimeout(self.timeout)
+            try:
+                s.connect(self.path)
+            except OSError as exc:
+                s.close()
+                raise EswitchError("cannot reach eswitchd at %s: %s" % (self.path, exc))
+            self._sock, self._buf = s, b""
+        return self._sock
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    def call(self, op: str, **args: Any) -> Dict[str, Any]:
+        req = dict(args, op=op)
+        sock = self._connect()
+        try:
+            sock.sendall(json.dumps(req).encode() + b"\n")
+            while b"\n" not in self._buf:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    raise EswitchError("eswitchd closed the connection")
+                self._buf += chunk
+        except (OSError, EswitchError) as exc:
+            self.close()
+            raise EswitchError("eswitchd request %s failed: %s" % (op, exc))
+        line, self._buf = self._buf.split(b"\n", 1)
+        reply = json.loads(line)
+        if not reply.get("ok"):
+            raise EswitchError(reply.get("error", "unknown error"), reply.get("doca_error"),
+                               reply.get("call"), reply.get("failed"))
+        return reply
+
+    def hello(self) -> Dict[str, Any]:
+        return self.call("hello")
+
+    def apply(self, changes: Iterable[Change]) -> Dict[str, Any]:
+        """All-or-nothing: on failure eswitchd rolls the whole list back and raises."""
+        return self.call("apply", changes=[change_to_wire(c) for c in changes])
+
+    def installed(self) -> Tuple[List[Pipe], List[Entry]]:
+        r = self.call("list")
+        return ([pipe_from_wire(p) for p in r["pipes"]], [entry_from_wire(e) for e in r["entries"]])
+
+    def counters(self) -> Dict[str, Any]:
+        """{"entries": [{"entry": wire, "pkts": n, "bytes": n}], "ports": {port: {...}}}"""
+        return self.call("counters")

@@ -1,0 +1,343 @@
+"""`xenoflow eswitchd`: the one long-lived process that owns the eSwitch.
+
+Like ovs-vswitchd under its controller: the DPDK EAL initialises once per
+process and the ports must outlive controller crashes and upgrades, so the
+controller never opens them itself. eswitchd keeps no policy: it applies the
+pipes and entries it is told (all-or-nothing per request), and lists them back
+with their owner's cookie and counters. It listens on a unix socket that only
+its owner may use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import socketserver
+import threading
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from . import config as config_mod
+from . import eswitch as wire
+from .plan import Change, Entry, Pipe
+
+log = logging.getLogger("xenoflow.eswitchd")
+
+ROOT_CAPACITY = 1024  # root control pipe entries per port: services + routes
+
+
+class RequestError(Exception):
+    """A request that is wrong before anything is touched (names the problem)."""
+
+
+class GlueDriver:
+    """Maps plan pipes/entries onto dpdk_glue calls. The glue is not thread-safe:
+    every call comes from the server while it holds its lock."""
+
+    def __init__(self, cfg: config_mod.Config):
+        import dpdk_glue
+        self.glue = dpdk_glue
+        self.cfg = cfg
+        ports = [dpdk_glue.PortSpec(name=p.name, id=p.id, iface=p.iface, rep_iface=p.rep_iface,
+                                    devargs=p.devargs) for p in cfg.ports]
+        self.sw = dpdk_glue.ESwitch(eal_args=list(cfg.eswitch.eal_args), ports=ports,
+                                    mode=cfg.eswitch.mode, busy_poll=cfg.eswitch.busy_poll)
+        self.roots: Dict[str, Any] = {}
+
+    def open(self) -> None:
+        self.sw.open()
+
+    def close(self) -> None:
+        self.sw.close()
+
+    def _root(self, port: str) -> Any:
+        if port not in self.roots:
+            self.roots[port] = self.sw.create_root_pipe(port, nr_entries=ROOT_CAPACITY)
+        return self.roots[port]
+
+    def create_pipe(self, p: Pipe) -> Any:
+        return self.sw.create_basic_pipe(p.port, name=p.name, mask=self.glue.Match(**dict(p.mask)),
+                                         fwd_port=p.fwd_port, nr_entries=p.nr_entries)
+
+    def destroy_pipe(self, handle: Any) -> None:
+        self.sw.destroy_pipe(handle)
+
+    def _request(self, e: Entry, pipes: Dict[Tuple[str, str], Any]) -> Any:
+        Match = self.glue.Match
+        if e.pipe == "root":
+            kw: Dict[str, Any] = {}
+            if e.fwd[0] == "pipe":
+                kw["fwd_pipe"] = pipes[(e.port, e.fwd[1])]
+            elif e.fwd[0] == "port":
+                kw["fwd_port"] = e.fwd[1]
+            else:
+                kw["fwd_drop"] = True
+            return self._root(e.port).entry(
+                match=Match(**{f: v for f, v, _ in e.match}),
+                mask=Match(**{f: m for f, _, m in e.match}), priority=e.priority, **kw)
+        return pipes[(e.port, e.pipe)].entry(match=Match(**{f: v for f, v, _ in e.match}),
+                                             dst_mac=e.dst_mac)
+
+    def add(self, entries: List[Entry], pipes: Dict[Tuple[str, str], Any]) -> List[Any]:
+        return self.sw.add_entries([self._request(e, pipes) for e in entries])
+
+    def update(self, handle: Any, e: Entry, pipes: Dict[Tuple[str, str], Any]) -> None:
+        if e.pipe == "root":
+            target = pipes[(e.port, e.fwd[1])] if e.fwd[0] == "pipe" else e.fwd[1]
+            self.sw.update_entries([(handle, target)])
+        else:
+            self.sw.update_entries([(handle, e.dst_mac)])
+
+    def remove(self, handles: List[Any]) -> None:
+        self.sw.remove_entries(handles)
+
+    def query(self, handles: List[Any]) -> List[Tuple[int, int]]:
+        return self.sw.query_entries(handles) if handles else []
+
+    def port_stats(self, port: str) -> Dict[str, int]:
+        return dict(self.sw.port_stats(port))
+
+    def inject_fault(self, **kw: Any) -> None:
+        self.sw.inject_fault(**kw)
+
+
+class EswitchState:
+    """What is installed, and all-or-nothing application of change lists."""
+
+    def __init__(self, driver: Any):
+        self.driver = driver
+        self.pipes: Dict[Tuple[str, str], Tuple[Pipe, Any]] = {}
+        self.entries: Dict[Any, Tuple[Entry, Any, int]] = {}
+        self.lock = threading.Lock()
+
+    def _handles(self) -> Dict[Tuple[str, str], Any]:
+        return {k: h for k, (_, h) in self.pipes.items()}
+
+    def validate(self, changes: List[Change]) -> None:
+        """Simulate the list on keys only: a bad request must change nothing."""
+        pipes = set(self.pipes)
+        entries = set(self.entries)
+        for i, c in enumerate(changes):
+            where = "changes[%d] (%s)" % (i, c.op)
+            if c.op == "add_pipe":
+                if c.item.key in pipes:
+                    raise RequestError("%s: pipe %s exists" % (where, c.item.key))
+                pipes.add(c.item.key)
+            elif c.op == "remove_pipe":
+                if c.item.key not in pipes:
+                    raise RequestError("%s: no pipe %s" % (where, c.item.key))
+                if any(k[0] == c.item.port and k[1] == c.item.name for k in entries):
+                    raise RequestError("%s: pipe %s still has entries" % (where, c.item.key))
+                pipes.discard(c.item.key)
+            elif c.op in ("add", "update", "remove"):
+                e = c.item
+                if c.op == "add" and e.key in entries:
+                    raise RequestError("%s: entry %s exists" % (where, e.key))
+                if c.op != "add" and e.key not in entries:
+                    raise RequestError("%s: no entry %s" % (where, e.key))
+                if e.pipe != "root" and (e.port, e.pipe) not in pipes:
+                    raise RequestError("%s: entry names unknown pipe %s" % (where, e.pipe))
+                if c.op != "remove" and e.fwd and e.fwd[0] == "pipe" and (e.port, e.fwd[1]) not in pipes:
+                    raise RequestError("%s: forwards to unknown pipe %s" % (where, e.fwd[1]))
+                if c.op != "remove" and e.pipe != "root" and not e.dst_mac:
+                    raise RequestError("%s: a bucket entry needs dst_mac" % where)
+                if c.op == "add":
+                    entries.add(e.key)
+                elif c.op == "remove":
+                    entries.discard(e.key)
+            else:
+                raise RequestError("%s: unknown op" % where)
+
+    def apply(self, changes: List[Change]) -> Dict[str, int]:
+        with self.lock:
+            self.validate(changes)
+            undo: List[Callable[[], None]] = []
+            done = {"add_pipe": 0, "add": 0, "update": 0, "remove": 0, "remove_pipe": 0}
+            try:
+                i = 0
+                while i < len(changes):
+                    c = changes[i]
+                    if c.op == "add":  # consecutive adds go in one glue batch
+                        j = i
+                        while j < len(changes) and changes[j].op == "add":
+                            j += 1
+                        self._add([x.item for x in changes[i:j]], undo)
+                        done["add"] += j - i
+                        i = j
+                        continue
+                    getattr(self, "_" + c.op)(c.item, undo)
+                    done[c.op] += 1
+                    i += 1
+            except Exception:
+                for fn in reversed(undo):
+                    try:
+                        fn()
+                    except Exception:  # pragma: no cover - report, keep unwinding
+                        log.exception("rollback step failed")
+                raise
+            return done
+
+    def _add_pipe(self, p: Pipe, undo: list) -> None:
+        h = self.driver.create_pipe(p)
+        self.pipes[p.key] = (p, h)
+
+        def back() -> None:
+            self.driver.destroy_pipe(h)
+            del self.pipes[p.key]
+        undo.append(back)
+
+    def _remove_pipe(self, p: Pipe, undo: list) -> None:
+        old, h = self.pipes.pop(p.key)
+        self.driver.destroy_pipe(h)
+        undo.append(lambda: self._add_pipe(old, []))
+
+    def _add(self, entries: List[Entry], undo: list) -> None:
+        handles = self.driver.add(entries, self._handles())
+        for e, h in zip(entries, handles):
+            self.entries[e.key] = (e, h, e.cookie)
+
+        def back() -> None:
+            self.driver.remove(handles)
+            for e in entries:
+                del self.entries[e.key]
+        undo.append(back)
+
+    def _update(self, e: Entry, undo: list) -> None:
+        old, h, c = self.entries[e.key]
+        self.driver.update(h, e, self._handles())
+        self.entries[e.key] = (e, h, e.cookie)
+
+        def back() -> None:
+            self.driver.update(h, old, self._handles())
+            self.entries[e.key] = (old, h, c)
+        undo.append(back)
+
+    def _remove(self, e: Entry, undo: list) -> None:
+        old, h, _ = self.entries.pop(e.key)
+        self.driver.remove([h])
+        undo.append(lambda: self._add([old], []))
+
+    def listing(self) -> Dict[str, Any]:
+        with self.lock:
+            return {"pipes": [wire.pipe_to_wire(p) for p, _ in self.pipes.values()],
+                    "entries": [dict(wire.entry_to_wire(e), cookie=c) for e, _, c in self.entries.values()]}
+
+    def counters(self) -> Dict[str, Any]:
+        with self.lock:
+            items = list(self.entries.values())
+            counts = self.driver.query([h for _, h, _ in items])
+            ports = {p.name: self.driver.port_stats(p.name) for p in self.driver.cfg.ports}
+        return {"entries": [{"entry": wire.entry_to_wire(e), "pkts": n, "bytes": b}
+                            for (e, _, _), (n, b) in zip(items, counts)],
+                "ports": ports}
+
+
+class _Handler(socketserver.StreamRequestHandler):
+    def handle(self) -> None:
+        for line in self.rfile:
+            try:
+                req = json.loads(line)
+                reply = self.server.dispatch(req)  # type: ignore[attr-defined]
+            except Exception as exc:  # every failure is a reply, never a dead daemon
+                reply = _error_reply(exc)
+            self.wfile.write(json.dumps(reply).encode() + b"\n")
+            self.wfile.flush()
+
+
+def _error_reply(exc: Exception) -> Dict[str, Any]:
+    out: Dict[str, Any] = {"ok": False, "error": "%s: %s" % (type(exc).__name__, exc)}
+    for attr in ("doca_error", "call"):
+        if getattr(exc, attr, None):
+            out[attr] = getattr(exc, attr)
+    if getattr(exc, "failed", None):
+        out["failed"] = [str(f) for f in exc.failed]  # type: ignore[attr-defined]
+    return out
+
+
+class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+    def __init__(self, path: str, state: EswitchState, info: Dict[str, Any]):
+        self.state = state
+        self.info = info
+        directory = os.path.dirname(path) or "."
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        if os.path.exists(path):
+            os.unlink(path)  # a stale socket of a dead eswitchd
+        old = os.umask(0o177)  # the socket is born owner-only: no window where others may connect
+        try:
+            super().__init__(path, _Handler)
+        finally:
+            os.umask(old)
+
+    def dispatch(self, req: Dict[str, Any]) -> Dict[str, Any]:
+        op = req.get("op")
+        if op == "hello":
+            return dict(self.info, ok=True)
+        if op == "list":
+            return dict(self.state.listing(), ok=True)
+        if op == "counters":
+            return dict(self.state.counters(), ok=True)
+        if op == "apply":
+            changes = req.get("changes")
+            if not isinstance(changes, list):
+                raise RequestError("apply needs a list of changes")
+            parsed = []
+            for i, c in enumerate(changes):
+                try:
+                    parsed.append(wire.change_from_wire(c))
+                except (KeyError, TypeError, ValueError) as exc:
+                    raise RequestError("changes[%d]: malformed (%s)" % (i, exc))
+            return dict(applied=self.state.apply(parsed), ok=True)
+        if op == "fault":
+            self.state.driver.inject_fault(**{k: v for k, v in req.items() if k != "op"})
+            return {"ok": True}
+        raise RequestError("unknown op %r" % (op,))
+
+
+def serve(cfg: config_mod.Config, driver: Any = None, ready: Optional[threading.Event] = None) -> None:
+    driver = driver or GlueDriver(cfg)
+    path = cfg.path(cfg.eswitch.socket)
+    driver.open()
+    try:
+        server = Server(path, EswitchState(driver),
+                        {"driver": cfg.eswitch.driver, "mode": cfg.eswitch.mode, "pid": os.getpid(),
+                         "dpu": cfg.dpu_name})
+        stop = threading.Event()
+
+        def on_signal(signum: int, frame: Any) -> None:
+            log.info("signal %d: shutting down", signum)
+            stop.set()
+            threading.Thread(target=server.shutdown, daemon=True).start()
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        log.info("eswitchd for %s (%s, %s) listening on %s", cfg.dpu_name, cfg.eswitch.driver,
+                 cfg.eswitch.mode, path)
+        if ready is not None:
+            ready.set()
+        try:
+            server.serve_forever(poll_interval=0.2)
+        finally:
+            server.server_close()
+            if os.path.exists(path):
+                os.unlink(path)
+    finally:
+        driver.close()  # tears the pipes down and stops the ports
+
+
+def main(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        cfg = config_mod.load(args.config)
+    except config_mod.ConfigError as exc:
+        for line in exc.lines():
+            log.error("%s", line)
+        return 2
+    if not cfg.has_eswitch:
+        log.error("%s: dpu.eswitch.driver is none: there is no eSwitch to own", args.config)
+        return 2
+    serve(cfg)
+    return 0
