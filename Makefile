@@ -1,0 +1,53 @@
+# XenoFlow-OVS. On a fresh Debian 12 machine, as root:
+#   make demo   install deps, build .venv, run the lab demo
+#   make test   install deps, run the whole suite in both runtimes (tox: osken, ryu)
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PY311 ?= $(shell scripts/find-python.sh 3.11 2>/dev/null)
+PY39  ?= $(shell scripts/find-python.sh 3.9 2>/dev/null)
+TOOLS ?= $(CURDIR)/.venv-tools
+TOX   := $(TOOLS)/bin/tox
+VENV  := $(CURDIR)/.venv
+XF_TOXENVS ?= osken,ryu
+export XF_PY311 := $(PY311)
+export XF_PY39  := $(PY39)
+export XF_TOOLS_VENV := $(TOOLS)
+
+.PHONY: help deps venv test test-osken test-ryu demo clean
+
+help:
+	@echo "make demo         install deps + .venv, then run 'xenoflow lab demo'"
+	@echo "make test         install deps, then 'tox -e $(XF_TOXENVS)' (whole suite, both runtimes)"
+	@echo "make test-osken   only the os-ken 4.2 / Python 3.11 env (ARGS='...' go to pytest)"
+	@echo "make test-ryu     only the Ryu 4.34 / Python 3.9 env"
+	@echo "make venv         dev venv .venv (3.11, editable, extras osken,test)"
+	@echo "make deps         apt packages + tox (idempotent, fast when nothing is missing)"
+	@echo "make clean        remove .tox, build artefacts (keeps .venv, .venv-tools)"
+
+deps:
+	scripts/install-deps.sh
+
+$(VENV)/.stamp: setup.cfg setup.py pyproject.toml $(wildcard dpdk_glue/build_glue.py)
+	@test -n "$(PY311)" || { echo "no python3.11 found"; exit 1; }
+	test -x $(VENV)/bin/python || $(PY311) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check --upgrade pip
+	$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[osken,test]'
+	touch $@
+
+venv: $(VENV)/.stamp
+
+test: deps
+	$(TOX) -e $(XF_TOXENVS) -- $(ARGS)
+
+test-osken: deps
+	$(TOX) -e osken -- $(ARGS)
+
+test-ryu: deps
+	$(TOX) -e ryu -- $(ARGS)
+
+demo: deps venv
+	$(VENV)/bin/xenoflow lab demo
+
+clean:
+	rm -rf .tox build dist *.egg-info .pytest_cache .hypothesis

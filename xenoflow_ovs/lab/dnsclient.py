@@ -1,0 +1,132 @@
+"""Ask ``who.example.lab TXT`` and return the answer (which backend replied).
+
+Works with dnspython 1.16 (Ryu env) and 2.x: only ``dns.message.make_query``
+and ``dns.query.udp(q, where, timeout=, port=, source=)`` are used.
+
+In a namespace, run it as a module (JSON on stdout)::
+
+    ip netns exec NS python -m xenoflow_ovs.lab.dnsclient \\
+        --server 198.18.0.53 --src 198.18.0.101 --count 10
+    {"server": ..., "src": ..., "count": 10, "answers": ["fips2", ...],
+     "by_answer": {"fips2": 10}, "timeouts": 0, "errors": 0}
+
+or from Python with :func:`query_many_in_ns` / :func:`query_txt_in_ns`, which
+do exactly that with this interpreter (sys.executable) and parse the JSON.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from typing import Dict, List, Optional
+
+DEFAULT_NAME = "who.example.lab"
+
+__all__ = ["query_txt", "query_many", "query_txt_in_ns", "query_many_in_ns", "main"]
+
+
+class _NoAnswer(Exception):
+    pass
+
+
+def _one(server: str, src: Optional[str], name: str, timeout: float, port: int) -> str:
+    import dns.message
+    import dns.query
+    import dns.rdatatype
+
+    q = dns.message.make_query(name, "TXT")
+    r = dns.query.udp(q, server, timeout=timeout, port=port, source=src)
+    for rrset in r.answer:
+        if rrset.rdtype == dns.rdatatype.TXT:
+            for rd in rrset:
+                return b"".join(rd.strings).decode("utf-8", "replace")
+    raise _NoAnswer("no TXT in answer (rcode %s)" % r.rcode())
+
+
+def query_txt(server: str, src: Optional[str] = None, name: str = DEFAULT_NAME,
+              timeout: float = 1.0, port: int = 53) -> Optional[str]:
+    """One query; the TXT string, or None on timeout or a reply without TXT."""
+    import dns.exception
+
+    try:
+        return _one(server, src, name, timeout, port)
+    except (dns.exception.Timeout, _NoAnswer):
+        return None
+
+
+def query_many(server: str, src: Optional[str] = None, count: int = 1,
+               name: str = DEFAULT_NAME, timeout: float = 1.0, port: int = 53) -> Dict:
+    """`count` sequential queries; a summary dict (see the module doc)."""
+    import dns.exception
+
+    answers: List[Optional[str]] = []
+    by: Dict[str, int] = {}
+    timeouts = errors = 0
+    last_error = None
+    for _ in range(count):
+        ans = None
+        try:
+            ans = _one(server, src, name, timeout, port)
+        except dns.exception.Timeout:
+            timeouts += 1
+        except Exception as e:  # wrong source (DSR trap), malformed reply, no TXT...
+            errors += 1
+            last_error = "%s: %s" % (type(e).__name__, e)
+        answers.append(ans)
+        if ans is not None:
+            by[ans] = by.get(ans, 0) + 1
+    out = {"server": server, "src": src, "name": name, "count": count, "answers": answers,
+           "by_answer": by, "timeouts": timeouts, "errors": errors}
+    if last_error:
+        out["last_error"] = last_error
+    return out
+
+
+def _subprocess_env() -> Dict[str, str]:
+    """Environment whose PYTHONPATH finds this package even when not installed."""
+    env = dict(os.environ)
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env["PYTHONPATH"] = os.pathsep.join([root] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    return env
+
+
+def query_many_in_ns(ns: Optional[str], server: str, src: Optional[str] = None, count: int = 1,
+                     name: str = DEFAULT_NAME, timeout: float = 1.0, port: int = 53,
+                     python: Optional[str] = None) -> Dict:
+    """query_many() run inside namespace `ns` (``ip netns exec``)."""
+    from .netns import run_in_ns
+
+    argv = [python or sys.executable, "-m", "xenoflow_ovs.lab.dnsclient", "--server", server,
+            "--count", str(count), "--name", name, "--timeout", str(timeout), "--port", str(port)]
+    if src:
+        argv += ["--src", src]
+    p = run_in_ns(ns, argv, env=_subprocess_env(), timeout=30 + count * (timeout + 1))
+    return json.loads(p.stdout)
+
+
+def query_txt_in_ns(ns: Optional[str], server: str, src: Optional[str] = None,
+                    name: str = DEFAULT_NAME, timeout: float = 1.0, port: int = 53,
+                    python: Optional[str] = None) -> Optional[str]:
+    """One query from inside `ns`; the TXT string or None."""
+    return query_many_in_ns(ns, server, src, 1, name, timeout, port, python)["answers"][0]
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m xenoflow_ovs.lab.dnsclient",
+                                 description="query who.example.lab TXT; print a JSON summary")
+    ap.add_argument("--server", required=True, help="server address (the VIP)")
+    ap.add_argument("--src", default=None, help="source address to send from")
+    ap.add_argument("--count", type=int, default=1)
+    ap.add_argument("--name", default=DEFAULT_NAME)
+    ap.add_argument("--timeout", type=float, default=1.0)
+    ap.add_argument("--port", type=int, default=53)
+    a = ap.parse_args(argv)
+    res = query_many(a.server, a.src, a.count, a.name, a.timeout, a.port)
+    sys.stdout.write(json.dumps(res) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
