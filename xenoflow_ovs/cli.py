@@ -56,6 +56,79 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# Where `status` and `check` look for a controller when not told: the running
+# lab's derived config first (its API socket lives in the lab's run dir).
+DEFAULT_CONFIGS = ("run/paper/xenoflow.yaml", "topologies/paper/xenoflow.yaml")
+
+
+def _api_call(args: argparse.Namespace, path: str):
+    import os
+    from . import api
+    if args.socket:
+        return api.request("GET", path, unix_path=args.socket)
+    candidates = [args.config] if args.config else [
+        c for c in (os.environ.get("XENOFLOW_CONFIG"),) + DEFAULT_CONFIGS if c]
+    for candidate in candidates:
+        if not os.path.exists(candidate):
+            continue
+        cfg = _load_or_report(candidate)
+        if cfg is None:
+            return None
+        sock = cfg.path(cfg.api.socket) if cfg.api.socket else None
+        if sock and os.path.exists(sock):
+            return api.request("GET", path, unix_path=sock)
+        return api.request("GET", path, host=cfg.api.host, port=cfg.api.port)
+    print("no config found (tried %s); pass -c FILE or --socket PATH" % ", ".join(candidates),
+          file=sys.stderr)
+    return None
+
+
+def _api_or_error(args: argparse.Namespace, path: str):
+    try:
+        got = _api_call(args, path)
+    except OSError as exc:
+        print("cannot reach the controller's API: %s (is the controller running?)" % exc,
+              file=sys.stderr)
+        return None
+    if got is None:
+        return None
+    code, body = got
+    if code != 200:
+        print("API %s answered %d: %s" % (path, code, body), file=sys.stderr)
+        return None
+    return body
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    import json
+    body = _api_or_error(args, "/status")
+    if body is None:
+        return EXIT_ERROR
+    if args.json:
+        print(json.dumps(body, indent=1, sort_keys=True))
+        return EXIT_OK
+    print("dpu %s, eswitch %s, verdict %s" % (body.get("dpu"), body.get("eswitch", {}).get("driver"),
+                                             body.get("verdict")))
+    for svc, backends in sorted((body.get("services") or {}).items()):
+        for name, c in sorted(backends.items()):
+            print("  %s/%s: ovs %s pkts, eswitch %s pkts%s" % (
+                svc, name, c.get("ovs_packets"), c.get("eswitch_packets"),
+                "" if c.get("in_service", True) else " (out of service)"))
+    print("  fallback packets: %s, miss_other packets: %s, packet-ins: %s" % (
+        body.get("fallback_packets"), body.get("miss_other_packets"), body.get("packet_ins")))
+    return EXIT_OK
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    import json
+    from .consistency import format_report
+    body = _api_or_error(args, "/check")
+    if body is None:
+        return EXIT_ERROR
+    print(json.dumps(body, indent=1, sort_keys=True) if args.json else format_report(body))
+    return EXIT_OK if body.get("verdict") == "consistent" else EXIT_FOUND
+
+
 def _delegate(module: str, func: str):
     def run(args: argparse.Namespace) -> int:
         import importlib
@@ -86,6 +159,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-c", "--config", required=True)
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=_delegate("eswitchd", "main"))
+
+    for name, func, text in (("status", cmd_status, "per-backend counters, fallback and the verdict"),
+                             ("check", cmd_check, "consistency of both planes (exit 0 ok, 1 drift "
+                              "or fallback, 2 error)")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("-c", "--config", help="the controller's config (default: the running lab's)")
+        p.add_argument("--socket", help="the API's unix socket")
+        p.add_argument("--json", action="store_true")
+        p.set_defaults(func=func)
 
     p = sub.add_parser("lab", help="the paper's testbed in network namespaces on this machine")
     p.add_argument("action", choices=("up", "down", "status", "demo"))

@@ -1,0 +1,157 @@
+"""The controller's JSON HTTP API, on loopback TCP and on an owner-only unix socket.
+
+Routes are plain callables returning (status, body), registered by the app, so
+this module knows nothing of OpenFlow and runs the same under os-ken 4 (native
+threads) and Ryu (eventlet-patched threads). The unix socket is how the CLI
+reaches a controller inside the lab's network namespace.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import logging
+import os
+import socket
+import socketserver
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+log = logging.getLogger("xenoflow.api")
+
+Route = Callable[[Optional[Any]], Tuple[int, Any]]
+MAX_BODY = 1 << 20
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server_version = "xenoflow"
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, fmt: str, *args: Any) -> None:
+        log.debug("%s " + fmt, self.client_address, *args)
+
+    def _reply(self, code: int, body: Any) -> None:
+        data = json.dumps(body, indent=1, sort_keys=True, default=str).encode() + b"\n"
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _dispatch(self, method: str) -> None:
+        api: Api = self.server.api  # type: ignore[attr-defined]
+        path = self.path.split("?", 1)[0].rstrip("/") or "/"
+        route = api.routes.get((method, path))
+        if route is None:
+            known = sorted(p for m, p in api.routes if m == method)
+            self._reply(404, {"error": "no route %s %s" % (method, path), "routes": known})
+            return
+        body = None
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_BODY:
+            self._reply(413, {"error": "body larger than %d bytes" % MAX_BODY})
+            return
+        if length:
+            try:
+                body = json.loads(self.rfile.read(length))
+            except ValueError as exc:
+                self._reply(400, {"error": "body is not JSON: %s" % exc})
+                return
+        try:
+            code, out = route(body)
+        except Exception as exc:  # a bug in a route is a 500, never a dead API thread
+            log.exception("route %s %s failed", method, path)
+            code, out = 500, {"error": "%s: %s" % (type(exc).__name__, exc)}
+        self._reply(code, out)
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:  # noqa: N802
+        self._dispatch("POST")
+
+
+class _UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+    def get_request(self) -> Tuple[socket.socket, Tuple[str, int]]:
+        conn, _ = super().get_request()
+        return conn, ("unix", 0)  # BaseHTTPRequestHandler expects (host, port)
+
+
+class _TCPHTTPServer(socketserver.ThreadingMixIn, HTTPServer):
+    daemon_threads = True
+
+
+class Api:
+    def __init__(self, host: Optional[str], port: Optional[int], unix_path: Optional[str] = None):
+        self.host, self.port, self.unix_path = host, port, unix_path
+        self.routes: Dict[Tuple[str, str], Route] = {}
+        self._servers: List[socketserver.BaseServer] = []
+
+    def route(self, method: str, path: str, fn: Route) -> None:
+        self.routes[(method, path)] = fn
+
+    def start(self) -> None:
+        if self.host is not None and self.port is not None:
+            srv = _TCPHTTPServer((self.host, self.port), _Handler)
+            self._start(srv, "http://%s:%d" % (self.host, srv.server_address[1]))
+            self.port = srv.server_address[1]
+        if self.unix_path:
+            os.makedirs(os.path.dirname(self.unix_path) or ".", mode=0o700, exist_ok=True)
+            if os.path.exists(self.unix_path):
+                os.unlink(self.unix_path)  # a stale socket of a dead controller
+            old = os.umask(0o177)  # owner-only from birth
+            try:
+                srv = _UnixHTTPServer(self.unix_path, _Handler)
+            finally:
+                os.umask(old)
+            self._start(srv, "unix:" + self.unix_path)
+
+    def _start(self, srv: socketserver.BaseServer, where: str) -> None:
+        srv.api = self  # type: ignore[attr-defined]
+        self._servers.append(srv)
+        threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.5},
+                         name="xenoflow-api", daemon=True).start()
+        log.info("API listening on %s", where)
+
+    def stop(self) -> None:
+        for srv in self._servers:
+            srv.shutdown()
+            srv.server_close()
+        self._servers = []
+        if self.unix_path and os.path.exists(self.unix_path):
+            os.unlink(self.unix_path)
+
+
+# ---------------------------------------------------------------- client
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float):
+        super().__init__("localhost", timeout=timeout)
+        self.unix_path = path
+
+    def connect(self) -> None:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(self.timeout)
+        s.connect(self.unix_path)
+        self.sock = s
+
+
+def request(method: str, path: str, *, unix_path: Optional[str] = None, host: str = "127.0.0.1",
+            port: int = 8080, body: Any = None, timeout: float = 10.0) -> Tuple[int, Any]:
+    conn: http.client.HTTPConnection
+    if unix_path:
+        conn = _UnixConnection(unix_path, timeout)
+    else:
+        conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        data = json.dumps(body).encode() if body is not None else None
+        headers = {"Content-Type": "application/json"} if data else {}
+        conn.request(method, path, body=data, headers=headers)
+        resp = conn.getresponse()
+        return resp.status, json.loads(resp.read() or b"null")
+    finally:
+        conn.close()
