@@ -108,6 +108,20 @@ class Backend:
 
 
 @dataclass(frozen=True)
+class Health:
+    """DNS probes per backend, sent from the DPU's management port (DESIGN: pf1sf0)."""
+    enabled: bool = False
+    query: str = "who.example.lab"
+    qtype: str = "TXT"
+    expect: Optional[str] = None     # a substring of the answer; None: any NOERROR answer
+    interval: float = 1.0
+    timeout: float = 0.5
+    rise: int = 2
+    fall: int = 3
+    source: Optional[str] = None     # source IPv4 (the management port's); None: the kernel picks
+
+
+@dataclass(frozen=True)
 class Service:
     name: str
     vip: netaddr.IPAddress
@@ -118,6 +132,7 @@ class Service:
     egress: str
     policy: Policy
     backends: Tuple[Backend, ...]
+    health: Health = Health()
 
     @property
     def ip_proto(self) -> int:
@@ -570,7 +585,7 @@ def _services(r: _Reader, v: Any, path: Path, port_names: set, bridge_of: dict,
     for i, spec in enumerate(items):
         p = path + (i,)
         s = r.mapping(spec, p, ("name", "vip", "vip_mac", "protocol", "port", "ingress", "egress",
-                                "policy", "backends"),
+                                "policy", "backends", "health"),
                       required=("name", "vip", "vip_mac", "port", "ingress", "egress", "backends"))
         name = r.get(s, "name", p, r.name)
         vip = r.get(s, "vip", p, r.ipv4)
@@ -595,6 +610,7 @@ def _services(r: _Reader, v: Any, path: Path, port_names: set, bridge_of: dict,
                         "between them (add the pair to ovs.patches)" % (ports["ingress"], ports["egress"]))
         policy = _policy(r, s.get("policy"), p + ("policy",))
         backends = _backends(r, s.get("backends"), p + ("backends",))
+        health = _health(r, s.get("health"), p + ("health",))
         if name is not None:
             if name in names:
                 r.error(p + ("name",), "duplicate service name %r (also services[%d])" % (name, names[name]))
@@ -621,8 +637,38 @@ def _services(r: _Reader, v: Any, path: Path, port_names: set, bridge_of: dict,
             continue
         out.append(Service(name=name, vip=vip, vip_mac=vip_mac, protocol=protocol, port=l4port,
                            ingress=ports["ingress"], egress=ports["egress"], policy=policy,
-                           backends=tuple(backends)))
+                           backends=tuple(backends), health=health))
     return tuple(out)
+
+
+def _seconds(lo: float, hi: float, r: "_Reader") -> Callable[[Any, Path], Optional[float]]:
+    def conv(v: Any, path: Path) -> Optional[float]:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi:
+            r.error(path, "must be a number of seconds between %g and %g, got %r" % (lo, hi, v))
+            return None
+        return float(v)
+    return conv
+
+
+def _health(r: _Reader, v: Any, path: Path) -> Health:
+    if v is None:
+        return Health()
+    m = r.mapping(v, path, ("enabled", "query", "qtype", "expect", "interval", "timeout", "rise",
+                            "fall", "source"))
+    d = Health()
+    h = Health(enabled=r.get(m, "enabled", path, r.boolean, True),
+               query=r.get(m, "query", path, r.string, d.query),
+               qtype=r.get(m, "qtype", path, r.choice(("A", "AAAA", "TXT", "SOA", "NS")), d.qtype),
+               expect=r.get(m, "expect", path, r.string, None),
+               interval=r.get(m, "interval", path, _seconds(0.05, 3600, r), d.interval),
+               timeout=r.get(m, "timeout", path, _seconds(0.01, 60, r), d.timeout),
+               rise=r.get(m, "rise", path, r.integer(1, 100), d.rise),
+               fall=r.get(m, "fall", path, r.integer(1, 100), d.fall),
+               source=r.get(m, "source", path, r.ipv4, None))
+    if h.timeout is not None and h.interval is not None and h.timeout > h.interval:
+        r.error(path + ("timeout",), "timeout %gs exceeds interval %gs: probes would overlap"
+                % (h.timeout, h.interval))
+    return h
 
 
 def _policy(r: _Reader, v: Any, path: Path) -> Optional[Policy]:

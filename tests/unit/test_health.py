@@ -1,0 +1,89 @@
+"""Health checks: hysteresis, the probe against a real DNS responder on loopback, the monitor."""
+
+import socket
+import threading
+
+import dns.message
+import dns.rrset
+import pytest
+
+from xenoflow_ovs import health
+from xenoflow_ovs.config import Health
+
+
+def test_hysteresis_rise_and_fall():
+    h = health.Hysteresis(rise=2, fall=3)
+    assert [h.observe(False) for _ in range(3)] == [None, None, False]
+    assert not h.up
+    assert h.observe(True) is None and h.observe(False) is None  # a good probe alone is not enough
+    assert h.observe(True) is None and h.observe(True) is True
+    assert h.up
+
+
+@pytest.fixture
+def responder():
+    """A tiny authoritative responder on 127.0.0.1: answers TXT "be1", or REFUSED when told."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    mode = {"answer": "be1", "stop": False}
+
+    def serve():
+        sock.settimeout(0.2)
+        while not mode["stop"]:
+            try:
+                data, addr = sock.recvfrom(2048)
+            except socket.timeout:
+                continue
+            q = dns.message.from_wire(data)
+            r = dns.message.make_response(q)
+            if mode["answer"] is None:
+                continue  # silent: the probe times out
+            if mode["answer"] == "REFUSED":
+                r.set_rcode(5)
+            else:
+                r.answer.append(dns.rrset.from_text(q.question[0].name, 60, "IN", "TXT",
+                                                    '"%s"' % mode["answer"]))
+            sock.sendto(r.to_wire(), addr)
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    yield sock.getsockname()[1], mode
+    mode["stop"] = True
+    t.join()
+    sock.close()
+
+
+def test_probe_against_a_real_responder(responder):
+    port, mode = responder
+    h = Health(enabled=True, timeout=0.3, expect="be1")
+    assert health.probe("127.0.0.1", port, "udp", h)[0]
+    mode["answer"] = "be2"
+    ok, why = health.probe("127.0.0.1", port, "udp", h)
+    assert not ok and "lacks" in why
+    mode["answer"] = "REFUSED"
+    ok, why = health.probe("127.0.0.1", port, "udp", h)
+    assert not ok and "REFUSED" in why
+    mode["answer"] = None
+    ok, why = health.probe("127.0.0.1", port, "udp", h)
+    assert not ok and "timeout" in why
+
+
+def test_monitor_reports_transitions_once(responder):
+    import netaddr
+    from xenoflow_ovs.config import Backend, Policy, Service
+    port, mode = responder
+    svc = Service(name="dns", vip=netaddr.IPAddress("198.18.0.53"), vip_mac="02:00:c6:12:00:35",
+                  protocol="udp", port=port, ingress="p0", egress="p1", policy=Policy(bits=1),
+                  backends=(Backend(name="lo", ip=netaddr.IPAddress("127.0.0.1"), mac="02:00:00:00:00:01"),),
+                  health=Health(enabled=True, timeout=0.2, interval=0.3, rise=2, fall=2))
+    seen = []
+    mon = health.Monitor([svc], lambda s, b, up, why: seen.append((s, b, up)))
+    mon.run_once()
+    mode["answer"] = None
+    mon.run_once(); mon.run_once(); mon.run_once()
+    assert seen == [("dns", "lo", False)] and mon.down() == {"dns": ["lo"]}
+    mode["answer"] = "be1"
+    mon.run_once(); mon.run_once()
+    assert seen[-1] == ("dns", "lo", True) and mon.down() == {}
+    mon.set_services([svc])  # a reload keeps state
+    assert mon.states[("dns", "lo")].up
