@@ -82,5 +82,12 @@ def _convert(node: yaml.Node, path: Path, lines: Dict[Path, int], problems: list
         return out
     if isinstance(node, yaml.SequenceNode):
         return [_convert(item, path + (i,), lines, problems) for i, item in enumerate(node.value)]
-    # Scalars: let the safe constructor resolve ints, bools, nulls, strings.
-    return yaml.constructor.SafeConstructor().construct_object(node, deep=True)
+    # Scalars: let the safe constructor resolve ints, bools, nulls, strings. It refuses
+    # unsafe tags (!!python/...) and chokes on bad timestamps: both are config errors.
+    try:
+        return yaml.constructor.SafeConstructor().construct_object(node, deep=True)
+    except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:
+        problem = getattr(exc, "problem", None) or str(exc)
+        problems.append((format_path(path), "unreadable value %r: %s" % (node.value, problem),
+                         node.start_mark.line + 1))
+        return None
