@@ -1,0 +1,34 @@
+"""dpdk_glue: DOCA Flow (or softdoca, its behavioural model on DPDK) from Python via cffi.
+
+``import dpdk_glue`` always works; the compiled module is loaded on first use, and a missing
+build raises GlueMissing with the build instructions.  One eSwitch per process (DPDK EAL).
+"""
+from __future__ import annotations
+
+from dpdk_glue.eswitch import (
+    BasicPipe,
+    Entry,
+    EntrySpec,
+    ESwitch,
+    GlueError,
+    GlueMissing,
+    Match,
+    PortSpec,
+    RootPipe,
+    default_eal_args,
+    glue_target,
+)
+
+__all__ = [
+    "BasicPipe",
+    "Entry",
+    "EntrySpec",
+    "ESwitch",
+    "GlueError",
+    "GlueMissing",
+    "Match",
+    "PortSpec",
+    "RootPipe",
+    "default_eal_args",
+    "glue_target",
+]

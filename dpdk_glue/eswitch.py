@@ -1,0 +1,677 @@
+"""Python face of dpdk_glue: an eSwitch (DOCA Flow, or softdoca) with root control pipes per
+port, basic (service) pipes, and batched entries.  See dpdk_glue/README.md.
+
+One eSwitch per process: the DPDK EAL can be initialised only once in a process, so a second
+ESwitch (even after the first was closed) is refused.  Open it in a child process or in
+eswitchd.  All methods are thread-safe (serialised by a lock here and a mutex in the C glue).
+"""
+from __future__ import annotations
+
+import ipaddress
+import re
+import struct
+import threading
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+
+__all__ = [
+    "ESwitch",
+    "PortSpec",
+    "Match",
+    "Entry",
+    "EntrySpec",
+    "RootPipe",
+    "BasicPipe",
+    "GlueError",
+    "GlueMissing",
+    "default_eal_args",
+    "glue_target",
+]
+
+IPv4 = Union[int, str]
+
+# ------------------------------------------------------------------------------------------
+# errors
+
+
+class GlueError(Exception):
+    """A DOCA/DPDK call failed.  ``doca_error`` is the DOCA error name (e.g.
+    "DOCA_ERROR_INVALID_VALUE"), ``call`` the failing call (e.g. "doca_flow_pipe_add_entry").
+    For a batch, ``failures`` lists (index in the batch, doca_error, call) per failed entry."""
+
+    def __init__(
+        self,
+        doca_error: str,
+        call: str,
+        detail: str = "",
+        failures: Optional[List[Tuple[int, str, str]]] = None,
+    ) -> None:
+        self.doca_error = doca_error
+        self.call = call
+        self.detail = detail
+        self.failures = failures or []
+        msg = "%s failed: %s" % (call, doca_error)
+        if detail:
+            msg += " (%s)" % detail
+        if self.failures:
+            shown = "; ".join("entry %d: %s in %s" % f for f in self.failures[:10])
+            more = "" if len(self.failures) <= 10 else "; ... %d more" % (len(self.failures) - 10)
+            msg += " [%s%s]" % (shown, more)
+        super().__init__(msg)
+
+
+class GlueMissing(RuntimeError):
+    """The compiled module dpdk_glue._glue is missing (or was built without DPDK)."""
+
+
+_BUILD_HINT = (
+    "dpdk_glue's C module is not built. Install the DPDK development files "
+    "(`apt-get install libdpdk-dev`) and run `pip install .` in the project "
+    "(or `python dpdk_glue/build_glue.py` for an in-place build)."
+)
+
+_lib: Any = None
+_ffi: Any = None
+
+
+def _load() -> Tuple[Any, Any]:
+    global _lib, _ffi
+    if _lib is None:
+        try:
+            from dpdk_glue import _glue  # type: ignore[attr-defined]
+        except ImportError as exc:
+            raise GlueMissing(_BUILD_HINT + " (import error: %s)" % exc) from exc
+        if _glue.ffi.string(_glue.lib.xf_target()).decode() == "missing":
+            raise GlueMissing(_glue.ffi.string(_glue.lib.xf_missing_reason()).decode())
+        _lib, _ffi = _glue.lib, _glue.ffi
+    return _lib, _ffi
+
+
+def glue_target() -> str:
+    """'softdoca' or 'doca' (what the module was compiled against).  Raises GlueMissing."""
+    lib, ffi = _load()
+    return ffi.string(lib.xf_target()).decode()
+
+
+def _raise_last(rc: int, failures: Optional[List[Tuple[int, str, str]]] = None) -> None:
+    lib, ffi = _load()
+    raise GlueError(
+        ffi.string(lib.xf_error_name(rc)).decode(),
+        ffi.string(lib.xf_last_call()).decode(),
+        ffi.string(lib.xf_last_detail()).decode(),
+        failures,
+    )
+
+
+# ------------------------------------------------------------------------------------------
+# values
+
+
+_MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
+_mac_cache: Dict[str, bytes] = {}
+
+
+def _mac_bytes(mac: Union[str, bytes]) -> bytes:
+    if isinstance(mac, bytes):
+        if len(mac) != 6:
+            raise ValueError("a MAC address is 6 bytes, got %d" % len(mac))
+        return mac
+    b = _mac_cache.get(mac)
+    if b is None:
+        if not isinstance(mac, str) or not _MAC_RE.match(mac):
+            raise ValueError("invalid MAC address %r (expected aa:bb:cc:dd:ee:ff)" % (mac,))
+        b = bytes.fromhex(mac.replace(":", ""))
+        if len(_mac_cache) < 65536:
+            _mac_cache[mac] = b
+    return b
+
+
+def _ipv4(value: IPv4, field: str) -> int:
+    if isinstance(value, bool):
+        raise TypeError("%s: expected an IPv4 address, got a bool" % field)
+    if isinstance(value, int):
+        if not 0 <= value <= 0xFFFFFFFF:
+            raise ValueError("%s: %d does not fit in 32 bits" % (field, value))
+        return value
+    if isinstance(value, str):
+        try:
+            return int(ipaddress.IPv4Address(value))
+        except ipaddress.AddressValueError as exc:
+            raise ValueError("%s: %s" % (field, exc)) from None
+    raise TypeError("%s: expected int or dotted IPv4 string, got %s" % (field, type(value).__name__))
+
+
+def _uint(value: int, bits: int, field: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError("%s: expected int, got %s" % (field, type(value).__name__))
+    if not 0 <= value < (1 << bits):
+        raise ValueError("%s: %d does not fit in %d bits" % (field, value, bits))
+    return value
+
+
+class Match:
+    """Outer-header fields (host order).  Unset fields are 0 (= not matched in a mask).
+    IPv4 addresses as int or dotted string."""
+
+    __slots__ = ("eth_type", "ip_proto", "ipv4_src", "ipv4_dst", "l4_src", "l4_dst")
+
+    def __init__(
+        self,
+        eth_type: int = 0,
+        ip_proto: int = 0,
+        ipv4_src: IPv4 = 0,
+        ipv4_dst: IPv4 = 0,
+        l4_src: int = 0,
+        l4_dst: int = 0,
+    ) -> None:
+        self.eth_type = _uint(eth_type, 16, "eth_type") if eth_type else 0
+        self.ip_proto = _uint(ip_proto, 8, "ip_proto") if ip_proto else 0
+        self.ipv4_src = _ipv4(ipv4_src, "ipv4_src") if ipv4_src else 0
+        self.ipv4_dst = _ipv4(ipv4_dst, "ipv4_dst") if ipv4_dst else 0
+        self.l4_src = _uint(l4_src, 16, "l4_src") if l4_src else 0
+        self.l4_dst = _uint(l4_dst, 16, "l4_dst") if l4_dst else 0
+
+    def full_mask(self) -> "Match":
+        """All bits of every field set in this match (an exact match on those fields)."""
+        return Match(
+            eth_type=0xFFFF if self.eth_type else 0,
+            ip_proto=0xFF if self.ip_proto else 0,
+            ipv4_src=0xFFFFFFFF if self.ipv4_src else 0,
+            ipv4_dst=0xFFFFFFFF if self.ipv4_dst else 0,
+            l4_src=0xFFFF if self.l4_src else 0,
+            l4_dst=0xFFFF if self.l4_dst else 0,
+        )
+
+    def _packed(self) -> Tuple[int, int, int, int, int, int]:
+        # order of struct xf_match
+        return (self.ipv4_src, self.ipv4_dst, self.eth_type, self.l4_src, self.l4_dst, self.ip_proto)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Match) and self._packed() == other._packed()
+
+    def __hash__(self) -> int:
+        return hash(self._packed())
+
+    def __repr__(self) -> str:
+        parts = []
+        for name in self.__slots__:
+            v = getattr(self, name)
+            if v:
+                parts.append("%s=%s" % (name, str(ipaddress.IPv4Address(v)) if name.startswith("ipv4") else hex(v)))
+        return "Match(%s)" % ", ".join(parts)
+
+
+_ZERO_MATCH = Match()
+
+
+class PortSpec:
+    """An eSwitch port.  softdoca: ``iface`` (wire) and ``rep_iface`` (representor) are
+    opened as DPDK vdevs with ``driver`` (af_packet, af_xdp, or none = no packet I/O).
+    Real DOCA: ``id`` is the DPDK port id; ``devargs`` is passed to the port config."""
+
+    __slots__ = ("name", "id", "iface", "rep_iface", "driver", "devargs")
+
+    def __init__(
+        self,
+        name: str,
+        id: int,
+        iface: Optional[str] = None,
+        rep_iface: Optional[str] = None,
+        driver: str = "af_packet",
+        devargs: str = "",
+    ) -> None:
+        if not name:
+            raise ValueError("port name must not be empty")
+        _uint(id, 4, "port id (0..15)")
+        if driver not in ("af_packet", "af_xdp", "none"):
+            raise ValueError("driver must be af_packet, af_xdp or none, not %r" % driver)
+        for label, ifname in (("iface", iface), ("rep_iface", rep_iface)):
+            if ifname is not None and not re.match(r"^[A-Za-z0-9_.-]{1,15}$", ifname):
+                raise ValueError("%s %r is not a valid interface name (<= 15 chars)" % (label, ifname))
+        if driver != "none" and (iface is None or rep_iface is None):
+            raise ValueError("port %s: driver %s needs iface and rep_iface" % (name, driver))
+        self.name, self.id, self.iface, self.rep_iface = name, id, iface, rep_iface
+        self.driver, self.devargs = driver, devargs
+
+    def softdoca_devargs(self) -> str:
+        if self.driver == "none":
+            return "driver=none"
+        return "iface=%s,rep=%s,driver=%s" % (self.iface, self.rep_iface, self.driver)
+
+    def __repr__(self) -> str:
+        return "PortSpec(name=%r, id=%d, iface=%r, rep_iface=%r, driver=%r)" % (
+            self.name, self.id, self.iface, self.rep_iface, self.driver)
+
+
+def default_eal_args(file_prefix: str, lcores: str = "0-1", memory_mb: int = 256) -> List[str]:
+    """EAL arguments that work on this machine kind: no hugepages, no PCI probing, a private
+    runtime dir (file prefix) per process.  softdoca adds its vdevs itself (rte_vdev_init)."""
+    return ["--no-huge", "-m", str(memory_mb), "--no-pci", "-l", lcores, "--file-prefix", file_prefix,
+            "--log-level", "lib.eal:warning"]
+
+
+# ------------------------------------------------------------------------------------------
+# pipes and entries
+
+_FWD_NONE, _FWD_PORT, _FWD_PIPE, _FWD_DROP = 0, 1, 2, 3
+# struct xf_entry_spec: pipe, priority, match{src,dst,eth,l4s,l4d,proto,pad}, mask{...},
+# fwd_target, fwd_kind, has_mac, dst_mac[6], pad[4]  (56 bytes, asserted against cffi)
+_SPEC = struct.Struct("=II" + "IIHHHBx" * 2 + "IBB6s4x")
+_STAGE_CALLS = {1: "dpdk_glue"}
+
+
+class _Pipe:
+    __slots__ = ("_sw", "_handle", "name", "port", "nr_entries", "_alive")
+
+    def __init__(self, sw: "ESwitch", handle: int, name: str, port: str, nr_entries: int) -> None:
+        self._sw, self._handle, self.name, self.port = sw, handle, name, port
+        self.nr_entries = nr_entries
+        self._alive = True
+
+    @property
+    def alive(self) -> bool:
+        return self._alive and self._sw._open
+
+    def _check(self) -> None:
+        if not self._alive:
+            raise RuntimeError("pipe %r was destroyed" % self.name)
+        if not self._sw._open:
+            raise RuntimeError("the eSwitch of pipe %r is closed" % self.name)
+
+
+class EntrySpec:
+    """An entry not yet installed; made by RootPipe.entry / BasicPipe.entry."""
+
+    __slots__ = ("pipe", "match", "mask", "priority", "fwd_kind", "fwd_target", "mac")
+
+    def __init__(self, pipe: _Pipe, match: Match, mask: Match, priority: int, fwd_kind: int,
+                 fwd_target: Any, mac: Optional[bytes]) -> None:
+        self.pipe, self.match, self.mask, self.priority = pipe, match, mask, priority
+        self.fwd_kind, self.fwd_target, self.mac = fwd_kind, fwd_target, mac
+
+
+class RootPipe(_Pipe):
+    """A port's root control pipe: entries carry their own mask and a priority
+    (0 = highest, as in DOCA/rte_flow); unmatched frames go to the port's representor."""
+
+    __slots__ = ()
+
+    def entry(
+        self,
+        match: Match,
+        mask: Optional[Match] = None,
+        priority: int = 0,
+        fwd_pipe: Optional["BasicPipe"] = None,
+        fwd_port: Optional[str] = None,
+        drop: bool = False,
+        dst_mac: Optional[str] = None,
+    ) -> EntrySpec:
+        """mask None = exact match on the fields set in ``match``.  Exactly one of
+        fwd_pipe / fwd_port / drop."""
+        self._check()
+        if sum((fwd_pipe is not None, fwd_port is not None, bool(drop))) != 1:
+            raise ValueError("a root entry needs exactly one of fwd_pipe, fwd_port, drop")
+        _uint(priority, 32, "priority")
+        if fwd_pipe is not None:
+            if not isinstance(fwd_pipe, BasicPipe) or fwd_pipe._sw is not self._sw:
+                raise ValueError("fwd_pipe must be a BasicPipe of the same eSwitch")
+            fwd_pipe._check()
+            kind, target = _FWD_PIPE, fwd_pipe
+        elif fwd_port is not None:
+            kind, target = _FWD_PORT, self._sw._port_id(fwd_port)
+        else:
+            kind, target = _FWD_DROP, 0
+        return EntrySpec(self, match, match.full_mask() if mask is None else mask, priority, kind, target,
+                         None if dst_mac is None else _mac_bytes(dst_mac))
+
+
+class BasicPipe(_Pipe):
+    """A service pipe: one match mask for all entries; each entry sets a destination MAC and
+    goes out ``fwd_port``."""
+
+    __slots__ = ("mask", "fwd_port")
+
+    def __init__(self, sw: "ESwitch", handle: int, name: str, port: str, nr_entries: int, mask: Match,
+                 fwd_port: str) -> None:
+        super().__init__(sw, handle, name, port, nr_entries)
+        self.mask = mask
+        self.fwd_port = fwd_port
+
+    def entry(self, match: Match, dst_mac: Union[str, bytes]) -> EntrySpec:
+        self._check()
+        return EntrySpec(self, match, _ZERO_MATCH, 0, _FWD_NONE, 0, _mac_bytes(dst_mac))
+
+
+class Entry:
+    """An installed entry (returned by ESwitch.add_entries)."""
+
+    __slots__ = ("pipe", "_handle", "match", "_alive")
+
+    def __init__(self, pipe: _Pipe, handle: int, match: Match) -> None:
+        self.pipe, self._handle, self.match = pipe, handle, match
+        self._alive = True
+
+    @property
+    def alive(self) -> bool:
+        return self._alive and self.pipe._alive and self.pipe._sw._open
+
+    def __repr__(self) -> str:
+        return "Entry(pipe=%r, match=%r%s)" % (self.pipe.name, self.match, "" if self.alive else ", removed")
+
+
+# ------------------------------------------------------------------------------------------
+# the eSwitch
+
+_process_lock = threading.Lock()
+_process_used = False  # the EAL was (being) initialised in this process
+
+
+class ESwitch:
+    """Open with ``with ESwitch(...) as sw`` (or open()/close()).  ``mode`` is the DOCA Flow
+    mode, "vnf" or "switch".  ``busy_poll`` makes softdoca's forwarder spin (benchmarks
+    only); otherwise it sleeps briefly when idle."""
+
+    def __init__(
+        self,
+        eal_args: Sequence[str],
+        ports: Sequence[PortSpec],
+        mode: str = "vnf",
+        busy_poll: bool = False,
+    ) -> None:
+        if mode not in ("vnf", "switch"):
+            raise ValueError("mode must be 'vnf' or 'switch', not %r" % mode)
+        names = [p.name for p in ports]
+        ids = [p.id for p in ports]
+        if len(set(names)) != len(names) or len(set(ids)) != len(ids):
+            raise ValueError("port names and ids must be unique")
+        if not ports:
+            raise ValueError("an eSwitch needs at least one port")
+        self.eal_args = [str(a) for a in eal_args]
+        self.ports = list(ports)
+        self.mode = mode
+        self.busy_poll = busy_poll
+        self._by_name = {p.name: p for p in ports}
+        self._lock = threading.RLock()
+        self._open = False
+        self._pipes: List[_Pipe] = []
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def open(self) -> "ESwitch":
+        global _process_used
+        lib, ffi = _load()
+        with _process_lock:
+            if _process_used:
+                raise GlueError(
+                    "DOCA_ERROR_BAD_STATE", "rte_eal_init",
+                    "the DPDK EAL initialises once per process and this process already used it; "
+                    "open the eSwitch in a child process or talk to eswitchd")
+            _process_used = True
+        argv_keep = [ffi.new("char[]", a.encode()) for a in ["dpdk_glue"] + self.eal_args]
+        argv = ffi.new("char *[]", argv_keep)
+        rc = lib.xf_init(len(argv_keep), argv, self.mode.encode())
+        if rc:
+            _raise_last(rc)
+        self._open = True
+        try:
+            target = glue_target()
+            for p in self.ports:
+                devargs = p.softdoca_devargs() if target == "softdoca" else p.devargs
+                rc = lib.xf_port_start(p.id, devargs.encode())
+                if rc:
+                    _raise_last(rc)
+            rc = lib.xf_set_poll_mode(1 if self.busy_poll else 0, 0, 0)
+            if rc:
+                _raise_last(rc)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def close(self) -> None:
+        """Flush pipes, stop ports (switch manager last), destroy DOCA Flow, clean up the EAL.
+        Entries still installed are removed with their pipes.  Idempotent."""
+        with self._lock:
+            if not self._open:
+                return
+            self._open = False
+            for p in self._pipes:
+                p._alive = False
+            self._pipes.clear()
+            lib, _ = _load()
+            rc = lib.xf_close()
+            if rc:
+                _raise_last(rc)
+
+    def __enter__(self) -> "ESwitch":
+        return self.open()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    @property
+    def is_open(self) -> bool:
+        return self._open
+
+    @property
+    def target(self) -> str:
+        return glue_target()
+
+    def _check_open(self) -> None:
+        if not self._open:
+            raise RuntimeError("the eSwitch is closed")
+
+    def _port_id(self, name: str) -> int:
+        try:
+            return self._by_name[name].id
+        except KeyError:
+            raise ValueError("unknown port %r (ports: %s)" % (name, ", ".join(self._by_name))) from None
+
+    # -- pipes -------------------------------------------------------------------------
+    def create_root_pipe(self, port: str, nr_entries: int = 64, name: Optional[str] = None) -> RootPipe:
+        lib, ffi = _load()
+        _uint(nr_entries, 24, "nr_entries")
+        with self._lock:
+            self._check_open()
+            pid = self._port_id(port)
+            name = name or "root-%s" % port
+            out = ffi.new("uint32_t *")
+            rc = lib.xf_pipe_create_root(pid, name.encode(), nr_entries, out)
+            if rc:
+                _raise_last(rc)
+            pipe = RootPipe(self, out[0], name, port, nr_entries)
+            self._pipes.append(pipe)
+            return pipe
+
+    def create_basic_pipe(self, port: str, name: str, mask: Match, fwd_port: str, nr_entries: int) -> BasicPipe:
+        lib, ffi = _load()
+        _uint(nr_entries, 24, "nr_entries")
+        if nr_entries == 0:
+            raise ValueError("nr_entries must be > 0")
+        if not isinstance(mask, Match):
+            raise TypeError("mask must be a Match")
+        with self._lock:
+            self._check_open()
+            pid, eg = self._port_id(port), self._port_id(fwd_port)
+            cm = ffi.new("struct xf_match *")
+            (cm.ipv4_src, cm.ipv4_dst, cm.eth_type, cm.l4_src, cm.l4_dst, cm.ip_proto) = mask._packed()
+            out = ffi.new("uint32_t *")
+            rc = lib.xf_pipe_create_basic(pid, name.encode(), cm, eg, nr_entries, out)
+            if rc:
+                _raise_last(rc)
+            pipe = BasicPipe(self, out[0], name, port, nr_entries, mask, fwd_port)
+            self._pipes.append(pipe)
+            return pipe
+
+    def destroy_pipe(self, pipe: _Pipe) -> None:
+        """Destroy a pipe with its entries.  Refused (DOCA_ERROR_IN_USE) while root entries
+        still forward to it: remove those first."""
+        lib, _ = _load()
+        with self._lock:
+            self._check_open()
+            if pipe._sw is not self:
+                raise ValueError("pipe belongs to another eSwitch")
+            pipe._check()
+            rc = lib.xf_pipe_destroy(pipe._handle)
+            if rc:
+                _raise_last(rc)
+            pipe._alive = False
+            self._pipes.remove(pipe)
+
+    # -- entries -----------------------------------------------------------------------
+    def add_entries(self, specs: Sequence[EntrySpec]) -> List[Entry]:
+        """Install a batch (queued, one entries_process).  All-or-nothing: on any failure
+        the batch's successful entries are removed again and GlueError lists the failures."""
+        lib, ffi = _load()
+        n = len(specs)
+        if n == 0:
+            return []
+        buf = bytearray(_SPEC.size * n)
+        pack = _SPEC.pack_into
+        size = _SPEC.size
+        off = 0
+        for s in specs:
+            if s.pipe._sw is not self:
+                raise ValueError("entry of a pipe of another eSwitch")
+            if not s.pipe._alive:
+                raise RuntimeError("pipe %r was destroyed" % s.pipe.name)
+            m = s.match._packed()
+            k = s.mask._packed()
+            tgt = s.fwd_target
+            if s.fwd_kind == _FWD_PIPE:
+                if not tgt._alive:
+                    raise RuntimeError("pipe %r (forward target) was destroyed" % tgt.name)
+                tgt = tgt._handle
+            mac = s.mac
+            pack(buf, off, s.pipe._handle, s.priority, m[0], m[1], m[2], m[3], m[4], m[5],
+                 k[0], k[1], k[2], k[3], k[4], k[5], tgt, s.fwd_kind, mac is not None, mac or b"")
+            off += size
+        handles = ffi.new("uint64_t[]", n)
+        errs = ffi.new("int32_t[]", n)
+        stages = ffi.new("uint8_t[]", n)
+        nfailed = ffi.new("uint32_t *")
+        with self._lock:
+            self._check_open()
+            cspecs = ffi.from_buffer("struct xf_entry_spec[]", buf)
+            rc = lib.xf_entries_add(cspecs, n, handles, errs, stages, nfailed)
+        if rc:
+            failures = []
+            if nfailed[0]:
+                for i in range(n):
+                    if errs[i]:
+                        failures.append((i, ffi.string(lib.xf_error_name(errs[i])).decode(),
+                                         ffi.string(lib.xf_stage_call(stages[i])).decode()))
+            _raise_last(rc, failures)
+        return [Entry(s.pipe, handles[i], s.match) for i, s in enumerate(specs)]
+
+    def _handles(self, entries: Sequence[Entry]) -> Any:
+        _, ffi = _load()
+        for e in entries:
+            if not isinstance(e, Entry) or e.pipe._sw is not self:
+                raise ValueError("not an entry of this eSwitch: %r" % (e,))
+            if not e.alive:
+                raise RuntimeError("entry %r is not installed (removed, or its pipe was destroyed)" % (e,))
+        return ffi.new("uint64_t[]", [e._handle for e in entries])
+
+    def update_entries(self, updates: Sequence[Tuple[Entry, Union[str, bytes]]]) -> None:
+        """Set a new destination MAC on service entries, in place (one batch)."""
+        lib, ffi = _load()
+        if not updates:
+            return
+        for e, _ in updates:
+            if isinstance(e, Entry) and not isinstance(e.pipe, BasicPipe):
+                raise ValueError("only service (basic pipe) entries carry a destination MAC to update")
+        macs = b"".join(_mac_bytes(m) for _, m in updates)
+        with self._lock:
+            self._check_open()
+            h = self._handles([e for e, _ in updates])
+            errs = ffi.new("int32_t[]", len(updates))
+            rc = lib.xf_entries_update_mac(h, macs, len(updates), errs)
+            if rc:
+                _raise_last(rc)
+
+    def remove_entries(self, entries: Sequence[Entry]) -> None:
+        lib, ffi = _load()
+        if not entries:
+            return
+        with self._lock:
+            self._check_open()
+            h = self._handles(entries)
+            errs = ffi.new("int32_t[]", len(entries))
+            rc = lib.xf_entries_remove(h, len(entries), errs)
+            for e in entries:
+                e._alive = False  # removed (or released) either way
+            if rc:
+                _raise_last(rc)
+
+    def query_entries(self, entries: Sequence[Entry]) -> List[Tuple[int, int]]:
+        """(packets, bytes) per entry."""
+        lib, ffi = _load()
+        n = len(entries)
+        if n == 0:
+            return []
+        with self._lock:
+            self._check_open()
+            h = self._handles(entries)
+            pk = ffi.new("uint64_t[]", n)
+            by = ffi.new("uint64_t[]", n)
+            rc = lib.xf_entries_query(h, n, pk, by)
+            if rc:
+                _raise_last(rc)
+        return [(pk[i], by[i]) for i in range(n)]
+
+    # -- ports, knobs --------------------------------------------------------------------
+    def port_stats(self, port: str) -> Dict[str, Optional[int]]:
+        """rx/tx (wire), rep_rx/rep_tx (representor), miss (default miss to the representor),
+        malformed, drop, tx_fail.  On real DOCA the miss fields are None (not counted)."""
+        lib, ffi = _load()
+        with self._lock:
+            self._check_open()
+            st = ffi.new("struct xf_port_stats *")
+            rc = lib.xf_port_stats(self._port_id(port), st)
+            if rc:
+                _raise_last(rc)
+        names = ("rx_pkts", "rx_bytes", "tx_pkts", "tx_bytes", "rep_rx_pkts", "rep_rx_bytes", "rep_tx_pkts",
+                 "rep_tx_bytes", "miss_pkts", "miss_bytes", "malformed_pkts", "drop_pkts", "tx_fail_pkts")
+        out: Dict[str, Optional[int]] = {k: int(getattr(st, k)) for k in names}
+        if not st.valid:
+            for k in names[4:]:
+                out[k] = None
+        return out
+
+    def fault_inject(self, nth: int, at_process: bool = False) -> None:
+        """softdoca only: make the nth entry add from now fail with a capacity error
+        (DOCA_ERROR_FULL) -- in the add call, or (at_process) in entries_process.  nth=0
+        disarms.  On real DOCA: GlueError DOCA_ERROR_NOT_SUPPORTED."""
+        lib, _ = _load()
+        _uint(nth, 32, "nth")
+        with self._lock:
+            self._check_open()
+            rc = lib.xf_fault_inject(nth, 1 if at_process else 0)
+            if rc:
+                _raise_last(rc)
+
+    def set_busy_poll(self, busy_poll: bool, spin_us: int = 0, sleep_us: int = 0) -> None:
+        """softdoca forwarder policy: busy-poll (benchmarks), or spin ``spin_us`` after the
+        last packet and then sleep ``sleep_us`` between empty polls (0 = keep current)."""
+        lib, _ = _load()
+        with self._lock:
+            self._check_open()
+            lib.xf_set_poll_mode(1 if busy_poll else 0, _uint(spin_us, 32, "spin_us"), _uint(sleep_us, 32, "sleep_us"))
+
+    def classify(self, port: str, frame: bytes) -> Tuple[Union[str, None], bytes]:
+        """softdoca, ports without packet I/O only: run one frame through ``port``'s pipes.
+        Returns (egress port name | "miss" | "drop", the frame after actions)."""
+        lib, ffi = _load()
+        with self._lock:
+            self._check_open()
+            buf = ffi.new("uint8_t[]", bytes(frame) or b"\0")
+            r = lib.xf_classify(self._port_id(port), buf, len(frame))
+        if r == -1:
+            res: Optional[str] = "miss"
+        elif r == -2:
+            res = "drop"
+        elif r >= 0:
+            res = next(p.name for p in self.ports if p.id == r)
+        else:
+            raise GlueError("DOCA_ERROR_BAD_STATE" if r == -4 else "DOCA_ERROR_NOT_SUPPORTED", "softdoca_classify_frame",
+                            "classify needs softdoca with no port doing packet I/O")
+        return res, ffi.buffer(buf, len(frame))[:]

@@ -1,0 +1,101 @@
+/*
+ * dpdk_glue: a small C shim over DOCA Flow + the DPDK EAL, called from Python through cffi
+ * (API mode).  It absorbs the DOCA version differences (call names, flag numbers, argument
+ * orders) so that Python sees one stable interface, and it turns batches of entries into
+ * one queued add + one doca_flow_entries_process, all-or-nothing.
+ *
+ * All functions return a doca_error_t value (0 = DOCA_SUCCESS).  On failure,
+ * xf_last_call() names the DOCA/DPDK call that failed and xf_last_detail() says more.
+ * Every function takes an internal mutex, so calls from several threads are serialised.
+ *
+ * This header is also the cffi cdef: build_glue.py feeds it to cffi after dropping the
+ * preprocessor lines, so keep it to plain declarations.
+ */
+#ifndef XF_GLUE_H_
+#define XF_GLUE_H_
+
+#include <stdint.h>
+
+/* Match fields in HOST byte order (the glue converts to network order). */
+struct xf_match {
+	uint32_t ipv4_src;
+	uint32_t ipv4_dst;
+	uint16_t eth_type;
+	uint16_t l4_src;
+	uint16_t l4_dst;
+	uint8_t ip_proto;
+	uint8_t pad;
+};
+
+enum xf_fwd_kind { XF_FWD_NONE = 0, XF_FWD_PORT = 1, XF_FWD_PIPE = 2, XF_FWD_DROP = 3 };
+
+/* One entry to add.  56 bytes, no implicit padding: Python packs these with struct. */
+struct xf_entry_spec {
+	uint32_t pipe;        /* pipe handle from xf_pipe_create_* */
+	uint32_t priority;    /* control (root) entries: 0 = highest */
+	struct xf_match match;
+	struct xf_match mask; /* control entries only; basic entries use the pipe's mask */
+	uint32_t fwd_target;  /* port id (XF_FWD_PORT) or pipe handle (XF_FWD_PIPE) */
+	uint8_t fwd_kind;     /* enum xf_fwd_kind; control entries only */
+	uint8_t has_mac;      /* set destination MAC (basic entries: required) */
+	uint8_t dst_mac[6];
+	uint8_t pad[4];
+};
+
+struct xf_port_stats {
+	uint64_t rx_pkts, rx_bytes;         /* wire side, received */
+	uint64_t tx_pkts, tx_bytes;         /* wire side, sent */
+	uint64_t rep_rx_pkts, rep_rx_bytes; /* representor side, received (softdoca) */
+	uint64_t rep_tx_pkts, rep_tx_bytes; /* representor side, sent (softdoca) */
+	uint64_t miss_pkts, miss_bytes;     /* no entry claimed the frame: default miss */
+	uint64_t malformed_pkts;            /* of the misses: truncated/malformed (softdoca) */
+	uint64_t drop_pkts;
+	uint64_t tx_fail_pkts;
+	uint64_t valid;                     /* 1 if the target provides these counters */
+};
+
+/* Where an entry of a batch failed (out_stage). */
+enum xf_stage { XF_STAGE_OK = 0, XF_STAGE_GLUE = 1, XF_STAGE_ADD_BASIC = 2, XF_STAGE_ADD_CONTROL = 3,
+		XF_STAGE_PROCESS = 4 };
+
+/* EAL (argv as for rte_eal_init, argv[0] = program name) + DOCA Flow ("vnf" or "switch").
+ * Once per process: the DPDK EAL cannot be initialised twice. */
+int xf_init(int argc, char **argv, const char *mode);
+/* Start a DOCA port.  devargs: softdoca "iface=<wire>,rep=<rep>,driver=af_packet|af_xdp|none";
+ * real DOCA: optional extra devargs (the DPDK port is port_id). */
+int xf_port_start(uint16_t port_id, const char *devargs);
+
+int xf_pipe_create_root(uint16_t port_id, const char *name, uint32_t nr_entries, uint32_t *out_pipe);
+int xf_pipe_create_basic(uint16_t port_id, const char *name, const struct xf_match *mask, uint16_t fwd_port,
+			 uint32_t nr_entries, uint32_t *out_pipe);
+int xf_pipe_destroy(uint32_t pipe);
+
+/* Add n entries as one batch (queued, one entries_process per port).  All-or-nothing: if any
+ * fails, those that succeeded are removed again.  out_err/out_stage per entry; *out_nfailed. */
+int xf_entries_add(const struct xf_entry_spec *specs, uint32_t n, uint64_t *out_handles, int32_t *out_err,
+		   uint8_t *out_stage, uint32_t *out_nfailed);
+/* New destination MACs (6 bytes each, in order) for basic entries, updated in place. */
+int xf_entries_update_mac(const uint64_t *handles, const uint8_t *macs, uint32_t n, int32_t *out_err);
+int xf_entries_remove(const uint64_t *handles, uint32_t n, int32_t *out_err);
+int xf_entries_query(const uint64_t *handles, uint32_t n, uint64_t *out_pkts, uint64_t *out_bytes);
+
+int xf_port_stats(uint16_t port_id, struct xf_port_stats *out);
+/* softdoca only (NOT_SUPPORTED on DOCA): fail the nth entry add from now. */
+int xf_fault_inject(uint32_t nth, int at_process);
+/* softdoca only: forwarder polling policy (busy-poll for benchmarks). */
+int xf_set_poll_mode(int busy_poll, uint32_t spin_us, uint32_t sleep_us);
+/* softdoca only: run one frame through port_id's pipes without packet I/O (tests).
+ * Returns egress port id, -1 miss, -2 drop, < -2 error. */
+int xf_classify(uint16_t port_id, uint8_t *frame, uint32_t len);
+/* Flush pipes, stop ports (switch manager last), destroy DOCA Flow, clean up the EAL. */
+int xf_close(void);
+
+int xf_state(void); /* 0 not initialised, 1 open, 2 closed (or failed init) */
+const char *xf_last_call(void);
+const char *xf_last_detail(void);
+const char *xf_error_name(int err);
+const char *xf_stage_call(int stage);
+const char *xf_target(void);       /* "softdoca" or "doca" */
+const char *xf_doca_version(void); /* DOCA_VER_STRING it was compiled against */
+
+#endif

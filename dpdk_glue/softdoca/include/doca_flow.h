@@ -1,0 +1,276 @@
+/*
+ * softdoca: the subset of the DOCA Flow API that dpdk_glue/glue.c calls, shaped like
+ * DOCA's doca_flow.h (written by us from the public DOCA documentation and samples; no
+ * header text copied).  The API generation is chosen by SOFTDOCA_API (doca_version.h):
+ * the call names, flag values and argument orders that changed between DOCA 2.8, 3.2 and
+ * 3.3 change here the same way, so one glue.c compiles against each.
+ */
+#ifndef SOFTDOCA_DOCA_FLOW_H_
+#define SOFTDOCA_DOCA_FLOW_H_
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "doca_error.h"
+#include "doca_flow_net.h"
+#include "doca_version.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct doca_flow_cfg;
+struct doca_flow_port_cfg;
+struct doca_flow_pipe_cfg;
+struct doca_flow_port;
+struct doca_flow_pipe;
+struct doca_flow_pipe_entry;
+struct doca_flow_action_descs;
+struct doca_flow_match_condition;
+
+enum doca_flow_pipe_type {
+	DOCA_FLOW_PIPE_BASIC = 0,
+	DOCA_FLOW_PIPE_CONTROL = 1,
+	DOCA_FLOW_PIPE_LPM = 2,
+	DOCA_FLOW_PIPE_CT = 3,
+	DOCA_FLOW_PIPE_ACL = 4,
+	DOCA_FLOW_PIPE_ORDERED_LIST = 5,
+	DOCA_FLOW_PIPE_HASH = 6,
+};
+
+enum doca_flow_pipe_domain {
+	DOCA_FLOW_PIPE_DOMAIN_DEFAULT = 0,
+	DOCA_FLOW_PIPE_DOMAIN_SECURE_INGRESS,
+	DOCA_FLOW_PIPE_DOMAIN_EGRESS,
+	DOCA_FLOW_PIPE_DOMAIN_SECURE_EGRESS,
+};
+
+enum doca_flow_fwd_type {
+	DOCA_FLOW_FWD_NONE = 0,
+	DOCA_FLOW_FWD_RSS,
+	DOCA_FLOW_FWD_PORT,
+	DOCA_FLOW_FWD_PIPE,
+	DOCA_FLOW_FWD_DROP,
+	DOCA_FLOW_FWD_TARGET,
+	DOCA_FLOW_FWD_ORDERED_LIST_PIPE,
+};
+
+enum doca_flow_resource_type {
+	DOCA_FLOW_RESOURCE_TYPE_NONE = 0,
+	DOCA_FLOW_RESOURCE_TYPE_SHARED,
+	DOCA_FLOW_RESOURCE_TYPE_NON_SHARED,
+};
+
+enum doca_flow_entry_status {
+	DOCA_FLOW_ENTRY_STATUS_IN_PROCESS = 0,
+	DOCA_FLOW_ENTRY_STATUS_SUCCESS,
+	DOCA_FLOW_ENTRY_STATUS_ERROR,
+};
+
+enum doca_flow_entry_op {
+	DOCA_FLOW_ENTRY_OP_ADD = 0,
+	DOCA_FLOW_ENTRY_OP_DEL,
+	DOCA_FLOW_ENTRY_OP_UPD,
+	DOCA_FLOW_ENTRY_OP_AGED,
+};
+
+/* Entry flags: the enum and its numbers changed in DOCA 3.3. */
+#if SOFTDOCA_API >= 303
+enum doca_flow_entry_flags {
+	DOCA_FLOW_ENTRY_FLAGS_NO_WAIT = 1u << 0,
+	DOCA_FLOW_ENTRY_FLAGS_WAIT_FOR_BATCH = 1u << 1,
+};
+#else
+enum doca_flow_flags_type {
+	DOCA_FLOW_NO_WAIT = 0,
+	DOCA_FLOW_WAIT_FOR_BATCH = 1,
+};
+#endif
+
+enum doca_flow_l3_meta {
+	DOCA_FLOW_L3_META_NONE = 0,
+	DOCA_FLOW_L3_META_IPV4,
+	DOCA_FLOW_L3_META_IPV6,
+};
+
+enum doca_flow_l4_meta {
+	DOCA_FLOW_L4_META_NONE = 0,
+	DOCA_FLOW_L4_META_TCP,
+	DOCA_FLOW_L4_META_UDP,
+	DOCA_FLOW_L4_META_ICMP,
+	DOCA_FLOW_L4_META_ESP,
+};
+
+#define DOCA_FLOW_META_U32_WORDS 7
+
+struct doca_flow_meta {
+	uint32_t pkt_meta;
+	uint32_t u32[DOCA_FLOW_META_U32_WORDS];
+};
+
+struct doca_flow_parser_meta {
+#if SOFTDOCA_API >= 300
+	uint16_t port_id; /* ingress port (3.0+) */
+#else
+	uint32_t port_meta; /* ingress port (before 3.0) */
+#endif
+	enum doca_flow_l3_meta outer_l3_type;
+	enum doca_flow_l4_meta outer_l4_type;
+};
+
+struct doca_flow_match {
+#if SOFTDOCA_API < 302
+	uint32_t flags;
+#endif
+	struct doca_flow_meta meta;
+	struct doca_flow_parser_meta parser_meta;
+	struct doca_flow_header_format outer;
+};
+
+struct doca_flow_actions {
+#if SOFTDOCA_API < 303
+	uint8_t action_idx; /* template index; an explicit argument from 3.3 on */
+	uint32_t flags;
+#endif
+	struct doca_flow_meta meta;
+	struct doca_flow_header_format outer;
+};
+
+struct doca_flow_monitor {
+	enum doca_flow_resource_type meter_type;
+	enum doca_flow_resource_type counter_type;
+	uint32_t aging_sec;
+};
+
+struct doca_flow_fwd {
+	enum doca_flow_fwd_type type;
+	union {
+		uint16_t port_id;
+		struct doca_flow_pipe *next_pipe;
+	};
+};
+
+/* Counter query result: the struct and call were renamed in 2.9. */
+#if SOFTDOCA_API >= 209
+struct doca_flow_resource_query {
+	union {
+		struct {
+			uint64_t total_bytes;
+			uint64_t total_pkts;
+		} counter;
+	};
+};
+#else
+struct doca_flow_query {
+	uint64_t total_bytes;
+	uint64_t total_pkts;
+};
+#endif
+
+typedef void (*doca_flow_entry_process_cb)(struct doca_flow_pipe_entry *entry, uint16_t pipe_queue,
+					   enum doca_flow_entry_status status, enum doca_flow_entry_op op,
+					   void *user_ctx);
+
+/* Global configuration (opaque since 2.7). */
+doca_error_t doca_flow_cfg_create(struct doca_flow_cfg **cfg);
+doca_error_t doca_flow_cfg_destroy(struct doca_flow_cfg *cfg);
+doca_error_t doca_flow_cfg_set_pipe_queues(struct doca_flow_cfg *cfg, uint16_t pipe_queues);
+doca_error_t doca_flow_cfg_set_mode_args(struct doca_flow_cfg *cfg, const char *mode_args);
+doca_error_t doca_flow_cfg_set_nr_counters(struct doca_flow_cfg *cfg, uint32_t nr_counters);
+doca_error_t doca_flow_cfg_set_queue_depth(struct doca_flow_cfg *cfg, uint32_t queue_depth);
+doca_error_t doca_flow_cfg_set_cb_entry_process(struct doca_flow_cfg *cfg, doca_flow_entry_process_cb cb);
+doca_error_t doca_flow_init(struct doca_flow_cfg *cfg);
+void doca_flow_destroy(void);
+
+/* Ports. */
+doca_error_t doca_flow_port_cfg_create(struct doca_flow_port_cfg **cfg);
+doca_error_t doca_flow_port_cfg_destroy(struct doca_flow_port_cfg *cfg);
+doca_error_t doca_flow_port_cfg_set_devargs(struct doca_flow_port_cfg *cfg, const char *devargs);
+#if SOFTDOCA_API >= 300
+doca_error_t doca_flow_port_cfg_set_port_id(struct doca_flow_port_cfg *cfg, uint16_t port_id);
+#endif
+doca_error_t doca_flow_port_start(const struct doca_flow_port_cfg *cfg, struct doca_flow_port **port);
+doca_error_t doca_flow_port_stop(struct doca_flow_port *port);
+struct doca_flow_port *doca_flow_port_switch_get(const struct doca_flow_port *port);
+void doca_flow_port_pipes_flush(struct doca_flow_port *port);
+
+/* Pipes. */
+doca_error_t doca_flow_pipe_cfg_create(struct doca_flow_pipe_cfg **cfg, struct doca_flow_port *port);
+doca_error_t doca_flow_pipe_cfg_destroy(struct doca_flow_pipe_cfg *cfg);
+doca_error_t doca_flow_pipe_cfg_set_name(struct doca_flow_pipe_cfg *cfg, const char *name);
+doca_error_t doca_flow_pipe_cfg_set_type(struct doca_flow_pipe_cfg *cfg, enum doca_flow_pipe_type type);
+doca_error_t doca_flow_pipe_cfg_set_is_root(struct doca_flow_pipe_cfg *cfg, bool is_root);
+doca_error_t doca_flow_pipe_cfg_set_domain(struct doca_flow_pipe_cfg *cfg, enum doca_flow_pipe_domain domain);
+doca_error_t doca_flow_pipe_cfg_set_nr_entries(struct doca_flow_pipe_cfg *cfg, uint32_t nr_entries);
+doca_error_t doca_flow_pipe_cfg_set_match(struct doca_flow_pipe_cfg *cfg, const struct doca_flow_match *match,
+					  const struct doca_flow_match *match_mask);
+doca_error_t doca_flow_pipe_cfg_set_actions(struct doca_flow_pipe_cfg *cfg, struct doca_flow_actions *const *actions,
+					    struct doca_flow_actions *const *actions_masks,
+					    struct doca_flow_action_descs *const *action_descs, size_t nr_actions);
+doca_error_t doca_flow_pipe_cfg_set_monitor(struct doca_flow_pipe_cfg *cfg, const struct doca_flow_monitor *monitor);
+doca_error_t doca_flow_pipe_create(const struct doca_flow_pipe_cfg *cfg, const struct doca_flow_fwd *fwd,
+				   const struct doca_flow_fwd *fwd_miss, struct doca_flow_pipe **pipe);
+void doca_flow_pipe_destroy(struct doca_flow_pipe *pipe);
+
+/* Entries. */
+#if SOFTDOCA_API >= 303
+doca_error_t doca_flow_pipe_basic_add_entry(uint16_t pipe_queue, struct doca_flow_pipe *pipe,
+					    const struct doca_flow_match *match, uint8_t action_idx,
+					    const struct doca_flow_actions *actions,
+					    const struct doca_flow_monitor *monitor, const struct doca_flow_fwd *fwd,
+					    uint32_t flags, void *usr_ctx, struct doca_flow_pipe_entry **entry);
+doca_error_t doca_flow_pipe_basic_update_entry(uint16_t pipe_queue, struct doca_flow_pipe *pipe, uint8_t action_idx,
+					       const struct doca_flow_actions *actions,
+					       const struct doca_flow_monitor *monitor, const struct doca_flow_fwd *fwd,
+					       uint32_t flags, struct doca_flow_pipe_entry *entry);
+doca_error_t doca_flow_pipe_control_add_entry(uint16_t pipe_queue, struct doca_flow_pipe *pipe,
+					      const struct doca_flow_match *match,
+					      const struct doca_flow_match *match_mask,
+					      const struct doca_flow_match_condition *condition,
+					      const struct doca_flow_actions *actions,
+					      const struct doca_flow_actions *actions_mask,
+					      const struct doca_flow_action_descs *action_descs,
+					      const struct doca_flow_monitor *monitor, uint32_t priority,
+					      const struct doca_flow_fwd *fwd, void *usr_ctx,
+					      struct doca_flow_pipe_entry **entry);
+#else
+doca_error_t doca_flow_pipe_add_entry(uint16_t pipe_queue, struct doca_flow_pipe *pipe,
+				      const struct doca_flow_match *match, const struct doca_flow_actions *actions,
+				      const struct doca_flow_monitor *monitor, const struct doca_flow_fwd *fwd,
+				      uint32_t flags, void *usr_ctx, struct doca_flow_pipe_entry **entry);
+doca_error_t doca_flow_pipe_update_entry(uint16_t pipe_queue, struct doca_flow_pipe *pipe,
+					 const struct doca_flow_actions *actions, const struct doca_flow_monitor *monitor,
+					 const struct doca_flow_fwd *fwd, uint32_t flags,
+					 struct doca_flow_pipe_entry *entry);
+doca_error_t doca_flow_pipe_control_add_entry(uint16_t pipe_queue, uint32_t priority, struct doca_flow_pipe *pipe,
+					      const struct doca_flow_match *match,
+					      const struct doca_flow_match *match_mask,
+					      const struct doca_flow_match_condition *condition,
+					      const struct doca_flow_actions *actions,
+					      const struct doca_flow_actions *actions_mask,
+					      const struct doca_flow_action_descs *action_descs,
+					      const struct doca_flow_monitor *monitor, const struct doca_flow_fwd *fwd,
+					      void *usr_ctx, struct doca_flow_pipe_entry **entry);
+#endif
+
+#if SOFTDOCA_API >= 209
+doca_error_t doca_flow_pipe_remove_entry(uint16_t pipe_queue, uint32_t flags, struct doca_flow_pipe_entry *entry);
+doca_error_t doca_flow_resource_query_entry(struct doca_flow_pipe_entry *entry,
+					    struct doca_flow_resource_query *query_stats);
+doca_error_t doca_flow_resource_query_pipe_miss(struct doca_flow_pipe *pipe,
+						struct doca_flow_resource_query *query_stats);
+#else
+doca_error_t doca_flow_pipe_rm_entry(uint16_t pipe_queue, uint32_t flags, struct doca_flow_pipe_entry *entry);
+doca_error_t doca_flow_query_entry(struct doca_flow_pipe_entry *entry, struct doca_flow_query *query_stats);
+doca_error_t doca_flow_query_pipe_miss(struct doca_flow_pipe *pipe, struct doca_flow_query *query_stats);
+#endif
+
+doca_error_t doca_flow_entries_process(struct doca_flow_port *port, uint16_t pipe_queue, uint64_t timeout,
+				       uint32_t max_processed_entries);
+enum doca_flow_entry_status doca_flow_pipe_entry_get_status(struct doca_flow_pipe_entry *entry);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,58 @@
+/*
+ * softdoca extensions: knobs that a real DOCA SDK does not have (the software forwarder's
+ * polling policy, per-port statistics of the model, fault injection, a parser entry point
+ * for fuzzing/ASan tests).  Only glue.c (when built against softdoca) and tests use these.
+ */
+#ifndef SOFTDOCA_SOFTDOCA_H_
+#define SOFTDOCA_SOFTDOCA_H_
+
+#include <stdint.h>
+
+#include "doca_error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct softdoca_port_stats {
+	uint64_t wire_rx_pkts, wire_rx_bytes; /* frames read from the wire iface */
+	uint64_t wire_tx_pkts, wire_tx_bytes; /* frames written to the wire iface */
+	uint64_t rep_rx_pkts, rep_rx_bytes;   /* frames read from the representor iface */
+	uint64_t rep_tx_pkts, rep_tx_bytes;   /* frames written to the representor (= misses + nothing else) */
+	uint64_t miss_pkts, miss_bytes;       /* wire frames no entry claimed (sent to the representor) */
+	uint64_t malformed_pkts;              /* of the misses: truncated or malformed frames */
+	uint64_t drop_pkts;                   /* dropped by a DROP forward */
+	uint64_t tx_fail_pkts;                /* frames a PMD refused to send (queue full) */
+};
+
+/* Busy-poll (1) or back off when idle (0, default).  spin_us: how long to keep polling
+ * after the last packet; sleep_us: nanosleep length between empty polls after that.
+ * Zero keeps the current value. */
+doca_error_t softdoca_set_poll_mode(int busy_poll, uint32_t spin_us, uint32_t sleep_us);
+
+/* Statistics of a started port (by its DOCA port id). */
+doca_error_t softdoca_port_stats(uint16_t port_id, struct softdoca_port_stats *stats);
+
+/* Fault injection: the nth entry add from now (1 = the next one) fails.  at_process=0: the
+ * add call itself returns DOCA_ERROR_FULL; at_process=1: the add is accepted and the entry
+ * fails in doca_flow_entries_process (status ERROR, reported through the callback).
+ * nth=0 disarms. */
+doca_error_t softdoca_inject_add_failure(uint32_t nth, int at_process);
+
+/* Why an entry's add failed in doca_flow_entries_process (DOCA itself reports only the
+ * status ERROR): DOCA_ERROR_ALREADY_EXIST for a duplicate match, DOCA_ERROR_FULL for an
+ * injected capacity error, DOCA_SUCCESS if it did not fail. */
+struct doca_flow_pipe_entry;
+doca_error_t softdoca_entry_error(struct doca_flow_pipe_entry *entry);
+
+/* Parse one frame the way the forwarder does and return what the lookup on port_id's root
+ * pipe would do: -1 miss (to the representor), -2 drop, else the egress DOCA port id.  The
+ * frame is rewritten in place (dst MAC) if an entry matches; counters are updated.  For
+ * tests (ASan, fuzzing) of the parser and lookup without packet I/O. */
+int softdoca_classify_frame(uint16_t port_id, uint8_t *frame, uint32_t len);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
