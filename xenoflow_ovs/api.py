@@ -20,8 +20,29 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 log = logging.getLogger("xenoflow.api")
 
-Route = Callable[[Optional[Any]], Tuple[int, Any]]
+# A route gets the JSON body (or None) and the path parameters, and returns
+# (status, body) with a JSON-able body, or (status, bytes, content type).
+Route = Callable[..., Tuple[Any, ...]]
 MAX_BODY = 1 << 20
+
+
+class Raw(bytes):
+    """A non-JSON response body (e.g. the Prometheus exposition)."""
+
+
+def _match_path(pattern: str, path: str) -> Optional[Dict[str, str]]:
+    ps, xs = pattern.strip("/").split("/"), path.strip("/").split("/")
+    if len(ps) != len(xs):
+        return None
+    params = {}
+    for p, x in zip(ps, xs):
+        if p.startswith("{") and p.endswith("}"):
+            if not x:
+                return None
+            params[p[1:-1]] = x
+        elif p != x:
+            return None
+    return params
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -31,10 +52,13 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, fmt: str, *args: Any) -> None:
         log.debug("%s " + fmt, self.client_address, *args)
 
-    def _reply(self, code: int, body: Any) -> None:
-        data = json.dumps(body, indent=1, sort_keys=True, default=str).encode() + b"\n"
+    def _reply(self, code: int, body: Any, ctype: str = "application/json") -> None:
+        if isinstance(body, bytes):
+            data = bytes(body)
+        else:
+            data = json.dumps(body, indent=1, sort_keys=True, default=str).encode() + b"\n"
         self.send_response(code)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
@@ -42,10 +66,23 @@ class _Handler(BaseHTTPRequestHandler):
     def _dispatch(self, method: str) -> None:
         api: Api = self.server.api  # type: ignore[attr-defined]
         path = self.path.split("?", 1)[0].rstrip("/") or "/"
-        route = api.routes.get((method, path))
+        if api.token is not None and self.headers.get("Authorization") != "Bearer " + api.token:
+            self._reply(401, {"error": "missing or wrong bearer token"})
+            return
+        route, params, allowed = None, {}, []
+        for (m, pattern), fn in api.routes.items():
+            got = _match_path(pattern, path)
+            if got is not None:
+                allowed.append(m)
+                if m == method:
+                    route, params = fn, got
         if route is None:
-            known = sorted(p for m, p in api.routes if m == method)
-            self._reply(404, {"error": "no route %s %s" % (method, path), "routes": known})
+            if allowed:
+                self._reply(405, {"error": "%s not allowed on %s" % (method, path),
+                                  "allowed": sorted(allowed)})
+            else:
+                self._reply(404, {"error": "no route %s %s" % (method, path),
+                                  "routes": sorted({p for _, p in api.routes})})
             return
         body = None
         length = int(self.headers.get("Content-Length") or 0)
@@ -59,17 +96,23 @@ class _Handler(BaseHTTPRequestHandler):
                 self._reply(400, {"error": "body is not JSON: %s" % exc})
                 return
         try:
-            code, out = route(body)
+            reply = route(body, **params)
         except Exception as exc:  # a bug in a route is a 500, never a dead API thread
             log.exception("route %s %s failed", method, path)
-            code, out = 500, {"error": "%s: %s" % (type(exc).__name__, exc)}
-        self._reply(code, out)
+            reply = (500, {"error": "%s: %s" % (type(exc).__name__, exc)})
+        self._reply(*reply)
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
         self._dispatch("GET")
 
     def do_POST(self) -> None:  # noqa: N802
         self._dispatch("POST")
+
+    def do_PUT(self) -> None:  # noqa: N802
+        self._dispatch("PUT")
+
+    def do_DELETE(self) -> None:  # noqa: N802
+        self._dispatch("DELETE")
 
 
 class _UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
@@ -85,8 +128,10 @@ class _TCPHTTPServer(socketserver.ThreadingMixIn, HTTPServer):
 
 
 class Api:
-    def __init__(self, host: Optional[str], port: Optional[int], unix_path: Optional[str] = None):
+    def __init__(self, host: Optional[str], port: Optional[int], unix_path: Optional[str] = None,
+                 token: Optional[str] = None):
         self.host, self.port, self.unix_path = host, port, unix_path
+        self.token = token
         self.routes: Dict[Tuple[str, str], Route] = {}
         self._servers: List[socketserver.BaseServer] = []
 
@@ -140,8 +185,24 @@ class _UnixConnection(http.client.HTTPConnection):
         self.sock = s
 
 
+def read_token(path: Optional[str]) -> Optional[str]:
+    """The bearer token from a file that only its owner may read (else refuse to start)."""
+    if not path:
+        return None
+    st = os.stat(path)
+    if st.st_mode & 0o077:
+        raise PermissionError("%s: token file must not be readable by group or others (chmod 600)"
+                              % path)
+    with open(path) as f:
+        token = f.read().strip()
+    if not token:
+        raise ValueError("%s: token file is empty" % path)
+    return token
+
+
 def request(method: str, path: str, *, unix_path: Optional[str] = None, host: str = "127.0.0.1",
-            port: int = 8080, body: Any = None, timeout: float = 10.0) -> Tuple[int, Any]:
+            port: int = 8080, body: Any = None, timeout: float = 10.0,
+            token: Optional[str] = None) -> Tuple[int, Any]:
     conn: http.client.HTTPConnection
     if unix_path:
         conn = _UnixConnection(unix_path, timeout)
@@ -150,8 +211,13 @@ def request(method: str, path: str, *, unix_path: Optional[str] = None, host: st
     try:
         data = json.dumps(body).encode() if body is not None else None
         headers = {"Content-Type": "application/json"} if data else {}
+        if token:
+            headers["Authorization"] = "Bearer " + token
         conn.request(method, path, body=data, headers=headers)
         resp = conn.getresponse()
-        return resp.status, json.loads(resp.read() or b"null")
+        raw = resp.read()
+        if resp.getheader("Content-Type", "").startswith("application/json"):
+            return resp.status, json.loads(raw or b"null")
+        return resp.status, raw.decode(errors="replace")
     finally:
         conn.close()

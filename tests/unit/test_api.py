@@ -21,6 +21,8 @@ def server(tmp_path):
                                                    "miss_other_packets": 0}))
     srv.route("POST", "/echo", lambda body: (200, {"got": body}))
     srv.route("GET", "/boom", lambda body: 1 / 0)
+    srv.route("PUT", "/things/{name}/weight", lambda body, name: (200, {"name": name, "w": body}))
+    srv.route("GET", "/metrics", lambda body: (200, b"m 1\n", "text/plain; version=0.0.4"))
     srv.start()
     yield srv, state
     srv.stop()
@@ -63,3 +65,30 @@ def test_cli_status_and_check_exit_codes(server, capsys):
     state["verdict"] = "drift"
     assert cli_main(["check", "--socket", srv.unix_path]) == 1
     assert cli_main(["check", "--socket", srv.unix_path + ".missing"]) == 2
+
+
+def test_path_parameters_methods_and_raw_bodies(server):
+    srv, _ = server
+    assert api.request("PUT", "/things/fips2/weight", port=srv.port, body=3) == \
+        (200, {"name": "fips2", "w": 3})
+    code, body = api.request("DELETE", "/things/fips2/weight", port=srv.port)
+    assert code == 405 and body["allowed"] == ["PUT"]
+    assert api.request("GET", "/metrics", port=srv.port) == (200, "m 1\n")
+
+
+def test_bearer_token(tmp_path):
+    tok = tmp_path / "token"
+    tok.write_text("s3cret\n")
+    tok.chmod(0o644)
+    with pytest.raises(PermissionError):
+        api.read_token(str(tok))
+    tok.chmod(0o600)
+    srv = api.Api("127.0.0.1", 0, token=api.read_token(str(tok)))
+    srv.route("GET", "/status", lambda body: (200, {"ok": True}))
+    srv.start()
+    try:
+        assert api.request("GET", "/status", port=srv.port)[0] == 401
+        assert api.request("GET", "/status", port=srv.port, token="wrong")[0] == 401
+        assert api.request("GET", "/status", port=srv.port, token="s3cret") == (200, {"ok": True})
+    finally:
+        srv.stop()
