@@ -1,0 +1,732 @@
+"""`xenoflow lab up|down|status|demo [--topology paper] [--run-dir D] [--eswitch softdoca|none]
+[--mirror-routes on|off]`.
+
+``up``     builds the topology (topologies/<name>/topology.yaml, see topology.py), starts bind9
+           on the backends, a private OVS inside the ``dpu`` namespace, eswitchd (softdoca) and
+           the controller there too, each as a background process with its log in the run dir,
+           and waits until the controller has programmed the bridges. Idempotent.
+``status`` what is up: namespaces, processes (alive or not), OVS bridges and flow counts.
+``down``   removes everything recorded in the run dir's state file: processes by PID, OVS
+           bridges and its netdev taps, namespaces. Idempotent, also after a crash.
+``demo``   up, DNS queries from every client source address, counters per backend (bind9's
+           own, the eSwitch entries', OVS's), host traffic fips5 -> p1, the consistency
+           verdict, down.
+
+The run dir (default ``run/<topology>`` under the repository root, owner-only) holds
+``state.json``, the *derived config* ``xenoflow.yaml`` (the topology's config with the
+command line's overrides applied and every socket pointed into the run dir: the config
+everything in the lab runs with, and the one ``xenoflow status``/``check`` find), the
+private OVS (``ovs/``), bind9 work dirs (``bind/<ns>/``) and the logs of eswitchd and the
+controller.
+"""
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from typing import Any, Dict, List, Optional, Tuple
+
+import yaml
+
+from . import netns as nsh
+from .topology import Lab, LabBusy, Topology, TopologyError, load_topology, proc_alive
+
+EXIT_OK, EXIT_FOUND, EXIT_ERROR = 0, 1, 2
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+REQUIRED_TOOLS = ("ip", "ethtool", "sysctl", "bridge", "ovsdb-tool", "ovsdb-server", "ovs-vswitchd",
+                  "ovs-vsctl", "ovs-ofctl", "named", "named-checkconf", "ping")
+
+
+class LabError(RuntimeError):
+    pass
+
+
+# ---------------------------------------------------------------- output
+
+
+class Progress:
+    """One line per step, with the time since the command started."""
+
+    def __init__(self, out: Any = None) -> None:
+        self.t0 = time.monotonic()
+        self.out = out or sys.stdout
+
+    def __call__(self, msg: str) -> None:
+        self.out.write("[%5.1fs] %s\n" % (time.monotonic() - self.t0, msg))
+        self.out.flush()
+
+
+# ---------------------------------------------------------------- where things are
+
+
+def topology_path(topology: str) -> str:
+    """`paper` -> <repo>/topologies/paper/topology.yaml; a directory or a file path also works."""
+    if os.path.isfile(topology):
+        return os.path.abspath(topology)
+    if os.path.isdir(topology):
+        return os.path.join(os.path.abspath(topology), "topology.yaml")
+    for base in (REPO_ROOT, os.getcwd()):
+        p = os.path.join(base, "topologies", topology, "topology.yaml")
+        if os.path.exists(p):
+            return p
+    raise LabError("no topology %r (looked for topologies/%s/topology.yaml under %s and %s)"
+                   % (topology, topology, REPO_ROOT, os.getcwd()))
+
+
+def default_run_dir(topo: Topology) -> str:
+    base = REPO_ROOT if os.path.isdir(os.path.join(REPO_ROOT, "topologies")) else os.getcwd()
+    return os.path.join(base, "run", topo.name)
+
+
+def _subprocess_env() -> Dict[str, str]:
+    """Environment for our own Python subprocesses: this package importable even when
+    not installed, unbuffered logs."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([REPO_ROOT] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+# ---------------------------------------------------------------- the derived config
+
+
+def write_derived_config(topo: Topology, run_dir: str, driver: Optional[str],
+                         mirror_routes: Optional[bool]) -> str:
+    """The topology's config with the overrides applied and every socket/db path pointed
+    into the run dir (absolute), written to <run dir>/xenoflow.yaml (0600). Returns the path."""
+    from .. import config as config_mod
+
+    with open(topo.config_path, encoding="utf-8") as f:
+        data = yaml.safe_load(f)
+    dpu = data.setdefault("dpu", {})
+    es = dpu.get("eswitch") or {}
+    dpu["eswitch"] = es
+    if driver:
+        es["driver"] = driver
+    if mirror_routes is not None:
+        es["mirror_routes"] = bool(mirror_routes)
+    es["socket"] = os.path.join(run_dir, "eswitchd.sock")
+    data.setdefault("ovs", {})["db"] = "unix:" + os.path.join(run_dir, "ovs", "db.sock")
+    ctl = data.get("controller") or {}
+    data["controller"] = ctl
+    api = ctl.get("api") or {}
+    ctl["api"] = api
+    api["socket"] = os.path.join(run_dir, "api.sock")
+    path = os.path.join(run_dir, "xenoflow.yaml")
+    text = ("# Derived by `xenoflow lab up` from %s: overrides applied, sockets in the run dir.\n"
+            "# The lab's processes run with this file; edit the source config, not this one.\n"
+            % topo.config_path) + yaml.safe_dump(data, sort_keys=False, default_flow_style=None)
+    os.makedirs(run_dir, mode=0o700, exist_ok=True)
+    tmp = path + ".tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+    cfg = config_mod.load(path)  # raises ConfigError with located messages
+    topo.check_against(cfg)
+    return path
+
+
+# ---------------------------------------------------------------- the lab controller
+
+
+class LabCtl:
+    def __init__(self, args: argparse.Namespace, progress: Optional[Progress] = None) -> None:
+        self.args = args
+        self.say = progress or Progress()
+        self.topo = load_topology(topology_path(getattr(args, "topology", None) or "paper"))
+        self.run_dir = os.path.abspath(getattr(args, "run_dir", None) or default_run_dir(self.topo))
+        # the driver: command line, else what the running lab was brought up with, else the config
+        from .topology import LabState
+        st = LabState(self.run_dir)
+        self.driver = getattr(args, "eswitch", None) or st.data.get("extra", {}).get("driver")
+        mr = getattr(args, "mirror_routes", None)
+        self.mirror = None if mr is None else (mr == "on")
+        if self.mirror is None and st.data.get("extra", {}).get("mirror_routes") is not None:
+            self.mirror = st.data["extra"]["mirror_routes"]
+        if self.driver is None:
+            with open(self.topo.config_path, encoding="utf-8") as f:
+                raw = yaml.safe_load(f) or {}
+            self.driver = ((raw.get("dpu") or {}).get("eswitch") or {}).get("driver", "softdoca")
+        self.lab = Lab(self.topo, self.run_dir, eswitch=self.driver != "none")
+        self.cfg_path = os.path.join(self.run_dir, "xenoflow.yaml")
+        self.cfg = None
+        self._popen: Dict[str, subprocess.Popen] = {}
+
+    # -- helpers
+    @property
+    def state(self):
+        return self.lab.state
+
+    def ovs(self):
+        from .ovs_instance import OvsInstance
+        return OvsInstance(os.path.join(self.run_dir, "ovs"), netns=self.topo.dpu_netns)
+
+    def load_cfg(self):
+        from .. import config as config_mod
+        if self.cfg is None and os.path.exists(self.cfg_path):
+            self.cfg = config_mod.load(self.cfg_path)
+        return self.cfg
+
+    def _spawn(self, name: str, ns: str, argv: List[str], log: str) -> int:
+        """Start argv in `ns` in the background, log to `log`, record its PID."""
+        logf = open(log, "ab")
+        try:
+            p = nsh.popen_in_ns(ns, argv, env=_subprocess_env(), stdout=logf, stderr=subprocess.STDOUT,
+                                cwd=self.run_dir)
+        finally:
+            logf.close()
+        self._popen[name] = p
+        self.state.add_process(name, p.pid, argv, ns, log)
+        return p.pid
+
+    def _alive(self, name: str) -> bool:
+        p = self._popen.get(name)
+        if p is not None and p.poll() is not None:
+            return False
+        return self.state.process_alive(name)
+
+    def _tail(self, path: str, n: int = 15) -> str:
+        try:
+            with open(path, errors="replace") as f:
+                return "".join(f.readlines()[-n:])
+        except OSError:
+            return "(no log)"
+
+    # -- up
+    def preflight(self) -> None:
+        if os.geteuid() != 0:
+            raise LabError("the lab needs root (network namespaces, veths, OVS)")
+        missing = [t for t in REQUIRED_TOOLS if shutil.which(t) is None]
+        if missing:
+            raise LabError("missing tools: %s (run scripts/install-deps.sh)" % ", ".join(missing))
+
+    def up(self) -> None:
+        say = self.say
+        self.preflight()
+        self.lab.check_free()
+        os.makedirs(self.run_dir, mode=0o700, exist_ok=True)
+        os.chmod(self.run_dir, 0o700)
+        self.state.data["extra"].update(driver=self.driver, mirror_routes=self.mirror)
+        self.state.save()
+        self.cfg_path = write_derived_config(self.topo, self.run_dir, self.driver, self.mirror)
+        self.cfg = None
+        cfg = self.load_cfg()
+        say("config: %s (eswitch %s, routes %smirrored)" % (
+            os.path.relpath(self.cfg_path), cfg.eswitch.driver, "" if cfg.eswitch.mirror_routes else "NOT "))
+        self.lab.up()
+        say("topology %s: %d namespaces, %d veth pairs (%s wiring), tor bridge with static FDB"
+            % (self.topo.name, len(self.topo.namespaces), len(self.topo.veths(self.lab.eswitch)),
+               self.lab.wiring))
+        self.start_bind9()
+        say("bind9 answering on %s" % ", ".join("%s (pid %d)" % (b.netns, self.state.process("bind9-" + b.netns)["pid"])
+                                                for b in self.topo.dns))
+        ovs = self.start_ovs()
+        say("private OVS in namespace %s (ovsdb-server %d, ovs-vswitchd %d)" % (
+            self.topo.dpu_netns, ovs.pid("ovsdb-server"), ovs.pid("ovs-vswitchd")))
+        if cfg.has_eswitch:
+            self.start_eswitchd()
+            say("eswitchd (%s, %s mode) serving %s" % (cfg.eswitch.driver, cfg.eswitch.mode,
+                                                     os.path.relpath(cfg.path(cfg.eswitch.socket))))
+        how = self.start_controller()
+        self.wait_programmed(ovs)
+        self.ensure_mgmt_port()
+        say("bridges programmed (%s): %s" % (how, ", ".join(
+            "%s %d flows" % (b, n) for b, n in sorted(self.flow_counts(ovs).items()))))
+
+    def start_bind9(self) -> None:
+        from .bind9 import Bind9
+        for b in self.topo.dns:
+            name = "bind9-" + b.netns
+            if self.state.process_alive(name):
+                continue
+            self.state.drop_process(name)
+            bind = Bind9(b.netns, os.path.join(self.run_dir, "bind", b.netns), b.name, b.vip)
+            try:
+                bind.start()
+            finally:
+                if bind.proc is not None:
+                    self.state.add_process(name, bind.proc.pid, ["named", "-g", "-c", bind.conf],
+                                           b.netns, bind.log)
+                    self._popen[name] = bind.proc
+
+    def start_ovs(self):
+        ovs = self.ovs()
+        if not ovs.running():
+            # a half-dead instance (one daemon left) is stopped first, by its pidfiles
+            ovs.stop()
+            ovs.start()
+        for prog in ("ovsdb-server", "ovs-vswitchd"):
+            self.state.add_process(prog, ovs.pid(prog), [prog], self.topo.dpu_netns,
+                                   ovs.logfile(prog))
+        self.state.data["extra"]["ovs_rundir"] = ovs.rundir
+        self.state.save()
+        return ovs
+
+    def start_eswitchd(self) -> None:
+        cfg = self.load_cfg()
+        sock = cfg.path(cfg.eswitch.socket)
+        if not self._alive("eswitchd"):
+            self.state.drop_process("eswitchd")
+            probe = subprocess.run([sys.executable, "-c", "import dpdk_glue"], env=_subprocess_env(),
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                   universal_newlines=True, cwd=REPO_ROOT)
+            if probe.returncode != 0:
+                raise LabError("dpdk_glue is not importable (%s); build it (pip install -e .) or "
+                               "run the lab with --eswitch none"
+                               % (probe.stdout.strip().splitlines() or ["?"])[-1])
+            log = os.path.join(self.run_dir, "eswitchd.log")
+            self._spawn("eswitchd", self.topo.dpu_netns,
+                        [sys.executable, "-m", "xenoflow_ovs.cli", "eswitchd", "-c", self.cfg_path], log)
+        from ..eswitch import EswitchClient, EswitchError
+        deadline = time.monotonic() + 30
+        while True:
+            if not self._alive("eswitchd"):
+                raise LabError("eswitchd exited; its log:\n" + self._tail(self.state.process("eswitchd")["log"]))
+            try:
+                c = EswitchClient(sock, timeout=2)
+                c.hello()
+                c.close()
+                return
+            except EswitchError:
+                pass
+            if time.monotonic() > deadline:
+                raise LabError("eswitchd does not answer on %s after 30 s" % sock)
+            time.sleep(0.2)
+
+    def controller_available(self) -> bool:
+        probe = subprocess.run([sys.executable, "-c", "import xenoflow_ovs.launcher, xenoflow_ovs.app"],
+                               env=_subprocess_env(), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, cwd=REPO_ROOT)
+        return probe.returncode == 0
+
+    def start_controller(self) -> str:
+        if self._alive("controller"):
+            return "controller pid %d" % self.state.process("controller")["pid"]
+        self.state.drop_process("controller")
+        if not self.controller_available():
+            static_program(self.ovs(), self.load_cfg())
+            self.state.data["extra"]["static"] = True
+            self.state.save()
+            return "NO CONTROLLER YET: plan installed statically with ovs-ofctl"
+        log = os.path.join(self.run_dir, "controller.log")
+        pid = self._spawn("controller", self.topo.dpu_netns,
+                          [sys.executable, "-m", "xenoflow_ovs.cli", "controller", "-c", self.cfg_path], log)
+        return "controller pid %d" % pid
+
+    def planned_counts(self) -> Dict[str, int]:
+        from .. import plan as plan_mod
+        cfg = self.load_cfg()
+        p = plan_mod.plan(cfg)
+        return {br.name: len(p.bridge_flows(br.name)) for br in cfg.bridges}
+
+    def flow_counts(self, ovs) -> Dict[str, int]:
+        """Flows with our cookie per bridge (empty when OVS is not up)."""
+        from .. import plan as plan_mod
+        out = {}
+        try:
+            brs = ovs.bridges()
+        except Exception:
+            return out
+        for br in brs:
+            n = 0
+            for line in ovs.ofctl("dump-flows", br, check=False).splitlines():
+                c = _field(line, "cookie")
+                if c is not None and plan_mod.is_ours(int(c, 16)):
+                    n += 1
+            out[br] = n
+        return out
+
+    def wait_programmed(self, ovs, timeout: float = 40.0) -> None:
+        want = self.planned_counts()
+        deadline = time.monotonic() + timeout
+        while True:
+            have = self.flow_counts(ovs)
+            if all(have.get(b, 0) >= n for b, n in want.items()):
+                return
+            if self.state.process("controller") and not self._alive("controller"):
+                raise LabError("the controller exited; its log:\n"
+                               + self._tail(self.state.process("controller")["log"]))
+            if time.monotonic() > deadline:
+                raise LabError("bridges not programmed after %.0f s (want %s, have %s); see %s"
+                               % (timeout, want, have, os.path.join(self.run_dir, "controller.log")))
+            time.sleep(0.3)
+
+    def ensure_mgmt_port(self) -> None:
+        """The internal ports of the config (pf1sf0) carry their lab address and MAC in the
+        dpu namespace (idempotent; a no-op when the controller already did it)."""
+        cfg = self.load_cfg()
+        for br in cfg.bridges:
+            for ip in br.internal:
+                if not nsh.link_exists(ip.name, self.topo.dpu_netns):
+                    continue
+                nsh.set_link(ip.name, ns=self.topo.dpu_netns, mac=ip.mac, up=None)
+                nsh.add_address(ip.name, str(ip.ip), ns=self.topo.dpu_netns)
+                nsh.run_in_ns(self.topo.dpu_netns, ["ethtool", "-K", ip.name, "tx", "off"], check=False)
+                nsh.set_link(ip.name, ns=self.topo.dpu_netns, up=True)
+
+    # -- down
+    def down(self) -> List[str]:
+        """Stop everything recorded; returns what was removed (for the report)."""
+        done = []
+        # the controller first (it would reconnect and reprogram), then eswitchd
+        for name in ("controller", "eswitchd"):
+            if self.state.process(name):
+                self.lab.stop_process(name)
+                done.append(name)
+        ovs_rundir = self.state.data["extra"].get("ovs_rundir")
+        if ovs_rundir and os.path.isdir(ovs_rundir):
+            from .ovs_instance import OvsInstance
+            OvsInstance(ovs_rundir, netns=self.topo.dpu_netns).stop()   # del-br, kill by pidfile, taps
+            done.append("ovs")
+        for prog in ("ovs-vswitchd", "ovsdb-server"):
+            if self.state.process(prog):
+                self.lab.stop_process(prog)
+        for name in list(self.state.data["processes"]):
+            self.lab.stop_process(name)
+            done.append(name)
+        taps = self.lab.delete_taps()
+        if taps:
+            done.append("taps " + ",".join(taps))
+        nss = [ns for ns in self.state.data["namespaces"] if nsh.ns_exists(ns)]
+        self.lab.down()
+        if nss:
+            done.append("namespaces " + ",".join(nss))
+        self._dpdk_runtime_cleanup()
+        return done
+
+    def _dpdk_runtime_cleanup(self) -> None:
+        """eswitchd's DPDK runtime dir (/var/run/dpdk/<file-prefix>), by exact name, once
+        no eswitchd of ours runs."""
+        cfg = self.load_cfg()
+        if cfg is None or not cfg.has_eswitch or self.state.process_alive("eswitchd"):
+            return
+        args = list(cfg.eswitch.eal_args)
+        if "--file-prefix" in args and args.index("--file-prefix") + 1 < len(args):
+            d = os.path.join("/var/run/dpdk", args[args.index("--file-prefix") + 1])
+            if os.path.isdir(d):
+                shutil.rmtree(d, ignore_errors=True)
+
+    # -- status
+    def status(self) -> Dict[str, Any]:
+        st = self.lab.status()
+        ovs_rundir = self.state.data["extra"].get("ovs_rundir")
+        st["driver"] = self.state.data["extra"].get("driver")
+        st["bridges"] = {}
+        if ovs_rundir and os.path.isdir(ovs_rundir):
+            from .ovs_instance import OvsInstance
+            ovs = OvsInstance(ovs_rundir, netns=self.topo.dpu_netns)
+            if ovs.running():
+                st["bridges"] = self.flow_counts(ovs)
+        st["config"] = self.cfg_path if os.path.exists(self.cfg_path) else None
+        st["static"] = bool(self.state.data["extra"].get("static"))
+        return st
+
+
+def _field(line: str, name: str) -> Optional[str]:
+    for part in line.replace(",", " ").split():
+        if part.startswith(name + "="):
+            return part.split("=", 1)[1]
+    return None
+
+
+# ---------------------------------------------------------------- interim: no controller yet
+
+
+def static_program(ovs, cfg) -> None:
+    """Stand-in for the controller while it does not exist: the bridges, ports and patches
+    over ovs-vsctl and the plan's flows with ovs-ofctl replace-flows; the plan's eSwitch
+    pipes and entries through eswitchd. Only used when xenoflow_ovs.launcher is missing."""
+    from .. import plan as plan_mod
+    p = plan_mod.plan(cfg)
+    for br in cfg.bridges:
+        ovs.add_bridge(br.name)
+        for port in br.ports:
+            ovs.vsctl("--may-exist", "add-port", br.name, port)
+        for ip in br.internal:
+            extra = ["mac=%s" % json.dumps(ip.mac)] if ip.mac else []
+            ovs.vsctl("--may-exist", "add-port", br.name, ip.name, "--", "set", "interface", ip.name,
+                      "type=internal", *extra)
+    for a, b in cfg.patches:
+        for br, peer in ((a, b), (b, a)):
+            port, peer_port = cfg.patch_port(br, peer), cfg.patch_port(peer, br)
+            ovs.vsctl("--may-exist", "add-port", br, port, "--", "set", "interface", port,
+                      "type=patch", "options:peer=%s" % peer_port)
+    for a, b in cfg.patches:
+        for br, peer in ((a, b), (b, a)):
+            ovs.ofctl("mod-port", br, cfg.patch_port(br, peer), "no-flood")
+    for br in cfg.bridges:
+        path = os.path.join(ovs.rundir, "%s.flows" % br.name)
+        with open(path, "w") as f:
+            for fl in p.bridge_flows(br.name):
+                f.write(plan_mod.to_ofctl(fl) + "\n")
+        ovs.ofctl("replace-flows", br.name, path)
+    if cfg.has_eswitch:
+        from ..eswitch import EswitchClient
+        empty = plan_mod.Plan(flows=(), pipes=(), entries=())
+        changes = [c for c in plan_mod.diff(empty, p) if not isinstance(c.item, plan_mod.Flow)]
+        c = EswitchClient(cfg.path(cfg.eswitch.socket))
+        installed = c.installed()
+        if not installed[1]:
+            c.apply(changes)
+        c.close()
+
+
+# ---------------------------------------------------------------- demo
+
+
+class Demo:
+    QUERIES_PER_SOURCE = 10
+
+    def __init__(self, ctl: LabCtl) -> None:
+        self.ctl = ctl
+        self.say = ctl.say
+
+    def expected_backend(self, svc, table, src: str) -> str:
+        mask = len(table) - 1
+        return table[int(ipaddress.ip_address(src)) & mask]
+
+    def counters(self) -> Dict[str, Any]:
+        """bind9 answers, eSwitch entry packets, OVS packets per backend, fallback, miss_other."""
+        from .bind9 import Bind9
+        cfg = self.ctl.load_cfg()
+        out: Dict[str, Any] = {"bind9": {}, "eswitch": {}, "ovs": {}, "fallback": None,
+                               "miss_other": 0, "source": "ovs-ofctl"}
+        for b in self.ctl.topo.dns:
+            out["bind9"][b.name] = Bind9(b.netns, os.path.join(self.ctl.run_dir, "bind", b.netns),
+                                         b.name, b.vip).queries_answered()
+        if cfg.has_eswitch:
+            from ..eswitch import EswitchClient
+            c = EswitchClient(cfg.path(cfg.eswitch.socket))
+            res = c.counters()
+            c.close()
+            routes = {}
+            for e in res.get("entries", []):
+                ent = e["entry"]
+                if ent.get("kind") == "bucket":
+                    out["eswitch"][ent["backend"]] = out["eswitch"].get(ent["backend"], 0) + e["pkts"]
+                elif ent.get("kind") == "route":
+                    routes[ent["owner"]] = routes.get(ent["owner"], 0) + e["pkts"]
+            out["eswitch_routes"] = routes
+        # OVS per backend and fallback: from the controller's API when it answers, else the flows
+        api = self.api("/status")
+        if api is not None:
+            out["source"] = "controller API"
+            for svc, backends in (api.get("services") or {}).items():
+                for name, c in backends.items():
+                    out["ovs"][name] = out["ovs"].get(name, 0) + int(c.get("ovs_packets") or 0)
+            out["fallback"] = api.get("fallback_packets")
+            out["miss_other"] = api.get("miss_other_packets")
+            return out
+        out.update(self.ovs_counters(cfg))
+        return out
+
+    def ovs_counters(self, cfg) -> Dict[str, Any]:
+        from .. import plan as plan_mod
+        mac2be = {}
+        for svc in cfg.services:
+            for be in svc.backends:
+                mac2be[be.mac.lower()] = be.name
+        per_be: Dict[str, int] = {}
+        fallback = miss_other = 0
+        ovs = self.ctl.ovs()
+        for br in ovs.bridges():
+            for line in ovs.ofctl("dump-flows", br).splitlines():
+                c = _field(line, "cookie")
+                n = _field(line, "n_packets")
+                if c is None or n is None or not plan_mod.is_ours(int(c, 16)):
+                    continue
+                kind = plan_mod.KINDS[((int(c, 16) >> 32) & 0xFF) - 1]
+                n = int(n)
+                if kind == "service":
+                    act = line.split("actions=", 1)[1]
+                    for mac, be in mac2be.items():
+                        if mac in act:
+                            per_be[be] = per_be.get(be, 0) + n
+                if kind in plan_mod.FALLBACK_KINDS:
+                    fallback += n
+                elif kind in plan_mod.MISS_OTHER_KINDS:
+                    miss_other += n
+        return {"ovs": per_be, "fallback": fallback if cfg.has_eswitch else None,
+                "miss_other": miss_other}
+
+    def api(self, path: str) -> Optional[Dict[str, Any]]:
+        cfg = self.ctl.load_cfg()
+        sock = cfg.path(cfg.api.socket) if cfg.api.socket else None
+        if not sock or not os.path.exists(sock):
+            return None
+        from .. import api as api_mod
+        try:
+            code, body = api_mod.request("GET", path, unix_path=sock)
+        except OSError:
+            return None
+        return body if code == 200 else None
+
+    def queries(self, ns: str, sources: List[str], server: str, count: int) -> Dict[str, Dict]:
+        """`count` sequential queries from every source address, in one process in `ns`."""
+        snippet = ("import json, sys\n"
+                   "from xenoflow_ovs.lab.dnsclient import query_many\n"
+                   "a = json.loads(sys.argv[1])\n"
+                   "print(json.dumps({s: query_many(a['server'], s, a['count'], timeout=1.0)"
+                   " for s in a['sources']}))\n")
+        arg = json.dumps({"server": server, "sources": sources, "count": count})
+        p = nsh.run_in_ns(ns, [sys.executable, "-c", snippet, arg], env=_subprocess_env(),
+                          timeout=30 + len(sources) * count * 2)
+        return json.loads(p.stdout)
+
+    def run(self) -> int:
+        say = self.say
+        ctl = self.ctl
+        cfg = ctl.load_cfg()
+        from .. import plan as plan_mod
+        p = plan_mod.plan(cfg)
+        rc = EXIT_OK
+        before = self.counters()
+        for svc in cfg.services:
+            table = p.table(svc.name)
+            sent = answered = wrong = 0
+            by_be: Dict[str, int] = {}
+            for ns, sources in sorted(ctl.topo.clients.items()):
+                res = self.queries(ns, list(sources), str(svc.vip), self.QUERIES_PER_SOURCE)
+                for src, r in res.items():
+                    exp = self.expected_backend(svc, table, src)
+                    sent += r["count"]
+                    for ans, n in r["by_answer"].items():
+                        answered += n
+                        by_be[ans] = by_be.get(ans, 0) + n
+                        if ans != exp:
+                            wrong += n
+            say("service %s: %d queries from %d source addresses (%s): %d answered, %d by the wrong "
+                "backend, %d lost" % (svc.name, sent, sum(len(s) for s in ctl.topo.clients.values()),
+                                       ", ".join(sorted(ctl.topo.clients)), answered, wrong,
+                                       sent - answered))
+            if wrong or answered != sent:
+                rc = EXIT_FOUND
+        time.sleep(1.2)  # OVS and softdoca counters are read asynchronously
+        after = self.counters()
+        d = _delta(before, after)
+        say("per backend (deltas; OVS counters from %s):" % after["source"])
+        for svc in cfg.services:
+            for be in svc.backends:
+                es = d["eswitch"].get(be.name) if cfg.has_eswitch else None
+                print("          %-6s answered by bind9 %5s | eSwitch entries %5s | OVS %5s" % (
+                    be.name, d["bind9"].get(be.name, 0), "n/a" if es is None else es,
+                    d["ovs"].get(be.name, 0)))
+        print("          fallback packets %s, miss_other packets %s" % (
+            "n/a (no eSwitch)" if d["fallback"] is None else d["fallback"], d["miss_other"]))
+        # host traffic fips5 -> p1
+        host = ctl.topo.host
+        if host:
+            h0 = self.counters()
+            lost = 0
+            for tgt in host.get("targets", ()):
+                r = nsh.run_in_ns(host["netns"], ["ping", "-n", "-q", "-c", "5", "-i", "0.05", "-W", "1",
+                                                  "-I", host["src"], tgt], check=False)
+                lost += 0 if r.returncode == 0 else 1
+            time.sleep(1.2)
+            h1 = self.counters()
+            hd = _delta(h0, h1)
+            routes = ", ".join("%s %d" % (k, v) for k, v in sorted(hd.get("eswitch_routes", {}).items()))
+            say("host traffic %s -> %s (ping via pf1hpf/p1): %s; eSwitch route entries: %s; "
+                "fallback %s (routes %smirrored)" % (
+                    host["src"], ",".join(host.get("targets", ())),
+                    "all answered" if not lost else "%d target(s) unreachable" % lost,
+                    routes or "n/a", "n/a" if hd["fallback"] is None else hd["fallback"],
+                    "" if cfg.eswitch.mirror_routes else "NOT "))
+            if lost:
+                rc = EXIT_FOUND
+        chk = self.api("/check")
+        if chk is not None:
+            from ..consistency import format_report
+            say("consistency: " + format_report(chk).replace("\n", "\n          "))
+            if chk.get("verdict") != "consistent":
+                rc = max(rc, EXIT_FOUND)
+        else:
+            say("consistency: `xenoflow check` not available (the controller's API is not running)")
+        return rc
+
+
+def _delta(a: Dict[str, Any], b: Dict[str, Any]) -> Dict[str, Any]:
+    out: Dict[str, Any] = {}
+    for k in ("bind9", "eswitch", "ovs", "eswitch_routes"):
+        out[k] = {n: v - (a.get(k) or {}).get(n, 0) for n, v in (b.get(k) or {}).items()}
+    out["fallback"] = None if b.get("fallback") is None else b["fallback"] - (a.get("fallback") or 0)
+    out["miss_other"] = (b.get("miss_other") or 0) - (a.get("miss_other") or 0)
+    return out
+
+
+# ---------------------------------------------------------------- entry point
+
+
+def _print_status(st: Dict[str, Any]) -> None:
+    ns = st["namespaces"]
+    up = [n for n, e in ns.items() if e]
+    print("lab run dir %s: %s" % (st["run_dir"], "state recorded" if st["state"] else "no state (down)"))
+    print("  namespaces: %s" % (", ".join("%s%s" % (n, "" if e else " (missing)") for n, e in ns.items())
+                                 if up else "none"))
+    if st["foreign_namespaces"]:
+        print("  NOT OURS: %s exist but belong to another lab or to something else"
+              % ", ".join(st["foreign_namespaces"]))
+    if st.get("driver"):
+        print("  eswitch driver: %s (%s wiring)%s" % (st["driver"], st["wiring"],
+                                                     ", no controller: static plan" if st["static"] else ""))
+    for name, p in st["processes"].items():
+        print("  %-13s pid %-7s %s  in %s, log %s" % (name, p["pid"], "alive" if p["alive"] else "DEAD",
+                                                       p["netns"], p["log"]))
+    if st["bridges"]:
+        print("  OVS bridges: %s" % ", ".join("%s (%d flows)" % kv for kv in sorted(st["bridges"].items())))
+    if st.get("config"):
+        print("  config: %s" % st["config"])
+
+
+def main(args: argparse.Namespace) -> int:
+    from ..config import ConfigError
+    action = args.action
+    say = Progress()
+    try:
+        ctl = LabCtl(args, say)
+    except (LabError, TopologyError) as e:
+        print("xenoflow lab: %s" % e, file=sys.stderr)
+        return EXIT_ERROR
+    try:
+        if action == "up":
+            ctl.up()
+            say("lab up (run dir %s); `xenoflow lab down` removes it" % os.path.relpath(ctl.run_dir))
+            return EXIT_OK
+        if action == "down":
+            done = ctl.down()
+            say("lab down: %s" % (", ".join(done) if done else "nothing was up"))
+            return EXIT_OK
+        if action == "status":
+            st = ctl.status()
+            _print_status(st)
+            alive = all(p["alive"] for p in st["processes"].values())
+            return EXIT_OK if st["state"] and alive and all(st["namespaces"].values()) else EXIT_FOUND
+        if action == "demo":
+            t0 = time.monotonic()
+            rc = EXIT_ERROR
+            try:
+                ctl.up()
+                rc = Demo(ctl).run()
+            finally:
+                done = ctl.down()
+                say("lab down: %s" % ", ".join(done))
+            say("demo %s in %.0f s" % ("passed" if rc == EXIT_OK else "FAILED", time.monotonic() - t0))
+            return rc
+    except LabBusy as e:
+        print("xenoflow lab %s: %s" % (action, e), file=sys.stderr)
+        return EXIT_ERROR
+    except (LabError, TopologyError, ConfigError) as e:
+        msg = "\n".join(e.lines()) if isinstance(e, ConfigError) else str(e)
+        print("xenoflow lab %s: %s" % (action, msg), file=sys.stderr)
+        if action == "up":
+            print("(what was made is recorded in %s; `xenoflow lab down` removes it)"
+                  % os.path.join(ctl.run_dir, "state.json"), file=sys.stderr)
+        return EXIT_ERROR
+    print("unknown action %r" % action, file=sys.stderr)
+    return EXIT_ERROR
