@@ -26,6 +26,13 @@ from .plan import Change, Entry, Pipe
 log = logging.getLogger("xenoflow.eswitchd")
 
 ROOT_CAPACITY = 1024  # root control pipe entries per port: services + routes
+# The plan's priorities are OpenFlow-like (higher wins); DOCA's control pipe
+# priorities are the other way round (0 is the highest).
+DOCA_PRIO_BASE = 1000
+
+
+def doca_priority(plan_priority: int) -> int:
+    return DOCA_PRIO_BASE - plan_priority
 
 
 class RequestError(Exception):
@@ -40,8 +47,10 @@ class GlueDriver:
         import dpdk_glue
         self.glue = dpdk_glue
         self.cfg = cfg
+        # A port without interfaces does no packet I/O (DOCA ports use devargs instead).
         ports = [dpdk_glue.PortSpec(name=p.name, id=p.id, iface=p.iface, rep_iface=p.rep_iface,
-                                    devargs=p.devargs) for p in cfg.ports]
+                                    driver="af_packet" if p.iface else "none",
+                                    devargs=p.devargs or "") for p in cfg.ports]
         self.sw = dpdk_glue.ESwitch(eal_args=list(cfg.eswitch.eal_args), ports=ports,
                                     mode=cfg.eswitch.mode, busy_poll=cfg.eswitch.busy_poll)
         self.roots: Dict[str, Any] = {}
@@ -73,22 +82,25 @@ class GlueDriver:
             elif e.fwd[0] == "port":
                 kw["fwd_port"] = e.fwd[1]
             else:
-                kw["fwd_drop"] = True
+                kw["drop"] = True
             return self._root(e.port).entry(
                 match=Match(**{f: v for f, v, _ in e.match}),
-                mask=Match(**{f: m for f, _, m in e.match}), priority=e.priority, **kw)
+                mask=Match(**{f: m for f, _, m in e.match}), priority=doca_priority(e.priority), **kw)
         return pipes[(e.port, e.pipe)].entry(match=Match(**{f: v for f, v, _ in e.match}),
                                              dst_mac=e.dst_mac)
 
     def add(self, entries: List[Entry], pipes: Dict[Tuple[str, str], Any]) -> List[Any]:
         return self.sw.add_entries([self._request(e, pipes) for e in entries])
 
-    def update(self, handle: Any, e: Entry, pipes: Dict[Tuple[str, str], Any]) -> None:
-        if e.pipe == "root":
-            target = pipes[(e.port, e.fwd[1])] if e.fwd[0] == "pipe" else e.fwd[1]
-            self.sw.update_entries([(handle, target)])
-        else:
+    def update(self, handle: Any, e: Entry, pipes: Dict[Tuple[str, str], Any]) -> Any:
+        """Update in place; returns the (possibly new) handle."""
+        if e.pipe != "root":
             self.sw.update_entries([(handle, e.dst_mac)])
+            return handle
+        # A root entry's target cannot be updated in place here: replace it. Traffic of
+        # that class misses for a moment and OVS, which already has its rule, carries it.
+        self.sw.remove_entries([handle])
+        return self.add([e], pipes)[0]
 
     def remove(self, handles: List[Any]) -> None:
         self.sw.remove_entries(handles)
@@ -99,8 +111,8 @@ class GlueDriver:
     def port_stats(self, port: str) -> Dict[str, int]:
         return dict(self.sw.port_stats(port))
 
-    def inject_fault(self, **kw: Any) -> None:
-        self.sw.inject_fault(**kw)
+    def inject_fault(self, nth: int = 0, at_process: bool = False) -> None:
+        self.sw.fault_inject(int(nth), bool(at_process))
 
 
 class EswitchState:
@@ -206,12 +218,11 @@ class EswitchState:
 
     def _update(self, e: Entry, undo: list) -> None:
         old, h, c = self.entries[e.key]
-        self.driver.update(h, e, self._handles())
-        self.entries[e.key] = (e, h, e.cookie)
+        new_h = self.driver.update(h, e, self._handles())
+        self.entries[e.key] = (e, new_h, e.cookie)
 
         def back() -> None:
-            self.driver.update(h, old, self._handles())
-            self.entries[e.key] = (old, h, c)
+            self.entries[e.key] = (old, self.driver.update(new_h, old, self._handles()), c)
         undo.append(back)
 
     def _remove(self, e: Entry, undo: list) -> None:

@@ -1,0 +1,172 @@
+"""eswitchd on softdoca, on real veths in namespaces, driven over its unix socket.
+
+Topology (all in namespaces of this test):
+    client ns  c0 ==veth== w0 [p0]  eswitch ns (eswitchd)  [p1] w1 ==veth== b1  backend ns
+                                    r0 ==veth== o0 (p0's representor, the "OVS side")
+"""
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from xenoflow_ovs import config, plan
+from xenoflow_ovs.eswitch import EswitchClient, EswitchError, adoption_changes
+from xenoflow_ovs.lab import netns as N
+
+pytestmark = [pytest.mark.root]
+
+VIP, VIP_MAC = "198.18.0.53", "02:00:c6:12:00:35"
+BE = [("fips2", "198.18.0.2", "02:00:c6:12:00:02"), ("fips3", "198.18.0.3", "02:00:c6:12:00:03")]
+
+SENDER = """
+import socket, sys
+src, dst, port, n = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((src, 0))
+for i in range(n):
+    s.sendto(b"x" * 32, (dst, port))
+"""
+
+
+def rx_packets(ns, ifname):
+    out = N.run_in_ns(ns, ["cat", "/sys/class/net/%s/statistics/rx_packets" % ifname])
+    return int(out.stdout.strip())
+
+
+def send(ns, src, n, port=53):
+    N.run_in_ns(ns, [sys.executable, "-c", SENDER, src, VIP, str(port), str(n)])
+
+
+@pytest.fixture
+def eswitchd(netns, short_tmp):
+    es, cl, be = netns("e"), netns("c"), netns("b")
+    N.add_veth("w0", "c0", ns=es, peer_ns=cl)
+    N.add_veth("w1", "b1", ns=es, peer_ns=be)
+    N.add_veth("r0", "o0", ns=es, peer_ns=es)
+    N.add_veth("r1", "o1", ns=es, peer_ns=es)
+    for ifname in ("w0", "w1", "r0", "o0", "r1", "o1"):
+        N.prepare_link(ifname, ns=es)
+    N.prepare_link("c0", ns=cl, mac="02:00:c6:12:00:0b", cidr="198.18.0.11/24")
+    N.add_address("c0", "198.18.0.12/24", ns=cl)
+    N.run_in_ns(cl, ["ip", "neigh", "replace", VIP, "lladdr", VIP_MAC, "dev", "c0", "nud", "permanent"])
+    N.prepare_link("b1", ns=be)
+    for ifname, ns in (("c0", cl), ("b1", be), ("w0", es), ("w1", es)):
+        N.wait_oper_up(ifname, ns)
+    data = {
+        "dpu": {"name": "t", "eswitch": {"driver": "softdoca", "socket": os.path.join(short_tmp, "es.sock"),
+                                         "eal_args": ["--no-huge", "-m", "256", "--no-pci", "-l", "0-1",
+                                                      "--file-prefix", "xf-t-%d" % os.getpid(),
+                                                      "--log-level", "lib.eal:warning"]},
+                "ports": {"p0": {"id": 0, "iface": "w0", "rep_iface": "r0"},
+                          "p1": {"id": 1, "iface": "w1", "rep_iface": "r1"}}},
+        "ovs": {"bridges": {"br1": {"ports": ["p0", "p1"]}}},
+        "services": [{"name": "dns", "vip": VIP, "vip_mac": VIP_MAC, "port": 53, "ingress": "p0",
+                      "egress": "p1", "policy": {"kind": "src-ip-bits", "bits": 1},
+                      "backends": [{"name": n, "ip": i, "mac": m} for n, i, m in BE]}],
+    }
+    path = os.path.join(short_tmp, "xf.yaml")
+    with open(path, "w") as f:
+        yaml.safe_dump(data, f)
+    cfg = config.load(path)
+    log = open(os.path.join(short_tmp, "eswitchd.log"), "w")
+    proc = N.popen_in_ns(es, [sys.executable, "-m", "xenoflow_ovs.cli", "eswitchd", "-c", path],
+                         stdout=log, stderr=subprocess.STDOUT)
+    sock = cfg.path(cfg.eswitch.socket)
+    deadline = time.monotonic() + 30
+    while not os.path.exists(sock):
+        assert proc.poll() is None, open(log.name).read()
+        assert time.monotonic() < deadline, "eswitchd did not start: " + open(log.name).read()
+        time.sleep(0.1)
+    client = EswitchClient(sock)
+    try:
+        yield cfg, client, proc, {"client": cl, "backend": be, "eswitch": es}, log.name
+    finally:
+        client.close()
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        log.close()
+
+
+def wait_for(fn, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        got = fn()
+        if got or time.monotonic() > deadline:
+            return got
+        time.sleep(0.1)
+
+
+def test_eswitchd_installs_counts_rolls_back_and_stops_cleanly(eswitchd):
+    cfg, client, proc, ns, logpath = eswitchd
+    hello = client.hello()
+    assert hello["driver"] == "softdoca" and hello["pid"] == proc.pid
+    mode = stat.S_IMODE(os.stat(client.path).st_mode)
+    assert mode & 0o077 == 0, oct(mode)
+
+    desired = plan.plan(cfg)
+    changes = adoption_changes([], [], desired)
+    applied = client.apply(changes)["applied"]
+    assert applied["add_pipe"] == 1 and applied["add"] == 3
+
+    pipes, entries = client.installed()
+    assert adoption_changes(pipes, entries, desired) == []  # a restarted controller adds nothing
+    listing = client.call("list")["entries"]
+    assert {e["cookie"] for e in listing} == {e.cookie for e in desired.entries}
+
+    # Real packets: .11 is odd (bucket 1 -> fips3), .12 even (bucket 0 -> fips2); port 54 misses.
+    before = rx_packets(ns["backend"], "b1")
+    send(ns["client"], "198.18.0.11", 10)
+    send(ns["client"], "198.18.0.12", 6)
+    send(ns["client"], "198.18.0.12", 3, port=54)
+
+    def counted():
+        c = client.counters()
+        by_bucket = {e["entry"]["bucket"]: e["pkts"] for e in c["entries"] if e["entry"]["kind"] == "bucket"}
+        return c if by_bucket == {0: 6, 1: 10} and c["ports"]["p0"]["miss_pkts"] >= 3 else None
+    c = wait_for(counted)
+    assert c, client.counters()
+    assert wait_for(lambda: rx_packets(ns["backend"], "b1") - before >= 16)
+    assert rx_packets(ns["backend"], "b1") - before == 16  # the misses went to the representor
+    assert rx_packets(ns["eswitch"], "o0") >= 3
+
+    # All-or-nothing: the 2nd add of a batch fails in the glue; nothing of the request stays.
+    data = yaml.safe_load(open(os.path.join(os.path.dirname(client.path), "xf.yaml")))
+    svc2 = dict(data["services"][0], name="dns2", vip="198.18.0.54", vip_mac="02:00:c6:12:00:36")
+    data["services"].append(svc2)
+    bigger = plan.plan(config.parse(yaml.safe_dump(data)))
+    before_listing = client.call("list")
+    client.call("fault", nth=2)
+    with pytest.raises(EswitchError) as exc:
+        client.apply(adoption_changes(*client.installed(), bigger))
+    assert exc.value.doca_error == "DOCA_ERROR_FULL"
+    after = client.call("list")
+    assert sorted(map(json.dumps, after["entries"])) == sorted(map(json.dumps, before_listing["entries"]))
+    assert after["pipes"] == before_listing["pipes"]
+    client.call("fault", nth=0)
+    client.apply(adoption_changes(*client.installed(), bigger))
+    assert adoption_changes(*client.installed(), bigger) == []
+
+    # A request that is wrong before anything is touched names the problem and changes nothing.
+    gone = [c for c in adoption_changes([], [], desired) if c.op == "add"][0]
+    with pytest.raises(EswitchError) as exc:
+        client.apply([plan.Change("eswitch", "remove", plan.Entry(**{**gone.item.__dict__, "port": "p1"}))])
+    assert "no entry" in str(exc.value)
+    with pytest.raises(EswitchError):
+        client.call("frobnicate")
+    assert adoption_changes(*client.installed(), bigger) == []
+
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(20) == 0, open(logpath).read()
+    assert not os.path.exists(client.path)
