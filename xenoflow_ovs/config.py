@@ -707,3 +707,61 @@ def _backends(r: _Reader, v: Any, path: Path) -> List[Backend]:
         if not bad:
             out.append(b)
     return out
+
+
+# ---------------------------------------------------------------- back to data
+
+
+def to_data(cfg: Config) -> Dict[str, Any]:
+    """The config as plain YAML-shaped data. Runtime edits (API backend add, weight)
+    are made on this and parsed again, so they pass the very same validation."""
+    def health(h: Health) -> Dict[str, Any]:
+        out = {k: getattr(h, k) for k in ("enabled", "query", "qtype", "interval", "timeout", "rise",
+                                          "fall")}
+        if h.expect is not None:
+            out["expect"] = h.expect
+        if h.source is not None:
+            out["source"] = str(h.source)
+        return out
+
+    def port(p: Port) -> Dict[str, Any]:
+        return {k: v for k, v in (("id", p.id), ("iface", p.iface), ("rep_iface", p.rep_iface),
+                                  ("devargs", p.devargs)) if v is not None}
+
+    def internal(i: InternalPort) -> Any:
+        return {"ip": str(i.ip), "mac": i.mac} if i.mac else str(i.ip)
+
+    def endpoint(e: Endpoint, api: bool) -> Dict[str, Any]:
+        out: Dict[str, Any] = {"host": e.host, "port": e.port}
+        if api and e.socket:
+            out["socket"] = e.socket
+        if api and e.token_file:
+            out["token_file"] = e.token_file
+        return out
+
+    e = cfg.eswitch
+    return {
+        "dpu": {"name": cfg.dpu_name,
+                "eswitch": {"driver": e.driver, "mode": e.mode, "mirror_routes": e.mirror_routes,
+                            "socket": e.socket, "eal_args": list(e.eal_args), "busy_poll": e.busy_poll},
+                "ports": {p.name: port(p) for p in cfg.ports}},
+        "ovs": {"db": cfg.ovs_db, "table_miss": cfg.table_miss, "patches": [list(p) for p in cfg.patches],
+                "bridges": {b.name: dict({"ports": list(b.ports)},
+                                         **({"internal": {i.name: internal(i) for i in b.internal}}
+                                            if b.internal else {}))
+                            for b in cfg.bridges}},
+        "routes": [dict({"from": r.src_port, "to": r.dst_port},
+                        **({"dst": str(r.dst)} if r.dst.prefixlen else {})) for r in cfg.routes],
+        "controller": {"openflow": endpoint(cfg.openflow, False), "api": endpoint(cfg.api, True)},
+        "services": [{"name": s.name, "vip": str(s.vip), "vip_mac": s.vip_mac, "protocol": s.protocol,
+                      "port": s.port, "ingress": s.ingress, "egress": s.egress,
+                      "policy": {"kind": s.policy.kind, "bits": s.policy.bits},
+                      "backends": [{"name": b.name, "ip": str(b.ip), "mac": b.mac, "weight": b.weight}
+                                   for b in s.backends],
+                      "health": health(s.health)} for s in cfg.services],
+    }
+
+
+def from_data(data: Dict[str, Any], base_dir: str = ".", source: str = "<api>") -> Config:
+    import yaml
+    return parse(yaml.safe_dump(data, sort_keys=False), source=source, base_dir=base_dir)

@@ -170,3 +170,43 @@ def test_eswitchd_installs_counts_rolls_back_and_stops_cleanly(eswitchd):
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(20) == 0, open(logpath).read()
     assert not os.path.exists(client.path)
+
+
+def test_runtime_never_applies_half_when_the_eswitch_refuses(eswitchd):
+    """A backend add whose eSwitch half fails: OVS is reverted, eswitchd keeps the old entries."""
+    from xenoflow_ovs.runtime import Runtime, TransitionError
+    cfg, client, proc, ns, logpath = eswitchd
+    ovs = {}
+
+    def ovs_apply(changes):
+        for c in changes:
+            if c.op == "delete":
+                del ovs[c.item.key]
+            else:
+                ovs[c.item.key] = c.item
+    rt = Runtime(cfg, ovs_apply, eswitch=client)
+    assert rt.start()["eswitch"] == 4             # pipe + 2 buckets + dispatch: adopted nothing
+    rt.current = plan.Plan((), rt.current.pipes, rt.current.entries)
+    rt.transition(why="install OVS half")
+    flows_before, listing_before = dict(ovs), client.call("list")
+
+    def grow(data):
+        data["services"][0]["policy"]["bits"] = 2   # a new pipe: 4 bucket adds in one batch
+    client.call("fault", nth=3)
+    with pytest.raises(TransitionError) as exc:
+        rt.edit(grow, "grow")
+    assert "DOCA_ERROR_FULL" in str(exc.value)
+    assert ovs == flows_before
+    assert client.call("list") == listing_before
+    client.call("fault", nth=0)
+    rt.edit(grow, "grow")
+    assert len([e for e in client.installed()[1] if e.kind == "bucket"]) == 4
+    # A restarted controller adopts: nothing to add, nothing to remove.
+    rt2 = Runtime(rt.cfg, ovs_apply, eswitch=client)
+    assert rt2.start()["eswitch"] == 0
+    # Drift behind our back is repaired by the next reconcile.
+    victim = [e for e in client.installed()[1] if e.kind == "bucket"][0]
+    client.apply([plan.Change("eswitch", "remove", victim)])
+    repaired = rt2.reconcile_eswitch()
+    assert len(repaired) == 1 and repaired[0].startswith("add ")
+    assert rt2.reconcile_eswitch() == []

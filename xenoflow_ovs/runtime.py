@@ -1,0 +1,245 @@
+"""The running intent, and every change to it applied to both planes in order.
+
+One object holds what the controller is asked to do (the config, plus backends
+drained by an operator or down by health checks) and what it last installed. A
+transition renders the new plan and applies the diff:
+
+    OVS adds/modifies (sync, barrier)  ->  eSwitch changes (eswitchd, all-or-nothing)
+                                       ->  OVS deletes
+
+If eswitchd refuses, the OVS half is reverted and the old state keeps serving:
+the intent is never applied half. The OVS side is a callable given by the app,
+so this module holds no OpenFlow and is tested without a switch.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
+
+from . import config as config_mod
+from . import plan as plan_mod
+from .eswitch import EswitchClient, EswitchError, adoption_changes
+from .plan import Change, Plan
+
+log = logging.getLogger("xenoflow.runtime")
+
+OvsApply = Callable[[List[Change]], None]
+
+
+class TransitionError(Exception):
+    """A change was refused or failed; nothing of it stays installed."""
+
+
+class Conflict(TransitionError):
+    """The request makes no sense in the current state (HTTP 409)."""
+
+
+def _invert_ovs(changes: List[Change]) -> List[Change]:
+    out = []
+    for c in reversed(changes):
+        if c.op == "add":
+            out.append(Change("ovs", "delete", c.item))
+        elif c.op == "modify":
+            out.append(Change("ovs", "modify", c.old, c.item))
+        elif c.op == "delete":
+            out.append(Change("ovs", "add", c.item))
+    return out
+
+
+class Runtime:
+    def __init__(self, cfg: config_mod.Config, ovs_apply: OvsApply,
+                 eswitch: Optional[EswitchClient] = None, metrics: Any = None):
+        self.cfg = cfg
+        self.ovs_apply = ovs_apply
+        self.eswitch = eswitch
+        self.metrics = metrics
+        self.drained: Dict[str, Set[str]] = {}
+        self.down: Dict[str, Set[str]] = {}
+        self.current: Plan = Plan((), (), ())
+        self.lock = threading.RLock()
+        self.last_transition: Dict[str, Any] = {}
+
+    # -- what we want ----------------------------------------------------------------
+
+    def exclude(self, drained: Optional[Dict[str, Set[str]]] = None,
+                down: Optional[Dict[str, Set[str]]] = None) -> Dict[str, Set[str]]:
+        out: Dict[str, Set[str]] = {}
+        for m in (self.drained if drained is None else drained, self.down if down is None else down):
+            for svc, names in m.items():
+                out.setdefault(svc, set()).update(names)
+        return out
+
+    def desired(self, cfg: Optional[config_mod.Config] = None, **kw: Any) -> Plan:
+        return plan_mod.plan(cfg or self.cfg, exclude=self.exclude(**kw))
+
+    def in_service(self, service: str, backend: str) -> bool:
+        return backend not in self.exclude().get(service, set())
+
+    # -- applying --------------------------------------------------------------------
+
+    def start(self) -> Dict[str, int]:
+        """First sync after (re)start: adopt what eswitchd holds (no flush, no duplicates).
+        OVS is adopted per bridge by the app when each bridge connects."""
+        with self.lock:
+            target = self.desired()
+            done = {"eswitch": 0}
+            if self.eswitch is not None and self.cfg.has_eswitch:
+                pipes, entries = self.eswitch.installed()
+                changes = adoption_changes(pipes, entries, target)
+                if changes:
+                    self._eswitch_apply(changes)
+                    log.info("eSwitch adopted %d entr(ies), changed %d", len(entries), len(changes))
+                done["eswitch"] = len(changes)
+                done["adopted"] = len(entries)
+            self.current = target
+            return done
+
+    def _eswitch_apply(self, changes: List[Change]) -> None:
+        assert self.eswitch is not None
+        t0 = time.monotonic()
+        self.eswitch.apply(changes)
+        if self.metrics is not None:
+            self.metrics.installed(time.monotonic() - t0)
+            for c in changes:
+                self.metrics.reconciled("eswitch", c.op)
+
+    def transition(self, cfg: Optional[config_mod.Config] = None,
+                   drained: Optional[Dict[str, Set[str]]] = None,
+                   down: Optional[Dict[str, Set[str]]] = None, why: str = "") -> Dict[str, Any]:
+        with self.lock:
+            new_cfg = cfg or self.cfg
+            target = self.desired(new_cfg, drained=drained, down=down)
+            changes = plan_mod.diff(self.current, target)
+            first = [c for c in changes if c.plane == "ovs" and c.op != "delete"]
+            middle = [c for c in changes if c.plane == "eswitch"]
+            last = [c for c in changes if c.plane == "ovs" and c.op == "delete"]
+            if middle and (self.eswitch is None or not new_cfg.has_eswitch):
+                if self.cfg.has_eswitch != new_cfg.has_eswitch:
+                    raise Conflict("switching dpu.eswitch.driver needs a controller restart")
+                middle = []
+            try:
+                self.ovs_apply(first)
+            except Exception as exc:
+                self._revert_ovs(first)
+                raise TransitionError("OVS refused the change (%s); nothing changed" % exc)
+            if middle:
+                try:
+                    self._eswitch_apply(middle)
+                except EswitchError as exc:
+                    self._revert_ovs(first)
+                    detail = " (%s in %s)" % (exc.doca_error, exc.call) if exc.doca_error else ""
+                    raise TransitionError("eSwitch refused the change: %s%s; both planes kept the "
+                                          "previous state" % (exc, detail))
+            self.ovs_apply(last)
+            self.cfg, self.current = new_cfg, target
+            if drained is not None:
+                self.drained = drained
+            if down is not None:
+                self.down = down
+            summary = {"why": why, "ovs": len(first) + len(last), "eswitch": len(middle),
+                       "moved_buckets": _moved(changes), "at": time.time()}
+            self.last_transition = summary
+            if changes:
+                log.info("applied %s: %d OVS and %d eSwitch change(s)", why or "change",
+                         summary["ovs"], summary["eswitch"])
+            if self.metrics is not None:
+                for c in first + last:
+                    self.metrics.reconciled("ovs", c.op)
+            return summary
+
+    def _revert_ovs(self, applied: List[Change]) -> None:
+        try:
+            self.ovs_apply(_invert_ovs(applied))
+        except Exception:  # the app's reconcile repairs whatever is left
+            log.exception("could not revert OVS; the next reconcile repairs it")
+
+    # -- operations ------------------------------------------------------------------
+
+    def _backend(self, service: str, backend: str) -> None:
+        try:
+            self.cfg.service(service).backend(backend)
+        except KeyError:
+            raise LookupError("no backend %r in service %r" % (backend, service))
+
+    def drain(self, service: str, backend: str, on: bool = True) -> Dict[str, Any]:
+        with self.lock:
+            self._backend(service, backend)
+            drained = {k: set(v) for k, v in self.drained.items()}
+            if on:
+                svc = self.cfg.service(service)
+                left = [b.name for b in svc.backends if b.weight > 0 and b.name != backend
+                        and self.in_service(service, b.name)]
+                if not left:
+                    raise Conflict("cannot drain %s: it is the last backend in service of %s"
+                                   % (backend, service))
+                drained.setdefault(service, set()).add(backend)
+            else:
+                drained.get(service, set()).discard(backend)
+            return self.transition(drained=drained, why="%s %s/%s" % (
+                "drain" if on else "undrain", service, backend))
+
+    def set_health(self, service: str, backend: str, up: bool, why: str = "") -> Dict[str, Any]:
+        with self.lock:
+            down = {k: set(v) for k, v in self.down.items()}
+            if up:
+                down.get(service, set()).discard(backend)
+            else:
+                down.setdefault(service, set()).add(backend)
+            return self.transition(down=down, why="health %s/%s %s%s" % (
+                service, backend, "up" if up else "down", ": " + why if why else ""))
+
+    def edit(self, mutate: Callable[[Dict[str, Any]], None], why: str) -> Dict[str, Any]:
+        """Apply an edit of the running config (API): validated like a file, then a transition."""
+        with self.lock:
+            data = config_mod.to_data(self.cfg)
+            mutate(data)
+            new_cfg = config_mod.from_data(data, base_dir=self.cfg.base_dir, source="<api>")
+            return self.reload(new_cfg, why=why)
+
+    def reload(self, new_cfg: config_mod.Config, why: str = "reload") -> Dict[str, Any]:
+        with self.lock:
+            # Drains and health states of backends that no longer exist are forgotten.
+            keep = {s.name: {b.name for b in s.backends} for s in new_cfg.services}
+            drained = {s: n & keep.get(s, set()) for s, n in self.drained.items()}
+            down = {s: n & keep.get(s, set()) for s, n in self.down.items()}
+            return self.transition(new_cfg, drained=drained, down=down, why=why)
+
+    def reconcile_eswitch(self) -> List[str]:
+        """Repair eSwitch drift (an entry removed or changed behind our back)."""
+        if self.eswitch is None or not self.cfg.has_eswitch:
+            return []
+        with self.lock:
+            pipes, entries = self.eswitch.installed()
+            changes = adoption_changes(pipes, entries, self.current)
+            if not changes:
+                return []
+            self._eswitch_apply(changes)
+            said = ["%s %s" % (c.op, plan_mod.describe_entry(c.item) if isinstance(c.item, plan_mod.Entry)
+                               else "pipe " + c.item.name) for c in changes]
+            for s in said:
+                log.warning("repaired eSwitch drift: %s", s)
+            if self.metrics is not None:
+                self.metrics.reconciled("eswitch", "repair", len(changes))
+            return said
+
+    def eswitch_counters(self) -> Tuple[Dict[Tuple[str, str], Tuple[int, int]], Dict[str, Any]]:
+        """Per (service, backend) packets/bytes from the bucket entries, and per-port stats."""
+        if self.eswitch is None or not self.cfg.has_eswitch:
+            return {}, {}
+        c = self.eswitch.counters()
+        out: Dict[Tuple[str, str], Tuple[int, int]] = {}
+        for e in c["entries"]:
+            ent = e["entry"]
+            if ent["kind"] == "bucket" and ent.get("backend"):
+                key = (ent["owner"], ent["backend"])
+                p, b = out.get(key, (0, 0))
+                out[key] = (p + e["pkts"], b + e["bytes"])
+        return out, c.get("ports", {})
+
+
+def _moved(changes: List[Change]) -> int:
+    return sum(1 for c in changes if c.plane == "eswitch" and c.op == "update"
+               and getattr(c.item, "kind", "") == "bucket")
