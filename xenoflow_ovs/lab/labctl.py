@@ -257,6 +257,8 @@ class LabCtl:
 
     def start_ovs(self):
         ovs = self.ovs()
+        self.state.data["extra"]["ovs_rundir"] = ovs.rundir   # before it starts: a crash still stops it
+        self.state.save()
         if not ovs.running():
             # a half-dead instance (one daemon left) is stopped first, by its pidfiles
             ovs.stop()
@@ -264,8 +266,6 @@ class LabCtl:
         for prog in ("ovsdb-server", "ovs-vswitchd"):
             self.state.add_process(prog, ovs.pid(prog), [prog], self.topo.dpu_netns,
                                    ovs.logfile(prog))
-        self.state.data["extra"]["ovs_rundir"] = ovs.rundir
-        self.state.save()
         return ovs
 
     def start_eswitchd(self) -> None:
@@ -300,6 +300,10 @@ class LabCtl:
             time.sleep(0.2)
 
     def controller_available(self) -> bool:
+        """The controller app is installed. XF_LAB_CONTROLLER=static forces the interim
+        static programming (for debugging the lab without the controller)."""
+        if os.environ.get("XF_LAB_CONTROLLER") == "static":
+            return False
         probe = subprocess.run([sys.executable, "-c", "import xenoflow_ovs.launcher, xenoflow_ovs.app"],
                                env=_subprocess_env(), stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, cwd=REPO_ROOT)
@@ -390,6 +394,7 @@ class LabCtl:
         for name in list(self.state.data["processes"]):
             self.lab.stop_process(name)
             done.append(name)
+        done += self._stop_unrecorded_bind9()
         taps = self.lab.delete_taps()
         if taps:
             done.append("taps " + ",".join(taps))
@@ -398,6 +403,26 @@ class LabCtl:
         if nss:
             done.append("namespaces " + ",".join(nss))
         self._dpdk_runtime_cleanup()
+        return done
+
+    def _stop_unrecorded_bind9(self) -> List[str]:
+        """A named started by an `up` that crashed before recording its PID: found by the
+        pidfile in our own bind work dir, and stopped only if its command line names our
+        config file there."""
+        from .topology import proc_start_time, stop_pid
+        done = []
+        for b in self.topo.dns:
+            wd = os.path.join(self.run_dir, "bind", b.netns)
+            try:
+                with open(os.path.join(wd, "named.pid")) as f:
+                    pid = int(f.read().split()[0])
+                with open("/proc/%d/cmdline" % pid, "rb") as f:
+                    argv = f.read().decode(errors="replace").split("\0")
+            except (OSError, ValueError, IndexError):
+                continue
+            if os.path.join(wd, "named.conf") in argv and proc_start_time(pid) is not None:
+                stop_pid(pid)
+                done.append("bind9-%s (pidfile)" % b.netns)
         return done
 
     def _dpdk_runtime_cleanup(self) -> None:

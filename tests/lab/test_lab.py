@@ -1,0 +1,265 @@
+"""End-to-end: the paper's testbed (`xenoflow lab`), up, traffic, down, nothing left.
+
+One lab per module (it takes a few seconds to build); its run dir is a private
+temp dir, so a developer's `run/paper` is never touched. The namespace names
+are fixed by the topology, so if another lab is up this module fails at once,
+saying so, instead of touching it.
+
+The eSwitch driver is softdoca unless XF_LAB_ESWITCH=none (OVS alone balances).
+Traffic stays inside the lab's namespaces; addresses are 198.18.0.0/15 only.
+"""
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+
+pytestmark = [pytest.mark.root, pytest.mark.ovs, pytest.mark.lab, pytest.mark.slow]
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TOPOLOGY = os.path.join(REPO, "topologies", "paper")
+DRIVER = os.environ.get("XF_LAB_ESWITCH", "softdoca")
+
+
+def _args(run_dir, action="up", **kw):
+    return argparse.Namespace(action=action, topology=TOPOLOGY, run_dir=run_dir,
+                              eswitch=kw.get("eswitch", DRIVER), mirror_routes=kw.get("mirror_routes"))
+
+
+def _root_links():
+    p = subprocess.run(["ip", "-o", "link", "show"], stdout=subprocess.PIPE, universal_newlines=True,
+                       check=True)
+    return {line.split(":")[1].strip().split("@")[0] for line in p.stdout.splitlines() if ":" in line}
+
+
+def _lab_names(topo):
+    names = set(topo.taps)
+    for wiring in (True, False):
+        for v in topo.veths(wiring):
+            names |= {v.a.ifname, v.b.ifname}
+    names |= {b.name for b in topo.bridges}
+    return names
+
+
+def _quiet():
+    from xenoflow_ovs.lab.labctl import Progress
+    return Progress(out=open(os.devnull, "w"))
+
+
+@pytest.fixture(scope="module")
+def run_dir():
+    d = tempfile.mkdtemp(prefix="xf-lab-")
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def lab(run_dir):
+    """The lab, up (in this process), with the root namespace's links noted before."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    from xenoflow_ovs.lab.labctl import LabCtl
+    from xenoflow_ovs.lab.topology import LabBusy
+
+    ctl = LabCtl(_args(run_dir), _quiet())
+    foreign = ctl.lab.foreign_namespaces()
+    if foreign:
+        pytest.fail("another lab is up (namespaces %s exist): run `xenoflow lab down` first"
+                    % ", ".join(foreign))
+    ctl.root_links_before = _root_links()
+    try:
+        ctl.up()
+    except LabBusy as e:
+        pytest.fail(str(e))
+    except Exception:
+        ctl.down()
+        raise
+    yield ctl
+    ctl.down()  # idempotent: a no-op when test_down_leaves_nothing ran
+
+
+def _counters(ctl):
+    from xenoflow_ovs.lab.labctl import Demo
+    return Demo(ctl).counters()
+
+
+def _bucket_counters(ctl):
+    """{(service, bucket): pkts} from eswitchd."""
+    from xenoflow_ovs.eswitch import EswitchClient
+    cfg = ctl.load_cfg()
+    c = EswitchClient(cfg.path(cfg.eswitch.socket))
+    try:
+        res = c.counters()
+    finally:
+        c.close()
+    return {(e["entry"]["owner"], e["entry"]["bucket"]): e["pkts"] for e in res["entries"]
+            if e["entry"]["kind"] == "bucket"}
+
+
+def test_up_is_idempotent_and_status_shows_it(lab):
+    t0 = time.monotonic()
+    lab.up()
+    assert time.monotonic() - t0 < 20
+    st = lab.status()
+    assert st["state"] and all(st["namespaces"].values()), st
+    assert st["processes"] and all(p["alive"] for p in st["processes"].values()), st["processes"]
+    names = set(st["processes"])
+    assert {"bind9-fips2", "bind9-fips3", "ovsdb-server", "ovs-vswitchd"} <= names
+    if DRIVER != "none":
+        assert "eswitchd" in names
+    assert set(st["bridges"]) == {"ovsbr1", "ovsbr2"} and all(n > 0 for n in st["bridges"].values())
+    # the run dir and its state are owner-only
+    assert os.stat(lab.run_dir).st_mode & 0o077 == 0
+    assert os.stat(os.path.join(lab.run_dir, "state.json")).st_mode & 0o077 == 0
+
+
+def test_every_bucket_answered_by_the_planned_backend(lab):
+    from xenoflow_ovs import plan as plan_mod
+    from xenoflow_ovs.lab.dnsclient import query_txt_in_ns
+
+    cfg = lab.load_cfg()
+    p = plan_mod.plan(cfg)
+    before = _counters(lab)
+    for svc in cfg.services:
+        table = p.table(svc.name)
+        mask = len(table) - 1
+        for bucket, backend in enumerate(table):
+            src = ns = None
+            for cns, addrs in sorted(lab.topo.clients.items()):
+                for a in addrs:
+                    if int(ipaddress.ip_address(a)) & mask == bucket:
+                        src, ns = a, cns
+                        break
+                if src:
+                    break
+            assert src, "the topology's clients do not cover bucket %d" % bucket
+            b0 = _bucket_counters(lab) if cfg.has_eswitch else None
+            ans = query_txt_in_ns(ns, str(svc.vip), src=src, timeout=2.0)
+            assert ans == backend, "bucket %d from %s: answered by %s, plan says %s" % (
+                bucket, src, ans, backend)
+            if cfg.has_eswitch:
+                deadline = time.monotonic() + 3
+                while True:
+                    b1 = _bucket_counters(lab)
+                    grew = b1[(svc.name, bucket)] - b0[(svc.name, bucket)]
+                    if grew >= 1 or time.monotonic() > deadline:
+                        break
+                    time.sleep(0.2)
+                assert grew == 1, "bucket %d entry counter grew by %d" % (bucket, grew)
+                others = {k: b1[k] - b0[k] for k in b1 if k != (svc.name, bucket) and b1[k] != b0[k]}
+                assert not others, others
+    time.sleep(1.2)
+    after = _counters(lab)
+    assert sum(after["bind9"].values()) - sum(before["bind9"].values()) >= sum(
+        len(p.table(s.name)) for s in cfg.services)
+    if cfg.has_eswitch:
+        assert after["fallback"] == before["fallback"], "fallback grew: %s -> %s" % (
+            before["fallback"], after["fallback"])
+
+
+def test_demo_traffic_counters_agree(lab, capsys):
+    from xenoflow_ovs.lab.labctl import Demo, Progress
+    quiet, lab.say = lab.say, Progress()   # progress lines to the captured stdout
+    try:
+        rc = Demo(lab).run()
+    finally:
+        lab.say = quiet
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "0 by the wrong backend, 0 lost" in out, out
+    if DRIVER != "none":
+        assert "fallback 0 (routes mirrored)" in out, out
+
+
+def test_host_traffic_takes_the_mirrored_routes(lab):
+    from xenoflow_ovs.lab import netns as nsh
+    cfg = lab.load_cfg()
+    if not cfg.has_eswitch:
+        pytest.skip("no eSwitch: fallback is not applicable")
+    host = lab.topo.host
+    before = _counters(lab)
+    for tgt in host["targets"]:
+        r = nsh.run_in_ns(host["netns"], ["ping", "-n", "-q", "-c", "3", "-i", "0.05", "-W", "1",
+                                          "-I", host["src"], tgt], check=False)
+        assert r.returncode == 0, r.stdout + r.stderr
+    time.sleep(1.2)
+    after = _counters(lab)
+    assert after["fallback"] == before["fallback"]
+    grew = {k: v - before["eswitch_routes"].get(k, 0) for k, v in after["eswitch_routes"].items()}
+    assert all(n >= 3 * len(host["targets"]) for n in grew.values()), grew
+
+
+def test_a_second_lab_is_refused_and_untouched(lab):
+    from xenoflow_ovs.lab.labctl import LabCtl
+    from xenoflow_ovs.lab.topology import LabBusy
+
+    other = tempfile.mkdtemp(prefix="xf-lab2-")
+    try:
+        ctl2 = LabCtl(_args(other), _quiet())
+        with pytest.raises(LabBusy, match="not this lab's"):
+            ctl2.up()
+        ctl2.down()   # owns nothing: must not remove the first lab's namespaces
+        assert all(lab.status()["namespaces"].values())
+        assert all(p["alive"] for p in lab.status()["processes"].values())
+    finally:
+        shutil.rmtree(other, ignore_errors=True)
+
+
+def _assert_nothing_left(ctl, pids, before_links):
+    from xenoflow_ovs.lab import netns as nsh
+    from xenoflow_ovs.lab.topology import proc_alive
+
+    left_ns = [ns for ns in ctl.topo.namespaces if nsh.ns_exists(ns)]
+    assert not left_ns, "namespaces left: %s" % left_ns
+    alive = {n: p for n, (p, s) in pids.items() if proc_alive(p, s)}
+    assert not alive, "processes left: %s" % alive
+    new_links = (_root_links() - before_links) & _lab_names(ctl.topo)
+    assert not new_links, "links/taps left in the root namespace: %s" % sorted(new_links)
+    assert not os.path.exists(os.path.join(ctl.run_dir, "state.json"))
+
+
+def test_down_leaves_nothing(lab):
+    pids = {n: (p["pid"], p["start"]) for n, p in lab.state.data["processes"].items()}
+    assert pids
+    lab.down()
+    _assert_nothing_left(lab, pids, lab.root_links_before)
+    lab.down()  # idempotent
+
+
+def test_down_after_a_crashed_up(run_dir):
+    """`lab up` killed half-way (SIGKILL, no cleanup of its own): `lab down` from a new
+    process still removes every namespace, process and tap it had made."""
+    from xenoflow_ovs.lab.labctl import LabCtl
+    from xenoflow_ovs.lab.topology import LabState
+
+    before = _root_links()
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([REPO, os.environ.get("PYTHONPATH", "")]))
+    argv = [sys.executable, "-m", "xenoflow_ovs.cli", "lab", "up", "--topology", TOPOLOGY,
+            "--run-dir", run_dir, "--eswitch", DRIVER]
+    p = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         universal_newlines=True, start_new_session=True)
+    # wait until the lab has started at least one process of its own, then crash it
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and p.poll() is None:
+        if LabState(run_dir).data["processes"]:
+            break
+        time.sleep(0.05)
+    if p.poll() is None:
+        p.send_signal(signal.SIGKILL)
+    p.wait(10)
+    st = LabState(run_dir)
+    assert st.data["namespaces"], "the crashed up recorded nothing"
+    pids = {n: (q["pid"], q["start"]) for n, q in st.data["processes"].items()}
+    r = subprocess.run([sys.executable, "-m", "xenoflow_ovs.cli", "lab", "down", "--topology", TOPOLOGY,
+                        "--run-dir", run_dir], env=env, stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, universal_newlines=True, timeout=120)
+    assert r.returncode == 0, r.stdout
+    _assert_nothing_left(LabCtl(_args(run_dir, "down"), _quiet()), pids, before)
