@@ -272,10 +272,10 @@ class _Pipe:
         return self._alive and self._sw._open
 
     def _check(self) -> None:
-        if not self._alive:
-            raise RuntimeError("pipe %r was destroyed" % self.name)
         if not self._sw._open:
             raise RuntimeError("the eSwitch of pipe %r is closed" % self.name)
+        if not self._alive:
+            raise RuntimeError("pipe %r was destroyed" % self.name)
 
 
 class EntrySpec:
@@ -521,6 +521,7 @@ class ESwitch:
         """Install a batch (queued, one entries_process).  All-or-nothing: on any failure
         the batch's successful entries are removed again and GlueError lists the failures."""
         lib, ffi = _load()
+        self._check_open()
         n = len(specs)
         if n == 0:
             return []

@@ -8,12 +8,14 @@
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <rte_eal.h>
 #include <rte_errno.h>
@@ -1147,6 +1149,23 @@ int xf_classify(uint16_t port_id, uint8_t *frame, uint32_t len)
 #endif
 }
 
+static void remove_runtime_dir(const char *path)
+{
+	DIR *d = opendir(path);
+	if (d == NULL)
+		return;
+	struct dirent *de;
+	char f[PATH_MAX + 256];
+	while ((de = readdir(d)) != NULL) {
+		if (de->d_type == DT_DIR)
+			continue;
+		snprintf(f, sizeof(f), "%s/%s", path, de->d_name);
+		unlink(f);
+	}
+	closedir(d);
+	rmdir(path);
+}
+
 int xf_close(void)
 {
 	pthread_mutex_lock(&X.mu);
@@ -1179,7 +1198,12 @@ int xf_close(void)
 	X.ents = NULL;
 	X.ents_cap = 0;
 	X.free_head = 0;
+	/* the EAL leaves its runtime dir (/var/run/dpdk/<file-prefix>) behind: the prefix is
+	 * this process's own, so remove the files in it and the dir */
+	char rdir[PATH_MAX];
+	snprintf(rdir, sizeof(rdir), "%s", rte_eal_get_runtime_dir());
 	rte_eal_cleanup();
+	remove_runtime_dir(rdir);
 	X.state = XF_ST_CLOSED;
 	pthread_mutex_unlock(&X.mu);
 	return rc;
