@@ -29,12 +29,12 @@ import shutil
 import subprocess
 import sys
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
 import yaml
 
 from . import netns as nsh
-from .topology import Lab, LabBusy, Topology, TopologyError, load_topology, proc_alive
+from .topology import Lab, LabBusy, Topology, TopologyError, load_topology
 
 EXIT_OK, EXIT_FOUND, EXIT_ERROR = 0, 1, 2
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -173,11 +173,14 @@ class LabCtl:
             self.cfg = config_mod.load(self.cfg_path)
         return self.cfg
 
-    def _spawn(self, name: str, ns: str, argv: List[str], log: str) -> int:
+    def _spawn(self, name: str, ns: str, argv: List[str], log: str,
+               env: Optional[Dict[str, str]] = None) -> int:
         """Start argv in `ns` in the background, log to `log`, record its PID."""
         logf = open(log, "ab")
+        full_env = _subprocess_env()
+        full_env.update(env or {})
         try:
-            p = nsh.popen_in_ns(ns, argv, env=_subprocess_env(), stdout=logf, stderr=subprocess.STDOUT,
+            p = nsh.popen_in_ns(ns, argv, env=full_env, stdout=logf, stderr=subprocess.STDOUT,
                                 cwd=self.run_dir)
         finally:
             logf.close()
@@ -287,7 +290,8 @@ class LabCtl:
         deadline = time.monotonic() + 30
         while True:
             if not self._alive("eswitchd"):
-                raise LabError("eswitchd exited; its log:\n" + self._tail(self.state.process("eswitchd")["log"]))
+                raise LabError("eswitchd exited; its log:\n" + self._tail(self.state.process("eswitchd")["log"])
+                               + "\n")
             try:
                 c = EswitchClient(sock, timeout=2)
                 c.hello()
@@ -320,7 +324,8 @@ class LabCtl:
             return "NO CONTROLLER YET: plan installed statically with ovs-ofctl"
         log = os.path.join(self.run_dir, "controller.log")
         pid = self._spawn("controller", self.topo.dpu_netns,
-                          [sys.executable, "-m", "xenoflow_ovs.cli", "controller", "-c", self.cfg_path], log)
+                          [sys.executable, "-m", "xenoflow_ovs.cli", "controller", "-c", self.cfg_path], log,
+                          env={"XENOFLOW_STATE": os.path.join(self.run_dir, "controller-state.json")})
         return "controller pid %d" % pid
 
     def planned_counts(self) -> Dict[str, int]:
@@ -355,7 +360,7 @@ class LabCtl:
                 return
             if self.state.process("controller") and not self._alive("controller"):
                 raise LabError("the controller exited; its log:\n"
-                               + self._tail(self.state.process("controller")["log"]))
+                               + self._tail(self.state.process("controller")["log"]) + "\n")
             if time.monotonic() > deadline:
                 raise LabError("bridges not programmed after %.0f s (want %s, have %s); see %s"
                                % (timeout, want, have, os.path.join(self.run_dir, "controller.log")))
@@ -657,12 +662,14 @@ class Demo:
             h1 = self.counters()
             hd = _delta(h0, h1)
             routes = ", ".join("%s %d" % (k, v) for k, v in sorted(hd.get("eswitch_routes", {}).items()))
+            trap = "" if cfg.eswitch.mirror_routes or not cfg.has_eswitch else \
+                " - the paper's trap: host traffic runs through the Arm's OVS"
             say("host traffic %s -> %s (ping via pf1hpf/p1): %s; eSwitch route entries: %s; "
-                "fallback %s (routes %smirrored)" % (
+                "fallback %s (routes %smirrored)%s" % (
                     host["src"], ",".join(host.get("targets", ())),
                     "all answered" if not lost else "%d target(s) unreachable" % lost,
                     routes or "n/a", "n/a" if hd["fallback"] is None else hd["fallback"],
-                    "" if cfg.eswitch.mirror_routes else "NOT "))
+                    "" if cfg.eswitch.mirror_routes else "NOT ", trap))
             if lost:
                 rc = EXIT_FOUND
         chk = self.api("/check")
