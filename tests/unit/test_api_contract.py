@@ -1,0 +1,193 @@
+"""The API server against its OpenAPI document: every route documented, every documented
+route served, every response valid; bad requests are 4xx and change nothing."""
+
+import copy
+import os
+
+import jsonschema
+import pytest
+import yaml
+
+from xenoflow_ovs import api, config, consistency, routes
+from xenoflow_ovs.metrics import Metrics
+from xenoflow_ovs.runtime import Runtime
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PAPER = os.path.join(ROOT, "topologies", "paper", "xenoflow.yaml")
+DOC = yaml.safe_load(open(routes.OPENAPI))
+
+
+def to_jsonschema(node):
+    """OpenAPI 3.0 schema -> JSON Schema: `nullable: true` becomes a null alternative."""
+    if isinstance(node, list):
+        return [to_jsonschema(n) for n in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: to_jsonschema(v) for k, v in node.items() if k != "nullable"}
+    if node.get("nullable"):
+        return {"anyOf": [out, {"type": "null"}]}
+    return out
+
+
+SCHEMA_ROOT = to_jsonschema(DOC)
+
+
+def validate(method, path_template, code, body):
+    op = DOC["paths"][path_template][method.lower()]
+    assert str(code) in op["responses"], "%s %s answered %s, undocumented" % (method, path_template, code)
+    resp = op["responses"][str(code)]
+    if "$ref" in resp:
+        resp = DOC["components"]["responses"][resp["$ref"].rsplit("/", 1)[1]]
+    content = resp["content"]
+    if "application/json" not in content:
+        assert isinstance(body, str)
+        return
+    schema = to_jsonschema(content["application/json"]["schema"])
+    schema = dict(schema, components=SCHEMA_ROOT["components"])
+    jsonschema.validate(body, schema)
+
+
+class Facade:
+    """The controller facade the routes need, over a Runtime whose OVS side is a table."""
+
+    def __init__(self, cfg):
+        self.flows = {}
+        self.runtime = Runtime(cfg, self.apply)
+        self.metrics = Metrics(cfg.dpu_name, self.status)
+        self.path = PAPER
+
+    def apply(self, changes):
+        for c in changes:
+            if c.op == "delete":
+                del self.flows[c.item.key]
+            else:
+                self.flows[c.item.key] = c.item
+
+    def by_bridge(self):
+        out = {}
+        for f in self.flows.values():
+            out.setdefault(f.bridge, []).append(f)
+        return out
+
+    def check(self):
+        rt = self.runtime
+        return consistency.check(rt.cfg, rt.current, self.by_bridge(), counters={"fallback": None})
+
+    def status(self):
+        rt = self.runtime
+        return {"dpu": rt.cfg.dpu_name, "eswitch": {"driver": rt.cfg.eswitch.driver},
+                "bridges": {b.name: {"connected": True} for b in rt.cfg.bridges},
+                "services": {s.name: {b.name: {"ovs_packets": 0, "eswitch_packets": None,
+                                               "in_service": rt.in_service(s.name, b.name)}
+                                      for b in s.backends} for s in rt.cfg.services},
+                "fallback_packets": None, "miss_other_packets": 0, "packet_ins": 0,
+                "verdict": self.check()["verdict"]}
+
+    def reload_from_file(self):
+        return self.runtime.reload(config.load(self.path), why="reload")
+
+
+@pytest.fixture
+def server():
+    data = config.to_data(config.load(PAPER))
+    data["dpu"]["eswitch"]["driver"] = "none"
+    data["services"][0]["policy"]["bits"] = 3
+    ctl = Facade(config.from_data(data, base_dir=os.path.dirname(PAPER)))
+    ctl.path = None
+    ctl.runtime.transition(why="initial")
+    srv = api.Api("127.0.0.1", 0)
+    routes.install(srv, ctl)
+    srv.start()
+    yield srv, ctl
+    srv.stop()
+
+
+def call(srv, method, path, body=None):
+    return api.request(method, path, port=srv.port, body=body)
+
+
+def test_every_route_is_documented_and_every_documented_route_served(server):
+    srv, _ = server
+    served = {(m, p) for m, p in srv.routes}
+    documented = {(m.upper(), p) for p, ops in DOC["paths"].items() for m in ops if m != "parameters"}
+    assert served == documented
+
+
+def test_responses_match_the_document(server):
+    srv, ctl = server
+    for path in ("/status", "/check", "/plan", "/services", "/services/dns", "/metrics", "/openapi.yaml"):
+        code, body = call(srv, "GET", path)
+        validate("GET", path if path != "/services/dns" else "/services/{service}", code, body)
+    assert call(srv, "GET", "/check")[1]["verdict"] == "consistent"
+    t = "/services/{service}/backends"
+    code, body = call(srv, "POST", "/services/dns/backends",
+                      {"name": "fips6", "ip": "198.18.0.6", "mac": "02:00:c6:12:00:06", "weight": 2})
+    assert code == 201, body
+    validate("POST", t, code, body)
+    assert body["moved_buckets"] == 0   # no eSwitch here: OVS rules moved instead
+    view = call(srv, "GET", "/services/dns")[1]
+    assert "fips6" in view["buckets"] and {b["name"] for b in view["backends"]} >= {"fips6"}
+    code, body = call(srv, "PUT", "/services/dns/backends/fips6/weight", {"weight": 1})
+    validate("PUT", t + "/{backend}/weight", code, body)
+    code, body = call(srv, "POST", "/services/dns/backends/fips6/drain")
+    validate("POST", t + "/{backend}/drain", code, body)
+    assert "fips6" not in call(srv, "GET", "/services/dns")[1]["buckets"]
+    code, body = call(srv, "POST", "/services/dns/backends/fips6/undrain")
+    validate("POST", t + "/{backend}/undrain", code, body)
+    code, body = call(srv, "DELETE", "/services/dns/backends/fips6")
+    validate("DELETE", t + "/{backend}", code, body)
+    assert "fips6" not in call(srv, "GET", "/services/dns")[1]["buckets"]
+    metrics = call(srv, "GET", "/metrics")[1]
+    assert 'xenoflow_backend_up{backend="fips2",dpu="bf3",service="dns"} 1.0' in metrics
+
+
+@pytest.mark.parametrize("method,path,body,code", [
+    ("POST", "/services/dns/backends", {"name": "x", "ip": "nope", "mac": "02:00:c6:12:00:09"}, 400),
+    ("POST", "/services/dns/backends", {"name": "fips2", "ip": "198.18.0.9", "mac": "02:00:c6:12:00:09"}, 400),
+    ("POST", "/services/dns/backends", {"name": "x", "ip": "198.18.0.9"}, 400),
+    ("POST", "/services/dns/backends", {"name": "x", "ip": "198.18.0.9", "mac": "02:00:c6:12:00:09",
+                                        "colour": "red"}, 400),
+    ("POST", "/services/dns/backends", ["not", "an", "object"], 400),
+    ("POST", "/services/nope/backends", {"name": "x", "ip": "198.18.0.9", "mac": "02:00:c6:12:00:09"}, 404),
+    ("PUT", "/services/dns/backends/fips2/weight", {"weight": "heavy"}, 400),
+    ("PUT", "/services/dns/backends/fips2/weight", {"weight": -1}, 400),
+    ("PUT", "/services/dns/backends/ghost/weight", {"weight": 1}, 404),
+    ("DELETE", "/services/dns/backends/ghost", None, 404),
+    ("POST", "/services/dns/backends/ghost/drain", None, 404),
+    ("GET", "/services/nope", None, 404),
+])
+def test_bad_requests_are_4xx_and_change_nothing(server, method, path, body, code):
+    srv, ctl = server
+    before = (copy.deepcopy(ctl.flows), ctl.runtime.cfg)
+    got, reply = call(srv, method, path, body)
+    assert got == code and reply["error"], reply
+    assert (ctl.flows, ctl.runtime.cfg) == before
+
+
+def test_draining_the_last_backend_is_a_conflict(server):
+    srv, ctl = server
+    assert call(srv, "POST", "/services/dns/backends/fips2/drain")[0] == 200
+    code, body = call(srv, "POST", "/services/dns/backends/fips3/drain")
+    assert code == 409 and "last backend" in body["error"]
+    validate("POST", "/services/{service}/backends/{backend}/drain", code, body)
+
+
+def test_reload_good_and_bad_files(server, tmp_path):
+    srv, ctl = server
+    data = config.to_data(ctl.runtime.cfg)
+    f = tmp_path / "xf.yaml"
+    ctl.path = str(f)
+    f.write_text("services: [\n")           # broken: rejected, running state kept
+    before = (dict(ctl.flows), ctl.runtime.cfg)
+    code, body = call(srv, "POST", "/reload")
+    assert code == 400 and any("YAML syntax" in e for e in body["errors"])
+    validate("POST", "/reload", code, body)
+    assert (ctl.flows, ctl.runtime.cfg) == before
+    data["services"][0]["backends"][1]["weight"] = 3    # good: a minimal diff
+    f.write_text(yaml.safe_dump(data))
+    code, body = call(srv, "POST", "/reload")
+    assert code == 200 and body["ovs"] > 0, body
+    validate("POST", "/reload", code, body)
+    assert ctl.runtime.cfg.service("dns").backend("fips3").weight == 3
+    code, body = call(srv, "POST", "/reload")       # same file again: nothing to do
+    assert (code, body["ovs"], body["eswitch"]) == (200, 0, 0)

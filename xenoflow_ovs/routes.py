@@ -1,0 +1,152 @@
+"""The API's routes over the running controller. The OpenAPI document
+(openapi.yaml beside this file) describes exactly these; a test checks the
+live server against it.
+
+Invalid requests get a 4xx with a message and change nothing: every edit is
+validated like a config file, and applied as one all-or-nothing transition.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Dict, Tuple
+
+from . import config as config_mod
+from . import plan as plan_mod
+from .runtime import Conflict, TransitionError
+
+OPENAPI = os.path.join(os.path.dirname(os.path.abspath(__file__)), "openapi.yaml")
+Reply = Tuple[Any, ...]
+
+
+def _error(code: int, message: str, **extra: Any) -> Reply:
+    return code, dict(extra, error=message)
+
+
+def _guard(fn: Any) -> Any:
+    """Map the runtime's exceptions onto HTTP statuses."""
+    def wrapped(body: Any, **params: str) -> Reply:
+        try:
+            return fn(body, **params)
+        except config_mod.ConfigError as exc:
+            return _error(400, "the change makes an invalid config", errors=exc.lines())
+        except LookupError as exc:
+            return _error(404, str(exc.args[0]) if exc.args else str(exc))
+        except Conflict as exc:
+            return _error(409, str(exc))
+        except TransitionError as exc:
+            return _error(503, str(exc))
+    return wrapped
+
+
+def _object(body: Any, required: Tuple[str, ...], optional: Tuple[str, ...] = ()) -> Dict[str, Any]:
+    if not isinstance(body, dict):
+        raise config_mod.ConfigError([("<body>", "must be a JSON object", 0)], source="<api>")
+    problems = [("<body>.%s" % k, "missing", 0) for k in required if k not in body]
+    problems += [("<body>.%s" % k, "unknown key", 0) for k in body if k not in required + optional]
+    if problems:
+        raise config_mod.ConfigError(problems, source="<api>")
+    return body
+
+
+def _service_index(data: Dict[str, Any], service: str) -> int:
+    for i, s in enumerate(data["services"]):
+        if s["name"] == service:
+            return i
+    raise LookupError("no service %r" % service)
+
+
+def _backend_index(data: Dict[str, Any], si: int, backend: str) -> int:
+    for i, b in enumerate(data["services"][si]["backends"]):
+        if b["name"] == backend:
+            return i
+    raise LookupError("no backend %r in service %r" % (backend, data["services"][si]["name"]))
+
+
+def install(api: Any, ctl: Any) -> None:
+    """`ctl` is the controller facade: `.runtime`, `.status()`, `.check()`,
+    `.reload_from_file()`, `.metrics` (or None)."""
+    rt = ctl.runtime
+
+    def services_view() -> Dict[str, Any]:
+        cfg = rt.cfg
+        status = ctl.status().get("services", {})
+        out = []
+        for s in cfg.services:
+            out.append({
+                "name": s.name, "vip": str(s.vip), "vip_mac": s.vip_mac, "protocol": s.protocol,
+                "port": s.port, "ingress": s.ingress, "egress": s.egress,
+                "policy": {"kind": s.policy.kind, "bits": s.policy.bits},
+                "buckets": list(rt.current.table(s.name)) if s.name in dict(rt.current.tables) else [],
+                "backends": [dict({"name": b.name, "ip": str(b.ip), "mac": b.mac, "weight": b.weight,
+                                   "drained": b.name in rt.drained.get(s.name, set()),
+                                   "healthy": b.name not in rt.down.get(s.name, set()),
+                                   "in_service": rt.in_service(s.name, b.name)},
+                                  **{k: v for k, v in status.get(s.name, {}).get(b.name, {}).items()
+                                     if k.endswith(("_packets", "_bytes"))})
+                             for b in s.backends]})
+        return {"services": out}
+
+    api.route("GET", "/status", lambda body: (200, ctl.status()))
+    api.route("GET", "/check", lambda body: (200, ctl.check()))
+    api.route("GET", "/services", lambda body: (200, services_view()))
+
+    @_guard
+    def get_service(body: Any, service: str) -> Reply:
+        for s in services_view()["services"]:
+            if s["name"] == service:
+                return 200, s
+        raise LookupError("no service %r" % service)
+    api.route("GET", "/services/{service}", get_service)
+
+    @_guard
+    def get_plan(body: Any) -> Reply:
+        p = rt.current
+        return 200, {"ovs": {br.name: [plan_mod.to_ofctl(f) for f in p.bridge_flows(br.name)]
+                             for br in rt.cfg.bridges},
+                     "eswitch": [plan_mod.describe_entry(e) for e in p.entries],
+                     "tables": {name: list(tbl) for name, tbl in p.tables}}
+    api.route("GET", "/plan", get_plan)
+
+    @_guard
+    def add_backend(body: Any, service: str) -> Reply:
+        spec = _object(body, ("name", "ip", "mac"), ("weight",))
+
+        def mutate(data: Dict[str, Any]) -> None:
+            si = _service_index(data, service)
+            data["services"][si]["backends"].append(dict(spec))
+        return 201, rt.edit(mutate, "API: add backend %s/%s" % (service, spec["name"]))
+    api.route("POST", "/services/{service}/backends", add_backend)
+
+    @_guard
+    def remove_backend(body: Any, service: str, backend: str) -> Reply:
+        def mutate(data: Dict[str, Any]) -> None:
+            si = _service_index(data, service)
+            data["services"][si]["backends"].pop(_backend_index(data, si, backend))
+        return 200, rt.edit(mutate, "API: remove backend %s/%s" % (service, backend))
+    api.route("DELETE", "/services/{service}/backends/{backend}", remove_backend)
+
+    @_guard
+    def set_weight(body: Any, service: str, backend: str) -> Reply:
+        spec = _object(body, ("weight",))
+
+        def mutate(data: Dict[str, Any]) -> None:
+            si = _service_index(data, service)
+            data["services"][si]["backends"][_backend_index(data, si, backend)]["weight"] = spec["weight"]
+        return 200, rt.edit(mutate, "API: weight %s/%s=%s" % (service, backend, spec["weight"]))
+    api.route("PUT", "/services/{service}/backends/{backend}/weight", set_weight)
+
+    for action, on in (("drain", True), ("undrain", False)):
+        def drain(body: Any, service: str, backend: str, on: bool = on) -> Reply:
+            return 200, rt.drain(service, backend, on)
+        api.route("POST", "/services/{service}/backends/{backend}/" + action, _guard(drain))
+
+    @_guard
+    def reload(body: Any) -> Reply:
+        return 200, ctl.reload_from_file()
+    api.route("POST", "/reload", reload)
+
+    if getattr(ctl, "metrics", None) is not None:
+        api.route("GET", "/metrics",
+                  lambda body: (200, ctl.metrics.exposition(), ctl.metrics.content_type))
+    api.route("GET", "/openapi.yaml", lambda body: (200, open(OPENAPI, "rb").read(), "application/yaml"))
