@@ -239,8 +239,10 @@ class LabCtl:
         how = self.start_controller()
         self.wait_programmed(ovs)
         self.ensure_mgmt_port()
-        say("bridges programmed (%s): %s" % (how, ", ".join(
-            "%s %d flows" % (b, n) for b, n in sorted(self.flow_counts(ovs).items()))))
+        es = self.entry_counts()
+        say("both planes programmed (%s): %s%s" % (how, ", ".join(
+            "%s %d flows" % (b, n) for b, n in sorted(self.flow_counts(ovs).items())),
+            "" if es is None else ", eSwitch %d entries" % es["installed"]))
 
     def start_bind9(self) -> None:
         from .bind9 import Bind9
@@ -351,19 +353,40 @@ class LabCtl:
             out[br] = n
         return out
 
+    def entry_counts(self) -> Optional[Dict[str, int]]:
+        """{"planned": n, "installed": m} of eSwitch entries; None without an eSwitch."""
+        from .. import plan as plan_mod
+        from ..eswitch import EswitchClient, EswitchError
+        cfg = self.load_cfg()
+        if not cfg.has_eswitch:
+            return None
+        planned = len(plan_mod.plan(cfg).entries)
+        try:
+            c = EswitchClient(cfg.path(cfg.eswitch.socket), timeout=2)
+            installed = len(c.installed()[1])
+            c.close()
+        except EswitchError:
+            installed = 0
+        return {"planned": planned, "installed": installed}
+
     def wait_programmed(self, ovs, timeout: float = 40.0) -> None:
+        """Until every bridge carries its planned flows (by cookie) and eswitchd its
+        planned entries: what the controller programs in both planes."""
         want = self.planned_counts()
         deadline = time.monotonic() + timeout
         while True:
             have = self.flow_counts(ovs)
-            if all(have.get(b, 0) >= n for b, n in want.items()):
+            es = self.entry_counts()
+            if all(have.get(b, 0) >= n for b, n in want.items()) and (
+                    es is None or es["installed"] >= es["planned"]):
                 return
             if self.state.process("controller") and not self._alive("controller"):
                 raise LabError("the controller exited; its log:\n"
                                + self._tail(self.state.process("controller")["log"]) + "\n")
             if time.monotonic() > deadline:
-                raise LabError("bridges not programmed after %.0f s (want %s, have %s); see %s"
-                               % (timeout, want, have, os.path.join(self.run_dir, "controller.log")))
+                raise LabError("not programmed after %.0f s (flows: want %s, have %s; eSwitch "
+                               "entries: %s); see %s" % (timeout, want, have, es,
+                                                         os.path.join(self.run_dir, "controller.log")))
             time.sleep(0.3)
 
     def ensure_mgmt_port(self) -> None:
