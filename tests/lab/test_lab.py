@@ -240,12 +240,16 @@ def test_down_after_a_crashed_up(run_dir):
     from xenoflow_ovs.lab.labctl import LabCtl
     from xenoflow_ovs.lab.topology import LabState
 
+    import xenoflow_ovs
+
     before = _root_links()
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([REPO, os.environ.get("PYTHONPATH", "")]))
+    # the same xenoflow_ovs this test imported (installed or the checkout), not the cwd's
+    pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(xenoflow_ovs.__file__)))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([pkg_root, os.environ.get("PYTHONPATH", "")]))
     argv = [sys.executable, "-m", "xenoflow_ovs.cli", "lab", "up", "--topology", TOPOLOGY,
             "--run-dir", run_dir, "--eswitch", DRIVER]
     p = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                         universal_newlines=True, start_new_session=True)
+                         universal_newlines=True, start_new_session=True, cwd=run_dir)
     # wait until the lab has started at least one process of its own, then crash it
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and p.poll() is None:
@@ -259,7 +263,7 @@ def test_down_after_a_crashed_up(run_dir):
     assert st.data["namespaces"], "the crashed up recorded nothing"
     pids = {n: (q["pid"], q["start"]) for n, q in st.data["processes"].items()}
     r = subprocess.run([sys.executable, "-m", "xenoflow_ovs.cli", "lab", "down", "--topology", TOPOLOGY,
-                        "--run-dir", run_dir], env=env, stdout=subprocess.PIPE,
+                        "--run-dir", run_dir], env=env, cwd=run_dir, stdout=subprocess.PIPE,
                        stderr=subprocess.STDOUT, universal_newlines=True, timeout=120)
     assert r.returncode == 0, r.stdout
     _assert_nothing_left(LabCtl(_args(run_dir, "down"), _quiet()), pids, before)
