@@ -1,0 +1,43 @@
+"""softdoca's packet parsing and entry validation under libFuzzer (ASan + UBSan),
+through the same C glue the Python module calls. Bounded in time for CI."""
+
+import os
+import shutil
+import subprocess
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+GLUE = os.path.join(ROOT, "dpdk_glue")
+SECONDS = int(os.environ.get("XF_FUZZ_SECONDS", "20"))
+
+
+def pkg_config(*args):
+    return subprocess.run(["pkg-config"] + list(args) + ["libdpdk"], check=True, capture_output=True,
+                          text=True).stdout.split()
+
+
+@pytest.mark.slow
+def test_softdoca_fuzz(tmp_path):
+    if shutil.which("clang") is None:
+        pytest.fail("clang is required (scripts/install-deps.sh installs it)")
+    binary = str(tmp_path / "fuzz_softdoca")
+    build = subprocess.run(
+        ["clang", "-g", "-O1", "-fsanitize=fuzzer,address,undefined", "-fno-sanitize-recover=undefined",
+         "-DSOFTDOCA_API=302", "-I" + GLUE, "-I" + os.path.join(GLUE, "softdoca", "include"),
+         "-I" + os.path.join(GLUE, "softdoca")] + pkg_config("--cflags") +
+        [os.path.join(HERE, "fuzz", "fuzz_softdoca.c"), os.path.join(GLUE, "glue.c"),
+         os.path.join(GLUE, "softdoca", "softdoca.c"), os.path.join(GLUE, "softdoca", "sd_parse.c")] +
+        pkg_config("--libs") + ["-lrte_bus_vdev", "-lpthread", "-o", binary],
+        capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr[-4000:]
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    run = subprocess.run([binary, "-max_total_time=%d" % SECONDS, "-rss_limit_mb=4096", str(corpus)],
+                         capture_output=True, text=True, timeout=SECONDS + 120)
+    out = run.stderr
+    assert run.returncode == 0, out[-6000:]
+    assert "ERROR: AddressSanitizer" not in out and "runtime error:" not in out, out[-6000:]
+    done = [line for line in out.splitlines() if line.startswith("Done ")]
+    assert done and int(done[-1].split()[1]) > 10000, out[-2000:]   # it really ran
