@@ -477,6 +477,9 @@ class LabCtl:
             if ovs.running():
                 st["bridges"] = self.flow_counts(ovs)
         st["config"] = self.cfg_path if os.path.exists(self.cfg_path) else None
+        st["eswitch_entries"] = None
+        if st["config"] and self.state.process_alive("eswitchd"):
+            st["eswitch_entries"] = self.entry_counts()
         st["static"] = bool(self.state.data["extra"].get("static"))
         return st
 
@@ -735,6 +738,8 @@ def _print_status(st: Dict[str, Any]) -> None:
                                                        p["netns"], p["log"]))
     if st["bridges"]:
         print("  OVS bridges: %s" % ", ".join("%s (%d flows)" % kv for kv in sorted(st["bridges"].items())))
+    if st.get("eswitch_entries"):
+        print("  eSwitch entries: %(installed)d installed, %(planned)d planned" % st["eswitch_entries"])
     if st.get("config"):
         print("  config: %s" % st["config"])
 
