@@ -267,3 +267,28 @@ def test_down_after_a_crashed_up(run_dir):
                        stderr=subprocess.STDOUT, universal_newlines=True, timeout=120)
     assert r.returncode == 0, r.stdout
     _assert_nothing_left(LabCtl(_args(run_dir, "down"), _quiet()), pids, before)
+
+
+def test_host_traffic_without_mirroring_is_fallback(run_dir):
+    """The paper's trap, made visible: routes not mirrored into the eSwitch, the host's
+    traffic runs through OVS and shows up as fallback."""
+    from xenoflow_ovs.lab import netns as nsh
+    from xenoflow_ovs.lab.labctl import LabCtl
+
+    if DRIVER == "none":
+        pytest.skip("no eSwitch: fallback is not applicable")
+    ctl = LabCtl(_args(run_dir, mirror_routes="off"), _quiet())
+    try:
+        ctl.up()
+        assert not ctl.load_cfg().eswitch.mirror_routes
+        host = ctl.topo.host
+        before = _counters(ctl)
+        r = nsh.run_in_ns(host["netns"], ["ping", "-n", "-q", "-c", "3", "-i", "0.05", "-W", "1",
+                                          "-I", host["src"], host["targets"][0]], check=False)
+        assert r.returncode == 0, r.stdout + r.stderr
+        time.sleep(1.2)
+        after = _counters(ctl)
+        assert after["fallback"] - before["fallback"] >= 6   # 3 echo requests + 3 replies
+        assert not after.get("eswitch_routes")               # no route entries at all
+    finally:
+        ctl.down()
