@@ -217,11 +217,17 @@ class LabCtl:
         os.chmod(self.run_dir, 0o700)
         self.state.data["extra"].update(driver=self.driver, mirror_routes=self.mirror)
         self.state.save()
+        old_text = _read(self.cfg_path)
         self.cfg_path = write_derived_config(self.topo, self.run_dir, self.driver, self.mirror)
         self.cfg = None
         cfg = self.load_cfg()
         say("config: %s (eswitch %s, routes %smirrored)" % (
             os.path.relpath(self.cfg_path), cfg.eswitch.driver, "" if cfg.eswitch.mirror_routes else "NOT "))
+        if old_text is not None and old_text != _read(self.cfg_path) and self._alive("controller"):
+            # a running lab brought up with other overrides: the controller restarts on the new
+            # config (it adopts what is installed and fixes the difference)
+            self.lab.stop_process("controller")
+            say("config changed: controller stopped, it restarts on the new config")
         self.lab.up()
         say("topology %s: %d namespaces, %d veth pairs (%s wiring), tor bridge with static FDB"
             % (self.topo.name, len(self.topo.namespaces), len(self.topo.veths(self.lab.eswitch)),
@@ -482,6 +488,14 @@ class LabCtl:
             st["eswitch_entries"] = self.entry_counts()
         st["static"] = bool(self.state.data["extra"].get("static"))
         return st
+
+
+def _read(path: str) -> Optional[str]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except OSError:
+        return None
 
 
 def _field(line: str, name: str) -> Optional[str]:
