@@ -1,0 +1,355 @@
+"""The contenders: one class each, same interface, pluggable by name.
+
+A contender knows how to bring itself up on a lab (:class:`lab_min.LabSpec`)
+and tear itself down again, and where clients send (``target()``). ``check()``
+raises :class:`NotAvailable` with the reason when it cannot run here; the
+harness records the reason and goes on with the others.
+
+  direct             the client talks to backend 1 (no balancer): the floor
+  xdp                benchmarks/xdp_lb on the DPU's ingress veth (redirect to the egress veth)
+  dnsdist            dnsdist (Debian) in the DPU namespace, a Lua src-bits policy
+  ovs-netdev         a private plain OVS (netdev/AF_PACKET) on the DPU veths, DSR flows by ovs-ofctl
+  xenoflow-softdoca  XenoFlow, eSwitch on softdoca (the paper lab: `xenoflow lab up`)
+  xenoflow-ovs       XenoFlow on plain OVS (`xenoflow lab up --eswitch none`)
+  dpdk-loop          a plain DPDK io-forward loop (not provided: see DpdkLoop)
+
+Balancing is the paper's: bucket = low bits of the source address; with two
+backends even sources go to backend 1, odd ones to backend 2; with one backend
+(`backends=1`) everything goes to backend 1.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Dict, List, Optional, Tuple
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "xdp_lb"))
+
+from lab_min import ROOT, LabSpec  # noqa: E402
+from xenoflow_ovs.lab import netns as nsh  # noqa: E402
+import xdplb  # noqa: E402
+
+
+class NotAvailable(RuntimeError):
+    """This contender cannot run here; the message says why."""
+
+
+class Contender:
+    name = "?"
+    needs_dpu = True          # takes the DPU's wire veths
+    raw_udp = True            # forwards any UDP to VIP:port (not only DNS)
+    description = ""
+
+    def __init__(self, lab: LabSpec) -> None:
+        self.lab = lab
+        self.backends = 2
+
+    def check(self) -> None:
+        pass
+
+    def up(self, backends: int = 2) -> None:
+        self.backends = backends
+
+    def down(self) -> None:
+        pass
+
+    def target(self) -> Tuple[str, int]:
+        return self.lab.vip, self.lab.port
+
+    def counters(self) -> Dict:
+        return {}
+
+    def fallback(self) -> Optional[int]:
+        """Packets carried by a fallback path during the run (XenoFlow only)."""
+        return None
+
+
+class Direct(Contender):
+    name = "direct"
+    needs_dpu = False
+    description = "client -> backend 1 over the switch, no balancer (the floor)"
+
+    def target(self):
+        return self.lab.backends[0].ip, self.lab.port
+
+
+class Xdp(Contender):
+    name = "xdp"
+    description = ("XDP/eBPF balancer (benchmarks/xdp_lb, native XDP on the ingress veth, "
+                   "src-bits bucket, dst-MAC rewrite, devmap redirect out the egress veth)")
+
+    def __init__(self, lab):
+        super().__init__(lab)
+        self.lb: Optional[xdplb.XdpLb] = None
+
+    def check(self):
+        for tool in ("clang", "bpftool"):
+            if not shutil.which(tool):
+                raise NotAvailable("%s not installed" % tool)
+        if not nsh.link_exists(self.lab.in_dev, self.lab.dpu_ns):
+            raise NotAvailable("no %s in %s (the lab has no eSwitch wiring)"
+                               % (self.lab.in_dev, self.lab.dpu_ns))
+
+    def up(self, backends=2):
+        super().up(backends)
+        lab = self.lab
+        macs = [b.mac for b in lab.backends[:backends]]
+        bits = 1 if backends > 1 else 0
+        self.lb = xdplb.XdpLb(lab.dpu_ns, lab.in_dev, lab.out_dev, lab.vip, lab.port, bits, macs,
+                              peer_ns=lab.tor_ns, peer=lab.out_peer).attach()
+
+    def down(self):
+        if self.lb:
+            self.lb.detach()
+            self.lb = None
+
+    def counters(self):
+        if not self.lb:
+            return {}
+        return {"buckets": self.lb.buckets(), **self.lb.stats()}
+
+
+_DNSDIST_CONF = """\
+setLocal("{addr}:{port}")
+setACL({{"0.0.0.0/0"}})
+{servers}
+function srcbits(servers, dq)
+  local a = dq.remoteaddr:toString()
+  local last = tonumber(string.match(a, "(%d+)$")) or 0
+  return servers[(last % #servers) + 1]
+end
+setServerPolicyLua("srcbits", srcbits)
+"""
+
+
+class Dnsdist(Contender):
+    name = "dnsdist"
+    raw_udp = False
+    description = ("dnsdist %s (Debian) in the DPU namespace, no packet cache, Lua src-bits "
+                   "policy, a proxy: queries reach the backends from dnsdist's address")
+
+    def __init__(self, lab):
+        super().__init__(lab)
+        self.proc: Optional[subprocess.Popen] = None
+        self.workdir = os.path.join(lab.workdir, "dnsdist")
+
+    def check(self):
+        if not shutil.which("dnsdist"):
+            raise NotAvailable("dnsdist not installed")
+        if not nsh.link_exists(self.lab.in_dev, self.lab.dpu_ns):
+            raise NotAvailable("no %s in %s" % (self.lab.in_dev, self.lab.dpu_ns))
+
+    def target(self):
+        return self.lab.dnsdist_addr, self.lab.port
+
+    def up(self, backends=2):
+        super().up(backends)
+        lab = self.lab
+        os.makedirs(self.workdir, exist_ok=True)
+        servers = "\n".join(
+            'newServer({address="%s:%d", name="%s", order=%d, checkName="www.example.lab.", '
+            'checkInterval=1})' % (b.ip, lab.port, b.name, i + 1)
+            for i, b in enumerate(lab.backends[:backends]))
+        conf = os.path.join(self.workdir, "dnsdist.conf")
+        with open(conf, "w") as f:
+            f.write(_DNSDIST_CONF.format(addr=lab.dnsdist_addr, port=lab.port, servers=servers))
+        nsh.add_address(lab.in_dev, "%s/%d" % (lab.dnsdist_addr, lab.prefix), ns=lab.dpu_ns)
+        # the switch must know where the DPU's address lives (learning is off on t-p0)
+        nsh.run_in_ns(lab.tor_ns, ["bridge", "fdb", "replace", lab.in_mac, "dev", lab.in_peer,
+                                   "master", "static"])
+        log = open(os.path.join(self.workdir, "dnsdist.log"), "ab")
+        self.proc = nsh.popen_in_ns(lab.dpu_ns, ["dnsdist", "--supervised", "--disable-syslog",
+                                                 "-C", conf], stdout=log, stderr=log)
+        log.close()
+        from xenoflow_ovs.lab.dnsclient import query_many_in_ns
+        deadline = time.monotonic() + 20
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError("dnsdist exited rc=%s (see %s)" % (self.proc.returncode,
+                                                                     self.workdir))
+            r = query_many_in_ns(lab.client_ns, lab.dnsdist_addr, src=lab.client_srcs[1],
+                                 count=1, timeout=0.5)
+            if r["answers"][0]:
+                return
+            if time.monotonic() > deadline:
+                self.down()
+                raise RuntimeError("dnsdist not answering after 20 s")
+            time.sleep(0.3)
+
+    def down(self):
+        p = self.proc
+        if p is not None and p.poll() is None:
+            p.terminate()
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(5)
+        self.proc = None
+        lab = self.lab
+        if nsh.ns_exists(lab.dpu_ns):
+            nsh.run_in_ns(lab.dpu_ns, ["ip", "addr", "del", "%s/%d" % (lab.dnsdist_addr, lab.prefix),
+                                       "dev", lab.in_dev], check=False)
+
+
+class OvsNetdev(Contender):
+    name = "ovs-netdev"
+    description = ("plain Open vSwitch, userspace netdev datapath (AF_PACKET ports) on the DPU "
+                   "veths, DSR flows (src-bit match, set eth_dst, output) and a VIP ARP responder "
+                   "installed with ovs-ofctl; no controller")
+    BRIDGE = "xbbr"
+
+    def __init__(self, lab):
+        super().__init__(lab)
+        self.ovs = None
+        self.rundir: Optional[str] = None
+
+    def check(self):
+        if not shutil.which("ovs-vswitchd"):
+            raise NotAvailable("openvswitch-switch not installed")
+        if self.lab.kind != "minimal":
+            raise NotAvailable("the paper lab's dpu namespace already runs its OVS (netdev taps "
+                               "would collide); measured on the minimal lab, or see xenoflow-ovs")
+
+    def flows(self) -> str:
+        lab = self.lab
+        vip, vmac = lab.vip, lab.vip_mac
+        out = [
+            "table=0,priority=300,arp,in_port=1,arp_op=1,arp_tpa=%s actions=move:NXM_OF_ETH_SRC[]"
+            "->NXM_OF_ETH_DST[],set_field:%s->eth_src,set_field:2->arp_op,move:NXM_NX_ARP_SHA[]"
+            "->NXM_NX_ARP_THA[],set_field:%s->arp_sha,move:NXM_OF_ARP_SPA[]->NXM_OF_ARP_TPA[],"
+            "set_field:%s->arp_spa,IN_PORT" % (vip, vmac, vmac, vip),
+            "table=0,priority=0 actions=drop",
+        ]
+        bes = lab.backends[:self.backends]
+        if len(bes) == 1:
+            out.append("table=0,priority=200,udp,in_port=1,nw_dst=%s,tp_dst=%d "
+                       "actions=set_field:%s->eth_dst,output:2" % (vip, lab.port, bes[0].mac))
+        else:
+            for parity, b in enumerate(bes[:2]):
+                out.append("table=0,priority=200,udp,in_port=1,nw_dst=%s,tp_dst=%d,"
+                           "nw_src=0.0.0.%d/0.0.0.1 actions=set_field:%s->eth_dst,output:2"
+                           % (vip, lab.port, parity, b.mac))
+        return "\n".join(out) + "\n"
+
+    def up(self, backends=2):
+        super().up(backends)
+        from xenoflow_ovs.lab.ovs_instance import OvsInstance
+        lab = self.lab
+        self.rundir = tempfile.mkdtemp(prefix="xb-ovs-")
+        self.ovs = OvsInstance(self.rundir, netns=lab.dpu_ns)
+        self.ovs.start()
+        br = self.BRIDGE
+        self.ovs.add_bridge(br)
+        self.ovs.vsctl("add-port", br, lab.in_dev, "--", "set", "interface", lab.in_dev,
+                       "ofport_request=1")
+        self.ovs.vsctl("add-port", br, lab.out_dev, "--", "set", "interface", lab.out_dev,
+                       "ofport_request=2")
+        path = os.path.join(self.rundir, "flows.txt")
+        with open(path, "w") as f:
+            f.write(self.flows())
+        self.ovs.ofctl("replace-flows", br, path)
+
+    def down(self):
+        if self.ovs is not None:
+            try:
+                self.ovs.vsctl("--if-exists", "del-br", self.BRIDGE, check=False)
+            finally:
+                self.ovs.stop()
+            self.ovs = None
+        if self.rundir:
+            shutil.rmtree(self.rundir, ignore_errors=True)
+            self.rundir = None
+
+    def counters(self):
+        if self.ovs is None:
+            return {}
+        txt = self.ovs.ofctl("dump-flows", self.BRIDGE, check=False)
+        c = {}
+        for line in txt.splitlines():
+            if "nw_src=" in line and "n_packets=" in line:
+                n = int(line.split("n_packets=")[1].split(",")[0])
+                c["bucket" + line.split("nw_src=0.0.0.")[1][0]] = n
+        return c
+
+
+class XenoflowLab(Contender):
+    """XenoFlow in the paper lab, brought up by `xenoflow lab up` (helper-4's labctl)."""
+    eswitch = "softdoca"
+
+    def check(self):
+        if self.lab.kind != "paper":
+            raise NotAvailable("needs the paper lab and its controller (run.py --lab paper, "
+                               "`xenoflow lab up --eswitch %s`)" % self.eswitch)
+        exe = os.path.join(ROOT, ".venv", "bin", "xenoflow")
+        if not os.path.exists(exe):
+            raise NotAvailable("no .venv/bin/xenoflow (make venv)")
+        p = subprocess.run([exe, "lab", "--help"], stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, universal_newlines=True)
+        if p.returncode != 0 or "--eswitch" not in p.stdout:
+            raise NotAvailable("`xenoflow lab up --eswitch` not available yet")
+
+    def _x(self, *args, check=True):
+        exe = os.path.join(ROOT, ".venv", "bin", "xenoflow")
+        p = subprocess.run([exe] + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           universal_newlines=True, timeout=300)
+        if check and p.returncode != 0:
+            raise RuntimeError("xenoflow %s: rc=%d %s" % (" ".join(args), p.returncode,
+                                                          p.stderr[-2000:]))
+        return p
+
+    def up(self, backends=2):
+        super().up(backends)
+        if backends != 2:
+            raise NotAvailable("the paper config has two backends")
+        self._x("lab", "up", "--topology", "paper", "--eswitch", self.eswitch)
+        self._fb0 = self.fallback()
+
+    def fallback(self):
+        p = self._x("status", "--json", check=False)
+        try:
+            st = json.loads(p.stdout)
+        except ValueError:
+            return None
+        fb = st.get("fallback")
+        if isinstance(fb, dict):
+            return sum(v for v in fb.values() if isinstance(v, int))
+        return fb if isinstance(fb, int) else None
+
+    def down(self):
+        self._x("lab", "down", "--topology", "paper", check=False)
+
+
+class XenoflowSoftdoca(XenoflowLab):
+    name = "xenoflow-softdoca"
+    eswitch = "softdoca"
+    description = "XenoFlow, eSwitch on softdoca (DPDK AF_PACKET/AF_XDP ports), OVS slow path"
+
+
+class XenoflowOvs(XenoflowLab):
+    name = "xenoflow-ovs"
+    eswitch = "none"
+    description = "XenoFlow on plain OVS (eswitch none): the balancing rules in the OVS bridge"
+
+
+class DpdkLoop(Contender):
+    name = "dpdk-loop"
+    description = "a plain DPDK io-forward loop on the DPU veths"
+
+    def check(self):
+        cand = [os.path.join(ROOT, "dpdk_glue", n) for n in ("fwd_loop.c", "io_loop.c")]
+        cand.append(os.path.join(ROOT, "benchmarks", "bench_glue_loop.py"))
+        if not any(os.path.exists(c) for c in cand):
+            raise NotAvailable("not available: dpdk_glue ships no plain DPDK io-forward loop yet "
+                               "(helper-2); lab_notes.md appendix I has this machine's figures")
+        raise NotAvailable("not available: a DPDK loop exists but is not wired into run.py yet")
+
+
+ALL = [XenoflowSoftdoca, XenoflowOvs, Xdp, Dnsdist, Direct, DpdkLoop, OvsNetdev]
+BY_NAME = {c.name: c for c in ALL}

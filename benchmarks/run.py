@@ -1,0 +1,628 @@
+#!/usr/bin/env python3
+"""Run the benchmark suites (issue 5): one command for all, one per suite.
+
+    python benchmarks/run.py all                  # every suite, full size
+    python benchmarks/run.py latency              # one suite
+    python benchmarks/run.py all --smoke          # ~1 minute per suite (CI)
+    python benchmarks/run.py throughput --contenders xdp,direct --lab minimal
+
+Suites: throughput (RQ2/RQ3), latency (RQ4), latency_load (RQ5), control.
+Each writes <out>/<suite>.csv, .png, .md and .json (machine, parameters,
+contenders that could not run and why); `python benchmarks/report.py` then
+assembles benchmarks/REPORT.md. --smoke writes to benchmarks/results/smoke/
+unless --out is given.
+
+Labs: --lab minimal (default) builds benchmarks/lab_min.py's xb-* namespaces
+for the run and removes them at the end; --lab paper uses topologies/paper
+through `xenoflow lab up|down` (the XenoFlow contenders need it).
+Root is required (namespaces, XDP).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import statistics
+import sys
+import time
+import traceback
+from typing import Dict, List, Optional
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import contenders as C  # noqa: E402
+import measure as M  # noqa: E402
+from lab_min import MinLab, minimal_spec, paper_spec  # noqa: E402
+
+SUITES = ("throughput", "latency", "latency_load", "control")
+DEFAULT_ORDER = ["xenoflow-softdoca", "xenoflow-ovs", "dpdk-loop", "ovs-netdev", "xdp",
+                 "dnsdist", "direct"]
+COLORS = {"xenoflow-softdoca": "#1f77b4", "xenoflow-ovs": "#17becf", "dpdk-loop": "#7f7f7f",
+          "ovs-netdev": "#ff7f0e", "xdp": "#2ca02c", "dnsdist": "#d62728", "direct": "#000000"}
+
+
+def log(msg: str) -> None:
+    sys.stderr.write("[%s] %s\n" % (time.strftime("%H:%M:%S"), msg))
+    sys.stderr.flush()
+
+
+class Ctx:
+    def __init__(self, args, lab, out: str) -> None:
+        self.args = args
+        self.lab = lab
+        self.smoke = args.smoke
+        self.out = out
+        self.contenders: List[C.Contender] = []
+        self.unavailable: Dict[str, str] = {}
+        self.receivers: Optional[M.Receivers] = None
+
+    def pick(self, names: List[str]) -> None:
+        for n in names:
+            c = C.BY_NAME[n](self.lab)
+            try:
+                c.check()
+                self.contenders.append(c)
+            except C.NotAvailable as e:
+                self.unavailable[n] = str(e)
+                log("%s: %s" % (n, e))
+
+    def path(self, suite: str, ext: str) -> str:
+        return os.path.join(self.out, "%s.%s" % (suite, ext))
+
+
+def write_csv(path: str, rows: List[Dict]) -> None:
+    if not rows:
+        open(path, "w").close()
+        return
+    keys: List[str] = []
+    for r in rows:
+        for k in r:
+            if k not in keys:
+                keys.append(k)
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        for r in rows:
+            w.writerow(r)
+
+
+def write_meta(ctx: Ctx, suite: str, params: Dict, t0: float) -> None:
+    meta = {"suite": suite, "smoke": ctx.smoke, "lab": ctx.lab.kind, "machine": M.machine(),
+            "params": params, "duration_s": round(time.time() - t0, 1),
+            "contenders": {c.name: c.description.replace("%s", "") for c in ctx.contenders},
+            "unavailable": ctx.unavailable}
+    with open(ctx.path(suite, "json"), "w") as f:
+        json.dump(meta, f, indent=1)
+
+
+def md_table(header: List[str], rows: List[List]) -> str:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in rows:
+        out.append("| " + " | ".join(fmt(x) for x in r) + " |")
+    return "\n".join(out)
+
+
+def fmt(x) -> str:
+    if x is None:
+        return "–"
+    if isinstance(x, float):
+        if abs(x) >= 100:
+            return "%.0f" % x
+        return "%.1f" % x if abs(x) >= 1 else "%.3g" % x
+    return str(x)
+
+
+def unavailable_md(ctx: Ctx) -> str:
+    if not ctx.unavailable:
+        return ""
+    return "\nNot measured in this run:\n\n" + "\n".join(
+        "- **%s**: %s" % (k, v) for k, v in ctx.unavailable.items()) + "\n"
+
+
+def med(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def plt():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as p
+    p.rcParams.update({"font.family": "serif", "font.size": 9, "axes.grid": True,
+                       "grid.alpha": 0.3, "figure.dpi": 120})
+    return p
+
+
+# ----------------------------------------------------------------------------- throughput
+
+def suite_throughput(ctx: Ctx) -> None:
+    t0 = time.time()
+    lab = ctx.lab
+    if ctx.smoke:
+        sizes, rates, dur, reps = [22, 512], [20000, 100000, 0], 1.0, 1
+    else:
+        sizes = [22, 23, 64, 512, 1024]
+        rates = [10000, 25000, 50000, 100000, 150000, 200000, 300000, 400000, 0]
+        dur, reps = 2.0, 2
+    rows: List[Dict] = []
+    for rep in range(reps):
+        order = ctx.contenders[rep % max(1, len(ctx.contenders)):] + \
+            ctx.contenders[:rep % max(1, len(ctx.contenders))]
+        for c in order:
+            my_sizes = sizes if c.raw_udp else [33]     # dnsdist: real DNS queries only
+            try:
+                c.up(2)
+            except Exception as e:
+                ctx.unavailable[c.name] = "up failed: %s" % e
+                log(traceback.format_exc())
+                c.down()
+                continue
+            fb0 = c.fallback()
+            try:
+                dst, port = c.target()
+                srcs = lab.loadgen_srcs if c.name != "direct" else None
+                for size in my_sizes:
+                    for rate in rates:
+                        r = step(ctx, c, dst, port, rate, dur, size, srcs)
+                        r.update(rep=rep)
+                        rows.append(r)
+                        log("tput %-12s size=%4d target=%7d sent=%9.0f pps delivered=%9.0f pps "
+                            "loss=%.4f" % (c.name, size, rate, r["offered_pps"],
+                                           r["delivered_pps"], r["loss"]))
+                        if rate and r["offered_pps"] < 0.85 * rate:
+                            break          # the sender is saturated: no higher step
+                fb1 = c.fallback()
+                if fb0 is not None and fb1 is not None:
+                    for r in rows:
+                        if r["contender"] == c.name and r["rep"] == rep:
+                            r["fallback"] = fb1 - fb0
+            finally:
+                c.down()
+    write_csv(ctx.path("throughput", "csv"), rows)
+    summary = tput_summary(rows)
+    plot_throughput(ctx, rows, summary)
+    write_tput_md(ctx, rows, summary, dict(sizes=sizes, rates=rates, step_s=dur, reps=reps))
+    write_meta(ctx, "throughput", dict(sizes=sizes, rates=rates, step_s=dur, reps=reps), t0)
+
+
+def step(ctx: Ctx, c, dst, port, rate, dur, size, srcs) -> Dict:
+    lab = ctx.lab
+    if c.raw_udp:
+        before = ctx.receivers.read()
+        res = M.run_pacer(lab.loadgen_ns, dst, port, rate, dur, size=size, srcs=srcs)
+        time.sleep(0.2)                        # let queues drain
+        per = M.delta(ctx.receivers.read(), before)
+    else:
+        before = {b.name: M.rx_packets(b.ns, b.dev) for b in lab.backends}
+        res = M.run_pacer(lab.loadgen_ns, dst, port, rate, dur, size=size, srcs=srcs, dns=True)
+        time.sleep(0.2)
+        after = {b.name: M.rx_packets(b.ns, b.dev) for b in lab.backends}
+        per = M.delta(after, before)
+    sent = res["sent"]
+    delivered = sum(per.values())
+    if not c.raw_udp:
+        delivered = min(delivered, sent)       # rx counters also see health checks, ARP
+    el = res["elapsed_s"]
+    return {"suite": "throughput", "contender": c.name, "payload": res["payload"],
+            "frame": res["payload"] + 42, "target_pps": rate, "sent": sent,
+            "offered_pps": sent / el, "delivered": delivered, "delivered_pps": delivered / el,
+            "loss": max(0.0, 1.0 - delivered / sent) if sent else 0.0,
+            "per_backend": json.dumps(per), "fallback": None}
+
+
+def tput_summary(rows: List[Dict]) -> Dict:
+    """Per (contender, payload): loss-free max (highest offered rate of a step with
+    zero loss, all lower steps loss-free too) and max delivered, median over reps."""
+    by: Dict = {}
+    for r in rows:
+        by.setdefault((r["contender"], r["payload"], r["rep"]), []).append(r)
+    per: Dict = {}
+    for (c, p, rep), rs in by.items():
+        rs = sorted(rs, key=lambda r: r["offered_pps"])
+        lf = 0.0
+        for r in rs:
+            if r["loss"] > 0:
+                break
+            lf = r["offered_pps"]
+        per.setdefault((c, p), []).append((lf, max(r["delivered_pps"] for r in rs),
+                                           max(r["offered_pps"] for r in rs)))
+    return {k: {"loss_free_pps": med([v[0] for v in vs]), "max_delivered_pps": med([v[1] for v in vs]),
+                "max_offered_pps": med([v[2] for v in vs]), "reps": len(vs)}
+            for k, vs in per.items()}
+
+
+def plot_throughput(ctx, rows, summary) -> None:
+    p = plt()
+    sizes = sorted({r["payload"] for r in rows})
+    if not sizes:
+        return
+    n = len(sizes) + 1
+    cols = min(3, n)
+    nrows = (n + cols - 1) // cols
+    fig, axes = p.subplots(nrows, cols, figsize=(4 * cols, 3.2 * nrows), squeeze=False)
+    axl = [a for row in axes for a in row]
+    names = [c for c in DEFAULT_ORDER if any(r["contender"] == c for r in rows)]
+    for ax, size in zip(axl, sizes):
+        for c in names:
+            rs = sorted([r for r in rows if r["contender"] == c and r["payload"] == size],
+                        key=lambda r: r["offered_pps"])
+            if rs:
+                ax.plot([r["offered_pps"] / 1e3 for r in rs], [r["delivered_pps"] / 1e3 for r in rs],
+                        "o-", ms=3, label=c, color=COLORS.get(c))
+        lim = max([r["offered_pps"] for r in rows if r["payload"] == size] or [1]) / 1e3
+        ax.plot([0, lim], [0, lim], ":", color="grey", lw=0.8)
+        ax.set_title("UDP payload %d B" % size)
+        ax.set_xlabel("offered (kpps)")
+        ax.set_ylabel("delivered (kpps)")
+    ax = axl[len(sizes)]
+    width = 0.8 / max(1, len(names))
+    for i, c in enumerate(names):
+        xs = [j + i * width for j, s in enumerate(sizes)]
+        ys = [(summary.get((c, s)) or {}).get("loss_free_pps") or 0 for s in sizes]
+        ax.bar(xs, [y / 1e3 for y in ys], width, label=c, color=COLORS.get(c))
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(sizes))])
+    ax.set_xticklabels([str(s) for s in sizes])
+    ax.set_xlabel("UDP payload (B)")
+    ax.set_ylabel("loss-free max (kpps)")
+    ax.set_title("loss-free maximum")
+    axl[0].legend(fontsize=7)
+    for ax in axl[len(sizes) + 1:]:
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(ctx.path("throughput", "png"))
+    p.close(fig)
+
+
+def write_tput_md(ctx, rows, summary, params) -> None:
+    names = [c for c in DEFAULT_ORDER if any(k[0] == c for k in summary)]
+    sizes = sorted({k[1] for k in summary})
+    trs = []
+    for c in names:
+        for s in sizes:
+            v = summary.get((c, s))
+            if v:
+                trs.append([c, s, v["loss_free_pps"] / 1e3, v["max_delivered_pps"] / 1e3,
+                            v["max_offered_pps"] / 1e3, v["reps"]])
+    fb = [r["fallback"] for r in rows if r.get("fallback") is not None]
+    text = """## Throughput and loss (RQ2/RQ3)
+
+Method: the C sendmmsg pacer (benchmarks/tools/pacer.c) in the load generator's namespace
+sends UDP to the contender's target at stepped rates (targets {rates} pps, 0 = as fast as it
+can; {step_s} s per step; a contender's steps stop once the sender falls 15 % short of the
+target), rotating over {nsrc} source addresses so every bucket gets traffic. Delivered
+packets are counted at the receivers: xdp_sink (benchmarks/xdp_lb/xdp_sink.c) on each
+backend's interface counts and drops the marked packets; dnsdist, a DNS proxy, gets real
+DNS queries (33-B payload) and is counted by the backends' interface rx counters.
+Loss = 1 - delivered/sent. Loss-free maximum = the highest offered rate of a step with zero
+loss when every lower step was loss-free too. {reps} repetition(s), contenders interleaved;
+medians over repetitions. Lab: {lab}. On this 2-vCPU VM the kernel forwards a veth packet
+in the sender's own softirq, so for the kernel paths (direct, xdp) the sender's core also
+does the forwarding and the maxima are whole-box figures.
+
+{table}
+
+{fallback}{unavail}
+![throughput](throughput.png)
+""".format(rates=params["rates"], step_s=params["step_s"], reps=params["reps"], lab=ctx.lab.kind,
+           nsrc=len(ctx.lab.loadgen_srcs),
+           table=md_table(["contender", "payload (B)", "loss-free max (kpps)",
+                           "max delivered (kpps)", "max offered (kpps)", "reps"], trs),
+           fallback=("Fallback packets during the suite (XenoFlow): %s\n" % sum(fb)) if fb else "",
+           unavail=unavailable_md(ctx))
+    open(ctx.path("throughput", "md"), "w").write(text)
+
+
+# ----------------------------------------------------------------------------- latency
+
+def suite_latency(ctx: Ctx) -> None:
+    t0 = time.time()
+    lab = ctx.lab
+    reps, count = (3, 2000) if ctx.smoke else (5, 2000)
+    src = lab.srcs_of_parity(lab.client_srcs, 0)[0]       # even source: backend 1 everywhere
+    rows, samples = [], {}
+    sdir = os.path.join(ctx.out, "samples")
+    os.makedirs(sdir, exist_ok=True)
+    for rep in range(reps):
+        k = rep % max(1, len(ctx.contenders))
+        for c in ctx.contenders[k:] + ctx.contenders[:k]:
+            try:
+                c.up(2)
+            except Exception as e:
+                ctx.unavailable[c.name] = "up failed: %s" % e
+                log(traceback.format_exc())
+                c.down()
+                continue
+            try:
+                fb0 = c.fallback()
+                dst, port = c.target()
+                sp = os.path.join(sdir, "latency-%s-%d.txt" % (c.name, rep))
+                r = M.rtt_probe(lab.client_ns, dst, port, src, count=count, samples=sp)
+                fb1 = c.fallback()
+            finally:
+                c.down()
+            samples.setdefault(c.name, []).extend(float(x) for x in open(sp))
+            row = {"suite": "latency", "rep": rep, "contender": c.name, "src": src, "target": dst,
+                   "n": r["n"], "lost": r["lost"], "median_us": r.get("median_us"),
+                   "p90_us": r.get("p90_us"), "p99_us": r.get("p99_us"), "min_us": r.get("min_us"),
+                   "max_us": r.get("max_us"), "mean_us": r.get("mean_us"),
+                   "fallback": (fb1 - fb0) if fb0 is not None and fb1 is not None else None}
+            rows.append(row)
+            log("lat rep %d %-12s median %.1f us p99 %.1f us lost %d" % (
+                rep, c.name, row["median_us"] or -1, row["p99_us"] or -1, row["lost"]))
+    write_csv(ctx.path("latency", "csv"), rows)
+    summ = latency_summary(rows)
+    plot_latency(ctx, samples, summ)
+    names = [c for c in DEFAULT_ORDER if c in summ]
+    trs = [[c, summ[c]["median_us"], summ[c]["p99_us"], summ[c]["added_us"],
+            summ[c]["added_p99_us"], summ[c]["lost"], summ[c]["reps"]] for c in names]
+    text = """## Added latency (RQ4)
+
+Method: benchmarks/tools/rtt_probe.py in the client namespace sends one DNS query
+(www.example.lab A) at a time to the contender's target from an even source address
+({src}, bucket 0: backend 1 for every balancer; "direct" asks backend 1 itself) and waits
+for the answer (0.5 s timeout = lost); 50 warm-up queries, then {count} timed ones per
+repetition; {reps} repetitions, contenders interleaved (each brought up and torn down per
+repetition, the order rotated). Per contender: the median over repetitions of the
+per-repetition median and p99 (nearest rank); added latency = the median over repetitions
+of (contender median - direct median of the same repetition). Lab: {lab}.
+
+{table}
+{unavail}
+![latency](latency.png)
+""".format(src=src, count=count, reps=reps, lab=lab.kind, unavail=unavailable_md(ctx),
+           table=md_table(["contender", "median RTT (µs)", "p99 RTT (µs)", "added median (µs)",
+                           "added p99 (µs)", "lost", "reps"], trs))
+    open(ctx.path("latency", "md"), "w").write(text)
+    write_meta(ctx, "latency", dict(reps=reps, count=count, src=src), t0)
+
+
+def latency_summary(rows: List[Dict]) -> Dict:
+    direct = {r["rep"]: r for r in rows if r["contender"] == "direct"}
+    out = {}
+    for c in {r["contender"] for r in rows}:
+        rs = [r for r in rows if r["contender"] == c]
+        add = [r["median_us"] - direct[r["rep"]]["median_us"] for r in rs
+               if r["rep"] in direct and r["median_us"] is not None
+               and direct[r["rep"]]["median_us"] is not None]
+        addp = [r["p99_us"] - direct[r["rep"]]["p99_us"] for r in rs
+                if r["rep"] in direct and r["p99_us"] is not None
+                and direct[r["rep"]]["p99_us"] is not None]
+        out[c] = {"median_us": med([r["median_us"] for r in rs]),
+                  "p99_us": med([r["p99_us"] for r in rs]),
+                  "added_us": med(add), "added_p99_us": med(addp),
+                  "lost": sum(r["lost"] for r in rs), "reps": len(rs)}
+    return out
+
+
+def plot_latency(ctx, samples, summ) -> None:
+    p = plt()
+    fig, (a1, a2) = p.subplots(1, 2, figsize=(9, 3.4))
+    names = [c for c in DEFAULT_ORDER if c in samples]
+    for c in names:
+        s = sorted(samples[c])
+        if s:
+            a1.plot(s, [(i + 1) / len(s) for i in range(len(s))], label=c, color=COLORS.get(c))
+    a1.set_xscale("log")
+    a1.set_xlabel("DNS RTT (µs, log)")
+    a1.set_ylabel("CDF")
+    a1.set_title("RTT distribution (all repetitions)")
+    a1.legend(fontsize=7)
+    xs = range(len(names))
+    a2.bar(xs, [summ[c]["median_us"] or 0 for c in names],
+           color=[COLORS.get(c) for c in names], label="median")
+    a2.scatter(xs, [summ[c]["p99_us"] or 0 for c in names], marker="_", s=200, color="k",
+               label="p99", zorder=3)
+    a2.set_xticks(list(xs))
+    a2.set_xticklabels(names, rotation=20, fontsize=7)
+    a2.set_ylabel("RTT (µs)")
+    a2.set_title("median (bars) and p99 (ticks)")
+    a2.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(ctx.path("latency", "png"))
+    p.close(fig)
+
+
+# ----------------------------------------------------------------------------- latency under load
+
+DISTS = {"single": None, "50/50": None, "100/0": 0, "0/100": 1}
+
+
+def suite_latency_load(ctx: Ctx) -> None:
+    t0 = time.time()
+    lab = ctx.lab
+    if ctx.smoke:
+        rates, dists, count, reps = [0, 50000], ["single", "50/50"], 1000, 1
+    else:
+        rates, dists, count, reps = [0, 20000, 50000, 100000], list(DISTS), 2000, 2
+    src = lab.srcs_of_parity(lab.client_srcs, 0)[0]
+    bg_dur = 1.5 + count * 0.0006
+    rows = []
+    for rep in range(reps):
+        for c in ctx.contenders:
+            for dist in dists:
+                if c.name == "direct" and dist != "single":
+                    continue
+                nb = 1 if dist == "single" else 2
+                if dist in ("single", "50/50"):
+                    bsrcs = lab.loadgen_srcs
+                else:
+                    bsrcs = lab.srcs_of_parity(lab.loadgen_srcs, DISTS[dist])
+                try:
+                    c.up(nb)
+                except C.NotAvailable as e:
+                    log("%s %s: %s" % (c.name, dist, e))
+                    c.down()
+                    continue
+                except Exception as e:
+                    ctx.unavailable[c.name] = "up failed: %s" % e
+                    log(traceback.format_exc())
+                    c.down()
+                    continue
+                try:
+                    dst, port = c.target()
+                    for rate in rates:
+                        before = ctx.receivers.read()
+                        pacer = None
+                        if rate:
+                            pacer = M.start_pacer(lab.loadgen_ns, dst, port, rate, bg_dur, size=22,
+                                                  srcs=bsrcs if c.name != "direct" else None)
+                            time.sleep(0.3)
+                        r = M.rtt_probe(lab.client_ns, dst, port, src, count=count)
+                        bg = M.finish_pacer(pacer) if pacer else {"sent": 0, "achieved_pps": 0}
+                        time.sleep(0.1)
+                        per = M.delta(ctx.receivers.read(), before)
+                        rows.append({"suite": "latency_load", "rep": rep, "contender": c.name,
+                                     "dist": dist, "bg_target_pps": rate,
+                                     "bg_offered_pps": bg["achieved_pps"], "bg_sent": bg["sent"],
+                                     "bg_delivered": sum(per.values()),
+                                     "per_backend": json.dumps(per),
+                                     "n": r["n"], "lost": r["lost"],
+                                     "median_us": r.get("median_us"), "p90_us": r.get("p90_us"),
+                                     "p99_us": r.get("p99_us")})
+                        log("load %-12s %-6s bg %6d pps: median %.1f us p99 %.1f us lost %d" % (
+                            c.name, dist, rate, r.get("median_us") or -1, r.get("p99_us") or -1,
+                            r["lost"]))
+                finally:
+                    c.down()
+    write_csv(ctx.path("latency_load", "csv"), rows)
+    plot_latency_load(ctx, rows, dists)
+    trs = []
+    for c in [n for n in DEFAULT_ORDER if any(r["contender"] == n for r in rows)]:
+        for d in dists:
+            for rate in rates:
+                rs = [r for r in rows if r["contender"] == c and r["dist"] == d
+                      and r["bg_target_pps"] == rate]
+                if rs:
+                    trs.append([c, d, rate / 1e3, med([r["bg_offered_pps"] for r in rs]) / 1e3,
+                                med([r["median_us"] for r in rs]), med([r["p99_us"] for r in rs]),
+                                sum(r["lost"] for r in rs)])
+    text = """## Latency under load (RQ5)
+
+Method: the RTT probe of the latency suite (source {src}, backend 1; {count} queries after
+50 warm-up) runs while the pacer in the load generator's namespace sends 22-B marked UDP
+packets to the same target at each background rate (pps; xdp_sink drops them at the
+backends, so bind9 only serves the probe). Distributions of the background load over the
+backends (the paper's): single = the balancer has one backend (all load on the probed
+backend); 50/50 = all sixteen load sources (both buckets); 100/0 = only even sources (the
+probed backend); 0/100 = only odd sources (the other backend). "direct" has no balancer:
+its load goes to backend 1 (single). dnsdist receives the marked packets itself and drops
+them (not DNS queries). {reps} repetition(s); medians. Lab: {lab}.
+
+{table}
+{unavail}
+![latency under load](latency_load.png)
+""".format(src=src, count=count, reps=reps, lab=lab.kind, unavail=unavailable_md(ctx),
+           table=md_table(["contender", "distribution", "bg target (kpps)", "bg offered (kpps)",
+                           "median RTT (µs)", "p99 RTT (µs)", "lost"], trs))
+    open(ctx.path("latency_load", "md"), "w").write(text)
+    write_meta(ctx, "latency_load", dict(rates=rates, dists=dists, count=count, reps=reps), t0)
+
+
+def plot_latency_load(ctx, rows, dists) -> None:
+    p = plt()
+    fig, axes = p.subplots(1, len(dists), figsize=(3.2 * len(dists), 3.2), squeeze=False)
+    names = [c for c in DEFAULT_ORDER if any(r["contender"] == c for r in rows)]
+    for ax, d in zip(axes[0], dists):
+        for c in names:
+            rates = sorted({r["bg_target_pps"] for r in rows if r["contender"] == c and r["dist"] == d})
+            if not rates:
+                continue
+            m = [med([r["median_us"] for r in rows if r["contender"] == c and r["dist"] == d
+                      and r["bg_target_pps"] == x]) for x in rates]
+            q = [med([r["p99_us"] for r in rows if r["contender"] == c and r["dist"] == d
+                      and r["bg_target_pps"] == x]) for x in rates]
+            ax.plot([x / 1e3 for x in rates], m, "o-", ms=3, color=COLORS.get(c), label=c)
+            ax.plot([x / 1e3 for x in rates], q, "--", lw=0.8, color=COLORS.get(c))
+        ax.set_title("load %s" % d)
+        ax.set_xlabel("background load (kpps)")
+        ax.set_ylabel("RTT (µs): median, p99 dashed")
+        ax.set_yscale("log")
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(ctx.path("latency_load", "png"))
+    p.close(fig)
+
+
+# ----------------------------------------------------------------------------- control plane
+
+def suite_control(ctx: Ctx) -> None:
+    t0 = time.time()
+    xf = [c for c in ctx.contenders if c.name.startswith("xenoflow")]
+    rows: List[Dict] = []
+    write_csv(ctx.path("control", "csv"), rows)
+    reason = "; ".join("%s: %s" % (k, v) for k, v in ctx.unavailable.items()
+                       if k.startswith("xenoflow")) or "not implemented yet"
+    text = """## Control plane
+
+Planned measurements: entry insert to first forwarded packet, entries per second, time to
+reconcile after an OVS restart. They need the XenoFlow controller and eswitchd in the
+paper lab.
+
+Not measured in this run: {why}
+""".format(why=reason if not xf else "the controller API for timed inserts is not wired in yet")
+    open(ctx.path("control", "md"), "w").write(text)
+    write_meta(ctx, "control", {}, t0)
+
+
+# ----------------------------------------------------------------------------- main
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("suite", choices=SUITES + ("all",))
+    ap.add_argument("--smoke", action="store_true", help="CI-sized (about a minute per suite)")
+    ap.add_argument("--lab", choices=["minimal", "paper"], default="minimal")
+    ap.add_argument("--contenders", default=",".join(DEFAULT_ORDER))
+    ap.add_argument("--out", default=None, help="results dir (default benchmarks/results, "
+                                                "benchmarks/results/smoke with --smoke)")
+    a = ap.parse_args(argv)
+    if os.geteuid() != 0:
+        sys.stderr.write("run.py needs root (namespaces, XDP)\n")
+        return 2
+    out = a.out or os.path.join(HERE, "results", "smoke" if a.smoke else "")
+    os.makedirs(out, exist_ok=True)
+    names = [n.strip() for n in a.contenders.split(",") if n.strip()]
+    bad = [n for n in names if n not in C.BY_NAME]
+    if bad:
+        ap.error("unknown contenders %s (known: %s)" % (bad, ", ".join(C.BY_NAME)))
+    suites = list(SUITES) if a.suite == "all" else [a.suite]
+    M.build_tools()
+    if a.lab == "minimal":
+        minlab = MinLab()
+        spec = minlab.spec
+    else:
+        minlab = None
+        spec = paper_spec()
+    rc = 0
+    try:
+        if minlab:
+            log("minimal lab up (%s)" % " ".join(minlab.namespaces))
+            minlab.up()
+        for suite in suites:
+            ctx = Ctx(a, spec, out)
+            ctx.pick(names)
+            ctx.receivers = M.Receivers(spec).attach() if suite != "control" else None
+            log("suite %s: %s" % (suite, ", ".join(c.name for c in ctx.contenders)))
+            try:
+                globals()["suite_" + suite](ctx)
+            except Exception:
+                log(traceback.format_exc())
+                rc = 1
+            finally:
+                for c in ctx.contenders:
+                    try:
+                        c.down()
+                    except Exception:
+                        pass
+                if ctx.receivers:
+                    ctx.receivers.detach()
+    finally:
+        if minlab:
+            minlab.down()
+            log("minimal lab down")
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
