@@ -86,17 +86,23 @@ def _doca_flags() -> Optional[dict]:
     return None
 
 
-def softdoca_sources() -> List[str]:
-    return [os.path.join(SOFTDOCA, "softdoca.c"), os.path.join(SOFTDOCA, "sd_parse.c")]
+def _src(path: str, absolute: bool) -> str:
+    """setuptools refuses absolute source paths (setup.py runs with the project root as cwd);
+    cffi's own compile() runs in its tmpdir, so the in-place build uses absolute ones."""
+    return path if absolute else os.path.relpath(path, ROOT)
 
 
-def make_ffibuilder() -> cffi.FFI:
+def softdoca_sources(absolute: bool = True) -> List[str]:
+    return [_src(os.path.join(SOFTDOCA, "softdoca.c"), absolute), _src(os.path.join(SOFTDOCA, "sd_parse.c"), absolute)]
+
+
+def make_ffibuilder(absolute_sources: bool = False) -> cffi.FFI:
     ffi = cffi.FFI()
     target = os.environ.get("XF_GLUE_TARGET", "auto")
     if target not in ("auto", "doca", "softdoca"):
         raise SystemExit("XF_GLUE_TARGET must be auto, doca or softdoca, not %r" % target)
     base_cflags = ["-O2", "-std=gnu11", "-Wall", "-Wno-unused-parameter"] + _extra_cflags()
-    glue_c = os.path.join(HERE, "glue.c")
+    glue_c = _src(os.path.join(HERE, "glue.c"), absolute_sources)
 
     doca = _doca_flags() if target in ("auto", "doca") else None
     if target == "doca" and doca is None:
@@ -137,7 +143,7 @@ def make_ffibuilder() -> cffi.FFI:
     ffi.set_source(
         MODULE,
         '#include "glue.h"\n',
-        sources=[glue_c] + softdoca_sources(),
+        sources=[glue_c] + softdoca_sources(absolute_sources),
         include_dirs=[HERE, os.path.join(SOFTDOCA, "include"), SOFTDOCA],
         extra_compile_args=base_cflags + ["-DSOFTDOCA_API=" + api] + dpdk_c,
         extra_link_args=dpdk_l + ["-lrte_bus_vdev", "-lpthread"],  # rte_vdev_init lives in a driver lib
@@ -153,12 +159,12 @@ ffibuilder = make_ffibuilder()
 
 
 def build_inplace() -> str:
-    """Compile in a scratch dir (objects of absolute-path sources land under it) and copy
-    only the extension next to this file.  Returns the path of the copied module."""
+    """Compile in a scratch dir and copy only the extension next to this file.  Returns the
+    path of the copied module."""
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="xf-glue-build-") as tmp:
-        out = ffibuilder.compile(tmpdir=tmp, verbose=False)
+        out = make_ffibuilder(absolute_sources=True).compile(tmpdir=tmp, verbose=False)
         dest = os.path.join(HERE, os.path.basename(out))
         # write-then-rename: a process importing the module never sees a half-copied file
         shutil.copyfile(out, dest + ".tmp")
