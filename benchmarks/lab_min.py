@@ -78,18 +78,22 @@ class LabSpec:
 NET = "198.19.0"
 
 
-def minimal_spec(workdir: Optional[str] = None) -> LabSpec:
+def minimal_spec(prefix: str = "xb", workdir: Optional[str] = None) -> LabSpec:
+    """Namespaces <prefix>-dpu, -tor, -cli, -lg, -be1, -be2 (prefix starts with 'xb')."""
+    if not prefix.startswith("xb") or len(prefix) > 8:
+        raise ValueError("prefix must start with 'xb' (<= 8 chars)")
+    n = lambda s: "%s-%s" % (prefix, s)  # noqa: E731
     return LabSpec(
         kind="minimal",
-        client_ns="xb-cli", loadgen_ns="xb-lg", tor_ns="xb-tor", dpu_ns="xb-dpu",
-        backends=[Backend("be1", "xb-be1", NET + ".2", "02:00:c6:12:00:02"),
-                  Backend("be2", "xb-be2", NET + ".3", "02:00:c6:12:00:03")],
+        client_ns=n("cli"), loadgen_ns=n("lg"), tor_ns=n("tor"), dpu_ns=n("dpu"),
+        backends=[Backend("be1", n("be1"), NET + ".2", "02:00:c6:12:00:02"),
+                  Backend("be2", n("be2"), NET + ".3", "02:00:c6:12:00:03")],
         client_srcs=[NET + ".%d" % i for i in range(11, 15)],
         loadgen_srcs=[NET + ".%d" % i for i in range(64, 80)],
         client_mac="02:00:c6:12:00:01", loadgen_mac="02:00:c6:12:00:04",
         vip=NET + ".53", vip_mac="02:00:c6:12:00:35",
         dnsdist_addr=NET + ".54",
-        workdir=workdir or os.path.join(tempfile.gettempdir(), "xb-lab"))
+        workdir=workdir or os.path.join(tempfile.gettempdir(), prefix + "-lab"))
 
 
 class MinLab:
@@ -107,11 +111,11 @@ class MinLab:
         return [s.dpu_ns, s.tor_ns, s.client_ns, s.loadgen_ns] + [b.ns for b in s.backends]
 
     def up(self) -> "MinLab":
-        s = self.spec
         busy = [n for n in self.namespaces if nsh.ns_exists(n)]
-        if busy:   # a crashed earlier run: these names are ours (xb- prefix), remove them
-            for n in busy:
-                nsh.delete_ns(n)
+        if busy:   # another run, or a crashed one: never take over someone's namespaces
+            raise RuntimeError("namespaces %s exist: another benchmark run is using them, or an "
+                               "earlier one crashed (then: python benchmarks/lab_min.py down "
+                               "--prefix %s)" % (" ".join(busy), busy[0].rsplit("-", 1)[0]))
         try:
             self._up()
         except Exception:
@@ -127,6 +131,7 @@ class MinLab:
             nsh.set_sysctl(n, "net/ipv6/conf/all/disable_ipv6", 1)
             nsh.set_sysctl(n, "net/ipv6/conf/default/disable_ipv6", 1)
         nsh.set_sysctl(s.dpu_ns, "net/ipv4/conf/all/arp_ignore", 1)
+        os.makedirs(s.workdir, exist_ok=True)
         t = s.tor_ns
         # DPU wire ports
         nsh.add_veth(s.in_dev, s.in_peer, ns=s.dpu_ns, peer_ns=t)
@@ -178,6 +183,7 @@ class MinLab:
                 bind.start()
 
     def down(self) -> None:
+        """Stop our bind9 (by PID) and delete our namespaces (exact names)."""
         for b in self.bind9:
             try:
                 b.stop()
@@ -218,8 +224,9 @@ if __name__ == "__main__":
     import argparse
     ap = argparse.ArgumentParser(description="minimal benchmark lab (xb-* namespaces)")
     ap.add_argument("cmd", choices=["up", "down"])
+    ap.add_argument("--prefix", default="xb")
     a = ap.parse_args()
-    lab = MinLab()
+    lab = MinLab(minimal_spec(a.prefix))
     pidfile = os.path.join(lab.spec.workdir, "bind9.pids")
     if a.cmd == "up":
         lab.up()

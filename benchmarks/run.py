@@ -36,6 +36,21 @@ import contenders as C  # noqa: E402
 import measure as M  # noqa: E402
 from lab_min import MinLab, minimal_spec, paper_spec  # noqa: E402
 
+
+def plotting(fn):
+    """Plots need matplotlib (the `bench` extra); without it the suite still writes
+    its CSV and Markdown and says the plot is missing."""
+    def wrap(ctx, *a, **kw):
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            log("matplotlib missing (pip install -e .[bench]): no plot")
+            return
+        return fn(ctx, *a, **kw)
+    return wrap
+
+SETTLE_S = 0.5       # after a contender comes up (daemons start, first flows/upcalls)
+
 SUITES = ("throughput", "latency", "latency_load", "control")
 DEFAULT_ORDER = ["xenoflow-softdoca", "xenoflow-ovs", "dpdk-loop", "ovs-netdev", "xdp",
                  "dnsdist", "direct"]
@@ -70,6 +85,23 @@ class Ctx:
 
     def path(self, suite: str, ext: str) -> str:
         return os.path.join(self.out, "%s.%s" % (suite, ext))
+
+
+def bring_up(ctx: "Ctx", c, backends: int = 2) -> bool:
+    """c.up(); False (reason recorded) when it fails or is not available."""
+    try:
+        c.up(backends)
+    except C.NotAvailable as e:
+        log("%s (%d backends): %s" % (c.name, backends, e))
+        c.down()
+        return False
+    except Exception as e:
+        ctx.unavailable[c.name] = "up failed: %s" % e
+        log(traceback.format_exc())
+        c.down()
+        return False
+    time.sleep(SETTLE_S)
+    return True
 
 
 def write_csv(path: str, rows: List[Dict]) -> None:
@@ -152,12 +184,7 @@ def suite_throughput(ctx: Ctx) -> None:
             ctx.contenders[:rep % max(1, len(ctx.contenders))]
         for c in order:
             my_sizes = sizes if c.raw_udp else [33]     # dnsdist: real DNS queries only
-            try:
-                c.up(2)
-            except Exception as e:
-                ctx.unavailable[c.name] = "up failed: %s" % e
-                log(traceback.format_exc())
-                c.down()
+            if not bring_up(ctx, c, 2):
                 continue
             fb0 = c.fallback()
             try:
@@ -233,6 +260,7 @@ def tput_summary(rows: List[Dict]) -> Dict:
             for k, vs in per.items()}
 
 
+@plotting
 def plot_throughput(ctx, rows, summary) -> None:
     p = plt()
     sizes = sorted({r["payload"] for r in rows})
@@ -327,12 +355,7 @@ def suite_latency(ctx: Ctx) -> None:
     for rep in range(reps):
         k = rep % max(1, len(ctx.contenders))
         for c in ctx.contenders[k:] + ctx.contenders[:k]:
-            try:
-                c.up(2)
-            except Exception as e:
-                ctx.unavailable[c.name] = "up failed: %s" % e
-                log(traceback.format_exc())
-                c.down()
+            if not bring_up(ctx, c, 2):
                 continue
             try:
                 fb0 = c.fallback()
@@ -396,6 +419,7 @@ def latency_summary(rows: List[Dict]) -> Dict:
     return out
 
 
+@plotting
 def plot_latency(ctx, samples, summ) -> None:
     p = plt()
     fig, (a1, a2) = p.subplots(1, 2, figsize=(9, 3.4))
@@ -416,7 +440,8 @@ def plot_latency(ctx, samples, summ) -> None:
                label="p99", zorder=3)
     a2.set_xticks(list(xs))
     a2.set_xticklabels(names, rotation=20, fontsize=7)
-    a2.set_ylabel("RTT (µs)")
+    a2.set_ylabel("RTT (µs, log)")
+    a2.set_yscale("log")
     a2.set_title("median (bars) and p99 (ticks)")
     a2.legend(fontsize=7)
     fig.tight_layout()
@@ -449,16 +474,7 @@ def suite_latency_load(ctx: Ctx) -> None:
                     bsrcs = lab.loadgen_srcs
                 else:
                     bsrcs = lab.srcs_of_parity(lab.loadgen_srcs, DISTS[dist])
-                try:
-                    c.up(nb)
-                except C.NotAvailable as e:
-                    log("%s %s: %s" % (c.name, dist, e))
-                    c.down()
-                    continue
-                except Exception as e:
-                    ctx.unavailable[c.name] = "up failed: %s" % e
-                    log(traceback.format_exc())
-                    c.down()
+                if not bring_up(ctx, c, nb):
                     continue
                 try:
                     dst, port = c.target()
@@ -520,6 +536,7 @@ them (not DNS queries). {reps} repetition(s); medians. Lab: {lab}.
     write_meta(ctx, "latency_load", dict(rates=rates, dists=dists, count=count, reps=reps), t0)
 
 
+@plotting
 def plot_latency_load(ctx, rows, dists) -> None:
     p = plt()
     fig, axes = p.subplots(1, len(dists), figsize=(3.2 * len(dists), 3.2), squeeze=False)
@@ -574,6 +591,8 @@ def main(argv=None) -> int:
     ap.add_argument("--smoke", action="store_true", help="CI-sized (about a minute per suite)")
     ap.add_argument("--lab", choices=["minimal", "paper"], default="minimal")
     ap.add_argument("--contenders", default=",".join(DEFAULT_ORDER))
+    ap.add_argument("--prefix", default="xb", help="namespace prefix of the minimal lab "
+                    "(xb: xb-dpu, xb-cli, ...)")
     ap.add_argument("--out", default=None, help="results dir (default benchmarks/results, "
                                                 "benchmarks/results/smoke with --smoke)")
     a = ap.parse_args(argv)
@@ -589,7 +608,7 @@ def main(argv=None) -> int:
     suites = list(SUITES) if a.suite == "all" else [a.suite]
     M.build_tools()
     if a.lab == "minimal":
-        minlab = MinLab()
+        minlab = MinLab(minimal_spec(a.prefix))
         spec = minlab.spec
     else:
         minlab = None

@@ -1,0 +1,258 @@
+#!/usr/bin/env python3
+"""Assemble benchmarks/REPORT.md from benchmarks/results/ (nothing in it is
+written by hand): the machine (from /proc and uname), then every suite's
+<suite>.md (its method, tables and plot, as the suite wrote it), then the
+issue's goals against what the CSVs of the same run show.
+
+    python benchmarks/report.py [--results DIR] [--out FILE]
+
+Sections, in this order when present: throughput, latency, latency_load,
+control, disruption, faults, glue_* and any other results/*.md.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import glob
+import json
+import os
+import re
+import statistics
+import sys
+import time
+from typing import Dict, List, Optional
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ORDER = ["throughput", "latency", "latency_load", "control", "disruption", "faults"]
+
+
+def machine() -> List[str]:
+    facts = []
+    try:
+        cpu = [l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")]
+        facts.append("CPU: %s × %d (/proc/cpuinfo)" % (cpu[0] if cpu else "?", len(cpu)))
+        mem = [l.split(":", 1)[1].strip() for l in open("/proc/meminfo") if l.startswith("MemTotal")]
+        facts.append("Memory: %s" % (mem[0] if mem else "?"))
+    except OSError:
+        pass
+    u = os.uname()
+    facts.append("Kernel: %s %s %s (uname)" % (u.sysname, u.release, u.machine))
+    try:
+        facts.append("OS: " + [l.split("=", 1)[1].strip().strip('"') for l in open("/etc/os-release")
+                               if l.startswith("PRETTY_NAME=")][0])
+    except (OSError, IndexError):
+        pass
+    try:
+        facts.append("1-minute load average when the report was assembled: "
+                     + open("/proc/loadavg").read().split()[0])
+    except OSError:
+        pass
+    return facts
+
+
+def read_csv(path: str) -> List[Dict]:
+    if not os.path.exists(path) or os.path.getsize(path) == 0:
+        return []
+    with open(path) as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        for k, v in r.items():
+            try:
+                r[k] = int(v)
+            except (TypeError, ValueError):
+                try:
+                    r[k] = float(v)
+                except (TypeError, ValueError):
+                    r[k] = None if v == "" else v
+    return rows
+
+
+def med(xs):
+    xs = [x for x in xs if isinstance(x, (int, float))]
+    return statistics.median(xs) if xs else None
+
+
+def load_meta(results: str, suite: str) -> Dict:
+    p = os.path.join(results, suite + ".json")
+    return json.load(open(p)) if os.path.exists(p) else {}
+
+
+# --- figures from the CSVs ----------------------------------------------------------------
+
+def loss_free(rows: List[Dict], contender: str, payload: int) -> Optional[float]:
+    out = []
+    for rep in sorted({r["rep"] for r in rows}):
+        rs = sorted([r for r in rows if r["contender"] == contender and r["payload"] == payload
+                     and r["rep"] == rep], key=lambda r: r["offered_pps"])
+        if not rs:
+            continue
+        lf = 0.0
+        for r in rs:
+            if r["loss"] > 0:
+                break
+            lf = r["offered_pps"]
+        out.append(lf)
+    return med(out)
+
+
+def max_delivered(rows, contender, payload):
+    return med([max([r["delivered_pps"] for r in rows if r["contender"] == contender
+                     and r["payload"] == payload and r["rep"] == rep] or [None])
+                for rep in sorted({r["rep"] for r in rows})])
+
+
+def added_latency(rows: List[Dict]) -> Dict[str, float]:
+    direct = {r["rep"]: r["median_us"] for r in rows if r["contender"] == "direct"}
+    out = {}
+    for c in {r["contender"] for r in rows}:
+        out[c] = med([r["median_us"] - direct[r["rep"]] for r in rows
+                      if r["contender"] == c and r["rep"] in direct])
+    return out
+
+
+def ratio(a, b):
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+def goals(results: str) -> str:
+    tput = read_csv(os.path.join(results, "throughput.csv"))
+    lat = read_csv(os.path.join(results, "latency.csv"))
+    unavailable = {}
+    for s in ("throughput", "latency", "latency_load"):
+        unavailable.update(load_meta(results, s).get("unavailable", {}))
+    sd, loop, ovs, xdp, dd = "xenoflow-softdoca", "dpdk-loop", "ovs-netdev", "xdp", "dnsdist"
+    add = added_latency(lat) if lat else {}
+    P = 22
+
+    def why(*names):
+        miss = [n for n in names if n in unavailable]
+        if miss:
+            return "; ".join("%s: %s" % (n, unavailable[n]) for n in miss)
+        return "not in this run's results"
+
+    rows = []
+
+    def row(goal, value, target_ok, detail, names):
+        if value is None:
+            rows.append([goal, "not measured", "–", why(*names)])
+        else:
+            rows.append([goal, detail, "met" if target_ok else "missed", ""])
+
+    lf = {c: loss_free(tput, c, P) for c in (sd, loop, ovs, xdp, "direct")} if tput else {}
+    r1 = ratio(lf.get(sd), lf.get(loop))
+    row("softdoca forwarding ≥ 0.9× plain DPDK loop (loss-free max, %d-B payload)" % P, r1,
+        r1 is not None and r1 >= 0.9, "%.2f×" % r1 if r1 is not None else "", [sd, loop])
+    r2 = ratio(lf.get(sd), lf.get(ovs))
+    row("softdoca forwarding ≥ 2× OVS netdev", r2, r2 is not None and r2 >= 2,
+        "%.2f×" % r2 if r2 is not None else "", [sd, ovs])
+    a = add.get(sd)
+    d = None if a is None or add.get(loop) is None else a - add[loop]
+    row("softdoca added latency ≤ plain loop's + 2 µs", d, d is not None and d <= 2,
+        "%+.1f µs" % d if d is not None else "", [sd, loop])
+    for other, lim, label in ((ovs, 0.25, "OVS netdev's"), (dd, 0.3, "dnsdist's"),
+                              (xdp, 0.56, "the XDP balancer's (stretch)")):
+        r = ratio(a, add.get(other))
+        row("softdoca added latency ≤ %.2f× %s" % (lim, label), r, r is not None and r <= lim,
+            "%.2f× (%.1f vs %.1f µs)" % (r, a, add[other]) if r is not None else "", [sd, other])
+    # loss below the maximum: steps offered below 90 % of the contender's max delivered rate
+    if tput:
+        for c in sorted({r["contender"] for r in tput}):
+            rs = [r for r in tput if r["contender"] == c]
+            bad = []
+            for p in sorted({r["payload"] for r in rs}):
+                m = max_delivered(tput, c, p) or 0
+                bad += [r for r in rs if r["payload"] == p and r["offered_pps"] < 0.9 * m
+                        and r["loss"] > 0]
+            worst = max([r["loss"] for r in bad] or [0])
+            rows.append(["loss below 0.9× max delivered = 0 (%s)" % c,
+                         "%d lossy steps, worst %.3g" % (len(bad), worst),
+                         "met" if not bad else "missed", ""])
+    fb = [r.get("fallback") for r in tput + lat if isinstance(r.get("fallback"), (int, float))]
+    row("fallback packets during every experiment = 0", fb or None, fb and sum(fb) == 0,
+        "%d" % sum(fb) if fb else "", [sd, "xenoflow-ovs"])
+    out = ["| goal | measured | verdict | why not measured |", "|---|---|---|---|"]
+    out += ["| %s |" % " | ".join(map(str, r)) for r in rows]
+
+    # side-by-side ratios among what did run
+    side = []
+    if tput:
+        names = sorted({r["contender"] for r in tput})
+        base = lf.get("direct") or None
+        for c in names:
+            pl = min(r["payload"] for r in tput if r["contender"] == c)   # dnsdist: 33 (DNS)
+            l = loss_free(tput, c, pl)
+            side.append("| %s | %d | %s | %s | %s |" % (
+                c, pl, fmt(l, 1e3), fmt(max_delivered(tput, c, pl), 1e3),
+                "%.2f" % ratio(l, base) if base and l is not None else "–"))
+    lat_side = []
+    if lat:
+        for c in sorted(add):
+            lat_side.append("| %s | %s | %s | %s |" % (
+                c, fmt(med([r["median_us"] for r in lat if r["contender"] == c])),
+                fmt(add[c]), "%.2f" % ratio(add[c], add.get(xdp)) if add.get(xdp) and add[c] is not None else "–"))
+    text = "\n".join(out)
+    if side:
+        text += ("\n\nSide by side, same run (each contender's smallest payload): loss-free maximum and maximum delivered "
+                 "rate (kpps), loss-free maximum relative to direct's at %d B:\n\n| contender | payload (B) | "
+                 "loss-free max | max delivered | × direct |\n|---|---|---|---|---|\n" % P) + "\n".join(side)
+    if lat_side:
+        text += ("\n\nLatency, same run: median RTT (µs, median over repetitions), added over "
+                 "direct (µs), added relative to the XDP balancer:\n\n| contender | median | added "
+                 "| × xdp |\n|---|---|---|---|\n") + "\n".join(lat_side)
+    return text
+
+
+def fmt(x, div=1.0):
+    if x is None:
+        return "–"
+    x = x / div
+    return "%.1f" % x if abs(x) < 100 else "%.0f" % x
+
+
+def section(results: str, name: str) -> str:
+    text = open(os.path.join(results, name + ".md")).read().strip()
+    rel = os.path.relpath(results, HERE)
+    # images and links are relative to results/: make them relative to REPORT.md
+    text = re.sub(r"\]\((?!https?:|/)([^)]+)\)", lambda m: "](%s/%s)" % (rel, m.group(1)), text)
+    meta = load_meta(results, name)
+    if meta:
+        m = meta.get("machine", {})
+        text += "\n\n_Run: %s UTC, %.0f s, lab %s%s._" % (
+            m.get("time_utc", "?"), meta.get("duration_s", 0), meta.get("lab", "?"),
+            ", smoke" if meta.get("smoke") else "")
+        if meta.get("contenders"):
+            text += "\n\nContenders:\n\n" + "\n".join(
+                "- %s: %s" % (k, v) for k, v in meta["contenders"].items())
+    return text
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--results", default=os.path.join(HERE, "results"))
+    ap.add_argument("--out", default=os.path.join(HERE, "REPORT.md"))
+    a = ap.parse_args(argv)
+    mds = [os.path.basename(p)[:-3] for p in glob.glob(os.path.join(a.results, "*.md"))]
+    names = [n for n in ORDER if n in mds]
+    names += sorted(n for n in mds if n.startswith("glue_"))
+    names += sorted(n for n in mds if n not in names)
+    parts = ["# XenoFlow-OVS benchmark report",
+             "",
+             "Assembled by `python benchmarks/report.py` from `%s` on %s UTC; every number below "
+             "was measured by the scripts (`python benchmarks/run.py all`)." % (
+                 os.path.relpath(a.results, os.path.dirname(HERE)),
+                 time.strftime("%Y-%m-%d %H:%M", time.gmtime())),
+             "",
+             "## Machine", ""] + ["- " + f for f in machine()]
+    parts += ["", "## Goals (issue 5) against this run", "", goals(a.results)]
+    for n in names:
+        parts += ["", section(a.results, n)]
+    with open(a.out, "w") as f:
+        f.write("\n".join(parts) + "\n")
+    print(a.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
