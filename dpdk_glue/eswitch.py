@@ -658,6 +658,28 @@ class ESwitch:
             self._check_open()
             lib.xf_set_poll_mode(1 if busy_poll else 0, _uint(spin_us, 32, "spin_us"), _uint(sleep_us, 32, "sleep_us"))
 
+    def forwarder_stats(self) -> Dict[str, int]:
+        """softdoca: the forwarder's busy time (ns, iterations that moved packets) and the
+        packets moved then; busy_ns / pkts = its cost per packet."""
+        lib, ffi = _load()
+        with self._lock:
+            self._check_open()
+            ns, pk = ffi.new("uint64_t *"), ffi.new("uint64_t *")
+            rc = lib.xf_fwd_stats(ns, pk)
+            if rc:
+                _raise_last(rc)
+        return {"busy_ns": int(ns[0]), "pkts": int(pk[0])}
+
+    def bench_bypass(self, on: bool) -> None:
+        """Benchmarks only (softdoca): forward port X's wire frames to port X^1 with no lookup,
+        the plain-io-loop baseline the pipeline is compared against."""
+        lib, _ = _load()
+        with self._lock:
+            self._check_open()
+            rc = lib.xf_bench_bypass(1 if on else 0)
+            if rc:
+                _raise_last(rc)
+
     def classify(self, port: str, frame: bytes) -> Tuple[Union[str, None], bytes]:
         """softdoca, ports without packet I/O only: run one frame through ``port``'s pipes.
         Returns (egress port name | "miss" | "drop", the frame after actions)."""

@@ -1134,6 +1134,26 @@ int xf_set_poll_mode(int busy_poll, uint32_t spin_us, uint32_t sleep_us)
 #endif
 }
 
+int xf_fwd_stats(uint64_t *busy_ns, uint64_t *pkts)
+{
+#ifdef SOFTDOCA_VERSION
+	return softdoca_fwd_stats(busy_ns, pkts);
+#else
+	*busy_ns = *pkts = 0;
+	return fail(DOCA_ERROR_NOT_SUPPORTED, "xf_fwd_stats", "softdoca only");
+#endif
+}
+
+int xf_bench_bypass(int on)
+{
+#ifdef SOFTDOCA_VERSION
+	return softdoca_set_bench_bypass(on);
+#else
+	(void)on;
+	return fail(DOCA_ERROR_NOT_SUPPORTED, "xf_bench_bypass", "softdoca only");
+#endif
+}
+
 int xf_classify(uint16_t port_id, uint8_t *frame, uint32_t len)
 {
 #ifdef SOFTDOCA_VERSION

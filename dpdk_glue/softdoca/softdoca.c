@@ -26,6 +26,7 @@
 #include <errno.h>
 #include <sched.h>
 #include <stdio.h>
+#include <sys/prctl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -45,7 +46,8 @@
 #define SD_BURST 32
 #define SD_RX_DESC 512
 #define SD_TX_DESC 512
-#define SD_NB_MBUFS 8191
+#define SD_NB_MBUFS 4095          /* per af_packet port (2 vdevs x 512 rx descriptors + in flight) */
+#define SD_NB_MBUFS_XDP (2 * 4096 + 2047) /* af_xdp takes 4096 mbufs per rx queue for its UMEM */
 #define SD_MBUF_CACHE 256
 
 #define LOAD_ACQ(p) atomic_load_explicit((p), memory_order_acquire)
@@ -146,6 +148,7 @@ struct doca_flow_port {
 	struct doca_flow_pipe *pipes; /* all pipes created on this port */
 	struct sd_queue q[SD_MAX_QUEUES];
 	struct softdoca_port_stats st; /* single writer: the forwarder */
+	struct rte_mempool *pool;      /* the port's mbufs (sized for its driver) */
 };
 
 static struct {
@@ -156,7 +159,6 @@ static struct {
 	struct doca_flow_port *ports[SD_MAX_PORTS];
 	struct doca_flow_port *switch_port;
 	uint64_t seq;
-	struct rte_mempool *pool;
 	/* forwarder */
 	atomic_int fwd_running;
 	atomic_int fwd_stop;
@@ -165,7 +167,9 @@ static struct {
 	int fwd_lcore; /* -1: pthread */
 	pthread_t fwd_thread;
 	atomic_int busy_poll;
+	atomic_int bench_bypass; /* benchmark baseline: plain io loop, port X -> port X^1 */
 	atomic_uint spin_us, sleep_us;
+	uint64_t busy_cycles, busy_pkts; /* forwarder iterations that moved packets (single writer) */
 	/* deferred frees (after a grace period) */
 	struct doca_flow_pipe_entry *free_entries;
 	struct doca_flow_pipe *free_pipes;
@@ -174,7 +178,7 @@ static struct {
 	/* fault injection */
 	uint32_t inject_nth;
 	int inject_at_process;
-} G = {.spin_us = 10, .sleep_us = 30, .fwd_lcore = -1};
+} G = {.spin_us = 50, .sleep_us = 20, .fwd_lcore = -1}; /* back-off: see bench_glue_forward */
 
 /* ------------------------------------------------------------------------------------ */
 /* errors                                                                               */
@@ -622,6 +626,20 @@ static void tx_flush(uint16_t eth, struct sd_txbuf *b, uint64_t *ok_pkts, uint64
 static void process_wire_burst(struct doca_flow_port *in, struct rte_mbuf **bufs, uint16_t n,
 			       struct sd_txbuf *tx_wire, struct sd_txbuf *tx_rep)
 {
+	if (atomic_load_explicit(&G.bench_bypass, memory_order_relaxed)) {
+		/* the baseline the benchmark compares against: rx burst -> tx burst, no parsing */
+		uint16_t o = in->id ^ 1;
+		struct doca_flow_port *out = o < SD_MAX_PORTS ? G.ports[o] : NULL;
+		for (uint16_t i = 0; i < n; i++) {
+			if (out == NULL || !out->has_io) {
+				rte_pktmbuf_free(bufs[i]);
+				continue;
+			}
+			tx_wire[o].m[tx_wire[o].n++] = bufs[i];
+		}
+		RLX_ADD(&in->st.wire_rx_pkts, n);
+		return;
+	}
 	for (uint16_t i = 0; i < n; i++) {
 		struct rte_mbuf *m = bufs[i];
 		uint32_t len = rte_pktmbuf_pkt_len(m);
@@ -658,6 +676,9 @@ static void process_wire_burst(struct doca_flow_port *in, struct rte_mbuf **bufs
 static int sd_forwarder(void *arg)
 {
 	(void)arg;
+	/* the default 50 us timer slack would stretch every idle sleep (and the latency a
+	 * packet arriving during one sees) far beyond sleep_us */
+	prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
 	struct rte_mbuf *bufs[SD_BURST];
 	static struct sd_txbuf tx_wire[SD_MAX_PORTS], tx_rep[SD_MAX_PORTS];
 	uint64_t hz = rte_get_tsc_hz();
@@ -666,6 +687,7 @@ static int sd_forwarder(void *arg)
 	while (!atomic_load_explicit(&G.fwd_stop, memory_order_acquire)) {
 		/* quiescent point: no pointer into a pipe or entry is held here */
 		atomic_fetch_add_explicit(&G.qs_count, 1, memory_order_release);
+		uint64_t t_iter = rte_rdtsc();
 		uint32_t total = 0;
 		for (int pi = 0; pi < SD_MAX_PORTS; pi++) {
 			struct doca_flow_port *p = G.ports[pi];
@@ -702,6 +724,8 @@ static int sd_forwarder(void *arg)
 		}
 		if (total) {
 			last_busy = rte_get_tsc_cycles();
+			RLX_ADD(&G.busy_cycles, last_busy - t_iter);
+			RLX_ADD(&G.busy_pkts, total);
 			continue;
 		}
 		if (atomic_load_explicit(&G.busy_poll, memory_order_relaxed)) {
@@ -761,6 +785,23 @@ static void fwd_stop(void)
 	else
 		pthread_join(G.fwd_thread, NULL);
 	atomic_store(&G.fwd_running, 0);
+}
+
+doca_error_t softdoca_fwd_stats(uint64_t *busy_ns, uint64_t *pkts)
+{
+	if (busy_ns == NULL || pkts == NULL)
+		return DOCA_ERROR_INVALID_VALUE;
+	uint64_t hz = rte_get_tsc_hz();
+	uint64_t c = RLX_LOAD(&G.busy_cycles);
+	*busy_ns = hz ? (uint64_t)((double)c * 1e9 / (double)hz) : 0;
+	*pkts = RLX_LOAD(&G.busy_pkts);
+	return DOCA_SUCCESS;
+}
+
+doca_error_t softdoca_set_bench_bypass(int on)
+{
+	atomic_store(&G.bench_bypass, on ? 1 : 0);
+	return DOCA_SUCCESS;
 }
 
 doca_error_t softdoca_set_poll_mode(int busy_poll, uint32_t spin_us, uint32_t sleep_us)
@@ -863,7 +904,7 @@ static doca_error_t parse_devargs(const char *s, struct sd_devargs *d)
 }
 
 static doca_error_t open_vdev(const char *driver, const char *iface, uint16_t id, char role, char *name,
-			      size_t name_len, uint16_t *eth)
+			      size_t name_len, uint16_t *eth, struct rte_mempool *pool)
 {
 	char args[160];
 	if (strcmp(driver, "af_xdp") == 0) {
@@ -885,7 +926,7 @@ static doca_error_t open_vdev(const char *driver, const char *iface, uint16_t id
 	memset(&conf, 0, sizeof(conf));
 	int sock = rte_eth_dev_socket_id(*eth);
 	if (rte_eth_dev_configure(*eth, 1, 1, &conf) != 0 ||
-	    rte_eth_rx_queue_setup(*eth, 0, SD_RX_DESC, sock < 0 ? 0 : (unsigned)sock, NULL, G.pool) != 0 ||
+	    rte_eth_rx_queue_setup(*eth, 0, SD_RX_DESC, sock < 0 ? 0 : (unsigned)sock, NULL, pool) != 0 ||
 	    rte_eth_tx_queue_setup(*eth, 0, SD_TX_DESC, sock < 0 ? 0 : (unsigned)sock, NULL) != 0 ||
 	    rte_eth_dev_start(*eth) != 0)
 		return DOCA_ERROR_DRIVER;
@@ -923,20 +964,23 @@ doca_error_t doca_flow_port_start(const struct doca_flow_port_cfg *cfg, struct d
 		return DOCA_ERROR_NO_MEMORY;
 	p->id = (uint16_t)id;
 	if (strcmp(d.driver, "none") != 0) {
-		if (G.pool == NULL) {
-			G.pool = rte_pktmbuf_pool_create("softdoca_mbufs", SD_NB_MBUFS, SD_MBUF_CACHE, 0,
-							 RTE_MBUF_DEFAULT_BUF_SIZE, (int)rte_socket_id());
-			if (G.pool == NULL) {
-				free(p);
-				return DOCA_ERROR_NO_MEMORY;
-			}
+		char pname[32];
+		snprintf(pname, sizeof(pname), "softdoca_mbufs_%u", p->id);
+		bool xdp = strcmp(d.driver, "af_xdp") == 0;
+		p->pool = rte_pktmbuf_pool_create(pname, xdp ? SD_NB_MBUFS_XDP : SD_NB_MBUFS, SD_MBUF_CACHE, 0,
+						  RTE_MBUF_DEFAULT_BUF_SIZE, (int)rte_socket_id());
+		if (p->pool == NULL) {
+			free(p);
+			return DOCA_ERROR_NO_MEMORY;
 		}
-		rc = open_vdev(d.driver, d.iface, p->id, 'w', p->wire_vdev, sizeof(p->wire_vdev), &p->wire_eth);
+		rc = open_vdev(d.driver, d.iface, p->id, 'w', p->wire_vdev, sizeof(p->wire_vdev), &p->wire_eth, p->pool);
 		if (rc == DOCA_SUCCESS)
-			rc = open_vdev(d.driver, d.rep, p->id, 'r', p->rep_vdev, sizeof(p->rep_vdev), &p->rep_eth);
+			rc = open_vdev(d.driver, d.rep, p->id, 'r', p->rep_vdev, sizeof(p->rep_vdev), &p->rep_eth,
+				       p->pool);
 		if (rc != DOCA_SUCCESS) {
 			close_vdev(p->rep_vdev, p->rep_eth);
 			close_vdev(p->wire_vdev, p->wire_eth);
+			rte_mempool_free(p->pool);
 			free(p);
 			return rc;
 		}
@@ -997,6 +1041,10 @@ doca_error_t doca_flow_port_stop(struct doca_flow_port *port)
 		fwd_stop();
 	close_vdev(port->rep_vdev, port->rep_eth);
 	close_vdev(port->wire_vdev, port->wire_eth);
+	/* af_packet and af_xdp (copy mode) copy a frame on tx and free its mbuf at once, so no
+	 * other port holds mbufs of this pool once this port's queues are closed */
+	if (port->pool)
+		rte_mempool_free(port->pool);
 	for (int q = 0; q < SD_MAX_QUEUES; q++)
 		free(port->q[q].ops);
 	G.ports[port->id] = NULL;
@@ -1017,10 +1065,6 @@ void doca_flow_destroy(void)
 				doca_flow_port_stop(G.ports[i]);
 	fwd_stop();
 	sd_reclaim();
-	if (G.pool) {
-		rte_mempool_free(G.pool);
-		G.pool = NULL;
-	}
 	G.inited = false;
 }
 

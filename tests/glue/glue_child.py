@@ -278,7 +278,7 @@ def sc_serve(prefix: str, ports: List[Dict[str, Any]], vip: str, macs: List[str]
             cmd = line.strip()
             if cmd == "stats":
                 print(json.dumps({"entries": sw.query_entries(es), "p0": sw.port_stats("p0"),
-                                  "p1": sw.port_stats("p1")}), flush=True)
+                                  "p1": sw.port_stats("p1"), "fwd": sw.forwarder_stats()}), flush=True)
             elif cmd == "quit":
                 break
     print("CLOSED", flush=True)

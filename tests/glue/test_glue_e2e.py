@@ -71,7 +71,8 @@ def _stop(proc):
             proc.wait(timeout=5)
 
 
-def test_dns_by_source_parity_and_misses(netns, glue, glue_pkg_parent):
+@pytest.mark.parametrize("driver", ["af_packet", "af_xdp"])
+def test_dns_by_source_parity_and_misses(netns, glue, glue_pkg_parent, driver):
     from xenoflow_ovs.lab import netns as nl
 
     c, d, t = netns("c"), netns("d"), netns("t")
@@ -112,8 +113,8 @@ def test_dns_by_source_parity_and_misses(netns, glue, glue_pkg_parent):
         procs.append(cap)
         assert _readline(cap) == "READY"
 
-        ports = [dict(name="p0", id=0, iface="dpu-p0", rep_iface="rep-p0"),
-                 dict(name="p1", id=1, iface="dpu-p1", rep_iface="rep-p1")]
+        ports = [dict(name="p0", id=0, iface="dpu-p0", rep_iface="rep-p0", driver=driver),
+                 dict(name="p1", id=1, iface="dpu-p1", rep_iface="rep-p1", driver=driver)]
         kwargs = dict(prefix=glue.file_prefix("e2e"), ports=ports, vip=VIP,
                       macs=[BACKENDS[0][3], BACKENDS[1][3]])
         sw = _start(nl.ns_argv(d, [sys.executable, CHILD, "serve", json.dumps(kwargs)]), env)
@@ -163,3 +164,4 @@ def test_dns_by_source_parity_and_misses(netns, glue, glue_pkg_parent):
     assert p0["miss_pkts"] >= N_OTHER + N_ARP
     assert p0["rep_tx_pkts"] == p0["miss_pkts"]
     assert stats["p1"]["tx_pkts"] == N_EVEN + N_ODD
+    assert stats["fwd"]["pkts"] >= N_EVEN + N_ODD + N_OTHER + N_ARP

@@ -30,6 +30,15 @@ struct softdoca_port_stats {
  * Zero keeps the current value. */
 doca_error_t softdoca_set_poll_mode(int busy_poll, uint32_t spin_us, uint32_t sleep_us);
 
+/* Forwarder work: time spent in loop iterations that moved packets, and those packets
+ * (wire and representor); busy_ns / pkts is the forwarder's cost per packet. */
+doca_error_t softdoca_fwd_stats(uint64_t *busy_ns, uint64_t *pkts);
+
+/* Benchmarks only: forward every wire frame of port X to the wire of port X^1 with no
+ * parsing or lookup (a plain DPDK io loop, the baseline softdoca's pipeline is measured
+ * against).  0 restores normal forwarding. */
+doca_error_t softdoca_set_bench_bypass(int on);
+
 /* Statistics of a started port (by its DOCA port id). */
 doca_error_t softdoca_port_stats(uint16_t port_id, struct softdoca_port_stats *stats);
 
