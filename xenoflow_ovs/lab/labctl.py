@@ -37,6 +37,7 @@ from . import netns as nsh
 from .topology import Lab, LabBusy, Topology, TopologyError, load_topology
 
 EXIT_OK, EXIT_FOUND, EXIT_ERROR = 0, 1, 2
+CONTROLLER_STATE = "controller-state.json"   # XENOFLOW_STATE of the lab's controller
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 REQUIRED_TOOLS = ("ip", "ethtool", "sysctl", "bridge", "ovsdb-tool", "ovsdb-server", "ovs-vswitchd",
                   "ovs-vsctl", "ovs-ofctl", "named", "named-checkconf", "ping")
@@ -333,7 +334,7 @@ class LabCtl:
         log = os.path.join(self.run_dir, "controller.log")
         pid = self._spawn("controller", self.topo.dpu_netns,
                           [sys.executable, "-m", "xenoflow_ovs.cli", "controller", "-c", self.cfg_path], log,
-                          env={"XENOFLOW_STATE": os.path.join(self.run_dir, "controller-state.json")})
+                          env={"XENOFLOW_STATE": os.path.join(self.run_dir, CONTROLLER_STATE)})
         return "controller pid %d" % pid
 
     def planned_counts(self) -> Dict[str, int]:
@@ -437,6 +438,11 @@ class LabCtl:
         if nss:
             done.append("namespaces " + ",".join(nss))
         self._dpdk_runtime_cleanup()
+        # the controller's state belongs to this lab instance: a new lab starts clean
+        try:
+            os.unlink(os.path.join(self.run_dir, CONTROLLER_STATE))
+        except FileNotFoundError:
+            pass
         return done
 
     def _stop_unrecorded_bind9(self) -> List[str]:
