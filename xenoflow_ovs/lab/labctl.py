@@ -421,8 +421,12 @@ class LabCtl:
         ovs_rundir = self.state.data["extra"].get("ovs_rundir")
         if ovs_rundir and os.path.isdir(ovs_rundir):
             from .ovs_instance import OvsInstance
-            OvsInstance(ovs_rundir, netns=self.topo.dpu_netns).stop()   # del-br, kill by pidfile, taps
-            done.append("ovs")
+            ovs = OvsInstance(ovs_rundir, netns=self.topo.dpu_netns)
+            # only daemons whose command line names our run dir (a stale pidfile's PID may
+            # belong to anybody by now)
+            if any(_cmdline_has(ovs.pid(prog), ovs_rundir) for prog in ("ovsdb-server", "ovs-vswitchd")):
+                ovs.stop()   # del-br (removes the netdev taps), kill by pidfile, leftover taps
+                done.append("ovs")
         for prog in ("ovs-vswitchd", "ovsdb-server"):
             if self.state.process(prog):
                 self.lab.stop_process(prog)
@@ -494,6 +498,16 @@ class LabCtl:
             st["eswitch_entries"] = self.entry_counts()
         st["static"] = bool(self.state.data["extra"].get("static"))
         return st
+
+
+def _cmdline_has(pid: Optional[int], text: str) -> bool:
+    if not pid:
+        return False
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            return text in f.read().decode(errors="replace")
+    except OSError:
+        return False
 
 
 def _read(path: str) -> Optional[str]:
