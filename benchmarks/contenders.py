@@ -44,6 +44,7 @@ class Contender:
     name = "?"
     needs_dpu = True          # takes the DPU's wire veths
     raw_udp = True            # forwards any UDP to VIP:port (not only DNS)
+    wiring = "softdoca"       # paper lab: the `xenoflow lab up --eswitch` wiring it needs
     description = ""
 
     def __init__(self, lab: LabSpec) -> None:
@@ -73,6 +74,7 @@ class Contender:
 class Direct(Contender):
     name = "direct"
     needs_dpu = False
+    wiring = None             # any
     description = "client -> backend 1 over the switch, no balancer (the floor)"
 
     def target(self):
@@ -279,51 +281,84 @@ class OvsNetdev(Contender):
         return c
 
 
+XENOFLOW = os.path.join(ROOT, ".venv", "bin", "xenoflow")
+
+
+def xenoflow(*args, check=True, timeout=300):
+    p = subprocess.run([XENOFLOW] + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       universal_newlines=True, timeout=timeout, cwd=ROOT)
+    if check and p.returncode != 0:
+        raise RuntimeError("xenoflow %s: rc=%d %s" % (" ".join(args), p.returncode,
+                                                      (p.stderr or p.stdout)[-2000:]))
+    return p
+
+
+class PaperSession:
+    """The paper lab for a benchmark run: `xenoflow lab up --eswitch W` with the wiring
+    the next contender needs (softdoca: dpu-X veths + eswitchd; none: OVS on the wire),
+    switched (down, up) only when it changes; down at the end if we brought it up."""
+
+    def __init__(self) -> None:
+        self.wiring: Optional[str] = None
+        self.started = False
+
+    def ensure(self, wiring: str) -> bool:
+        """True when the lab was (re)built: namespaces are new, re-attach receivers."""
+        if wiring == self.wiring:
+            return False
+        st = xenoflow("lab", "status", check=False).stdout
+        if "eswitch driver: %s" % wiring in st and "namespaces:" in st:
+            self.wiring = wiring
+            return False
+        if self.wiring is not None or "namespaces:" in st:
+            xenoflow("lab", "down", check=False)
+        xenoflow("lab", "up", "--eswitch", wiring)
+        self.wiring = wiring
+        self.started = True
+        return True
+
+    def close(self) -> None:
+        if self.started:
+            xenoflow("lab", "down", check=False)
+            self.started = False
+            self.wiring = None
+
+
 class XenoflowLab(Contender):
-    """XenoFlow in the paper lab, brought up by `xenoflow lab up` (helper-4's labctl)."""
+    """XenoFlow in the paper lab, brought up by `xenoflow lab up` (helper-4's labctl);
+    the run's PaperSession switches the wiring, the contender only checks it."""
     eswitch = "softdoca"
 
     def check(self):
         if self.lab.kind != "paper":
             raise NotAvailable("needs the paper lab and its controller (run.py --lab paper, "
                                "`xenoflow lab up --eswitch %s`)" % self.eswitch)
-        exe = os.path.join(ROOT, ".venv", "bin", "xenoflow")
-        if not os.path.exists(exe):
+        if not os.path.exists(XENOFLOW):
             raise NotAvailable("no .venv/bin/xenoflow (make venv)")
-        p = subprocess.run([exe, "lab", "--help"], stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, universal_newlines=True)
-        if p.returncode != 0 or "--eswitch" not in p.stdout:
+        if "--eswitch" not in xenoflow("lab", "--help", check=False).stdout:
             raise NotAvailable("`xenoflow lab up --eswitch` not available yet")
-
-    def _x(self, *args, check=True):
-        exe = os.path.join(ROOT, ".venv", "bin", "xenoflow")
-        p = subprocess.run([exe] + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           universal_newlines=True, timeout=300)
-        if check and p.returncode != 0:
-            raise RuntimeError("xenoflow %s: rc=%d %s" % (" ".join(args), p.returncode,
-                                                          p.stderr[-2000:]))
-        return p
 
     def up(self, backends=2):
         super().up(backends)
         if backends != 2:
-            raise NotAvailable("the paper config has two backends")
-        self._x("lab", "up", "--topology", "paper", "--eswitch", self.eswitch)
-        self._fb0 = self.fallback()
+            raise NotAvailable("the paper config has two backends (no single-backend run)")
+        st = xenoflow("lab", "status", check=False).stdout
+        if "eswitch driver: %s" % self.eswitch not in st:
+            raise RuntimeError("the paper lab is not up with eswitch %s" % self.eswitch)
 
     def fallback(self):
-        p = self._x("status", "--json", check=False)
+        """Fallback packets so far, from `xenoflow status --json` (None when the API
+        does not answer or does not report it)."""
+        p = xenoflow("status", "--json", check=False, timeout=30)
         try:
             st = json.loads(p.stdout)
         except ValueError:
             return None
         fb = st.get("fallback")
         if isinstance(fb, dict):
-            return sum(v for v in fb.values() if isinstance(v, int))
+            vals = [v for v in fb.values() if isinstance(v, int)]
+            return sum(vals) if vals else None
         return fb if isinstance(fb, int) else None
-
-    def down(self):
-        self._x("lab", "down", "--topology", "paper", check=False)
 
 
 class XenoflowSoftdoca(XenoflowLab):
@@ -335,7 +370,90 @@ class XenoflowSoftdoca(XenoflowLab):
 class XenoflowOvs(XenoflowLab):
     name = "xenoflow-ovs"
     eswitch = "none"
+    wiring = "none"
     description = "XenoFlow on plain OVS (eswitch none): the balancing rules in the OVS bridge"
+
+
+class Softdoca(Contender):
+    """XenoFlow's eSwitch plane on softdoca in the minimal lab (benchmarks/softdoca_lb.py:
+    the entries eswitchd would install, no controller, no OVS): measurable while the paper
+    lab is busy, and on the same lab as xdp/dnsdist/ovs-netdev."""
+    name = "softdoca"
+    description = ("XenoFlow's eSwitch plane on softdoca (dpdk_glue, DPDK af_packet ports on the "
+                   "DPU veths, root control pipe -> src-bits basic pipe -> dst MAC -> p1; the "
+                   "forwarder's default idle back-off), programmed directly, no controller/OVS")
+
+    busy_poll = False
+
+    def __init__(self, lab):
+        super().__init__(lab)
+        self.proc: Optional[subprocess.Popen] = None
+
+    def check(self):
+        try:
+            import dpdk_glue  # noqa: F401
+            from dpdk_glue import _glue  # noqa: F401
+        except Exception as e:
+            raise NotAvailable("dpdk_glue not built: %s" % e)
+        if self.lab.kind != "minimal":
+            raise NotAvailable("on the paper lab the eSwitch is eswitchd's (xenoflow-softdoca)")
+
+    def up(self, backends=2):
+        super().up(backends)
+        lab = self.lab
+        for rep, peer in (("rep-p0", "p0"), ("rep-p1", "p1")):
+            if not nsh.link_exists(rep, lab.dpu_ns):
+                nsh.add_veth(rep, peer, ns=lab.dpu_ns, peer_ns=lab.dpu_ns)
+                nsh.prepare_link(rep, ns=lab.dpu_ns)
+                nsh.prepare_link(peer, ns=lab.dpu_ns)
+        cfg = {"vip": lab.vip, "port": lab.port, "bits": 1 if backends > 1 else 0,
+               "macs": [b.mac for b in lab.backends[:backends]], "in_dev": lab.in_dev,
+               "out_dev": lab.out_dev, "prefix": lab.dpu_ns + "-sd", "busy_poll": self.busy_poll}
+        env = dict(os.environ, PYTHONPATH=ROOT)
+        self.proc = subprocess.Popen(
+            nsh.ns_argv(lab.dpu_ns, [sys.executable, os.path.join(HERE, "softdoca_lb.py"),
+                                     "--config", json.dumps(cfg)]),
+            env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            universal_newlines=True, start_new_session=True)
+        line = self.proc.stdout.readline()
+        if not line or not json.loads(line).get("ready"):
+            err = self.proc.stderr.read()[-2000:] if self.proc.poll() is not None else ""
+            self.down()
+            raise RuntimeError("softdoca child failed: %s" % err)
+
+    def _cmd(self, c):
+        self.proc.stdin.write(c + "\n")
+        self.proc.stdin.flush()
+        return json.loads(self.proc.stdout.readline() or "{}")
+
+    def counters(self):
+        if self.proc is None or self.proc.poll() is not None:
+            return {}
+        st = self._cmd("stats")
+        return {"buckets": dict(enumerate(st.get("buckets", []))), "miss": st.get("p0", {}).get("miss_pkts")}
+
+    def down(self):
+        p = self.proc
+        if p is not None:
+            if p.poll() is None:
+                try:
+                    p.stdin.write("quit\n")
+                    p.stdin.flush()
+                    p.wait(15)
+                except (OSError, subprocess.TimeoutExpired):
+                    p.kill()
+                    p.wait(5)
+            self.proc = None
+        if nsh.ns_exists(self.lab.dpu_ns):
+            for rep in ("rep-p0", "rep-p1"):
+                nsh.delete_link(rep, self.lab.dpu_ns)
+
+
+class SoftdocaBusy(Softdoca):
+    name = "softdoca-busy"
+    busy_poll = True
+    description = ("the same eSwitch plane with the forwarder told to busy-poll (DESIGN: for "
+                   "benchmarks); it then takes one of the two cores whole")
 
 
 class DpdkLoop(Contender):
@@ -351,5 +469,5 @@ class DpdkLoop(Contender):
         raise NotAvailable("not available: a DPDK loop exists but is not wired into run.py yet")
 
 
-ALL = [XenoflowSoftdoca, XenoflowOvs, Xdp, Dnsdist, Direct, DpdkLoop, OvsNetdev]
+ALL = [XenoflowSoftdoca, XenoflowOvs, Softdoca, SoftdocaBusy, Xdp, Dnsdist, Direct, DpdkLoop, OvsNetdev]
 BY_NAME = {c.name: c for c in ALL}
