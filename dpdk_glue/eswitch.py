@@ -256,7 +256,6 @@ _FWD_NONE, _FWD_PORT, _FWD_PIPE, _FWD_DROP = 0, 1, 2, 3
 # struct xf_entry_spec: pipe, priority, match{src,dst,eth,l4s,l4d,proto,pad}, mask{...},
 # fwd_target, fwd_kind, has_mac, dst_mac[6], pad[4]  (56 bytes, asserted against cffi)
 _SPEC = struct.Struct("=II" + "IIHHHBx" * 2 + "IBB6s4x")
-_STAGE_CALLS = {1: "dpdk_glue"}
 
 
 class _Pipe:

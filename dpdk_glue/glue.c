@@ -68,6 +68,15 @@
 #define XF_PROCESS_DEADLINE_NS 2000000000LL /* give up waiting for completions after 2 s */
 #define XF_DEFAULT_PIPE_ENTRIES 8192
 
+/* Run one configuration step unless an earlier one failed; remember which call failed. */
+#define STEP(name, expr)                          \
+	do {                                      \
+		if (rc == DOCA_SUCCESS) {         \
+			call = (name);            \
+			rc = (expr);              \
+		}                                 \
+	} while (0)
+
 _Static_assert(sizeof(struct xf_match) == 16, "xf_match layout is shared with Python");
 _Static_assert(sizeof(struct xf_entry_spec) == 56, "xf_entry_spec layout is shared with Python");
 
@@ -348,16 +357,11 @@ int xf_init(int argc, char **argv, const char *mode)
 	snprintf(mode_args, sizeof(mode_args), "%s,hws", mode);
 	const char *call = "doca_flow_cfg_create";
 	rc = doca_flow_cfg_create(&cfg);
-	if (rc == DOCA_SUCCESS && (call = "doca_flow_cfg_set_pipe_queues", 1))
-		rc = doca_flow_cfg_set_pipe_queues(cfg, 1);
-	if (rc == DOCA_SUCCESS && (call = "doca_flow_cfg_set_mode_args", 1))
-		rc = doca_flow_cfg_set_mode_args(cfg, mode_args);
-	if (rc == DOCA_SUCCESS && (call = "doca_flow_cfg_set_nr_counters", 1))
-		rc = doca_flow_cfg_set_nr_counters(cfg, 1u << 20);
-	if (rc == DOCA_SUCCESS && (call = "doca_flow_cfg_set_cb_entry_process", 1))
-		rc = doca_flow_cfg_set_cb_entry_process(cfg, entry_cb);
-	if (rc == DOCA_SUCCESS && (call = "doca_flow_init", 1))
-		rc = doca_flow_init(cfg);
+	STEP("doca_flow_cfg_set_pipe_queues", doca_flow_cfg_set_pipe_queues(cfg, 1));
+	STEP("doca_flow_cfg_set_mode_args", doca_flow_cfg_set_mode_args(cfg, mode_args));
+	STEP("doca_flow_cfg_set_nr_counters", doca_flow_cfg_set_nr_counters(cfg, 1u << 20));
+	STEP("doca_flow_cfg_set_cb_entry_process", doca_flow_cfg_set_cb_entry_process(cfg, entry_cb));
+	STEP("doca_flow_init", doca_flow_init(cfg));
 	if (cfg)
 		doca_flow_cfg_destroy(cfg);
 	if (rc != DOCA_SUCCESS) {
@@ -425,10 +429,9 @@ int xf_port_start(uint16_t port_id, const char *devargs)
 	rc = doca_flow_port_cfg_create(&cfg);
 #if XF_DOCA_AT_LEAST(3, 0)
 	/* 3.0+: the logical port id has its own setter */
-	if (rc == DOCA_SUCCESS && (call = "doca_flow_port_cfg_set_port_id", 1))
-		rc = doca_flow_port_cfg_set_port_id(cfg, port_id);
-	if (rc == DOCA_SUCCESS && devargs && devargs[0] && (call = "doca_flow_port_cfg_set_devargs", 1))
-		rc = doca_flow_port_cfg_set_devargs(cfg, devargs);
+	STEP("doca_flow_port_cfg_set_port_id", doca_flow_port_cfg_set_port_id(cfg, port_id));
+	if (devargs && devargs[0])
+		STEP("doca_flow_port_cfg_set_devargs", doca_flow_port_cfg_set_devargs(cfg, devargs));
 #else
 	/* 2.7..2.10: the port id travels in devargs, as a number */
 	char buf[300];
@@ -436,20 +439,16 @@ int xf_port_start(uint16_t port_id, const char *devargs)
 		snprintf(buf, sizeof(buf), "%u,%s", port_id, devargs);
 	else
 		snprintf(buf, sizeof(buf), "%u", port_id);
-	if (rc == DOCA_SUCCESS && (call = "doca_flow_port_cfg_set_devargs", 1))
-		rc = doca_flow_port_cfg_set_devargs(cfg, buf);
+	STEP("doca_flow_port_cfg_set_devargs", doca_flow_port_cfg_set_devargs(cfg, buf));
 #endif
 #if !defined(SOFTDOCA_VERSION) && XF_DOCA_AT_LEAST(3, 1)
 	/* 3.1+: the port is bound to the doca_dev behind the DPDK port */
 	struct doca_dev *dev = NULL;
-	if (rc == DOCA_SUCCESS && (call = "doca_dpdk_port_as_dev", 1))
-		rc = doca_dpdk_port_as_dev(port_id, &dev);
-	if (rc == DOCA_SUCCESS && (call = "doca_flow_port_cfg_set_dev", 1))
-		rc = doca_flow_port_cfg_set_dev(cfg, dev);
+	STEP("doca_dpdk_port_as_dev", doca_dpdk_port_as_dev(port_id, &dev));
+	STEP("doca_flow_port_cfg_set_dev", doca_flow_port_cfg_set_dev(cfg, dev));
 #endif
 	struct doca_flow_port *port = NULL;
-	if (rc == DOCA_SUCCESS && (call = "doca_flow_port_start", 1))
-		rc = doca_flow_port_start(cfg, &port);
+	STEP("doca_flow_port_start", doca_flow_port_start(cfg, &port));
 	if (rc != DOCA_SUCCESS) {
 		rc = fail(rc, call, "port %u devargs '%s'", port_id, devargs ? devargs : "");
 		goto out;
@@ -519,14 +518,10 @@ static int create_pipe(uint16_t port_id, const char *name, bool root, const stru
 	struct doca_flow_monitor mon;
 	memset(&mon, 0, sizeof(mon));
 	mon.counter_type = DOCA_FLOW_RESOURCE_TYPE_NON_SHARED;
-	if (rc == DOCA_SUCCESS && (call = "doca_flow_pipe_cfg_set_name", 1))
-		rc = doca_flow_pipe_cfg_set_name(cfg, name);
-	if (rc == DOCA_SUCCESS && (call = "doca_flow_pipe_cfg_set_type", 1))
-		rc = doca_flow_pipe_cfg_set_type(cfg, root ? DOCA_FLOW_PIPE_CONTROL : DOCA_FLOW_PIPE_BASIC);
-	if (rc == DOCA_SUCCESS && (call = "doca_flow_pipe_cfg_set_is_root", 1))
-		rc = doca_flow_pipe_cfg_set_is_root(cfg, root);
-	if (rc == DOCA_SUCCESS && (call = "doca_flow_pipe_cfg_set_nr_entries", 1))
-		rc = doca_flow_pipe_cfg_set_nr_entries(cfg, nr_entries);
+	STEP("doca_flow_pipe_cfg_set_name", doca_flow_pipe_cfg_set_name(cfg, name));
+	STEP("doca_flow_pipe_cfg_set_type", doca_flow_pipe_cfg_set_type(cfg, root ? DOCA_FLOW_PIPE_CONTROL : DOCA_FLOW_PIPE_BASIC));
+	STEP("doca_flow_pipe_cfg_set_is_root", doca_flow_pipe_cfg_set_is_root(cfg, root));
+	STEP("doca_flow_pipe_cfg_set_nr_entries", doca_flow_pipe_cfg_set_nr_entries(cfg, nr_entries));
 	struct doca_flow_fwd fwd;
 	memset(&fwd, 0, sizeof(fwd));
 	if (!root) {
@@ -546,18 +541,14 @@ static int create_pipe(uint16_t port_id, const char *name, bool root, const stru
 		memset(&act, 0, sizeof(act));
 		memset(act.outer.eth.dst_mac, 0xff, 6); /* dst MAC: per entry */
 		struct doca_flow_actions *acts[1] = {&act};
-		if (rc == DOCA_SUCCESS && (call = "doca_flow_pipe_cfg_set_match", 1))
-			rc = doca_flow_pipe_cfg_set_match(cfg, &tmpl, &msk);
-		if (rc == DOCA_SUCCESS && (call = "doca_flow_pipe_cfg_set_actions", 1))
-			rc = doca_flow_pipe_cfg_set_actions(cfg, acts, NULL, NULL, 1);
-		if (rc == DOCA_SUCCESS && (call = "doca_flow_pipe_cfg_set_monitor", 1))
-			rc = doca_flow_pipe_cfg_set_monitor(cfg, &mon);
+		STEP("doca_flow_pipe_cfg_set_match", doca_flow_pipe_cfg_set_match(cfg, &tmpl, &msk));
+		STEP("doca_flow_pipe_cfg_set_actions", doca_flow_pipe_cfg_set_actions(cfg, acts, NULL, NULL, 1));
+		STEP("doca_flow_pipe_cfg_set_monitor", doca_flow_pipe_cfg_set_monitor(cfg, &mon));
 		fwd.type = DOCA_FLOW_FWD_PORT;
 		fwd.port_id = fwd_port;
 	}
 	/* fwd_miss NULL: the default miss (softdoca: the ingress port's representor) */
-	if (rc == DOCA_SUCCESS && (call = "doca_flow_pipe_create", 1))
-		rc = doca_flow_pipe_create(cfg, root ? NULL : &fwd, NULL, out);
+	STEP("doca_flow_pipe_create", doca_flow_pipe_create(cfg, root ? NULL : &fwd, NULL, out));
 	if (cfg)
 		doca_flow_pipe_cfg_destroy(cfg);
 	if (rc != DOCA_SUCCESS)

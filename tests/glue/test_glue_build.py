@@ -11,6 +11,8 @@ import sys
 import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+# the checkout's sources (an installed wheel carries the compiled module, not every header)
+SRC_ROOT = os.path.dirname(os.path.dirname(HERE))
 
 
 def _copy_pkg(src_parent: str, dest_parent: str) -> str:
@@ -29,9 +31,9 @@ def _no_dpdk_path(tmp_path) -> str:
     return "%s:%s" % (fake, os.environ.get("PATH", ""))
 
 
-def test_stub_when_dpdk_is_missing(glue_pkg_parent, tmp_path):
+def test_stub_when_dpdk_is_missing(tmp_path):
     """pkg-config finds no DPDK: a valid FFI that builds a stub; XF_GLUE_REQUIRE=1 fails."""
-    build = os.path.join(glue_pkg_parent, "dpdk_glue", "build_glue.py")
+    build = os.path.join(SRC_ROOT, "dpdk_glue", "build_glue.py")
     code = ("import runpy; ns = runpy.run_path(%r); f = ns['ffibuilder']; "
             "print('STUB' if 'xf_missing_reason' in ''.join(f._cdefsources) else 'FULL')" % build)
     env = dict(os.environ, PATH=_no_dpdk_path(tmp_path), XF_GLUE_TARGET="auto")
@@ -46,8 +48,8 @@ def test_stub_when_dpdk_is_missing(glue_pkg_parent, tmp_path):
     assert proc.returncode != 0 and "libdpdk-dev" in proc.stderr
 
 
-def test_stub_module_raises_glue_missing(glue_pkg_parent, tmp_path):
-    pkg = _copy_pkg(glue_pkg_parent, str(tmp_path))
+def test_stub_module_raises_glue_missing(tmp_path):
+    pkg = _copy_pkg(SRC_ROOT, str(tmp_path))
     env = dict(os.environ, PATH=_no_dpdk_path(tmp_path))
     env.pop("XF_GLUE_REQUIRE", None)
     env.pop("DOCA_HOME", None)
@@ -63,8 +65,8 @@ def test_stub_module_raises_glue_missing(glue_pkg_parent, tmp_path):
     assert proc.stdout.startswith("MISSING") and "libdpdk-dev" in proc.stdout
 
 
-def test_import_without_compiled_module(glue_pkg_parent, tmp_path):
-    _copy_pkg(glue_pkg_parent, str(tmp_path))
+def test_import_without_compiled_module(tmp_path):
+    _copy_pkg(SRC_ROOT, str(tmp_path))
     use = ("import dpdk_glue\nm = dpdk_glue.Match(ipv4_src='198.18.0.1')\n"
            "try:\n    dpdk_glue.glue_target()\nexcept dpdk_glue.GlueMissing as e:\n    print('MISSING', e)\n")
     proc = subprocess.run([sys.executable, "-c", use], cwd="/", capture_output=True, text=True, check=False,
@@ -74,11 +76,11 @@ def test_import_without_compiled_module(glue_pkg_parent, tmp_path):
 
 
 @pytest.mark.parametrize("api", ["208", "303"])
-def test_api_generations(glue_pkg_parent, glue, tmp_path, api):
+def test_api_generations(glue, tmp_path, api):
     """The whole Python API on softdoca built as another DOCA generation: other call names
     (rm_entry/query_entry; basic_add_entry/basic_update_entry), other flag numbers, other
     control-entry argument order; error call names follow."""
-    pkg = _copy_pkg(glue_pkg_parent, str(tmp_path))
+    pkg = _copy_pkg(SRC_ROOT, str(tmp_path))
     env = dict(os.environ, XF_SOFTDOCA_API=api, XF_GLUE_TARGET="softdoca")
     proc = subprocess.run([sys.executable, os.path.join(pkg, "build_glue.py")], env=env, capture_output=True,
                           text=True, check=False, timeout=300)
