@@ -11,7 +11,7 @@ import ipaddress
 import re
 import struct
 import threading
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 __all__ = [
     "ESwitch",

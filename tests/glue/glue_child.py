@@ -228,7 +228,7 @@ def sc_close_with_entries(prefix: str) -> Dict[str, Any]:
 def sc_fault(prefix: str) -> Dict[str, Any]:
     out: Dict[str, Any] = {}
     with ESwitch(default_eal_args(prefix), none_ports(2)) as sw:
-        root = sw.create_root_pipe("p0")
+        sw.create_root_pipe("p0")  # no root entries: the frame below must miss
         svc = sw.create_basic_pipe("p0", name="svc", mask=Match(ipv4_src=0xff), fwd_port="p1", nr_entries=256)
         batch = [svc.entry(Match(ipv4_src=i), MAC_A) for i in range(3)]
         sw.fault_inject(2)
