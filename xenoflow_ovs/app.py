@@ -45,7 +45,8 @@ ENV_CONFIG = "XENOFLOW_CONFIG"
 ENV_STATE = "XENOFLOW_STATE"                 # state file path (default: <config dir>/run/<dpu>-controller.json)
 ENV_POLL = "XENOFLOW_POLL_INTERVAL"          # seconds between flow dumps (default 1)
 ENV_KILL = "XENOFLOW_KILL_ON_EXCEPTION"      # "0": a failing handler is logged, not fatal
-ENSURE_EVERY = 30.0                          # re-check OVSDB this often (plus on reconnect)
+ENV_ENSURE = "XENOFLOW_ENSURE_INTERVAL"      # re-check OVSDB this often, s (default 30; and
+ENSURE_EVERY = 30.0                          # at once after a reconnection)
 ESWITCH_EVERY = 5                            # polls between eSwitch drift repairs
 
 
@@ -157,6 +158,7 @@ class XenoFlowApp(compat.BaseApp):
         self.config_path = path
         self.rules = ofrules.Rules.default()
         self.interval = float(os.environ.get(ENV_POLL, "1") or 1)
+        self.ensure_every = float(os.environ.get(ENV_ENSURE, "") or ENSURE_EVERY)
         self.barrier_timeout = 10.0
         self.kill_on_exception = os.environ.get(ENV_KILL, "1") != "0"
         if eswitch is None:
@@ -170,8 +172,9 @@ class XenoFlowApp(compat.BaseApp):
         self.of_errors = 0
         self.repairs = 0
         self.last_reconcile: Optional[Dict[str, Any]] = None
+        # written by the worker, read by the event thread: keys fixed from the start
         self.ovsdb_status: Dict[str, Any] = {"connected": False, "last_error": None,
-                                              "last_ensure": None}
+                                              "last_ensure": None, "last_changes": None}
         self.runtime_error: Optional[str] = None
         self._stop = compat.make_event()
         self._snapshot: Dict[str, Any] = {}
@@ -269,15 +272,21 @@ class XenoFlowApp(compat.BaseApp):
     def ovsdb_tick(self, last_ensure: float) -> float:
         cfg = self.cfg
         if self.ovsdb is None:
-            self.ovsdb = ovsdb_mod.Ovsdb(cfg.path(cfg.ovs_db), timeout=5.0,
-                                         lock=compat.make_lock())
+            db = ovsdb_mod.Ovsdb(cfg.path(cfg.ovs_db), timeout=5.0, lock=compat.make_lock())
+            db.connect()            # the first time, wait (bounded) for the replica
+            self.ovsdb = db
+        if not self.ovsdb.is_connected():
+            # down (restarting?): the IDL session reconnects by itself; do not block
+            # the poll clock meanwhile; reconnected() asks for an ensure once back
+            self.ovsdb_status["connected"] = False
+            return last_ensure
         now = time.time()
-        if self.ovsdb.reconnected() or now - last_ensure >= ENSURE_EVERY:
+        if self.ovsdb.reconnected() or now - last_ensure >= self.ensure_every:
             changed = self.ovsdb.ensure(ovsdb_mod.desired(cfg))
             self.ovsdb_status.update(connected=True, last_error=None, last_ensure=now,
                                      last_changes=len(changed))
             return now
-        self.ovsdb_status["connected"] = self.ovsdb.is_connected()
+        self.ovsdb_status["connected"] = True
         return last_ensure
 
     # -- connection handlers

@@ -184,8 +184,15 @@ class Ovsdb:
         return idl
 
     def connect(self) -> None:
+        """Wait (bounded by `timeout`) until the replica is live; raises OvsdbError."""
         with self._lock:
-            self._sync()
+            try:
+                self._sync()
+            except Exception:
+                if self.idl is not None:
+                    self.idl.close()
+                self.idl = None
+                raise
 
     def is_connected(self) -> bool:
         with self._lock:

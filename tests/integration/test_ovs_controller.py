@@ -114,7 +114,7 @@ class Controller:
     def start(self):
         log = open(self.log_path, "ab")
         env = _env({"XENOFLOW_CONFIG": self.cfg_path, "XENOFLOW_STATE": self.state_path,
-                    "XENOFLOW_POLL_INTERVAL": "0.5"})
+                    "XENOFLOW_POLL_INTERVAL": "0.5", "XENOFLOW_ENSURE_INTERVAL": "2"})
         self.proc = nsh.popen_in_ns(self.ns, self.argv(), env=env, stdout=log, stderr=log,
                                     cwd=self.workdir)
         log.close()
@@ -406,3 +406,22 @@ def test_restart_keeps_flows_and_foreign_flows_and_loses_no_query(lab):
     assert ours and all(after[k] >= before[k] + elapsed - 1.5 for k in ours)
     assert any("cookie=0x1234" in k for k in after)
     ovs.ofctl("--strict", "del-flows", BR1, "cookie=0x1234/-1,priority=5,ip,nw_dst=198.18.1.99")
+
+
+def test_ovsdb_server_restart_is_survived_and_the_bridges_kept_as_configured(lab):
+    ovs, ctl = lab["ovs"], lab["ctl"]
+    ovs.restart_ovsdb()
+    ctl.wait(lambda s: s["ovsdb"]["connected"] and s["ovsdb"]["last_error"] is None, 20,
+             "ovsdb reconnected")
+    ovs.vsctl("del-port", BR2, SF)                      # someone removes our internal port
+    ovs.vsctl("set", "bridge", BR1, "fail_mode=standalone")
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if (SF in ovs.vsctl("list-ports", BR2).split()
+                and ovs.vsctl("get", "bridge", BR1, "fail_mode").strip() == "secure"):
+            break
+        time.sleep(0.3)
+    else:
+        raise AssertionError("OVSDB drift not repaired:\n" + ctl.log()[-2000:])
+    ctl.wait_synced(20)
+    assert "ovsdb: bridge %s: port %s" % (BR2, SF) in ctl.log()

@@ -220,3 +220,21 @@ def test_to_plan_flow_attributes_backends(h):
     assert all(isinstance(f, plan.Flow) for f in flows["ovsbr2"])
     assert {f.key for f in flows["ovsbr2"]} == {f.key for f in
                                                 h.app.desired_plan().bridge_flows("ovsbr2")}
+
+
+def test_launcher_under_ryu_points_to_ryu_manager_and_rejects_a_bad_config(tmp_path):
+    import subprocess
+    import sys
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("dpu: {name: x}\n")
+    p = subprocess.run([sys.executable, "-m", "xenoflow_ovs.cli", "controller", "-c", str(bad)],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
+                       env=env, timeout=60)
+    assert p.returncode == 2 and "dpu.ports" in p.stderr
+    if compat.RUNTIME == "ryu":
+        p = subprocess.run([sys.executable, "-m", "xenoflow_ovs.cli", "controller", "-c", PAPER],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
+                           env=env, timeout=60)
+        assert p.returncode == 2
+        assert "ryu-manager" in p.stderr and "XENOFLOW_CONFIG=" in p.stderr
