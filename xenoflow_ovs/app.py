@@ -100,7 +100,9 @@ class BridgeState:
         self.dump_seq: Optional[int] = None  # before it is stale for repairs
         self.dump_xid: Optional[int] = None
         self.dump_parts: List[Any] = []
-        self.barriers: Dict[int, Callable[[], None]] = {}
+        self.barriers: Dict[int, Callable[[Optional[str]], None]] = {}   # barrier xid -> done
+        self.batch_of: Dict[int, int] = {}   # xid of a sent flow-mod -> its batch's barrier xid
+        self.errors: Dict[int, str] = {}     # barrier xid -> first error of that batch
         self.warned: set = set()
         self.last_dump: Optional[float] = None
         self.in_sync = False
@@ -312,7 +314,7 @@ class XenoFlowApp(compat.BaseApp):
             if bs.dp is not None and bs.dp is not dp:
                 self.logger.info("%s: new connection replaces the old one", bs.name)
             bs.dp, bs.connected, bs.synced = dp, True, False
-            bs.barriers.clear()
+            self._settle(bs, "connection replaced")
             bs.ports = self._ports(dp)
             self.logger.info("%s: ready (dpid %016x, ports %s), dumping flows", bs.name, dp.id,
                              bs.ports)
@@ -323,6 +325,9 @@ class XenoFlowApp(compat.BaseApp):
                     bs.dp, bs.connected, bs.synced = None, False, False
                     bs.dump_xid = None
                     self.logger.warning("%s: switch disconnected (flows stay in OVS)", bs.name)
+                    # batches in flight are not confirmed; the reconcile on the next
+                    # connect brings the bridge to the plan in force anyway
+                    self._settle(bs, None)
         self._refresh()
 
     def _bridge_by_dpid(self, dpid: int) -> Optional[BridgeState]:
@@ -361,14 +366,22 @@ class XenoFlowApp(compat.BaseApp):
 
     # -- the send path
 
+    def _settle(self, bs: BridgeState, error: Optional[str]) -> None:
+        for cb in list(bs.barriers.values()):
+            cb(error)
+        bs.barriers.clear()
+        bs.batch_of.clear()
+        bs.errors.clear()
+
     def send_changes(self, bs: BridgeState, changes: Sequence[Change],
-                     on_done: Optional[Callable[[], None]] = None) -> int:
+                     on_done: Optional[Callable[[Optional[str]], None]] = None) -> int:
         """Send one bridge's OVS changes (ordered, deduplicated, barrier last).
-        `on_done` runs when the barrier is answered (at once when nothing is sent).
+        `on_done(error)` runs when the barrier is answered (at once when nothing is
+        sent); error is the first OpenFlow error of the batch, else None.
         Changes naming a port the switch lacks are held back (reconcile retries)."""
         if bs.dp is None:
             if on_done:
-                on_done()
+                on_done(None)
             return 0
         ports = self._ports(bs.dp)
         sendable = []
@@ -382,16 +395,18 @@ class XenoFlowApp(compat.BaseApp):
         msgs = self.rules.batch(sendable, ports)
         if not msgs:
             if on_done:
-                on_done()
+                on_done(None)
             return 0
         bs.sent_seq += 1
         barrier = msgs[-1]
         barrier.datapath = bs.dp
         bs.dp.set_xid(barrier)   # known before anything is sent: the reply may come at once
-        if on_done:
-            bs.barriers[barrier.xid] = on_done
+        bs.barriers[barrier.xid] = on_done or (lambda error: None)
         for msg in msgs:
             msg.datapath = bs.dp
+            if msg is not barrier:
+                bs.dp.set_xid(msg)
+                bs.batch_of[msg.xid] = barrier.xid
             bs.dp.send_msg(msg)
         return len(msgs) - 1
 
@@ -400,9 +415,13 @@ class XenoFlowApp(compat.BaseApp):
     def barrier_reply(self, ev: Any) -> None:
         bs = self._bridge_of(ev.msg.datapath)
         if bs is not None:
-            cb = bs.barriers.pop(ev.msg.xid, None)
+            xid = ev.msg.xid
+            cb = bs.barriers.pop(xid, None)
+            for k in [k for k, b in bs.batch_of.items() if b == xid]:
+                del bs.batch_of[k]
+            error = bs.errors.pop(xid, None)
             if cb:
-                cb()
+                cb(error)
 
     @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
     @guarded
@@ -410,8 +429,11 @@ class XenoFlowApp(compat.BaseApp):
         msg = ev.msg
         bs = self._bridge_of(msg.datapath)
         self.of_errors += 1
-        self.logger.error("%s: OpenFlow error type=%d code=%d for xid %s: %r",
-                          bs.name if bs else "?", msg.type, msg.code, msg.xid, msg.data[:64])
+        text = "OpenFlow error type=%d code=%d for xid %s" % (msg.type, msg.code, msg.xid)
+        self.logger.error("%s: %s: %r", bs.name if bs else "?", text, bytes(msg.data or b"")[:64])
+        if bs is not None and msg.xid in bs.batch_of:
+            bs.errors.setdefault(bs.batch_of[msg.xid], text)
+        self._refresh()
 
     # -- dump, count, reconcile
 
@@ -547,8 +569,11 @@ class XenoFlowApp(compat.BaseApp):
         done = compat.make_event()
         pending = {"n": len(by_bridge)}
         skipped: List[str] = []
+        errors: List[str] = []
 
-        def one_done() -> None:
+        def one_done(error: Optional[str] = None) -> None:
+            if error:
+                errors.append(error)
             pending["n"] -= 1
             if pending["n"] <= 0:
                 done.set()
@@ -565,6 +590,8 @@ class XenoFlowApp(compat.BaseApp):
         if not done.wait(self.barrier_timeout):
             raise TimeoutError("no barrier reply within %.0f s: the OVS changes are not "
                                "confirmed" % self.barrier_timeout)
+        if errors:
+            raise RuntimeError("the switch refused: %s" % "; ".join(errors))
         if skipped:
             self.logger.warning("bridges %s not connected: their changes wait for the "
                                 "reconcile on connect", ", ".join(sorted(skipped)))

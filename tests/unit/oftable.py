@@ -230,6 +230,7 @@ class FakeDatapath:
         self.xid = 0
         self.deliver = deliver
         self.connected = True
+        self.refuse: Any = None      # refuse(flow_mod) -> True: answer an error, apply nothing
 
     def set_xid(self, msg: Any) -> int:
         self.xid += 1
@@ -253,6 +254,13 @@ class FakeDatapath:
         if isinstance(msg, parser.OFPFlowMod):
             msg = self._parse(msg)
             self.sent.append(msg)
+            if self.refuse is not None and self.refuse(msg):
+                err = parser.OFPErrorMsg(self, ofp.OFPET_FLOW_MOD_FAILED, ofp.OFPFMFC_UNKNOWN,
+                                         bytes(msg.buf[:64]))
+                err.xid = msg.xid
+                if self.deliver:
+                    self.deliver("error_msg", err)
+                return
             for e in self.table.apply_flowmod(msg, ofp):
                 if e.flags & ofp.OFPFF_SEND_FLOW_REM and self.deliver:
                     rem = parser.OFPFlowRemoved(self, e.cookie, e.priority, ofp.OFPRR_DELETE,

@@ -160,6 +160,24 @@ def test_counters_per_backend_survive_a_drain_that_replaces_the_flows(h):
     assert h.app.state()["services"]["dns"]["fips3"]["ovs_packets"] == 6
 
 
+def test_a_refused_flow_mod_fails_the_transition_and_the_old_state_stays(h):
+    from xenoflow_ovs.runtime import TransitionError
+    for name in h.dps:
+        h.connect(name)
+    h.app.runtime.start()
+    before = {n: dict(h.ours(n)) for n in h.dps}
+    old_plan = h.app.runtime.current
+    dp = h.dps["ovsbr1"]
+    dp.refuse = lambda m: m.command == OFP.OFPFC_ADD and m.priority == 200   # the merged bucket
+    with pytest.raises(TransitionError):
+        h.app.runtime.drain("dns", "fips3")
+    dp.refuse = None
+    assert h.app.runtime.current is old_plan and h.app.runtime.in_service("dns", "fips3")
+    for n in h.dps:
+        assert same(h.ours(n), before[n])
+    assert h.app.state()["of_errors"] == 1
+
+
 def test_a_disconnected_bridge_is_skipped_and_reconciled_when_it_returns(h):
     for name in h.dps:
         h.connect(name)
