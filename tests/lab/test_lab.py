@@ -91,6 +91,11 @@ def _counters(ctl):
     return Demo(ctl).counters()
 
 
+def _settled(ctl):
+    from xenoflow_ovs.lab.labctl import Demo
+    return Demo(ctl).settled_counters()
+
+
 def _bucket_counters(ctl):
     """{(service, bucket): pkts} from eswitchd."""
     from xenoflow_ovs.eswitch import EswitchClient
@@ -156,8 +161,7 @@ def test_every_bucket_answered_by_the_planned_backend(lab):
                 assert grew == 1, "bucket %d entry counter grew by %d" % (bucket, grew)
                 others = {k: b1[k] - b0[k] for k in b1 if k != (svc.name, bucket) and b1[k] != b0[k]}
                 assert not others, others
-    time.sleep(1.2)
-    after = _counters(lab)
+    after = _settled(lab)
     assert sum(after["bind9"].values()) - sum(before["bind9"].values()) >= sum(
         len(p.table(s.name)) for s in cfg.services)
     if cfg.has_eswitch:
@@ -190,8 +194,7 @@ def test_host_traffic_takes_the_mirrored_routes(lab):
         r = nsh.run_in_ns(host["netns"], ["ping", "-n", "-q", "-c", "3", "-i", "0.05", "-W", "1",
                                           "-I", host["src"], tgt], check=False)
         assert r.returncode == 0, r.stdout + r.stderr
-    time.sleep(1.2)
-    after = _counters(lab)
+    after = _settled(lab)
     assert after["fallback"] == before["fallback"]
     grew = {k: v - before["eswitch_routes"].get(k, 0) for k, v in after["eswitch_routes"].items()}
     assert all(n >= 3 * len(host["targets"]) for n in grew.values()), grew
@@ -286,8 +289,7 @@ def test_host_traffic_without_mirroring_is_fallback(run_dir):
         r = nsh.run_in_ns(host["netns"], ["ping", "-n", "-q", "-c", "3", "-i", "0.05", "-W", "1",
                                           "-I", host["src"], host["targets"][0]], check=False)
         assert r.returncode == 0, r.stdout + r.stderr
-        time.sleep(1.2)
-        after = _counters(ctl)
+        after = _settled(ctl)
         assert after["fallback"] - before["fallback"] >= 6   # 3 echo requests + 3 replies
         assert not after.get("eswitch_routes")               # no route entries at all
     finally:
