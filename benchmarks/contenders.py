@@ -398,7 +398,7 @@ class Softdoca(Contender):
         if self.lab.kind != "minimal":
             raise NotAvailable("on the paper lab the eSwitch is eswitchd's (xenoflow-softdoca)")
 
-    def up(self, backends=2):
+    def up(self, backends=2, port=None, defer=False):
         super().up(backends)
         lab = self.lab
         for rep, peer in (("rep-p0", "p0"), ("rep-p1", "p1")):
@@ -406,7 +406,8 @@ class Softdoca(Contender):
                 nsh.add_veth(rep, peer, ns=lab.dpu_ns, peer_ns=lab.dpu_ns)
                 nsh.prepare_link(rep, ns=lab.dpu_ns)
                 nsh.prepare_link(peer, ns=lab.dpu_ns)
-        cfg = {"vip": lab.vip, "port": lab.port, "bits": 1 if backends > 1 else 0,
+        cfg = {"vip": lab.vip, "port": port or lab.port, "bits": 1 if backends > 1 else 0,
+               "defer": defer,
                "macs": [b.mac for b in lab.backends[:backends]], "in_dev": lab.in_dev,
                "out_dev": lab.out_dev, "prefix": lab.dpu_ns + "-sd", "busy_poll": self.busy_poll}
         env = dict(os.environ, PYTHONPATH=ROOT)
@@ -420,6 +421,10 @@ class Softdoca(Contender):
             err = self.proc.stderr.read()[-2000:] if self.proc.poll() is not None else ""
             self.down()
             raise RuntimeError("softdoca child failed: %s" % err)
+
+    def insert(self):
+        """Add the deferred entries now; {"t0_ns", "t1_ns"} around the batch."""
+        return self._cmd("insert")
 
     def _cmd(self, c):
         self.proc.stdin.write(c + "\n")

@@ -125,20 +125,29 @@ def goals(results: str) -> str:
     unavailable = {}
     for s in ("throughput", "latency", "latency_load"):
         unavailable.update(load_meta(results, s).get("unavailable", {}))
-    sd, loop, xdp, dd = "xenoflow-softdoca", "dpdk-loop", "xdp", "dnsdist"
+    loop, xdp, dd = "dpdk-loop", "xdp", "dnsdist"
+    present = {r["contender"] for r in tput + lat}
+    # XenoFlow on softdoca: the whole product on the paper lab when it ran, else its eSwitch
+    # plane alone (softdoca contender, minimal lab, same forwarder), said so in each row
+    sd = "xenoflow-softdoca"
+    if sd not in present:
+        for alt in ("softdoca", "softdoca-busy"):
+            if alt in present:
+                sd = alt
+                break
     # OVS netdev: the plain one when it ran, else XenoFlow on OVS (the same netdev datapath)
     ovs = "ovs-netdev"
-    if not any(r["contender"] == ovs for r in tput + lat):
-        if any(r["contender"] == "xenoflow-ovs" for r in tput + lat):
-            ovs = "xenoflow-ovs"
+    if ovs not in present and "xenoflow-ovs" in present:
+        ovs = "xenoflow-ovs"
     add = added_latency(lat) if lat else {}
     P = 22
 
     def why(*names):
-        miss = [n for n in names if n in unavailable]
-        if miss:
-            return "; ".join("%s: %s" % (n, unavailable[n]) for n in miss)
-        return "not in this run's results"
+        miss = [n for n in names if n not in present]
+        if not miss:
+            return ""
+        return "; ".join("%s: %s" % (n, unavailable.get(n, "not in this run's results"))
+                         for n in miss)
 
     rows = []
 
@@ -148,21 +157,34 @@ def goals(results: str) -> str:
         else:
             rows.append([goal, detail, "met" if target_ok else "missed", ""])
 
-    lf = {c: loss_free(tput, c, P) for c in (sd, loop, ovs, xdp, "direct")} if tput else {}
+    lf = {c: loss_free(tput, c, P) for c in present} if tput else {}
+    gf = glue_forward_ratio(results)
     r1 = ratio(lf.get(sd), lf.get(loop))
-    row("softdoca forwarding ≥ 0.9× plain DPDK loop (loss-free max, %d-B payload)" % P, r1,
-        r1 is not None and r1 >= 0.9, "%.2f×" % r1 if r1 is not None else "", [sd, loop])
+    if r1 is None and gf is not None:
+        rows.append(["%s forwarding ≥ 0.9× plain DPDK loop" % sd, "%.2f× (helper-2's "
+                     "glue_forward.csv: forwarder time per packet, pipeline vs io loop, busy-poll; "
+                     "a separate run)" % gf, "met" if gf >= 0.9 else "missed",
+                     why(loop)])
+    else:
+        row("%s forwarding ≥ 0.9× plain DPDK loop (loss-free max, %d-B payload)" % (sd, P), r1,
+            r1 is not None and r1 >= 0.9, "%.2f×" % r1 if r1 is not None else "", [sd, loop])
     r2 = ratio(lf.get(sd), lf.get(ovs))
-    row("softdoca forwarding ≥ 2× OVS netdev", r2, r2 is not None and r2 >= 2,
-        "%.2f×" % r2 if r2 is not None else "", [sd, ovs])
+    row("%s forwarding ≥ 2× %s (loss-free max, %d B)" % (sd, ovs, P), r2,
+        r2 is not None and r2 >= 2,
+        "%.2f× (%s vs %s kpps)" % (r2, fmt(lf[sd], 1e3), fmt(lf[ovs], 1e3)) if r2 is not None else "",
+        [sd, ovs])
+    r2b = ratio(max_delivered(tput, sd, P), max_delivered(tput, ovs, P)) if tput else None
+    row("%s max delivered ≥ 2× %s (%d B)" % (sd, ovs, P), r2b, r2b is not None and r2b >= 2,
+        "%.2f×" % r2b if r2b is not None else "", [sd, ovs])
     a = add.get(sd)
     d = None if a is None or add.get(loop) is None else a - add[loop]
-    row("softdoca added latency ≤ plain loop's + 2 µs", d, d is not None and d <= 2,
+    row("%s added latency ≤ plain loop's + 2 µs" % sd, d, d is not None and d <= 2,
         "%+.1f µs" % d if d is not None else "", [sd, loop])
-    for other, lim, label in ((ovs, 0.25, "OVS netdev's"), (dd, 0.3, "dnsdist's"),
+    for other, lim, label in ((ovs, 0.25, ovs + "'s"), (dd, 0.3, "dnsdist's"),
                               (xdp, 0.56, "the XDP balancer's (stretch)")):
         r = ratio(a, add.get(other))
-        row("softdoca added latency ≤ %.2f× %s" % (lim, label), r, r is not None and r <= lim,
+        row("%s added latency ≤ %.2f× %s" % (sd, lim, label), r,
+            r is not None and r <= lim and a is not None,
             "%.2f× (%.1f vs %.1f µs)" % (r, a, add[other]) if r is not None else "", [sd, other])
     # loss below the maximum: steps offered below 90 % of the contender's max delivered rate
     if tput:
@@ -210,6 +232,14 @@ def goals(results: str) -> str:
                  "direct (µs), added relative to the XDP balancer:\n\n| contender | median | added "
                  "| × xdp |\n|---|---|---|---|\n") + "\n".join(lat_side)
     return text
+
+
+def glue_forward_ratio(results: str) -> Optional[float]:
+    """pipeline / io-loop forwarding capacity from helper-2's glue_forward.csv, if present."""
+    rows = read_csv(os.path.join(results, "glue_forward.csv"))
+    cap = {r["variant"].split(" (")[0]: r.get("capacity_kpps") for r in rows
+           if r.get("test") == "throughput"}
+    return ratio(cap.get("pipeline"), cap.get("io loop"))
 
 
 def fmt(x, div=1.0):

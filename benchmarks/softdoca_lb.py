@@ -11,7 +11,9 @@ DPDK EAL can be initialised once per process):
         "bits": 1, "macs": [...], "prefix": "xb-sd", "busy_poll": false}'
 
 It prints {"ready": true} once the entries are in, then answers one JSON line per
-stdin line: "stats" (per-entry counters, port stats), "quit".
+stdin line: "stats" (per-entry counters, port stats), "insert" (with "defer": true in the
+config the entries are not added at start but on this command, timed with
+CLOCK_MONOTONIC), "quit".
 """
 from __future__ import annotations
 
@@ -42,12 +44,19 @@ def main() -> int:
         specs = [root.entry(match=vip, mask=vip.full_mask(), priority=10, fwd_pipe=svc)]
         specs += [svc.entry(match=Match(ipv4_src=b), dst_mac=macs[b % len(macs)])
                   for b in range(1 << bits)]
-        es = sw.add_entries(specs)
+        import time
+        es = [] if cfg.get("defer") else sw.add_entries(specs)
         print(json.dumps({"ready": True}), flush=True)
         for line in sys.stdin:
             cmd = line.strip()
             if cmd == "quit":
                 break
+            if cmd == "insert":       # the deferred entries, in one batch, timed
+                t0 = time.monotonic_ns()
+                es = sw.add_entries(specs)
+                t1 = time.monotonic_ns()
+                print(json.dumps({"t0_ns": t0, "t1_ns": t1, "entries": len(es)}), flush=True)
+                continue
             if cmd == "stats":
                 q = sw.query_entries(es)
                 print(json.dumps({"root": q[0][0], "buckets": [x[0] for x in q[1:]],

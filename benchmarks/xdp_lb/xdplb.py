@@ -182,15 +182,26 @@ class XdpLb:
         self.configure()
         return self
 
-    def configure(self) -> None:
-        import socket
+    def configure(self, enable: bool = True) -> None:
         m = self.maps
         for b, mac in enumerate(self.table):
             map_update(m["xlb_backends"], struct.pack("<I", b), _mac(mac) + b"\x01\x00")
         map_update(m["xlb_tx"], struct.pack("<I", 0),
                    struct.pack("<I", ifindex(self.ns, self.out_dev)), ns=self.ns)
+        if enable:
+            self.enable()
+        else:
+            self.disable()
+
+    def enable(self) -> None:
+        """Write the service config (VIP, port, bits): from now on it balances."""
+        import socket
         cfg = socket.inet_aton(self.vip) + struct.pack("!H", self.port) + struct.pack("<H", self.bits)
-        map_update(m["xlb_cfg"], struct.pack("<I", 0), cfg)   # last: enables the program
+        map_update(self.maps["xlb_cfg"], struct.pack("<I", 0), cfg)
+
+    def disable(self) -> None:
+        """VIP 0.0.0.0: every packet passes."""
+        map_update(self.maps["xlb_cfg"], struct.pack("<I", 0), b"\0" * 8)
 
     def buckets(self) -> Dict[int, int]:
         sums = percpu_sums(self.maps["xlb_buckets"])

@@ -37,7 +37,7 @@ def smoke_results(tmp_path_factory):
         pytest.skip("missing tools: %s (scripts/install-deps.sh)" % ", ".join(missing))
     out = str(tmp_path_factory.mktemp("bench"))
     p = subprocess.run([sys.executable, os.path.join(BENCH, "run.py"), "all", "--smoke",
-                        "--out", out, "--prefix", "xbs"],
+                        "--out", out, "--prefix", "xbs", "--lab", "minimal"],
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
                        timeout=400)
     log = p.stdout
