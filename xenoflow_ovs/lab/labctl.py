@@ -360,6 +360,19 @@ class LabCtl:
             out[br] = n
         return out
 
+    def controller_state(self) -> Optional[Dict[str, Any]]:
+        """The running controller's state file (XENOFLOW_STATE, in the run dir), None
+        when there is none or it was written by another process than our controller."""
+        rec = self.state.process("controller")
+        if rec is None:
+            return None
+        try:
+            with open(os.path.join(self.run_dir, CONTROLLER_STATE)) as f:
+                st = json.load(f)
+        except (OSError, ValueError):
+            return None
+        return st if st.get("pid") == rec["pid"] else None
+
     def entry_counts(self) -> Optional[Dict[str, int]]:
         """{"planned": n, "installed": m} of eSwitch entries; None without an eSwitch."""
         from .. import plan as plan_mod
@@ -384,7 +397,10 @@ class LabCtl:
         while True:
             have = self.flow_counts(ovs)
             es = self.entry_counts()
-            if all(have.get(b, 0) >= n for b, n in want.items()) and (
+            cs = self.controller_state()
+            reported = self.state.process("controller") is None or (cs is not None and all(
+                (cs.get("bridges") or {}).get(b, {}).get("in_sync") for b in want))
+            if reported and all(have.get(b, 0) >= n for b, n in want.items()) and (
                     es is None or es["installed"] >= es["planned"]):
                 return
             if self.state.process("controller") and not self._alive("controller"):
@@ -604,28 +620,35 @@ class Demo:
                     routes[ent["owner"]] = routes.get(ent["owner"], 0) + e["pkts"]
             out["eswitch_routes"] = routes
         # OVS per backend and fallback: from the controller's API when it answers, else the flows
-        api = self.api("/status")
-        if api is not None:
-            out["source"] = "controller API"
-            for svc, backends in (api.get("services") or {}).items():
+        rep = self.api("/status")
+        out["source"] = "controller API"
+        if rep is None:
+            rep = self.ctl.controller_state()
+            out["source"] = "controller state"
+        if rep is not None:
+            for svc, backends in (rep.get("services") or {}).items():
                 for name, c in backends.items():
                     out["ovs"][name] = out["ovs"].get(name, 0) + int(c.get("ovs_packets") or 0)
-            out["fallback"] = api.get("fallback_packets")
-            out["miss_other"] = api.get("miss_other_packets")
+            out["fallback"] = rep.get("fallback_packets")
+            out["miss_other"] = rep.get("miss_other_packets")
+            out["time"] = rep.get("time")
             return out
+        out["source"] = "ovs-ofctl"
         out.update(self.ovs_counters(cfg))
         return out
 
     def settled_counters(self, timeout: float = 6.0) -> Dict[str, Any]:
         """Counters once they stop moving: OVS pushes datapath stats to its rules
         asynchronously (about every 0.5 s, later on a busy machine)."""
+        since = time.time()
         time.sleep(0.6)
         last = self.counters()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             time.sleep(0.6)
             cur = self.counters()
-            if _comparable(cur) == _comparable(last):
+            fresh = cur.get("time") is None or cur["time"] > since + 1.0
+            if fresh and _comparable(cur) == _comparable(last):
                 return cur
             last = cur
         return last
@@ -756,7 +779,7 @@ class Demo:
 
 
 def _comparable(c: Dict[str, Any]) -> Any:
-    return json.dumps({k: v for k, v in c.items() if k != "bind9"}, sort_keys=True)
+    return json.dumps({k: v for k, v in c.items() if k not in ("bind9", "time")}, sort_keys=True)
 
 
 def _delta(a: Dict[str, Any], b: Dict[str, Any]) -> Dict[str, Any]:
