@@ -5,7 +5,8 @@
            on the backends, a private OVS inside the ``dpu`` namespace, eswitchd (softdoca) and
            the controller there too, each as a background process with its log in the run dir,
            and waits until the controller has programmed the bridges. Idempotent.
-``status`` what is up: namespaces, processes (alive or not), OVS bridges and flow counts.
+``status`` what is up: namespaces, processes (alive or not), OVS bridges and flow counts,
+           eSwitch entries; exit 0 when everything recorded is up, 1 otherwise.
 ``down``   removes everything recorded in the run dir's state file: processes by PID, OVS
            bridges and its netdev taps, namespaces. Idempotent, also after a crash.
 ``demo``   up, DNS queries from every client source address, counters per backend (bind9's

@@ -258,7 +258,6 @@ def load_topology(path: str) -> Topology:
         taps=tuple(str(t) for t in (dpu.get("taps") or ())), links=tuple(links), loopback=loopback,
         bridges=tuple(bridges), dns=dns, clients=clients, host=dict(d.get("host") or {}))
     # every namespace used is declared, every interface name unique per namespace
-    seen = set()
     for wiring in (True, False):
         names = set()
         for v in topo.veths(wiring):
@@ -269,7 +268,6 @@ def load_topology(path: str) -> Topology:
                 if (e.netns, e.ifname) in names:
                     raise TopologyError("%s: interface %s/%s defined twice" % (path, e.netns, e.ifname))
                 names.add((e.netns, e.ifname))
-        seen |= names
     for ns in list(loopback) + list(clients) + [b.netns for b in dns] + [b.netns for b in bridges]:
         if ns not in namespaces:
             raise TopologyError("%s: namespace %s is not in namespaces" % (path, ns))
