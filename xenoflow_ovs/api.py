@@ -115,23 +115,46 @@ class _Handler(BaseHTTPRequestHandler):
         self._dispatch("DELETE")
 
 
-class _UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    daemon_threads = True
+class _SpawningMixIn:
+    """One handler per request, started with the API's `spawn` (a native thread under
+    os-ken 4, a green thread under Ryu, whose eventlet does not patch `threading`)."""
 
+    spawn: Callable[..., Any]
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        self.spawn(self._handle_one, request, client_address)
+
+    def _handle_one(self, request: Any, client_address: Any) -> None:
+        try:
+            self.finish_request(request, client_address)  # type: ignore[attr-defined]
+        except Exception:
+            self.handle_error(request, client_address)  # type: ignore[attr-defined]
+        finally:
+            self.shutdown_request(request)  # type: ignore[attr-defined]
+
+
+class _UnixHTTPServer(_SpawningMixIn, socketserver.UnixStreamServer):
     def get_request(self) -> Tuple[socket.socket, Tuple[str, int]]:
         conn, _ = super().get_request()
         return conn, ("unix", 0)  # BaseHTTPRequestHandler expects (host, port)
 
 
-class _TCPHTTPServer(socketserver.ThreadingMixIn, HTTPServer):
-    daemon_threads = True
+class _TCPHTTPServer(_SpawningMixIn, HTTPServer):
+    pass
+
+
+def _thread(fn: Callable[..., Any], *args: Any) -> Any:
+    t = threading.Thread(target=fn, args=args, daemon=True)
+    t.start()
+    return t
 
 
 class Api:
     def __init__(self, host: Optional[str], port: Optional[int], unix_path: Optional[str] = None,
-                 token: Optional[str] = None):
+                 token: Optional[str] = None, spawn: Callable[..., Any] = _thread):
         self.host, self.port, self.unix_path = host, port, unix_path
         self.token = token
+        self.spawn = spawn
         self.routes: Dict[Tuple[str, str], Route] = {}
         self._servers: List[socketserver.BaseServer] = []
 
@@ -156,9 +179,9 @@ class Api:
 
     def _start(self, srv: socketserver.BaseServer, where: str) -> None:
         srv.api = self  # type: ignore[attr-defined]
+        srv.spawn = self.spawn  # type: ignore[attr-defined]
         self._servers.append(srv)
-        threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.5},
-                         name="xenoflow-api", daemon=True).start()
+        self.spawn(srv.serve_forever, 0.5)
         log.info("API listening on %s", where)
 
     def stop(self) -> None:

@@ -32,11 +32,16 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from . import compat
+from . import api as api_mod
 from . import config as config_mod
 from . import counters as counters_mod
+from . import facade as facade_mod
+from . import health as health_mod
+from . import metrics as metrics_mod
 from . import ofrules
 from . import ovsdb as ovsdb_mod
 from . import plan as plan_mod
+from . import routes as routes_mod
 from . import runtime as runtime_mod
 from .compat import CONFIG_DISPATCHER, DEAD_DISPATCHER, MAIN_DISPATCHER, ofp_event, set_ev_cls
 from .plan import Change
@@ -45,6 +50,7 @@ ENV_CONFIG = "XENOFLOW_CONFIG"
 ENV_STATE = "XENOFLOW_STATE"                 # state file path (default: <config dir>/run/<dpu>-controller.json)
 ENV_POLL = "XENOFLOW_POLL_INTERVAL"          # seconds between flow dumps (default 1)
 ENV_KILL = "XENOFLOW_KILL_ON_EXCEPTION"      # "0": a failing handler is logged, not fatal
+ENV_API = "XENOFLOW_API"                     # "0": no HTTP API (unit tests build many apps)
 ENV_ENSURE = "XENOFLOW_ENSURE_INTERVAL"      # re-check OVSDB this often, s (default 30; and
 ENSURE_EVERY = 30.0                          # at once after a reconnection)
 ESWITCH_EVERY = 5                            # polls between eSwitch drift repairs
@@ -165,7 +171,14 @@ class XenoFlowApp(compat.BaseApp):
         self.kill_on_exception = os.environ.get(ENV_KILL, "1") != "0"
         if eswitch is None:
             eswitch = make_eswitch(cfg)
-        self.runtime = AppRuntime(cfg, self.ovs_apply, eswitch=eswitch)
+        self.facade = facade_mod.Facade(self)
+        self.metrics = metrics_mod.Metrics(cfg.dpu_name, self.facade.status)
+        self.facade.metrics = self.metrics
+        self.runtime = AppRuntime(cfg, self.ovs_apply, eswitch=eswitch, metrics=self.metrics,
+                                  lock=compat.make_lock())
+        self.api: Optional[api_mod.Api] = None
+        self.health = health_mod.Monitor(list(cfg.services), self._health_changed,
+                                         sleep=compat.hub.sleep, spawn=compat.hub.spawn)
         self.ovsdb: Optional[ovsdb_mod.Ovsdb] = None
         self.counters = counters_mod.Counters()
         self.attribution = counters_mod.Attribution()
@@ -220,6 +233,12 @@ class XenoFlowApp(compat.BaseApp):
     def start(self) -> Any:
         t = super().start()
         self.threads.append(compat.hub.spawn(self._worker))
+        self._start_api()
+        self.health.start()
+        try:
+            signal.signal(signal.SIGHUP, lambda signum, frame: compat.hub.spawn(self._sighup))
+        except ValueError:  # not the main thread (tests): reload through the API instead
+            pass
         self.logger.info("XenoFlow controller (%s) for %s: %d bridge(s), %d flow(s) planned, "
                          "eswitch %s, poll every %.1f s, state in %s", compat.RUNTIME,
                          self.cfg.dpu_name, len(self.bridges), len(self.desired_plan().flows),
@@ -228,8 +247,37 @@ class XenoFlowApp(compat.BaseApp):
 
     def stop(self) -> None:
         self._stop.set()
+        self.health.stop()
+        if self.api is not None:
+            self.api.stop()
         super().stop()
         self._write_state()
+
+    def _start_api(self) -> None:
+        if os.environ.get(ENV_API) == "0":
+            return
+        cfg, a = self.cfg, self.cfg.api
+        self.api = api_mod.Api(a.host, a.port, cfg.path(a.socket) if a.socket else None,
+                               token=api_mod.read_token(cfg.path(a.token_file) if a.token_file else None),
+                               spawn=compat.hub.spawn)
+        routes_mod.install(self.api, self.facade)
+        self.api.start()
+
+    def _sighup(self) -> None:
+        try:
+            out = self.facade.reload_from_file()
+            self.logger.info("SIGHUP reload applied: %s", out)
+        except Exception as exc:  # a bad file keeps the running state
+            self.logger.error("SIGHUP reload rejected, running state kept: %s", exc)
+
+    def _health_changed(self, service: str, backend: str, up: bool, why: str) -> None:
+        """From the health monitor's thread: take the backend out of (or back into) both
+        planes, make-before-break, through the runtime."""
+        try:
+            self.runtime.set_health(service, backend, up, why)
+        except Exception as exc:
+            self.logger.error("health %s/%s -> %s not applied: %s", service, backend,
+                              "up" if up else "down", exc)
 
     def _post(self, ev: Any) -> None:
         if self.dispatch is not None:
@@ -266,6 +314,8 @@ class XenoFlowApp(compat.BaseApp):
             elif rt.eswitch is not None and n % ESWITCH_EVERY == 0 and not rt.transitions:
                 rt.reconcile_eswitch()
                 self.runtime_error = None
+            if rt.started:
+                rt.poll_eswitch()
         except Exception as exc:   # eswitchd not up (yet): OVS carries everything meanwhile
             if self.runtime_error != str(exc):
                 self.logger.warning("eSwitch: %s (will retry)", exc)
@@ -604,6 +654,7 @@ class XenoFlowApp(compat.BaseApp):
         if self.ovsdb is not None:
             self.ovsdb.ensure(ovsdb_mod.desired(new_cfg))
         out = self.runtime.reload(new_cfg, why=why)
+        self.health.set_services(list(new_cfg.services))
         self._post(EventCall(self._follow_runtime))
         return out
 
@@ -683,4 +734,4 @@ def make_eswitch(cfg: config_mod.Config) -> Any:
     if not cfg.has_eswitch:
         return None
     from .eswitch import EswitchClient
-    return EswitchClient(cfg.path(cfg.eswitch.socket))
+    return EswitchClient(cfg.path(cfg.eswitch.socket), lock=compat.make_lock())

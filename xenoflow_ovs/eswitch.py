@@ -82,11 +82,16 @@ def adoption_changes(installed_pipes: Sequence[Pipe], installed_entries: Sequenc
 
 
 class EswitchClient:
-    def __init__(self, path: str, timeout: float = 10.0):
+    """One connection, shared by the controller's threads: `lock` serialises requests
+    (the app passes its framework's lock: green under Ryu, native under os-ken)."""
+
+    def __init__(self, path: str, timeout: float = 10.0, lock: Any = None):
+        import threading
         self.path = path
         self.timeout = timeout
         self._sock: Optional[socket.socket] = None
         self._buf = b""
+        self._lock = lock if lock is not None else threading.Lock()
 
     def _connect(self) -> socket.socket:
         if self._sock is None:
@@ -106,6 +111,10 @@ class EswitchClient:
             self._sock = None
 
     def call(self, op: str, **args: Any) -> Dict[str, Any]:
+        with self._lock:
+            return self._call(op, args)
+
+    def _call(self, op: str, args: Dict[str, Any]) -> Dict[str, Any]:
         req = dict(args, op=op)
         sock = self._connect()
         try:

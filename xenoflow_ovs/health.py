@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .config import Health, Service
 
@@ -80,10 +80,12 @@ class Monitor:
 
     def __init__(self, services: List[Service], on_change: Transition,
                  probe_fn: Callable[[str, int, str, Health], Tuple[bool, str]] = probe,
-                 sleep: Callable[[float], None] = time.sleep):
+                 sleep: Callable[[float], None] = time.sleep,
+                 spawn: Optional[Callable[..., Any]] = None):
         self.on_change = on_change
         self.probe_fn = probe_fn
         self.sleep = sleep
+        self.spawn = spawn  # the framework's hub.spawn: green under Ryu, native under os-ken
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self.set_services(services)
@@ -125,13 +127,19 @@ class Monitor:
         return min((s.health.interval for s in self.services), default=1.0)
 
     def start(self) -> None:
-        if not self.services or self._thread is not None:
+        if self._thread is not None:
             return
-        self._thread = threading.Thread(target=self._loop, name="xenoflow-health", daemon=True)
-        self._thread.start()
+        if self.spawn is not None:
+            self._thread = self.spawn(self._loop)
+        else:
+            self._thread = threading.Thread(target=self._loop, name="xenoflow-health", daemon=True)
+            self._thread.start()
 
     def _loop(self) -> None:
         while not self._stop.is_set():
+            if not self.services:
+                self.sleep(1.0)   # every service's health was switched off by a reload
+                continue
             t0 = time.monotonic()
             try:
                 self.run_once()

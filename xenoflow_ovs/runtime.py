@@ -51,7 +51,7 @@ def _invert_ovs(changes: List[Change]) -> List[Change]:
 
 class Runtime:
     def __init__(self, cfg: config_mod.Config, ovs_apply: OvsApply,
-                 eswitch: Optional[EswitchClient] = None, metrics: Any = None):
+                 eswitch: Optional[EswitchClient] = None, metrics: Any = None, lock: Any = None):
         self.cfg = cfg
         self.ovs_apply = ovs_apply
         self.eswitch = eswitch
@@ -59,8 +59,11 @@ class Runtime:
         self.drained: Dict[str, Set[str]] = {}
         self.down: Dict[str, Set[str]] = {}
         self.current: Plan = Plan((), (), ())
-        self.lock = threading.RLock()
+        # Not reentrant on purpose: under Ryu the app passes a green lock (threading
+        # is not patched there). Public methods lock; the _underscored ones assume it.
+        self.lock = lock if lock is not None else threading.Lock()
         self.last_transition: Dict[str, Any] = {}
+        self.es_totals = EswitchTotals()
 
     # -- what we want ----------------------------------------------------------------
 
@@ -110,45 +113,50 @@ class Runtime:
                    drained: Optional[Dict[str, Set[str]]] = None,
                    down: Optional[Dict[str, Set[str]]] = None, why: str = "") -> Dict[str, Any]:
         with self.lock:
-            new_cfg = cfg or self.cfg
-            target = self.desired(new_cfg, drained=drained, down=down)
-            changes = plan_mod.diff(self.current, target)
-            first = [c for c in changes if c.plane == "ovs" and c.op != "delete"]
-            middle = [c for c in changes if c.plane == "eswitch"]
-            last = [c for c in changes if c.plane == "ovs" and c.op == "delete"]
-            if middle and (self.eswitch is None or not new_cfg.has_eswitch):
-                if self.cfg.has_eswitch != new_cfg.has_eswitch:
-                    raise Conflict("switching dpu.eswitch.driver needs a controller restart")
-                middle = []
+            return self._transition(cfg, drained, down, why)
+
+    def _transition(self, cfg: Optional[config_mod.Config] = None,
+                    drained: Optional[Dict[str, Set[str]]] = None,
+                    down: Optional[Dict[str, Set[str]]] = None, why: str = "") -> Dict[str, Any]:
+        new_cfg = cfg or self.cfg
+        target = self.desired(new_cfg, drained=drained, down=down)
+        changes = plan_mod.diff(self.current, target)
+        first = [c for c in changes if c.plane == "ovs" and c.op != "delete"]
+        middle = [c for c in changes if c.plane == "eswitch"]
+        last = [c for c in changes if c.plane == "ovs" and c.op == "delete"]
+        if middle and (self.eswitch is None or not new_cfg.has_eswitch):
+            if self.cfg.has_eswitch != new_cfg.has_eswitch:
+                raise Conflict("switching dpu.eswitch.driver needs a controller restart")
+            middle = []
+        try:
+            self.ovs_apply(first)
+        except Exception as exc:
+            self._revert_ovs(first)
+            raise TransitionError("OVS refused the change (%s); nothing changed" % exc)
+        if middle:
             try:
-                self.ovs_apply(first)
-            except Exception as exc:
+                self._eswitch_apply(middle)
+            except EswitchError as exc:
                 self._revert_ovs(first)
-                raise TransitionError("OVS refused the change (%s); nothing changed" % exc)
-            if middle:
-                try:
-                    self._eswitch_apply(middle)
-                except EswitchError as exc:
-                    self._revert_ovs(first)
-                    detail = " (%s in %s)" % (exc.doca_error, exc.call) if exc.doca_error else ""
-                    raise TransitionError("eSwitch refused the change: %s%s; both planes kept the "
-                                          "previous state" % (exc, detail))
-            self.ovs_apply(last)
-            self.cfg, self.current = new_cfg, target
-            if drained is not None:
-                self.drained = drained
-            if down is not None:
-                self.down = down
-            summary = {"why": why, "ovs": len(first) + len(last), "eswitch": len(middle),
-                       "moved_buckets": _moved(changes), "at": time.time()}
-            self.last_transition = summary
-            if changes:
-                log.info("applied %s: %d OVS and %d eSwitch change(s)", why or "change",
-                         summary["ovs"], summary["eswitch"])
-            if self.metrics is not None:
-                for c in first + last:
-                    self.metrics.reconciled("ovs", c.op)
-            return summary
+                detail = " (%s in %s)" % (exc.doca_error, exc.call) if exc.doca_error else ""
+                raise TransitionError("eSwitch refused the change: %s%s; both planes kept the "
+                                      "previous state" % (exc, detail))
+        self.ovs_apply(last)
+        self.cfg, self.current = new_cfg, target
+        if drained is not None:
+            self.drained = drained
+        if down is not None:
+            self.down = down
+        summary = {"why": why, "ovs": len(first) + len(last), "eswitch": len(middle),
+                   "moved_buckets": _moved(changes), "at": time.time()}
+        self.last_transition = summary
+        if changes:
+            log.info("applied %s: %d OVS and %d eSwitch change(s)", why or "change",
+                     summary["ovs"], summary["eswitch"])
+        if self.metrics is not None:
+            for c in first + last:
+                self.metrics.reconciled("ovs", c.op)
+        return summary
 
     def _revert_ovs(self, applied: List[Change]) -> None:
         try:
@@ -178,7 +186,7 @@ class Runtime:
                 drained.setdefault(service, set()).add(backend)
             else:
                 drained.get(service, set()).discard(backend)
-            return self.transition(drained=drained, why="%s %s/%s" % (
+            return self._transition(drained=drained, why="%s %s/%s" % (
                 "drain" if on else "undrain", service, backend))
 
     def set_health(self, service: str, backend: str, up: bool, why: str = "") -> Dict[str, Any]:
@@ -188,7 +196,7 @@ class Runtime:
                 down.get(service, set()).discard(backend)
             else:
                 down.setdefault(service, set()).add(backend)
-            return self.transition(down=down, why="health %s/%s %s%s" % (
+            return self._transition(down=down, why="health %s/%s %s%s" % (
                 service, backend, "up" if up else "down", ": " + why if why else ""))
 
     def edit(self, mutate: Callable[[Dict[str, Any]], None], why: str) -> Dict[str, Any]:
@@ -197,15 +205,18 @@ class Runtime:
             data = config_mod.to_data(self.cfg)
             mutate(data)
             new_cfg = config_mod.from_data(data, base_dir=self.cfg.base_dir, source="<api>")
-            return self.reload(new_cfg, why=why)
+            return self._reload(new_cfg, why=why)
 
     def reload(self, new_cfg: config_mod.Config, why: str = "reload") -> Dict[str, Any]:
         with self.lock:
-            # Drains and health states of backends that no longer exist are forgotten.
-            keep = {s.name: {b.name for b in s.backends} for s in new_cfg.services}
-            drained = {s: n & keep.get(s, set()) for s, n in self.drained.items()}
-            down = {s: n & keep.get(s, set()) for s, n in self.down.items()}
-            return self.transition(new_cfg, drained=drained, down=down, why=why)
+            return self._reload(new_cfg, why)
+
+    def _reload(self, new_cfg: config_mod.Config, why: str) -> Dict[str, Any]:
+        # Drains and health states of backends that no longer exist are forgotten.
+        keep = {s.name: {b.name for b in s.backends} for s in new_cfg.services}
+        drained = {s: n & keep.get(s, set()) for s, n in self.drained.items()}
+        down = {s: n & keep.get(s, set()) for s, n in self.down.items()}
+        return self._transition(new_cfg, drained=drained, down=down, why=why)
 
     def reconcile_eswitch(self) -> List[str]:
         """Repair eSwitch drift (an entry removed or changed behind our back)."""
@@ -225,19 +236,53 @@ class Runtime:
                 self.metrics.reconciled("eswitch", "repair", len(changes))
             return said
 
-    def eswitch_counters(self) -> Tuple[Dict[Tuple[str, str], Tuple[int, int]], Dict[str, Any]]:
-        """Per (service, backend) packets/bytes from the bucket entries, and per-port stats."""
+    def poll_eswitch(self) -> bool:
+        """Read eswitchd's counters into the running totals; False if it is unreachable."""
         if self.eswitch is None or not self.cfg.has_eswitch:
-            return {}, {}
-        c = self.eswitch.counters()
-        out: Dict[Tuple[str, str], Tuple[int, int]] = {}
-        for e in c["entries"]:
+            return False
+        try:
+            c = self.eswitch.counters()
+        except EswitchError:
+            return False
+        with self.lock:
+            self.es_totals.update(c)
+        return True
+
+
+class EswitchTotals:
+    """Per-backend eSwitch totals that survive bucket moves and entry re-adds.
+
+    An entry's counter lives as long as the entry, and a bucket updated in place
+    keeps counting for its new backend: so each poll attributes only what every
+    entry gained since the last poll, to the backend it names now."""
+
+    def __init__(self) -> None:
+        self.last: Dict[Any, Tuple[int, int]] = {}
+        self.backends: Dict[Tuple[str, str], List[int]] = {}
+        self.ports: Dict[str, Any] = {}
+        self.routes: Dict[str, List[int]] = {}
+        self.polled_at: Optional[float] = None
+
+    def update(self, counters: Dict[str, Any]) -> None:
+        seen = {}
+        for e in counters.get("entries", []):
             ent = e["entry"]
+            key = (ent["port"], ent["pipe"], tuple(map(tuple, ent["match"])))
+            pkts, byts = int(e["pkts"]), int(e["bytes"])
+            lp, lb = self.last.get(key, (0, 0))
+            dp, db = (pkts - lp, byts - lb) if pkts >= lp else (pkts, byts)  # re-added: from 0
+            seen[key] = (pkts, byts)
             if ent["kind"] == "bucket" and ent.get("backend"):
-                key = (ent["owner"], ent["backend"])
-                p, b = out.get(key, (0, 0))
-                out[key] = (p + e["pkts"], b + e["bytes"])
-        return out, c.get("ports", {})
+                t = self.backends.setdefault((ent["owner"], ent["backend"]), [0, 0])
+            elif ent["kind"] == "route":
+                t = self.routes.setdefault(ent["owner"], [0, 0])
+            else:
+                continue
+            t[0] += dp
+            t[1] += db
+        self.last = seen
+        self.ports = dict(counters.get("ports", {}))
+        self.polled_at = time.time()
 
 
 def _moved(changes: List[Change]) -> int:
