@@ -24,6 +24,7 @@ from xenoflow_ovs.lab import netns as nsh  # noqa: E402
 PACER_SRC = os.path.join(HERE, "tools", "pacer.c")
 PROBE = os.path.join(HERE, "tools", "rtt_probe.py")
 PACER = os.path.join(BUILD, "pacer")
+IDLE_POLL = False        # run.py: /dev/cpu_dma_latency held at 0 for the run
 
 
 def build_tools() -> None:

@@ -257,9 +257,12 @@ def section(results: str, name: str) -> str:
     meta = load_meta(results, name)
     if meta:
         m = meta.get("machine", {})
-        text += "\n\n_Run: %s UTC, %.0f s, lab %s%s._" % (
+        idle = (meta.get("params") or {}).get("idle_poll")
+        text += "\n\n_Run: %s UTC, %.0f s, lab %s%s%s._" % (
             m.get("time_utc", "?"), meta.get("duration_s", 0), meta.get("lab", "?"),
-            ", smoke" if meta.get("smoke") else "")
+            ", smoke" if meta.get("smoke") else "",
+            {True: ", vCPUs held in the polling idle state (PM QoS cpu_dma_latency = 0)",
+             False: ", default idle (vCPUs halt when idle)"}.get(idle, ""))
         if meta.get("contenders"):
             text += "\n\nContenders:\n\n" + "\n".join(
                 "- %s: %s" % (k, v) for k, v in meta["contenders"].items())

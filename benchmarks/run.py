@@ -165,7 +165,8 @@ def write_csv(path: str, rows: List[Dict]) -> None:
 
 def write_meta(ctx: Ctx, suite: str, params: Dict, t0: float) -> None:
     meta = {"suite": suite, "smoke": ctx.smoke, "lab": ctx.lab_kinds, "machine": M.machine(),
-            "params": params, "duration_s": round(time.time() - t0, 1),
+            "params": dict(params, idle_poll=M.IDLE_POLL),
+            "duration_s": round(time.time() - t0, 1),
             "contenders": {c.name: c.description.replace("%s", "") for c in ctx.contenders},
             "unavailable": ctx.unavailable}
     with open(ctx.path(suite, "json"), "w") as f:
@@ -721,6 +722,10 @@ def main(argv=None) -> int:
                          "on the minimal one; the paper lab is skipped (XenoFlow not measured) "
                          "when it cannot come up")
     ap.add_argument("--contenders", default=",".join(DEFAULT_ORDER))
+    ap.add_argument("--idle-poll", choices=["on", "off"], default="on",
+                    help="hold /dev/cpu_dma_latency at 0 during the run (PM QoS: the vCPUs poll "
+                         "instead of halting, so no contender pays the VM's wake-up latency); "
+                         "released when the run ends")
     ap.add_argument("--prefix", default="xb", help="namespace prefix of the minimal lab "
                     "(xb: xb-dpu, xb-cli, ...)")
     ap.add_argument("--out", default=None, help="results dir (default benchmarks/results, "
@@ -737,6 +742,16 @@ def main(argv=None) -> int:
         ap.error("unknown contenders %s (known: %s)" % (bad, ", ".join(C.BY_NAME)))
     suites = list(SUITES) if a.suite == "all" else [a.suite]
     M.build_tools()
+    qos_fd = None
+    if a.idle_poll == "on":
+        try:
+            import struct
+            qos_fd = os.open("/dev/cpu_dma_latency", os.O_WRONLY)
+            os.write(qos_fd, struct.pack("i", 0))
+            log("PM QoS: cpu_dma_latency held at 0 us for the run")
+        except OSError as e:
+            log("PM QoS not available: %s" % e)
+    M.IDLE_POLL = qos_fd is not None
     labs: Dict = {}
     minlab = session = None
     paper_error = None
@@ -784,6 +799,8 @@ def main(argv=None) -> int:
             log("minimal lab down")
         if session is not None:
             session.close()
+        if qos_fd is not None:
+            os.close(qos_fd)
     return rc
 
 
