@@ -293,34 +293,49 @@ def xenoflow(*args, check=True, timeout=300):
     return p
 
 
-class PaperSession:
-    """The paper lab for a benchmark run: `xenoflow lab up --eswitch W` with the wiring
-    the next contender needs (softdoca: dpu-X veths + eswitchd; none: OVS on the wire),
-    switched (down, up) only when it changes; down at the end if we brought it up."""
+PAPER_RUN_DIR = os.path.join(tempfile.gettempdir(), "xb-paper")
 
-    def __init__(self) -> None:
+
+class PaperSession:
+    """The paper lab for a benchmark run, in its own run dir (PAPER_RUN_DIR), so it never
+    touches a lab someone else brought up (theirs holds the fixed namespace names: then
+    `lab up` refuses and the XenoFlow contenders are not measured). `xenoflow lab up
+    --eswitch W` with the wiring the next contender needs (softdoca: dpu-X veths +
+    eswitchd; none: OVS on the wire), switched (down, up) only when it changes; down at
+    the end. After a crash: `xenoflow lab down --run-dir /tmp/xb-paper`."""
+
+    def __init__(self, run_dir: str = PAPER_RUN_DIR) -> None:
+        self.run_dir = run_dir
         self.wiring: Optional[str] = None
-        self.started = False
+
+    def lab(self, *args, check=True):
+        return xenoflow("lab", "--run-dir", self.run_dir, *args, check=check)
+
+    def config(self) -> str:
+        return os.path.join(self.run_dir, "xenoflow.yaml")
 
     def ensure(self, wiring: str) -> bool:
         """True when the lab was (re)built: namespaces are new, re-attach receivers."""
-        if wiring == self.wiring:
+        if wiring == self.wiring and self.alive():
             return False
-        st = xenoflow("lab", "status", check=False).stdout
-        if "eswitch driver: %s" % wiring in st and "namespaces:" in st:
-            self.wiring = wiring
-            return False
-        if self.wiring is not None or "namespaces:" in st:
-            xenoflow("lab", "down", check=False)
-        xenoflow("lab", "up", "--eswitch", wiring)
+        self.lab("down", check=False)
+        try:
+            self.lab("up", "--eswitch", wiring)
+        except RuntimeError:
+            self.lab("down", check=False)        # one retry from a clean state
+            time.sleep(1)
+            self.lab("up", "--eswitch", wiring)
         self.wiring = wiring
-        self.started = True
         return True
 
+    def alive(self) -> bool:
+        st = self.lab("status", check=False).stdout
+        return "eswitch driver: %s" % self.wiring in st and "NOT OURS" not in st \
+            and "not alive" not in st
+
     def close(self) -> None:
-        if self.started:
-            xenoflow("lab", "down", check=False)
-            self.started = False
+        if self.wiring is not None:
+            self.lab("down", check=False)
             self.wiring = None
 
 
@@ -342,14 +357,15 @@ class XenoflowLab(Contender):
         super().up(backends)
         if backends != 2:
             raise NotAvailable("the paper config has two backends (no single-backend run)")
-        st = xenoflow("lab", "status", check=False).stdout
+        st = xenoflow("lab", "--run-dir", PAPER_RUN_DIR, "status", check=False).stdout
         if "eswitch driver: %s" % self.eswitch not in st:
             raise RuntimeError("the paper lab is not up with eswitch %s" % self.eswitch)
 
     def fallback(self):
         """Fallback packets so far, from `xenoflow status --json` (None when the API
         does not answer or does not report it)."""
-        p = xenoflow("status", "--json", check=False, timeout=30)
+        p = xenoflow("status", "-c", os.path.join(PAPER_RUN_DIR, "xenoflow.yaml"), "--json",
+                     check=False, timeout=30)
         try:
             st = json.loads(p.stdout)
         except ValueError:

@@ -147,6 +147,13 @@ def bring_up(ctx: "Ctx", c, backends: int = 2) -> bool:
     return True
 
 
+def failed(ctx: "Ctx", c, e: Exception) -> None:
+    """A contender failed mid-measurement: say so in the results, go on with the others."""
+    log("%s failed: %s" % (c.name, traceback.format_exc()))
+    ctx.unavailable[c.name] = "failed during the run (%s: %s)" % (type(e).__name__,
+                                                                 str(e).strip()[-200:])
+
+
 def write_csv(path: str, rows: List[Dict]) -> None:
     if not rows:
         open(path, "w").close()
@@ -193,7 +200,7 @@ def fmt(x) -> str:
 def unavailable_md(ctx: Ctx) -> str:
     if not ctx.unavailable:
         return ""
-    return "\nNot measured in this run:\n\n" + "\n".join(
+    return "\nNot measured, or not completely, in this run:\n\n" + "\n".join(
         "- **%s**: %s" % (k, v) for k, v in ctx.unavailable.items()) + "\n"
 
 
@@ -407,6 +414,9 @@ def suite_latency(ctx: Ctx) -> None:
                 sp = os.path.join(sdir, "latency-%s-%d.txt" % (c.name, rep))
                 r = M.rtt_probe(c.lab.client_ns, dst, port, src, count=count, samples=sp)
                 fb1 = c.fallback()
+            except Exception as e:
+                failed(ctx, c, e)
+                continue
             finally:
                 c.down()
             samples.setdefault(c.name, []).extend(float(x) for x in open(sp))
@@ -550,6 +560,8 @@ def suite_latency_load(ctx: Ctx) -> None:
                         log("load %-12s %-6s bg %6d pps: median %.1f us p99 %.1f us lost %d" % (
                             c.name, dist, rate, r.get("median_us") or -1, r.get("p99_us") or -1,
                             r["lost"]))
+                except Exception as e:
+                    failed(ctx, c, e)
                 finally:
                     c.down()
     write_csv(ctx.path("latency_load", "csv"), rows)
@@ -731,6 +743,19 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=None, help="results dir (default benchmarks/results, "
                                                 "benchmarks/results/smoke with --smoke)")
     a = ap.parse_args(argv)
+    import signal
+
+    main_pid = os.getpid()
+
+    def _stop(signum, frame):        # SIGTERM/SIGHUP: unwind, so every finally cleans up
+        if os.getpid() != main_pid:  # a forked helper (pyroute2's netns workers): default
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        raise KeyboardInterrupt("signal %d" % signum)
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGHUP, _stop)
+    signal.signal(signal.SIGINT, _stop)   # also when started in the background
     if os.geteuid() != 0:
         sys.stderr.write("run.py needs root (namespaces, XDP)\n")
         return 2
@@ -770,6 +795,7 @@ def main(argv=None) -> int:
                 labs["paper"] = paper_spec()
             except Exception as e:
                 paper_error = "the paper lab did not come up: %s" % str(e).strip()[-300:]
+                session.close()
                 log(paper_error)
                 if a.lab == "paper":
                     raise
