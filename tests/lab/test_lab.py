@@ -179,6 +179,7 @@ def test_demo_traffic_counters_agree(lab, capsys):
     out = capsys.readouterr().out
     assert rc == 0, out
     assert "0 by the wrong backend, 0 lost" in out, out
+    assert "consistency: verdict: consistent" in out, out
     if DRIVER != "none":
         assert "fallback 0 (routes mirrored)" in out, out
 
