@@ -806,8 +806,11 @@ def _print_status(st: Dict[str, Any]) -> None:
     print("  namespaces: %s" % (", ".join("%s%s" % (n, "" if e else " (missing)") for n, e in ns.items())
                                  if up else "none"))
     if st["foreign_namespaces"]:
-        print("  NOT OURS: %s exist but belong to another lab or to something else"
-              % ", ".join(st["foreign_namespaces"]))
+        from .topology import run_dirs_in_namespaces
+        owners = run_dirs_in_namespaces(st["foreign_namespaces"])
+        print("  NOT OURS: %s exist but belong to %s" % (
+            ", ".join(st["foreign_namespaces"]),
+            "the lab of run dir %s" % ", ".join(owners) if owners else "another lab or to something else"))
     if st.get("driver"):
         print("  eswitch driver: %s (%s wiring)%s" % (st["driver"], st["wiring"],
                                                      ", no controller: static plan" if st["static"] else ""))

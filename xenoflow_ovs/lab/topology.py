@@ -41,6 +41,7 @@ import yaml
 from . import netns as nsh
 
 __all__ = ["TopologyError", "LabBusy", "End", "Veth", "EswitchPort", "LinuxBridge", "Topology",
+           "run_dirs_in_namespaces",
            "load_topology", "LabState", "Lab", "proc_alive", "proc_start_time", "stop_pid"]
 
 
@@ -277,6 +278,34 @@ def load_topology(path: str) -> Topology:
 # ---------------------------------------------------------------- processes by PID
 
 
+def run_dirs_in_namespaces(namespaces: Sequence[str]) -> List[str]:
+    """Run dirs of the labs whose processes live in `namespaces` (read-only: compares
+    /proc/PID/ns/net with the namespaces' inodes and reads `-c <run dir>/xenoflow.yaml`
+    off the command lines). For telling the user whose namespaces these are."""
+    inodes = set()
+    for ns in namespaces:
+        try:
+            inodes.add(os.stat(os.path.join("/var/run/netns", ns)).st_ino)
+        except OSError:
+            pass
+    found = set()
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            if os.stat("/proc/%s/ns/net" % pid).st_ino not in inodes:
+                continue
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                argv = f.read().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        for i, a in enumerate(argv[:-1]):
+            if a == "-c" and argv[i + 1].endswith("xenoflow.yaml"):
+                found.add(os.path.dirname(argv[i + 1]))
+    return sorted(found)
+
+
+
 def proc_start_time(pid: int) -> Optional[int]:
     """The process's start time (clock ticks since boot, /proc/PID/stat field 22),
     None when it does not exist or is a zombie."""
@@ -435,10 +464,14 @@ class Lab:
     def check_free(self) -> None:
         foreign = self.foreign_namespaces()
         if foreign:
+            owners = sorted(run_dirs_in_namespaces(foreign))
             raise LabBusy(
-                "namespace(s) %s exist and are not this lab's (run dir %s). Another lab is up "
-                "(stop it with `xenoflow lab down --run-dir <its run dir>`), or they were made by "
-                "something else: this lab will not touch them." % (", ".join(foreign), self.run_dir))
+                "namespace(s) %s exist and are not this lab's (run dir %s). %s, or they were made "
+                "by something else: this lab will not touch them." % (
+                    ", ".join(foreign), self.run_dir,
+                    "The lab of run dir %s is up (stop it with `xenoflow lab down --run-dir %s`)"
+                    % (owners[0], owners[0]) if owners else
+                    "Another lab is up (stop it with `xenoflow lab down --run-dir <its run dir>`)"))
         w = self.state.data.get("wiring")
         if w and w != self.wiring and any(nsh.ns_exists(ns) for ns in self.state.data["namespaces"]):
             raise LabBusy("the lab in %s is up with the %s wiring (eswitch %s); run `xenoflow lab "
