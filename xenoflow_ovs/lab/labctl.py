@@ -451,6 +451,7 @@ class LabCtl:
             self.lab.stop_process(name)
             done.append(name)
         done += self._stop_unrecorded_bind9()
+        done += self._stop_unrecorded()
         taps = self.lab.delete_taps()
         if taps:
             done.append("taps " + ",".join(taps))
@@ -464,6 +465,20 @@ class LabCtl:
             os.unlink(os.path.join(self.run_dir, CONTROLLER_STATE))
         except FileNotFoundError:
             pass
+        return done
+
+    def _stop_unrecorded(self) -> List[str]:
+        """Processes an `up` that crashed started but did not record (eswitchd, the
+        controller): those inside our namespaces whose command line names a file in our
+        run dir, stopped by PID."""
+        from .topology import processes_in_namespaces, stop_pid
+        mine = [ns for ns in self.state.data["namespaces"] if nsh.ns_exists(ns) and self.lab.owns(ns)]
+        done = []
+        prefix = self.run_dir.rstrip("/") + "/"
+        for pid, argv in processes_in_namespaces(mine):
+            if pid != os.getpid() and any(a.startswith(prefix) or ("=" + prefix) in a for a in argv):
+                stop_pid(pid)
+                done.append("unrecorded pid %d (%s)" % (pid, os.path.basename(argv[0])))
         return done
 
     def _stop_unrecorded_bind9(self) -> List[str]:

@@ -41,7 +41,7 @@ import yaml
 from . import netns as nsh
 
 __all__ = ["TopologyError", "LabBusy", "End", "Veth", "EswitchPort", "LinuxBridge", "Topology",
-           "run_dirs_in_namespaces",
+           "run_dirs_in_namespaces", "processes_in_namespaces",
            "load_topology", "LabState", "Lab", "proc_alive", "proc_start_time", "stop_pid"]
 
 
@@ -278,17 +278,21 @@ def load_topology(path: str) -> Topology:
 # ---------------------------------------------------------------- processes by PID
 
 
-def run_dirs_in_namespaces(namespaces: Sequence[str]) -> List[str]:
-    """Run dirs of the labs whose processes live in `namespaces` (read-only: compares
-    /proc/PID/ns/net with the namespaces' inodes and reads `-c <run dir>/xenoflow.yaml`
-    off the command lines). For telling the user whose namespaces these are."""
-    inodes = set()
-    for ns in namespaces:
-        try:
-            inodes.add(os.stat(os.path.join("/var/run/netns", ns)).st_ino)
-        except OSError:
-            pass
-    found = set()
+def ns_inode(ns: str) -> Optional[int]:
+    """The inode of a named network namespace (its identity while it lives)."""
+    try:
+        return os.stat(os.path.join("/var/run/netns", ns)).st_ino
+    except OSError:
+        return None
+
+
+def processes_in_namespaces(namespaces: Sequence[str]) -> List[Tuple[int, List[str]]]:
+    """(pid, argv) of every process whose network namespace is one of `namespaces`
+    (read-only: /proc/PID/ns/net compared with the namespaces' inodes)."""
+    inodes = {ns_inode(ns) for ns in namespaces} - {None}
+    out = []
+    if not inodes:
+        return out
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
             continue
@@ -299,6 +303,16 @@ def run_dirs_in_namespaces(namespaces: Sequence[str]) -> List[str]:
                 argv = f.read().decode(errors="replace").split("\0")
         except OSError:
             continue
+        out.append((int(pid), argv))
+    return out
+
+
+def run_dirs_in_namespaces(namespaces: Sequence[str]) -> List[str]:
+    """Run dirs of the labs whose processes live in `namespaces` (from the
+    `-c <run dir>/xenoflow.yaml` of their command lines), to tell the user whose
+    namespaces these are."""
+    found = set()
+    for _, argv in processes_in_namespaces(namespaces):
         for i, a in enumerate(argv[:-1]):
             if a == "-c" and argv[i + 1].endswith("xenoflow.yaml"):
                 found.add(os.path.dirname(argv[i + 1]))
@@ -456,10 +470,18 @@ class Lab:
         return "eswitch" if self.eswitch else "direct"
 
     # -- ownership
+    def owns(self, ns: str) -> bool:
+        """`ns` is recorded as made by this run dir and is still that namespace (its
+        inode, recorded at creation, matches: a namespace of the same name made by
+        somebody else after ours vanished is not ours)."""
+        if ns not in self.state.data["namespaces"]:
+            return False
+        want = self.state.data.get("ns_inodes", {}).get(ns)
+        return want is None or ns_inode(ns) in (None, want)
+
     def foreign_namespaces(self) -> List[str]:
         """The topology's namespaces that exist but this run dir did not create."""
-        mine = set(self.state.data["namespaces"])
-        return [ns for ns in self.topo.namespaces if nsh.ns_exists(ns) and ns not in mine]
+        return [ns for ns in self.topo.namespaces if nsh.ns_exists(ns) and not self.owns(ns)]
 
     def check_free(self) -> None:
         foreign = self.foreign_namespaces()
@@ -489,6 +511,8 @@ class Lab:
         for ns in self.topo.namespaces:
             self.state.add_namespace(ns)       # recorded first: a crash still cleans it
             nsh.create_ns(ns, exist_ok=True)
+            self.state.data.setdefault("ns_inodes", {})[ns] = ns_inode(ns)
+            self.state.save()
             kv = self.topo.sysctls_of(ns)
             if kv:
                 _run(ns, ["sysctl", "-q", "-w"] + ["%s=%s" % (k, v) for k, v in sorted(kv.items())])
@@ -554,7 +578,7 @@ class Lab:
         """``ip tuntap del`` every recorded tap still present (exact names, in its namespace)."""
         gone = []
         for ns, name in list(self.state.data["taps"]):
-            if nsh.ns_exists(ns) and nsh.link_exists(name, ns):
+            if nsh.ns_exists(ns) and self.owns(ns) and nsh.link_exists(name, ns):
                 _run(ns, ["ip", "tuntap", "del", "dev", name, "mode", "tap"], check=False)
                 if nsh.link_exists(name, ns):
                     nsh.delete_link(name, ns)
@@ -575,6 +599,11 @@ class Lab:
         except Exception as e:
             errors.append("taps: %s" % e)
         for ns in reversed(list(self.state.data["namespaces"])):
+            if nsh.ns_exists(ns) and not self.owns(ns):
+                # same name, another namespace: not ours to delete any more
+                self.state.data["namespaces"].remove(ns)
+                self.state.save()
+                continue
             try:
                 nsh.delete_ns(ns)
             except Exception as e:
