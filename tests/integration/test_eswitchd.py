@@ -76,8 +76,12 @@ def eswitchd(netns, short_tmp):
         yaml.safe_dump(data, f)
     cfg = config.load(path)
     log = open(os.path.join(short_tmp, "eswitchd.log"), "w")
+    # Import the package from where this test did (an installed wheel carries the compiled
+    # glue; the checkout may not have it built for this Python): not from the cwd.
+    import xenoflow_ovs
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(xenoflow_ovs.__file__)))
     proc = N.popen_in_ns(es, [sys.executable, "-m", "xenoflow_ovs.cli", "eswitchd", "-c", path],
-                         stdout=log, stderr=subprocess.STDOUT)
+                         stdout=log, stderr=subprocess.STDOUT, cwd=short_tmp, env=env)
     sock = cfg.path(cfg.eswitch.socket)
     deadline = time.monotonic() + 30
     while not os.path.exists(sock):

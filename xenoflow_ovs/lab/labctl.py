@@ -86,10 +86,13 @@ def default_run_dir(topo: Topology) -> str:
 
 
 def _subprocess_env() -> Dict[str, str]:
-    """Environment for our own Python subprocesses: this package importable even when
-    not installed, unbuffered logs."""
+    """Environment for our own Python subprocesses: they import xenoflow_ovs and dpdk_glue
+    from where this process did (an installed wheel carries the compiled glue, a checkout
+    may not have it built for this Python), and log unbuffered."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([REPO_ROOT] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    import xenoflow_ovs
+    origin = os.path.dirname(os.path.dirname(os.path.abspath(xenoflow_ovs.__file__)))
+    env["PYTHONPATH"] = os.pathsep.join([origin] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     env["PYTHONUNBUFFERED"] = "1"
     return env
 
@@ -288,7 +291,7 @@ class LabCtl:
             self.state.drop_process("eswitchd")
             probe = subprocess.run([sys.executable, "-c", "import dpdk_glue"], env=_subprocess_env(),
                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                   universal_newlines=True, cwd=REPO_ROOT)
+                                   universal_newlines=True, cwd="/")  # not the checkout: see _subprocess_env
             if probe.returncode != 0:
                 raise LabError("dpdk_glue is not importable (%s); build it (pip install -e .) or "
                                "run the lab with --eswitch none"
@@ -320,7 +323,7 @@ class LabCtl:
             return False
         probe = subprocess.run([sys.executable, "-c", "import xenoflow_ovs.launcher, xenoflow_ovs.app"],
                                env=_subprocess_env(), stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, cwd=REPO_ROOT)
+                               stderr=subprocess.DEVNULL, cwd="/")
         return probe.returncode == 0
 
     def start_controller(self) -> str:
