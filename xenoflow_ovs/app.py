@@ -557,6 +557,8 @@ class XenoFlowApp(compat.BaseApp):
                 "%s: %s", verb, ofrules.describe_change(ch))
         if bs.synced:
             self.repairs += len(r.changes)
+            if self.metrics is not None:
+                self.metrics.reconciled("ovs", "repair", len(r.changes))
         self.send_changes(bs, r.changes)
         bs.synced = True
         bs.in_sync = not (r.changes or r.conflicts or r.unresolved)
