@@ -52,11 +52,12 @@ def probe(server: str, port: int, protocol: str, h: Health) -> Tuple[bool, str]:
     import dns.rcode
 
     q = dns.message.make_query(h.query, h.qtype)
+    source = str(h.source) if h.source is not None else None   # the config holds an IPAddress
     try:
         if protocol == "tcp":
-            r = dns.query.tcp(q, server, timeout=h.timeout, port=port, source=h.source)
+            r = dns.query.tcp(q, server, timeout=h.timeout, port=port, source=source)
         else:
-            r = dns.query.udp(q, server, timeout=h.timeout, port=port, source=h.source)
+            r = dns.query.udp(q, server, timeout=h.timeout, port=port, source=source)
     except dns.exception.Timeout:
         return False, "timeout after %gs" % h.timeout
     except (OSError, dns.exception.DNSException) as exc:
