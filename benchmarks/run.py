@@ -326,10 +326,12 @@ def plot_throughput(ctx, rows, summary) -> None:
     names = [c for c in PLOT_ORDER if any(r["contender"] == c for r in rows)]
     for ax, size in zip(axl, sizes):
         for c in names:
-            rs = sorted([r for r in rows if r["contender"] == c and r["payload"] == size],
-                        key=lambda r: r["offered_pps"])
-            if rs:
-                ax.plot([r["offered_pps"] / 1e3 for r in rs], [r["delivered_pps"] / 1e3 for r in rs],
+            rs = [r for r in rows if r["contender"] == c and r["payload"] == size]
+            targets = sorted({r["target_pps"] for r in rs}, key=lambda t: t or 1e12)
+            pts = [(med([r["offered_pps"] for r in rs if r["target_pps"] == t]),
+                    med([r["delivered_pps"] for r in rs if r["target_pps"] == t])) for t in targets]
+            if pts:             # one point per rate step: medians over repetitions
+                ax.plot([x / 1e3 for x, _ in pts], [y / 1e3 for _, y in pts],
                         "o-", ms=3, label=c, color=COLORS.get(c))
         lim = max([r["offered_pps"] for r in rows if r["payload"] == size] or [1]) / 1e3
         ax.plot([0, lim], [0, lim], ":", color="grey", lw=0.8)
@@ -619,7 +621,9 @@ def plot_latency_load(ctx, rows, dists) -> None:
         ax.set_xlabel("background load (kpps)")
         ax.set_ylabel("RTT (µs): median, p99 dashed")
         ax.set_yscale("log")
-    axes[0][0].legend(fontsize=7)
+    from matplotlib.lines import Line2D
+    axes[0][-1].legend([Line2D([0], [0], color=COLORS.get(c), marker="o", ms=3) for c in names],
+                       names, fontsize=6)
     fig.tight_layout()
     fig.savefig(ctx.path("latency_load", "png"))
     p.close(fig)
@@ -729,6 +733,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("suite", choices=SUITES + ("all",))
     ap.add_argument("--smoke", action="store_true", help="CI-sized (about a minute per suite)")
+    ap.add_argument("--replot", action="store_true",
+                    help="only redraw the suite's PNG from its CSV in --out (no lab, no root)")
     ap.add_argument("--lab", choices=["minimal", "paper", "both"], default="both",
                     help="both (default): the XenoFlow contenders on the paper lab, the others "
                          "on the minimal one; the paper lab is skipped (XenoFlow not measured) "
@@ -746,6 +752,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=None, help="results dir (default benchmarks/results, "
                                                 "benchmarks/results/smoke with --smoke)")
     a = ap.parse_args(argv)
+    if a.replot:
+        return replot(a)
     import signal
 
     main_pid = os.getpid()
@@ -840,6 +848,39 @@ def main(argv=None) -> int:
         if qos_fd is not None:
             os.close(qos_fd)
     return rc
+
+
+def replot(a) -> int:
+    out = a.out or os.path.join(HERE, "results", "smoke" if a.smoke else "")
+    for suite in (["throughput", "latency", "latency_load"] if a.suite == "all" else [a.suite]):
+        path = os.path.join(out, suite + ".csv")
+        if not os.path.exists(path) or suite == "control":
+            continue
+        with open(path) as f:
+            rows = list(csv.DictReader(f))
+        for r in rows:
+            for k, v in r.items():
+                try:
+                    r[k] = int(v)
+                except (TypeError, ValueError):
+                    try:
+                        r[k] = float(v)
+                    except (TypeError, ValueError):
+                        r[k] = None if v == "" else v
+        ctx = Ctx(a, {"minimal": minimal_spec(a.prefix)}, out)
+        if suite == "throughput":
+            plot_throughput(ctx, rows, tput_summary(rows))
+        elif suite == "latency":
+            samples: Dict[str, List[float]] = {}
+            for r in rows:
+                sp = os.path.join(out, "samples", "latency-%s-%d.txt" % (r["contender"], r["rep"]))
+                if os.path.exists(sp):
+                    samples.setdefault(r["contender"], []).extend(float(x) for x in open(sp))
+            plot_latency(ctx, samples, latency_summary(rows))
+        else:
+            plot_latency_load(ctx, rows, [d for d in DISTS if any(r["dist"] == d for r in rows)])
+        log("redrew %s.png" % suite)
+    return 0
 
 
 if __name__ == "__main__":
