@@ -28,7 +28,7 @@ import subprocess
 import sys
 import time
 import traceback
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)

@@ -9,7 +9,6 @@ part of the Ryu app's import path.
 from __future__ import annotations
 
 import csv
-import json
 import os
 import subprocess
 import sys
