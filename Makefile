@@ -14,14 +14,16 @@ export XF_PY311 := $(PY311)
 export XF_PY39  := $(PY39)
 export XF_TOOLS_VENV := $(TOOLS)
 
-.PHONY: help deps venv test test-osken test-ryu demo clean
+.PHONY: help deps venv test test-osken test-ryu demo bench bench-smoke clean
 
 help:
 	@echo "make demo         install deps + .venv, then run 'xenoflow lab demo'"
 	@echo "make test         install deps, then 'tox -e $(XF_TOXENVS)' (whole suite, both runtimes)"
 	@echo "make test-osken   only the os-ken 4.2 / Python 3.11 env (ARGS='...' go to pytest)"
 	@echo "make test-ryu     only the Ryu 4.34 / Python 3.9 env"
-	@echo "make venv         dev venv .venv (3.11, editable, extras osken,test)"
+	@echo "make bench        every benchmark suite (~30 min), then benchmarks/REPORT.md"
+	@echo "make bench-smoke  a CI-sized run of every suite (~5 min), into results/smoke/"
+	@echo "make venv         dev venv .venv (3.11, editable, extras osken,test,bench)"
 	@echo "make deps         apt packages + tox (idempotent, fast when nothing is missing)"
 	@echo "make clean        remove .tox, build artefacts (keeps .venv, .venv-tools)"
 
@@ -32,10 +34,18 @@ $(VENV)/.stamp: setup.cfg setup.py pyproject.toml $(wildcard dpdk_glue/build_glu
 	@test -n "$(PY311)" || { echo "no python3.11 found"; exit 1; }
 	test -x $(VENV)/bin/python || $(PY311) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --disable-pip-version-check --upgrade pip
-	$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[osken,test]'
+	$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[osken,test,bench]'
 	touch $@
 
 venv: $(VENV)/.stamp
+
+bench: deps venv
+	$(VENV)/bin/python benchmarks/run.py all --wait-paper 900
+	$(VENV)/bin/python benchmarks/bench_disruption.py
+	$(VENV)/bin/python benchmarks/report.py
+
+bench-smoke: deps venv
+	$(VENV)/bin/python benchmarks/run.py all --smoke
 
 test: deps
 	$(TOX) -e $(XF_TOXENVS) -- $(ARGS)
