@@ -227,28 +227,33 @@ class TestLab:
     # -- up / down
     def up(self, wait_free: float = 900.0) -> "TestLab":
         """Waits (polling every 10 s) while another lab holds the paper lab's namespaces."""
+        from xenoflow_ovs.lab.topology import LabBusy
+
         deadline = time.monotonic() + wait_free
         while True:
             foreign = self.ctl.lab.foreign_namespaces()
             if not foreign:
-                break
+                t0 = time.monotonic()
+                try:
+                    self.ctl.up()
+                    break
+                except LabBusy:      # taken between our look and our up: ours only is removed
+                    self.ctl.down()
+                except BaseException:
+                    self.down()
+                    raise
             if time.monotonic() > deadline:
                 raise RuntimeError("another lab holds %s for more than %.0f s"
                                    % (", ".join(foreign), wait_free))
             time.sleep(10)
-        t0 = time.monotonic()
-        try:
-            self.ctl.up()
-        except BaseException:
-            self.down()
-            raise
         self.up_seconds = time.monotonic() - t0
         self.cfg = self.ctl.load_cfg()
         self.svc = self.cfg.services[0]
         self.api_sock = self.cfg.path(self.cfg.api.socket)
         self.es_sock = self.cfg.path(self.cfg.eswitch.socket)
-        # the controller's health probes start "up": wait until they have seen both backends
-        self.wait_consistent(20)
+        # health probes fail until the lab has given pf1sf0 its address (after the controller
+        # programmed both planes): wait until every backend is back in service
+        self.wait_settled(30)
         return self
 
     def down(self) -> None:
@@ -288,6 +293,17 @@ class TestLab:
     def wait_consistent(self, timeout: float = 15.0) -> float:
         t0 = time.monotonic()
         wait_until(lambda: self.verdict() == "consistent", timeout, 0.1, "verdict consistent")
+        return time.monotonic() - t0
+
+    def wait_settled(self, timeout: float = 20.0) -> float:
+        """Consistent, and every backend healthy and in service."""
+        t0 = time.monotonic()
+
+        def settled() -> bool:
+            body = self.api_ok("/services/%s" % self.svc.name)
+            return bool(body) and all(b["healthy"] and b["in_service"] for b in body["backends"]) \
+                and self.verdict() == "consistent"
+        wait_until(settled, timeout, 0.1, "every backend in service, verdict consistent")
         return time.monotonic() - t0
 
     def table(self) -> List[str]:
@@ -405,6 +421,14 @@ class TestLab:
     def controller_log(self) -> str:
         with open(os.path.join(self.run_dir, "controller.log"), errors="replace") as f:
             return f.read()
+
+    def log_mark(self) -> int:
+        return len(self.controller_log())
+
+    def health_events(self, mark: int) -> List[str]:
+        """'fips2 DOWN', 'fips2 up', ... logged by the controller since `mark`."""
+        return ["%s %s" % m.groups() for m in
+                re.finditer(r"backend \S+/(\S+) is (DOWN|up)", self.controller_log()[mark:])]
 
     def restart_controller(self) -> float:
         t = time.time()
@@ -684,7 +708,7 @@ class Table:
 
     def __init__(self) -> None:
         self.rows: List[Dict[str, str]] = []
-        self.notes: List[str] = []
+        self.extra: List[Tuple[str, List[str]]] = []
 
     def add(self, fault: str, sent: Any, lost: Any, recover: str, after: str) -> None:
         row = dict(zip(self.COLUMNS, (fault, str(sent), str(lost), recover, after)))

@@ -57,7 +57,7 @@ def lab():
 @pytest.fixture(autouse=True)
 def healthy(lab):
     """Every scenario starts (and must leave) the lab consistent, both backends in service."""
-    lab.wait_consistent(20)
+    lab.wait_settled(20)
     yield
 
 

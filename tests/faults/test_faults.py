@@ -1,0 +1,497 @@
+"""Faults and bad input under steady DNS load through the VIP (issue 7), with figures.
+
+One paper lab for the module (softdoca, routes mirrored, 2 source bits, health probes every
+200 ms from pf1sf0: faults_lib.py), in a private temp run dir; while another lab holds the
+fixed namespace names the fixture waits (polls every 10 s, up to 15 min). Each fault is
+injected while faults_lib's paced load generator sends `who.example.lab TXT` from 8 source
+addresses of fips4 (every bucket) and records every query; the test asserts the behaviour,
+and the figures (queries sent, lost, time to recover, state after) go to a table that the
+module writes to benchmarks/results/faults.md (XF_FAULTS_MD overrides the path) and prints.
+
+Not here, covered elsewhere (the table's notes say so): API bad input (tests/unit/test_api.py,
+tests/unit/test_api_contract.py), the config fuzzer and softdoca's parsers under libFuzzer
+(tests/faults/test_config_fuzz.py, tests/faults/test_softdoca_fuzz.py).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+
+import pytest
+import yaml
+
+import faults_lib as fl
+
+pytestmark = [pytest.mark.root, pytest.mark.ovs, pytest.mark.lab, pytest.mark.slow]
+
+RATE = 300.0
+OUT = os.environ.get("XF_FAULTS_MD") or os.path.join(fl.REPO, "benchmarks", "results", "faults.md")
+
+
+@pytest.fixture(scope="module")
+def table():
+    t = fl.Table()
+    yield t
+    if t.rows:
+        write_report(t, OUT)
+        print("\n" + t.markdown() + "\n(written to %s)" % OUT)
+
+
+@pytest.fixture(scope="module")
+def lab(table):
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    tmp = tempfile.mkdtemp(prefix="xf-flt-")
+    lab = fl.TestLab(tmp)
+    try:
+        lab.up()
+        table.lab_up = lab.up_seconds
+        yield lab
+    finally:
+        lab.down()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def consistent_before(lab):
+    lab.wait_settled(20)
+    yield
+
+
+def _after(lab, timeout=15.0):
+    """'consistent' (check exit 0) once it is, else the verdict and what differs."""
+    try:
+        lab.wait_consistent(timeout)
+    except AssertionError:
+        pass
+    rc, rep = lab.check_cli()
+    if rc == 0:
+        return "consistent (check exit 0)"
+    return "%s (check exit %d): %s" % (rep.get("verdict"), rc, json.dumps(rep.get("drift"))[:200])
+
+
+def _health(lab, mark, expected=()):
+    """The health transitions the controller logged since `mark`, as a note for the table."""
+    ev = lab.health_events(mark)
+    if not ev:
+        return ""
+    if list(ev) == list(expected):
+        return "; health: %s" % ", ".join(ev)
+    return "; FALSE FAILOVER: probes (through OVS, from pf1sf0) failed meanwhile, health: %s" % (
+        ", ".join(ev))
+
+
+def _bucket_pkts(lab):
+    return sum(n for k, n in lab.entry_counters().items() if '"root"' not in k)
+
+
+# ---------------------------------------------------------------- 1. ovs-vswitchd
+
+
+def test_ovs_vswitchd_killed_and_restarted(lab, table):
+    ovs = lab.ovs()
+    flows0 = lab.flows()
+    mark = lab.log_mark()
+    load = lab.load(lab.sources(8), RATE, 7.0)
+    time.sleep(1.0)
+    pid = ovs.pid("ovs-vswitchd")
+    es0 = _bucket_pkts(lab)
+    os.kill(pid, signal.SIGKILL)
+    fl.wait_until(lambda: ovs.pid("ovs-vswitchd") is None, 10, 0.02, "ovs-vswitchd gone")
+    time.sleep(1.0)
+    es1 = _bucket_pkts(lab)
+    t_restart = time.monotonic()
+    ovs.restart_vswitchd()
+    lab.ctl.start_ovs()            # the lab records the new PID
+    started = time.monotonic() - t_restart
+    fl.wait_until(lambda: set(lab.flows()) == set(flows0), 20, 0.1, "our flows restored")
+    restored = time.monotonic() - t_restart
+    lab.wait_consistent(20)
+    consistent = time.monotonic() - t_restart
+    res = load.wait()
+    after = _after(lab)
+    table.add("1. ovs-vswitchd SIGKILL, restarted 1 s later", res.sent, res.lost,
+              "flows restored %.2f s after the restart (daemon up in %.2f s), consistent at %.2f s"
+              % (restored, started, consistent), after + _health(lab, mark))
+    assert es1 - es0 >= RATE * 0.5, "the eSwitch did not forward while OVS was down: %d" % (es1 - es0)
+    assert res.lost == 0, res.lost_records()[:10]
+    assert after.startswith("consistent")
+
+
+# ---------------------------------------------------------------- 2. ovsdb-server
+
+
+def test_ovsdb_server_restarted(lab, table):
+    from xenoflow_ovs import plan as plan_mod
+    ovs = lab.ovs()
+    flows0, tf0 = lab.flows(), time.monotonic()
+    mark = lab.log_mark()
+    load = lab.load(lab.sources(8), RATE, 5.0)
+    time.sleep(1.0)
+    t_restart = time.monotonic()
+    t_wall = time.time()
+    ovs.restart_ovsdb()
+    lab.ctl.start_ovs()
+
+    def reconnected():
+        st = lab.api_ok("/status") or {}
+        o = st.get("ovsdb") or {}
+        return o.get("connected") and (o.get("last_ensure") or 0) > t_wall
+    fl.wait_until(reconnected, 30, 0.1, "the controller's OVSDB connection back (ensure after it)")
+    recover = time.monotonic() - t_restart
+    res = load.wait()
+    flows1, elapsed = lab.flows(), time.monotonic() - tf0
+    after = _after(lab)
+    readded = [k for k, f in flows1.items() if k in flows0
+               and f["duration"] < flows0[k]["duration"] + elapsed - 1.5]
+    health = lab.health_events(mark)
+    kinds = {plan_mod.KINDS[((flows1[k]["cookie"] >> 32) & 0xFF) - 1] for k in readded}
+    table.add("2. ovsdb-server restarted", res.sent, res.lost,
+              "controller's OVSDB session back and re-ensured %.2f s after the restart; no rule "
+              "lost; %s" % (recover, "none re-added" if not readded else
+                            "%d service rule(s) rewritten by health transitions" % len(readded)),
+              after + _health(lab, mark))
+    assert set(flows1) == set(flows0), "rules lost or added across the ovsdb-server restart"
+    # a rule may only change through a (health) transition of the controller, never by the restart
+    assert not readded or (health and kinds <= {"service"}), (readded, health)
+    assert res.lost == 0, res.lost_records()[:10]
+    assert after.startswith("consistent")
+
+
+# ---------------------------------------------------------------- 3. controller
+
+
+def test_controller_killed_and_restarted(lab, table):
+    mark = lab.log_mark()
+    out = fl.controller_crash(lab, dead_for=2.0, rate=RATE)
+    res = out["load"]
+    table.add("3. controller SIGKILL, restarted %.1f s later" % out["dead"], res.sent, res.lost,
+              "consistent %.2f s after the restart; entries adopted (same list, no duplicates, "
+              "counters kept), no OVS flow re-added" % out["recover"], _after(lab) + _health(lab, mark))
+    assert res.lost == 0
+
+
+# ---------------------------------------------------------------- 4./5. a backend goes away
+
+
+def test_backend_killed_and_back(lab, table):
+    mark = lab.log_mark()
+    out = fl.failover(lab, lambda: lab.kill("bind9-fips3", signal.SIGKILL), lab.bind9_restart,
+                      rate=RATE, label="bind9 on fips3 SIGKILLed")
+    res = out["load"]
+    table.add("4. backend dies (bind9 on fips3 SIGKILL), restarted 3 s later", res.sent,
+              "%d (fips3's buckets, sent within %.2f s of the kill)" % (res.lost, out["lost_window"]),
+              "fips3's buckets on fips2 %.2f s after the kill; original table %.2f s after bind9 "
+              "answered again" % (out["failover"], out["back"]),
+              _after(lab) + _health(lab, mark, ["fips3 DOWN", "fips3 up"]))
+
+
+def test_backend_link_down_and_up(lab, table):
+    from xenoflow_ovs.lab import netns as nsh
+
+    def link(state):
+        return lambda: nsh.run_in_ns(None, ["ip", "-n", "fips3", "link", "set", "eth0", state])
+    mark = lab.log_mark()
+    try:
+        out = fl.failover(lab, link("down"), link("up"), rate=RATE, label="fips3 eth0 down")
+    finally:
+        link("up")()
+    res = out["load"]
+    table.add("5. backend link down (fips3 eth0), up 3 s later", res.sent,
+              "%d (fips3's buckets, sent within %.2f s of the link going down)" % (
+                  res.lost, out["lost_window"]),
+              "fips3's buckets on fips2 %.2f s after link down; original table %.2f s after "
+              "link up" % (out["failover"], out["back"]),
+              _after(lab) + _health(lab, mark, ["fips3 DOWN", "fips3 up"]))
+
+
+# ---------------------------------------------------------------- 6. eSwitch insertion fails
+
+
+def test_eswitch_insert_fails_midway(lab, table):
+    canon = lambda es: sorted(json.dumps(e, sort_keys=True) for e in es)  # noqa: E731
+    plan0 = lab.api_ok("/plan")
+    entries0 = lab.entries()
+    flows0 = set(lab.flows())
+    bad0 = lab.metric("xenoflow_config_reloads_total", result="bad")
+    mark = lab.log_mark()
+    path = lab.ctl.cfg_path
+    with open(path) as f:
+        original = f.read()
+    data = yaml.safe_load(original)
+    data["services"][0]["policy"]["bits"] = 3          # 8 buckets: a new pipe, 8 new entries
+    load = lab.load(lab.sources(8), RATE, 5.0)
+    time.sleep(1.0)
+    try:
+        with open(path, "w") as f:
+            yaml.safe_dump(data, f, sort_keys=False)
+        lab.eswitch("fault", nth=3)                     # the 3rd entry add fails: DOCA_ERROR_FULL
+        t0 = time.monotonic()
+        code, body = lab.api("POST", "/reload")
+        answered = time.monotonic() - t0
+    finally:
+        with open(path, "w") as f:
+            f.write(original)
+        lab.eswitch("fault", nth=0)
+    plan1, entries1, flows1 = lab.api_ok("/plan"), lab.entries(), set(lab.flows())
+    res = load.wait()
+    after = _after(lab)
+    print("\nreload with bits 3 and the 3rd entry add failing: %d %s" % (code, body))
+    table.add("6. eSwitch entry insertion fails midway (3rd add of a reload to 8 buckets)",
+              res.sent, res.lost, "API answered %d in %.2f s: %s; /plan, eswitchd's entries and "
+              "our OVS flows as before" % (code, answered, str(body.get("error"))[:120]),
+              after + _health(lab, mark))
+    assert code == 503, body
+    assert "DOCA_ERROR_FULL" in body["error"], body
+    assert plan1 == plan0
+    assert canon(entries1) == canon(entries0)
+    assert flows1 == flows0
+    assert lab.metric("xenoflow_config_reloads_total", result="bad") == bad0 + 1
+    assert res.lost == 0, res.lost_records()[:10]
+    assert after.startswith("consistent")
+
+
+# ---------------------------------------------------------------- 7. someone else's flows
+
+
+def test_foreign_flows_left_alone_ours_repaired(lab, table):
+    ovs = lab.ovs()
+    foreign = {"ovsbr1": "cookie=0x1234,priority=1000,udp,in_port=p0,tp_dst=9999,actions=drop",
+               "ovsbr2": "cookie=0x1235,priority=5,arp,arp_tpa=198.18.0.99,actions=drop"}
+    flows0 = lab.flows()
+    mark = lab.log_mark()
+    try:
+        for br, f in foreign.items():
+            ovs.ofctl("add-flow", br, f)
+        theirs0 = lab.flows(ours=False)
+        assert len(theirs0) == 2, theirs0
+        load = lab.load(lab.sources(8), RATE, 5.0)
+        time.sleep(1.0)
+        victim = sorted(k for k in flows0 if k[0] == "ovsbr1" and "nw_src" in k[1])[0]
+        modified = sorted(k for k in flows0 if k[0] == "ovsbr2" and "dl_dst" in k[1]
+                          and "in_port" in k[1])[0]
+        ovs.ofctl("del-flows", "--strict", victim[0], victim[1])
+        ovs.ofctl("mod-flows", "--strict", modified[0], "%s,actions=drop" % modified[1])
+        t0 = time.monotonic()
+        fl.wait_until(lambda: {k: f["actions"] for k, f in lab.flows().items()}
+                      == {k: f["actions"] for k, f in flows0.items()}, 15, 0.1, "ours repaired")
+        repaired = time.monotonic() - t0
+        theirs1 = lab.flows(ours=False)
+        res = load.wait()
+        after = _after(lab)
+        table.add("7. foreign flows (other cookies) on both bridges; one of ours deleted, one "
+                  "modified", res.sent, res.lost, "ours repaired %.2f s after; the 2 foreign "
+                  "flows untouched" % repaired, after + _health(lab, mark))
+        assert set(theirs1) == set(theirs0)
+        assert all(theirs1[k]["duration"] >= theirs0[k]["duration"] for k in theirs0)
+        assert res.lost == 0, res.lost_records()[:10]
+        assert after.startswith("consistent")
+    finally:
+        for br, f in foreign.items():
+            ovs.ofctl("del-flows", br, "%s/-1" % f.split(",")[0], check=False)
+
+
+# ---------------------------------------------------------------- bad input: packets
+
+
+def _settled_status(lab):
+    """/status once OVS's counters stop moving (datapath stats reach the rules asynchronously)."""
+    last = None
+    for _ in range(20):
+        time.sleep(0.6)
+        st = lab.api_ok("/status")
+        cur = (st["miss_other_packets"], st["fallback_packets"])
+        if cur == last:
+            return st
+        last = cur
+    return st
+
+
+def _frames(lab):
+    topo = lab.ctl.topo
+    fips1_mac = [ln.a.mac for ln in topo.links if ln.a.netns == "fips1"][0]
+    pf0_mac = [p.wire_peer.mac for p in topo.eswitch_ports if p.name == "pf0hpf"][0]
+    vip, vmac = str(lab.svc.vip), lab.svc.vip_mac
+    return (fl.bad_frames(vmac, fips1_mac, "198.18.0.11", vip),
+            fl.bad_frames(vmac, pf0_mac, "198.18.0.5", vip))
+
+
+VLAN = "VLAN-tagged IPv4 query"
+VERSION6 = "IPv4 version 6 in an IPv4 frame"
+FRAGMENT = "IPv4 non-first fragment to the VIP"
+DISAGREE = (VLAN, VERSION6)     # test_frames_the_planes_classify_differently (xfail)
+COUNT = 20
+
+
+def _kind_by_kind(lab, ns, ifc, port, frames):
+    """Send each kind COUNT times into `port` (no other traffic): what arrived, and how
+    softdoca classified it. Rows: (name, class, rx, malformed, miss, bucket entry hits)."""
+    rows = []
+    for name, (cls, frame) in frames.items():
+        if name in DISAGREE:
+            continue
+        p0, es0 = lab.port_stats()[port], _bucket_pkts(lab)
+        r = fl.send_frames(ns, ifc, [frame], COUNT)
+        assert not r["errors"], r
+        time.sleep(0.15)
+        p1, es1 = lab.port_stats()[port], _bucket_pkts(lab)
+        rows.append((name, cls, p1["rx_pkts"] - p0["rx_pkts"], p1["malformed_pkts"] - p0["malformed_pkts"],
+                     p1["miss_pkts"] - p0["miss_pkts"], es1 - es0))
+    return rows
+
+
+def test_bad_packets_at_the_eswitch_and_at_ovs(lab, table):
+    """Each kind of bad frame, 20 times, straight into p0 (sent on tor's t-p0, where the
+    service's entries are) and into pf0hpf (fips5's pf0, a port without entries: everything
+    goes on to OVS); then all of them again, also through the tor bridge from fips1, under
+    load. Nothing crashes, the counters account for every frame, balanced traffic loses
+    nothing, OVS counts the misses as miss_other, never as fallback."""
+    via_p0, via_pf0 = _frames(lab)
+    pids = {n: lab.pid(n) for n in ("eswitchd", "controller")}
+    mark = lab.log_mark()
+    st0 = _settled_status(lab)
+    p0_rows = _kind_by_kind(lab, "tor", "t-p0", "p0", via_p0)
+    pf0_rows = _kind_by_kind(lab, "fips5", "pf0", "pf0hpf", via_pf0)
+    # everything again, from three sides, under load
+    load = lab.load(lab.sources(8), RATE, 4.0)
+    time.sleep(0.5)
+    for ns, ifc, frames in (("fips1", "eth0", via_p0), ("tor", "t-p0", via_p0), ("fips5", "pf0", via_pf0)):
+        r = fl.send_frames(ns, ifc, [f for n, (c, f) in frames.items() if n not in DISAGREE], COUNT)
+        assert not r["errors"], r
+    res = load.wait()
+    st1 = _settled_status(lab)
+    miss_other = st1["miss_other_packets"] - st0["miss_other_packets"]
+    fallback = st1["fallback_packets"] - st0["fallback_packets"]
+    alive = {n: lab.alive(n) and lab.pid(n) == pids[n] for n in pids}
+    after = _after(lab)
+    lines = ["| frame (x%d) | class | p0: arrived | malformed | miss (to OVS) | bucket hits "
+             "| pf0hpf: arrived | malformed | miss (to OVS) |" % COUNT, "|---|---|---|---|---|---|---|---|---|"]
+    for r0, r1 in zip(p0_rows, pf0_rows):
+        lines.append("| %s | %s | %d | %d | %d | %d | %d | %d | %d |" % (r0 + r1[2:5]))
+    table.extra.append(("Bad packets, kind by kind", lines + [
+        "", "Over the whole test (kind by kind, then again under load, also from fips1 through "
+        "the tor bridge) OVS counted miss_other +%d and fallback +%d." % (miss_other, fallback)]))
+    print("\n" + "\n".join(lines))
+    print("OVS miss_other +%d, fallback +%d; alive %s; load %s" % (miss_other, fallback, alive,
+                                                                  res.summary()))
+    table.add("bad packets: %d kinds x %d (malformed, truncated, oversized IPv4/UDP/DNS, non-IP) into "
+              "p0 and pf0hpf, then all again under load" % (len(p0_rows), COUNT),
+              res.sent, res.lost, "n/a: softdoca and the controller never went down; every frame "
+              "counted (table below); OVS miss_other +%d, fallback +%d" % (miss_other, fallback),
+              after + _health(lab, mark))
+    assert all(alive.values()), alive
+    assert res.lost == 0, res.lost_records()[:10]
+    for rows, port in ((p0_rows, "p0"), (pf0_rows, "pf0hpf")):
+        for name, cls, rx, mal, miss, hits in rows:
+            where = (port, name, rx, mal, miss, hits)
+            if name == FRAGMENT and rx == 0:
+                continue   # DPDK's net_af_packet (fanout with the kernel's defrag flag) holds it
+            assert rx == COUNT, where
+            if cls == "malformed":
+                assert mal == COUNT and miss == COUNT and hits == 0, where
+            elif cls == "miss" or port == "pf0hpf":
+                assert mal == 0 and miss == COUNT and hits == 0, where
+            else:
+                assert mal == 0 and miss == 0 and hits == COUNT, where
+    # OVS saw every miss and claimed none as service traffic
+    misses = sum(r[4] for r in p0_rows + pf0_rows)
+    assert miss_other >= 2 * misses, (miss_other, misses)
+    assert fallback == 0
+    assert after.startswith("consistent")
+
+
+@pytest.mark.xfail(strict=True, reason="the planes classify these differently: the eSwitch's root "
+                   "entries match an untagged IPv4 header (a VLAN tag or an IP version field other than "
+                   "4 misses), while OVS's service rules carry no VLAN match (OpenFlow 1.3) and OVS's "
+                   "IPv4 parser does not check the version field: OVS balances them on the Arm, "
+                   "counted as fallback")
+def test_frames_the_planes_classify_differently(lab, table):
+    via_p0, _ = _frames(lab)
+    found = []
+    for name in DISAGREE:
+        st0 = _settled_status(lab)
+        p0 = lab.port_stats()["p0"]
+        r = fl.send_frames("tor", "t-p0", [via_p0[name][1]], COUNT)
+        assert not r["errors"], r
+        st1 = _settled_status(lab)
+        p1 = lab.port_stats()["p0"]
+        fb = st1["fallback_packets"] - st0["fallback_packets"]
+        found.append((name, p1["rx_pkts"] - p0["rx_pkts"], p1["miss_pkts"] - p0["miss_pkts"],
+                      p1["malformed_pkts"] - p0["malformed_pkts"], fb))
+    table.extra.append(("Frames the two planes classify differently (known gap, xfail)", [
+        "| frame (x%d, into p0) | p0 arrived | miss (to OVS) | malformed | OVS fallback |" % COUNT,
+        "|---|---|---|---|---|"] + ["| %s | %d | %d | %d | %d |" % f for f in found] + [
+        "", "The eSwitch does not claim them; OVS's service rules do (no VLAN match; OVS's IPv4 "
+        "parser ignores the version field), so OVS balances them on the Arm and the controller "
+        "counts fallback: `xenoflow check` then says `fallback` (exit 1) for the rest of the "
+        "controller's life. Matching `vlan_tci=0` in the service rules would settle the VLAN case."]))
+    print("\nframes the planes classify differently: %s" % found)
+    assert all(f[4] == 0 for f in found), found
+
+
+# ---------------------------------------------------------------- the report
+
+
+def write_report(t, path):
+    lines = [
+        "# Faults and bad input: reliability under load (issue 7)",
+        "",
+        "Written by `tests/faults/test_faults.py` (root, lab) on %s; the paper lab on one 2-core VM "
+        "(softdoca eSwitch, private OVS netdev, the os-ken controller, bind9 on fips2/fips3)."
+        % time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "",
+        t.markdown(),
+        "",
+    ]
+    for title, body in t.extra:
+        lines += ["## " + title, ""] + list(body) + [""]
+    lines += [
+        "## Method",
+        "",
+        "- Load: `tests/faults/faults_lib.py` loadgen in fips4, `who.example.lab TXT` to the VIP "
+        "198.18.0.53, round robin over 8 source addresses (every one of the 4 buckets of `bits: 2`), "
+        "paced at %.0f queries/s (smooth pacing, lab_notes.md section 5), 5-9 s per fault. Every query "
+        "is matched to its answer; **lost** = no answer by the end of the run + 1.5 s. Sources that "
+        "have had an answer send with MSG_CONFIRM (as a client seeing replies would), so the "
+        "VIP's neighbour entry needs no ARP answer from OVS during a fault." % RATE,
+        "- Health checks: DNS probes from pf1sf0 (198.18.0.250) every 0.2 s, timeout 0.15 s, fall 2, "
+        "rise 2. Failover time = from the fault to the first query of fips3's buckets answered by "
+        "fips2; only queries of fips3's buckets sent in that window may be lost (asserted).",
+        "- Time to recover: from the restart (or the change) to what the row names, polled every "
+        "0.1 s through the controller's API (`GET /status`, `GET /check`, `GET /services`) and "
+        "`ovs-ofctl dump-flows`; **state after** = `xenoflow check` once settled.",
+        "- No rule lost / re-added: our flows (by cookie) compared before and after, with their "
+        "`duration` going on; eSwitch entries compared with eswitchd's own list (cookies included).",
+        "- Fault 6: the lab's config reloaded (`POST /reload`) with `bits: 3` while softdoca is told "
+        "to fail the 3rd entry add (`fault nth=3`: DOCA_ERROR_FULL).",
+        "- Bad packets: raw AF_PACKET frames to the VIP MAC, each kind 20 times, kind by kind and "
+        "with no other traffic: on tor's t-p0 straight into p0 (the service's ingress: softdoca "
+        "parses them against its entries) and on fips5's pf0 into pf0hpf (a port without entries: "
+        "everything goes on to OVS); then all kinds again under load, also from fips1 through the "
+        "tor bridge (which itself drops the malformed IPv4 and the lone fragment before p0). "
+        "Counters: softdoca's per-port `rx_pkts`/`malformed_pkts`/`miss_pkts` and the bucket "
+        "entries' packets (eswitchd `counters`), OVS's `miss_other` and `fallback` (controller "
+        "`/status`). A lone non-first IPv4 fragment never reaches softdoca: DPDK's net_af_packet "
+        "(the lab's emulated port) holds it in the kernel's fanout defragmentation; not covered.",
+        "",
+        "## Bad input covered elsewhere",
+        "",
+        "- API: malformed JSON, wrong types, unknown services/backends, huge bodies, bad or missing "
+        "token: `tests/unit/test_api.py` (errors are JSON 4xx, bearer token), "
+        "`tests/unit/test_api_contract.py::test_bad_requests_are_4xx_and_change_nothing` and "
+        "`::test_draining_the_last_backend_is_a_conflict` (4xx, state unchanged), "
+        "`::test_reload_good_and_bad_files`.",
+        "- Config: `tests/faults/test_config_fuzz.py` (generated broken YAML: exit 2 with a message, "
+        "no traceback, a running controller unchanged on reload).",
+        "- softdoca's packet and entry parsing under libFuzzer (ASan/UBSan, bounded): "
+        "`tests/faults/test_softdoca_fuzz.py`.",
+        "",
+    ]
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write("\n".join(lines))
