@@ -541,16 +541,18 @@ def controller_crash(lab, dead_for=2.0, rate=300.0):
     srcs = lab.sources(8)
     load = lab.load(srcs, rate, dead_for + 5.0)
     time.sleep(1.0)
-    lab.kill("controller")
-    t_dead = time.monotonic()
-    time.sleep(0.3)
-    es_a, ovs_a = lab.entry_counters(), lab.ovs_packets(("service",))
-    time.sleep(max(0.5, dead_for - 0.3))
-    es_b, ovs_b = lab.entry_counters(), lab.ovs_packets(("service",))
-    dead = time.monotonic() - t_dead
     log_at = len(lab.controller_log())
-    t_restart = time.monotonic()
-    lab.restart_controller()
+    lab.kill("controller")
+    try:
+        t_dead = time.monotonic()
+        time.sleep(0.3)
+        es_a, ovs_a = lab.entry_counters(), lab.ovs_packets(("service",))
+        time.sleep(max(0.5, dead_for - 0.3))
+        es_b, ovs_b = lab.entry_counters(), lab.ovs_packets(("service",))
+        dead = time.monotonic() - t_dead
+    finally:
+        t_restart = time.monotonic()
+        lab.restart_controller()     # also when a probe above failed: the lab stays usable
     lab.wait_consistent(20)
     recover = time.monotonic() - t_restart
     res = load.wait()
@@ -595,13 +597,19 @@ def failover(lab, stop, start, rate=400.0, label="bind9 stopped"):
     time.sleep(1.5)
     t_stop = time.time()
     stop()
-    wait_until(lambda: not lab.backend_state("fips3").get("healthy", True), 5, 0.05,
-                  "fips3 down in the API")
-    t_down_api = time.time()
-    time.sleep(max(0.0, t_stop + 3.0 - time.time()))
-    t_start = time.time()
-    start()
-    t_started = time.time()
+    started = False
+    try:
+        wait_until(lambda: not lab.backend_state("fips3").get("healthy", True), 5, 0.05,
+                   "fips3 down in the API")
+        t_down_api = time.time()
+        time.sleep(max(0.0, t_stop + 3.0 - time.time()))
+        t_start = time.time()
+        start()
+        started = True
+        t_started = time.time()
+    finally:
+        if not started:
+            start()                  # the backend comes back even when the failover failed
     wait_until(lambda: lab.table() == table0, 10, 0.05, "the original table back")
     t_back = time.time()
     res = load.wait()
@@ -621,7 +629,8 @@ def failover(lab, stop, start, rate=400.0, label="bind9 stopped"):
     # losses only on fips3's buckets and only in the failover window
     assert len(lost_f3) == len(lost), "fips2's buckets lost queries: %s" % [
         r for r in lost if r not in lost_f3][:5]
-    assert all(t_stop - 0.05 <= r[1] <= first_f2 + 0.05 for r in lost), [
+    # (0.2 s of tolerance before the stop: queries already in flight to the dying backend)
+    assert all(t_stop - 0.2 <= r[1] <= first_f2 + 0.05 for r in lost), [
         round(r[1] - t_stop, 3) for r in lost]
     # fall x interval (+ a probe timeout) + one reconcile; margin for this 2-core VM
     assert out["failover"] <= out["budget"], out
