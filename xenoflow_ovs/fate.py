@@ -29,6 +29,7 @@ class Packet:
     l4_dst: int = 53
     arp_op: int = 0
     arp_tpa: str = ""
+    vlan: Optional[int] = None          # an 802.1Q VLAN id, None when untagged
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,9 @@ def flow_matches(f: Flow, pkt: Packet) -> bool:
         if name in ("ipv4_src", "ipv4_dst", "arp_tpa"):
             have = getattr(pkt, name)
             if not have or not _masked(want, _ip(have), _ip):
+                return False
+        elif name == "vlan_vid":
+            if want == 0 and pkt.vlan is not None or want != 0 and pkt.vlan != want & 0xFFF:
                 return False
         elif name == "eth_dst":
             if str(want).lower() != pkt.eth_dst.lower():
@@ -121,6 +125,8 @@ _ES_FIELDS = {"eth_type": "eth_type", "ip_proto": "ip_proto", "ipv4_src": "ipv4_
 def _entry_matches(e: Entry, pkt: Packet) -> bool:
     for name, value, mask in e.match:
         have = getattr(pkt, _ES_FIELDS[name])
+        if name == "eth_type" and pkt.vlan is not None:
+            have = 0x8100   # the eSwitch matches the outer ethertype
         if name.startswith("ipv4"):
             have = _ip(have)
         if name.startswith("l4") and pkt.eth_type != ETH_IP:

@@ -41,10 +41,16 @@ FALLBACK_KINDS = ("service", "route")
 MISS_OTHER_KINDS = ("arp", "guard", "patch_drop", "mgmt", "table_miss")
 
 # Canonical match field order (OXM prerequisites come first).
-FIELD_ORDER = ("in_port", "eth_dst", "eth_type", "arp_op", "arp_tpa", "ip_proto",
+FIELD_ORDER = ("in_port", "vlan_vid", "eth_dst", "eth_type", "arp_op", "arp_tpa", "ip_proto",
                "ipv4_src", "ipv4_dst", "udp_src", "udp_dst", "tcp_src", "tcp_dst")
 
 Match = Tuple[Tuple[str, Any], ...]   # (field, value) or (field, (value, mask))
+
+# OXM vlan_vid 0 (OFPVID_NONE): no 802.1Q tag. The eSwitch's entries match the outer
+# ethertype, so a tagged frame misses there; OpenFlow's eth_type looks past the tag.
+# The classes both planes carry (services, routes) are therefore untagged in OVS too,
+# or a tagged query would be balanced on the Arm and counted as fallback.
+UNTAGGED = 0
 Action = Tuple[Any, ...]
 
 
@@ -223,8 +229,8 @@ def _service_flows(cfg: Config, svc: Service, tbl: buckets.Table) -> List[Flow]:
     l4 = svc.protocol
     for value, mask, backend in buckets.merge(tbl):
         be = svc.backend(backend)
-        fields: Dict[str, Any] = dict(in_port=svc.ingress, eth_type=ETH_IP, ip_proto=svc.ip_proto,
-                                      ipv4_dst=str(svc.vip))
+        fields: Dict[str, Any] = dict(in_port=svc.ingress, vlan_vid=UNTAGGED, eth_type=ETH_IP,
+                                      ip_proto=svc.ip_proto, ipv4_dst=str(svc.vip))
         fields[l4 + "_dst"] = svc.port
         if mask:
             if svc.policy.kind == "src-port-bits":
@@ -248,7 +254,7 @@ def _route_flows(cfg: Config, route: Route) -> List[Flow]:
     dst = None if route.dst.prefixlen == 0 else _prefix(route)
     prio = ROUTE + route.dst.prefixlen
     out = [Flow(cfg.bridge_of(route.src_port), prio,
-                _match(in_port=route.src_port, eth_type=ETH_IP, ipv4_dst=dst),
+                _match(in_port=route.src_port, vlan_vid=UNTAGGED, eth_type=ETH_IP, ipv4_dst=dst),
                 (("output", first_hop),), "route", route.label)]
     if peer_br is not None:
         patch_in = cfg.patch_port(peer_br, cfg.bridge_of(route.src_port))
@@ -390,6 +396,9 @@ def ofctl_match(match: Match) -> str:
         parts.append("dl_type=0x%04x" % eth_type)
     for f, v in match:
         if f in ("eth_type", "ip_proto"):
+            continue
+        if f == "vlan_vid" and v == UNTAGGED:
+            parts.append("vlan_tci=0x0000/0x1fff")   # how OVS writes "no 802.1Q header"
             continue
         parts.append("%s=%s" % (_OFCTL_FIELD[f], _fmt_value(v)))
     return ",".join(parts)

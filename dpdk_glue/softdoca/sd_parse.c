@@ -41,7 +41,10 @@ bool sd_parse(const uint8_t *frame, uint32_t len, uint16_t port_id, struct sd_ke
 		return false;
 	uint8_t vihl = ip[0];
 	uint32_t ihl = (uint32_t)(vihl & 0x0f) * 4u;
-	if ((vihl >> 4) != 4 || ihl < 20 || ihl > rem)
+	/* The ethertype says IPv4; the version nibble is not checked, as OVS's parser does
+	 * not check it either: both planes must classify the same frame the same way, or
+	 * such a frame would be balanced by OVS alone and counted as fallback. */
+	if (ihl < 20 || ihl > rem)
 		return false;
 	uint32_t tot = ((uint32_t)ip[2] << 8) | ip[3];
 	/* total length may be shorter than the frame (Ethernet padding), never longer */

@@ -53,7 +53,9 @@ class Entry:
 
 
 def packet(**fields: Any) -> Dict[str, int]:
-    """A packet as canonical ints: packet(in_port=1, eth_type=0x800, ipv4_src="198.18.0.7")."""
+    """A packet as canonical ints: packet(in_port=1, eth_type=0x800, ipv4_src="198.18.0.7").
+    Untagged unless vlan_vid is given (OXM: OFPVID_NONE = 0; a tag is 0x1000 | vid)."""
+    fields.setdefault("vlan_vid", 0)
     return {k: ofrules.canon_field(k, v)[1] for k, v in fields.items()}
 
 

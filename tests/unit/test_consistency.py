@@ -32,6 +32,11 @@ def test_packet_fate_follows_the_paper_in_both_planes():
     # The VIP's ARP is answered on the ingress port only.
     assert fate.ovs_fate(flows, cfg.bridge_of, fate.arp_request("p0", "198.18.0.53")).port == "p0"
     assert fate.ovs_fate(flows, cfg.bridge_of, fate.arp_request("p1", "198.18.0.53")).verdict == "drop"
+    # A VLAN-tagged query: the eSwitch misses it (outer ethertype) and OVS does not balance it
+    # either: it is nobody's class in both planes, never fallback.
+    tagged = fate.Packet(in_port="p0", ipv4_src="198.18.0.7", vlan=5)
+    assert fate.eswitch_fate(p.entries, tagged).verdict == "miss"
+    assert fate.ovs_fate(flows, cfg.bridge_of, tagged).verdict == "drop"
     # Host traffic from fips5 goes straight to the wire in both planes.
     host = fate.Packet(in_port="pf1hpf", ipv4_src="198.18.0.5", ipv4_dst="198.18.0.2", l4_dst=9)
     assert fate.ovs_fate(flows, cfg.bridge_of, host).port == "p1"

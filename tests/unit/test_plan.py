@@ -34,10 +34,12 @@ def test_paper_plan_has_the_two_entries_and_the_route():
     [pipe] = p.pipes
     assert pipe.mask == (("ipv4_src", 1),) and pipe.nr_entries == 2 and pipe.port == "p0"
     br1 = ofctl_lines(p, "ovsbr1")
-    assert ("table=0,priority=201,udp,in_port=p0,nw_src=0.0.0.0/0.0.0.1,nw_dst=198.18.0.53,tp_dst=53 "
+    assert ("table=0,priority=201,udp,in_port=p0,vlan_tci=0x0000/0x1fff,nw_src=0.0.0.0/0.0.0.1,"
+            "nw_dst=198.18.0.53,tp_dst=53 "
             "actions=set_field:02:00:c6:12:00:02->eth_dst,output:patch-ovsbr2") in br1
     br2 = ofctl_lines(p, "ovsbr2")
-    assert "table=0,priority=100,ip,in_port=pf1hpf actions=output:p1" in br2
+    # The paper's rule, for untagged frames (the class the eSwitch's route entry carries).
+    assert "table=0,priority=100,ip,in_port=pf1hpf,vlan_tci=0x0000/0x1fff actions=output:p1" in br2
     routes = [e for e in p.entries if e.kind == "route"]
     assert {(e.port, e.fwd) for e in routes} == {("pf1hpf", ("port", "p1")), ("p1", ("port", "pf1hpf"))}
 
@@ -89,7 +91,7 @@ def test_src_port_bits_matches_source_port_in_both_planes():
 def test_plan_cli_prints_both_planes(capsys):
     assert cli_main(["plan", PAPER]) == 0
     out = capsys.readouterr().out
-    assert "ip,in_port=pf1hpf actions=output:p1" in out
+    assert "ip,in_port=pf1hpf,vlan_tci=0x0000/0x1fff actions=output:p1" in out
     assert "ipv4_src=0.0.0.1/0.0.0.1 -> set dst_mac=02:00:c6:12:00:03" in out
 
 
