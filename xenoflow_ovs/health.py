@@ -101,6 +101,7 @@ class Monitor:
                 key = (s.name, b.name)
                 self.states[key] = old.get(key) or Hysteresis(rise=s.health.rise, fall=s.health.fall)
         self.last: Dict[Tuple[str, str], str] = {}
+        self.path_suspect = getattr(self, "path_suspect", False)
 
     def down(self) -> Dict[str, List[str]]:
         out: Dict[str, List[str]] = {}
@@ -110,19 +111,33 @@ class Monitor:
         return out
 
     def run_once(self) -> None:
+        results = []
         for s in list(self.services):
             for b in s.backends:
                 ok, why = self.probe_fn(str(b.ip), s.port, s.protocol, s.health)
-                key = (s.name, b.name)
-                self.last[key] = why
-                st = self.states.get(key)
-                if st is None:
-                    continue
-                changed = st.observe(ok)
-                if changed is not None:
-                    log.warning("backend %s/%s is %s: %s", s.name, b.name,
-                                "up" if changed else "DOWN", why)
-                    self.on_change(s.name, b.name, changed, why)
+                self.last[(s.name, b.name)] = why
+                results.append((s, b, ok, why))
+        # Every probe failing at once says more about the probe path (on a BlueField it
+        # runs through the Arm's OVS, which may be restarting) than about the backends;
+        # and with all of them out the table would keep them all anyway. Such a round
+        # changes nothing, so healthy backends are not failed over for nothing.
+        if len(results) > 1 and not any(ok for _, _, ok, _ in results):
+            if not self.path_suspect:
+                log.warning("every health probe failed at once (%s): the probe path is suspect, "
+                            "backend states kept", results[0][3])
+            self.path_suspect = True
+            return
+        self.path_suspect = False
+        for s, b, ok, why in results:
+            key = (s.name, b.name)
+            st = self.states.get(key)
+            if st is None:
+                continue
+            changed = st.observe(ok)
+            if changed is not None:
+                log.warning("backend %s/%s is %s: %s", s.name, b.name,
+                            "up" if changed else "DOWN", why)
+                self.on_change(s.name, b.name, changed, why)
 
     def interval(self) -> float:
         return min((s.health.interval for s in self.services), default=1.0)

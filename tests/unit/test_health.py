@@ -87,3 +87,27 @@ def test_monitor_reports_transitions_once(responder):
     assert seen[-1] == ("dns", "lo", True) and mon.down() == {}
     mon.set_services([svc])  # a reload keeps state
     assert mon.states[("dns", "lo")].up
+
+
+def test_a_round_where_every_probe_fails_changes_nothing():
+    """The probe path (through the Arm's OVS) down looks like every backend down at once:
+    no failover for that; one backend failing alone still fails over."""
+    import netaddr
+    from xenoflow_ovs.config import Backend, Policy, Service
+    svc = Service(name="dns", vip=netaddr.IPAddress("198.18.0.53"), vip_mac="02:00:c6:12:00:35",
+                  protocol="udp", port=53, ingress="p0", egress="p1", policy=Policy(bits=1),
+                  backends=(Backend(name="a", ip=netaddr.IPAddress("198.18.0.2"), mac="02:00:c6:12:00:02"),
+                            Backend(name="b", ip=netaddr.IPAddress("198.18.0.3"), mac="02:00:c6:12:00:03")),
+                  health=Health(enabled=True, timeout=0.1, interval=0.2, rise=2, fall=2))
+    failing = {"a", "b"}
+    probe = lambda ip, port, proto, h: (  # noqa: E731
+        ({"198.18.0.2": "a", "198.18.0.3": "b"}[ip] not in failing, "timeout"))
+    seen = []
+    mon = health.Monitor([svc], lambda s, b, up, why: seen.append((b, up)), probe_fn=probe)
+    for _ in range(5):
+        mon.run_once()
+    assert seen == [] and mon.path_suspect and mon.down() == {}
+    failing = {"b"}
+    for _ in range(2):
+        mon.run_once()
+    assert seen == [("b", False)] and not mon.path_suspect
