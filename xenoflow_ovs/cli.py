@@ -61,11 +61,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
 DEFAULT_CONFIGS = ("run/paper/xenoflow.yaml", "topologies/paper/xenoflow.yaml")
 
 
-def _api_call(args: argparse.Namespace, path: str):
+def _api_call(args: argparse.Namespace, path: str, method: str = "GET", body=None):
     import os
     from . import api
     if args.socket:
-        return api.request("GET", path, unix_path=args.socket)
+        return api.request(method, path, unix_path=args.socket, body=body,
+                           token=_token(args.token_file))
     candidates = [args.config] if args.config else [
         c for c in (os.environ.get("XENOFLOW_CONFIG"),) + DEFAULT_CONFIGS if c]
     for candidate in candidates:
@@ -75,28 +76,41 @@ def _api_call(args: argparse.Namespace, path: str):
         if cfg is None:
             return None
         sock = cfg.path(cfg.api.socket) if cfg.api.socket else None
+        token = _token(args.token_file or (cfg.path(cfg.api.token_file) if cfg.api.token_file else None))
         if sock and os.path.exists(sock):
-            return api.request("GET", path, unix_path=sock)
-        return api.request("GET", path, host=cfg.api.host, port=cfg.api.port)
+            return api.request(method, path, unix_path=sock, body=body, token=token)
+        return api.request(method, path, host=cfg.api.host, port=cfg.api.port, body=body, token=token)
     print("no config found (tried %s); pass -c FILE or --socket PATH" % ", ".join(candidates),
           file=sys.stderr)
     return None
 
 
-def _api_or_error(args: argparse.Namespace, path: str):
+def _token(path):
+    if not path:
+        return None
+    from . import api
+    return api.read_token(path)
+
+
+def _api_or_error(args: argparse.Namespace, path: str, method: str = "GET", body=None):
     try:
-        got = _api_call(args, path)
+        got = _api_call(args, path, method, body)
     except OSError as exc:
         print("cannot reach the controller's API: %s (is the controller running?)" % exc,
               file=sys.stderr)
         return None
     if got is None:
         return None
-    code, body = got
-    if code != 200:
-        print("API %s answered %d: %s" % (path, code, body), file=sys.stderr)
+    code, reply = got
+    if code not in (200, 201):
+        if isinstance(reply, dict) and "error" in reply:
+            print("%s %s: %s" % (method, path, reply["error"]), file=sys.stderr)
+            for line in reply.get("errors", []):
+                print("  " + line, file=sys.stderr)
+        else:
+            print("API %s answered %d: %s" % (path, code, reply), file=sys.stderr)
         return None
-    return body
+    return reply
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -127,6 +141,38 @@ def cmd_check(args: argparse.Namespace) -> int:
         return EXIT_ERROR
     print(json.dumps(body, indent=1, sort_keys=True) if args.json else format_report(body))
     return EXIT_OK if body.get("verdict") == "consistent" else EXIT_FOUND
+
+
+def cmd_backend(args: argparse.Namespace) -> int:
+    """Operate on one backend through the controller's API (drain keeps its counters)."""
+    import json
+    from urllib.parse import quote
+    base = "/services/%s/backends" % quote(args.service, safe="")
+    one = "%s/%s" % (base, quote(args.name, safe=""))
+    if args.action in ("drain", "undrain"):
+        reply = _api_or_error(args, "%s/%s" % (one, args.action), "POST")
+    elif args.action == "remove":
+        reply = _api_or_error(args, one, "DELETE")
+    elif args.action == "weight":
+        if args.weight is None:
+            print("backend weight needs --weight N", file=sys.stderr)
+            return EXIT_ERROR
+        reply = _api_or_error(args, one + "/weight", "PUT", {"weight": args.weight})
+    else:  # add
+        if not args.ip or not args.mac:
+            print("backend add needs --ip and --mac", file=sys.stderr)
+            return EXIT_ERROR
+        body = {"name": args.name, "ip": args.ip, "mac": args.mac}
+        if args.weight is not None:
+            body["weight"] = args.weight
+        reply = _api_or_error(args, base, "POST", body)
+    if reply is None:
+        return EXIT_ERROR
+    print(json.dumps(reply, sort_keys=True) if args.json else
+          "%s %s/%s: applied (%d OpenFlow, %d eSwitch change(s), %d bucket(s) moved)" % (
+              args.action, args.service, args.name, reply.get("ovs", 0), reply.get("eswitch", 0),
+              reply.get("moved_buckets", 0)))
+    return EXIT_OK
 
 
 def _delegate(module: str, func: str):
@@ -166,8 +212,23 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text)
         p.add_argument("-c", "--config", help="the controller's config (default: the running lab's)")
         p.add_argument("--socket", help="the API's unix socket")
+        p.add_argument("--token-file", help="bearer token file (default: controller.api.token_file)")
         p.add_argument("--json", action="store_true")
         p.set_defaults(func=func)
+
+    p = sub.add_parser("backend", help="drain, undrain, add, remove or re-weight a backend "
+                       "(through the controller's API)")
+    p.add_argument("action", choices=("drain", "undrain", "add", "remove", "weight"))
+    p.add_argument("name", help="backend name")
+    p.add_argument("--service", default="dns", help="service name (default dns)")
+    p.add_argument("--ip")
+    p.add_argument("--mac")
+    p.add_argument("--weight", type=int)
+    p.add_argument("-c", "--config", help="the controller's config (default: the running lab's)")
+    p.add_argument("--socket", help="the API's unix socket")
+    p.add_argument("--token-file", help="bearer token file (default: controller.api.token_file)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_backend)
 
     p = sub.add_parser("lab", help="the paper's testbed in network namespaces on this machine")
     p.add_argument("action", choices=("up", "down", "status", "demo"))

@@ -459,11 +459,22 @@ def test_api_status_check_and_metrics_agree(lab):
     _openapi_validate("GET", "/check", code, rep)
     assert rep["consistent"] and len(rep["buckets"]) == 2 and all(b["ok"] for b in rep["buckets"])
     assert {r["route"] for r in rep["routes"]} == {r.label for r in lab["cfg"].routes}
+    # Scraped over HTTP, the per-backend series carry the packets counted on the switch
+    # (the earlier test checked those against the queries sent and bind9's own counts).
+    n = 4
+    before = st["services"]["dns"]
+    for src in SOURCES[:2]:
+        dnsclient.query_many_in_ns(lab["cli"], VIP, src=src, count=n, timeout=2.0)
+    want = {be: before[be]["ovs_packets"] + n * sum(1 for src in SOURCES[:2]
+                                                    if expected_backend(lab["cfg"], src) == be)
+            for be in before}
+    lab["ctl"].wait(lambda s: ovs_packets(s) == want, 10, "counters after the queries")
     code, text = _api(lab, "GET", "/metrics")
     assert code == 200
-    for be, c in st["services"]["dns"].items():
-        line = 'xenoflow_backend_packets_total{backend="%s",dpu="bf3",plane="ovs",service="dns"}' % be
-        assert any(l.startswith(line) for l in text.splitlines()), be
+    for be, packets in want.items():
+        line = 'xenoflow_backend_packets_total{backend="%s",dpu="bf3",plane="ovs",service="dns"} ' % be
+        got = [float(l.split()[-1]) for l in text.splitlines() if l.startswith(line)]
+        assert got == [float(packets)], (be, got, packets)
     # The CLI reaches the same API through the socket.
     out = subprocess.run([sys.executable, "-m", "xenoflow_ovs.cli", "check", "--socket",
                           lab["cfg"].path(lab["cfg"].api.socket)], capture_output=True, text=True,

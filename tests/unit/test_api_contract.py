@@ -3,6 +3,9 @@ route served, every response valid; bad requests are 4xx and change nothing."""
 
 import copy
 import os
+import random
+import shutil
+import tempfile
 
 import openapi_check
 import pytest
@@ -66,11 +69,13 @@ def server():
     ctl = Facade(config.from_data(data, base_dir=os.path.dirname(PAPER)))
     ctl.path = None
     ctl.runtime.transition(why="initial")
-    srv = api.Api("127.0.0.1", 0)
+    sockdir = tempfile.mkdtemp(prefix="xf-")   # unix socket paths must stay < 108 bytes
+    srv = api.Api("127.0.0.1", 0, os.path.join(sockdir, "api.sock"))
     routes.install(srv, ctl)
     srv.start()
     yield srv, ctl
     srv.stop()
+    shutil.rmtree(sockdir, ignore_errors=True)
 
 
 def call(srv, method, path, body=None):
@@ -162,3 +167,47 @@ def test_reload_good_and_bad_files(server, tmp_path):
     assert ctl.runtime.cfg.service("dns").backend("fips3").weight == 3
     code, body = call(srv, "POST", "/reload")       # same file again: nothing to do
     assert (code, body["ovs"], body["eswitch"]) == (200, 0, 0)
+
+
+def test_cli_backend_commands_use_the_api(server, capsys):
+    from xenoflow_ovs.cli import main as cli_main
+    srv, ctl = server
+    sock = ["--socket", srv.unix_path]
+    assert cli_main(["backend", "drain", "fips3"] + sock) == 0
+    assert "drain dns/fips3: applied" in capsys.readouterr().out
+    assert not ctl.runtime.in_service("dns", "fips3")
+    assert cli_main(["backend", "drain", "fips2"] + sock) == 2          # the last one: 409
+    assert "last backend" in capsys.readouterr().err
+    assert cli_main(["backend", "undrain", "fips3"] + sock) == 0
+    assert cli_main(["backend", "add", "fips6", "--ip", "198.18.0.6", "--mac", "02:00:c6:12:00:06"]
+                    + sock) == 0
+    assert "fips6" in ctl.runtime.current.table("dns")
+    assert cli_main(["backend", "weight", "fips6", "--weight", "2"] + sock) == 0
+    assert ctl.runtime.cfg.service("dns").backend("fips6").weight == 2
+    assert cli_main(["backend", "add", "bad", "--ip", "nope", "--mac", "02:00:c6:12:00:07"] + sock) == 2
+    assert "ip" in capsys.readouterr().err
+    assert cli_main(["backend", "remove", "fips6"] + sock) == 0
+    assert cli_main(["backend", "remove", "ghost"] + sock) == 2
+
+
+def test_broken_config_mutants_never_change_a_running_controller(server, tmp_path):
+    """The config fuzzer's mutants, fed to POST /reload: a rejected file changes nothing."""
+    from config_mutants import mutate
+    srv, ctl = server
+    original = yaml.safe_dump(config.to_data(ctl.runtime.cfg), sort_keys=False)
+    f = tmp_path / "xf.yaml"
+    ctl.path = str(f)
+    rnd = random.Random(11)
+    rejected = 0
+    for _ in range(40):
+        before = (dict(ctl.flows), ctl.runtime.cfg, ctl.runtime.current)
+        f.write_text(mutate(original, rnd))
+        code, body = call(srv, "POST", "/reload")
+        if code == 400:
+            rejected += 1
+            assert body["errors"] and (dict(ctl.flows), ctl.runtime.cfg, ctl.runtime.current) == before
+        else:
+            assert code in (200, 409), body     # a valid mutant is applied (or refused whole)
+        f.write_text(original)
+        assert call(srv, "POST", "/reload")[0] == 200
+    assert rejected >= 10
