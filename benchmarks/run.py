@@ -36,6 +36,7 @@ sys.path.insert(0, HERE)
 import contenders as C  # noqa: E402
 import measure as M  # noqa: E402
 from lab_min import MinLab, minimal_spec, paper_spec  # noqa: E402
+from report import read_csv  # noqa: E402
 
 
 def plotting(fn):
@@ -856,17 +857,7 @@ def replot(a) -> int:
         path = os.path.join(out, suite + ".csv")
         if not os.path.exists(path) or suite == "control":
             continue
-        with open(path) as f:
-            rows = list(csv.DictReader(f))
-        for r in rows:
-            for k, v in r.items():
-                try:
-                    r[k] = int(v)
-                except (TypeError, ValueError):
-                    try:
-                        r[k] = float(v)
-                    except (TypeError, ValueError):
-                        r[k] = None if v == "" else v
+        rows = read_csv(path)
         ctx = Ctx(a, {"minimal": minimal_spec(a.prefix)}, out)
         if suite == "throughput":
             plot_throughput(ctx, rows, tput_summary(rows))
