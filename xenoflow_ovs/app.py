@@ -123,21 +123,13 @@ class BridgeState:
 
 
 class AppRuntime(runtime_mod.Runtime):
-    """The runtime, telling the app while a transition runs: the plan in force
-    (`current`) is the OLD one until the transition ends, so the app's own
-    reconcile must not "repair" the new flows away meanwhile."""
+    """The runtime, and whether it has adopted the eSwitch yet. While a transition
+    runs (`transitions` > 0) the plan in force (`current`) is the OLD one, so the
+    app's own reconcile waits rather than "repair" the new flows away."""
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self.transitions = 0
         self.started = False
-
-    def transition(self, *args: Any, **kwargs: Any) -> Dict[str, Any]:
-        self.transitions += 1
-        try:
-            return super().transition(*args, **kwargs)
-        finally:
-            self.transitions -= 1
 
     def start(self) -> Dict[str, int]:
         out = super().start()
@@ -171,7 +163,7 @@ class XenoFlowApp(compat.BaseApp):
         self.kill_on_exception = os.environ.get(ENV_KILL, "1") != "0"
         if eswitch is None:
             eswitch = make_eswitch(cfg)
-        self.facade = facade_mod.Facade(self)
+        self.facade = facade_mod.Facade(self, sleep=compat.hub.sleep)
         self.metrics = metrics_mod.Metrics(cfg.dpu_name, self.facade.status)
         self.facade.metrics = self.metrics
         self.runtime = AppRuntime(cfg, self.ovs_apply, eswitch=eswitch, metrics=self.metrics,

@@ -64,6 +64,9 @@ class Runtime:
         self.lock = lock if lock is not None else threading.Lock()
         self.last_transition: Dict[str, Any] = {}
         self.es_totals = EswitchTotals()
+        # > 0 while a transition runs: the app's own reconcile must wait, since the plan
+        # in force (`current`) is still the old one until the transition ends.
+        self.transitions = 0
 
     # -- what we want ----------------------------------------------------------------
 
@@ -118,6 +121,15 @@ class Runtime:
     def _transition(self, cfg: Optional[config_mod.Config] = None,
                     drained: Optional[Dict[str, Set[str]]] = None,
                     down: Optional[Dict[str, Set[str]]] = None, why: str = "") -> Dict[str, Any]:
+        self.transitions += 1
+        try:
+            return self._apply_transition(cfg, drained, down, why)
+        finally:
+            self.transitions -= 1
+
+    def _apply_transition(self, cfg: Optional[config_mod.Config],
+                          drained: Optional[Dict[str, Set[str]]],
+                          down: Optional[Dict[str, Set[str]]], why: str) -> Dict[str, Any]:
         new_cfg = cfg or self.cfg
         target = self.desired(new_cfg, drained=drained, down=down)
         changes = plan_mod.diff(self.current, target)

@@ -84,3 +84,24 @@ def test_edit_is_validated_like_a_file_and_reload_forgets_vanished_backends():
     rt.edit(lambda d: d["services"][0]["backends"].pop(1), "remove fips3")
     assert rt.drained == {"dns": set()}
 
+
+
+def test_every_kind_of_change_is_marked_as_a_transition_while_it_applies():
+    """The app pauses its own reconcile while `transitions` > 0; drains, health changes,
+    API edits and reloads must all say so, or the reconcile (still holding the old plan)
+    would "repair" the new flows away mid-change."""
+    seen = []
+    rt = None
+
+    def apply(changes):
+        if changes:
+            seen.append(rt.transitions)
+    rt = Runtime(none_cfg(), apply)
+    rt.transition(why="initial")
+    rt.drain("dns", "fips3")
+    rt.set_health("dns", "fips2", False)
+    rt.set_health("dns", "fips2", True)
+    rt.edit(lambda d: d["services"][0]["policy"].update(bits=2), "edit")
+    rt.reload(none_cfg())
+    assert len(seen) >= 6 and all(n == 1 for n in seen), seen
+    assert rt.transitions == 0
