@@ -18,8 +18,10 @@ log = logging.getLogger("xenoflow.facade")
 
 
 class Facade:
-    def __init__(self, app: Any):
+    def __init__(self, app: Any, sleep: Any = time.sleep, fresh_timeout: float = 5.0):
         self.app = app
+        self.sleep = sleep            # the framework's (green under Ryu)
+        self.fresh_timeout = fresh_timeout
         self.metrics: Any = None
         self._check_cache: Optional[Dict[str, Any]] = None
         self._check_at = 0.0
@@ -39,7 +41,23 @@ class Facade:
             self.metrics.reloaded(True)
         return out
 
+    def _wait_fresh_dumps(self) -> None:
+        """OVS is read from the app's periodic flow dumps: right after a transition the
+        last dump may predate it and show the new flows as missing. Replies arrive in
+        order, so a dump handled after the transition's barriers sees its flows."""
+        at = (self.runtime.last_transition or {}).get("at")
+        if not at:
+            return
+        deadline = time.monotonic() + self.fresh_timeout
+        while time.monotonic() < deadline:
+            stale = [b for b in list(self.app.bridges.values())
+                     if b.connected and (b.last_dump or 0) < at]
+            if not stale:
+                return
+            self.sleep(0.05)
+
     def check(self) -> Dict[str, Any]:
+        self._wait_fresh_dumps()
         rt = self.runtime
         cfg = rt.cfg
         st = self.app.state()
