@@ -11,7 +11,7 @@ harness records the reason and goes on with the others.
   ovs-netdev         a private plain OVS (netdev/AF_PACKET) on the DPU veths, DSR flows by ovs-ofctl
   xenoflow-softdoca  XenoFlow, eSwitch on softdoca (the paper lab: `xenoflow lab up`)
   xenoflow-ovs       XenoFlow on plain OVS (`xenoflow lab up --eswitch none`)
-  dpdk-loop          a plain DPDK io-forward loop (not provided: see DpdkLoop)
+  dpdk-loop          a plain DPDK loop on the DPU veths (softdoca's forwarder, pipeline bypassed)
 
 Balancing is the paper's: bucket = low bits of the source address; with two
 backends even sources go to backend 1, odd ones to backend 2; with one backend
@@ -400,6 +400,7 @@ class Softdoca(Contender):
                    "forwarder's default idle back-off), programmed directly, no controller/OVS")
 
     busy_poll = False
+    loop = False
 
     def __init__(self, lab):
         super().__init__(lab)
@@ -425,7 +426,8 @@ class Softdoca(Contender):
         cfg = {"vip": lab.vip, "port": port or lab.port, "bits": 1 if backends > 1 else 0,
                "defer": defer,
                "macs": [b.mac for b in lab.backends[:backends]], "in_dev": lab.in_dev,
-               "out_dev": lab.out_dev, "prefix": lab.dpu_ns + "-sd", "busy_poll": self.busy_poll}
+               "out_dev": lab.out_dev, "prefix": lab.dpu_ns + "-sd", "busy_poll": self.busy_poll,
+               "loop": self.loop}
         env = dict(os.environ, PYTHONPATH=ROOT)
         self.proc = subprocess.Popen(
             nsh.ns_argv(lab.dpu_ns, [sys.executable, os.path.join(HERE, "softdoca_lb.py"),
@@ -477,17 +479,16 @@ class SoftdocaBusy(Softdoca):
                    "benchmarks); it then takes one of the two cores whole")
 
 
-class DpdkLoop(Contender):
+class DpdkLoop(Softdoca):
+    """The plain DPDK loop on the same ports, in the same forwarder: softdoca's io loop with
+    the pipeline bypassed (rx burst -> set dst MAC -> tx burst, testpmd's macfwd), so the
+    ratio to "softdoca" is the cost of the pipes alone. It balances nothing: every frame goes
+    to backend 1 (the receivers count both backends)."""
     name = "dpdk-loop"
-    description = "a plain DPDK io-forward loop on the DPU veths"
-
-    def check(self):
-        cand = [os.path.join(ROOT, "dpdk_glue", n) for n in ("fwd_loop.c", "io_loop.c")]
-        cand.append(os.path.join(ROOT, "benchmarks", "bench_glue_loop.py"))
-        if not any(os.path.exists(c) for c in cand):
-            raise NotAvailable("not available: dpdk_glue ships no plain DPDK io-forward loop yet "
-                               "(helper-2); lab_notes.md appendix I has this machine's figures")
-        raise NotAvailable("not available: a DPDK loop exists but is not wired into run.py yet")
+    loop = True
+    description = ("a plain DPDK loop on the DPU veths (softdoca's forwarder, af_packet ports, "
+                   "same idle back-off, pipeline bypassed: rx burst -> dst MAC of backend 1 -> "
+                   "tx burst out the other port; no parsing, no lookup)")
 
 
 ALL = [XenoflowSoftdoca, XenoflowOvs, Softdoca, SoftdocaBusy, Xdp, Dnsdist, Direct, DpdkLoop, OvsNetdev]

@@ -10,6 +10,10 @@ DPDK EAL can be initialised once per process):
     ip netns exec NS python softdoca_lb.py --config '{"vip": ..., "port": 53,
         "bits": 1, "macs": [...], "prefix": "xb-sd", "busy_poll": false}'
 
+With "loop": true it installs nothing and runs the forwarder as a plain DPDK loop
+instead (the "dpdk-loop" contender): every frame from one port goes out the other
+with its destination MAC set to the first backend's, no parsing, no lookup.
+
 It prints {"ready": true} once the entries are in, then answers one JSON line per
 stdin line: "stats" (per-entry counters, port stats), "insert" (with "defer": true in the
 config the entries are not added at start but on this command, timed with
@@ -45,7 +49,10 @@ def main() -> int:
         specs += [svc.entry(match=Match(ipv4_src=b), dst_mac=macs[b % len(macs)])
                   for b in range(1 << bits)]
         import time
-        es = [] if cfg.get("defer") else sw.add_entries(specs)
+        loop = bool(cfg.get("loop"))
+        if loop:
+            sw.bench_bypass(True, macs[0])
+        es = [] if cfg.get("defer") or loop else sw.add_entries(specs)
         print(json.dumps({"ready": True}), flush=True)
         for line in sys.stdin:
             cmd = line.strip()
@@ -58,7 +65,7 @@ def main() -> int:
                 print(json.dumps({"t0_ns": t0, "t1_ns": t1, "entries": len(es)}), flush=True)
                 continue
             if cmd == "stats":
-                q = sw.query_entries(es)
+                q = sw.query_entries(es) if es else [(None,)]
                 print(json.dumps({"root": q[0][0], "buckets": [x[0] for x in q[1:]],
                                   "p0": sw.port_stats("p0"), "fwd": sw.forwarder_stats()}),
                       flush=True)

@@ -669,13 +669,15 @@ class ESwitch:
                 _raise_last(rc)
         return {"busy_ns": int(ns[0]), "pkts": int(pk[0])}
 
-    def bench_bypass(self, on: bool) -> None:
+    def bench_bypass(self, on: bool, dst_mac: Optional[Union[str, bytes]] = None) -> None:
         """Benchmarks only (softdoca): forward port X's wire frames to port X^1 with no lookup,
-        the plain-io-loop baseline the pipeline is compared against."""
-        lib, _ = _load()
+        the plain-io-loop baseline the pipeline is compared against; with ``dst_mac`` every
+        frame gets that destination MAC (testpmd's macfwd)."""
+        lib, ffi = _load()
+        mac = ffi.NULL if dst_mac is None else ffi.new("uint8_t[6]", _mac_bytes(dst_mac))
         with self._lock:
             self._check_open()
-            rc = lib.xf_bench_bypass(1 if on else 0)
+            rc = lib.xf_bench_bypass(1 if on else 0, mac)
             if rc:
                 _raise_last(rc)
 

@@ -1135,12 +1135,13 @@ int xf_fwd_stats(uint64_t *busy_ns, uint64_t *pkts)
 #endif
 }
 
-int xf_bench_bypass(int on)
+int xf_bench_bypass(int on, const uint8_t *dst_mac)
 {
 #ifdef SOFTDOCA_VERSION
-	return softdoca_set_bench_bypass(on);
+	return softdoca_set_bench_bypass(on, dst_mac);
 #else
 	(void)on;
+	(void)dst_mac;
 	return fail(DOCA_ERROR_NOT_SUPPORTED, "xf_bench_bypass", "softdoca only");
 #endif
 }

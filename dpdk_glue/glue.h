@@ -87,7 +87,7 @@ int xf_set_poll_mode(int busy_poll, uint32_t spin_us, uint32_t sleep_us);
 /* softdoca only: forwarder busy time (ns) and packets moved in those iterations. */
 int xf_fwd_stats(uint64_t *busy_ns, uint64_t *pkts);
 /* softdoca only, benchmarks: plain io loop (port X -> X^1, no lookup) as a baseline. */
-int xf_bench_bypass(int on);
+int xf_bench_bypass(int on, const uint8_t *dst_mac); /* dst_mac: NULL or 6 bytes */
 /* softdoca only: run one frame through port_id's pipes without packet I/O (tests).
  * Returns egress port id, -1 miss, -2 drop, < -2 error. */
 int xf_classify(uint16_t port_id, uint8_t *frame, uint32_t len);

@@ -168,6 +168,7 @@ static struct {
 	pthread_t fwd_thread;
 	atomic_int busy_poll;
 	atomic_int bench_bypass; /* benchmark baseline: plain io loop, port X -> port X^1 */
+	_Atomic uint64_t bench_mac; /* bypass: dst MAC every frame gets (mac_word), 0 = untouched */
 	atomic_uint spin_us, sleep_us;
 	uint64_t busy_cycles, busy_pkts; /* forwarder iterations that moved packets (single writer) */
 	/* deferred frees (after a grace period) */
@@ -627,14 +628,19 @@ static void process_wire_burst(struct doca_flow_port *in, struct rte_mbuf **bufs
 			       struct sd_txbuf *tx_wire, struct sd_txbuf *tx_rep)
 {
 	if (atomic_load_explicit(&G.bench_bypass, memory_order_relaxed)) {
-		/* the baseline the benchmark compares against: rx burst -> tx burst, no parsing */
+		/* the baseline the benchmark compares against: rx burst -> tx burst, no parsing;
+		 * with bench_mac set, testpmd's macfwd (one dst MAC for every frame), which keeps
+		 * a switched lab free of loops: nothing leaves as broadcast */
 		uint16_t o = in->id ^ 1;
 		struct doca_flow_port *out = o < SD_MAX_PORTS ? G.ports[o] : NULL;
+		uint64_t bmac = atomic_load_explicit(&G.bench_mac, memory_order_relaxed);
 		for (uint16_t i = 0; i < n; i++) {
 			if (out == NULL || !out->has_io) {
 				rte_pktmbuf_free(bufs[i]);
 				continue;
 			}
+			if (bmac)
+				apply_mac(bufs[i], bmac);
 			tx_wire[o].m[tx_wire[o].n++] = bufs[i];
 		}
 		RLX_ADD(&in->st.wire_rx_pkts, n);
@@ -798,8 +804,9 @@ doca_error_t softdoca_fwd_stats(uint64_t *busy_ns, uint64_t *pkts)
 	return DOCA_SUCCESS;
 }
 
-doca_error_t softdoca_set_bench_bypass(int on)
+doca_error_t softdoca_set_bench_bypass(int on, const uint8_t *dst_mac)
 {
+	atomic_store(&G.bench_mac, dst_mac ? mac_word(dst_mac) : 0);
 	atomic_store(&G.bench_bypass, on ? 1 : 0);
 	return DOCA_SUCCESS;
 }

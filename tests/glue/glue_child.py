@@ -263,9 +263,11 @@ def sc_switch(prefix: str) -> Dict[str, Any]:
     return out
 
 
-def sc_serve(prefix: str, ports: List[Dict[str, Any]], vip: str, macs: List[str], busy_poll: bool = False) -> None:
-    """Interactive: install the DNS service, print READY, then answer stdin commands
-    ('stats' -> one JSON line, 'quit' -> close and exit)."""
+def sc_serve(prefix: str, ports: List[Dict[str, Any]], vip: str, macs: List[str], busy_poll: bool = False,
+             bypass_mac: Optional[str] = None) -> None:
+    """Interactive: install the DNS service (with ``bypass_mac``, then bypass it: the
+    benchmarks' plain loop), print READY, then answer stdin commands ('stats' -> one JSON
+    line, 'quit' -> close and exit)."""
     specs = [PortSpec(**p) for p in ports]
     with ESwitch(default_eal_args(prefix), specs, busy_poll=busy_poll) as sw:
         root = sw.create_root_pipe("p0")
@@ -273,6 +275,8 @@ def sc_serve(prefix: str, ports: List[Dict[str, Any]], vip: str, macs: List[str]
         m = Match(eth_type=0x0800, ipv4_dst=vip, ip_proto=17, l4_dst=53)
         es = sw.add_entries([root.entry(m, priority=10, fwd_pipe=svc),
                              svc.entry(Match(ipv4_src=0), macs[0]), svc.entry(Match(ipv4_src=1), macs[1])])
+        if bypass_mac:
+            sw.bench_bypass(True, bypass_mac)
         print("READY", flush=True)
         for line in sys.stdin:
             cmd = line.strip()

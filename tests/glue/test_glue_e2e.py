@@ -71,8 +71,8 @@ def _stop(proc):
             proc.wait(timeout=5)
 
 
-@pytest.mark.parametrize("driver", ["af_packet", "af_xdp"])
-def test_dns_by_source_parity_and_misses(netns, glue, glue_pkg_parent, driver):
+def _wire(netns):
+    """The namespaces and veths of the module docstring; returns (c, d, t, {backend: ns})."""
     from xenoflow_ovs.lab import netns as nl
 
     c, d, t = netns("c"), netns("d"), netns("t")
@@ -99,7 +99,14 @@ def test_dns_by_source_parity_and_misses(netns, glue, glue_pkg_parent, driver):
         nl.prepare_link(ifn, ns=bns[name], mac=mac, cidr=ip + "/24")
         nl.add_lo_address(bns[name], VIP + "/32")
         nl.set_arp_dsr(bns[name])
+    return c, d, t, bns
 
+
+@pytest.mark.parametrize("driver", ["af_packet", "af_xdp"])
+def test_dns_by_source_parity_and_misses(netns, glue, glue_pkg_parent, driver):
+    from xenoflow_ovs.lab import netns as nl
+
+    c, d, t, bns = _wire(netns)
     env = glue.env()
     procs = []
     try:
@@ -165,3 +172,60 @@ def test_dns_by_source_parity_and_misses(netns, glue, glue_pkg_parent, driver):
     assert p0["rep_tx_pkts"] == p0["miss_pkts"]
     assert stats["p1"]["tx_pkts"] == N_EVEN + N_ODD
     assert stats["fwd"]["pkts"] >= N_EVEN + N_ODD + N_OTHER + N_ARP
+
+
+def test_bench_bypass_is_a_mac_rewriting_loop(netns, glue, glue_pkg_parent):
+    """The benchmarks' "dpdk-loop" baseline: with the pipeline bypassed every frame from p0
+    leaves p1 with the one given destination MAC, whatever its source or port, and nothing
+    goes to the representor."""
+    from xenoflow_ovs.lab import netns as nl
+
+    c, d, t, bns = _wire(netns)
+    env = glue.env()
+    procs = []
+    try:
+        sinks = {}
+        for name, *_ in BACKENDS:
+            p = _start(nl.ns_argv(bns[name], [sys.executable, NETPROBE, "sink", VIP, "53"]), env)
+            procs.append(p)
+            assert _readline(p) == "READY"
+            sinks[name] = p
+        cap = _start(nl.ns_argv(d, [sys.executable, NETPROBE, "capture", "p0"]), env)
+        procs.append(cap)
+        assert _readline(cap) == "READY"
+        ports = [dict(name="p0", id=0, iface="dpu-p0", rep_iface="rep-p0"),
+                 dict(name="p1", id=1, iface="dpu-p1", rep_iface="rep-p1")]
+        kwargs = dict(prefix=glue.file_prefix("bypass"), ports=ports, vip=VIP,
+                      macs=[BACKENDS[0][3], BACKENDS[1][3]], bypass_mac=BACKENDS[1][3])
+        sw = _start(nl.ns_argv(d, [sys.executable, CHILD, "serve", json.dumps(kwargs)]), env)
+        procs.append(sw)
+        assert _readline(sw, timeout=60) == "READY"
+        spec = {"udp": [["198.18.0.10", VIP, 53, N_EVEN], ["198.18.0.11", VIP, 53, N_ODD]]}
+        nl.run_in_ns(c, [sys.executable, NETPROBE, "send", json.dumps(spec)], env=env, timeout=60)
+        deadline = time.monotonic() + 10
+        while True:
+            sw.stdin.write("stats\n")
+            sw.stdin.flush()
+            stats = json.loads(_readline(sw))
+            if stats["p1"]["tx_pkts"] >= N_EVEN + N_ODD or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        time.sleep(0.3)
+        received = {}
+        for name, p in sinks.items():
+            p.stdin.close()
+            received[name] = json.loads(_readline(p))
+        cap.stdin.close()
+        captured = json.loads(_readline(cap))
+        sw.stdin.write("quit\n")
+        sw.stdin.flush()
+        assert _readline(sw) == "CLOSED"
+    finally:
+        for p in procs:
+            _stop(p)
+
+    # the installed entries would have split by parity: bypassed, all go to the one MAC
+    assert received["b0"] == {}
+    assert received["b1"] == {"198.18.0.10": N_EVEN, "198.18.0.11": N_ODD}
+    assert stats["entries"][0][0] == 0          # the root entry saw nothing
+    assert captured["udp_mark"] == 0 and stats["p0"]["miss_pkts"] == 0

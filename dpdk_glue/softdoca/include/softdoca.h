@@ -37,7 +37,7 @@ doca_error_t softdoca_fwd_stats(uint64_t *busy_ns, uint64_t *pkts);
 /* Benchmarks only: forward every wire frame of port X to the wire of port X^1 with no
  * parsing or lookup (a plain DPDK io loop, the baseline softdoca's pipeline is measured
  * against).  0 restores normal forwarding. */
-doca_error_t softdoca_set_bench_bypass(int on);
+doca_error_t softdoca_set_bench_bypass(int on, const uint8_t *dst_mac);
 
 /* Statistics of a started port (by its DOCA port id). */
 doca_error_t softdoca_port_stats(uint16_t port_id, struct softdoca_port_stats *stats);
