@@ -363,18 +363,48 @@ class XenoflowLab(Contender):
 
     def fallback(self):
         """Fallback packets so far, from `xenoflow status --json` (None when the API
-        does not answer or does not report it)."""
+        does not answer)."""
         p = xenoflow("status", "-c", os.path.join(PAPER_RUN_DIR, "xenoflow.yaml"), "--json",
                      check=False, timeout=30)
         try:
             st = json.loads(p.stdout)
         except ValueError:
             return None
-        fb = st.get("fallback")
-        if isinstance(fb, dict):
-            vals = [v for v in fb.values() if isinstance(v, int)]
-            return sum(vals) if vals else None
+        fb = st.get("fallback_packets")      # the API's status document (openapi.yaml)
         return fb if isinstance(fb, int) else None
+
+
+    def restart_ovs(self, timeout: float = 30.0) -> Dict[str, Optional[float]]:
+        """Kill ovs-vswitchd and start it again on the same database (the lab's own OVS,
+        whose new PIDs the lab's state then records); seconds from the restart until the
+        daemon is up, until every bridge carries its planned flows again (the controller's
+        reconcile) and until `xenoflow check` says consistent (None: not within timeout)."""
+        import argparse
+        import io
+        from xenoflow_ovs.lab.labctl import LabCtl, Progress
+        ctl = LabCtl(argparse.Namespace(run_dir=PAPER_RUN_DIR, topology=None, eswitch=None,
+                                        mirror_routes=None), Progress(io.StringIO()))
+        ovs = ctl.ovs()
+        want = ctl.planned_counts()
+        t0 = time.monotonic()
+        ovs.restart_vswitchd()
+        ctl.start_ovs()
+        up = time.monotonic() - t0
+        flows = consistent = None
+        deadline = t0 + timeout
+        while flows is None and time.monotonic() < deadline:
+            have = ctl.flow_counts(ovs)
+            if all(have.get(b, 0) >= n for b, n in want.items()):
+                flows = time.monotonic() - t0
+            else:
+                time.sleep(0.02)
+        while flows is not None and consistent is None and time.monotonic() < deadline:
+            if xenoflow("check", "-c", os.path.join(PAPER_RUN_DIR, "xenoflow.yaml"),
+                        check=False, timeout=30).returncode == 0:
+                consistent = time.monotonic() - t0
+            else:
+                time.sleep(0.1)
+        return {"daemon_up_s": up, "flows_restored_s": flows, "consistent_s": consistent}
 
 
 class XenoflowSoftdoca(XenoflowLab):

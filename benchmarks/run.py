@@ -36,7 +36,7 @@ sys.path.insert(0, HERE)
 import contenders as C  # noqa: E402
 import measure as M  # noqa: E402
 from lab_min import MinLab, minimal_spec, paper_spec  # noqa: E402
-from report import read_csv  # noqa: E402
+from report import fallback_blocks, read_csv  # noqa: E402
 
 
 def plotting(fn):
@@ -228,7 +228,7 @@ def suite_throughput(ctx: Ctx) -> None:
     else:
         sizes = [22, 23, 64, 512, 1024]
         rates = [10000, 25000, 50000, 75000, 100000, 150000, 200000, 300000, 0]
-        dur, reps = 1.5, 2
+        dur, reps = 1.0, 2      # 1 s steps: >= 10k packets each; keeps `make bench` under 30 min
     rows: List[Dict] = []
     for rep in range(reps):
         order = ctx.contenders[rep % max(1, len(ctx.contenders)):] + \
@@ -368,7 +368,7 @@ def write_tput_md(ctx, rows, summary, params) -> None:
             if v:
                 trs.append([c, s, v["loss_free_pps"] / 1e3, v["max_delivered_pps"] / 1e3,
                             v["max_offered_pps"] / 1e3, v["reps"]])
-    fb = [r["fallback"] for r in rows if r.get("fallback") is not None]
+    fb = list(fallback_blocks(rows).values())
     text = """## Throughput and loss (RQ2/RQ3)
 
 Method: the C sendmmsg pacer (benchmarks/tools/pacer.c) in the load generator's namespace
@@ -537,7 +537,9 @@ def suite_latency_load(ctx: Ctx) -> None:
                     bsrcs = lab.srcs_of_parity(lab.loadgen_srcs, DISTS[dist])
                 if not bring_up(ctx, c, nb):
                     continue
+                first = len(rows)
                 try:
+                    fb0 = c.fallback()
                     dst, port = c.target()
                     for rate in rates:
                         before = ctx.recv(lab).read()
@@ -559,10 +561,14 @@ def suite_latency_load(ctx: Ctx) -> None:
                                      "per_backend": json.dumps(per),
                                      "n": r["n"], "lost": r["lost"],
                                      "median_us": r.get("median_us"), "p90_us": r.get("p90_us"),
-                                     "p99_us": r.get("p99_us")})
+                                     "p99_us": r.get("p99_us"), "fallback": None})
                         log("load %-12s %-6s bg %6d pps: median %.1f us p99 %.1f us lost %d" % (
                             c.name, dist, rate, r.get("median_us") or -1, r.get("p99_us") or -1,
                             r["lost"]))
+                    fb1 = c.fallback()
+                    if fb0 is not None and fb1 is not None:
+                        for row in rows[first:]:
+                            row["fallback"] = fb1 - fb0
                 except Exception as e:
                     failed(ctx, c, e)
                 finally:
@@ -647,7 +653,7 @@ def suite_control(ctx: Ctx) -> None:
     rows: List[Dict] = []
     todo = [c for c in ctx.contenders if c.name in ("softdoca", "softdoca-busy", "xdp")]
     for c in ctx.contenders:
-        if c not in todo:
+        if c not in todo and not c.name.startswith("xenoflow"):
             ctx.unavailable.setdefault(c.name, "no timed insert for this contender (here: "
                                        "softdoca, softdoca-busy, xdp)")
     for rep in range(reps):
@@ -690,10 +696,13 @@ def suite_control(ctx: Ctx) -> None:
                    "first_packet_us": (first - ta) / 1e3 if first else None,
                    "after_return_us": (first - tb) / 1e3 if first else None,
                    "packets_in_300ms": out.get("packets"), "rate_pps": rate}
+            row["measure"] = "insert"
             rows.append(row)
             log("control %-12s insert call %.0f us, first packet %s us after the call began"
                 % (c.name, row["insert_call_us"], fmt(row["first_packet_us"])))
-    write_csv(ctx.path("control", "csv"), rows)
+    rrows = control_ovs_restart(ctx, 2 if ctx.smoke else 3)
+    write_csv(ctx.path("control", "csv"), rows + rrows)
+    plot_control(ctx, rows + rrows)
     trs = []
     for name in [n for n in PLOT_ORDER if any(r["contender"] == n for r in rows)]:
         rs = [r for r in rows if r["contender"] == name]
@@ -702,7 +711,9 @@ def suite_control(ctx: Ctx) -> None:
                     sum(1 for r in rs if r["first_packet_us"] is None), len(rs)])
     text = """## Control plane
 
-Method: insert to first forwarded packet. The pacer sends {rate} pps to VIP:{port} from
+### Insert to first forwarded packet
+
+Method: The pacer sends {rate} pps to VIP:{port} from
 even sources (bucket 0: backend 1) before the balancer knows the service; then the
 balancer gets it in one step, timed with CLOCK_MONOTONIC (shared by all namespaces):
 softdoca (XenoFlow's eSwitch plane through dpdk_glue) adds the root-pipe entry and the
@@ -711,16 +722,120 @@ buckets and egress in its maps already and writes the service config that enable
 `bpftool map update`, process start included).
 A receiver bound to VIP:{port} on backend 1 notes the first packet. At {rate} pps the
 arrival resolution is {res:.0f} µs. {reps} repetitions; medians. Entries per second:
-helper-2's glue_install (below, when present). Time to reconcile after an OVS restart needs
-the XenoFlow controller on the paper lab: not measured by this suite yet.
+helper-2's glue_install (below, when present).
 
 {table}
+
+{restart}
+![control plane](control.png)
 {unavail}""".format(rate=rate, port=CONTROL_PORT, res=1e6 / rate, reps=reps,
-                    unavail=unavailable_md(ctx),
+                    unavail=unavailable_md(ctx), restart=restart_md(rrows),
                     table=md_table(["contender", "insert call (µs)", "insert start to first packet (µs)",
                                     "call return to first packet (µs)", "never arrived", "reps"], trs))
     open(ctx.path("control", "md"), "w").write(text)
     write_meta(ctx, "control", dict(reps=reps, rate=rate, port=CONTROL_PORT), t0)
+
+
+RESTART_RATE = 20000     # pps of UDP load through the balancer while OVS restarts
+
+
+def control_ovs_restart(ctx: Ctx, reps: int) -> List[Dict]:
+    """Time to reconcile after an OVS restart (the XenoFlow contenders, paper lab): under a
+    steady load through the VIP, ovs-vswitchd is killed and started again on the same
+    database; how long until the controller has every planned flow back and `xenoflow
+    check` says consistent, and how many of the load's packets were lost meanwhile."""
+    rows: List[Dict] = []
+    for c in [c for c in ctx.contenders if c.name in ("xenoflow-softdoca", "xenoflow-ovs")]:
+        for rep in range(reps):
+            if not bring_up(ctx, c, 2):
+                break
+            lab = c.lab
+            try:
+                fb0 = c.fallback()
+                before = ctx.recv(lab).read()
+                pacer = M.start_pacer(lab.loadgen_ns, lab.vip, lab.port, RESTART_RATE, 5.0,
+                                      size=22, srcs=lab.loadgen_srcs)
+                time.sleep(1.0)
+                t = c.restart_ovs()
+                res = M.finish_pacer(pacer)
+                time.sleep(0.3)
+                per = M.delta(ctx.recv(lab).read(), before)
+                fb1 = c.fallback()
+            except Exception as e:
+                failed(ctx, c, e)
+                c.down()
+                break
+            c.down()
+            sent, got = res["sent"], sum(per.values())
+            row = dict(suite="control", measure="ovs_restart", rep=rep, contender=c.name,
+                       lab=lab.kind, rate_pps=RESTART_RATE, sent=sent, delivered=got,
+                       lost=max(0, sent - got),
+                       fallback=(fb1 - fb0) if fb0 is not None and fb1 is not None else None, **t)
+            rows.append(row)
+            log("control %-17s OVS restart: flows back %s s, consistent %s s, lost %d of %d"
+                % (c.name, fmt(t["flows_restored_s"]), fmt(t["consistent_s"]), row["lost"], sent))
+    return rows
+
+
+def restart_md(rows: List[Dict]) -> str:
+    if not rows:
+        return ("### Reconcile after an OVS restart\n\nNot measured in this run: it needs the "
+                "XenoFlow contenders on the paper lab.\n")
+    trs = []
+    for name in [n for n in PLOT_ORDER if any(r["contender"] == n for r in rows)]:
+        rs = [r for r in rows if r["contender"] == name]
+        trs.append([name, med([r["daemon_up_s"] for r in rs]), med([r["flows_restored_s"] for r in rs]),
+                    med([r["consistent_s"] for r in rs]), med([r["lost"] for r in rs]),
+                    med([r["sent"] for r in rs]), len(rs)])
+    return """### Reconcile after an OVS restart
+
+Method: {rate} pps of 22-B UDP to the VIP from fips4's sources for 5 s; 1 s in, ovs-vswitchd
+is killed and started again on the same database (the bridges come back empty of flows). The
+times run from the restart: daemon up, every bridge carrying its planned flows again (the
+controller's reconcile), `xenoflow check` consistent. Lost = sent - received at the backends.
+On softdoca the eSwitch keeps forwarding while OVS is away; on plain OVS the outage is the
+reconcile. Medians.
+
+{table}
+""".format(rate=RESTART_RATE, table=md_table(
+        ["contender", "daemon up (s)", "flows restored (s)", "consistent (s)", "lost (median)",
+         "sent (median)", "reps"], trs))
+
+
+@plotting
+def plot_control(ctx, rows) -> None:
+    """Left: insert to first forwarded packet per repetition; right: the OVS restart's
+    times (flows restored, consistent) per repetition, with the packets lost."""
+    p = plt()
+    fig, (a1, a2) = p.subplots(1, 2, figsize=(7.0, 3.0))
+    ins = [r for r in rows if r.get("measure") in ("insert", None, "")    # None: CSVs before the restart
+           and r.get("first_packet_us") not in (None, "")]
+    rst = [r for r in rows if r.get("measure") == "ovs_restart"]
+    for i, c in enumerate([n for n in PLOT_ORDER if any(r["contender"] == n for r in ins)]):
+        ys = [float(r["first_packet_us"]) for r in ins if r["contender"] == c]
+        a1.bar(i, med(ys), color=COLORS.get(c), alpha=0.6)
+        a1.plot([i] * len(ys), ys, "k.", ms=3)
+        a1.text(i, 0, c, rotation=90, ha="center", va="bottom", fontsize=7)
+    a1.set_xticks([])
+    a1.set_ylabel("insert start to first packet (µs)")
+    a1.set_title("entry insert to first packet")
+    names = [n for n in PLOT_ORDER if any(r["contender"] == n for r in rst)]
+    for i, c in enumerate(names):
+        rs = [r for r in rst if r["contender"] == c]
+        for j, (k, mk) in enumerate((("flows_restored_s", "o"), ("consistent_s", "s"))):
+            ys = [float(r[k]) for r in rs if r.get(k) not in (None, "")]
+            a2.plot([i + 0.15 * (j - 0.5)] * len(ys), ys, mk, color=COLORS.get(c), ms=4,
+                    fillstyle="full" if j == 0 else "none")
+    lost = [fmt(med([float(r["lost"]) for r in rst if r["contender"] == c])) for c in names]
+    a2.set_xticks(range(len(names)))
+    a2.set_xticklabels(["%s\nlost %s" % (c, n) for c, n in zip(names, lost)], fontsize=7)
+    a2.set_ylim(bottom=0)
+    a2.set_xlim(-0.6, max(0.6, len(names) - 0.4))
+    a2.set_ylabel("s after the restart (o flows, □ consistent)")
+    a2.set_title("reconcile after an OVS restart")
+    fig.tight_layout()
+    fig.savefig(ctx.path("control", "png"))
+    p.close(fig)
 
 
 def nsh_argv(ns, argv):
@@ -853,9 +968,9 @@ def main(argv=None) -> int:
 
 def replot(a) -> int:
     out = a.out or os.path.join(HERE, "results", "smoke" if a.smoke else "")
-    for suite in (["throughput", "latency", "latency_load"] if a.suite == "all" else [a.suite]):
+    for suite in (list(SUITES) if a.suite == "all" else [a.suite]):
         path = os.path.join(out, suite + ".csv")
-        if not os.path.exists(path) or suite == "control":
+        if not os.path.exists(path):
             continue
         rows = read_csv(path)
         ctx = Ctx(a, {"minimal": minimal_spec(a.prefix)}, out)
@@ -868,6 +983,8 @@ def replot(a) -> int:
                 if os.path.exists(sp):
                     samples.setdefault(r["contender"], []).extend(float(x) for x in open(sp))
             plot_latency(ctx, samples, latency_summary(rows))
+        elif suite == "control":
+            plot_control(ctx, rows)
         else:
             plot_latency_load(ctx, rows, [d for d in DISTS if any(r["dist"] == d for r in rows)])
         log("redrew %s.png" % suite)

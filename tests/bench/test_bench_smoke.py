@@ -1,7 +1,9 @@
 """CI smoke of the benchmarks (issue 5): every suite that can run here, CI-sized,
-on benchmarks/lab_min.py's own namespaces (prefix ``xbs``/``xbt``, so a full
-benchmark run on ``xb-*`` can go on meanwhile), plus a check that the XDP
-balancer really balances. About two minutes in all.
+on benchmarks/lab_min.py's own namespaces (prefix ``xbs``/``xbt``), plus a check
+that the XDP balancer really balances; then the XenoFlow contenders on the paper
+lab (control and latency suites: reconcile after an OVS restart, fallback
+counters). About four minutes in all. The paper lab's namespace names are fixed:
+not while another lab (or a full benchmark run) is up.
 
 Runs once, in the product runtime (os-ken / Python 3.11): the benchmarks are not
 part of the Ryu app's import path.
@@ -63,8 +65,10 @@ def test_throughput_rows_are_sane(smoke_results):
         assert 0 <= delivered <= sent, r
         assert 0.0 <= float(r["loss"]) <= 1.0, r
         assert float(r["offered_pps"]) > 0
-    # at a low rate the kernel paths lose nothing
-    low = [r for r in rows if r["contender"] in ("xdp", "direct") and int(r["target_pps"]) == 20000]
+    # at a low rate the kernel paths and the plain DPDK loop lose nothing
+    assert "dpdk-loop" in names, log[-3000:]
+    low = [r for r in rows if r["contender"] in ("xdp", "direct", "dpdk-loop")
+           and int(r["target_pps"]) == 20000]
     assert low and all(float(r["loss"]) == 0.0 for r in low), low
     assert os.path.exists(os.path.join(out, "throughput.md"))
 
@@ -98,6 +102,50 @@ def test_report_assembles(smoke_results, tmp_path):
     text = rep.read_text()
     for h in ("## Machine", "## Goals", "## Throughput", "## Added latency", "## Latency under load"):
         assert h in text, h
+
+
+@pytest.fixture(scope="module")
+def paper_results(tmp_path_factory):
+    """The XenoFlow contenders on the paper lab (its own run dir, /tmp/xb-paper): the
+    control suite (OVS restart) and the latency suite, CI-sized."""
+    missing = _tools_missing()
+    if missing:
+        pytest.skip("missing tools: %s (scripts/install-deps.sh)" % ", ".join(missing))
+    out = str(tmp_path_factory.mktemp("bench-paper"))
+    logs = []
+    for suite in ("control", "latency"):
+        p = subprocess.run([sys.executable, os.path.join(BENCH, "run.py"), suite, "--smoke",
+                            "--out", out, "--lab", "paper",
+                            "--contenders", "xenoflow-softdoca,xenoflow-ovs"],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           universal_newlines=True, timeout=400)
+        assert p.returncode == 0, p.stdout[-4000:]
+        logs.append(p.stdout)
+    return out, "\n".join(logs)
+
+
+def test_ovs_restart_is_reconciled_and_softdoca_loses_nothing(paper_results):
+    out, log = paper_results
+    rows = [r for r in _rows(out, "control") if r["measure"] == "ovs_restart"]
+    assert {r["contender"] for r in rows} == {"xenoflow-softdoca", "xenoflow-ovs"}, log[-3000:]
+    for r in rows:
+        assert r["flows_restored_s"] and 0 < float(r["flows_restored_s"]) < 30, r
+        assert r["consistent_s"] and float(r["consistent_s"]) >= float(r["flows_restored_s"]), r
+        assert int(r["sent"]) > 0
+    for r in rows:
+        if r["contender"] == "xenoflow-softdoca":
+            # the eSwitch forwards while OVS is away, and nothing fell back to the Arm
+            assert int(r["lost"]) == 0 and r["fallback"] == "0", r
+        else:
+            assert r["fallback"] == "", r       # no eSwitch: fallback does not apply
+    assert os.path.exists(os.path.join(out, "control.md"))
+
+
+def test_latency_records_fallback_for_xenoflow(paper_results):
+    out, log = paper_results
+    rows = [r for r in _rows(out, "latency") if r["contender"] == "xenoflow-softdoca"]
+    assert len(rows) >= 3, log[-3000:]
+    assert all(r["fallback"] == "0" for r in rows), rows
 
 
 def test_xdp_balancer_balances():
