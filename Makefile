@@ -44,6 +44,7 @@ venv: $(VENV)/.stamp
 bench: deps venv
 	$(VENV)/bin/python benchmarks/run.py all --wait-paper 900
 	$(VENV)/bin/python benchmarks/bench_disruption.py
+	$(VENV)/bin/python benchmarks/bench_glue_install.py
 	$(VENV)/bin/python benchmarks/report.py
 
 bench-smoke: deps venv
