@@ -36,7 +36,8 @@ import time
 from typing import Dict, List
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+import pkgpath  # noqa: E402,F401  (before the package: where it comes from)
 
 VIP = "198.18.0.53"
 VIP_MAC = "02:00:c6:12:00:35"
@@ -135,7 +136,8 @@ def main() -> int:
     pacer = os.path.join(tmp, "pacer")
     subprocess.run(["gcc", "-O2", "-Wall", "-o", pacer, os.path.join(HERE, "tools", "pacer.c")], check=True)
     probe = os.path.join(HERE, "tools", "rtt_probe.py")
-    env = dict(os.environ, PYTHONPATH=os.path.dirname(HERE))
+    from xenoflow_ovs.lab.labctl import _subprocess_env
+    env = _subprocess_env()
     rows: List[Dict] = []
     try:
         for ns in (g, d, s):

@@ -23,7 +23,8 @@ import time
 from typing import Dict, List
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+import pkgpath  # noqa: E402,F401  (before the package: where it comes from)
 
 from dpdk_glue import ESwitch, Match, PortSpec, default_eal_args  # noqa: E402
 from dpdk_glue.eswitch import _SPEC, _load  # noqa: E402

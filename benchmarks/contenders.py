@@ -281,7 +281,10 @@ class OvsNetdev(Contender):
         return c
 
 
-XENOFLOW = os.path.join(ROOT, ".venv", "bin", "xenoflow")
+# the CLI next to the running Python (tox's env, `make venv`'s .venv), else the dev venv's
+XENOFLOW = next((p for p in (os.path.join(os.path.dirname(sys.executable), "xenoflow"),
+                             os.path.join(ROOT, ".venv", "bin", "xenoflow")) if os.path.exists(p)),
+                os.path.join(ROOT, ".venv", "bin", "xenoflow"))
 
 
 def xenoflow(*args, check=True, timeout=300):
@@ -349,7 +352,7 @@ class XenoflowLab(Contender):
             raise NotAvailable("needs the paper lab and its controller (run.py --lab paper, "
                                "`xenoflow lab up --eswitch %s`)" % self.eswitch)
         if not os.path.exists(XENOFLOW):
-            raise NotAvailable("no .venv/bin/xenoflow (make venv)")
+            raise NotAvailable("no xenoflow CLI beside %s nor in .venv (make venv)" % sys.executable)
         if "--eswitch" not in xenoflow("lab", "--help", check=False).stdout:
             raise NotAvailable("`xenoflow lab up --eswitch` not available yet")
 
@@ -458,7 +461,8 @@ class Softdoca(Contender):
                "macs": [b.mac for b in lab.backends[:backends]], "in_dev": lab.in_dev,
                "out_dev": lab.out_dev, "prefix": lab.dpu_ns + "-sd", "busy_poll": self.busy_poll,
                "loop": self.loop}
-        env = dict(os.environ, PYTHONPATH=ROOT)
+        from xenoflow_ovs.lab.labctl import _subprocess_env
+        env = _subprocess_env()          # the glue from where this process has it
         self.proc = subprocess.Popen(
             nsh.ns_argv(lab.dpu_ns, [sys.executable, os.path.join(HERE, "softdoca_lb.py"),
                                      "--config", json.dumps(cfg)]),

@@ -29,10 +29,7 @@ import tempfile
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-
+from pkgpath import ROOT  # noqa: E402  (before the package: where it comes from)
 from xenoflow_ovs.lab import netns as nsh  # noqa: E402
 
 

@@ -26,7 +26,8 @@ import json
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import pkgpath  # noqa: E402,F401  (before the package: where it comes from)
 
 
 def main() -> int:
