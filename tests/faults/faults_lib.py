@@ -19,6 +19,7 @@ confirmed, so the client does not need OVS's ARP answer while it gets DNS answer
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -27,8 +28,10 @@ import signal
 import socket
 import struct
 import sys
+import shutil
+import tempfile
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -206,6 +209,24 @@ def wait_until(cond: Callable[[], Any], timeout: float, interval: float = 0.1,
         if time.monotonic() > deadline:
             raise AssertionError("timed out after %.1f s waiting for %s" % (timeout, what))
         time.sleep(interval)
+
+
+@contextlib.contextmanager
+def running_lab(prefix: str) -> Iterator["TestLab"]:
+    """A TestLab up in a fresh temporary dir (skipped when not root), down and removed
+    afterwards: the module fixture of the fault and scenario suites."""
+    import pytest
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    tmp = tempfile.mkdtemp(prefix=prefix)
+    lab = TestLab(tmp)
+    try:
+        lab.up()
+        yield lab
+    finally:
+        lab.down()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 class TestLab:

@@ -17,10 +17,7 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
-import subprocess
-import tempfile
 import time
 
 import pytest
@@ -45,17 +42,9 @@ def table():
 
 @pytest.fixture(scope="module")
 def lab(table):
-    if os.geteuid() != 0:
-        pytest.skip("needs root")
-    tmp = tempfile.mkdtemp(prefix="xf-flt-")
-    lab = fl.TestLab(tmp)
-    try:
-        lab.up()
+    with fl.running_lab("xf-flt-") as lab:
         table.lab_up = lab.up_seconds
         yield lab
-    finally:
-        lab.down()
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)

@@ -102,8 +102,11 @@ def _wire(netns):
     return c, d, t, bns
 
 
-@pytest.mark.parametrize("driver", ["af_packet", "af_xdp"])
-def test_dns_by_source_parity_and_misses(netns, glue, glue_pkg_parent, driver):
+def _run(netns, glue, serve: dict, spec: dict, done):
+    """Wire the namespaces, start the backends' sinks, the p0 representor's capture and the
+    eSwitch child (glue_child.py serve with `serve` added to its kwargs), send `spec` from
+    the client, poll the switch's stats until done(stats) (at most 10 s), then collect.
+    Returns (received per backend, captured on rep p0, last stats, the sender's result)."""
     from xenoflow_ovs.lab import netns as nl
 
     c, d, t, bns = _wire(netns)
@@ -120,27 +123,20 @@ def test_dns_by_source_parity_and_misses(netns, glue, glue_pkg_parent, driver):
         procs.append(cap)
         assert _readline(cap) == "READY"
 
-        ports = [dict(name="p0", id=0, iface="dpu-p0", rep_iface="rep-p0", driver=driver),
-                 dict(name="p1", id=1, iface="dpu-p1", rep_iface="rep-p1", driver=driver)]
-        kwargs = dict(prefix=glue.file_prefix("e2e"), ports=ports, vip=VIP,
-                      macs=[BACKENDS[0][3], BACKENDS[1][3]])
+        kwargs = dict(vip=VIP, macs=[BACKENDS[0][3], BACKENDS[1][3]], **serve)
         sw = _start(nl.ns_argv(d, [sys.executable, CHILD, "serve", json.dumps(kwargs)]), env)
         procs.append(sw)
         assert _readline(sw, timeout=60) == "READY"
 
-        spec = {"udp": [["198.18.0.10", VIP, 53, N_EVEN], ["198.18.0.11", VIP, 53, N_ODD],
-                        ["198.18.0.10", VIP, 5454, N_OTHER]],
-                "arp_iface": "c0", "arp_src": "198.18.0.10", "arp_count": N_ARP}
         out = nl.run_in_ns(c, [sys.executable, NETPROBE, "send", json.dumps(spec)], env=env, timeout=60)
-        assert json.loads(out.stdout.strip().splitlines()[-1])["arp"] == N_ARP
+        sent = json.loads(out.stdout.strip().splitlines()[-1])
 
-        # wait until the forwarder has seen everything (bounded)
         deadline = time.monotonic() + 10
         while True:
             sw.stdin.write("stats\n")
             sw.stdin.flush()
             stats = json.loads(_readline(sw))
-            if stats["p0"]["rx_pkts"] >= N_EVEN + N_ODD + N_OTHER + N_ARP or time.monotonic() > deadline:
+            if done(stats) or time.monotonic() > deadline:
                 break
             time.sleep(0.2)
         time.sleep(0.3)  # let the last frames cross the bridge
@@ -157,6 +153,24 @@ def test_dns_by_source_parity_and_misses(netns, glue, glue_pkg_parent, driver):
     finally:
         for p in procs:
             _stop(p)
+    return received, captured, stats, sent
+
+
+def _ports(driver="af_packet"):
+    return [dict(name="p0", id=0, iface="dpu-p0", rep_iface="rep-p0", driver=driver),
+            dict(name="p1", id=1, iface="dpu-p1", rep_iface="rep-p1", driver=driver)]
+
+
+@pytest.mark.parametrize("driver", ["af_packet", "af_xdp"])
+def test_dns_by_source_parity_and_misses(netns, glue, glue_pkg_parent, driver):
+    spec = {"udp": [["198.18.0.10", VIP, 53, N_EVEN], ["198.18.0.11", VIP, 53, N_ODD],
+                    ["198.18.0.10", VIP, 5454, N_OTHER]],
+            "arp_iface": "c0", "arp_src": "198.18.0.10", "arp_count": N_ARP}
+    # wait until the forwarder has seen everything (bounded)
+    received, captured, stats, sent = _run(
+        netns, glue, dict(prefix=glue.file_prefix("e2e"), ports=_ports(driver)), spec,
+        lambda st: st["p0"]["rx_pkts"] >= N_EVEN + N_ODD + N_OTHER + N_ARP)
+    assert sent["arp"] == N_ARP
 
     # forwarding by source parity, checksums intact (the kernel sockets accepted them)
     assert received["b0"] == {"198.18.0.10": N_EVEN}
@@ -178,51 +192,11 @@ def test_bench_bypass_is_a_mac_rewriting_loop(netns, glue, glue_pkg_parent):
     """The benchmarks' "dpdk-loop" baseline: with the pipeline bypassed every frame from p0
     leaves p1 with the one given destination MAC, whatever its source or port, and nothing
     goes to the representor."""
-    from xenoflow_ovs.lab import netns as nl
-
-    c, d, t, bns = _wire(netns)
-    env = glue.env()
-    procs = []
-    try:
-        sinks = {}
-        for name, *_ in BACKENDS:
-            p = _start(nl.ns_argv(bns[name], [sys.executable, NETPROBE, "sink", VIP, "53"]), env)
-            procs.append(p)
-            assert _readline(p) == "READY"
-            sinks[name] = p
-        cap = _start(nl.ns_argv(d, [sys.executable, NETPROBE, "capture", "p0"]), env)
-        procs.append(cap)
-        assert _readline(cap) == "READY"
-        ports = [dict(name="p0", id=0, iface="dpu-p0", rep_iface="rep-p0"),
-                 dict(name="p1", id=1, iface="dpu-p1", rep_iface="rep-p1")]
-        kwargs = dict(prefix=glue.file_prefix("bypass"), ports=ports, vip=VIP,
-                      macs=[BACKENDS[0][3], BACKENDS[1][3]], bypass_mac=BACKENDS[1][3])
-        sw = _start(nl.ns_argv(d, [sys.executable, CHILD, "serve", json.dumps(kwargs)]), env)
-        procs.append(sw)
-        assert _readline(sw, timeout=60) == "READY"
-        spec = {"udp": [["198.18.0.10", VIP, 53, N_EVEN], ["198.18.0.11", VIP, 53, N_ODD]]}
-        nl.run_in_ns(c, [sys.executable, NETPROBE, "send", json.dumps(spec)], env=env, timeout=60)
-        deadline = time.monotonic() + 10
-        while True:
-            sw.stdin.write("stats\n")
-            sw.stdin.flush()
-            stats = json.loads(_readline(sw))
-            if stats["p1"]["tx_pkts"] >= N_EVEN + N_ODD or time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
-        time.sleep(0.3)
-        received = {}
-        for name, p in sinks.items():
-            p.stdin.close()
-            received[name] = json.loads(_readline(p))
-        cap.stdin.close()
-        captured = json.loads(_readline(cap))
-        sw.stdin.write("quit\n")
-        sw.stdin.flush()
-        assert _readline(sw) == "CLOSED"
-    finally:
-        for p in procs:
-            _stop(p)
+    spec = {"udp": [["198.18.0.10", VIP, 53, N_EVEN], ["198.18.0.11", VIP, 53, N_ODD]]}
+    received, captured, stats, _ = _run(
+        netns, glue, dict(prefix=glue.file_prefix("bypass"), ports=_ports(),
+                          bypass_mac=BACKENDS[1][3]), spec,
+        lambda st: st["p1"]["tx_pkts"] >= N_EVEN + N_ODD)
 
     # the installed entries would have split by parity: bypassed, all go to the one MAC
     assert received["b0"] == {}

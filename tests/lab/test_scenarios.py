@@ -24,11 +24,9 @@ import dataclasses
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
 import pytest
@@ -41,17 +39,9 @@ pytestmark = [pytest.mark.root, pytest.mark.ovs, pytest.mark.lab, pytest.mark.sl
 
 @pytest.fixture(scope="module")
 def lab():
-    if os.geteuid() != 0:
-        pytest.skip("needs root")
-    tmp = tempfile.mkdtemp(prefix="xf-scn-")
-    lab = fl.TestLab(tmp)
-    try:
-        lab.up()
+    with fl.running_lab("xf-scn-") as lab:
         print("\nlab up in %.1f s" % lab.up_seconds)
         yield lab
-    finally:
-        lab.down()
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)
