@@ -70,6 +70,11 @@ class Contender:
         """Packets carried by a fallback path during the run (XenoFlow only)."""
         return None
 
+    def fallback_since(self, before: Optional[int]) -> Optional[int]:
+        """Fallback packets since `before` (a fallback() reading); None when either is unknown."""
+        now = self.fallback()
+        return None if before is None or now is None else now - before
+
 
 class Direct(Contender):
     name = "direct"

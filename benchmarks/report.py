@@ -203,7 +203,8 @@ def goals(results: str) -> str:
 
     lf = {c: loss_free(tput, c, P) for c in present} if tput else {}
     gf = glue_forward_ratio(results)
-    sd, where = ours_for(loop)
+    lsd, lwhere = ours_for(loop)          # the loop's peer, for forwarding and latency
+    sd, where = lsd, lwhere
     r1 = ratio(lf.get(sd), lf.get(loop))
     if r1 is None and gf is not None:
         rows.append(["%s forwarding ≥ 0.9× plain DPDK loop" % sd, "%.2f× (helper-2's "
@@ -227,7 +228,7 @@ def goals(results: str) -> str:
         row("%s max delivered ≥ 2× %s (%d B; %s)" % (sd, ovs, P, where), r2b,
             r2b is not None and r2b >= 2, "%.2f×" % r2b if r2b is not None else "", [sd, ovs],
             sender_bound(sd, ovs))
-    sd, where = ours_for(loop)
+    sd, where = lsd, lwhere
     a = add.get(sd)
     d = None if a is None or add.get(loop) is None else a - add[loop]
     row("%s added latency ≤ plain loop's + 2 µs (%s)" % (sd, where), d, d is not None and d <= 2,

@@ -253,11 +253,10 @@ def suite_throughput(ctx: Ctx) -> None:
                             break          # the sender is saturated: no higher step
                         if r["loss"] > 0.3:
                             break          # well past this contender's maximum
-                fb1 = c.fallback()
-                if fb0 is not None and fb1 is not None:
-                    for r in rows:
-                        if r["contender"] == c.name and r["rep"] == rep:
-                            r["fallback"] = fb1 - fb0
+                fb = c.fallback_since(fb0)
+                for r in rows:
+                    if r["contender"] == c.name and r["rep"] == rep:
+                        r["fallback"] = fb
             finally:
                 c.down()
     write_csv(ctx.path("throughput", "csv"), rows)
@@ -416,7 +415,7 @@ def suite_latency(ctx: Ctx) -> None:
                 src = c.lab.srcs_of_parity(c.lab.client_srcs, 0)[0]  # even: backend 1 everywhere
                 sp = os.path.join(sdir, "latency-%s-%d.txt" % (c.name, rep))
                 r = M.rtt_probe(c.lab.client_ns, dst, port, src, count=count, samples=sp)
-                fb1 = c.fallback()
+                fb = c.fallback_since(fb0)
             except Exception as e:
                 failed(ctx, c, e)
                 continue
@@ -428,7 +427,7 @@ def suite_latency(ctx: Ctx) -> None:
                    "n": r["n"], "lost": r["lost"], "median_us": r.get("median_us"),
                    "p90_us": r.get("p90_us"), "p99_us": r.get("p99_us"), "min_us": r.get("min_us"),
                    "max_us": r.get("max_us"), "mean_us": r.get("mean_us"),
-                   "fallback": (fb1 - fb0) if fb0 is not None and fb1 is not None else None}
+                   "fallback": fb}
             rows.append(row)
             log("lat rep %d %-12s median %.1f us p99 %.1f us lost %d" % (
                 rep, c.name, row["median_us"] or -1, row["p99_us"] or -1, row["lost"]))
@@ -565,10 +564,9 @@ def suite_latency_load(ctx: Ctx) -> None:
                         log("load %-12s %-6s bg %6d pps: median %.1f us p99 %.1f us lost %d" % (
                             c.name, dist, rate, r.get("median_us") or -1, r.get("p99_us") or -1,
                             r["lost"]))
-                    fb1 = c.fallback()
-                    if fb0 is not None and fb1 is not None:
-                        for row in rows[first:]:
-                            row["fallback"] = fb1 - fb0
+                    fb = c.fallback_since(fb0)
+                    for row in rows[first:]:
+                        row["fallback"] = fb
                 except Exception as e:
                     failed(ctx, c, e)
                 finally:
@@ -695,8 +693,7 @@ def suite_control(ctx: Ctx) -> None:
                    "insert_call_us": (tb - ta) / 1e3,
                    "first_packet_us": (first - ta) / 1e3 if first else None,
                    "after_return_us": (first - tb) / 1e3 if first else None,
-                   "packets_in_300ms": out.get("packets"), "rate_pps": rate}
-            row["measure"] = "insert"
+                   "packets_in_300ms": out.get("packets"), "rate_pps": rate, "measure": "insert"}
             rows.append(row)
             log("control %-12s insert call %.0f us, first packet %s us after the call began"
                 % (c.name, row["insert_call_us"], fmt(row["first_packet_us"])))
@@ -760,7 +757,7 @@ def control_ovs_restart(ctx: Ctx, reps: int) -> List[Dict]:
                 res = M.finish_pacer(pacer)
                 time.sleep(0.3)
                 per = M.delta(ctx.recv(lab).read(), before)
-                fb1 = c.fallback()
+                fb = c.fallback_since(fb0)
             except Exception as e:
                 failed(ctx, c, e)
                 c.down()
@@ -770,7 +767,7 @@ def control_ovs_restart(ctx: Ctx, reps: int) -> List[Dict]:
             row = dict(suite="control", measure="ovs_restart", rep=rep, contender=c.name,
                        lab=lab.kind, rate_pps=RESTART_RATE, sent=sent, delivered=got,
                        lost=max(0, sent - got),
-                       fallback=(fb1 - fb0) if fb0 is not None and fb1 is not None else None, **t)
+                       fallback=fb, **t)
             rows.append(row)
             log("control %-17s OVS restart: flows back %s s, consistent %s s, lost %d of %d"
                 % (c.name, fmt(t["flows_restored_s"]), fmt(t["consistent_s"]), row["lost"], sent))
