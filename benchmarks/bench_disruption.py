@@ -19,8 +19,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import pkgpath  # noqa: E402,F401  (before the package: where it comes from)
 
-from xenoflow_ovs import buckets  # noqa: E402
-from xenoflow_ovs.config import Backend, Policy, Service  # noqa: E402
+from xenoflow_ovs.intent import buckets  # noqa: E402
+from xenoflow_ovs.intent.config import Backend, Policy, Service  # noqa: E402
 
 
 def service(n: int, bits: int, kind: str) -> Service:

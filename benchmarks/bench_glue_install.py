@@ -27,7 +27,7 @@ sys.path.insert(0, HERE)
 import pkgpath  # noqa: E402,F401  (before the package: where it comes from)
 
 from dpdk_glue import ESwitch, Match, PortSpec, default_eal_args  # noqa: E402
-from dpdk_glue.eswitch import _SPEC, _load  # noqa: E402
+from dpdk_glue.binding import _SPEC, _load  # noqa: E402
 
 MACS = ["02:00:c6:12:%02x:%02x" % (i >> 8, i & 0xFF) for i in range(256)]
 

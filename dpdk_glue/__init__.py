@@ -5,7 +5,7 @@ build raises GlueMissing with the build instructions.  One eSwitch per process (
 """
 from __future__ import annotations
 
-from dpdk_glue.eswitch import (
+from dpdk_glue.binding import (
     BasicPipe,
     Entry,
     EntrySpec,

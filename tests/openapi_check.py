@@ -3,7 +3,7 @@
 import jsonschema
 import yaml
 
-from xenoflow_ovs import routes
+from xenoflow_ovs.api import handlers as routes
 
 DOC = yaml.safe_load(open(routes.OPENAPI))
 

@@ -7,7 +7,7 @@ import argparse
 import sys
 from typing import List, Optional
 
-from . import config as config_mod
+from .intent import config as config_mod
 
 EXIT_OK, EXIT_FOUND, EXIT_ERROR = 0, 1, 2
 
@@ -31,7 +31,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from . import plan as plan_mod
+    from .intent import plan as plan_mod
     cfg = _load_or_report(args.config)
     if cfg is None:
         return EXIT_ERROR
@@ -63,7 +63,7 @@ DEFAULT_CONFIGS = ("run/paper/xenoflow.yaml", "topologies/paper/xenoflow.yaml")
 
 def _api_call(args: argparse.Namespace, path: str, method: str = "GET", body=None):
     import os
-    from . import api
+    from .api import server as api
     if args.socket:
         return api.request(method, path, unix_path=args.socket, body=body,
                            token=_token(args.token_file))
@@ -88,7 +88,7 @@ def _api_call(args: argparse.Namespace, path: str, method: str = "GET", body=Non
 def _token(path):
     if not path:
         return None
-    from . import api
+    from .api import server as api
     return api.read_token(path)
 
 
@@ -135,7 +135,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     import json
-    from .consistency import format_report
+    from .intent.consistency import format_report
     body = _api_or_error(args, "/check")
     if body is None:
         return EXIT_ERROR
@@ -199,12 +199,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("controller", help="run the OpenFlow controller app (os-ken 4)")
     p.add_argument("-c", "--config", required=True)
     p.add_argument("-v", "--verbose", action="store_true")
-    p.set_defaults(func=_delegate("launcher", "main"))
+    p.set_defaults(func=_delegate("controller.launcher", "main"))
 
     p = sub.add_parser("eswitchd", help="own the eSwitch (softdoca or DOCA) and serve the controller")
     p.add_argument("-c", "--config", required=True)
     p.add_argument("-v", "--verbose", action="store_true")
-    p.set_defaults(func=_delegate("eswitchd", "main"))
+    p.set_defaults(func=_delegate("eswitch.daemon", "main"))
 
     for name, func, text in (("status", cmd_status, "per-backend counters, fallback and the verdict"),
                              ("check", cmd_check, "consistency of both planes (exit 0 ok, 1 drift "

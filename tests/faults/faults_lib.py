@@ -284,7 +284,7 @@ class TestLab:
 
     # -- API, check
     def api(self, method: str, path: str, body: Any = None, timeout: float = 15.0) -> Tuple[int, Any]:
-        from xenoflow_ovs import api as api_mod
+        from xenoflow_ovs.api import server as api_mod
         return api_mod.request(method, path, unix_path=self.api_sock, body=body, timeout=timeout)
 
     def api_ok(self, path: str) -> Optional[Dict[str, Any]]:
@@ -340,7 +340,7 @@ class TestLab:
         return {}
 
     def metric(self, name: str, **labels: str) -> float:
-        from xenoflow_ovs import api as api_mod
+        from xenoflow_ovs.api import server as api_mod
         code, text = api_mod.request("GET", "/metrics", unix_path=self.api_sock, timeout=5)
         if isinstance(text, bytes):
             text = text.decode()
@@ -355,7 +355,7 @@ class TestLab:
 
     # -- eSwitch
     def eswitch(self, op: str, **args: Any) -> Dict[str, Any]:
-        from xenoflow_ovs.eswitch import EswitchClient
+        from xenoflow_ovs.eswitch.client import EswitchClient
         c = EswitchClient(self.es_sock, timeout=5)
         try:
             return c.call(op, **args)
@@ -377,8 +377,8 @@ class TestLab:
         return self.eswitch("counters")["ports"]
 
     def remove_entry_behind_our_back(self, entry_wire: Dict[str, Any]) -> None:
-        from xenoflow_ovs import plan as plan_mod
-        from xenoflow_ovs.eswitch import EswitchClient, entry_from_wire
+        from xenoflow_ovs.intent import plan as plan_mod
+        from xenoflow_ovs.eswitch.client import EswitchClient, entry_from_wire
         c = EswitchClient(self.es_sock, timeout=5)
         try:
             c.apply([plan_mod.Change("eswitch", "remove", entry_from_wire(entry_wire))])
@@ -391,7 +391,7 @@ class TestLab:
 
     def flows(self, ours: bool = True) -> Dict[Tuple[str, str], Dict[str, Any]]:
         """{(bridge, 'priority=...,match'): {cookie, duration, n_packets, actions}} from ovs-ofctl."""
-        from xenoflow_ovs import plan as plan_mod
+        from xenoflow_ovs.intent import plan as plan_mod
         out = {}
         ovs = self.ovs()
         for br in ("ovsbr1", "ovsbr2"):
@@ -411,7 +411,7 @@ class TestLab:
         return out
 
     def ovs_packets(self, kinds: Sequence[str] = ("service",)) -> int:
-        from xenoflow_ovs import plan as plan_mod
+        from xenoflow_ovs.intent import plan as plan_mod
         n = 0
         for (br, key), f in self.flows().items():
             if plan_mod.KINDS[((f["cookie"] >> 32) & 0xFF) - 1] in kinds:

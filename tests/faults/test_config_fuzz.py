@@ -14,7 +14,7 @@ from config_mutants import mutate
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from xenoflow_ovs import config
+from xenoflow_ovs.intent import config
 from xenoflow_ovs.cli import main as cli_main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -124,7 +124,7 @@ def test_ovs_vswitchd_killed_and_restarted(lab, table):
 
 
 def test_ovsdb_server_restarted(lab, table):
-    from xenoflow_ovs import plan as plan_mod
+    from xenoflow_ovs.intent import plan as plan_mod
     ovs = lab.ovs()
     flows0, tf0 = lab.flows(), time.monotonic()
     mark = lab.log_mark()

@@ -16,8 +16,9 @@ import time
 import pytest
 import yaml
 
-from xenoflow_ovs import config, plan
-from xenoflow_ovs.eswitch import EswitchClient, EswitchError, adoption_changes
+from xenoflow_ovs.intent import config
+from xenoflow_ovs.intent import plan
+from xenoflow_ovs.eswitch.client import EswitchClient, EswitchError, adoption_changes
 from xenoflow_ovs.lab import netns as N
 
 pytestmark = [pytest.mark.root]
@@ -178,7 +179,7 @@ def test_eswitchd_installs_counts_rolls_back_and_stops_cleanly(eswitchd):
 
 def test_runtime_never_applies_half_when_the_eswitch_refuses(eswitchd):
     """A backend add whose eSwitch half fails: OVS is reverted, eswitchd keeps the old entries."""
-    from xenoflow_ovs.runtime import Runtime, TransitionError
+    from xenoflow_ovs.controller.runtime import Runtime, TransitionError
     cfg, client, proc, ns, logpath = eswitchd
     ovs = {}
 

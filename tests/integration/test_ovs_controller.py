@@ -34,7 +34,10 @@ import netaddr
 import pytest
 import yaml
 
-from xenoflow_ovs import buckets, config, ovsdb, plan
+from xenoflow_ovs.intent import buckets
+from xenoflow_ovs.intent import config
+from xenoflow_ovs.controller import ovsdb
+from xenoflow_ovs.intent import plan
 from xenoflow_ovs.lab import dnsclient
 from xenoflow_ovs.lab import netns as nsh
 from xenoflow_ovs.lab.bind9 import Bind9
@@ -431,7 +434,7 @@ def test_ovsdb_server_restart_is_survived_and_the_bridges_kept_as_configured(lab
 
 
 def _api(lab, method, path, body=None):
-    from xenoflow_ovs import api
+    from xenoflow_ovs.api import server as api
     cfg = lab["cfg"]
     return api.request(method, path, unix_path=cfg.path(cfg.api.socket), body=body)
 

@@ -8,7 +8,8 @@ import os
 import pytest
 import yaml
 
-from xenoflow_ovs import config, ovsdb
+from xenoflow_ovs.intent import config
+from xenoflow_ovs.controller import ovsdb
 from xenoflow_ovs.lab import netns as nsh
 from xenoflow_ovs.lab.ovs_instance import OvsInstance
 

@@ -98,7 +98,7 @@ def _settled(ctl):
 
 def _bucket_counters(ctl):
     """{(service, bucket): pkts} from eswitchd."""
-    from xenoflow_ovs.eswitch import EswitchClient
+    from xenoflow_ovs.eswitch.client import EswitchClient
     cfg = ctl.load_cfg()
     c = EswitchClient(cfg.path(cfg.eswitch.socket))
     try:
@@ -127,7 +127,7 @@ def test_up_is_idempotent_and_status_shows_it(lab):
 
 
 def test_every_bucket_answered_by_the_planned_backend(lab):
-    from xenoflow_ovs import plan as plan_mod
+    from xenoflow_ovs.intent import plan as plan_mod
     from xenoflow_ovs.lab.dnsclient import query_txt_in_ns
 
     cfg = lab.load_cfg()

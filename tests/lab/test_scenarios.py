@@ -152,7 +152,7 @@ def _dnsperf_result(p, timeout):
 
 
 def test_backend_remove_and_add_under_dnsperf(lab):
-    from xenoflow_ovs import buckets
+    from xenoflow_ovs.intent import buckets
     t0_table = lab.table()
     svc = lab.cfg.service("dns")
     fips3 = svc.backend("fips3")

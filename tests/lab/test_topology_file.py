@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from xenoflow_ovs import config as config_mod
+from xenoflow_ovs.intent import config as config_mod
 from xenoflow_ovs.lab.labctl import write_derived_config
 from xenoflow_ovs.lab.topology import TopologyError, load_topology
 

@@ -16,8 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
-from xenoflow_ovs import ofrules
-from xenoflow_ovs.plan import Flow
+from xenoflow_ovs.controller import ofrules
+from xenoflow_ovs.intent.plan import Flow
 
 MOVE_FIELDS = ("eth_src", "eth_dst", "arp_sha", "arp_tha", "arp_spa", "arp_tpa")
 
@@ -195,7 +195,7 @@ def network_from_plan(cfg: Any, flows: Sequence[Flow], rules: ofrules.Rules,
                       ports: Optional[Mapping[str, Mapping[str, int]]] = None) -> Network:
     """A Network of the config's bridges holding `flows`; port numbers as ovsdb.py
     requests them unless given."""
-    from xenoflow_ovs import ovsdb
+    from xenoflow_ovs.controller import ovsdb
     net = Network()
     for spec in ovsdb.desired(cfg):
         bports = dict(ports[spec.name]) if ports else {

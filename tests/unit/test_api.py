@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from xenoflow_ovs import api
+from xenoflow_ovs.api import server as api
 from xenoflow_ovs.cli import main as cli_main
 
 

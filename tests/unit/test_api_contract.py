@@ -11,9 +11,12 @@ import openapi_check
 import pytest
 import yaml
 
-from xenoflow_ovs import api, config, consistency, routes
-from xenoflow_ovs.metrics import Metrics
-from xenoflow_ovs.runtime import Runtime
+from xenoflow_ovs.api import server as api
+from xenoflow_ovs.intent import config
+from xenoflow_ovs.intent import consistency
+from xenoflow_ovs.api import handlers as routes
+from xenoflow_ovs.api.metrics import Metrics
+from xenoflow_ovs.controller.runtime import Runtime
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PAPER = os.path.join(ROOT, "topologies", "paper", "xenoflow.yaml")

@@ -9,10 +9,12 @@ from types import SimpleNamespace as Ev
 
 import pytest
 
-from xenoflow_ovs import config, ovsdb, plan
+from xenoflow_ovs.intent import config
+from xenoflow_ovs.controller import ovsdb
+from xenoflow_ovs.intent import plan
 
-compat = pytest.importorskip("xenoflow_ovs.compat")
-from xenoflow_ovs.app import EventPoll, XenoFlowApp  # noqa: E402
+compat = pytest.importorskip("xenoflow_ovs.controller.compat")
+from xenoflow_ovs.controller.app import EventPoll, XenoFlowApp  # noqa: E402
 import oftable  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -161,7 +163,7 @@ def test_counters_per_backend_survive_a_drain_that_replaces_the_flows(h):
 
 
 def test_a_refused_flow_mod_fails_the_transition_and_the_old_state_stays(h):
-    from xenoflow_ovs.runtime import TransitionError
+    from xenoflow_ovs.controller.runtime import TransitionError
     for name in h.dps:
         h.connect(name)
     h.app.runtime.start()

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from xenoflow_ovs import buckets
-from xenoflow_ovs.config import Backend, Policy, Service
+from xenoflow_ovs.intent import buckets
+from xenoflow_ovs.intent.config import Backend, Policy, Service
 
 
 def backend(i, weight=1):

@@ -6,7 +6,7 @@ import os
 import pytest
 import yaml
 
-from xenoflow_ovs import config
+from xenoflow_ovs.intent import config
 from xenoflow_ovs.cli import main as cli_main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -7,8 +7,8 @@ import dns.message
 import dns.rrset
 import pytest
 
-from xenoflow_ovs import health
-from xenoflow_ovs.config import Health
+from xenoflow_ovs.controller import health
+from xenoflow_ovs.intent.config import Health
 
 
 def test_hysteresis_rise_and_fall():
@@ -70,7 +70,7 @@ def test_probe_against_a_real_responder(responder):
 
 def test_monitor_reports_transitions_once(responder):
     import netaddr
-    from xenoflow_ovs.config import Backend, Policy, Service
+    from xenoflow_ovs.intent.config import Backend, Policy, Service
     port, mode = responder
     svc = Service(name="dns", vip=netaddr.IPAddress("198.18.0.53"), vip_mac="02:00:c6:12:00:35",
                   protocol="udp", port=port, ingress="p0", egress="p1", policy=Policy(bits=1),
@@ -93,7 +93,7 @@ def test_a_round_where_every_probe_fails_changes_nothing():
     """The probe path (through the Arm's OVS) down looks like every backend down at once:
     no failover for that; one backend failing alone still fails over."""
     import netaddr
-    from xenoflow_ovs.config import Backend, Policy, Service
+    from xenoflow_ovs.intent.config import Backend, Policy, Service
     svc = Service(name="dns", vip=netaddr.IPAddress("198.18.0.53"), vip_mac="02:00:c6:12:00:35",
                   protocol="udp", port=53, ingress="p0", egress="p1", policy=Policy(bits=1),
                   backends=(Backend(name="a", ip=netaddr.IPAddress("198.18.0.2"), mac="02:00:c6:12:00:02"),

@@ -2,7 +2,7 @@
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from xenoflow_ovs.metrics import Metrics
+from xenoflow_ovs.api.metrics import Metrics
 
 
 def scrape(m):

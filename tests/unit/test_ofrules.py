@@ -6,10 +6,13 @@ import os
 
 import pytest
 
-from xenoflow_ovs import config, ofrules, ovsdb, plan
-from xenoflow_ovs.plan import COOKIE_BASE, COOKIE_MASK, Change
+from xenoflow_ovs.intent import config
+from xenoflow_ovs.controller import ofrules
+from xenoflow_ovs.controller import ovsdb
+from xenoflow_ovs.intent import plan
+from xenoflow_ovs.intent.plan import COOKIE_BASE, COOKIE_MASK, Change
 
-compat = pytest.importorskip("xenoflow_ovs.compat")
+compat = pytest.importorskip("xenoflow_ovs.controller.compat")
 import oftable  # noqa: E402  (tests/unit, beside this file)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -6,10 +6,14 @@ import os
 
 import pytest
 
-from xenoflow_ovs import buckets, config, ofrules, ovsdb, plan
-from xenoflow_ovs.plan import Change
+from xenoflow_ovs.intent import buckets
+from xenoflow_ovs.intent import config
+from xenoflow_ovs.controller import ofrules
+from xenoflow_ovs.controller import ovsdb
+from xenoflow_ovs.intent import plan
+from xenoflow_ovs.intent.plan import Change
 
-compat = pytest.importorskip("xenoflow_ovs.compat")
+compat = pytest.importorskip("xenoflow_ovs.controller.compat")
 import oftable  # noqa: E402
 from oftable import packet  # noqa: E402
 

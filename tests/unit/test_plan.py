@@ -4,7 +4,8 @@ import os
 
 import yaml
 
-from xenoflow_ovs import config, plan
+from xenoflow_ovs.intent import config
+from xenoflow_ovs.intent import plan
 from xenoflow_ovs.cli import main as cli_main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

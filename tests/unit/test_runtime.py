@@ -4,8 +4,9 @@ import os
 
 import pytest
 
-from xenoflow_ovs import config, plan
-from xenoflow_ovs.runtime import Conflict, Runtime, TransitionError
+from xenoflow_ovs.intent import config
+from xenoflow_ovs.intent import plan
+from xenoflow_ovs.controller.runtime import Conflict, Runtime, TransitionError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PAPER = os.path.join(ROOT, "topologies", "paper", "xenoflow.yaml")

@@ -104,7 +104,7 @@ def write_derived_config(topo: Topology, run_dir: str, driver: Optional[str],
                          mirror_routes: Optional[bool]) -> str:
     """The topology's config with the overrides applied and every socket/db path pointed
     into the run dir (absolute), written to <run dir>/xenoflow.yaml (0600). Returns the path."""
-    from .. import config as config_mod
+    from ..intent import config as config_mod
 
     with open(topo.config_path, encoding="utf-8") as f:
         data = yaml.safe_load(f)
@@ -173,7 +173,7 @@ class LabCtl:
         return OvsInstance(os.path.join(self.run_dir, "ovs"), netns=self.topo.dpu_netns)
 
     def load_cfg(self):
-        from .. import config as config_mod
+        from ..intent import config as config_mod
         if self.cfg is None and os.path.exists(self.cfg_path):
             self.cfg = config_mod.load(self.cfg_path)
         return self.cfg
@@ -299,7 +299,7 @@ class LabCtl:
             log = os.path.join(self.run_dir, "eswitchd.log")
             self._spawn("eswitchd", self.topo.dpu_netns,
                         [sys.executable, "-m", "xenoflow_ovs.cli", "eswitchd", "-c", self.cfg_path], log)
-        from ..eswitch import EswitchClient, EswitchError
+        from ..eswitch.client import EswitchClient, EswitchError
         deadline = time.monotonic() + 30
         while True:
             if not self._alive("eswitchd"):
@@ -321,7 +321,7 @@ class LabCtl:
         static programming (for debugging the lab without the controller)."""
         if os.environ.get("XF_LAB_CONTROLLER") == "static":
             return False
-        probe = subprocess.run([sys.executable, "-c", "import xenoflow_ovs.launcher, xenoflow_ovs.app"],
+        probe = subprocess.run([sys.executable, "-c", "import xenoflow_ovs.controller.launcher, xenoflow_ovs.controller.app"],
                                env=_subprocess_env(), stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, cwd="/")
         return probe.returncode == 0
@@ -342,14 +342,14 @@ class LabCtl:
         return "controller pid %d" % pid
 
     def planned_counts(self) -> Dict[str, int]:
-        from .. import plan as plan_mod
+        from ..intent import plan as plan_mod
         cfg = self.load_cfg()
         p = plan_mod.plan(cfg)
         return {br.name: len(p.bridge_flows(br.name)) for br in cfg.bridges}
 
     def flow_counts(self, ovs) -> Dict[str, int]:
         """Flows with our cookie per bridge (empty when OVS is not up)."""
-        from .. import plan as plan_mod
+        from ..intent import plan as plan_mod
         out = {}
         try:
             brs = ovs.bridges()
@@ -379,8 +379,8 @@ class LabCtl:
 
     def entry_counts(self) -> Optional[Dict[str, int]]:
         """{"planned": n, "installed": m} of eSwitch entries; None without an eSwitch."""
-        from .. import plan as plan_mod
-        from ..eswitch import EswitchClient, EswitchError
+        from ..intent import plan as plan_mod
+        from ..eswitch.client import EswitchClient, EswitchError
         cfg = self.load_cfg()
         if not cfg.has_eswitch:
             return None
@@ -566,8 +566,8 @@ def _field(line: str, name: str) -> Optional[str]:
 def static_program(ovs, cfg) -> None:
     """Stand-in for the controller while it does not exist: the bridges, ports and patches
     over ovs-vsctl and the plan's flows with ovs-ofctl replace-flows; the plan's eSwitch
-    pipes and entries through eswitchd. Only used when xenoflow_ovs.launcher is missing."""
-    from .. import plan as plan_mod
+    pipes and entries through eswitchd. Only used when xenoflow_ovs.controller.launcher is missing."""
+    from ..intent import plan as plan_mod
     p = plan_mod.plan(cfg)
     for br in cfg.bridges:
         ovs.add_bridge(br.name)
@@ -592,7 +592,7 @@ def static_program(ovs, cfg) -> None:
                 f.write(plan_mod.to_ofctl(fl) + "\n")
         ovs.ofctl("replace-flows", br.name, path)
     if cfg.has_eswitch:
-        from ..eswitch import EswitchClient
+        from ..eswitch.client import EswitchClient
         empty = plan_mod.Plan(flows=(), pipes=(), entries=())
         changes = [c for c in plan_mod.diff(empty, p) if not isinstance(c.item, plan_mod.Flow)]
         c = EswitchClient(cfg.path(cfg.eswitch.socket))
@@ -626,7 +626,7 @@ class Demo:
             out["bind9"][b.name] = Bind9(b.netns, os.path.join(self.ctl.run_dir, "bind", b.netns),
                                          b.name, b.vip).queries_answered()
         if cfg.has_eswitch:
-            from ..eswitch import EswitchClient
+            from ..eswitch.client import EswitchClient
             c = EswitchClient(cfg.path(cfg.eswitch.socket))
             res = c.counters()
             c.close()
@@ -673,7 +673,7 @@ class Demo:
         return last
 
     def ovs_counters(self, cfg) -> Dict[str, Any]:
-        from .. import plan as plan_mod
+        from ..intent import plan as plan_mod
         mac2be = {}
         for svc in cfg.services:
             for be in svc.backends:
@@ -706,7 +706,7 @@ class Demo:
         sock = cfg.path(cfg.api.socket) if cfg.api.socket else None
         if not sock or not os.path.exists(sock):
             return None
-        from .. import api as api_mod
+        from ..api import server as api_mod
         try:
             code, body = api_mod.request("GET", path, unix_path=sock)
         except OSError:
@@ -729,7 +729,7 @@ class Demo:
         say = self.say
         ctl = self.ctl
         cfg = ctl.load_cfg()
-        from .. import plan as plan_mod
+        from ..intent import plan as plan_mod
         p = plan_mod.plan(cfg)
         rc = EXIT_OK
         before = self.counters()
@@ -788,7 +788,7 @@ class Demo:
                 rc = EXIT_FOUND
         chk = self.api("/check")
         if chk is not None:
-            from ..consistency import format_report
+            from ..intent.consistency import format_report
             say("consistency: " + format_report(chk).replace("\n", "\n          "))
             trap = chk.get("verdict") == "fallback" and cfg.has_eswitch and not cfg.eswitch.mirror_routes
             if trap:
@@ -844,7 +844,7 @@ def _print_status(st: Dict[str, Any]) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from ..config import ConfigError
+    from ..intent.config import ConfigError
     action = args.action
     say = Progress()
     try:

@@ -11,8 +11,8 @@ import logging
 import time
 from typing import Any, Dict, List, Optional
 
-from . import consistency
-from .eswitch import EswitchError
+from ..intent import consistency
+from ..eswitch.client import EswitchError
 
 log = logging.getLogger("xenoflow.facade")
 

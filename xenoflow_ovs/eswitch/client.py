@@ -12,8 +12,8 @@ import json
 import socket
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
-from . import plan as plan_mod
-from .plan import Change, Entry, Pipe
+from ..intent import plan as plan_mod
+from ..intent.plan import Change, Entry, Pipe
 
 
 class EswitchError(Exception):

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, Iterable, Mapping, Optional, Tuple
 
-from . import plan as plan_mod
+from ..intent import plan as plan_mod
 
 FlowId = Tuple[Any, ...]                        # (bridge, table, priority, canon match)
 Attr = Tuple[str, str, Optional[str]]           # (kind, owner, backend)

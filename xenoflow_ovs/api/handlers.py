@@ -11,9 +11,9 @@ from __future__ import annotations
 import os
 from typing import Any, Dict, Tuple
 
-from . import config as config_mod
-from . import plan as plan_mod
-from .runtime import Conflict, TransitionError
+from ..intent import config as config_mod
+from ..intent import plan as plan_mod
+from ..controller.runtime import Conflict, TransitionError
 
 OPENAPI = os.path.join(os.path.dirname(os.path.abspath(__file__)), "openapi.yaml")
 Reply = Tuple[Any, ...]

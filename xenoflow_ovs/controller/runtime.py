@@ -19,10 +19,10 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
-from . import config as config_mod
-from . import plan as plan_mod
-from .eswitch import EswitchClient, EswitchError, adoption_changes
-from .plan import Change, Plan
+from ..intent import config as config_mod
+from ..intent import plan as plan_mod
+from ..eswitch.client import EswitchClient, EswitchError, adoption_changes
+from ..intent.plan import Change, Plan
 
 log = logging.getLogger("xenoflow.runtime")
 

@@ -28,7 +28,7 @@ import ovs.jsonrpc
 import ovs.poller
 import ovs.stream
 
-from .config import Config
+from ..intent.config import Config
 
 LOG = logging.getLogger("xenoflow.ovsdb")
 

@@ -17,8 +17,8 @@ import sys
 import warnings
 from typing import Any
 
-from . import config as config_mod
-from .cli import EXIT_ERROR, EXIT_OK
+from ..intent import config as config_mod
+from ..cli import EXIT_ERROR, EXIT_OK
 
 
 class _Stop(BaseException):
@@ -41,7 +41,7 @@ def main(args: Any) -> int:
             print("xenoflow controller needs os-ken >= 4 (pip install os-ken)", file=sys.stderr)
         else:
             print("os-ken is not installed but Ryu is: run the app with\n  %s=%s ryu-manager "
-                  "--ofp-listen-host %s --ofp-tcp-listen-port %d xenoflow_ovs.app"
+                  "--ofp-listen-host %s --ofp-tcp-listen-port %d xenoflow_ovs.controller.app"
                   % ("XENOFLOW_CONFIG", os.path.abspath(args.config), cfg.openflow.host,
                      cfg.openflow.port), file=sys.stderr)
         return EXIT_ERROR
@@ -72,7 +72,7 @@ def main(args: Any) -> int:
     # threads, which have none)
     app_mgr = AppManager.get_instance()
     try:
-        app_mgr.load_apps(["xenoflow_ovs.app"])
+        app_mgr.load_apps(["xenoflow_ovs.controller.app"])
         services = app_mgr.instantiate_apps(**app_mgr.create_contexts())
         hub.joinall(services)
     except _Stop as stop:

@@ -21,8 +21,8 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import netaddr
 
-from . import plan as plan_mod
-from .plan import Change, Flow
+from ..intent import plan as plan_mod
+from ..intent.plan import Change, Flow
 
 ALL_ONES64 = 0xFFFFFFFFFFFFFFFF
 

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from .config import Health, Service
+from ..intent.config import Health, Service
 
 log = logging.getLogger("xenoflow.health")
 

@@ -19,9 +19,9 @@ import socketserver
 import threading
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from . import config as config_mod
-from . import eswitch as wire
-from .plan import Change, Entry, Pipe
+from ..intent import config as config_mod
+from . import client as wire
+from ..intent.plan import Change, Entry, Pipe
 
 log = logging.getLogger("xenoflow.eswitchd")
 

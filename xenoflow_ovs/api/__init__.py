@@ -1,0 +1,2 @@
+"""The controller's HTTP API, its OpenAPI document and the Prometheus metrics.
+"""

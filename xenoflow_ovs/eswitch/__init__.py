@@ -1,0 +1,2 @@
+"""The eSwitch daemon (eswitchd), its wire protocol and the controller's client.
+"""
