@@ -1,6 +1,6 @@
 # XenoFlow-OVS. On a fresh Debian 12 machine, as root:
 #   make demo   install deps, build .venv, run the lab demo
-#   make test   install deps, run the whole suite in both runtimes (tox: osken, ryu)
+#   make test   install deps, lint, run the whole suite in both runtimes (tox: lint, osken, ryu)
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
@@ -9,18 +9,19 @@ PY39  ?= $(shell scripts/find-python.sh 3.9 2>/dev/null)
 TOOLS ?= $(CURDIR)/.venv-tools
 TOX   := $(TOOLS)/bin/tox
 VENV  := $(CURDIR)/.venv
-XF_TOXENVS ?= osken,ryu
+XF_TOXENVS ?= lint,osken,ryu
 export XF_PY311 := $(PY311)
 export XF_PY39  := $(PY39)
 export XF_TOOLS_VENV := $(TOOLS)
 
-.PHONY: help deps venv test test-osken test-ryu demo bench bench-smoke clean
+.PHONY: help deps venv test test-osken test-ryu lint demo bench bench-smoke clean
 
 help:
 	@echo "make demo         install deps + .venv, then run 'xenoflow lab demo'"
-	@echo "make test         install deps, then 'tox -e $(XF_TOXENVS)' (whole suite, both runtimes)"
+	@echo "make test         install deps, then 'tox -e $(XF_TOXENVS)' (lint, whole suite in both runtimes)"
 	@echo "make test-osken   only the os-ken 4.2 / Python 3.11 env (ARGS='...' go to pytest)"
 	@echo "make test-ryu     only the Ryu 4.34 / Python 3.9 env"
+	@echo "make lint         ruff and vulture over the tree (part of make test)"
 	@echo "make bench        every benchmark suite (~30 min), then benchmarks/REPORT.md"
 	@echo "make bench-smoke  a CI-sized run of every suite (~5 min), into results/smoke/"
 	@echo "make venv         dev venv .venv (3.11, editable, extras osken,test,bench)"
@@ -58,6 +59,9 @@ test-osken: deps
 
 test-ryu: deps
 	$(TOX) -e ryu -- $(ARGS)
+
+lint: deps
+	$(TOX) -e lint
 
 demo: deps venv
 	$(VENV)/bin/xenoflow lab demo
