@@ -7,9 +7,8 @@ import argparse
 import sys
 from typing import List, Optional
 
+from .exitcodes import EXIT_ERROR, EXIT_FOUND, EXIT_OK
 from .intent import config as config_mod
-
-EXIT_OK, EXIT_FOUND, EXIT_ERROR = 0, 1, 2
 
 
 def _load_or_report(path: str) -> Optional[config_mod.Config]:

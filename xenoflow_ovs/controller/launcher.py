@@ -17,8 +17,8 @@ import sys
 import warnings
 from typing import Any
 
+from ..exitcodes import EXIT_ERROR, EXIT_OK
 from ..intent import config as config_mod
-from ..cli import EXIT_ERROR, EXIT_OK
 
 
 class _Stop(BaseException):
