@@ -348,7 +348,7 @@ class PaperSession:
 
 
 class XenoflowLab(Contender):
-    """XenoFlow in the paper lab, brought up by `xenoflow lab up` (helper-4's labctl);
+    """XenoFlow in the paper lab, brought up by `xenoflow lab up`;
     the run's PaperSession switches the wiring, the contender only checks it."""
     eswitch = "softdoca"
 
@@ -514,8 +514,8 @@ class Softdoca(Contender):
 class SoftdocaBusy(Softdoca):
     name = "softdoca-busy"
     busy_poll = True
-    description = ("the same eSwitch plane with the forwarder told to busy-poll (DESIGN: for "
-                   "benchmarks); it then takes one of the two cores whole")
+    description = ("the same eSwitch plane with the forwarder told to busy-poll (an option "
+                   "meant for benchmarks); it then takes one of the two cores whole")
 
 
 class DpdkLoop(Softdoca):

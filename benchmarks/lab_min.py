@@ -15,8 +15,8 @@ VIP and the backends. Two sources:
                                  t-p0 |    | t-p1
                                dpu-p0 |    | dpu-p1    xb-dpu: the balancer under test
 
-* :func:`paper_spec`: the paper lab of topologies/paper (helper-4's
-  ``xenoflow lab up``), read from its topology and config files.
+* :func:`paper_spec`: the paper lab of topologies/paper (brought up
+  by ``xenoflow lab up``), read from its topology and config files.
 
 Teardown removes exactly what was made: bind9 by PID, namespaces by exact
 name (their veths go with them).

@@ -2,7 +2,7 @@
 """Assemble benchmarks/REPORT.md from benchmarks/results/ (nothing in it is
 written by hand): the machine (from /proc and uname), then every suite's
 <suite>.md (its method, tables and plot, as the suite wrote it), then the
-issue's goals against what the CSVs of the same run show.
+benchmark goals against what the CSVs of the same run show.
 
     python benchmarks/report.py [--results DIR] [--out FILE]
 
@@ -207,7 +207,7 @@ def goals(results: str) -> str:
     sd, where = lsd, lwhere
     r1 = ratio(lf.get(sd), lf.get(loop))
     if r1 is None and gf is not None:
-        rows.append(["%s forwarding ≥ 0.9× plain DPDK loop" % sd, "%.2f× (helper-2's "
+        rows.append(["%s forwarding ≥ 0.9× plain DPDK loop" % sd, "%.2f× ("
                      "glue_forward.csv: forwarder time per packet, pipeline vs io loop, busy-poll; "
                      "a separate run)" % gf, "met" if gf >= 0.9 else "missed",
                      why(loop)])
@@ -314,7 +314,7 @@ def goals(results: str) -> str:
 
 
 def glue_forward_ratio(results: str) -> Optional[float]:
-    """pipeline / io-loop forwarding capacity from helper-2's glue_forward.csv, if present."""
+    """pipeline / io-loop forwarding capacity from glue_forward.csv, if present."""
     rows = read_csv(os.path.join(results, "glue_forward.csv"))
     cap = {r["variant"].split(" (")[0]: r.get("capacity_kpps") for r in rows
            if r.get("test") == "throughput"}
@@ -365,7 +365,7 @@ def main(argv=None) -> int:
                  time.strftime("%Y-%m-%d %H:%M", time.gmtime())),
              "",
              "## Machine", ""] + ["- " + f for f in machine()]
-    parts += ["", "## Goals (issue 5) against this run", "", goals(a.results)]
+    parts += ["", "## Goals against this run", "", goals(a.results)]
     for n in names:
         parts += ["", section(a.results, n)]
     with open(a.out, "w") as f:

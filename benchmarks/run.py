@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Run the benchmark suites (issue 5): one command for all, one per suite.
+"""Run the benchmark suites: one command for all, one per suite.
 
     python benchmarks/run.py all                  # every suite, full size
     python benchmarks/run.py latency              # one suite
@@ -719,7 +719,7 @@ buckets and egress in its maps already and writes the service config that enable
 `bpftool map update`, process start included).
 A receiver bound to VIP:{port} on backend 1 notes the first packet. At {rate} pps the
 arrival resolution is {res:.0f} µs. {reps} repetitions; medians. Entries per second:
-helper-2's glue_install (below, when present).
+the glue_install suite (below, when present).
 
 {table}
 

@@ -6,7 +6,8 @@
  * Packet k is due at t0 + k/rate; the loop sends what is due (at most --batch
  * per sendmmsg call, so bursts stay short), spins on CLOCK_MONOTONIC when the
  * next packet is less than 50 us away and sleeps (clock_nanosleep) otherwise:
- * a smooth schedule, no trafgen-like bursts (lab_notes.md section 5).
+ * a smooth schedule, no trafgen-like bursts (bursts overflow the socket
+ * buffers of AF_PACKET ports long before their CPU limit).
  * Source addresses rotate per packet (IP_PKTINFO on each message), so one
  * socket covers every bucket of a src-ip-bits balancer. --rate 0 = as fast as
  * possible.
