@@ -3,7 +3,8 @@ health checks on, a paced DNS load generator with per-query timing, raw frames, 
 small probes both suites read (eSwitch entries and counters, our OVS flows with their
 durations, the controller's API and `xenoflow check`).
 
-Run as a script inside a lab namespace (stdlib only at import time)::
+Run as a script inside a lab namespace, with the Python that has xenoflow_ovs installed (DNS
+and frames come from xenoflow_ovs.lab.frames)::
 
     python faults_lib.py loadgen '{"server": ..., "sources": [...], "rate": 400, ...}'
     python faults_lib.py rawsend '{"iface": "eth0", "frames": ["<hex>", ...], "count": 5}'
@@ -24,14 +25,18 @@ import json
 import os
 import re
 import select
+import shutil
 import signal
 import socket
 import struct
 import sys
-import shutil
 import tempfile
 import time
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+
+from dns.exception import DNSException
+
+from xenoflow_ovs.lab import frames
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -45,40 +50,11 @@ HEALTH = {"enabled": True, "query": QNAME, "qtype": "TXT", "interval": 0.2, "tim
 BITS = 2
 
 
-# ================================================================ DNS wire (stdlib only)
+# ================================================================ DNS wire
 
 
-def dns_query(qid: int, name: str = QNAME, qtype: int = 16) -> bytes:
-    q = b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\0"
-    return struct.pack("!HHHHHH", qid & 0xFFFF, 0x0100, 1, 0, 0, 0) + q + struct.pack("!HH", qtype, 1)
-
-
-def _skip_name(buf: bytes, off: int) -> int:
-    while off < len(buf):
-        n = buf[off]
-        if n == 0:
-            return off + 1
-        if n & 0xC0 == 0xC0:
-            return off + 2
-        off += 1 + n
-    raise ValueError("name runs past the end")
-
-
-def dns_answer(buf: bytes) -> Tuple[int, str]:
-    """(id, the first TXT string) of a response, or (id, 'rcode N') without a TXT."""
-    qid, flags, qd, an = struct.unpack("!HHHH", buf[:8])
-    off = 12
-    for _ in range(qd):
-        off = _skip_name(buf, off) + 4
-    for _ in range(an):
-        off = _skip_name(buf, off)
-        rtype, _cls, _ttl, rdlen = struct.unpack("!HHIH", buf[off:off + 10])
-        off += 10
-        if rtype == 16 and rdlen:
-            n = buf[off]
-            return qid, buf[off + 1:off + 1 + n].decode("utf-8", "replace")
-        off += rdlen
-    return qid, "rcode %d" % (flags & 0xF)
+def dns_query(qid: int, name: str = QNAME, qtype: str = "TXT") -> bytes:
+    return frames.dns_query(name, qtype, qid=qid)
 
 
 # ================================================================ the load generator (script)
@@ -138,8 +114,8 @@ def loadgen(a: Dict[str, Any]) -> Dict[str, Any]:
                     break
                 t = time.time()
                 try:
-                    qid, ans = dns_answer(buf)
-                except (ValueError, struct.error, IndexError):
+                    qid, ans = frames.dns_answer(buf)
+                except (DNSException, ValueError, struct.error, IndexError):
                     errors["bad answer"] = errors.get("bad answer", 0) + 1
                     continue
                 k = pending.pop((i, qid), None)
@@ -236,6 +212,7 @@ class TestLab:
 
     def __init__(self, tmp: str, mirror_routes: str = "on"):
         import argparse
+
         from xenoflow_ovs.lab.labctl import LabCtl
 
         self.tmp = tmp
@@ -297,6 +274,7 @@ class TestLab:
     def check_cli(self) -> Tuple[int, Dict[str, Any]]:
         """`xenoflow check --json --socket S`: (exit code, report)."""
         import subprocess
+
         from xenoflow_ovs.lab.labctl import _subprocess_env
         p = subprocess.run([sys.executable, "-m", "xenoflow_ovs.cli", "check", "--json", "--socket",
                             self.api_sock], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -377,8 +355,8 @@ class TestLab:
         return self.eswitch("counters")["ports"]
 
     def remove_entry_behind_our_back(self, entry_wire: Dict[str, Any]) -> None:
-        from xenoflow_ovs.intent import plan as plan_mod
         from xenoflow_ovs.eswitch.client import EswitchClient, entry_from_wire
+        from xenoflow_ovs.intent import plan as plan_mod
         c = EswitchClient(self.es_sock, timeout=5)
         try:
             c.apply([plan_mod.Change("eswitch", "remove", entry_from_wire(entry_wire))])
@@ -485,6 +463,7 @@ class Load:
 
     def start(self) -> "Load":
         import subprocess
+
         from xenoflow_ovs.lab import netns as nsh
         arg = json.dumps({"server": str(self.lab.svc.vip), "sources": self.sources, "rate": self.rate,
                           "duration": self.duration, "grace": self.grace, "out": self.out})
@@ -663,61 +642,34 @@ def failover(lab, stop, start, rate=400.0, label="bind9 stopped"):
 # ================================================================ raw frames
 
 
-def mac_bytes(mac: str) -> bytes:
-    return bytes(int(x, 16) for x in mac.split(":"))
-
-
-def ip_bytes(ip: str) -> bytes:
-    return socket.inet_aton(ip)
-
-
-def _csum(b: bytes) -> int:
-    if len(b) % 2:
-        b += b"\0"
-    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
-
-
-def ipv4(src: str, dst: str, proto: int, payload: bytes, tot: Optional[int] = None, ihl: int = 5,
-         version: int = 4, frag: int = 0) -> bytes:
-    tot = 20 + len(payload) if tot is None else tot
-    h = struct.pack("!BBHHHBBH4s4s", (version << 4) | ihl, 0, tot, 0x1234, frag, 64, proto, 0,
-                    ip_bytes(src), ip_bytes(dst))
-    h = h[:10] + struct.pack("!H", _csum(h)) + h[12:]
-    return h + payload
-
-
-def udp(sport: int, dport: int, payload: bytes) -> bytes:
-    return struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
-
-
 def bad_frames(dst_mac: str, src_mac: str, src_ip: str, vip: str) -> Dict[str, Tuple[str, bytes]]:
     """name -> (class, frame). class: 'malformed' (softdoca's parser rejects it), 'miss'
     (well formed, no eSwitch entry claims it), 'hit' (reaches the service's buckets)."""
-    eth = mac_bytes(dst_mac) + mac_bytes(src_mac)
-    ip4 = eth + b"\x08\x00"
-    q = dns_query(0x4242)
+    def eth(ethertype: int, payload: bytes) -> bytes:
+        return frames.ethernet(dst_mac, src_mac, ethertype, payload)
+
+    def ip(payload: bytes, proto: int = 17, **lie: int) -> bytes:   # lie: version, ihl, total_length
+        if lie:
+            return eth(frames.ETH_P_IP, frames.malformed_ipv4(src_ip, vip, proto, payload, **lie))
+        return eth(frames.ETH_P_IP, frames.ipv4(src_ip, vip, proto, payload))
+
+    query = frames.udp(5353, 53, dns_query(0x4242))
     return {
-        "runt IPv4 (2 bytes after Ethernet)": ("malformed", ip4 + b"\x45\x00"),
-        "IPv4 version 6 in an IPv4 frame": ("malformed", ip4 + ipv4(src_ip, vip, 17, udp(5353, 53, q),
-                                                                 version=6)),
-        "IPv4 IHL 4 (< 20 bytes)": ("malformed", ip4 + ipv4(src_ip, vip, 17, udp(5353, 53, q), ihl=4)),
-        "IPv4 total length 1500 > frame": ("malformed", ip4 + ipv4(src_ip, vip, 17, udp(5353, 53, q),
-                                                                 tot=1500)),
-        "UDP header truncated (2 bytes)": ("malformed", ip4 + ipv4(src_ip, vip, 17, b"\x14\xe9")),
-        "IPv4 non-first fragment to the VIP": ("miss", ip4 + ipv4(src_ip, vip, 17, b"\0" * 64, frag=100)),
-        "non-IP frame (ethertype 0x88b5)": ("miss", eth + b"\x88\xb5" + b"\xab" * 46),
-        "IPv6 ethertype, garbage": ("miss", eth + b"\x86\xdd" + b"\x60" + b"\0" * 45),
-        "VLAN-tagged IPv4 query": ("miss", eth + b"\x81\x00\x00\x05\x08\x00"
-                                   + ipv4(src_ip, vip, 17, udp(5353, 53, q))),
+        "runt IPv4 (2 bytes after Ethernet)": ("malformed", frames.truncated(ip(query), 16)),
+        "IPv4 version 6 in an IPv4 frame": ("malformed", ip(query, version=6)),
+        "IPv4 IHL 4 (< 20 bytes)": ("malformed", ip(query, ihl=4)),
+        "IPv4 total length 1500 > frame": ("malformed", ip(query, total_length=1500)),
+        "UDP header truncated (2 bytes)": ("malformed", ip(b"\x14\xe9")),
+        "IPv4 non-first fragment to the VIP": ("miss", eth(frames.ETH_P_IP, frames.ipv4(
+            src_ip, vip, 17, b"\0" * 64, frag=100))),
+        "non-IP frame (ethertype 0x88b5)": ("miss", eth(0x88B5, b"\xab" * 46)),
+        "IPv6 ethertype, garbage": ("miss", eth(frames.ETH_P_IPV6, b"\x60" + b"\0" * 45)),
+        "VLAN-tagged IPv4 query": ("miss", frames.vlan_tagged(dst_mac, src_mac, 5, frames.ETH_P_IP,
+                                                              frames.ipv4(src_ip, vip, 17, query))),
         "ARP request to the VIP MAC for another address": (
-            "miss", eth + b"\x08\x06" + struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1) + mac_bytes(src_mac)
-            + ip_bytes(src_ip) + b"\0" * 6 + ip_bytes("198.18.0.99")),
-        "DNS payload truncated (3 bytes)": ("hit", ip4 + ipv4(src_ip, vip, 17, udp(5353, 53, q[:3]))),
-        "oversized: 1514-byte frame, garbage DNS": ("hit", ip4 + ipv4(src_ip, vip, 17,
-                                                                      udp(5353, 53, b"\xff" * 1472))),
+            "miss", eth(frames.ETH_P_ARP, frames.arp_request(src_mac, src_ip, "198.18.0.99"))),
+        "DNS payload truncated (3 bytes)": ("hit", ip(frames.udp(5353, 53, dns_query(0x4242)[:3]))),
+        "oversized: 1514-byte frame, garbage DNS": ("hit", ip(frames.udp(5353, 53, b"\xff" * 1472))),
     }
 
 
