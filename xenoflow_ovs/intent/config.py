@@ -109,7 +109,7 @@ class Backend:
 
 @dataclass(frozen=True)
 class Health:
-    """DNS probes per backend, sent from the DPU's management port (DESIGN: pf1sf0)."""
+    """DNS probes per backend, sent from the DPU's management port (pf1sf0 in the paper lab)."""
     enabled: bool = False
     query: str = "who.example.lab"
     qtype: str = "TXT"
@@ -197,7 +197,7 @@ class Config:
         raise KeyError(name)
 
     def patch_port(self, bridge: str, peer: str) -> str:
-        """The patch port on `bridge` that leads to `peer` (DESIGN: patch-<peer bridge>)."""
+        """The patch port on `bridge` that leads to `peer`: patch-<peer bridge>."""
         return "patch-" + peer
 
     def has_patch(self, a: str, b: str) -> bool:
