@@ -3,10 +3,11 @@
 
 One query at a time: send, wait for the reply with the same ID (or a timeout,
 counted as lost), next. `--warmup` queries first (not recorded), then `--count`
-recorded ones. Standard library only, so it runs with any Python 3 inside a
-namespace:
+recorded ones. Queries come from xenoflow_ovs.lab.frames (dnspython): run it
+with the Python that has the package (the benchmarks pass their own,
+sys.executable; a checkout beside it is used when that Python lacks it):
 
-    ip netns exec NS python3 rtt_probe.py --server VIP --src ADDR --count 2000
+    ip netns exec NS .venv/bin/python rtt_probe.py --server VIP --src ADDR --count 2000
 
 Prints one JSON line: n, lost, median/p90/p99/min/max/mean in microseconds
 (nearest-rank percentiles); `--samples FILE` also writes every RTT (us), one
@@ -15,15 +16,15 @@ per line, for distribution plots.
 import argparse
 import json
 import math
+import os
 import socket
-import struct
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import pkgpath  # noqa: E402,F401  (finds xenoflow_ovs: installed, else this checkout)
 
-def build_query(qid, name, qtype=1):
-    q = b"".join(bytes([len(p)]) + p.encode() for p in name.split(".") if p) + b"\x00"
-    return struct.pack("!HHHHHH", qid, 0x0100, 1, 0, 0, 0) + q + struct.pack("!HH", qtype, 1)
+from xenoflow_ovs.lab import frames  # noqa: E402
 
 
 def pct(sorted_vals, p):
@@ -53,7 +54,7 @@ def probe(server, port=53, src=None, count=2000, warmup=50, timeout=0.5,
     clock = time.perf_counter_ns
     for i in range(warmup + count):
         qid = i & 0xFFFF
-        pkt = build_query(qid, name)
+        pkt = frames.dns_query(name, "A", qid=qid)
         t0 = clock()
         s.send(pkt)
         deadline = t0 + int(timeout * 1e9)
@@ -66,7 +67,7 @@ def probe(server, port=53, src=None, count=2000, warmup=50, timeout=0.5,
             except ConnectionRefusedError:   # ICMP port unreachable
                 break
             t1 = clock()
-            if len(r) >= 2 and struct.unpack_from("!H", r)[0] == qid:
+            if frames.dns_id(r) == qid:
                 ok = True
                 break
             if t1 >= deadline:

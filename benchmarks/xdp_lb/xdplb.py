@@ -141,13 +141,6 @@ def ifindex(ns: Optional[str], dev: str) -> int:
     return int(json.loads(_run(_ns(ns, ["ip", "-j", "link", "show", "dev", dev])).stdout)[0]["ifindex"])
 
 
-def _mac(s: str) -> bytes:
-    b = bytes(int(x, 16) for x in s.split(":"))
-    if len(b) != 6:
-        raise ValueError("bad MAC %r" % s)
-    return b
-
-
 # --- the balancer ------------------------------------------------------------------
 
 class XdpLb:
@@ -183,9 +176,11 @@ class XdpLb:
         return self
 
     def configure(self, enable: bool = True) -> None:
+        from xenoflow_ovs.lab.frames import mac_bytes  # here: the build/stats CLI needs no package
+
         m = self.maps
         for b, mac in enumerate(self.table):
-            map_update(m["xlb_backends"], struct.pack("<I", b), _mac(mac) + b"\x01\x00")
+            map_update(m["xlb_backends"], struct.pack("<I", b), mac_bytes(mac) + b"\x01\x00")
         map_update(m["xlb_tx"], struct.pack("<I", 0),
                    struct.pack("<I", ifindex(self.ns, self.out_dev)), ns=self.ns)
         if enable:

@@ -13,9 +13,10 @@ from __future__ import annotations
 import json
 import select
 import socket
-import struct
 import sys
 import time
+
+from xenoflow_ovs.lab import frames
 
 ETH_P_ALL = 0x0003
 MARK_PORT = 5454
@@ -51,18 +52,14 @@ def capture(iface: str) -> None:
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
     s.bind((iface, 0))
     counts = {"udp_mark": 0, "arp_mark": 0, "frames": 0}
-    target = socket.inet_aton(ARP_TARGET)
 
     def handle(sock):
-        f = sock.recv(4096)
+        f = frames.parse_frame(sock.recv(4096))
         counts["frames"] += 1
-        etype = struct.unpack_from("!H", f, 12)[0] if len(f) >= 14 else 0
-        if etype == 0x0806 and len(f) >= 42 and f[38:42] == target:
+        if f.arp_tpa == ARP_TARGET:
             counts["arp_mark"] += 1
-        elif etype == 0x0800 and len(f) >= 38 and f[23] == 17:
-            ihl = (f[14] & 0x0F) * 4
-            if len(f) >= 14 + ihl + 4 and struct.unpack_from("!H", f, 14 + ihl + 2)[0] == MARK_PORT:
-                counts["udp_mark"] += 1
+        elif f.ip_proto == frames.IPPROTO_UDP and f.l4_dst == MARK_PORT:
+            counts["udp_mark"] += 1
 
     print("READY", flush=True)
     _until_stdin_closes(s, handle)
@@ -76,8 +73,7 @@ def send(spec: dict) -> None:
         s.bind((src, 0))
         # a minimal DNS query (id, RD, one question: xf.lab A IN)
         for i in range(count):
-            q = struct.pack("!HHHHHH", i & 0xFFFF, 0x0100, 1, 0, 0, 0) + b"\x02xf\x03lab\x00" + b"\x00\x01\x00\x01"
-            s.sendto(q, (dst, dport))
+            s.sendto(frames.dns_query("xf.lab", "A", qid=i), (dst, dport))
             time.sleep(0.001)
         s.close()
         key = "%s>%s:%d" % (src, dst, dport)
@@ -86,11 +82,9 @@ def send(spec: dict) -> None:
     if n_arp:
         r = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
         r.bind((spec["arp_iface"], 0))
-        mac = r.getsockname()[4]
-        body = struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 1, mac, socket.inet_aton(spec["arp_src"]),
-                           b"\0" * 6, socket.inet_aton(ARP_TARGET))
+        arp = frames.arp_frame(r.getsockname()[4], spec["arp_src"], ARP_TARGET)
         for _ in range(n_arp):
-            r.send(b"\xff" * 6 + mac + b"\x08\x06" + body)
+            r.send(arp)
             time.sleep(0.001)
         r.close()
         sent["arp"] = n_arp
