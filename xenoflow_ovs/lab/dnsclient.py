@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 from typing import Dict, List, Optional
+
+from .pyenv import subprocess_env as _subprocess_env
 
 DEFAULT_NAME = "who.example.lab"
 
@@ -82,14 +82,6 @@ def query_many(server: str, src: Optional[str] = None, count: int = 1,
     if last_error:
         out["last_error"] = last_error
     return out
-
-
-def _subprocess_env() -> Dict[str, str]:
-    """Environment whose PYTHONPATH finds this package even when not installed."""
-    env = dict(os.environ)
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    env["PYTHONPATH"] = os.pathsep.join([root] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-    return env
 
 
 def query_many_in_ns(ns: Optional[str], server: str, src: Optional[str] = None, count: int = 1,
