@@ -105,3 +105,42 @@ def test_derived_config_overrides_and_sockets(topo, tmp_path):
     src = config_mod.load(topo.config_path)
     assert (cfg2.eswitch.driver, cfg2.eswitch.mirror_routes) == (src.eswitch.driver,
                                                                  src.eswitch.mirror_routes)
+
+
+def test_topology_errors_name_key_path_and_line_like_the_config(tmp_path):
+    """Every problem of the file at once, as `xenoflow check-config` reports a config:
+    <file>:<line>: <key path>: <message>; unknown keys are errors."""
+    p = tmp_path / "topology.yaml"
+    p.write_text("namespaces: [a]\n"
+                 "dpu:\n"
+                 "  netns: a\n"
+                 "  ports: {}\n"
+                 "  bogus: 1\n"
+                 "links:\n"
+                 "  - a: {netns: b, ifname: x}\n"
+                 "    b: {netns: a, ifname: y, mac: \"02:00:00:00:00:01\", addresses: [10.0.0.1/24]}\n"
+                 "  - a: {netns: a, ifname: y}\n"
+                 "    b: {netns: a, ifname: z}\n")
+    with pytest.raises(TopologyError) as exc:
+        load_topology(str(p))
+    assert exc.value.lines() == [
+        "%s:5: dpu.bogus: unknown key 'bogus' (allowed: netns, ports, taps)" % p,
+        "%s:7: links[0].a.netns: namespace 'b' is not in namespaces" % p,
+        "%s:8: links[0].b.addresses[0]: 10.0.0.1/24 is outside 198.18.0.0/15 (the lab's only addresses)" % p,
+        "%s:9: links[1].a.ifname: interface a/y is already defined at links[0].b" % p,
+    ]
+    p.write_text("namespaces: [a]\nnamespaces: [b]\n")
+    with pytest.raises(TopologyError, match=r"topology.yaml:2: namespaces: duplicate key"):
+        load_topology(str(p))
+
+
+def test_lab_command_reports_topology_errors_with_lines(tmp_path, capsys):
+    from xenoflow_ovs.cli import main as cli_main
+
+    p = tmp_path / "topology.yaml"
+    p.write_text("namespaces: [a]\ndpu: {netns: a, ports: {}}\nhost: {netns: a, src: 198.18.0.5, dst: x}\n")
+    rc = cli_main(["lab", "status", "--topology", str(p), "--run-dir", str(tmp_path / "run")])
+    assert rc == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "xenoflow lab: %s:3: host.dst: unknown key 'dst' (allowed: netns, src, targets)" % p]
+    assert not (tmp_path / "run").exists()

@@ -10,11 +10,11 @@ Everything it makes is recorded in a state file under the run dir *before* it
 is made (:class:`LabState`, owner-only permissions), so :meth:`Lab.down`
 removes exactly that, also after a crash: processes by recorded PID (and start
 time, so a reused PID is never signalled), OVS netdev taps by exact name inside
-the dpu namespace (``ip tuntap del``, lab_notes.md section 9), namespaces by
-exact name (which takes their veths with them). Nothing is ever listed and
-deleted by pattern, and nothing of the lab is created in the root namespace.
+the dpu namespace (``ip tuntap del``: the netdev datapath's taps persist),
+namespaces by exact name (which takes their veths with them). Nothing is ever
+listed and deleted by pattern, and nothing of the lab is created in the root namespace.
 
-Wiring of an eSwitch port X (DESIGN.md "Lab"):
+Wiring of an eSwitch port X:
   * with an eSwitch (softdoca): ``dpu-X`` <-> wire peer (tor ``t-X`` or fips5),
     ``rep-X`` <-> ``X`` (the OVS port), all dpu ends in namespace ``dpu``;
   * with driver ``none`` (OVS alone balances) there is nobody between the wire
@@ -28,16 +28,19 @@ Python 3.9 compatible; subprocesses take list args, never a shell.
 """
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import signal
 import subprocess
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-import yaml
-
+from ..intent import config as config_mod
+from ..intent import yamlsrc
+from ..intent.config import ConfigError
+from ..intent.yamlsrc import Path, format_path
 from . import netns as nsh
 
 __all__ = ["TopologyError", "LabBusy", "End", "Veth", "EswitchPort", "LinuxBridge", "Topology",
@@ -45,8 +48,9 @@ __all__ = ["TopologyError", "LabBusy", "End", "Veth", "EswitchPort", "LinuxBridg
            "load_topology", "LabState", "Lab", "proc_alive", "proc_start_time", "stop_pid"]
 
 
-class TopologyError(ValueError):
-    """The topology file is wrong (message names the key)."""
+class TopologyError(ConfigError):
+    """The topology file is wrong: every problem with its key path and line, as in the
+    config's errors (``<file>:<line>: <key path>: <message>``)."""
 
 
 class LabBusy(RuntimeError):
@@ -114,6 +118,7 @@ class Topology:
     dns: Tuple[DnsBackend, ...]
     clients: Dict[str, Tuple[str, ...]]
     host: Dict[str, Any] = field(default_factory=dict)
+    lines: Dict[Path, int] = field(default_factory=dict, repr=False, compare=False)  # key path -> line
 
     def veths(self, eswitch: bool = True) -> List[Veth]:
         """Every veth pair of the lab, for the eSwitch wiring or the direct one (driver none)."""
@@ -131,148 +136,291 @@ class Topology:
         out.update(self.sysctls.get(ns, {}))
         return out
 
+    def error(self, path: Path, msg: str) -> TopologyError:
+        """A TopologyError about `path` in this file, with its line."""
+        return TopologyError([(format_path(path), msg, yamlsrc.Located(None, self.lines).line(path))],
+                             source=self.path)
+
     def check_against(self, cfg: Any) -> None:
         """Cross-check with the XenoFlow config (a config.Config): same eSwitch ports,
         wire/representor names as dpu.ports says, OVS ports named as the ports."""
         want = {p.name: p for p in cfg.ports}
         have = {p.name: p for p in self.eswitch_ports}
         if set(want) != set(have):
-            raise TopologyError("%s: dpu.ports %s do not match the config's dpu.ports %s"
-                                % (self.path, sorted(have), sorted(want)))
+            raise self.error(("dpu", "ports"), "%s do not match the config's dpu.ports %s"
+                             % (sorted(have), sorted(want)))
         for name, p in have.items():
             c = want[name]
+            w = ("dpu", "ports", name)
             if c.iface and c.iface != p.wire.ifname:
-                raise TopologyError("%s: dpu.ports.%s.wire.ifname %s, config says iface %s"
-                                    % (self.path, name, p.wire.ifname, c.iface))
+                raise self.error(w + ("wire", "ifname"), "%s, config says iface %s"
+                                 % (p.wire.ifname, c.iface))
             if c.rep_iface and c.rep_iface != p.rep.ifname:
-                raise TopologyError("%s: dpu.ports.%s.rep.ifname %s, config says rep_iface %s"
-                                    % (self.path, name, p.rep.ifname, c.rep_iface))
+                raise self.error(w + ("rep", "ifname"), "%s, config says rep_iface %s"
+                                 % (p.rep.ifname, c.rep_iface))
             if p.rep_peer.ifname != name:
-                raise TopologyError("%s: dpu.ports.%s.rep.peer.ifname must be %s (the OVS port)"
-                                    % (self.path, name, name))
+                raise self.error(w + ("rep", "peer", "ifname"), "must be %s (the OVS port)" % name)
 
 
-def _req(m: Any, key: str, where: str) -> Any:
-    if not isinstance(m, dict) or key not in m:
-        raise TopologyError("%s: missing key %r" % (where, key))
-    return m[key]
+# ---------------------------------------------------------------- reading the file
+
+TOP_KEYS = ("name", "config", "namespaces", "sysctls", "dpu", "links", "loopback", "bridges", "dns",
+            "clients", "host")
+END_KEYS = ("netns", "ifname", "mac", "addresses")       # a veth end
+DPU_END_KEYS = ("ifname", "mac", "addresses", "peer")   # wire/rep: in dpu.netns, with their peer
+BRIDGE_KEYS = ("netns", "name", "mac", "ports", "learning_off", "fdb")
+LAB_NET = ipaddress.ip_network("198.18.0.0/15")
 
 
-def _end(m: Any, where: str, default_ns: Optional[str] = None) -> End:
-    if not isinstance(m, dict):
-        raise TopologyError("%s: expected a mapping" % where)
-    unknown = set(m) - {"netns", "ifname", "mac", "addresses", "peer"}
-    if unknown:
-        raise TopologyError("%s: unknown key(s) %s" % (where, ", ".join(sorted(unknown))))
-    ns = m.get("netns", default_ns)
-    if not ns:
-        raise TopologyError("%s: missing key 'netns'" % where)
-    ifname = str(_req(m, "ifname", where))
-    try:
-        nsh.check_ifname(ifname)
-    except ValueError as e:
-        raise TopologyError("%s.ifname: %s" % (where, e))
-    mac = m.get("mac")
-    if mac is not None:
-        mac = str(mac).lower()
-        first = int(mac.split(":")[0], 16)
-        if len(mac.split(":")) != 6 or not first & 2 or first & 1:
-            raise TopologyError("%s.mac: %s is not a locally administered unicast MAC" % (where, mac))
-    addrs = tuple(str(a) for a in (m.get("addresses") or ()))
-    for a in addrs:
-        _check_lab_cidr(a, where + ".addresses")
-    return End(str(ns), ifname, mac, addrs)
+class _Reader(config_mod._Reader):
+    """The config's reader (key paths, lines, every problem at once, unknown keys are
+    errors) plus a topology's own values: namespaces, interface ends, lab addresses."""
 
+    def __init__(self, located: yamlsrc.Located) -> None:
+        super().__init__(located)
+        self.namespaces: Tuple[str, ...] = ()
+        self.ifnames: Dict[Tuple[str, str], Path] = {}   # (netns, ifname) -> where defined
 
-def _check_lab_cidr(cidr: str, where: str) -> None:
-    import ipaddress
-    try:
-        net = ipaddress.ip_interface(cidr)
-    except ValueError as e:
-        raise TopologyError("%s: %s" % (where, e))
-    if net.version != 4 or net.ip not in ipaddress.ip_network("198.18.0.0/15"):
-        raise TopologyError("%s: %s is outside 198.18.0.0/15 (the lab's only addresses)" % (where, cidr))
+    def dict(self, v: Any, path: Path) -> Dict[str, Any]:
+        """A mapping with keys of the file's choosing (names of ports, namespaces)."""
+        if v is None:
+            return {}
+        if not isinstance(v, dict):
+            self.error(path, "must be a mapping, got %s" % config_mod._kind(v))
+            return {}
+        return v
+
+    def netns(self, v: Any, path: Path) -> Optional[str]:
+        ns = self.string(v, path)
+        if ns is not None and ns not in self.namespaces:
+            self.error(path, "namespace %r is not in namespaces" % ns)
+            return None
+        return ns
+
+    def ifname(self, v: Any, path: Path) -> Optional[str]:
+        name = self.string(v, path)
+        try:
+            return None if name is None else nsh.check_ifname(name)
+        except ValueError as e:
+            self.error(path, str(e))
+            return None
+
+    def lab_mac(self, v: Any, path: Path) -> Optional[str]:
+        mac = self.mac(v, path)
+        if mac is not None and not int(mac.split(":")[0], 16) & 2:
+            self.error(path, "%s is not a locally administered MAC (02:...)" % mac)
+            return None
+        return mac
+
+    def lab_address(self, v: Any, path: Path, prefix: bool = False) -> Optional[str]:
+        """An IPv4 address of the lab (198.18.0.0/15), with a prefix length if `prefix`."""
+        if not isinstance(v, str):
+            self.error(path, "must be an address like %s, got %s"
+                       % ("198.18.0.2/24" if prefix else "198.18.0.2", config_mod._kind(v)))
+            return None
+        try:
+            ip = ipaddress.ip_interface(v).ip if prefix else ipaddress.ip_address(v)
+        except ValueError as e:
+            self.error(path, str(e))
+            return None
+        if ip.version != 4 or ip not in LAB_NET:
+            self.error(path, "%s is outside 198.18.0.0/15 (the lab's only addresses)" % v)
+            return None
+        return v
+
+    def lab_cidr(self, v: Any, path: Path) -> Optional[str]:
+        return self.lab_address(v, path, prefix=True)
+
+    def each(self, v: Any, path: Path, conv: Callable[[Any, Path], Any]) -> Tuple[Any, ...]:
+        """A list converted item by item (the bad ones reported and left out)."""
+        items = (conv(x, path + (i,)) for i, x in enumerate(self.seq(v, path)))
+        return tuple(x for x in items if x is not None)
+
+    def end(self, v: Any, path: Path, allowed: Tuple[str, ...] = END_KEYS,
+            netns: Optional[str] = None) -> Optional[End]:
+        """One end of a veth pair; `netns` is its namespace's default (or, when the end
+        may not name one, its namespace). Each interface is defined once per namespace."""
+        required = ("ifname",) + (("netns",) if netns is None else ())
+        m = self.mapping(v, path, allowed, required)
+        if not m:
+            return None
+        ns = self.get(m, "netns", path, self.netns, netns)
+        ifname = self.get(m, "ifname", path, self.ifname)
+        mac = self.get(m, "mac", path, self.lab_mac)
+        addrs = self.each(m.get("addresses"), path + ("addresses",), self.lab_cidr)
+        if ns is None or ifname is None:
+            return None
+        first = self.ifnames.setdefault((ns, ifname), path)
+        if first != path:
+            self.error(path + ("ifname",), "interface %s/%s is already defined at %s"
+                       % (ns, ifname, format_path(first)))
+        return End(ns, ifname, mac, addrs)
 
 
 def load_topology(path: str) -> Topology:
-    """Read and validate a topology file."""
+    """Read and validate a topology file; TopologyError lists every problem with its
+    key path and line."""
     path = os.path.abspath(path)
     try:
         with open(path, encoding="utf-8") as f:
-            d = yaml.safe_load(f)
+            text = f.read()
     except OSError as e:
-        raise TopologyError("%s: cannot read: %s" % (path, e.strerror))
-    if not isinstance(d, dict):
-        raise TopologyError("%s: expected a mapping at the top" % path)
-    allowed = {"name", "config", "namespaces", "sysctls", "dpu", "links", "loopback", "bridges",
-               "dns", "clients", "host"}
-    unknown = set(d) - allowed
-    if unknown:
-        raise TopologyError("%s: unknown key(s) %s" % (path, ", ".join(sorted(unknown))))
-    base = os.path.dirname(path)
-    namespaces = tuple(str(n) for n in _req(d, "namespaces", path))
-    for n in namespaces:
-        if not n or "/" in n or len(n) > 32:
-            raise TopologyError("%s: bad namespace name %r" % (path, n))
-    sysctls = {str(ns): {str(k): str(v) for k, v in (kv or {}).items()}
-               for ns, kv in (d.get("sysctls") or {}).items()}
-    dpu = _req(d, "dpu", path)
-    dpu_ns = str(_req(dpu, "netns", "dpu"))
-    eports = []
-    for pname, pd in (_req(dpu, "ports", "dpu") or {}).items():
-        w = "dpu.ports.%s" % pname
-        wire_d, rep_d = _req(pd, "wire", w), _req(pd, "rep", w)
-        wire = _end(dict(wire_d, netns=dpu_ns), w + ".wire")
-        rep = _end(dict(rep_d, netns=dpu_ns), w + ".rep")
-        wire_peer = _end(_req(wire_d, "peer", w + ".wire"), w + ".wire.peer")
-        rep_peer = _end(_req(rep_d, "peer", w + ".rep"), w + ".rep.peer", default_ns=dpu_ns)
-        if rep_peer.netns != dpu_ns:
-            raise TopologyError("%s.rep.peer: the OVS port lives in %s" % (w, dpu_ns))
-        eports.append(EswitchPort(str(pname), wire, wire_peer, rep, rep_peer))
-    links = []
-    for i, ld in enumerate(d.get("links") or ()):
-        w = "links[%d]" % i
-        links.append(Veth(_end(_req(ld, "a", w), w + ".a"), _end(_req(ld, "b", w), w + ".b")))
-    loopback = {}
-    for ns, addrs in (d.get("loopback") or {}).items():
-        loopback[str(ns)] = tuple(str(a) for a in addrs)
-        for a in loopback[str(ns)]:
-            _check_lab_cidr(a, "loopback.%s" % ns)
-    bridges = []
-    for i, bd in enumerate(d.get("bridges") or ()):
-        w = "bridges[%d]" % i
-        fdb = tuple((str(_req(e, "mac", w + ".fdb")).lower(), str(_req(e, "port", w + ".fdb")))
-                    for e in (bd.get("fdb") or ()))
-        bridges.append(LinuxBridge(str(_req(bd, "netns", w)), nsh.check_ifname(str(_req(bd, "name", w))),
-                                   bd.get("mac"), tuple(bd.get("ports") or ()),
-                                   tuple(bd.get("learning_off") or ()), fdb))
-        for port in bridges[-1].learning_off + tuple(p for _, p in fdb):
-            if port not in bridges[-1].ports:
-                raise TopologyError("%s: %s is not a port of the bridge" % (w, port))
-    dns = tuple(DnsBackend(str(_req(b, "netns", "dns")), str(_req(b, "name", "dns")),
-                           str(_req(b, "vip", "dns"))) for b in (d.get("dns") or ()))
-    clients = {str(ns): tuple(str(a) for a in addrs) for ns, addrs in (d.get("clients") or {}).items()}
-    topo = Topology(
-        name=str(d.get("name") or os.path.basename(base)), path=path,
-        config_path=os.path.join(base, str(d.get("config", "xenoflow.yaml"))),
-        namespaces=namespaces, sysctls=sysctls, dpu_netns=dpu_ns, eswitch_ports=tuple(eports),
-        taps=tuple(str(t) for t in (dpu.get("taps") or ())), links=tuple(links), loopback=loopback,
-        bridges=tuple(bridges), dns=dns, clients=clients, host=dict(d.get("host") or {}))
-    # every namespace used is declared, every interface name unique per namespace
-    for wiring in (True, False):
-        names = set()
-        for v in topo.veths(wiring):
-            for e in (v.a, v.b):
-                if e.netns not in namespaces:
-                    raise TopologyError("%s: namespace %s (of %s) is not in namespaces"
-                                        % (path, e.netns, e.ifname))
-                if (e.netns, e.ifname) in names:
-                    raise TopologyError("%s: interface %s/%s defined twice" % (path, e.netns, e.ifname))
-                names.add((e.netns, e.ifname))
-    for ns in list(loopback) + list(clients) + [b.netns for b in dns] + [b.netns for b in bridges]:
-        if ns not in namespaces:
-            raise TopologyError("%s: namespace %s is not in namespaces" % (path, ns))
+        raise TopologyError([("<file>", "cannot read: %s" % e.strerror, 0)], source=path)
+    try:
+        located = yamlsrc.load(text)
+    except yamlsrc.SourceError as e:
+        raise TopologyError(e.problems, source=path)
+    r = _Reader(located)
+    topo = _topology(r, located.data, path)
+    if r.problems or topo is None:
+        raise TopologyError(r.problems or [("<top>", "the file is empty", 0)], source=path)
     return topo
+
+
+def _topology(r: _Reader, data: Any, path: str) -> Optional[Topology]:
+    if not isinstance(data, dict):
+        r.error((), "must be a mapping of %s, got %s" % (", ".join(TOP_KEYS), config_mod._kind(data)))
+        return None
+    top = r.mapping(data, (), TOP_KEYS, required=("namespaces", "dpu"))
+    r.namespaces = _namespaces(r, top.get("namespaces"), ("namespaces",))
+    dpu = r.mapping(top.get("dpu"), ("dpu",), ("netns", "ports", "taps"), required=("netns", "ports"))
+    dpu_ns = r.get(dpu, "netns", ("dpu",), r.netns)
+    base = os.path.dirname(path)
+    return Topology(
+        name=r.get(top, "name", (), r.string, os.path.basename(base)), path=path,
+        config_path=os.path.join(base, r.get(top, "config", (), r.string, "xenoflow.yaml")),
+        namespaces=r.namespaces, sysctls=_sysctls(r, top.get("sysctls"), ("sysctls",)),
+        dpu_netns=dpu_ns or "", eswitch_ports=_eswitch_ports(r, dpu.get("ports"), ("dpu", "ports"), dpu_ns),
+        taps=r.each(dpu.get("taps"), ("dpu", "taps"), r.ifname),
+        links=_links(r, top.get("links"), ("links",)),
+        loopback=_per_netns(r, top.get("loopback"), ("loopback",), r.lab_cidr),
+        bridges=_bridges(r, top.get("bridges"), ("bridges",)), dns=_dns(r, top.get("dns"), ("dns",)),
+        clients=_per_netns(r, top.get("clients"), ("clients",), r.lab_address),
+        host=_host(r, top.get("host"), ("host",)), lines=r.located.lines)
+
+
+def _namespaces(r: _Reader, v: Any, path: Path) -> Tuple[str, ...]:
+    out: List[str] = []
+    for i, n in enumerate(r.seq(v, path)):
+        name = r.string(n, path + (i,))
+        if name is None:
+            continue
+        if "/" in name or len(name) > 32:
+            r.error(path + (i,), "bad namespace name %r (1..32 characters, no '/')" % name)
+        elif name in out:
+            r.error(path + (i,), "namespace %r is listed twice" % name)
+        else:
+            out.append(name)
+    return tuple(out)
+
+
+def _sysctls(r: _Reader, v: Any, path: Path) -> Dict[str, Dict[str, str]]:
+    """{namespace or "*": {key: value}}."""
+    out: Dict[str, Dict[str, str]] = {}
+    for ns, kv in r.dict(v, path).items():
+        if ns != "*":
+            r.netns(ns, path + (ns,))
+        out[ns] = {}
+        for key, value in r.dict(kv, path + (ns,)).items():
+            if value is None or isinstance(value, (dict, list)):
+                r.error(path + (ns, key), "must be a value, got %s" % config_mod._kind(value))
+            else:
+                out[ns][key] = str(value)
+    return out
+
+
+def _per_netns(r: _Reader, v: Any, path: Path,
+               conv: Callable[[Any, Path], Any]) -> Dict[str, Tuple[str, ...]]:
+    """{namespace: (value, ...)} (loopback addresses, client source addresses)."""
+    out = {}
+    for ns, items in r.dict(v, path).items():
+        r.netns(ns, path + (ns,))
+        out[ns] = r.each(items, path + (ns,), conv)
+    return out
+
+
+def _eswitch_ports(r: _Reader, v: Any, path: Path, dpu_ns: Optional[str]) -> Tuple[EswitchPort, ...]:
+    out = []
+    for name, pd in r.dict(v, path).items():
+        w = path + (name,)
+        m = r.mapping(pd, w, ("wire", "rep"), required=("wire", "rep"))
+        ends = []
+        for side in ("wire", "rep"):
+            d = m.get(side)
+            if d is not None and not isinstance(d, dict):
+                r.error(w + (side,), "must be a mapping, got %s" % config_mod._kind(d))
+                d = None
+            if isinstance(d, dict) and d.get("peer") is None:
+                r.error(w + (side, "peer"), "missing required key")
+            ends.append(r.end(d, w + (side,), DPU_END_KEYS, dpu_ns) if dpu_ns else None)
+            # the wire's peer is on the wire side (tor, the host); the rep's is the OVS port
+            peer = (d or {}).get("peer")
+            ends.append(r.end(peer, w + (side, "peer"), END_KEYS, None if side == "wire" else dpu_ns))
+        wire, wire_peer, rep, rep_peer = ends
+        if rep_peer is not None and rep_peer.netns != dpu_ns:
+            r.error(w + ("rep", "peer", "netns"), "the OVS port lives in %s" % dpu_ns)
+        if None not in ends:
+            out.append(EswitchPort(name, wire, wire_peer, rep, rep_peer))
+    return tuple(out)
+
+
+def _links(r: _Reader, v: Any, path: Path) -> Tuple[Veth, ...]:
+    out = []
+    for i, ld in enumerate(r.seq(v, path)):
+        m = r.mapping(ld, path + (i,), ("a", "b"), required=("a", "b"))
+        a, b = r.end(m.get("a"), path + (i, "a")), r.end(m.get("b"), path + (i, "b"))
+        if a is not None and b is not None:
+            out.append(Veth(a, b))
+    return tuple(out)
+
+
+def _bridges(r: _Reader, v: Any, path: Path) -> Tuple[LinuxBridge, ...]:
+    out = []
+    for i, bd in enumerate(r.seq(v, path)):
+        w = path + (i,)
+        m = r.mapping(bd, w, BRIDGE_KEYS, required=("netns", "name"))
+        ports = r.each(m.get("ports"), w + ("ports",), r.ifname)
+
+        def port(p: Any, where: Path) -> Optional[str]:
+            name = r.ifname(p, where)
+            if name is not None and name not in ports:
+                r.error(where, "%s is not a port of the bridge" % name)
+                return None
+            return name
+
+        def fdb(e: Any, where: Path) -> Optional[Tuple[str, str]]:
+            fm = r.mapping(e, where, ("mac", "port"), required=("mac", "port"))
+            mac, p = r.get(fm, "mac", where, r.mac), r.get(fm, "port", where, port)
+            return None if mac is None or p is None else (mac, p)
+
+        br = LinuxBridge(r.get(m, "netns", w, r.netns), r.get(m, "name", w, r.ifname),
+                         r.get(m, "mac", w, r.lab_mac), ports,
+                         r.each(m.get("learning_off"), w + ("learning_off",), port),
+                         r.each(m.get("fdb"), w + ("fdb",), fdb))
+        if br.netns is not None and br.name is not None:
+            out.append(br)
+    return tuple(out)
+
+
+def _dns(r: _Reader, v: Any, path: Path) -> Tuple[DnsBackend, ...]:
+    out = []
+    for i, b in enumerate(r.seq(v, path)):
+        w = path + (i,)
+        m = r.mapping(b, w, ("netns", "name", "vip"), required=("netns", "name", "vip"))
+        backend = DnsBackend(r.get(m, "netns", w, r.netns), r.get(m, "name", w, r.string),
+                             r.get(m, "vip", w, r.lab_address))
+        if None not in (backend.netns, backend.name, backend.vip):
+            out.append(backend)
+    return tuple(out)
+
+
+def _host(r: _Reader, v: Any, path: Path) -> Dict[str, Any]:
+    """The DPU's host traffic the demo sends: from `src` in `netns` to every target."""
+    m = r.mapping(v, path, ("netns", "src", "targets"), required=("netns", "src"))
+    if not m:
+        return {}
+    return {"netns": r.get(m, "netns", path, r.netns), "src": r.get(m, "src", path, r.lab_address),
+            "targets": list(r.each(m.get("targets"), path + ("targets",), r.lab_address))}
 
 
 # ---------------------------------------------------------------- processes by PID
@@ -540,7 +688,7 @@ class Lab:
             nsh.set_link(e.ifname, ns=e.netns, mac=e.mac, up=None)
             for a in e.addresses:
                 nsh.add_address(e.ifname, a, ns=e.netns)
-            # TX checksum offload off on every end (lab_notes.md 3.1: else UDP breaks)
+            # TX checksum offload off on every end (else UDP checksums stay partial and UDP breaks)
             _run(e.netns, ["ethtool", "-K", e.ifname, "tx", "off"])
             nsh.set_link(e.ifname, ns=e.netns, up=True)
 
@@ -556,7 +704,8 @@ class Lab:
             for port in br.ports:
                 pidx = ipr.link_lookup(ifname=port)
                 if not pidx:
-                    raise TopologyError("bridge %s: no port %s in %s" % (br.name, port, br.netns))
+                    raise self.topo.error(("bridges",), "bridge %s: no port %s in %s"
+                                          % (br.name, port, br.netns))
                 ipr.link("set", index=pidx[0], master=idx)
             ipr.link("set", index=idx, state="up")
         for port in br.learning_off:
@@ -628,15 +777,4 @@ class Lab:
             "namespaces": {ns: nsh.ns_exists(ns) for ns in self.topo.namespaces},
             "foreign_namespaces": self.foreign_namespaces(),
             "processes": procs,
-        }
-
-    def leftovers(self) -> Dict[str, List[str]]:
-        """What of this topology still exists (for tests and `down`'s report):
-        namespaces, recorded taps, recorded processes alive."""
-        return {
-            "namespaces": [ns for ns in self.topo.namespaces if nsh.ns_exists(ns)],
-            "taps": [n for ns, n in self.state.data["taps"]
-                     if nsh.ns_exists(ns) and nsh.link_exists(n, ns)],
-            "processes": ["%s(%d)" % (n, p["pid"]) for n, p in self.state.data["processes"].items()
-                          if proc_alive(p["pid"], p.get("start"))],
         }
