@@ -1,7 +1,8 @@
 """Ask ``who.example.lab TXT`` and return the answer (which backend replied).
 
-Works with dnspython 1.16 (Ryu env) and 2.x: only ``dns.message.make_query``
-and ``dns.query.udp(q, where, timeout=, port=, source=)`` are used.
+Works with dnspython 1.16 (Ryu env) and 2.x: the query and the reading of its
+answer come from :mod:`xenoflow_ovs.lab.frames`, the exchange is
+``dns.query.udp(q, where, timeout=, port=, source=)``.
 
 In a namespace, run it as a module (JSON on stdout)::
 
@@ -32,17 +33,15 @@ class _NoAnswer(Exception):
 
 
 def _one(server: str, src: Optional[str], name: str, timeout: float, port: int) -> str:
-    import dns.message
     import dns.query
-    import dns.rdatatype
 
-    q = dns.message.make_query(name, "TXT")
-    r = dns.query.udp(q, server, timeout=timeout, port=port, source=src)
-    for rrset in r.answer:
-        if rrset.rdtype == dns.rdatatype.TXT:
-            for rd in rrset:
-                return b"".join(rd.strings).decode("utf-8", "replace")
-    raise _NoAnswer("no TXT in answer (rcode %s)" % r.rcode())
+    from .frames import answer_txt, make_query
+
+    r = dns.query.udp(make_query(name, "TXT"), server, timeout=timeout, port=port, source=src)
+    txt = answer_txt(r)
+    if txt is None:
+        raise _NoAnswer("no TXT in answer (rcode %s)" % r.rcode())
+    return txt
 
 
 def query_txt(server: str, src: Optional[str] = None, name: str = DEFAULT_NAME,
