@@ -45,7 +45,7 @@ class Fate:
         return self.verdict
 
 
-def _ip(v: Any) -> int:
+def _ip_to_int(v: Any) -> int:
     return int(netaddr.IPAddress(v)) if not isinstance(v, int) else v
 
 
@@ -68,7 +68,7 @@ def flow_matches(f: Flow, pkt: Packet) -> bool:
     for name, want in f.match:
         if name in ("ipv4_src", "ipv4_dst", "arp_tpa"):
             have = getattr(pkt, name)
-            if not have or not _masked(want, _ip(have), _ip):
+            if not have or not _masked(want, _ip_to_int(have), _ip_to_int):
                 return False
         elif name == "vlan_vid":
             if want == 0 and pkt.vlan is not None or want != 0 and pkt.vlan != want & 0xFFF:
@@ -128,7 +128,7 @@ def _entry_matches(e: Entry, pkt: Packet) -> bool:
         if name == "eth_type" and pkt.vlan is not None:
             have = 0x8100   # the eSwitch matches the outer ethertype
         if name.startswith("ipv4"):
-            have = _ip(have)
+            have = _ip_to_int(have)
         if name.startswith("l4") and pkt.eth_type != ETH_IP:
             return False
         if have & mask != value & mask:
