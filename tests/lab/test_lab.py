@@ -241,10 +241,9 @@ def test_down_leaves_nothing(lab):
 def test_down_after_a_crashed_up(run_dir):
     """`lab up` killed half-way (SIGKILL, no cleanup of its own): `lab down` from a new
     process still removes every namespace, process and tap it had made."""
+    import xenoflow_ovs
     from xenoflow_ovs.lab.labctl import LabCtl
     from xenoflow_ovs.lab.topology import LabState
-
-    import xenoflow_ovs
 
     before = _root_links()
     # the same xenoflow_ovs this test imported (installed or the checkout), not the cwd's
@@ -295,3 +294,68 @@ def test_host_traffic_without_mirroring_is_fallback(run_dir):
         assert not after.get("eswitch_routes")               # no route entries at all
     finally:
         ctl.down()
+
+
+def test_up_without_os_ken_fails_in_one_line_and_builds_nothing(tmp_path):
+    """The controller cannot start (os-ken missing for this Python): `lab up` says so in
+    one line with the way to get it, exits 2 and has built nothing."""
+    import xenoflow_ovs
+    from xenoflow_ovs.lab.topology import load_topology, run_dirs_in_namespaces
+
+    shadow = tmp_path / "shadow"
+    (shadow / "os_ken").mkdir(parents=True)
+    (shadow / "os_ken" / "__init__.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'os_ken'\", name='os_ken')\n")
+    pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(xenoflow_ovs.__file__)))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([pkg_root, str(shadow)]))
+    run_dir = tmp_path / "run"
+    r = subprocess.run([sys.executable, "-m", "xenoflow_ovs.cli", "lab", "up", "--topology", TOPOLOGY,
+                        "--run-dir", str(run_dir), "--eswitch", DRIVER], env=env, cwd=str(tmp_path),
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=120)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert r.stderr.splitlines() == [
+        "xenoflow lab up: the controller cannot start: os-ken is not installed for %s "
+        "(pip install 'xenoflow-ovs[osken]')" % sys.executable], r.stderr
+    assert not os.path.exists(os.path.join(str(run_dir), "state.json"))
+    topo = load_topology(os.path.join(TOPOLOGY, "topology.yaml"))
+    assert str(run_dir) not in run_dirs_in_namespaces(topo.namespaces)
+
+
+def test_an_up_whose_controller_dies_removes_what_it_built(tmp_path, monkeypatch, capsys):
+    """The controller exits at once (after namespaces, bind9, OVS and eswitchd are up):
+    `lab up` reports it, exits 2 and leaves no half lab behind."""
+    from xenoflow_ovs.lab import labctl
+    from xenoflow_ovs.lab.labctl import LabCtl
+
+    run_dir = str(tmp_path / "run")
+    ctl = LabCtl(_args(run_dir), _quiet())
+    foreign = ctl.lab.foreign_namespaces()
+    if foreign:
+        pytest.fail("another lab is up (namespaces %s exist): run `xenoflow lab down` first"
+                    % ", ".join(foreign))
+    before = _root_links()
+
+    def dying_controller(self):
+        self.state.drop_process("controller")
+        self._spawn("controller", self.topo.dpu_netns,
+                    [sys.executable, "-c", "raise SystemExit('this controller cannot start')"],
+                    os.path.join(self.run_dir, "controller.log"))
+        return "a controller that exits at once"
+
+    seen = {}
+    real_down = LabCtl.down
+
+    def down(self):
+        seen.update({n: (p["pid"], p["start"]) for n, p in self.state.data["processes"].items()})
+        return real_down(self)
+
+    monkeypatch.setattr(LabCtl, "start_controller", dying_controller)
+    monkeypatch.setattr(LabCtl, "down", down)
+    rc = labctl.main(_args(run_dir))
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert err.startswith("xenoflow lab up: the controller exited; its log:"), err
+    assert "this controller cannot start" in err and "lab down" not in err, err
+    assert {"ovsdb-server", "ovs-vswitchd", "controller"} <= set(seen), seen
+    _assert_nothing_left(ctl, seen, before)
+

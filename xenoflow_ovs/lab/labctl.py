@@ -4,7 +4,9 @@
 ``up``     builds the topology (topologies/<name>/topology.yaml, see topology.py), starts bind9
            on the backends, a private OVS inside the ``dpu`` namespace, eswitchd (softdoca) and
            the controller there too, each as a background process with its log in the run dir,
-           and waits until the controller has programmed the bridges. Idempotent.
+           and waits until the controller has programmed both planes. Idempotent. What the
+           lab needs (root, the tools, os-ken for the controller, the glue for eswitchd) is
+           checked before anything is built; an ``up`` that fails removes what it built.
 ``status`` what is up: namespaces, processes (alive or not), OVS bridges and flow counts,
            eSwitch entries; exit 0 when everything recorded is up, 1 otherwise.
 ``down``   removes everything recorded in the run dir's state file: processes by PID, OVS
@@ -34,10 +36,11 @@ from typing import Any, Dict, List, Optional
 
 import yaml
 
+from ..exitcodes import EXIT_ERROR, EXIT_FOUND, EXIT_OK
 from . import netns as nsh
-from .topology import Lab, LabBusy, Topology, TopologyError, load_topology
+from .pyenv import subprocess_env as _subprocess_env
+from .topology import Lab, LabBusy, Topology, load_topology
 
-EXIT_OK, EXIT_FOUND, EXIT_ERROR = 0, 1, 2
 CONTROLLER_STATE = "controller-state.json"   # XENOFLOW_STATE of the lab's controller
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 REQUIRED_TOOLS = ("ip", "ethtool", "sysctl", "bridge", "ovsdb-tool", "ovsdb-server", "ovs-vswitchd",
@@ -83,18 +86,6 @@ def topology_path(topology: str) -> str:
 def default_run_dir(topo: Topology) -> str:
     base = REPO_ROOT if os.path.isdir(os.path.join(REPO_ROOT, "topologies")) else os.getcwd()
     return os.path.join(base, "run", topo.name)
-
-
-def _subprocess_env() -> Dict[str, str]:
-    """Environment for our own Python subprocesses: they import xenoflow_ovs and dpdk_glue
-    from where this process did (an installed wheel carries the compiled glue, a checkout
-    may not have it built for this Python), and log unbuffered."""
-    env = dict(os.environ)
-    import xenoflow_ovs
-    origin = os.path.dirname(os.path.dirname(os.path.abspath(xenoflow_ovs.__file__)))
-    env["PYTHONPATH"] = os.pathsep.join([origin] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
 
 
 # ---------------------------------------------------------------- the derived config
@@ -168,6 +159,10 @@ class LabCtl:
     def state(self):
         return self.lab.state
 
+    def is_up(self) -> bool:
+        """Some namespace this run dir made still exists."""
+        return any(nsh.ns_exists(ns) for ns in self.state.data["namespaces"])
+
     def ovs(self):
         from .ovs_instance import OvsInstance
         return OvsInstance(os.path.join(self.run_dir, "ovs"), netns=self.topo.dpu_netns)
@@ -208,11 +203,28 @@ class LabCtl:
 
     # -- up
     def preflight(self) -> None:
+        """What the lab needs, checked before anything is built: root, the tools, and the
+        Python modules of the controller (and of eswitchd) for the Python that runs them."""
         if os.geteuid() != 0:
             raise LabError("the lab needs root (network namespaces, veths, OVS)")
         missing = [t for t in REQUIRED_TOOLS if shutil.which(t) is None]
         if missing:
             raise LabError("missing tools: %s (run scripts/install-deps.sh)" % ", ".join(missing))
+        mods = ["os_ken.base.app_manager", "xenoflow_ovs.controller.app"]
+        if self.driver != "none":
+            mods.append("dpdk_glue")
+        problem = import_problems(mods)
+        osken = problem.get("os_ken.base.app_manager")
+        if osken:
+            raise LabError("the controller cannot start: %s (pip install 'xenoflow-ovs[osken]')" % (
+                "os-ken is not installed for " + sys.executable if "'os_ken'" in osken
+                else "os-ken does not import: " + osken))
+        if "xenoflow_ovs.controller.app" in problem:
+            raise LabError("the controller cannot start: %s (pip install 'xenoflow-ovs[osken]')"
+                           % problem["xenoflow_ovs.controller.app"])
+        if "dpdk_glue" in problem:
+            raise LabError("eswitchd cannot start: %s; build it (pip install -e .) or run the lab "
+                           "with --eswitch none" % problem["dpdk_glue"])
 
     def up(self) -> None:
         say = self.say
@@ -238,8 +250,8 @@ class LabCtl:
             % (self.topo.name, len(self.topo.namespaces), len(self.topo.veths(self.lab.eswitch)),
                self.lab.wiring))
         self.start_bind9()
-        say("bind9 answering on %s" % ", ".join("%s (pid %d)" % (b.netns, self.state.process("bind9-" + b.netns)["pid"])
-                                                for b in self.topo.dns))
+        say("bind9 answering on %s" % ", ".join(
+            "%s (pid %d)" % (b.netns, self.state.process("bind9-" + b.netns)["pid"]) for b in self.topo.dns))
         ovs = self.start_ovs()
         say("private OVS in namespace %s (ovsdb-server %d, ovs-vswitchd %d)" % (
             self.topo.dpu_netns, ovs.pid("ovsdb-server"), ovs.pid("ovs-vswitchd")))
@@ -289,13 +301,6 @@ class LabCtl:
         sock = cfg.path(cfg.eswitch.socket)
         if not self._alive("eswitchd"):
             self.state.drop_process("eswitchd")
-            probe = subprocess.run([sys.executable, "-c", "import dpdk_glue"], env=_subprocess_env(),
-                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                   universal_newlines=True, cwd="/")  # not the checkout: see _subprocess_env
-            if probe.returncode != 0:
-                raise LabError("dpdk_glue is not importable (%s); build it (pip install -e .) or "
-                               "run the lab with --eswitch none"
-                               % (probe.stdout.strip().splitlines() or ["?"])[-1])
             log = os.path.join(self.run_dir, "eswitchd.log")
             self._spawn("eswitchd", self.topo.dpu_netns,
                         [sys.executable, "-m", "xenoflow_ovs.cli", "eswitchd", "-c", self.cfg_path], log)
@@ -303,8 +308,8 @@ class LabCtl:
         deadline = time.monotonic() + 30
         while True:
             if not self._alive("eswitchd"):
-                raise LabError("eswitchd exited; its log:\n" + self._tail(self.state.process("eswitchd")["log"])
-                               + "\n")
+                raise LabError("eswitchd exited; its log:\n"
+                               + self._tail(self.state.process("eswitchd")["log"]) + "\n")
             try:
                 c = EswitchClient(sock, timeout=2)
                 c.hello()
@@ -316,25 +321,10 @@ class LabCtl:
                 raise LabError("eswitchd does not answer on %s after 30 s" % sock)
             time.sleep(0.2)
 
-    def controller_available(self) -> bool:
-        """The controller app is installed. XF_LAB_CONTROLLER=static forces the interim
-        static programming (for debugging the lab without the controller)."""
-        if os.environ.get("XF_LAB_CONTROLLER") == "static":
-            return False
-        probe = subprocess.run([sys.executable, "-c", "import xenoflow_ovs.controller.launcher, xenoflow_ovs.controller.app"],
-                               env=_subprocess_env(), stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, cwd="/")
-        return probe.returncode == 0
-
     def start_controller(self) -> str:
         if self._alive("controller"):
             return "controller pid %d" % self.state.process("controller")["pid"]
         self.state.drop_process("controller")
-        if not self.controller_available():
-            static_program(self.ovs(), self.load_cfg())
-            self.state.data["extra"]["static"] = True
-            self.state.save()
-            return "NO CONTROLLER YET: plan installed statically with ovs-ofctl"
         log = os.path.join(self.run_dir, "controller.log")
         pid = self._spawn("controller", self.topo.dpu_netns,
                           [sys.executable, "-m", "xenoflow_ovs.cli", "controller", "-c", self.cfg_path], log,
@@ -379,8 +369,8 @@ class LabCtl:
 
     def entry_counts(self) -> Optional[Dict[str, int]]:
         """{"planned": n, "installed": m} of eSwitch entries; None without an eSwitch."""
-        from ..intent import plan as plan_mod
         from ..eswitch.client import EswitchClient, EswitchError
+        from ..intent import plan as plan_mod
         cfg = self.load_cfg()
         if not cfg.has_eswitch:
             return None
@@ -402,8 +392,8 @@ class LabCtl:
             have = self.flow_counts(ovs)
             es = self.entry_counts()
             cs = self.controller_state()
-            reported = self.state.process("controller") is None or (cs is not None and all(
-                (cs.get("bridges") or {}).get(b, {}).get("in_sync") for b in want))
+            reported = cs is not None and all((cs.get("bridges") or {}).get(b, {}).get("in_sync")
+                                              for b in want)
             if reported and all(have.get(b, 0) >= n for b, n in want.items()) and (
                     es is None or es["installed"] >= es["planned"]):
                 return
@@ -531,8 +521,34 @@ class LabCtl:
         st["eswitch_entries"] = None
         if st["config"] and self.state.process_alive("eswitchd"):
             st["eswitch_entries"] = self.entry_counts()
-        st["static"] = bool(self.state.data["extra"].get("static"))
         return st
+
+
+_IMPORT_PROBE = """
+import importlib, json, sys
+out = {}
+for mod in sys.argv[1:]:
+    try:
+        importlib.import_module(mod)
+    except ImportError as e:
+        out[mod] = "Python module %r is missing" % e.name if e.name else str(e)
+    except Exception as e:
+        out[mod] = "import %s fails: %s: %s" % (mod, type(e).__name__, e)
+print(json.dumps(out))
+"""
+
+
+def import_problems(modules: List[str]) -> Dict[str, str]:
+    """{module: what is wrong} for the modules that do not import in the lab's Python
+    subprocesses (this interpreter, their environment, not from the current directory)."""
+    p = subprocess.run([sys.executable, "-c", _IMPORT_PROBE] + list(modules), env=_subprocess_env(),
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
+                       cwd="/", timeout=120)
+    try:
+        return json.loads(p.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        err = (p.stderr.strip().splitlines() or ["exit code %d" % p.returncode])[-1]
+        return {m: "the import probe failed: %s" % err for m in modules}
 
 
 def _cmdline_has(pid: Optional[int], text: str) -> bool:
@@ -560,48 +576,6 @@ def _field(line: str, name: str) -> Optional[str]:
     return None
 
 
-# ---------------------------------------------------------------- interim: no controller yet
-
-
-def static_program(ovs, cfg) -> None:
-    """Stand-in for the controller while it does not exist: the bridges, ports and patches
-    over ovs-vsctl and the plan's flows with ovs-ofctl replace-flows; the plan's eSwitch
-    pipes and entries through eswitchd. Only used when xenoflow_ovs.controller.launcher is missing."""
-    from ..intent import plan as plan_mod
-    p = plan_mod.plan(cfg)
-    for br in cfg.bridges:
-        ovs.add_bridge(br.name)
-        for port in br.ports:
-            ovs.vsctl("--may-exist", "add-port", br.name, port)
-        for ip in br.internal:
-            extra = ["mac=%s" % json.dumps(ip.mac)] if ip.mac else []
-            ovs.vsctl("--may-exist", "add-port", br.name, ip.name, "--", "set", "interface", ip.name,
-                      "type=internal", *extra)
-    for a, b in cfg.patches:
-        for br, peer in ((a, b), (b, a)):
-            port, peer_port = cfg.patch_port(br, peer), cfg.patch_port(peer, br)
-            ovs.vsctl("--may-exist", "add-port", br, port, "--", "set", "interface", port,
-                      "type=patch", "options:peer=%s" % peer_port)
-    for a, b in cfg.patches:
-        for br, peer in ((a, b), (b, a)):
-            ovs.ofctl("mod-port", br, cfg.patch_port(br, peer), "no-flood")
-    for br in cfg.bridges:
-        path = os.path.join(ovs.rundir, "%s.flows" % br.name)
-        with open(path, "w") as f:
-            for fl in p.bridge_flows(br.name):
-                f.write(plan_mod.to_ofctl(fl) + "\n")
-        ovs.ofctl("replace-flows", br.name, path)
-    if cfg.has_eswitch:
-        from ..eswitch.client import EswitchClient
-        empty = plan_mod.Plan(flows=(), pipes=(), entries=())
-        changes = [c for c in plan_mod.diff(empty, p) if not isinstance(c.item, plan_mod.Flow)]
-        c = EswitchClient(cfg.path(cfg.eswitch.socket))
-        installed = c.installed()
-        if not installed[1]:
-            c.apply(changes)
-        c.close()
-
-
 # ---------------------------------------------------------------- demo
 
 
@@ -621,7 +595,7 @@ class Demo:
         from .bind9 import Bind9
         cfg = self.ctl.load_cfg()
         out: Dict[str, Any] = {"bind9": {}, "eswitch": {}, "ovs": {}, "fallback": None,
-                               "miss_other": 0, "source": "ovs-ofctl"}
+                               "miss_other": 0, "source": "nothing (the controller reports nothing)"}
         for b in self.ctl.topo.dns:
             out["bind9"][b.name] = Bind9(b.netns, os.path.join(self.ctl.run_dir, "bind", b.netns),
                                          b.name, b.vip).queries_answered()
@@ -638,12 +612,11 @@ class Demo:
                 elif ent.get("kind") == "route":
                     routes[ent["owner"]] = routes.get(ent["owner"], 0) + e["pkts"]
             out["eswitch_routes"] = routes
-        # OVS per backend and fallback: from the controller's API when it answers, else the flows
-        rep = self.api("/status")
-        out["source"] = "controller API"
+        # OVS per backend and fallback: what the controller counts, from its API (else
+        # from the state file it writes)
+        rep, source = self.api("/status"), "controller API"
         if rep is None:
-            rep = self.ctl.controller_state()
-            out["source"] = "controller state"
+            rep, source = self.ctl.controller_state(), "controller state"
         if rep is not None:
             for svc, backends in (rep.get("services") or {}).items():
                 for name, c in backends.items():
@@ -651,9 +624,7 @@ class Demo:
             out["fallback"] = rep.get("fallback_packets")
             out["miss_other"] = rep.get("miss_other_packets")
             out["time"] = rep.get("time")
-            return out
-        out["source"] = "ovs-ofctl"
-        out.update(self.ovs_counters(cfg))
+            out["source"] = source
         return out
 
     def settled_counters(self, timeout: float = 6.0) -> Dict[str, Any]:
@@ -671,35 +642,6 @@ class Demo:
                 return cur
             last = cur
         return last
-
-    def ovs_counters(self, cfg) -> Dict[str, Any]:
-        from ..intent import plan as plan_mod
-        mac2be = {}
-        for svc in cfg.services:
-            for be in svc.backends:
-                mac2be[be.mac.lower()] = be.name
-        per_be: Dict[str, int] = {}
-        fallback = miss_other = 0
-        ovs = self.ctl.ovs()
-        for br in ovs.bridges():
-            for line in ovs.ofctl("dump-flows", br).splitlines():
-                c = _field(line, "cookie")
-                n = _field(line, "n_packets")
-                if c is None or n is None or not plan_mod.is_ours(int(c, 16)):
-                    continue
-                kind = plan_mod.KINDS[((int(c, 16) >> 32) & 0xFF) - 1]
-                n = int(n)
-                if kind == "service":
-                    act = line.split("actions=", 1)[1]
-                    for mac, be in mac2be.items():
-                        if mac in act:
-                            per_be[be] = per_be.get(be, 0) + n
-                if kind in plan_mod.FALLBACK_KINDS:
-                    fallback += n
-                elif kind in plan_mod.MISS_OTHER_KINDS:
-                    miss_other += n
-        return {"ovs": per_be, "fallback": fallback if cfg.has_eswitch else None,
-                "miss_other": miss_other}
 
     def api(self, path: str) -> Optional[Dict[str, Any]]:
         cfg = self.ctl.load_cfg()
@@ -830,8 +772,7 @@ def _print_status(st: Dict[str, Any]) -> None:
             ", ".join(st["foreign_namespaces"]),
             "the lab of run dir %s" % ", ".join(owners) if owners else "another lab or to something else"))
     if st.get("driver"):
-        print("  eswitch driver: %s (%s wiring)%s" % (st["driver"], st["wiring"],
-                                                     ", no controller: static plan" if st["static"] else ""))
+        print("  eswitch driver: %s (%s wiring)" % (st["driver"], st["wiring"]))
     for name, p in st["processes"].items():
         print("  %-13s pid %-7s %s  in %s, log %s" % (name, p["pid"], "alive" if p["alive"] else "DEAD",
                                                        p["netns"], p["log"]))
@@ -843,20 +784,61 @@ def _print_status(st: Dict[str, Any]) -> None:
         print("  config: %s" % st["config"])
 
 
+def _up(ctl: LabCtl, say: Progress) -> int:
+    """`lab up`. A lab that was not up before and fails to come up is removed again (no
+    half lab is left behind); LabBusy is raised before anything is touched."""
+    was_up = ctl.is_up()
+    try:
+        ctl.up()
+    except LabBusy:
+        raise
+    except BaseException:
+        if not was_up:
+            try:
+                ctl.down()
+            except Exception as e:  # the up's error is the message; this one is a footnote
+                print("xenoflow lab up: removing what was built failed too: %s" % e, file=sys.stderr)
+        raise
+    say("lab up (run dir %s); `xenoflow lab down` removes it" % os.path.relpath(ctl.run_dir))
+    return EXIT_OK
+
+
+def _demo(ctl: LabCtl, say: Progress) -> int:
+    t0 = time.monotonic()
+    rc = EXIT_ERROR
+    # a lab somebody brought up before the demo is theirs: used, and left up
+    was_up = ctl.is_up()
+    if was_up:
+        say("the lab in %s is already up: the demo uses it and leaves it up" % os.path.relpath(ctl.run_dir))
+    try:
+        ctl.up()
+        rc = Demo(ctl).run()
+    finally:
+        if not was_up:
+            done = ctl.down()
+            say("lab down: %s" % (", ".join(done) if done else "nothing was up"))
+    say("demo %s in %.0f s" % ("passed" if rc == EXIT_OK else "FAILED", time.monotonic() - t0))
+    return rc
+
+
+def _error_lines(e: Exception) -> List[str]:
+    from ..intent.config import ConfigError
+    return e.lines() if isinstance(e, ConfigError) else str(e).splitlines() or [type(e).__name__]
+
+
 def main(args: argparse.Namespace) -> int:
     from ..intent.config import ConfigError
     action = args.action
     say = Progress()
     try:
         ctl = LabCtl(args, say)
-    except (LabError, TopologyError) as e:
-        print("xenoflow lab: %s" % e, file=sys.stderr)
+    except (LabError, ConfigError) as e:
+        for line in _error_lines(e):
+            print("xenoflow lab: %s" % line, file=sys.stderr)
         return EXIT_ERROR
     try:
         if action == "up":
-            ctl.up()
-            say("lab up (run dir %s); `xenoflow lab down` removes it" % os.path.relpath(ctl.run_dir))
-            return EXIT_OK
+            return _up(ctl, say)
         if action == "down":
             done = ctl.down()
             say("lab down: %s" % (", ".join(done) if done else "nothing was up"))
@@ -867,29 +849,14 @@ def main(args: argparse.Namespace) -> int:
             alive = all(p["alive"] for p in st["processes"].values())
             return EXIT_OK if st["state"] and alive and all(st["namespaces"].values()) else EXIT_FOUND
         if action == "demo":
-            t0 = time.monotonic()
-            rc = EXIT_ERROR
-            # a lab somebody brought up before the demo is theirs: used, and left up
-            was_up = any(nsh.ns_exists(ns) for ns in ctl.state.data["namespaces"])
-            if was_up:
-                say("the lab in %s is already up: the demo uses it and leaves it up"
-                    % os.path.relpath(ctl.run_dir))
-            try:
-                ctl.up()
-                rc = Demo(ctl).run()
-            finally:
-                if not was_up:
-                    done = ctl.down()
-                    say("lab down: %s" % ", ".join(done))
-            say("demo %s in %.0f s" % ("passed" if rc == EXIT_OK else "FAILED", time.monotonic() - t0))
-            return rc
+            return _demo(ctl, say)
     except LabBusy as e:
         print("xenoflow lab %s: %s" % (action, e), file=sys.stderr)
         return EXIT_ERROR
-    except (LabError, TopologyError, ConfigError) as e:
-        msg = "\n".join(e.lines()) if isinstance(e, ConfigError) else str(e)
-        print("xenoflow lab %s: %s" % (action, msg), file=sys.stderr)
-        if action == "up":
+    except (LabError, ConfigError) as e:
+        lines = _error_lines(e)
+        print("xenoflow lab %s: %s" % (action, "\n".join(lines)), file=sys.stderr)
+        if action == "up" and ctl.is_up():
             print("(what was made is recorded in %s; `xenoflow lab down` removes it)"
                   % os.path.join(ctl.run_dir, "state.json"), file=sys.stderr)
         return EXIT_ERROR
