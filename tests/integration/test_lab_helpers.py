@@ -159,7 +159,7 @@ def test_bind9_answers_and_counts(netns, short_tmp):
 @pytest.mark.ovs
 def test_dns_through_private_ovs(ovs, netns, short_tmp):
     """client -- OVS bridge (in the session OVS's namespace) -- bind9; UDP only
-    works because prepare_link turns TX checksum offload off (lab_notes 3.1)."""
+    works because prepare_link turns TX checksum offload off."""
     c, s = netns("c"), netns("s")
     tag = netns.prefix.rsplit("-", 1)[1]  # 't<N>': unique in this session's OVS namespace
     br, ports = "br-" + tag, (tag + "c", tag + "s")

@@ -1,4 +1,4 @@
-"""A bind9 backend in a network namespace (lab_notes.md section 4, appendix C).
+"""A bind9 backend in a network namespace.
 
 Zone ``example.lab``: A ``www`` -> `www_ip`, TXT ``who`` -> "<name>", NS/SOA.
 named runs as root in the foreground (``named -g``: logs to stderr, which goes

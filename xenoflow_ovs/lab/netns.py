@@ -174,7 +174,7 @@ def add_lo_address(ns: str, cidr: str) -> None:
 
 def disable_tx_offload(ifname: str, ns: Optional[str] = None) -> None:
     """``ethtool -K IF tx off``: required on every veth whose frames cross the OVS
-    netdev datapath, else UDP checksums stay partial (lab_notes.md 3.1)."""
+    netdev datapath, else UDP checksums stay partial."""
     run_in_ns(ns, ["ethtool", "-K", ifname, "tx", "off"])
 
 

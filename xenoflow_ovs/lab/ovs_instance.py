@@ -1,7 +1,6 @@
 """A private Open vSwitch (ovsdb-server + ovs-vswitchd, userspace datapath).
 
-As lab_notes.md section 2: no systemd, no ovs-ctl, nothing in the system
-rundir. Everything lives in `rundir`:
+No systemd, no ovs-ctl, nothing in the system rundir. Everything lives in `rundir`:
 
     conf.db, db.sock (punix), ovsdb-server.pid/.log, ovs-vswitchd.pid/.log,
     <prog>.<pid>.ctl (unixctl sockets, OVS's default naming under OVS_RUNDIR,
