@@ -1,7 +1,8 @@
 """counters: totals are sums of deltas and survive flow replacement and removal."""
 
+from xenoflow_ovs.controller.counters import Attribution, Counters
 from xenoflow_ovs.intent import plan
-from xenoflow_ovs.controller.counters import Attribution, Counters, kind_of_cookie
+from xenoflow_ovs.intent.plan import kind_of_cookie
 
 SVC = ("service", "dns", "fips2")
 SVC3 = ("service", "dns", "fips3")

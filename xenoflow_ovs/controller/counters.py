@@ -22,13 +22,6 @@ from ..intent import plan as plan_mod
 
 FlowId = Tuple[Any, ...]                        # (bridge, table, priority, canon match)
 Attr = Tuple[str, str, Optional[str]]           # (kind, owner, backend)
-KIND_BY_INDEX = {i + 1: k for i, k in enumerate(plan_mod.KINDS)}
-
-
-def kind_of_cookie(cookie: int) -> Optional[str]:
-    if not plan_mod.is_ours(cookie):
-        return None
-    return KIND_BY_INDEX.get(cookie >> 32 & 0xFF)
 
 
 class Attribution:
@@ -50,7 +43,7 @@ class Attribution:
             self.backend_by_mac[(svc, int(mac.replace(":", ""), 16))] = be
 
     def __call__(self, cookie: int, canon_actions: Iterable[Tuple[Any, ...]]) -> Optional[Attr]:
-        kind = kind_of_cookie(cookie)
+        kind = plan_mod.kind_of_cookie(cookie)
         if kind is None:
             return None
         _, owner = self.owner_by_cookie.get(cookie, (kind, "%#x" % (cookie & 0xFFFFFFFF)))

@@ -405,9 +405,7 @@ def to_plan_flow(inst: Installed, port_names: Mapping[int, str],
             actions.append(("unknown",) + tuple(a))
     attr = attribution(inst.cookie, inst.canon_actions) if attribution else None
     if attr is None:
-        idx = inst.cookie >> 32 & 0xFF
-        kind = plan_mod.KINDS[idx - 1] if 0 < idx <= len(plan_mod.KINDS) else "table_miss"
-        attr = (kind, "%#x" % inst.cookie, None)
+        attr = (plan_mod.kind_of_cookie(inst.cookie) or "table_miss", "%#x" % inst.cookie, None)
     return Flow(inst.bridge, inst.priority, tuple((f, fields[f]) for f in order), tuple(actions),
                 attr[0], attr[1], backend=attr[2], table=inst.table)
 

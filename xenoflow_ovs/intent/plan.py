@@ -62,6 +62,14 @@ def is_ours(c: int) -> bool:
     return c & COOKIE_MASK == COOKIE_BASE
 
 
+def kind_of_cookie(c: int) -> Optional[str]:
+    """The rule kind `cookie()` wrote into a cookie of ours; None for a foreign one."""
+    if not is_ours(c):
+        return None
+    index = c >> 32 & 0xFF
+    return KINDS[index - 1] if 0 < index <= len(KINDS) else None
+
+
 def _match(**fields: Any) -> Match:
     return tuple((f, fields[f]) for f in FIELD_ORDER if fields.get(f) is not None)
 
@@ -236,7 +244,7 @@ def _service_flows(cfg: Config, svc: Service, tbl: buckets.Table) -> List[Flow]:
             if svc.policy.kind == "src-port-bits":
                 fields[l4 + "_src"] = (value, mask)
             else:
-                fields["ipv4_src"] = (_ip(value), _ip(mask))
+                fields["ipv4_src"] = (_int_to_ip(value), _int_to_ip(mask))
         members = tuple(i for i in range(len(tbl)) if i & mask == value)
         out.append(Flow(ingress_br, SERVICE + bin(mask).count("1"), _match(**fields),
                         (("set_field", "eth_dst", be.mac), ("output", first_hop)),
@@ -269,7 +277,7 @@ def _prefix(route: Route) -> Any:
     return (str(route.dst.network), str(route.dst.netmask))
 
 
-def _ip(n: int) -> str:
+def _int_to_ip(n: int) -> str:
     return "%d.%d.%d.%d" % (n >> 24 & 255, n >> 16 & 255, n >> 8 & 255, n & 255)
 
 
@@ -435,7 +443,7 @@ def to_ofctl(f: Flow) -> str:
 def describe_entry(e: Entry) -> str:
     def fmt(fld: str, v: int, m: int) -> str:
         if fld.startswith("ipv4"):
-            return "%s=%s/%s" % (fld, _ip(v), _ip(m))
+            return "%s=%s/%s" % (fld, _int_to_ip(v), _int_to_ip(m))
         return "%s=%#x/%#x" % (fld, v, m)
     match = ",".join(fmt(*t) for t in e.match)
     if e.pipe == "root":
