@@ -26,10 +26,6 @@ Route = Callable[..., Tuple[Any, ...]]
 MAX_BODY = 1 << 20
 
 
-class Raw(bytes):
-    """A non-JSON response body (e.g. the Prometheus exposition)."""
-
-
 def _match_path(pattern: str, path: str) -> Optional[Dict[str, str]]:
     ps, xs = pattern.strip("/").split("/"), path.strip("/").split("/")
     if len(ps) != len(xs):

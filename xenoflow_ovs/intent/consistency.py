@@ -17,8 +17,6 @@ from . import fate
 from .config import Config
 from .plan import Entry, Flow, Pipe, Plan, describe_entry, to_ofctl
 
-VERDICTS = ("consistent", "drift", "fallback", "inconsistent")
-
 
 def _drift_ovs(desired: Plan, actual: Dict[str, Sequence[Flow]]) -> List[Dict[str, Any]]:
     out = []
