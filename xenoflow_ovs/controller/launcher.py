@@ -1,6 +1,6 @@
 """`xenoflow controller -c FILE`: run the app on os-ken >= 4, which has no manager CLI.
 
-The old osken-manager body in a few lines (reference/lab_notes.md, appendix G):
+What osken-manager used to do, in a few lines:
 patch the hub, register and parse os-ken's options (the OpenFlow listener from
 the config's controller.openflow), initialise logging, run the app. The app
 reads its config from XENOFLOW_CONFIG, as it does under ryu-manager.
