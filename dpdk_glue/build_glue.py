@@ -2,8 +2,10 @@
 
 setup.py lists ``cffi_modules=["dpdk_glue/build_glue.py:ffibuilder"]``.  Target choice:
 
-1. a real DOCA SDK (``pkg-config doca-flow`` or ``DOCA_HOME``): glue.c against it;
-2. else DPDK dev files (``pkg-config libdpdk``): glue.c + softdoca against softdoca's headers;
+1. a real DOCA SDK (``pkg-config doca-flow`` or ``DOCA_HOME``): glue.c against it (cdef:
+   glue.h);
+2. else DPDK dev files (``pkg-config libdpdk``): glue.c + glue_softdoca.c + softdoca against
+   softdoca's headers (cdef: glue.h + glue_softdoca.h, the softdoca-only knobs);
 3. else: a stub module that only says what is missing, so ``pip install .`` of the whole
    project still works; ``import dpdk_glue`` works and using it raises GlueMissing telling
    to ``apt-get install libdpdk-dev``.  Set ``XF_GLUE_REQUIRE=1`` (CI) to fail the build
@@ -18,6 +20,7 @@ In-place build for development: ``python dpdk_glue/build_glue.py`` (writes
 """
 from __future__ import annotations
 
+import glob
 import os
 import re
 import shlex
@@ -54,9 +57,9 @@ def _pkg_config(*args: str) -> Optional[List[str]]:
     return shlex.split(proc.stdout)
 
 
-def _cdef_source() -> str:
-    """glue.h minus preprocessor lines: the header is the single source of the cdef."""
-    with open(os.path.join(HERE, "glue.h"), encoding="utf-8") as fh:
+def _cdef_source(header: str = "glue.h") -> str:
+    """A header minus preprocessor lines: the headers are the single source of the cdef."""
+    with open(os.path.join(HERE, header), encoding="utf-8") as fh:
         text = fh.read()
     return "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
 
@@ -80,7 +83,8 @@ def _doca_flags() -> Optional[dict]:
                                os.path.join(home, "lib", "x86_64-linux-gnu")) if os.path.isdir(d)]
         return {
             "cflags": ["-I" + os.path.join(home, "include")] + dpdk_c,
-            "libs": ["-L" + d for d in libdirs] + ["-ldoca_flow", "-ldoca_common", "-ldoca_dpdk_bridge"] + dpdk_l,
+            "libs": (["-L" + d for d in libdirs] + ["-ldoca_flow", "-ldoca_common", "-ldoca_dpdk_bridge"]
+                     + dpdk_l),
             "where": "DOCA_HOME=" + home,
         }
     return None
@@ -93,7 +97,10 @@ def _src(path: str, absolute: bool) -> str:
 
 
 def softdoca_sources(absolute: bool = True) -> List[str]:
-    return [_src(os.path.join(SOFTDOCA, "softdoca.c"), absolute), _src(os.path.join(SOFTDOCA, "sd_parse.c"), absolute)]
+    """What the softdoca target compiles besides glue.c: the glue's softdoca side
+    (glue_softdoca.c: the model's counters and the softdoca-only knobs) and the model."""
+    paths = [os.path.join(HERE, "glue_softdoca.c")] + sorted(glob.glob(os.path.join(SOFTDOCA, "*.c")))
+    return [_src(p, absolute) for p in paths]
 
 
 def make_ffibuilder(absolute_sources: bool = False) -> cffi.FFI:
@@ -138,11 +145,12 @@ def make_ffibuilder(absolute_sources: bool = False) -> cffi.FFI:
     if not re.fullmatch(r"208|302|303", api):
         raise SystemExit("XF_SOFTDOCA_API must be 208, 302 or 303, not %r" % api)
     dpdk_ver = (_pkg_config("--modversion", "libdpdk") or ["?"])[0]
-    _log("target = softdoca (DOCA API model %s.%s) on DPDK %s" % (api[0], api[1:].lstrip("0") or "0", dpdk_ver))
-    ffi.cdef(_cdef_source())
+    model = "%s.%s" % (api[0], api[1:].lstrip("0") or "0")
+    _log("target = softdoca (DOCA API model %s) on DPDK %s" % (model, dpdk_ver))
+    ffi.cdef(_cdef_source() + "\n" + _cdef_source("glue_softdoca.h"))
     ffi.set_source(
         MODULE,
-        '#include "glue.h"\n',
+        '#include "glue.h"\n#include "glue_softdoca.h"\n',
         sources=[glue_c] + softdoca_sources(absolute_sources),
         include_dirs=[HERE, os.path.join(SOFTDOCA, "include"), SOFTDOCA],
         extra_compile_args=base_cflags + ["-DSOFTDOCA_API=" + api] + dpdk_c,

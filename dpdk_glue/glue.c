@@ -5,6 +5,12 @@
  * softdoca (dpdk_glue/softdoca), whose headers are shaped like DOCA's.  Every difference
  * between DOCA generations is decided here with DOCA's own version macros; softdoca can be
  * built as a 2.8-, 3.2- or 3.3-like API (SOFTDOCA_API) so each branch is compiled and tested.
+ *
+ * This file is the product path only: what a BlueField build compiles.  What the target
+ * itself provides (its name, port counters, why an entry failed) is in the "target" section
+ * below for real DOCA and in glue_softdoca.c for softdoca, which also holds the softdoca-only
+ * knobs (glue_softdoca.h).  Without SOFTDOCA_VERSION the target is a DPDK application whose
+ * ethdevs this file configures; softdoca opens its own vdevs.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -24,11 +30,9 @@
 #include <doca_error.h>
 #include <doca_flow.h>
 #include <doca_version.h>
-#ifdef SOFTDOCA_VERSION
-#include <softdoca.h>
-#endif
 
 #include "glue.h"
+#include "glue_internal.h"
 
 #define XF_DOCA_AT_LEAST(ma, mi) (DOCA_VER_MAJOR > (ma) || (DOCA_VER_MAJOR == (ma) && DOCA_VER_MINOR >= (mi)))
 
@@ -124,17 +128,46 @@ static struct {
 
 /* ------------------------------------------------------------------------------------ */
 
-static int fail(int rc, const char *call, const char *fmt, ...)
+static int vfail(int rc, const char *call, const char *fmt, va_list ap)
 {
 	snprintf(X.last_call, sizeof(X.last_call), "%s", call);
 	X.last_detail[0] = '\0';
-	if (fmt) {
-		va_list ap;
-		va_start(ap, fmt);
+	if (fmt)
 		vsnprintf(X.last_detail, sizeof(X.last_detail), fmt, ap);
-		va_end(ap);
-	}
 	return rc;
+}
+
+static int fail(int rc, const char *call, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	rc = vfail(rc, call, fmt, ap);
+	va_end(ap);
+	return rc;
+}
+
+int glue_fail(int rc, const char *call, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	rc = vfail(rc, call, fmt, ap);
+	va_end(ap);
+	return rc;
+}
+
+void glue_lock(void)
+{
+	pthread_mutex_lock(&X.mu);
+}
+
+void glue_unlock(void)
+{
+	pthread_mutex_unlock(&X.mu);
+}
+
+bool glue_is_open(void)
+{
+	return X.state == XF_ST_OPEN;
 }
 
 const char *xf_last_call(void)
@@ -166,15 +199,6 @@ const char *xf_stage_call(int stage)
 	default:
 		return "";
 	}
-}
-
-const char *xf_target(void)
-{
-#ifdef SOFTDOCA_VERSION
-	return "softdoca";
-#else
-	return "doca";
-#endif
 }
 
 const char *xf_doca_version(void)
@@ -798,16 +822,6 @@ static doca_error_t add_one(const struct xf_entry_spec *s, uint32_t slot, struct
 #endif
 }
 
-static doca_error_t process_failure_code(struct xf_ent *e)
-{
-#ifdef SOFTDOCA_VERSION
-	return softdoca_entry_error(e->e); /* the model knows why (duplicate, capacity) */
-#else
-	(void)e;
-	return DOCA_ERROR_DRIVER; /* the SDK reports only the status; details are in its log */
-#endif
-}
-
 int xf_entries_add(const struct xf_entry_spec *specs, uint32_t n, uint64_t *out_handles, int32_t *out_err,
 		   uint8_t *out_stage, uint32_t *out_nfailed)
 {
@@ -882,7 +896,7 @@ int xf_entries_add(const struct xf_entry_spec *specs, uint32_t n, uint64_t *out_
 				X.pipes[e->fwd_pipe].refs++;
 		} else {
 			e->state = XF_E_FAILED;
-			out_err[i] = e->done ? process_failure_code(e) : DOCA_ERROR_TIME_OUT;
+			out_err[i] = e->done ? glue_target_entry_error(e->e) : DOCA_ERROR_TIME_OUT;
 			out_stage[i] = XF_STAGE_PROCESS;
 			nfailed++;
 		}
@@ -1057,7 +1071,7 @@ out:
 }
 
 /* ------------------------------------------------------------------------------------ */
-/* stats, knobs                                                                          */
+/* stats, close                                                                          */
 
 int xf_port_stats(uint16_t port_id, struct xf_port_stats *out)
 {
@@ -1068,97 +1082,10 @@ int xf_port_stats(uint16_t port_id, struct xf_port_stats *out)
 		rc = fail(DOCA_ERROR_INVALID_VALUE, "dpdk_glue", "port %u is not started", port_id);
 		goto out;
 	}
-#ifdef SOFTDOCA_VERSION
-	struct softdoca_port_stats s;
-	rc = softdoca_port_stats(port_id, &s);
-	if (rc != DOCA_SUCCESS) {
-		rc = fail(rc, "softdoca_port_stats", "port %u", port_id);
-		goto out;
-	}
-	*out = (struct xf_port_stats){
-		.rx_pkts = s.wire_rx_pkts, .rx_bytes = s.wire_rx_bytes, .tx_pkts = s.wire_tx_pkts,
-		.tx_bytes = s.wire_tx_bytes, .rep_rx_pkts = s.rep_rx_pkts, .rep_rx_bytes = s.rep_rx_bytes,
-		.rep_tx_pkts = s.rep_tx_pkts, .rep_tx_bytes = s.rep_tx_bytes, .miss_pkts = s.miss_pkts,
-		.miss_bytes = s.miss_bytes, .malformed_pkts = s.malformed_pkts, .drop_pkts = s.drop_pkts,
-		.tx_fail_pkts = s.tx_fail_pkts, .valid = 1,
-	};
-#else
-	/* The hardware counts misses only if the root pipe has a miss counter; report the
-	 * ethdev counters and leave miss fields invalid (valid=0). */
-	struct rte_eth_stats es;
-	if (rte_eth_stats_get(port_id, &es) == 0) {
-		out->rx_pkts = es.ipackets;
-		out->rx_bytes = es.ibytes;
-		out->tx_pkts = es.opackets;
-		out->tx_bytes = es.obytes;
-	}
-	out->valid = 0;
-#endif
+	rc = glue_target_port_stats(port_id, out);
 out:
 	pthread_mutex_unlock(&X.mu);
 	return rc;
-}
-
-int xf_fault_inject(uint32_t nth, int at_process)
-{
-#ifdef SOFTDOCA_VERSION
-	pthread_mutex_lock(&X.mu);
-	int rc = softdoca_inject_add_failure(nth, at_process);
-	pthread_mutex_unlock(&X.mu);
-	return rc;
-#else
-	(void)nth;
-	(void)at_process;
-	return fail(DOCA_ERROR_NOT_SUPPORTED, "xf_fault_inject", "fault injection exists in softdoca only");
-#endif
-}
-
-int xf_set_poll_mode(int busy_poll, uint32_t spin_us, uint32_t sleep_us)
-{
-#ifdef SOFTDOCA_VERSION
-	return softdoca_set_poll_mode(busy_poll, spin_us, sleep_us);
-#else
-	(void)busy_poll;
-	(void)spin_us;
-	(void)sleep_us;
-	return DOCA_SUCCESS; /* the hardware forwards; nothing polls */
-#endif
-}
-
-int xf_fwd_stats(uint64_t *busy_ns, uint64_t *pkts)
-{
-#ifdef SOFTDOCA_VERSION
-	return softdoca_fwd_stats(busy_ns, pkts);
-#else
-	*busy_ns = *pkts = 0;
-	return fail(DOCA_ERROR_NOT_SUPPORTED, "xf_fwd_stats", "softdoca only");
-#endif
-}
-
-int xf_bench_bypass(int on, const uint8_t *dst_mac)
-{
-#ifdef SOFTDOCA_VERSION
-	return softdoca_set_bench_bypass(on, dst_mac);
-#else
-	(void)on;
-	(void)dst_mac;
-	return fail(DOCA_ERROR_NOT_SUPPORTED, "xf_bench_bypass", "softdoca only");
-#endif
-}
-
-int xf_classify(uint16_t port_id, uint8_t *frame, uint32_t len)
-{
-#ifdef SOFTDOCA_VERSION
-	pthread_mutex_lock(&X.mu);
-	int r = X.state == XF_ST_OPEN ? softdoca_classify_frame(port_id, frame, len) : -3;
-	pthread_mutex_unlock(&X.mu);
-	return r;
-#else
-	(void)port_id;
-	(void)frame;
-	(void)len;
-	return -5;
-#endif
 }
 
 static void remove_runtime_dir(const char *path)
@@ -1220,3 +1147,34 @@ int xf_close(void)
 	pthread_mutex_unlock(&X.mu);
 	return rc;
 }
+
+/* ------------------------------------------------------------------------------------ */
+/* target: real DOCA (softdoca's is glue_softdoca.c)                                     */
+
+#ifndef SOFTDOCA_VERSION
+const char *xf_target(void)
+{
+	return "doca";
+}
+
+/* The hardware counts misses only if the root pipe has a miss counter; report the ethdev
+ * counters and leave the miss fields invalid (valid=0). */
+int glue_target_port_stats(uint16_t port_id, struct xf_port_stats *out)
+{
+	struct rte_eth_stats es;
+	if (rte_eth_stats_get(port_id, &es) == 0) {
+		out->rx_pkts = es.ipackets;
+		out->rx_bytes = es.ibytes;
+		out->tx_pkts = es.opackets;
+		out->tx_bytes = es.obytes;
+	}
+	out->valid = 0;
+	return DOCA_SUCCESS;
+}
+
+doca_error_t glue_target_entry_error(struct doca_flow_pipe_entry *entry)
+{
+	(void)entry;
+	return DOCA_ERROR_DRIVER; /* the SDK reports only the status; details are in its log */
+}
+#endif

@@ -9,7 +9,8 @@
  * Every function takes an internal mutex, so calls from several threads are serialised.
  *
  * This header is also the cffi cdef: build_glue.py feeds it to cffi after dropping the
- * preprocessor lines, so keep it to plain declarations.
+ * preprocessor lines, so keep it to plain declarations.  The softdoca-only knobs are in
+ * glue_softdoca.h (compiled and declared for the softdoca target only).
  */
 #ifndef XF_GLUE_H_
 #define XF_GLUE_H_
@@ -80,17 +81,6 @@ int xf_entries_remove(const uint64_t *handles, uint32_t n, int32_t *out_err);
 int xf_entries_query(const uint64_t *handles, uint32_t n, uint64_t *out_pkts, uint64_t *out_bytes);
 
 int xf_port_stats(uint16_t port_id, struct xf_port_stats *out);
-/* softdoca only (NOT_SUPPORTED on DOCA): fail the nth entry add from now. */
-int xf_fault_inject(uint32_t nth, int at_process);
-/* softdoca only: forwarder polling policy (busy-poll for benchmarks). */
-int xf_set_poll_mode(int busy_poll, uint32_t spin_us, uint32_t sleep_us);
-/* softdoca only: forwarder busy time (ns) and packets moved in those iterations. */
-int xf_fwd_stats(uint64_t *busy_ns, uint64_t *pkts);
-/* softdoca only, benchmarks: plain io loop (port X -> X^1, no lookup) as a baseline. */
-int xf_bench_bypass(int on, const uint8_t *dst_mac); /* dst_mac: NULL or 6 bytes */
-/* softdoca only: run one frame through port_id's pipes without packet I/O (tests).
- * Returns egress port id, -1 miss, -2 drop, < -2 error. */
-int xf_classify(uint16_t port_id, uint8_t *frame, uint32_t len);
 /* Flush pipes, stop ports (switch manager last), destroy DOCA Flow, clean up the EAL. */
 int xf_close(void);
 

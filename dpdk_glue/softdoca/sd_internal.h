@@ -1,11 +1,40 @@
 /*
  * softdoca internals shared by its source files (not part of the DOCA-shaped API).
+ *
+ * Files: sd_core.c (global state, init/destroy, error names, grace periods), sd_match.c (DOCA
+ * match/forward -> lookup keys), sd_ports.c, sd_pipes.c, sd_entries.c (queued add/update/
+ * remove, entries_process), sd_fwd.c (the forwarding thread), sd_parse.c (the frame parser;
+ * it uses only the key definitions below, no DPDK).
+ *
+ * softdoca: a behavioural model of the DOCA Flow subset XenoFlow uses, forwarding real
+ * packets between DPDK virtual devices (net_af_packet / net_af_xdp on veths).
+ *
+ * Threads.  The control plane (every doca_flow_* call) runs on the caller's thread; like
+ * DOCA, it must be serialised by the caller (glue.c holds a mutex).  One forwarding thread
+ * (an EAL worker lcore, or a pthread when the EAL has only one lcore) polls every port.
+ *
+ * Consistency between the two (the forwarder must never see a half-made change):
+ *  - lookup structures are published with atomic pointer stores (release) and read with
+ *    acquire loads; a control pipe's entries are an immutable sorted snapshot, rebuilt and
+ *    swapped per entries_process; a basic pipe is an open-addressing hash table whose slots
+ *    are atomic pointers (insert = one store into a free slot, delete = a tombstone store);
+ *  - an in-place update (new dst MAC) is ONE atomic 64-bit store of the entry's action word
+ *    (flag + 48-bit MAC), so the forwarder reads either the old or the new MAC, never a mix;
+ *    cheaper than an RCU copy of the entry and keeps the entry's counters in place;
+ *  - memory that the forwarder may still hold (removed entries, old snapshots/tables,
+ *    destroyed pipes) is freed only after a grace period: QSBR, the forwarder bumps a
+ *    counter between bursts (it holds no references there) and flags itself offline while
+ *    it sleeps; the control plane waits for one bump or for offline once per
+ *    entries_process, not per entry.
+ * Counters have a single writer (the forwarder), so they are relaxed atomic stores, not
+ * locked adds; readers get a possibly slightly stale but untorn value.
  */
 #ifndef SOFTDOCA_INTERNAL_H_
 #define SOFTDOCA_INTERNAL_H_
 
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <pthread.h>
 
@@ -79,7 +108,7 @@ struct sd_fwd {
 };
 
 /* MAC action word: bit 63 = "set dst MAC", low 48 bits = the 6 MAC bytes (byte 0 lowest).
- * One 64-bit word so that an in-place update is a single atomic store (see softdoca.c). */
+ * One 64-bit word so that an in-place update is a single atomic store (see the top of this file). */
 #define SD_MAC_SET (1ULL << 63)
 
 struct doca_flow_pipe_entry;
@@ -95,5 +124,148 @@ struct sd_ctl_snap {
 	uint32_t n;
 	struct doca_flow_pipe_entry *e[];
 };
+
+#define LOAD_ACQ(p) atomic_load_explicit((p), memory_order_acquire)
+#define STORE_REL(p, v) atomic_store_explicit((p), (v), memory_order_release)
+#define RLX_ADD(p, v) __atomic_store_n((p), __atomic_load_n((p), __ATOMIC_RELAXED) + (v), __ATOMIC_RELAXED)
+#define RLX_LOAD(p) __atomic_load_n((p), __ATOMIC_RELAXED)
+
+struct rte_mempool;
+
+enum sd_estate { SD_E_PENDING = 0, SD_E_ACTIVE, SD_E_FAILED, SD_E_GONE };
+
+struct doca_flow_pipe_entry {
+	struct doca_flow_pipe *pipe;
+	struct sd_key val;  /* value (already within the mask) */
+	struct sd_key mask; /* control entries: own mask; basic entries: copy of the pipe mask */
+	uint32_t priority;
+	uint64_t seq; /* insertion order: tie-break among equal priorities */
+	_Atomic uint64_t act_mac;
+	struct sd_fwd fwd;
+	uint64_t pkts, bytes; /* single writer: the forwarder */
+	enum doca_flow_entry_status status;
+	enum sd_estate state;
+	bool inject_fail;
+	doca_error_t err; /* why the add failed in entries_process */
+	void *usr_ctx;
+	struct doca_flow_pipe_entry *prev, *next; /* all entries of the pipe */
+	struct doca_flow_pipe_entry *free_next;
+};
+
+struct doca_flow_pipe {
+	struct doca_flow_port *port;
+	char name[64];
+	enum doca_flow_pipe_type type;
+	bool is_root;
+	bool dead;             /* destroyed, kept as a zombie while control entries point here */
+	uint32_t refs;         /* control entries forwarding here */
+	uint32_t nr_entries;   /* capacity */
+	uint32_t nr_used;      /* entries added and not yet removed */
+	struct sd_key mask;    /* basic: the pipe's match mask */
+	uint8_t mac_mode;      /* 0 no MAC action, 1 constant, 2 per entry */
+	uint64_t const_mac;
+	struct sd_fwd fwd, fwd_miss;
+	bool ctl_dirty;
+	_Atomic(struct sd_htab *) htab;         /* basic */
+	_Atomic(struct sd_ctl_snap *) snap;     /* control */
+	uint64_t miss_pkts, miss_bytes;         /* single writer: the forwarder */
+	struct doca_flow_pipe_entry *entries;   /* list of all entries (any state) */
+	struct doca_flow_pipe *next_pipe_of_port;
+	struct doca_flow_pipe *free_next;
+};
+
+enum sd_op_kind { SD_OP_ADD, SD_OP_UPD, SD_OP_DEL };
+
+struct sd_op {
+	uint8_t kind;
+	struct doca_flow_pipe_entry *e;
+	uint64_t mac;
+};
+
+struct sd_queue {
+	struct sd_op *ops;
+	uint32_t n, cap;
+};
+
+struct doca_flow_port {
+	uint16_t id;
+	atomic_int active;
+	bool has_io;
+	bool is_switch_manager;
+	uint16_t wire_eth, rep_eth;
+	char wire_vdev[64], rep_vdev[64];
+	_Atomic(struct doca_flow_pipe *) root;
+	struct doca_flow_pipe *pipes; /* all pipes created on this port */
+	struct sd_queue q[SD_MAX_QUEUES];
+	struct softdoca_port_stats st; /* single writer: the forwarder */
+	struct rte_mempool *pool;      /* the port's mbufs (sized for its driver) */
+};
+
+/* Everything below is internal to the model: hidden from the module's exported symbols. */
+#pragma GCC visibility push(hidden)
+
+struct sd_global {
+	bool inited;
+	bool switch_mode;
+	uint16_t queues;
+	doca_flow_entry_process_cb cb;
+	struct doca_flow_port *ports[SD_MAX_PORTS];
+	struct doca_flow_port *switch_port;
+	uint64_t seq;
+	/* forwarder */
+	atomic_int fwd_running;
+	atomic_int fwd_stop;
+	_Atomic uint64_t qs_count;
+	atomic_int fwd_offline;
+	int fwd_lcore; /* -1: pthread */
+	pthread_t fwd_thread;
+	atomic_int busy_poll;
+	atomic_int bench_bypass; /* benchmark baseline: plain io loop, port X -> port X^1 */
+	_Atomic uint64_t bench_mac; /* bypass: dst MAC every frame gets (mac_word), 0 = untouched */
+	atomic_uint spin_us, sleep_us;
+	uint64_t busy_cycles, busy_pkts; /* forwarder iterations that moved packets (single writer) */
+	/* deferred frees (after a grace period) */
+	struct doca_flow_pipe_entry *free_entries;
+	struct doca_flow_pipe *free_pipes;
+	void *free_blobs[64];
+	uint32_t n_free_blobs;
+	/* fault injection */
+	uint32_t inject_nth;
+	int inject_at_process;
+};
+
+extern struct sd_global sd_g;
+
+/* sd_core.c: grace periods.  sd_synchronize waits until the forwarder passed a quiescent
+ * point (or is offline); sd_defer_blob frees a blob after one; sd_reclaim frees everything
+ * deferred (entries, pipes, blobs) after one. */
+void sd_synchronize(void);
+void sd_defer_blob(void *p);
+void sd_reclaim(void);
+
+/* sd_match.c */
+bool sd_mem_is_zero(const void *p, size_t n);
+doca_error_t sd_match_to_key(const struct doca_flow_match *m, struct sd_key *k);
+void sd_mask_finish(struct sd_key *mask, struct sd_key *val);
+bool sd_key_within(const struct sd_key *val, const struct sd_key *mask);
+void sd_key_full_mask(const struct sd_key *m, struct sd_key *mask);
+uint64_t sd_mac_word(const uint8_t *mac);
+bool sd_mac_all_ones(const uint8_t *mac);
+doca_error_t sd_fwd_convert(const struct doca_flow_fwd *f, struct doca_flow_port *owner, struct sd_fwd *out,
+			    bool allow_none);
+
+/* sd_fwd.c: the forwarding thread (started with the first port doing packet I/O). */
+doca_error_t sd_fwd_start(void);
+void sd_fwd_stop(void);
+
+/* sd_pipes.c */
+struct sd_htab *sd_htab_new(uint32_t nr_entries);
+void sd_pipe_destroy_now(struct doca_flow_pipe *p);
+void sd_pipe_unref(struct doca_flow_pipe *p);
+
+/* sd_entries.c */
+void sd_entry_unlink_tables(struct doca_flow_pipe_entry *e);
+
+#pragma GCC visibility pop
 
 #endif

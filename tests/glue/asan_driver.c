@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "glue.h"
+#include "glue_softdoca.h"
 
 #define CHECK(c)                                                                       \
 	do {                                                                           \

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "glue.h"
+#include "glue_softdoca.h"
 
 static uint32_t root, svc;
 

@@ -1,0 +1,27 @@
+/*
+ * dpdk_glue's softdoca-only entry points: knobs the behavioural model has and a real DOCA
+ * eSwitch does not.  glue_softdoca.c is compiled, and this header declared to cffi, only
+ * for the softdoca target; Python reaches them through dpdk_glue.softdoca_ctl.  Same
+ * conventions as glue.h (return a doca_error_t, serialised; it is also a cdef: plain
+ * declarations only).
+ */
+#ifndef XF_GLUE_SOFTDOCA_H_
+#define XF_GLUE_SOFTDOCA_H_
+
+#include <stdint.h>
+
+/* Fail the nth entry add from now with DOCA_ERROR_FULL: in the add call, or (at_process)
+ * in doca_flow_entries_process.  nth = 0 disarms. */
+int xf_fault_inject(uint32_t nth, int at_process);
+/* Forwarder polling policy: busy-poll (benchmarks), or spin spin_us after the last packet
+ * and then sleep sleep_us between empty polls (0 = keep the current value). */
+int xf_set_poll_mode(int busy_poll, uint32_t spin_us, uint32_t sleep_us);
+/* Forwarder busy time (ns) and the packets moved in those iterations. */
+int xf_fwd_stats(uint64_t *busy_ns, uint64_t *pkts);
+/* Benchmarks: plain io loop (port X -> X^1, no lookup) as a baseline. */
+int xf_bench_bypass(int on, const uint8_t *dst_mac); /* dst_mac: NULL or 6 bytes */
+/* Run one frame through port_id's pipes without packet I/O (tests).
+ * Returns egress port id, -1 miss, -2 drop, -3 not open / unknown port, -4 the forwarder runs. */
+int xf_classify(uint16_t port_id, uint8_t *frame, uint32_t len);
+
+#endif

@@ -1,0 +1,220 @@
+/*
+ * softdoca core: the model's global state, DOCA error names, doca_flow_cfg / doca_flow_init /
+ * doca_flow_destroy, and the grace periods (QSBR) that let the control plane free memory the
+ * forwarder may still read.  Threads and consistency: see sd_internal.h.
+ */
+#define _GNU_SOURCE
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <rte_pause.h>
+
+#include "sd_internal.h"
+
+struct doca_flow_cfg {
+	uint16_t queues;
+	bool mode_set, switch_mode;
+	doca_flow_entry_process_cb cb;
+};
+
+struct sd_global sd_g = {.spin_us = 50, .sleep_us = 20, .fwd_lcore = -1}; /* back-off: see bench_glue_forward */
+
+/* ------------------------------------------------------------------------------------ */
+/* errors                                                                               */
+
+static const char *const err_names[] = {
+	"DOCA_SUCCESS", "DOCA_ERROR_UNKNOWN", "DOCA_ERROR_NOT_PERMITTED", "DOCA_ERROR_IN_USE",
+	"DOCA_ERROR_NOT_SUPPORTED", "DOCA_ERROR_AGAIN", "DOCA_ERROR_INVALID_VALUE", "DOCA_ERROR_NO_MEMORY",
+	"DOCA_ERROR_INITIALIZATION", "DOCA_ERROR_TIME_OUT", "DOCA_ERROR_SHUTDOWN", "DOCA_ERROR_CONNECTION_RESET",
+	"DOCA_ERROR_CONNECTION_ABORTED", "DOCA_ERROR_CONNECTION_INPROGRESS", "DOCA_ERROR_NOT_CONNECTED",
+	"DOCA_ERROR_NO_LOCK", "DOCA_ERROR_NOT_FOUND", "DOCA_ERROR_IO_FAILED", "DOCA_ERROR_BAD_STATE",
+	"DOCA_ERROR_UNSUPPORTED_VERSION", "DOCA_ERROR_OPERATING_SYSTEM", "DOCA_ERROR_DRIVER",
+	"DOCA_ERROR_UNEXPECTED", "DOCA_ERROR_ALREADY_EXIST", "DOCA_ERROR_FULL", "DOCA_ERROR_EMPTY",
+	"DOCA_ERROR_IN_PROGRESS", "DOCA_ERROR_TOO_BIG", "DOCA_ERROR_AUTHENTICATION", "DOCA_ERROR_BAD_CONFIG",
+	"DOCA_ERROR_SKIPPED", "DOCA_ERROR_DEVICE_FATAL_ERROR",
+};
+
+static const char *const err_descr[] = {
+	"Success", "Unknown error", "Operation not permitted", "Resource in use", "Operation not supported",
+	"Resource temporarily unavailable, try again", "Invalid input", "Memory allocation failure",
+	"Resource initialization failure", "Timer expired", "Shut down in process", "Connection reset",
+	"Connection aborted", "Connection in progress", "Not connected", "No lock available",
+	"Resource not found", "Input/Output operation failed", "Bad state", "Unsupported version",
+	"Operating system call failure", "DOCA driver call failure", "Unexpected error",
+	"Resource already exists", "No more space in resource", "No data available",
+	"Operation in progress", "Value too big", "Authentication failure", "Bad configuration",
+	"Operation skipped", "Device fatal error",
+};
+
+const char *doca_error_get_name(doca_error_t error)
+{
+	if ((unsigned)error < sizeof(err_names) / sizeof(err_names[0]))
+		return err_names[error];
+	return "DOCA_ERROR_UNKNOWN";
+}
+
+const char *doca_error_get_descr(doca_error_t error)
+{
+	if ((unsigned)error < sizeof(err_descr) / sizeof(err_descr[0]))
+		return err_descr[error];
+	return "Unknown error";
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* grace periods (QSBR)                                                                 */
+
+void sd_synchronize(void)
+{
+	if (!atomic_load(&sd_g.fwd_running))
+		return;
+	/* Order our unpublishing stores before reading the forwarder's state. */
+	atomic_thread_fence(memory_order_seq_cst);
+	uint64_t c = atomic_load(&sd_g.qs_count);
+	unsigned spins = 0;
+	while (atomic_load(&sd_g.fwd_running) && !atomic_load(&sd_g.fwd_offline) && atomic_load(&sd_g.qs_count) == c) {
+		if (++spins < 256)
+			rte_pause();
+		else
+			sched_yield();
+	}
+}
+
+void sd_defer_blob(void *p)
+{
+	if (p == NULL)
+		return;
+	if (sd_g.n_free_blobs == sizeof(sd_g.free_blobs) / sizeof(sd_g.free_blobs[0])) {
+		sd_synchronize();
+		for (uint32_t i = 0; i < sd_g.n_free_blobs; i++)
+			free(sd_g.free_blobs[i]);
+		sd_g.n_free_blobs = 0;
+	}
+	sd_g.free_blobs[sd_g.n_free_blobs++] = p;
+}
+
+
+/* Wait for a grace period, then free everything deferred. */
+void sd_reclaim(void)
+{
+	if (sd_g.free_entries == NULL && sd_g.free_pipes == NULL && sd_g.n_free_blobs == 0)
+		return;
+	sd_synchronize();
+	for (uint32_t i = 0; i < sd_g.n_free_blobs; i++)
+		free(sd_g.free_blobs[i]);
+	sd_g.n_free_blobs = 0;
+	while (sd_g.free_entries) {
+		struct doca_flow_pipe_entry *e = sd_g.free_entries;
+		sd_g.free_entries = e->free_next;
+		if (e->fwd.kind == SD_FWD_PIPE && e->fwd.pipe)
+			sd_pipe_unref(e->fwd.pipe); /* may queue the target pipe on free_pipes */
+		free(e);
+	}
+	while (sd_g.free_pipes) {
+		struct doca_flow_pipe *p = sd_g.free_pipes;
+		sd_g.free_pipes = p->free_next;
+		free(p);
+	}
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* global init                                                                          */
+
+doca_error_t doca_flow_cfg_create(struct doca_flow_cfg **cfg)
+{
+	if (cfg == NULL)
+		return DOCA_ERROR_INVALID_VALUE;
+	*cfg = calloc(1, sizeof(**cfg));
+	if (*cfg == NULL)
+		return DOCA_ERROR_NO_MEMORY;
+	(*cfg)->queues = 1;
+	return DOCA_SUCCESS;
+}
+
+doca_error_t doca_flow_cfg_destroy(struct doca_flow_cfg *cfg)
+{
+	if (cfg == NULL)
+		return DOCA_ERROR_INVALID_VALUE;
+	free(cfg);
+	return DOCA_SUCCESS;
+}
+
+doca_error_t doca_flow_cfg_set_pipe_queues(struct doca_flow_cfg *cfg, uint16_t pipe_queues)
+{
+	if (cfg == NULL || pipe_queues == 0 || pipe_queues > SD_MAX_QUEUES)
+		return DOCA_ERROR_INVALID_VALUE;
+	cfg->queues = pipe_queues;
+	return DOCA_SUCCESS;
+}
+
+doca_error_t doca_flow_cfg_set_mode_args(struct doca_flow_cfg *cfg, const char *mode_args)
+{
+	if (cfg == NULL || mode_args == NULL)
+		return DOCA_ERROR_INVALID_VALUE;
+	char buf[128];
+	snprintf(buf, sizeof(buf), "%s", mode_args);
+	bool vnf = false, sw = false;
+	char *save = NULL;
+	for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+		if (strcmp(t, "vnf") == 0)
+			vnf = true;
+		else if (strcmp(t, "switch") == 0)
+			sw = true;
+		/* hws, isolated, expert, ...: accepted, nothing to model */
+	}
+	if (vnf == sw)
+		return DOCA_ERROR_INVALID_VALUE;
+	cfg->mode_set = true;
+	cfg->switch_mode = sw;
+	return DOCA_SUCCESS;
+}
+
+doca_error_t doca_flow_cfg_set_nr_counters(struct doca_flow_cfg *cfg, uint32_t nr_counters)
+{
+	(void)nr_counters;
+	return cfg ? DOCA_SUCCESS : DOCA_ERROR_INVALID_VALUE;
+}
+
+doca_error_t doca_flow_cfg_set_queue_depth(struct doca_flow_cfg *cfg, uint32_t queue_depth)
+{
+	(void)queue_depth;
+	return cfg ? DOCA_SUCCESS : DOCA_ERROR_INVALID_VALUE;
+}
+
+doca_error_t doca_flow_cfg_set_cb_entry_process(struct doca_flow_cfg *cfg, doca_flow_entry_process_cb cb)
+{
+	if (cfg == NULL)
+		return DOCA_ERROR_INVALID_VALUE;
+	cfg->cb = cb;
+	return DOCA_SUCCESS;
+}
+
+doca_error_t doca_flow_init(struct doca_flow_cfg *cfg)
+{
+	if (cfg == NULL || !cfg->mode_set)
+		return DOCA_ERROR_INVALID_VALUE;
+	if (sd_g.inited)
+		return DOCA_ERROR_BAD_STATE;
+	sd_g.inited = true;
+	sd_g.switch_mode = cfg->switch_mode;
+	sd_g.queues = cfg->queues;
+	sd_g.cb = cfg->cb;
+	sd_g.switch_port = NULL;
+	sd_g.inject_nth = 0;
+	return DOCA_SUCCESS;
+}
+
+void doca_flow_destroy(void)
+{
+	if (!sd_g.inited)
+		return;
+	/* stop non-manager ports first, manager last */
+	for (int pass = 0; pass < 2; pass++)
+		for (int i = SD_MAX_PORTS - 1; i >= 0; i--)
+			if (sd_g.ports[i] && (pass == 1 || !sd_g.ports[i]->is_switch_manager))
+				doca_flow_port_stop(sd_g.ports[i]);
+	sd_fwd_stop();
+	sd_reclaim();
+	sd_g.inited = false;
+}

@@ -1,0 +1,358 @@
+/*
+ * softdoca forwarder: one thread (an EAL worker lcore, or a pthread when the EAL has one
+ * lcore) polls every port with packet I/O, runs wire frames through the pipes and sends
+ * representor frames out the wire; its polling policy, its cost counters, the benchmark
+ * bypass, and softdoca_classify_frame (the same lookup without packet I/O, for tests).
+ */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <time.h>
+
+#include <rte_cycles.h>
+#include <rte_eal.h>
+#include <rte_ethdev.h>
+#include <rte_launch.h>
+#include <rte_lcore.h>
+#include <rte_mbuf.h>
+#include <rte_pause.h>
+
+#include "sd_internal.h"
+
+#define SD_BURST 32
+
+static inline void apply_mac(struct rte_mbuf *m, uint64_t w)
+{
+	uint8_t *d = rte_pktmbuf_mtod(m, uint8_t *);
+	for (int i = 0; i < 6; i++)
+		d[i] = (uint8_t)(w >> (8 * i));
+}
+
+static inline struct doca_flow_pipe_entry *ctl_lookup(const struct doca_flow_pipe *p, const struct sd_key *k)
+{
+	const struct sd_ctl_snap *s = LOAD_ACQ(&((struct doca_flow_pipe *)p)->snap);
+	if (s == NULL)
+		return NULL;
+	for (uint32_t i = 0; i < s->n; i++) /* sorted: first match = best priority */
+		if (sd_key_match(k, &s->e[i]->mask, &s->e[i]->val))
+			return s->e[i];
+	return NULL;
+}
+
+static inline struct doca_flow_pipe_entry *basic_lookup(const struct doca_flow_pipe *p, const struct sd_key *k)
+{
+	struct sd_htab *t = LOAD_ACQ(&((struct doca_flow_pipe *)p)->htab);
+	if (t == NULL)
+		return NULL;
+	struct sd_key mk;
+	for (int i = 0; i < 3; i++)
+		mk.w[i] = k->w[i] & p->mask.w[i];
+	uint32_t i = sd_key_hash(&mk) & t->mask;
+	for (uint32_t n = 0; n <= t->mask; n++, i = (i + 1) & t->mask) {
+		struct doca_flow_pipe_entry *e = LOAD_ACQ(&t->slot[i]);
+		if (e == NULL)
+			return NULL;
+		if ((uintptr_t)e != 1 && sd_key_eq(&e->val, &mk))
+			return e;
+	}
+	return NULL;
+}
+
+#define SD_RES_MISS (-1)
+#define SD_RES_DROP (-2)
+
+/*
+ * Run a frame through the ingress port's root pipe and the pipes it forwards to.
+ * mac_out receives the MAC action word to apply (0: none).  Returns the egress port id,
+ * SD_RES_MISS or SD_RES_DROP.  Updates entry and pipe counters (forwarder thread only).
+ */
+static int sd_classify(struct doca_flow_port *in, const uint8_t *frame, uint32_t len, uint64_t *mac_out,
+		       bool *malformed)
+{
+	struct sd_key k;
+	*mac_out = 0;
+	*malformed = !sd_parse(frame, len, in->id, &k);
+	if (*malformed)
+		return SD_RES_MISS;
+	struct doca_flow_port *owner = sd_g.switch_mode ? sd_g.switch_port : in;
+	struct doca_flow_pipe *p = owner ? LOAD_ACQ(&owner->root) : NULL;
+	for (int hop = 0; p != NULL && hop < SD_MAX_CHAIN; hop++) {
+		struct doca_flow_pipe_entry *e =
+			p->type == DOCA_FLOW_PIPE_CONTROL ? ctl_lookup(p, &k) : basic_lookup(p, &k);
+		const struct sd_fwd *f;
+		if (e == NULL) {
+			RLX_ADD(&p->miss_pkts, 1);
+			RLX_ADD(&p->miss_bytes, len);
+			f = &p->fwd_miss;
+		} else {
+			RLX_ADD(&e->pkts, 1);
+			RLX_ADD(&e->bytes, len);
+			uint64_t w = atomic_load_explicit(&e->act_mac, memory_order_relaxed);
+			if (w & SD_MAC_SET)
+				*mac_out = w;
+			f = &e->fwd;
+		}
+		switch (f->kind) {
+		case SD_FWD_PORT:
+			return f->port_id;
+		case SD_FWD_DROP:
+			return SD_RES_DROP;
+		case SD_FWD_PIPE:
+			p = f->pipe->dead ? NULL : f->pipe;
+			continue;
+		default:
+			return SD_RES_MISS; /* default miss: the ingress port's representor */
+		}
+	}
+	return SD_RES_MISS;
+}
+
+struct sd_txbuf {
+	uint16_t n;
+	struct rte_mbuf *m[SD_BURST];
+};
+
+static void tx_flush(uint16_t eth, struct sd_txbuf *b, uint64_t *ok_pkts, uint64_t *ok_bytes, uint64_t *fail)
+{
+	if (b->n == 0)
+		return;
+	uint64_t bytes = 0;
+	for (uint16_t i = 0; i < b->n; i++) /* read lengths now: sent mbufs belong to the PMD */
+		bytes += rte_pktmbuf_pkt_len(b->m[i]);
+	uint16_t sent = rte_eth_tx_burst(eth, 0, b->m, b->n);
+	for (uint16_t i = sent; i < b->n; i++) {
+		bytes -= rte_pktmbuf_pkt_len(b->m[i]);
+		rte_pktmbuf_free(b->m[i]);
+	}
+	RLX_ADD(ok_pkts, sent);
+	RLX_ADD(ok_bytes, bytes);
+	RLX_ADD(fail, (uint64_t)(b->n - sent));
+	b->n = 0;
+}
+
+static void process_wire_burst(struct doca_flow_port *in, struct rte_mbuf **bufs, uint16_t n,
+			       struct sd_txbuf *tx_wire, struct sd_txbuf *tx_rep)
+{
+	if (atomic_load_explicit(&sd_g.bench_bypass, memory_order_relaxed)) {
+		/* the baseline the benchmark compares against: rx burst -> tx burst, no parsing;
+		 * with bench_mac set, testpmd's macfwd (one dst MAC for every frame), which keeps
+		 * a switched lab free of loops: nothing leaves as broadcast */
+		uint16_t o = in->id ^ 1;
+		struct doca_flow_port *out = o < SD_MAX_PORTS ? sd_g.ports[o] : NULL;
+		uint64_t bmac = atomic_load_explicit(&sd_g.bench_mac, memory_order_relaxed);
+		for (uint16_t i = 0; i < n; i++) {
+			if (out == NULL || !out->has_io) {
+				rte_pktmbuf_free(bufs[i]);
+				continue;
+			}
+			if (bmac)
+				apply_mac(bufs[i], bmac);
+			tx_wire[o].m[tx_wire[o].n++] = bufs[i];
+		}
+		RLX_ADD(&in->st.wire_rx_pkts, n);
+		return;
+	}
+	for (uint16_t i = 0; i < n; i++) {
+		struct rte_mbuf *m = bufs[i];
+		uint32_t len = rte_pktmbuf_pkt_len(m);
+		RLX_ADD(&in->st.wire_rx_pkts, 1);
+		RLX_ADD(&in->st.wire_rx_bytes, len);
+		uint64_t mac;
+		bool malformed;
+		/* af_packet/af_xdp deliver single-segment mbufs; only the first segment is parsed */
+		int res = sd_classify(in, rte_pktmbuf_mtod(m, const uint8_t *), rte_pktmbuf_data_len(m), &mac,
+				      &malformed);
+		if (res >= 0) {
+			struct doca_flow_port *out = sd_g.ports[res];
+			if (out == NULL || !atomic_load_explicit(&out->active, memory_order_acquire) || !out->has_io) {
+				RLX_ADD(&in->st.drop_pkts, 1);
+				rte_pktmbuf_free(m);
+				continue;
+			}
+			if (mac)
+				apply_mac(m, mac);
+			tx_wire[res].m[tx_wire[res].n++] = m;
+		} else if (res == SD_RES_DROP) {
+			RLX_ADD(&in->st.drop_pkts, 1);
+			rte_pktmbuf_free(m);
+		} else {
+			RLX_ADD(&in->st.miss_pkts, 1);
+			RLX_ADD(&in->st.miss_bytes, len);
+			if (malformed)
+				RLX_ADD(&in->st.malformed_pkts, 1);
+			tx_rep[in->id].m[tx_rep[in->id].n++] = m;
+		}
+	}
+}
+
+static int sd_forwarder(void *arg)
+{
+	(void)arg;
+	/* the default 50 us timer slack would stretch every idle sleep (and the latency a
+	 * packet arriving during one sees) far beyond sleep_us */
+	prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
+	struct rte_mbuf *bufs[SD_BURST];
+	static struct sd_txbuf tx_wire[SD_MAX_PORTS], tx_rep[SD_MAX_PORTS];
+	uint64_t hz = rte_get_tsc_hz();
+	uint64_t last_busy = rte_get_tsc_cycles();
+
+	while (!atomic_load_explicit(&sd_g.fwd_stop, memory_order_acquire)) {
+		/* quiescent point: no pointer into a pipe or entry is held here */
+		atomic_fetch_add_explicit(&sd_g.qs_count, 1, memory_order_release);
+		uint64_t t_iter = rte_rdtsc();
+		uint32_t total = 0;
+		for (int pi = 0; pi < SD_MAX_PORTS; pi++) {
+			struct doca_flow_port *p = sd_g.ports[pi];
+			if (p == NULL || !p->has_io || !atomic_load_explicit(&p->active, memory_order_acquire))
+				continue;
+			uint16_t n = rte_eth_rx_burst(p->wire_eth, 0, bufs, SD_BURST);
+			if (n) {
+				total += n;
+				process_wire_burst(p, bufs, n, tx_wire, tx_rep);
+				for (int o = 0; o < SD_MAX_PORTS; o++) {
+					if (sd_g.ports[o] == NULL)
+						continue;
+					if (tx_wire[o].n)
+						tx_flush(sd_g.ports[o]->wire_eth, &tx_wire[o], &sd_g.ports[o]->st.wire_tx_pkts,
+							 &sd_g.ports[o]->st.wire_tx_bytes, &sd_g.ports[o]->st.tx_fail_pkts);
+					if (tx_rep[o].n)
+						tx_flush(sd_g.ports[o]->rep_eth, &tx_rep[o], &sd_g.ports[o]->st.rep_tx_pkts,
+							 &sd_g.ports[o]->st.rep_tx_bytes, &sd_g.ports[o]->st.tx_fail_pkts);
+				}
+			}
+			/* representor -> wire, no lookup (what OVS outputs to port X leaves on X) */
+			n = rte_eth_rx_burst(p->rep_eth, 0, bufs, SD_BURST);
+			if (n) {
+				total += n;
+				uint64_t bytes = 0;
+				for (uint16_t i = 0; i < n; i++)
+					bytes += rte_pktmbuf_pkt_len(bufs[i]);
+				RLX_ADD(&p->st.rep_rx_pkts, n);
+				RLX_ADD(&p->st.rep_rx_bytes, bytes);
+				struct sd_txbuf b = {.n = n};
+				memcpy(b.m, bufs, n * sizeof(bufs[0]));
+				tx_flush(p->wire_eth, &b, &p->st.wire_tx_pkts, &p->st.wire_tx_bytes, &p->st.tx_fail_pkts);
+			}
+		}
+		if (total) {
+			last_busy = rte_get_tsc_cycles();
+			RLX_ADD(&sd_g.busy_cycles, last_busy - t_iter);
+			RLX_ADD(&sd_g.busy_pkts, total);
+			continue;
+		}
+		if (atomic_load_explicit(&sd_g.busy_poll, memory_order_relaxed)) {
+			rte_pause();
+			continue;
+		}
+		uint64_t now = rte_get_tsc_cycles();
+		if (now - last_busy < hz / 1000000 * atomic_load_explicit(&sd_g.spin_us, memory_order_relaxed)) {
+			rte_pause();
+			continue;
+		}
+		/* Idle: back off.  Offline while asleep, so grace periods need not wait for us. */
+		atomic_store(&sd_g.fwd_offline, 1);
+		struct timespec ts = {0, (long)atomic_load_explicit(&sd_g.sleep_us, memory_order_relaxed) * 1000L};
+		nanosleep(&ts, NULL);
+		atomic_store(&sd_g.fwd_offline, 0);
+		atomic_thread_fence(memory_order_seq_cst);
+	}
+	atomic_store(&sd_g.fwd_offline, 1);
+	return 0;
+}
+
+static void *sd_forwarder_pthread(void *arg)
+{
+	sd_forwarder(arg);
+	return NULL;
+}
+
+doca_error_t sd_fwd_start(void)
+{
+	if (atomic_load(&sd_g.fwd_running))
+		return DOCA_SUCCESS;
+	atomic_store(&sd_g.fwd_stop, 0);
+	atomic_store(&sd_g.fwd_offline, 0);
+	unsigned lc = rte_get_next_lcore(-1, 1, 0);
+	if (lc < RTE_MAX_LCORE && rte_eal_get_lcore_state(lc) == WAIT) {
+		if (rte_eal_remote_launch(sd_forwarder, NULL, lc) != 0)
+			return DOCA_ERROR_DRIVER;
+		sd_g.fwd_lcore = (int)lc;
+	} else {
+		/* single-lcore EAL: a plain thread still works with these PMDs */
+		if (pthread_create(&sd_g.fwd_thread, NULL, sd_forwarder_pthread, NULL) != 0)
+			return DOCA_ERROR_OPERATING_SYSTEM;
+		sd_g.fwd_lcore = -1;
+	}
+	atomic_store(&sd_g.fwd_running, 1);
+	return DOCA_SUCCESS;
+}
+
+void sd_fwd_stop(void)
+{
+	if (!atomic_load(&sd_g.fwd_running))
+		return;
+	atomic_store(&sd_g.fwd_stop, 1);
+	if (sd_g.fwd_lcore >= 0)
+		rte_eal_wait_lcore((unsigned)sd_g.fwd_lcore);
+	else
+		pthread_join(sd_g.fwd_thread, NULL);
+	atomic_store(&sd_g.fwd_running, 0);
+}
+
+doca_error_t softdoca_fwd_stats(uint64_t *busy_ns, uint64_t *pkts)
+{
+	if (busy_ns == NULL || pkts == NULL)
+		return DOCA_ERROR_INVALID_VALUE;
+	uint64_t hz = rte_get_tsc_hz();
+	uint64_t c = RLX_LOAD(&sd_g.busy_cycles);
+	*busy_ns = hz ? (uint64_t)((double)c * 1e9 / (double)hz) : 0;
+	*pkts = RLX_LOAD(&sd_g.busy_pkts);
+	return DOCA_SUCCESS;
+}
+
+doca_error_t softdoca_set_bench_bypass(int on, const uint8_t *dst_mac)
+{
+	atomic_store(&sd_g.bench_mac, dst_mac ? sd_mac_word(dst_mac) : 0);
+	atomic_store(&sd_g.bench_bypass, on ? 1 : 0);
+	return DOCA_SUCCESS;
+}
+
+doca_error_t softdoca_set_poll_mode(int busy_poll, uint32_t spin_us, uint32_t sleep_us)
+{
+	atomic_store(&sd_g.busy_poll, busy_poll ? 1 : 0);
+	if (spin_us)
+		atomic_store(&sd_g.spin_us, spin_us);
+	if (sleep_us)
+		atomic_store(&sd_g.sleep_us, sleep_us);
+	return DOCA_SUCCESS;
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* test entry point                                                                     */
+
+int softdoca_classify_frame(uint16_t port_id, uint8_t *frame, uint32_t len)
+{
+	if (port_id >= SD_MAX_PORTS || sd_g.ports[port_id] == NULL)
+		return -3;
+	if (atomic_load(&sd_g.fwd_running))
+		return -4; /* counters have one writer: the forwarder, when it runs */
+	struct doca_flow_port *in = sd_g.ports[port_id];
+	uint64_t mac;
+	bool malformed;
+	RLX_ADD(&in->st.wire_rx_pkts, 1);
+	RLX_ADD(&in->st.wire_rx_bytes, len);
+	int res = sd_classify(in, frame, len, &mac, &malformed);
+	if (res >= 0 && mac && len >= 6)
+		for (int i = 0; i < 6; i++)
+			frame[i] = (uint8_t)(mac >> (8 * i));
+	if (res == SD_RES_MISS) {
+		RLX_ADD(&in->st.miss_pkts, 1);
+		RLX_ADD(&in->st.miss_bytes, len);
+		if (malformed)
+			RLX_ADD(&in->st.malformed_pkts, 1);
+	} else if (res == SD_RES_DROP) {
+		RLX_ADD(&in->st.drop_pkts, 1);
+	}
+	return res;
+}
