@@ -31,9 +31,10 @@ from typing import Dict, Optional, Tuple
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "xdp_lb"))
 
-from lab_min import ROOT, LabSpec  # noqa: E402
-from xenoflow_ovs.lab import netns as nsh  # noqa: E402
 import xdplb  # noqa: E402
+from lab_min import ROOT, LabSpec  # noqa: E402
+
+from xenoflow_ovs.lab import netns as nsh  # noqa: E402
 
 
 class NotAvailable(RuntimeError):
@@ -389,6 +390,7 @@ class XenoflowLab(Contender):
         reconcile) and until `xenoflow check` says consistent (None: not within timeout)."""
         import argparse
         import io
+
         from xenoflow_ovs.lab.labctl import LabCtl, Progress
         ctl = LabCtl(argparse.Namespace(run_dir=PAPER_RUN_DIR, topology=None, eswitch=None,
                                         mirror_routes=None), Progress(io.StringIO()))

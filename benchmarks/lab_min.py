@@ -24,12 +24,12 @@ name (their veths go with them).
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
 from pkgpath import ROOT  # noqa: E402  (before the package: where it comes from)
+
 from xenoflow_ovs.lab import netns as nsh  # noqa: E402
 
 
@@ -205,7 +205,7 @@ def paper_spec(workdir: Optional[str] = None) -> LabSpec:
     cfg = yaml.safe_load(open(os.path.join(ROOT, "topologies", "paper", "xenoflow.yaml")))
     svc = cfg["services"][0]
     bes = [Backend(b["name"], b["name"], b["ip"], b["mac"]) for b in svc["backends"]]
-    macs = {l["a"]["netns"]: l["a"]["mac"] for l in topo["links"]}
+    macs = {link["a"]["netns"]: link["a"]["mac"] for link in topo["links"]}
     return LabSpec(
         kind="paper", client_ns="fips1", loadgen_ns="fips4", tor_ns="tor", dpu_ns="dpu",
         backends=bes, client_srcs=list(topo["clients"]["fips1"]),

@@ -19,6 +19,7 @@ sys.path.insert(0, os.path.join(HERE, "xdp_lb"))
 
 import xdplb  # noqa: E402
 from lab_min import LabSpec  # noqa: E402
+
 from xenoflow_ovs.lab import netns as nsh  # noqa: E402
 
 PACER_SRC = os.path.join(HERE, "tools", "pacer.c")
@@ -114,8 +115,8 @@ def machine() -> Dict[str, str]:
     except OSError:
         pass
     try:
-        out["os"] = [l.split("=", 1)[1].strip().strip('"') for l in open("/etc/os-release")
-                     if l.startswith("PRETTY_NAME=")][0]
+        out["os"] = [line.split("=", 1)[1].strip().strip('"') for line in open("/etc/os-release")
+                     if line.startswith("PRETTY_NAME=")][0]
     except (OSError, IndexError):
         pass
     out["time_utc"] = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())

@@ -29,17 +29,19 @@ ORDER = ["throughput", "latency", "latency_load", "control", "disruption", "faul
 def machine() -> List[str]:
     facts = []
     try:
-        cpu = [l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")]
+        cpu = [line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+               if line.startswith("model name")]
         facts.append("CPU: %s × %d (/proc/cpuinfo)" % (cpu[0] if cpu else "?", len(cpu)))
-        mem = [l.split(":", 1)[1].strip() for l in open("/proc/meminfo") if l.startswith("MemTotal")]
+        mem = [line.split(":", 1)[1].strip() for line in open("/proc/meminfo")
+               if line.startswith("MemTotal")]
         facts.append("Memory: %s" % (mem[0] if mem else "?"))
     except OSError:
         pass
     u = os.uname()
     facts.append("Kernel: %s %s %s (uname)" % (u.sysname, u.release, u.machine))
     try:
-        facts.append("OS: " + [l.split("=", 1)[1].strip().strip('"') for l in open("/etc/os-release")
-                               if l.startswith("PRETTY_NAME=")][0])
+        facts.append("OS: " + [line.split("=", 1)[1].strip().strip('"') for line in open("/etc/os-release")
+                               if line.startswith("PRETTY_NAME=")][0])
     except (OSError, IndexError):
         pass
     try:
@@ -132,122 +134,137 @@ def ratio(a, b):
     return a / b
 
 
-def goals(results: str) -> str:
-    tput = read_csv(os.path.join(results, "throughput.csv"))
-    lat = read_csv(os.path.join(results, "latency.csv"))
-    unavailable = {}
-    for s in ("throughput", "latency", "latency_load"):
-        unavailable.update(load_meta(results, s).get("unavailable", {}))
-    loop, xdp, dd = "dpdk-loop", "xdp", "dnsdist"
-    present = {r["contender"] for r in tput + lat}
-    labs = {}
-    for r in tput + lat:
-        labs.setdefault(r["contender"], set()).add(r.get("lab"))
+LOOP, XDP, DNSDIST = "dpdk-loop", "xdp", "dnsdist"
+P = 22   # the payload (B) the goals are judged at
 
-    def ours_for(peer):
+
+class _Goals:
+    """The goals table of one run, row by row, from the CSVs of results/."""
+
+    def __init__(self, results: str) -> None:
+        self.results = results
+        self.tput = read_csv(os.path.join(results, "throughput.csv"))
+        self.lat = read_csv(os.path.join(results, "latency.csv"))
+        self.unavailable: Dict = {}
+        for s in ("throughput", "latency", "latency_load"):
+            self.unavailable.update(load_meta(results, s).get("unavailable", {}))
+        self.present = {r["contender"] for r in self.tput + self.lat}
+        self.labs: Dict = {}
+        for r in self.tput + self.lat:
+            self.labs.setdefault(r["contender"], set()).add(r.get("lab"))
+        self.add = added_latency(self.lat) if self.lat else {}
+        self.lf = {c: loss_free(self.tput, c, P) for c in self.present} if self.tput else {}
+        self.rows: List[List] = []
+
+    def ours_for(self, peer):
         """XenoFlow on softdoca to set against `peer`: the whole product (paper lab) or its
         eSwitch plane alone (softdoca, minimal lab), whichever ran on the peer's lab, so both
         share wiring and "direct" floor; else the first that ran, with the labs named."""
-        mine = [c for c in ("xenoflow-softdoca", "softdoca", "softdoca-busy") if c in present]
+        labs = self.labs
+        mine = [c for c in ("xenoflow-softdoca", "softdoca", "softdoca-busy") if c in self.present]
         same = [c for c in mine if labs.get(c) and labs.get(c) == labs.get(peer)]
         if same:
             return same[0], "%s lab" % "/".join(sorted(labs[peer]))
-        if mine and peer in present:
+        if mine and peer in self.present:
             return mine[0], "across labs: %s on %s, %s on %s" % (
                 mine[0], "/".join(sorted(labs[mine[0]])), peer, "/".join(sorted(labs[peer])))
         return (mine[0] if mine else "xenoflow-softdoca"), ""
 
-    add = added_latency(lat) if lat else {}
-    P = 22
-
-    def why(*names):
-        miss = [n for n in names if n not in present]
+    def why(self, *names):
+        miss = [n for n in names if n not in self.present]
         if not miss:
             return ""
-        return "; ".join("%s: %s" % (n, unavailable.get(n, "not in this run's results"))
+        return "; ".join("%s: %s" % (n, self.unavailable.get(n, "not in this run's results"))
                          for n in miss)
 
-    rows = []
-
-    def row(goal, value, target_ok, detail, names, because=""):
+    def row(self, goal, value, target_ok, detail, names, because=""):
         if value is None:
-            rows.append([goal, "not measured", "–", why(*names)])
+            self.rows.append([goal, "not measured", "–", self.why(*names)])
         else:
-            rows.append([goal, detail, "met" if target_ok else "missed",
-                         "" if target_ok else because])
+            self.rows.append([goal, detail, "met" if target_ok else "missed",
+                              "" if target_ok else because])
 
-    def floor_of(c):
+    def floor_of(self, c):
         """The direct (no balancer) contender of c's lab."""
         for d in ("direct", "direct@paper"):
-            if labs.get(d) and labs.get(d) == labs.get(c):
+            if self.labs.get(d) and self.labs.get(d) == self.labs.get(c):
                 return d
         return "direct"
 
-    def sender_bound(sd, ovs):
-        d = floor_of(sd)
-        md, ms = max_delivered(tput, d, P), max_delivered(tput, sd, P)
+    def sender_bound(self, sd):
+        d = self.floor_of(sd)
+        md, ms = max_delivered(self.tput, d, P), max_delivered(self.tput, sd, P)
         if not md or not ms:
             return ""
         return ("the sender bounds it: with no balancer at all (%s) the lab delivers at most %s "
                 "kpps, and %s delivers %.0f %% of that; %s's maximum is what the generator "
                 "leaves it, not what it could forward" % (d, fmt(md, 1e3), sd, 100 * ms / md, sd))
 
-    def io_bound(sd, a):
-        if add.get(loop) is None or a is None or labs.get(loop) != labs.get(sd):
+    def io_bound(self, sd, a):
+        add = self.add
+        if add.get(LOOP) is None or a is None or self.labs.get(LOOP) != self.labs.get(sd):
             return ("softdoca's packets cross AF_PACKET into a user-space thread and back, "
                     "on 2 vCPUs shared with the sender")
         return ("the plain DPDK loop on the same ports, with no pipes at all, adds %.1f µs "
                 "(%s %.1f µs, difference %+.1f µs): the floor is the AF_PACKET copies and the "
                 "user-space thread's wake-ups on 2 shared vCPUs, not the lookup, MAC rewrite "
-                "and counters" % (add[loop], sd, a, a - add[loop]))
+                "and counters" % (add[LOOP], sd, a, a - add[LOOP]))
 
-    lf = {c: loss_free(tput, c, P) for c in present} if tput else {}
-    gf = glue_forward_ratio(results)
-    lsd, lwhere = ours_for(loop)          # the loop's peer, for forwarding and latency
-    sd, where = lsd, lwhere
-    r1 = ratio(lf.get(sd), lf.get(loop))
-    if r1 is None and gf is not None:
-        rows.append(["%s forwarding ≥ 0.9× plain DPDK loop" % sd, "%.2f× ("
-                     "glue_forward.csv: forwarder time per packet, pipeline vs io loop, busy-poll; "
-                     "a separate run)" % gf, "met" if gf >= 0.9 else "missed",
-                     why(loop)])
-    else:
-        row("%s forwarding ≥ 0.9× plain DPDK loop (loss-free max, %d-B payload; %s)" % (sd, P, where),
-            r1, r1 is not None and r1 >= 0.9,
-            "%.2f× (%s vs %s kpps)" % (r1, fmt(lf[sd], 1e3), fmt(lf[loop], 1e3)) if r1 is not None else "",
-            [sd, loop])
-    ovs_peers = [o for o in ("xenoflow-ovs", "ovs-netdev") if o in present] or ["ovs-netdev"]
-    for ovs in ovs_peers:
-        sd, where = ours_for(ovs)
-        r2 = ratio(lf.get(sd), lf.get(ovs))
-        row("%s forwarding ≥ 2× %s (loss-free max, %d B; %s)" % (sd, ovs, P, where), r2,
-            r2 is not None and r2 >= 2,
-            "%.2f× (%s vs %s kpps)" % (r2, fmt(lf[sd], 1e3), fmt(lf[ovs], 1e3)) if r2 is not None else "",
-            [sd, ovs])
-        r2b = ratio(max_delivered(tput, sd, P), max_delivered(tput, ovs, P)) if tput else None
-        row("%s max delivered ≥ 2× %s (%d B; %s)" % (sd, ovs, P, where), r2b,
-            r2b is not None and r2b >= 2, "%.2f×" % r2b if r2b is not None else "", [sd, ovs],
-            sender_bound(sd, ovs))
-    sd, where = lsd, lwhere
-    a = add.get(sd)
-    d = None if a is None or add.get(loop) is None else a - add[loop]
-    row("%s added latency ≤ plain loop's + 2 µs (%s)" % (sd, where), d, d is not None and d <= 2,
-        "%+.1f µs (%.1f vs %.1f µs)" % (d, a, add[loop]) if d is not None else "", [sd, loop])
-    for other, lim, label in [(o, 0.25, o + "'s") for o in ovs_peers] + [
-            (dd, 0.3, "dnsdist's"), (xdp, 0.56, "the XDP balancer's (stretch)")]:
-        sd, where = ours_for(other)
+    def ovs_peers(self):
+        return [o for o in ("xenoflow-ovs", "ovs-netdev") if o in self.present] or ["ovs-netdev"]
+
+    def forwarding_rows(self):
+        lf = self.lf
+        gf = glue_forward_ratio(self.results)
+        sd, where = self.ours_for(LOOP)          # the loop's peer, for forwarding and latency
+        r1 = ratio(lf.get(sd), lf.get(LOOP))
+        if r1 is None and gf is not None:
+            self.rows.append(["%s forwarding ≥ 0.9× plain DPDK loop" % sd, "%.2f× ("
+                              "glue_forward.csv: forwarder time per packet, pipeline vs io loop, "
+                              "busy-poll; a separate run)" % gf, "met" if gf >= 0.9 else "missed",
+                              self.why(LOOP)])
+        else:
+            self.row("%s forwarding ≥ 0.9× plain DPDK loop (loss-free max, %d-B payload; %s)"
+                     % (sd, P, where), r1, r1 is not None and r1 >= 0.9,
+                     "%.2f× (%s vs %s kpps)" % (r1, fmt(lf[sd], 1e3), fmt(lf[LOOP], 1e3))
+                     if r1 is not None else "", [sd, LOOP])
+        for ovs in self.ovs_peers():
+            sd, where = self.ours_for(ovs)
+            r2 = ratio(lf.get(sd), lf.get(ovs))
+            self.row("%s forwarding ≥ 2× %s (loss-free max, %d B; %s)" % (sd, ovs, P, where), r2,
+                     r2 is not None and r2 >= 2,
+                     "%.2f× (%s vs %s kpps)" % (r2, fmt(lf[sd], 1e3), fmt(lf[ovs], 1e3))
+                     if r2 is not None else "", [sd, ovs])
+            r2b = ratio(max_delivered(self.tput, sd, P), max_delivered(self.tput, ovs, P)) \
+                if self.tput else None
+            self.row("%s max delivered ≥ 2× %s (%d B; %s)" % (sd, ovs, P, where), r2b,
+                     r2b is not None and r2b >= 2, "%.2f×" % r2b if r2b is not None else "",
+                     [sd, ovs], self.sender_bound(sd))
+
+    def latency_rows(self):
+        add = self.add
+        sd, where = self.ours_for(LOOP)
         a = add.get(sd)
-        r = ratio(a, add.get(other))
-        because = io_bound(sd, a)
-        if other == xdp:
-            because += ("; the XDP balancer forwards inside the sender's softirq and never "
-                        "leaves the kernel")
-        row("%s added latency ≤ %.2f× %s (%s)" % (sd, lim, label, where), r,
-            r is not None and r <= lim and a is not None,
-            "%.2f× (%.1f vs %.1f µs)" % (r, a, add[other]) if r is not None else "", [sd, other],
-            because)
-    # loss below the maximum: steps offered below 90 % of the contender's max delivered rate
-    if tput:
+        d = None if a is None or add.get(LOOP) is None else a - add[LOOP]
+        self.row("%s added latency ≤ plain loop's + 2 µs (%s)" % (sd, where), d, d is not None and d <= 2,
+                 "%+.1f µs (%.1f vs %.1f µs)" % (d, a, add[LOOP]) if d is not None else "", [sd, LOOP])
+        for other, lim, label in [(o, 0.25, o + "'s") for o in self.ovs_peers()] + [
+                (DNSDIST, 0.3, "dnsdist's"), (XDP, 0.56, "the XDP balancer's (stretch)")]:
+            sd, where = self.ours_for(other)
+            a = add.get(sd)
+            r = ratio(a, add.get(other))
+            because = self.io_bound(sd, a)
+            if other == XDP:
+                because += ("; the XDP balancer forwards inside the sender's softirq and never "
+                            "leaves the kernel")
+            self.row("%s added latency ≤ %.2f× %s (%s)" % (sd, lim, label, where), r,
+                     r is not None and r <= lim and a is not None,
+                     "%.2f× (%.1f vs %.1f µs)" % (r, a, add[other]) if r is not None else "",
+                     [sd, other], because)
+
+    def loss_rows(self):
+        """Loss below the maximum: steps offered below 90 % of the contender's max delivered rate."""
+        tput = self.tput
         for c in sorted({r["contender"] for r in tput}):
             rs = [r for r in tput if r["contender"] == c]
             bad = []
@@ -262,55 +279,72 @@ def goals(results: str) -> str:
                 note = "lossy at %s–%s kpps offered, %d of %d steps below 0.9× max" % (
                     fmt(min(r["offered_pps"] for r in bad), 1e3),
                     fmt(max(r["offered_pps"] for r in bad), 1e3), len(bad), len(below))
-            rows.append(["loss below 0.9× max delivered = 0 (%s)" % c,
-                         "%d lossy steps, worst %.3g" % (len(bad), worst),
-                         "met" if not bad else "missed", note])
-    ctl = read_csv(os.path.join(results, "control.csv"))
-    llat = read_csv(os.path.join(results, "latency_load.csv"))
-    blocks = fallback_blocks(tput + lat + llat + ctl)
-    fb = list(blocks.values())
-    if not fb and any(str(c).startswith("xenoflow") for c in present):
-        rows.append(["fallback packets during every experiment = 0", "not measured", "–",
-                     "the XenoFlow controller's API did not answer `xenoflow status --json` "
-                     "with fallback counters during the run"])
-    else:
-        suites = sorted({str(k[0]) for k in blocks})
-        row("fallback packets during every experiment = 0", fb or None, fb and sum(fb) == 0,
-            "%d in %d measured blocks (%s; suites %s)" % (
-                sum(fb), len(fb), ", ".join(sorted({str(k[1]) for k in blocks})),
-                ", ".join(suites)) if fb else "",
-            ["xenoflow-softdoca", "xenoflow-ovs"])
-    out = ["| goal | measured | verdict | why missed or not measured (from this run) |",
-           "|---|---|---|---|"]
-    out += ["| %s |" % " | ".join(map(str, r)) for r in rows]
+            self.rows.append(["loss below 0.9× max delivered = 0 (%s)" % c,
+                              "%d lossy steps, worst %.3g" % (len(bad), worst),
+                              "met" if not bad else "missed", note])
 
-    # side-by-side ratios among what did run
-    side = []
-    if tput:
-        names = sorted({r["contender"] for r in tput})
-        base = lf.get("direct") or None
-        for c in names:
-            pl = min(r["payload"] for r in tput if r["contender"] == c)   # dnsdist: 33 (DNS)
-            l = loss_free(tput, c, pl)
-            side.append("| %s | %d | %s | %s | %s |" % (
-                c, pl, fmt(l, 1e3), fmt(max_delivered(tput, c, pl), 1e3),
-                "%.2f" % ratio(l, base) if base and l is not None else "–"))
-    lat_side = []
-    if lat:
-        for c in sorted(add):
-            lat_side.append("| %s | %s | %s | %s |" % (
-                c, fmt(med([r["median_us"] for r in lat if r["contender"] == c])),
-                fmt(add[c]), "%.2f" % ratio(add[c], add.get(xdp)) if add.get(xdp) and add[c] is not None else "–"))
-    text = "\n".join(out)
-    if side:
-        text += ("\n\nSide by side, same run (each contender's smallest payload): loss-free maximum and maximum delivered "
-                 "rate (kpps), loss-free maximum relative to direct's at %d B:\n\n| contender | payload (B) | "
-                 "loss-free max | max delivered | × direct |\n|---|---|---|---|---|\n" % P) + "\n".join(side)
-    if lat_side:
-        text += ("\n\nLatency, same run: median RTT (µs, median over repetitions), added over "
-                 "direct (µs), added relative to the XDP balancer:\n\n| contender | median | added "
-                 "| × xdp |\n|---|---|---|---|\n") + "\n".join(lat_side)
-    return text
+    def fallback_row(self):
+        ctl = read_csv(os.path.join(self.results, "control.csv"))
+        llat = read_csv(os.path.join(self.results, "latency_load.csv"))
+        blocks = fallback_blocks(self.tput + self.lat + llat + ctl)
+        fb = list(blocks.values())
+        if not fb and any(str(c).startswith("xenoflow") for c in self.present):
+            self.rows.append(["fallback packets during every experiment = 0", "not measured", "–",
+                              "the XenoFlow controller's API did not answer `xenoflow status --json` "
+                              "with fallback counters during the run"])
+            return
+        suites = sorted({str(k[0]) for k in blocks})
+        self.row("fallback packets during every experiment = 0", fb or None, fb and sum(fb) == 0,
+                 "%d in %d measured blocks (%s; suites %s)" % (
+                     sum(fb), len(fb), ", ".join(sorted({str(k[1]) for k in blocks})),
+                     ", ".join(suites)) if fb else "",
+                 ["xenoflow-softdoca", "xenoflow-ovs"])
+
+    def side_by_side(self) -> str:
+        """Ratios among what did run: throughput, then latency."""
+        tput, lat, add = self.tput, self.lat, self.add
+        text = ""
+        if tput:
+            base = self.lf.get("direct") or None
+            side = []
+            for c in sorted({r["contender"] for r in tput}):
+                pl = min(r["payload"] for r in tput if r["contender"] == c)   # dnsdist: 33 (DNS)
+                lfm = loss_free(tput, c, pl)
+                side.append("| %s | %d | %s | %s | %s |" % (
+                    c, pl, fmt(lfm, 1e3), fmt(max_delivered(tput, c, pl), 1e3),
+                    "%.2f" % ratio(lfm, base) if base and lfm is not None else "–"))
+            text += ("\n\nSide by side, same run (each contender's smallest payload): loss-free "
+                     "maximum and maximum delivered rate (kpps), loss-free maximum relative to "
+                     "direct's at %d B:\n\n| contender | payload (B) | loss-free max | max "
+                     "delivered | × direct |\n|---|---|---|---|---|\n" % P) + "\n".join(side)
+        if lat:
+            lat_side = []
+            for c in sorted(add):
+                rel = ("%.2f" % ratio(add[c], add.get(XDP))
+                       if add.get(XDP) and add[c] is not None else "–")
+                lat_side.append("| %s | %s | %s | %s |" % (
+                    c, fmt(med([r["median_us"] for r in lat if r["contender"] == c])),
+                    fmt(add[c]), rel))
+            if lat_side:
+                text += ("\n\nLatency, same run: median RTT (µs, median over repetitions), added over "
+                         "direct (µs), added relative to the XDP balancer:\n\n| contender | median | added "
+                         "| × xdp |\n|---|---|---|---|\n") + "\n".join(lat_side)
+        return text
+
+    def render(self) -> str:
+        self.forwarding_rows()
+        self.latency_rows()
+        if self.tput:
+            self.loss_rows()
+        self.fallback_row()
+        out = ["| goal | measured | verdict | why missed or not measured (from this run) |",
+               "|---|---|---|---|"]
+        out += ["| %s |" % " | ".join(map(str, r)) for r in self.rows]
+        return "\n".join(out) + self.side_by_side()
+
+
+def goals(results: str) -> str:
+    return _Goals(results).render()
 
 
 def glue_forward_ratio(results: str) -> Optional[float]:

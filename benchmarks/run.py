@@ -28,7 +28,7 @@ import subprocess
 import sys
 import time
 import traceback
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -58,9 +58,9 @@ DEFAULT_ORDER = ["xenoflow-softdoca", "xenoflow-ovs", "softdoca", "softdoca-busy
                  "dpdk-loop", "ovs-netdev", "xdp",
                  "dnsdist", "direct"]
 PLOT_ORDER = DEFAULT_ORDER + ["direct@paper"]
-COLORS = {"xenoflow-softdoca": "#1f77b4", "softdoca": "#9467bd", "softdoca-busy": "#bcbd22", "xenoflow-ovs": "#17becf", "dpdk-loop": "#7f7f7f",
-          "ovs-netdev": "#ff7f0e", "xdp": "#2ca02c", "dnsdist": "#d62728", "direct": "#000000",
-          "direct@paper": "#8c564b"}
+COLORS = {"xenoflow-softdoca": "#1f77b4", "softdoca": "#9467bd", "softdoca-busy": "#bcbd22",
+          "xenoflow-ovs": "#17becf", "dpdk-loop": "#7f7f7f", "ovs-netdev": "#ff7f0e", "xdp": "#2ca02c",
+          "dnsdist": "#d62728", "direct": "#000000", "direct@paper": "#8c564b"}
 
 
 def log(msg: str) -> None:
@@ -514,6 +514,42 @@ def plot_latency(ctx, samples, summ) -> None:
 DISTS = {"single": None, "50/50": None, "100/0": 0, "0/100": 1}
 
 
+def _load_block(ctx: Ctx, c, rep: int, dist: str, rates: List[int], src: str, bsrcs,
+                count: int, bg_dur: float, rows: List[Dict]) -> None:
+    """One contender and load distribution, brought up: the probe at every background
+    rate (rows appended as they are measured), then the block's fallback on its rows."""
+    lab = c.lab
+    first = len(rows)
+    fb0 = c.fallback()
+    dst, port = c.target()
+    for rate in rates:
+        before = ctx.recv(lab).read()
+        pacer = None
+        if rate:
+            pacer = M.start_pacer(lab.loadgen_ns, dst, port, rate, bg_dur, size=22,
+                                  srcs=None if c.name.startswith("direct") else bsrcs)
+            time.sleep(0.3)
+        r = M.rtt_probe(lab.client_ns, dst, port, src, count=count)
+        bg = M.finish_pacer(pacer) if pacer else {"sent": 0, "achieved_pps": 0}
+        time.sleep(0.1)
+        per = M.delta(ctx.recv(lab).read(), before)
+        rows.append({"suite": "latency_load", "rep": rep, "contender": c.name,
+                     "lab": lab.kind,
+                     "dist": dist, "bg_target_pps": rate,
+                     "bg_offered_pps": bg["achieved_pps"], "bg_sent": bg["sent"],
+                     "bg_delivered": sum(per.values()),
+                     "per_backend": json.dumps(per),
+                     "n": r["n"], "lost": r["lost"],
+                     "median_us": r.get("median_us"), "p90_us": r.get("p90_us"),
+                     "p99_us": r.get("p99_us"), "fallback": None})
+        log("load %-12s %-6s bg %6d pps: median %.1f us p99 %.1f us lost %d" % (
+            c.name, dist, rate, r.get("median_us") or -1, r.get("p99_us") or -1,
+            r["lost"]))
+    fb = c.fallback_since(fb0)
+    for row in rows[first:]:
+        row["fallback"] = fb
+
+
 def suite_latency_load(ctx: Ctx) -> None:
     t0 = time.time()
     if ctx.smoke:
@@ -536,37 +572,8 @@ def suite_latency_load(ctx: Ctx) -> None:
                     bsrcs = lab.srcs_of_parity(lab.loadgen_srcs, DISTS[dist])
                 if not bring_up(ctx, c, nb):
                     continue
-                first = len(rows)
                 try:
-                    fb0 = c.fallback()
-                    dst, port = c.target()
-                    for rate in rates:
-                        before = ctx.recv(lab).read()
-                        pacer = None
-                        if rate:
-                            pacer = M.start_pacer(lab.loadgen_ns, dst, port, rate, bg_dur, size=22,
-                                                  srcs=None if c.name.startswith("direct")
-                                                  else bsrcs)
-                            time.sleep(0.3)
-                        r = M.rtt_probe(lab.client_ns, dst, port, src, count=count)
-                        bg = M.finish_pacer(pacer) if pacer else {"sent": 0, "achieved_pps": 0}
-                        time.sleep(0.1)
-                        per = M.delta(ctx.recv(lab).read(), before)
-                        rows.append({"suite": "latency_load", "rep": rep, "contender": c.name,
-                                     "lab": lab.kind,
-                                     "dist": dist, "bg_target_pps": rate,
-                                     "bg_offered_pps": bg["achieved_pps"], "bg_sent": bg["sent"],
-                                     "bg_delivered": sum(per.values()),
-                                     "per_backend": json.dumps(per),
-                                     "n": r["n"], "lost": r["lost"],
-                                     "median_us": r.get("median_us"), "p90_us": r.get("p90_us"),
-                                     "p99_us": r.get("p99_us"), "fallback": None})
-                        log("load %-12s %-6s bg %6d pps: median %.1f us p99 %.1f us lost %d" % (
-                            c.name, dist, rate, r.get("median_us") or -1, r.get("p99_us") or -1,
-                            r["lost"]))
-                    fb = c.fallback_since(fb0)
-                    for row in rows[first:]:
-                        row["fallback"] = fb
+                    _load_block(ctx, c, rep, dist, rates, src, bsrcs, count, bg_dur, rows)
                 except Exception as e:
                     failed(ctx, c, e)
                 finally:
@@ -842,7 +849,7 @@ def nsh_argv(ns, argv):
 
 # ----------------------------------------------------------------------------- main
 
-def main(argv=None) -> int:
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("suite", choices=SUITES + ("all",))
     ap.add_argument("--smoke", action="store_true", help="CI-sized (about a minute per suite)")
@@ -864,9 +871,10 @@ def main(argv=None) -> int:
                     "(xb: xb-dpu, xb-cli, ...)")
     ap.add_argument("--out", default=None, help="results dir (default benchmarks/results, "
                                                 "benchmarks/results/smoke with --smoke)")
-    a = ap.parse_args(argv)
-    if a.replot:
-        return replot(a)
+    return ap
+
+
+def _unwind_on_signals() -> None:
     import signal
 
     main_pid = os.getpid()
@@ -880,6 +888,79 @@ def main(argv=None) -> int:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGHUP, _stop)
     signal.signal(signal.SIGINT, _stop)   # also when started in the background
+
+
+def _hold_idle_poll(a) -> Optional[int]:
+    """PM QoS: cpu_dma_latency held at 0 while the returned fd stays open (None: not held)."""
+    if a.idle_poll != "on":
+        return None
+    try:
+        import struct
+        qos_fd = os.open("/dev/cpu_dma_latency", os.O_WRONLY)
+        os.write(qos_fd, struct.pack("i", 0))
+        log("PM QoS: cpu_dma_latency held at 0 us for the run")
+        return qos_fd
+    except OSError as e:
+        log("PM QoS not available: %s" % e)
+        return None
+
+
+def _bring_up_paper(a, session, labs: Dict) -> Optional[str]:
+    """The paper lab through `session` (waiting up to --wait-paper for another lab to go);
+    None when it is up, else why not (raised instead with --lab paper)."""
+    deadline = time.monotonic() + a.wait_paper
+    try:
+        while True:
+            try:
+                session.ensure("softdoca")
+                break
+            except RuntimeError as e:
+                if "not this lab's" not in str(e) or time.monotonic() > deadline:
+                    raise
+                time.sleep(3)
+        labs["paper"] = paper_spec()
+        return None
+    except Exception as e:
+        paper_error = "the paper lab did not come up: %s" % str(e).strip()[-300:]
+        session.close()
+        log(paper_error)
+        if a.lab == "paper":
+            raise
+        return paper_error
+
+
+def _run_suites(a, suites: List[str], names: List[str], labs: Dict, out: str, session,
+                paper_error: Optional[str]) -> int:
+    rc = 0
+    for suite in suites:
+        ctx = Ctx(a, labs, out, session)
+        ctx.pick(names)
+        if paper_error:
+            for n in names:
+                if n.startswith("xenoflow"):
+                    ctx.unavailable[n] = paper_error
+        log("suite %s: %s" % (suite, ", ".join(c.name for c in ctx.contenders)))
+        try:
+            globals()["suite_" + suite](ctx)
+        except Exception:
+            log(traceback.format_exc())
+            rc = 1
+        finally:
+            for c in ctx.contenders:
+                try:
+                    c.down()
+                except Exception:
+                    pass
+            ctx.detach_receivers()
+    return rc
+
+
+def main(argv=None) -> int:
+    ap = _parser()
+    a = ap.parse_args(argv)
+    if a.replot:
+        return replot(a)
+    _unwind_on_signals()
     if os.geteuid() != 0:
         sys.stderr.write("run.py needs root (namespaces, XDP)\n")
         return 2
@@ -891,67 +972,22 @@ def main(argv=None) -> int:
         ap.error("unknown contenders %s (known: %s)" % (bad, ", ".join(C.BY_NAME)))
     suites = list(SUITES) if a.suite == "all" else [a.suite]
     M.build_tools()
-    qos_fd = None
-    if a.idle_poll == "on":
-        try:
-            import struct
-            qos_fd = os.open("/dev/cpu_dma_latency", os.O_WRONLY)
-            os.write(qos_fd, struct.pack("i", 0))
-            log("PM QoS: cpu_dma_latency held at 0 us for the run")
-        except OSError as e:
-            log("PM QoS not available: %s" % e)
+    qos_fd = _hold_idle_poll(a)
     M.IDLE_POLL = qos_fd is not None
     labs: Dict = {}
     minlab = session = None
     paper_error = None
-    rc = 0
     try:
-        want_minimal = a.lab in ("minimal", "both")
         if a.lab in ("paper", "both") and any(n.startswith("xenoflow") or a.lab == "paper"
                                              for n in names):
             session = C.PaperSession()
-            deadline = time.monotonic() + a.wait_paper
-            try:
-                while True:
-                    try:
-                        session.ensure("softdoca")
-                        break
-                    except RuntimeError as e:
-                        if "not this lab's" not in str(e) or time.monotonic() > deadline:
-                            raise
-                        time.sleep(3)
-                labs["paper"] = paper_spec()
-            except Exception as e:
-                paper_error = "the paper lab did not come up: %s" % str(e).strip()[-300:]
-                session.close()
-                log(paper_error)
-                if a.lab == "paper":
-                    raise
-        if want_minimal:
+            paper_error = _bring_up_paper(a, session, labs)
+        if a.lab in ("minimal", "both"):
             minlab = MinLab(minimal_spec(a.prefix))
             log("minimal lab up (%s)" % " ".join(minlab.namespaces))
             minlab.up()
             labs["minimal"] = minlab.spec
-        for suite in suites:
-            ctx = Ctx(a, labs, out, session)
-            ctx.pick(names)
-            if paper_error:
-                for n in names:
-                    if n.startswith("xenoflow"):
-                        ctx.unavailable[n] = paper_error
-            log("suite %s: %s" % (suite, ", ".join(c.name for c in ctx.contenders)))
-            try:
-                globals()["suite_" + suite](ctx)
-            except Exception:
-                log(traceback.format_exc())
-                rc = 1
-            finally:
-                for c in ctx.contenders:
-                    try:
-                        c.down()
-                    except Exception:
-                        pass
-                ctx.detach_receivers()
+        return _run_suites(a, suites, names, labs, out, session, paper_error)
     finally:
         if minlab:
             minlab.down()
@@ -960,7 +996,6 @@ def main(argv=None) -> int:
             session.close()
         if qos_fd is not None:
             os.close(qos_fd)
-    return rc
 
 
 def replot(a) -> int:

@@ -10,12 +10,11 @@ import os
 import random
 
 from config_mutants import mutate
-
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from xenoflow_ovs.intent import config
 from xenoflow_ovs.cli import main as cli_main
+from xenoflow_ovs.intent import config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 EXAMPLES = sorted(glob.glob(os.path.join(ROOT, "topologies", "*", "xenoflow.yaml")))

@@ -6,8 +6,8 @@ import os
 import pytest
 import yaml
 
-from xenoflow_ovs.intent import config
 from xenoflow_ovs.cli import main as cli_main
+from xenoflow_ovs.intent import config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PAPER = os.path.join(ROOT, "topologies", "paper", "xenoflow.yaml")
@@ -78,7 +78,8 @@ def test_paper_config_parses_to_frozen_objects():
     (lambda d: d["services"][0].update(protocol="sctp"), "services[0].protocol", "one of"),
     (lambda d: [b.update(weight=0) for b in d["services"][0]["backends"]], "services[0].backends",
      "weight 0"),
-    (lambda d: d["services"].append(copy.deepcopy(d["services"][0])), "services[1].name", "duplicate service"),
+    (lambda d: d["services"].append(copy.deepcopy(d["services"][0])), "services[1].name",
+     "duplicate service"),
     (lambda d: d["ovs"].update(patches=[]), "services[0].egress", "no patch"),
     (lambda d: d["ovs"].update(patches=[["ovsbr1", "ovsbr9"]]), "ovs.patches[0][1]", "unknown bridge"),
     (lambda d: d["ovs"].update(table_miss="flood"), "ovs.table_miss", "one of"),
@@ -101,8 +102,8 @@ def test_errors_carry_line_numbers_and_all_are_reported():
         config.parse(text, source="x.yaml")
     lines = exc.value.lines()
     assert len(lines) == 2
-    vip_line = [i + 1 for i, l in enumerate(text.splitlines()) if "198.18.0.999" in l][0]
-    assert any(l.startswith("x.yaml:%d: services[0].vip:" % vip_line) for l in lines), lines
+    vip_line = [i + 1 for i, line in enumerate(text.splitlines()) if "198.18.0.999" in line][0]
+    assert any(line.startswith("x.yaml:%d: services[0].vip:" % vip_line) for line in lines), lines
 
 
 def test_duplicate_yaml_key_is_an_error():

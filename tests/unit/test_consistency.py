@@ -4,10 +4,7 @@ import os
 
 import yaml
 
-from xenoflow_ovs.intent import config
-from xenoflow_ovs.intent import consistency
-from xenoflow_ovs.intent import fate
-from xenoflow_ovs.intent import plan
+from xenoflow_ovs.intent import config, consistency, fate, plan
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PAPER = os.path.join(ROOT, "topologies", "paper", "xenoflow.yaml")

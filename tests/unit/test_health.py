@@ -70,6 +70,7 @@ def test_probe_against_a_real_responder(responder):
 
 def test_monitor_reports_transitions_once(responder):
     import netaddr
+
     from xenoflow_ovs.intent.config import Backend, Policy, Service
     port, mode = responder
     svc = Service(name="dns", vip=netaddr.IPAddress("198.18.0.53"), vip_mac="02:00:c6:12:00:35",
@@ -80,10 +81,12 @@ def test_monitor_reports_transitions_once(responder):
     mon = health.Monitor([svc], lambda s, b, up, why: seen.append((s, b, up)))
     mon.run_once()
     mode["answer"] = None
-    mon.run_once(); mon.run_once(); mon.run_once()
+    for _ in range(3):
+        mon.run_once()
     assert seen == [("dns", "lo", False)] and mon.down() == {"dns": ["lo"]}
     mode["answer"] = "be1"
-    mon.run_once(); mon.run_once()
+    for _ in range(2):
+        mon.run_once()
     assert seen[-1] == ("dns", "lo", True) and mon.down() == {}
     mon.set_services([svc])  # a reload keeps state
     assert mon.states[("dns", "lo")].up
@@ -93,6 +96,7 @@ def test_a_round_where_every_probe_fails_changes_nothing():
     """The probe path (through the Arm's OVS) down looks like every backend down at once:
     no failover for that; one backend failing alone still fails over."""
     import netaddr
+
     from xenoflow_ovs.intent.config import Backend, Policy, Service
     svc = Service(name="dns", vip=netaddr.IPAddress("198.18.0.53"), vip_mac="02:00:c6:12:00:35",
                   protocol="udp", port=53, ingress="p0", egress="p1", policy=Policy(bits=1),

@@ -4,9 +4,8 @@ import os
 
 import yaml
 
-from xenoflow_ovs.intent import config
-from xenoflow_ovs.intent import plan
 from xenoflow_ovs.cli import main as cli_main
+from xenoflow_ovs.intent import config, plan
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PAPER = os.path.join(ROOT, "topologies", "paper", "xenoflow.yaml")

@@ -592,22 +592,7 @@ def _services(r: _Reader, v: Any, path: Path, port_names: set, bridge_of: dict,
         vip_mac = r.get(s, "vip_mac", p, r.mac)
         protocol = r.get(s, "protocol", p, r.choice(tuple(PROTOCOLS)), "udp")
         l4port = r.get(s, "port", p, r.integer(1, 65535))
-        ports = {}
-        for key in ("ingress", "egress"):
-            port = r.get(s, key, p, r.name)
-            if port is not None and port not in port_names:
-                r.error(p + (key,), "unknown port %r (not in dpu.ports)" % port)
-                port = None
-            elif port is not None and port not in bridge_of:
-                r.error(p + (key,), "port %r is on no OVS bridge" % port)
-                port = None
-            ports[key] = port
-        if ports["ingress"] and ports["egress"]:
-            if ports["ingress"] == ports["egress"]:
-                r.error(p + ("egress",), "egress must differ from ingress")
-            elif not connected(ports["ingress"], ports["egress"]):
-                r.error(p + ("egress",), "ingress %r and egress %r are on bridges with no patch "
-                        "between them (add the pair to ovs.patches)" % (ports["ingress"], ports["egress"]))
+        ports = _service_ports(r, s, p, port_names, bridge_of, connected)
         policy = _policy(r, s.get("policy"), p + ("policy",))
         backends = _backends(r, s.get("backends"), p + ("backends",))
         health = _health(r, s.get("health"), p + ("health",))
@@ -622,16 +607,7 @@ def _services(r: _Reader, v: Any, path: Path, port_names: set, bridge_of: dict,
                                                                            listeners[key]))
             listeners[key] = i
         if policy is not None and backends:
-            active = [b for b in backends if b.weight > 0]
-            if not active:
-                r.error(p + ("backends",), "every backend has weight 0: nothing could serve")
-            elif policy.kind != "maglev" and len(active) > policy.buckets:
-                r.error(p + ("policy", "bits"), "%d bucket(s) cannot hold %d backends with weight > 0;"
-                        " raise bits to at least %d" % (policy.buckets, len(active),
-                                                        (len(active) - 1).bit_length()))
-            if policy.kind == "maglev" and len(active) > policy.buckets:
-                r.error(p + ("policy", "bits"), "a maglev table of %d buckets cannot hold %d backends"
-                        % (policy.buckets, len(active)))
+            _check_capacity(r, p, policy, backends)
         if None in (name, vip, vip_mac, protocol, l4port, ports["ingress"], ports["egress"], policy) \
                 or not backends:
             continue
@@ -639,6 +615,42 @@ def _services(r: _Reader, v: Any, path: Path, port_names: set, bridge_of: dict,
                            ingress=ports["ingress"], egress=ports["egress"], policy=policy,
                            backends=tuple(backends), health=health))
     return tuple(out)
+
+
+def _service_ports(r: _Reader, s: Dict[str, Any], p: Path, port_names: set, bridge_of: dict,
+                   connected: Callable[[str, str], bool]) -> Dict[str, Optional[str]]:
+    """A service's ingress and egress: known ports, on bridges, different, connected."""
+    ports: Dict[str, Optional[str]] = {}
+    for key in ("ingress", "egress"):
+        port = r.get(s, key, p, r.name)
+        if port is not None and port not in port_names:
+            r.error(p + (key,), "unknown port %r (not in dpu.ports)" % port)
+            port = None
+        elif port is not None and port not in bridge_of:
+            r.error(p + (key,), "port %r is on no OVS bridge" % port)
+            port = None
+        ports[key] = port
+    if ports["ingress"] and ports["egress"]:
+        if ports["ingress"] == ports["egress"]:
+            r.error(p + ("egress",), "egress must differ from ingress")
+        elif not connected(ports["ingress"], ports["egress"]):
+            r.error(p + ("egress",), "ingress %r and egress %r are on bridges with no patch "
+                    "between them (add the pair to ovs.patches)" % (ports["ingress"], ports["egress"]))
+    return ports
+
+
+def _check_capacity(r: _Reader, p: Path, policy: Policy, backends: List[Backend]) -> None:
+    """The bucket table must hold every backend with weight > 0, and one must exist."""
+    active = [b for b in backends if b.weight > 0]
+    if not active:
+        r.error(p + ("backends",), "every backend has weight 0: nothing could serve")
+    elif policy.kind != "maglev" and len(active) > policy.buckets:
+        r.error(p + ("policy", "bits"), "%d bucket(s) cannot hold %d backends with weight > 0;"
+                " raise bits to at least %d" % (policy.buckets, len(active),
+                                                (len(active) - 1).bit_length()))
+    if policy.kind == "maglev" and len(active) > policy.buckets:
+        r.error(p + ("policy", "bits"), "a maglev table of %d buckets cannot hold %d backends"
+                % (policy.buckets, len(active)))
 
 
 def _seconds(lo: float, hi: float, r: "_Reader") -> Callable[[Any, Path], Optional[float]]:
