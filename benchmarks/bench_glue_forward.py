@@ -48,33 +48,36 @@ SERVER, SERVER_MAC = "198.18.0.2", "02:00:c6:12:00:02"
 # --- the eSwitch process (--child) --------------------------------------------------------
 
 def child(prefix: str) -> int:
-    from dpdk_glue import ESwitch, Match, PortSpec, default_eal_args
+    from dpdk_glue import ESwitch, GlueMatch, PortSpec, default_eal_args, softdoca_ctl
 
-    ports = [PortSpec("p0", 0, iface="dpu-p0", rep_iface="rep-p0"), PortSpec("p1", 1, iface="dpu-p1", rep_iface="rep-p1")]
+    ports = [PortSpec("p0", 0, iface="dpu-p0", rep_iface="rep-p0"),
+             PortSpec("p1", 1, iface="dpu-p1", rep_iface="rep-p1")]
     with ESwitch(default_eal_args(prefix), ports) as sw:
         r0, r1 = sw.create_root_pipe("p0"), sw.create_root_pipe("p1")
-        svc = sw.create_basic_pipe("p0", name="dns", mask=Match(ipv4_src=1), fwd_port="p1", nr_entries=2)
-        m = Match(eth_type=0x0800, ipv4_dst=VIP, ip_proto=17, l4_dst=53)
+        svc = sw.create_basic_pipe("p0", name="dns", mask=GlueMatch(ipv4_src=1), fwd_port="p1", nr_entries=2)
+        m = GlueMatch(eth_type=0x0800, ipv4_dst=VIP, ip_proto=17, l4_dst=53)
         es = sw.add_entries([r0.entry(m, priority=10, fwd_pipe=svc),
-                             svc.entry(Match(ipv4_src=0), SERVER_MAC), svc.entry(Match(ipv4_src=1), SERVER_MAC),
-                             r1.entry(Match(eth_type=0x0800, ipv4_dst=CLIENT), priority=10, fwd_port="p0")])
+                             svc.entry(GlueMatch(ipv4_src=0), SERVER_MAC),
+                             svc.entry(GlueMatch(ipv4_src=1), SERVER_MAC),
+                             r1.entry(GlueMatch(eth_type=0x0800, ipv4_dst=CLIENT), priority=10,
+                                      fwd_port="p0")])
         print(json.dumps({"ready": True}), flush=True)
         for line in sys.stdin:
             cmd = line.split()
             if not cmd:
                 continue
             if cmd[0] == "poll":  # poll BUSY SPIN_US SLEEP_US
-                sw.set_busy_poll(cmd[1] == "1", int(cmd[2]), int(cmd[3]))
+                softdoca_ctl.set_busy_poll(sw, cmd[1] == "1", int(cmd[2]), int(cmd[3]))
             elif cmd[0] == "bypass":
-                sw.bench_bypass(cmd[1] == "1")
+                softdoca_ctl.bench_bypass(sw, cmd[1] == "1")
             elif cmd[0] == "mac":  # retarget both buckets (in place)
                 sw.update_entries([(es[1], cmd[1]), (es[2], cmd[1])])
             elif cmd[0] == "stats":
                 pass
             elif cmd[0] == "quit":
                 break
-            print(json.dumps({"p0": sw.port_stats("p0"), "p1": sw.port_stats("p1"), "fwd": sw.forwarder_stats()}),
-                  flush=True)
+            print(json.dumps({"p0": sw.port_stats("p0"), "p1": sw.port_stats("p1"),
+                              "fwd": softdoca_ctl.forwarder_stats(sw)}), flush=True)
     return 0
 
 

@@ -26,7 +26,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import pkgpath  # noqa: E402,F401  (before the package: where it comes from)
 
-from dpdk_glue import ESwitch, Match, PortSpec, default_eal_args  # noqa: E402
+from dpdk_glue import ESwitch, GlueMatch, PortSpec, default_eal_args  # noqa: E402
 from dpdk_glue.binding import _SPEC, _load  # noqa: E402
 
 MACS = ["02:00:c6:12:%02x:%02x" % (i >> 8, i & 0xFF) for i in range(256)]
@@ -34,22 +34,22 @@ MACS = ["02:00:c6:12:%02x:%02x" % (i >> 8, i & 0xFF) for i in range(256)]
 
 def _pipe(sw: ESwitch, n: int):
     bits = max(1, (n - 1).bit_length())
-    return sw.create_basic_pipe("p0", name="bench%d" % n, mask=Match(ipv4_src=(1 << bits) - 1),
+    return sw.create_basic_pipe("p0", name="bench%d" % n, mask=GlueMatch(ipv4_src=(1 << bits) - 1),
                                 fwd_port="p1", nr_entries=max(n, 2))
 
 
 def bench_python(sw: ESwitch, n: int, batched: bool) -> Dict[str, float]:
-    """The full Python path: Match + pipe.entry() + add_entries (+ the C call inside)."""
+    """The full Python path: GlueMatch + pipe.entry() + add_entries (+ the C call inside)."""
     pipe = _pipe(sw, n)
     t0 = time.perf_counter()
     if batched:
-        specs = [pipe.entry(Match(ipv4_src=i), MACS[i & 0xFF]) for i in range(n)]
+        specs = [pipe.entry(GlueMatch(ipv4_src=i), MACS[i & 0xFF]) for i in range(n)]
         t1 = time.perf_counter()
         sw.add_entries(specs)
     else:
         t1 = t0
         for i in range(n):
-            sw.add_entries([pipe.entry(Match(ipv4_src=i), MACS[i & 0xFF])])
+            sw.add_entries([pipe.entry(GlueMatch(ipv4_src=i), MACS[i & 0xFF])])
     t2 = time.perf_counter()
     sw.destroy_pipe(pipe)
     return {"total": t2 - t0, "build": t1 - t0}
@@ -143,7 +143,7 @@ def main() -> int:
                                       float(batched["python_overhead_us_per_entry"])),
         "",
         "\"single\" = one `add_entries` call (own `entries_process`) per entry; \"Python overhead\" = the "
-        "batched Python path (Match objects, `pipe.entry()`, packing, result objects) minus the bare C call "
+        "batched Python path (GlueMatch objects, `pipe.entry()`, packing, result objects) minus the bare C call "
         "`xf_entries_add` on the same pre-packed specs.",
         "",
     ]

@@ -34,25 +34,26 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--config", required=True)
     cfg = json.loads(ap.parse_args().config)
-    from dpdk_glue import ESwitch, Match, PortSpec, default_eal_args
+    from dpdk_glue import ESwitch, GlueMatch, PortSpec, default_eal_args, softdoca_ctl
 
     ports = [PortSpec("p0", 0, iface=cfg.get("in_dev", "dpu-p0"), rep_iface="rep-p0"),
              PortSpec("p1", 1, iface=cfg.get("out_dev", "dpu-p1"), rep_iface="rep-p1")]
     bits = int(cfg["bits"])
     macs = cfg["macs"]
-    with ESwitch(default_eal_args(cfg.get("prefix", "xb-sd")), ports, mode="vnf",
-                 busy_poll=bool(cfg.get("busy_poll", False))) as sw:
+    with ESwitch(default_eal_args(cfg.get("prefix", "xb-sd")), ports, mode="vnf") as sw:
+        if cfg.get("busy_poll"):
+            softdoca_ctl.set_busy_poll(sw, True)
         root = sw.create_root_pipe("p0")
-        svc = sw.create_basic_pipe("p0", name="dns", mask=Match(ipv4_src=(1 << bits) - 1),
+        svc = sw.create_basic_pipe("p0", name="dns", mask=GlueMatch(ipv4_src=(1 << bits) - 1),
                                    fwd_port="p1", nr_entries=max(1, 1 << bits))
-        vip = Match(eth_type=0x0800, ipv4_dst=cfg["vip"], ip_proto=17, l4_dst=int(cfg["port"]))
+        vip = GlueMatch(eth_type=0x0800, ipv4_dst=cfg["vip"], ip_proto=17, l4_dst=int(cfg["port"]))
         specs = [root.entry(match=vip, mask=vip.full_mask(), priority=10, fwd_pipe=svc)]
-        specs += [svc.entry(match=Match(ipv4_src=b), dst_mac=macs[b % len(macs)])
+        specs += [svc.entry(match=GlueMatch(ipv4_src=b), dst_mac=macs[b % len(macs)])
                   for b in range(1 << bits)]
         import time
         loop = bool(cfg.get("loop"))
         if loop:
-            sw.bench_bypass(True, macs[0])
+            softdoca_ctl.bench_bypass(sw, True, macs[0])
         es = [] if cfg.get("defer") or loop else sw.add_entries(specs)
         print(json.dumps({"ready": True}), flush=True)
         for line in sys.stdin:
@@ -68,7 +69,7 @@ def main() -> int:
             if cmd == "stats":
                 q = sw.query_entries(es) if es else [(None,)]
                 print(json.dumps({"root": q[0][0], "buckets": [x[0] for x in q[1:]],
-                                  "p0": sw.port_stats("p0"), "fwd": sw.forwarder_stats()}),
+                                  "p0": sw.port_stats("p0"), "fwd": softdoca_ctl.forwarder_stats(sw)}),
                       flush=True)
             else:
                 print(json.dumps({"error": "unknown command %r" % cmd}), flush=True)

@@ -2,17 +2,18 @@
 
 ``import dpdk_glue`` always works; the compiled module is loaded on first use, and a missing
 build raises GlueMissing with the build instructions.  One eSwitch per process (DPDK EAL).
+softdoca's own knobs (fault injection, forwarder policy, ...) are in dpdk_glue.softdoca_ctl.
 """
 from __future__ import annotations
 
 from dpdk_glue.binding import (
     BasicPipe,
-    Entry,
     EntrySpec,
     ESwitch,
+    GlueEntry,
     GlueError,
+    GlueMatch,
     GlueMissing,
-    Match,
     PortSpec,
     RootPipe,
     default_eal_args,
@@ -21,12 +22,12 @@ from dpdk_glue.binding import (
 
 __all__ = [
     "BasicPipe",
-    "Entry",
     "EntrySpec",
     "ESwitch",
+    "GlueEntry",
     "GlueError",
+    "GlueMatch",
     "GlueMissing",
-    "Match",
     "PortSpec",
     "RootPipe",
     "default_eal_args",

@@ -1,5 +1,6 @@
 """Python face of dpdk_glue: an eSwitch (DOCA Flow, or softdoca) with root control pipes per
-port, basic (service) pipes, and batched entries.  See dpdk_glue/README.md.
+port, basic (service) pipes, and batched entries.  See dpdk_glue/README.md.  The knobs only
+softdoca has (fault injection, forwarder policy, classify, ...) are in dpdk_glue.softdoca_ctl.
 
 One eSwitch per process: the DPDK EAL can be initialised only once in a process, so a second
 ESwitch (even after the first was closed) is refused.  Open it in a child process or in
@@ -16,8 +17,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 __all__ = [
     "ESwitch",
     "PortSpec",
-    "Match",
-    "Entry",
+    "GlueMatch",
+    "GlueEntry",
     "EntrySpec",
     "RootPipe",
     "BasicPipe",
@@ -148,7 +149,7 @@ def _uint(value: int, bits: int, field: str) -> int:
     return value
 
 
-class Match:
+class GlueMatch:
     """Outer-header fields (host order).  Unset fields are 0 (= not matched in a mask).
     IPv4 addresses as int or dotted string."""
 
@@ -170,9 +171,9 @@ class Match:
         self.l4_src = _uint(l4_src, 16, "l4_src") if l4_src else 0
         self.l4_dst = _uint(l4_dst, 16, "l4_dst") if l4_dst else 0
 
-    def full_mask(self) -> "Match":
+    def full_mask(self) -> "GlueMatch":
         """All bits of every field set in this match (an exact match on those fields)."""
-        return Match(
+        return GlueMatch(
             eth_type=0xFFFF if self.eth_type else 0,
             ip_proto=0xFF if self.ip_proto else 0,
             ipv4_src=0xFFFFFFFF if self.ipv4_src else 0,
@@ -186,7 +187,7 @@ class Match:
         return (self.ipv4_src, self.ipv4_dst, self.eth_type, self.l4_src, self.l4_dst, self.ip_proto)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Match) and self._packed() == other._packed()
+        return isinstance(other, GlueMatch) and self._packed() == other._packed()
 
     def __hash__(self) -> int:
         return hash(self._packed())
@@ -196,11 +197,12 @@ class Match:
         for name in self.__slots__:
             v = getattr(self, name)
             if v:
-                parts.append("%s=%s" % (name, str(ipaddress.IPv4Address(v)) if name.startswith("ipv4") else hex(v)))
-        return "Match(%s)" % ", ".join(parts)
+                shown = str(ipaddress.IPv4Address(v)) if name.startswith("ipv4") else hex(v)
+                parts.append("%s=%s" % (name, shown))
+        return "GlueMatch(%s)" % ", ".join(parts)
 
 
-_ZERO_MATCH = Match()
+_ZERO_MATCH = GlueMatch()
 
 
 class PortSpec:
@@ -282,7 +284,7 @@ class EntrySpec:
 
     __slots__ = ("pipe", "match", "mask", "priority", "fwd_kind", "fwd_target", "mac")
 
-    def __init__(self, pipe: _Pipe, match: Match, mask: Match, priority: int, fwd_kind: int,
+    def __init__(self, pipe: _Pipe, match: GlueMatch, mask: GlueMatch, priority: int, fwd_kind: int,
                  fwd_target: Any, mac: Optional[bytes]) -> None:
         self.pipe, self.match, self.mask, self.priority = pipe, match, mask, priority
         self.fwd_kind, self.fwd_target, self.mac = fwd_kind, fwd_target, mac
@@ -296,8 +298,8 @@ class RootPipe(_Pipe):
 
     def entry(
         self,
-        match: Match,
-        mask: Optional[Match] = None,
+        match: GlueMatch,
+        mask: Optional[GlueMatch] = None,
         priority: int = 0,
         fwd_pipe: Optional["BasicPipe"] = None,
         fwd_port: Optional[str] = None,
@@ -329,23 +331,23 @@ class BasicPipe(_Pipe):
 
     __slots__ = ("mask", "fwd_port")
 
-    def __init__(self, sw: "ESwitch", handle: int, name: str, port: str, nr_entries: int, mask: Match,
+    def __init__(self, sw: "ESwitch", handle: int, name: str, port: str, nr_entries: int, mask: GlueMatch,
                  fwd_port: str) -> None:
         super().__init__(sw, handle, name, port, nr_entries)
         self.mask = mask
         self.fwd_port = fwd_port
 
-    def entry(self, match: Match, dst_mac: Union[str, bytes]) -> EntrySpec:
+    def entry(self, match: GlueMatch, dst_mac: Union[str, bytes]) -> EntrySpec:
         self._check()
         return EntrySpec(self, match, _ZERO_MATCH, 0, _FWD_NONE, 0, _mac_bytes(dst_mac))
 
 
-class Entry:
+class GlueEntry:
     """An installed entry (returned by ESwitch.add_entries)."""
 
     __slots__ = ("pipe", "_handle", "match", "_alive")
 
-    def __init__(self, pipe: _Pipe, handle: int, match: Match) -> None:
+    def __init__(self, pipe: _Pipe, handle: int, match: GlueMatch) -> None:
         self.pipe, self._handle, self.match = pipe, handle, match
         self._alive = True
 
@@ -354,7 +356,8 @@ class Entry:
         return self._alive and self.pipe._alive and self.pipe._sw._open
 
     def __repr__(self) -> str:
-        return "Entry(pipe=%r, match=%r%s)" % (self.pipe.name, self.match, "" if self.alive else ", removed")
+        state = "" if self.alive else ", removed"
+        return "GlueEntry(pipe=%r, match=%r%s)" % (self.pipe.name, self.match, state)
 
 
 # ------------------------------------------------------------------------------------------
@@ -366,15 +369,13 @@ _process_used = False  # the EAL was (being) initialised in this process
 
 class ESwitch:
     """Open with ``with ESwitch(...) as sw`` (or open()/close()).  ``mode`` is the DOCA Flow
-    mode, "vnf" or "switch".  ``busy_poll`` makes softdoca's forwarder spin (benchmarks
-    only); otherwise it sleeps briefly when idle."""
+    mode, "vnf" or "switch"."""
 
     def __init__(
         self,
         eal_args: Sequence[str],
         ports: Sequence[PortSpec],
         mode: str = "vnf",
-        busy_poll: bool = False,
     ) -> None:
         if mode not in ("vnf", "switch"):
             raise ValueError("mode must be 'vnf' or 'switch', not %r" % mode)
@@ -387,7 +388,6 @@ class ESwitch:
         self.eal_args = [str(a) for a in eal_args]
         self.ports = list(ports)
         self.mode = mode
-        self.busy_poll = busy_poll
         self._by_name = {p.name: p for p in ports}
         self._lock = threading.RLock()
         self._open = False
@@ -417,9 +417,6 @@ class ESwitch:
                 rc = lib.xf_port_start(p.id, devargs.encode())
                 if rc:
                     _raise_last(rc)
-            rc = lib.xf_set_poll_mode(1 if self.busy_poll else 0, 0, 0)
-            if rc:
-                _raise_last(rc)
         except BaseException:
             self.close()
             raise
@@ -445,10 +442,6 @@ class ESwitch:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
-
-    @property
-    def is_open(self) -> bool:
-        return self._open
 
     @property
     def target(self) -> str:
@@ -480,13 +473,14 @@ class ESwitch:
             self._pipes.append(pipe)
             return pipe
 
-    def create_basic_pipe(self, port: str, name: str, mask: Match, fwd_port: str, nr_entries: int) -> BasicPipe:
+    def create_basic_pipe(self, port: str, name: str, mask: GlueMatch, fwd_port: str,
+                          nr_entries: int) -> BasicPipe:
         lib, ffi = _load()
         _uint(nr_entries, 24, "nr_entries")
         if nr_entries == 0:
             raise ValueError("nr_entries must be > 0")
-        if not isinstance(mask, Match):
-            raise TypeError("mask must be a Match")
+        if not isinstance(mask, GlueMatch):
+            raise TypeError("mask must be a GlueMatch")
         with self._lock:
             self._check_open()
             pid, eg = self._port_id(port), self._port_id(fwd_port)
@@ -516,7 +510,7 @@ class ESwitch:
             self._pipes.remove(pipe)
 
     # -- entries -----------------------------------------------------------------------
-    def add_entries(self, specs: Sequence[EntrySpec]) -> List[Entry]:
+    def add_entries(self, specs: Sequence[EntrySpec]) -> List[GlueEntry]:
         """Install a batch (queued, one entries_process).  All-or-nothing: on any failure
         the batch's successful entries are removed again and GlueError lists the failures."""
         lib, ffi = _load()
@@ -560,24 +554,24 @@ class ESwitch:
                         failures.append((i, ffi.string(lib.xf_error_name(errs[i])).decode(),
                                          ffi.string(lib.xf_stage_call(stages[i])).decode()))
             _raise_last(rc, failures)
-        return [Entry(s.pipe, handles[i], s.match) for i, s in enumerate(specs)]
+        return [GlueEntry(s.pipe, handles[i], s.match) for i, s in enumerate(specs)]
 
-    def _handles(self, entries: Sequence[Entry]) -> Any:
+    def _handles(self, entries: Sequence[GlueEntry]) -> Any:
         _, ffi = _load()
         for e in entries:
-            if not isinstance(e, Entry) or e.pipe._sw is not self:
+            if not isinstance(e, GlueEntry) or e.pipe._sw is not self:
                 raise ValueError("not an entry of this eSwitch: %r" % (e,))
             if not e.alive:
                 raise RuntimeError("entry %r is not installed (removed, or its pipe was destroyed)" % (e,))
         return ffi.new("uint64_t[]", [e._handle for e in entries])
 
-    def update_entries(self, updates: Sequence[Tuple[Entry, Union[str, bytes]]]) -> None:
+    def update_entries(self, updates: Sequence[Tuple[GlueEntry, Union[str, bytes]]]) -> None:
         """Set a new destination MAC on service entries, in place (one batch)."""
         lib, ffi = _load()
         if not updates:
             return
         for e, _ in updates:
-            if isinstance(e, Entry) and not isinstance(e.pipe, BasicPipe):
+            if isinstance(e, GlueEntry) and not isinstance(e.pipe, BasicPipe):
                 raise ValueError("only service (basic pipe) entries carry a destination MAC to update")
         macs = b"".join(_mac_bytes(m) for _, m in updates)
         with self._lock:
@@ -588,7 +582,7 @@ class ESwitch:
             if rc:
                 _raise_last(rc)
 
-    def remove_entries(self, entries: Sequence[Entry]) -> None:
+    def remove_entries(self, entries: Sequence[GlueEntry]) -> None:
         lib, ffi = _load()
         if not entries:
             return
@@ -602,7 +596,7 @@ class ESwitch:
             if rc:
                 _raise_last(rc)
 
-    def query_entries(self, entries: Sequence[Entry]) -> List[Tuple[int, int]]:
+    def query_entries(self, entries: Sequence[GlueEntry]) -> List[Tuple[int, int]]:
         """(packets, bytes) per entry."""
         lib, ffi = _load()
         n = len(entries)
@@ -618,7 +612,7 @@ class ESwitch:
                 _raise_last(rc)
         return [(pk[i], by[i]) for i in range(n)]
 
-    # -- ports, knobs --------------------------------------------------------------------
+    # -- ports --------------------------------------------------------------------------
     def port_stats(self, port: str) -> Dict[str, Optional[int]]:
         """rx/tx (wire), rep_rx/rep_tx (representor), miss (default miss to the representor),
         malformed, drop, tx_fail.  On real DOCA the miss fields are None (not counted)."""
@@ -636,66 +630,3 @@ class ESwitch:
             for k in names[4:]:
                 out[k] = None
         return out
-
-    def fault_inject(self, nth: int, at_process: bool = False) -> None:
-        """softdoca only: make the nth entry add from now fail with a capacity error
-        (DOCA_ERROR_FULL) -- in the add call, or (at_process) in entries_process.  nth=0
-        disarms.  On real DOCA: GlueError DOCA_ERROR_NOT_SUPPORTED."""
-        lib, _ = _load()
-        _uint(nth, 32, "nth")
-        with self._lock:
-            self._check_open()
-            rc = lib.xf_fault_inject(nth, 1 if at_process else 0)
-            if rc:
-                _raise_last(rc)
-
-    def set_busy_poll(self, busy_poll: bool, spin_us: int = 0, sleep_us: int = 0) -> None:
-        """softdoca forwarder policy: busy-poll (benchmarks), or spin ``spin_us`` after the
-        last packet and then sleep ``sleep_us`` between empty polls (0 = keep current)."""
-        lib, _ = _load()
-        with self._lock:
-            self._check_open()
-            lib.xf_set_poll_mode(1 if busy_poll else 0, _uint(spin_us, 32, "spin_us"), _uint(sleep_us, 32, "sleep_us"))
-
-    def forwarder_stats(self) -> Dict[str, int]:
-        """softdoca: the forwarder's busy time (ns, iterations that moved packets) and the
-        packets moved then; busy_ns / pkts = its cost per packet."""
-        lib, ffi = _load()
-        with self._lock:
-            self._check_open()
-            ns, pk = ffi.new("uint64_t *"), ffi.new("uint64_t *")
-            rc = lib.xf_fwd_stats(ns, pk)
-            if rc:
-                _raise_last(rc)
-        return {"busy_ns": int(ns[0]), "pkts": int(pk[0])}
-
-    def bench_bypass(self, on: bool, dst_mac: Optional[Union[str, bytes]] = None) -> None:
-        """Benchmarks only (softdoca): forward port X's wire frames to port X^1 with no lookup,
-        the plain-io-loop baseline the pipeline is compared against; with ``dst_mac`` every
-        frame gets that destination MAC (testpmd's macfwd)."""
-        lib, ffi = _load()
-        mac = ffi.NULL if dst_mac is None else ffi.new("uint8_t[6]", _mac_bytes(dst_mac))
-        with self._lock:
-            self._check_open()
-            rc = lib.xf_bench_bypass(1 if on else 0, mac)
-            if rc:
-                _raise_last(rc)
-
-    def classify(self, port: str, frame: bytes) -> Tuple[Union[str, None], bytes]:
-        """softdoca, ports without packet I/O only: run one frame through ``port``'s pipes.
-        Returns (egress port name | "miss" | "drop", the frame after actions)."""
-        lib, ffi = _load()
-        with self._lock:
-            self._check_open()
-            buf = ffi.new("uint8_t[]", bytes(frame) or b"\0")
-            r = lib.xf_classify(self._port_id(port), buf, len(frame))
-        if r == -1:
-            res: Optional[str] = "miss"
-        elif r == -2:
-            res = "drop"
-        elif r >= 0:
-            res = next(p.name for p in self.ports if p.id == r)
-        else:
-            raise GlueError("DOCA_ERROR_BAD_STATE" if r == -4 else "DOCA_ERROR_NOT_SUPPORTED", "softdoca_classify_frame",
-                            "classify needs softdoca with no port doing packet I/O")
-        return res, ffi.buffer(buf, len(frame))[:]

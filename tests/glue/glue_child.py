@@ -14,7 +14,7 @@ import sys
 import traceback
 from typing import Any, Callable, Dict, List, Optional
 
-from dpdk_glue import ESwitch, GlueError, Match, PortSpec, default_eal_args
+from dpdk_glue import ESwitch, GlueError, GlueMatch, PortSpec, default_eal_args, softdoca_ctl
 
 VIP = "198.18.0.53"
 MAC_A = "02:00:c6:12:00:02"
@@ -68,18 +68,19 @@ def err(fn: Callable[[], Any]) -> Optional[Dict[str, Any]]:
 
 
 def classify(sw: ESwitch, port: str, frame: bytes) -> List[str]:
-    res, out = sw.classify(port, frame)
+    res, out = softdoca_ctl.classify(sw, port, frame)
     return [res, out[:6].hex()]
 
 
 def dns_setup(sw: ESwitch, nr_entries: int = 2, root_entries: int = 16):
     root = sw.create_root_pipe("p0", nr_entries=root_entries)
-    svc = sw.create_basic_pipe("p0", name="dns", mask=Match(ipv4_src=1), fwd_port="p1", nr_entries=nr_entries)
-    vip_udp53 = Match(eth_type=0x0800, ipv4_dst=VIP, ip_proto=17, l4_dst=53)
+    svc = sw.create_basic_pipe("p0", name="dns", mask=GlueMatch(ipv4_src=1), fwd_port="p1",
+                               nr_entries=nr_entries)
+    vip_udp53 = GlueMatch(eth_type=0x0800, ipv4_dst=VIP, ip_proto=17, l4_dst=53)
     es = sw.add_entries([
         root.entry(match=vip_udp53, mask=vip_udp53.full_mask(), priority=10, fwd_pipe=svc),
-        svc.entry(match=Match(ipv4_src=0), dst_mac=MAC_A),
-        svc.entry(match=Match(ipv4_src=1), dst_mac=MAC_B),
+        svc.entry(match=GlueMatch(ipv4_src=0), dst_mac=MAC_A),
+        svc.entry(match=GlueMatch(ipv4_src=1), dst_mac=MAC_B),
     ])
     return root, svc, es
 
@@ -91,9 +92,9 @@ def sc_semantics(prefix: str, mode: str = "vnf") -> Dict[str, Any]:
     with ESwitch(default_eal_args(prefix), none_ports(3), mode=mode) as sw:
         out["target"] = sw.target
         root, svc, es = dns_setup(sw)
-        net = Match(eth_type=0x0800, ipv4_dst="198.18.0.0")
-        net_mask = Match(eth_type=0xFFFF, ipv4_dst="255.255.255.0")
-        tcp_vip = Match(eth_type=0x0800, ipv4_dst=VIP, ip_proto=6)
+        net = GlueMatch(eth_type=0x0800, ipv4_dst="198.18.0.0")
+        net_mask = GlueMatch(eth_type=0xFFFF, ipv4_dst="255.255.255.0")
+        tcp_vip = GlueMatch(eth_type=0x0800, ipv4_dst=VIP, ip_proto=6)
         extra = sw.add_entries([
             root.entry(match=net, mask=net_mask, priority=20, fwd_port="p2"),   # a mirrored route
             root.entry(match=tcp_vip, priority=5, drop=True),                    # TCP to the VIP: drop
@@ -115,7 +116,8 @@ def sc_semantics(prefix: str, mode: str = "vnf") -> Dict[str, Any]:
         out["res"] = {k: classify(sw, "p0", f) for k, f in frames.items()}
         out["p1_ingress"] = classify(sw, "p1", frames["even"])  # p1 has no root pipe
         # priority: a higher-priority (lower value) catch-all for the VIP wins over the service
-        hi = sw.add_entries([root.entry(match=Match(eth_type=0x0800, ipv4_dst=VIP), priority=1, fwd_port="p2")])
+        hi = sw.add_entries([root.entry(match=GlueMatch(eth_type=0x0800, ipv4_dst=VIP), priority=1,
+                                        fwd_port="p2")])
         out["with_hi"] = classify(sw, "p0", frames["even"])
         sw.remove_entries(hi)
         out["after_hi_removed"] = classify(sw, "p0", frames["even"])
@@ -128,44 +130,46 @@ def sc_rejects(prefix: str) -> Dict[str, Any]:
     out: Dict[str, Any] = {}
     with ESwitch(default_eal_args(prefix), none_ports(2)) as sw:
         root = sw.create_root_pipe("p0")
-        svc = sw.create_basic_pipe("p0", name="svc", mask=Match(ipv4_src=3), fwd_port="p1", nr_entries=4)
-        small = sw.create_basic_pipe("p0", name="small", mask=Match(ipv4_src=1), fwd_port="p1", nr_entries=1)
-        out["outside_mask"] = err(lambda: sw.add_entries([svc.entry(Match(ipv4_src=4), MAC_A)]))
+        svc = sw.create_basic_pipe("p0", name="svc", mask=GlueMatch(ipv4_src=3), fwd_port="p1", nr_entries=4)
+        small = sw.create_basic_pipe("p0", name="small", mask=GlueMatch(ipv4_src=1), fwd_port="p1",
+                                     nr_entries=1)
+        out["outside_mask"] = err(lambda: sw.add_entries([svc.entry(GlueMatch(ipv4_src=4), MAC_A)]))
         out["outside_entry_mask"] = err(lambda: sw.add_entries([
-            root.entry(Match(ipv4_dst="198.18.0.53"), mask=Match(ipv4_dst="255.255.255.0"), fwd_port="p1")]))
-        first = sw.add_entries([svc.entry(Match(ipv4_src=0), MAC_A)])
-        out["duplicate"] = err(lambda: sw.add_entries([svc.entry(Match(ipv4_src=0), MAC_B)]))
-        out["dup_in_batch"] = err(lambda: sw.add_entries([svc.entry(Match(ipv4_src=1), MAC_A),
-                                                          svc.entry(Match(ipv4_src=1), MAC_B)]))
-        sw.add_entries([small.entry(Match(ipv4_src=0), MAC_A)])
-        out["over_capacity"] = err(lambda: sw.add_entries([small.entry(Match(ipv4_src=1), MAC_A)]))
+            root.entry(GlueMatch(ipv4_dst="198.18.0.53"), mask=GlueMatch(ipv4_dst="255.255.255.0"),
+                       fwd_port="p1")]))
+        first = sw.add_entries([svc.entry(GlueMatch(ipv4_src=0), MAC_A)])
+        out["duplicate"] = err(lambda: sw.add_entries([svc.entry(GlueMatch(ipv4_src=0), MAC_B)]))
+        out["dup_in_batch"] = err(lambda: sw.add_entries([svc.entry(GlueMatch(ipv4_src=1), MAC_A),
+                                                          svc.entry(GlueMatch(ipv4_src=1), MAC_B)]))
+        sw.add_entries([small.entry(GlueMatch(ipv4_src=0), MAC_A)])
+        out["over_capacity"] = err(lambda: sw.add_entries([small.entry(GlueMatch(ipv4_src=1), MAC_A)]))
         # all-or-nothing: the good ones of a failed batch are taken back
-        out["mixed_batch"] = err(lambda: sw.add_entries([svc.entry(Match(ipv4_src=1), MAC_A),
-                                                         svc.entry(Match(ipv4_src=8), MAC_A),
-                                                         svc.entry(Match(ipv4_src=2), MAC_A)]))
-        out["after_rollback"] = err(lambda: sw.add_entries([svc.entry(Match(ipv4_src=1), MAC_A),
-                                                            svc.entry(Match(ipv4_src=2), MAC_A)]))
-        out["bad_mac"] = err(lambda: svc.entry(Match(ipv4_src=3), "02:00:00:00:00"))
-        out["bad_mac2"] = err(lambda: svc.entry(Match(ipv4_src=3), "zz:00:00:00:00:00"))
-        out["too_wide_port"] = err(lambda: Match(l4_dst=70000))
-        out["too_wide_ip"] = err(lambda: Match(ipv4_src=1 << 32))
-        out["bad_ip"] = err(lambda: Match(ipv4_src="198.18.0.300"))
-        out["unknown_port"] = err(lambda: root.entry(Match(eth_type=0x800), fwd_port="p9"))
-        out["two_fwds"] = err(lambda: root.entry(Match(eth_type=0x800), fwd_port="p1", drop=True))
+        out["mixed_batch"] = err(lambda: sw.add_entries([svc.entry(GlueMatch(ipv4_src=1), MAC_A),
+                                                         svc.entry(GlueMatch(ipv4_src=8), MAC_A),
+                                                         svc.entry(GlueMatch(ipv4_src=2), MAC_A)]))
+        out["after_rollback"] = err(lambda: sw.add_entries([svc.entry(GlueMatch(ipv4_src=1), MAC_A),
+                                                            svc.entry(GlueMatch(ipv4_src=2), MAC_A)]))
+        out["bad_mac"] = err(lambda: svc.entry(GlueMatch(ipv4_src=3), "02:00:00:00:00"))
+        out["bad_mac2"] = err(lambda: svc.entry(GlueMatch(ipv4_src=3), "zz:00:00:00:00:00"))
+        out["too_wide_port"] = err(lambda: GlueMatch(l4_dst=70000))
+        out["too_wide_ip"] = err(lambda: GlueMatch(ipv4_src=1 << 32))
+        out["bad_ip"] = err(lambda: GlueMatch(ipv4_src="198.18.0.300"))
+        out["unknown_port"] = err(lambda: root.entry(GlueMatch(eth_type=0x800), fwd_port="p9"))
+        out["two_fwds"] = err(lambda: root.entry(GlueMatch(eth_type=0x800), fwd_port="p1", drop=True))
         out["update_basic_ok"] = err(lambda: sw.update_entries([(first[0], MAC_B)]))  # basic: fine
-        rootent = sw.add_entries([root.entry(Match(eth_type=0x800), fwd_pipe=svc)])
+        rootent = sw.add_entries([root.entry(GlueMatch(eth_type=0x800), fwd_pipe=svc)])
         out["update_control"] = err(lambda: sw.update_entries([(rootent[0], MAC_B)]))
         out["destroy_in_use"] = err(lambda: sw.destroy_pipe(svc))
         sw.remove_entries(rootent)
         out["query_removed"] = err(lambda: sw.query_entries(rootent))
         out["remove_twice"] = err(lambda: sw.remove_entries(rootent))
         sw.destroy_pipe(svc)
-        out["add_to_destroyed"] = err(lambda: sw.add_entries([svc.entry(Match(ipv4_src=0), MAC_A)]))
+        out["add_to_destroyed"] = err(lambda: sw.add_entries([svc.entry(GlueMatch(ipv4_src=0), MAC_A)]))
         out["entry_of_destroyed"] = err(lambda: sw.query_entries(first))
-        out["fwd_to_destroyed"] = err(lambda: root.entry(Match(eth_type=0x800), fwd_pipe=svc))
+        out["fwd_to_destroyed"] = err(lambda: root.entry(GlueMatch(eth_type=0x800), fwd_pipe=svc))
         out["second_root"] = err(lambda: sw.create_root_pipe("p0"))
         held = small
-    out["after_close_add"] = err(lambda: sw.add_entries([held.entry(Match(ipv4_src=0), MAC_A)]))
+    out["after_close_add"] = err(lambda: sw.add_entries([held.entry(GlueMatch(ipv4_src=0), MAC_A)]))
     out["after_close_create"] = err(lambda: sw.create_root_pipe("p1"))
     out["second_open"] = err(lambda: ESwitch(default_eal_args(prefix + "b"), none_ports(1)).open())
     return out
@@ -177,12 +181,12 @@ def sc_counters(prefix: str) -> Dict[str, Any]:
         sent = {"even": [0, 0], "odd": [0, 0]}
         for i in range(7):
             f = udp_frame("198.18.0.%d" % (2 * i + 10), VIP, 1000 + i, 53, b"x" * (10 + i))
-            assert sw.classify("p0", f)[0] == "p1"
+            assert softdoca_ctl.classify(sw, "p0", f)[0] == "p1"
             sent["even"][0] += 1
             sent["even"][1] += len(f)
         for i in range(5):
             f = udp_frame("198.18.0.%d" % (2 * i + 11), VIP, 2000 + i, 53, b"y" * (40 + 3 * i))
-            assert sw.classify("p0", f)[0] == "p1"
+            assert softdoca_ctl.classify(sw, "p0", f)[0] == "p1"
             sent["odd"][0] += 1
             sent["odd"][1] += len(f)
         return {"sent": sent, "counters": sw.query_entries(es), "stats": sw.port_stats("p0")}
@@ -201,14 +205,14 @@ def sc_update_remove(prefix: str) -> Dict[str, Any]:
         sw.remove_entries([es[2]])
         out["after_remove"] = [classify(sw, "p0", even), classify(sw, "p0", odd)]
         out["removed_alive"] = es[2].alive
-        new = sw.add_entries([svc.entry(Match(ipv4_src=1), "02:00:c6:12:00:09")])
+        new = sw.add_entries([svc.entry(GlueMatch(ipv4_src=1), "02:00:c6:12:00:09")])
         out["after_readd"] = [classify(sw, "p0", even), classify(sw, "p0", odd)]
         out["readd_counter"] = sw.query_entries(new)
         out["stats"] = sw.port_stats("p0")
         # churn: remove and re-add the same bucket many times (table tombstones, reuse)
         for i in range(300):
             sw.remove_entries(new)
-            new = sw.add_entries([svc.entry(Match(ipv4_src=1), MAC_B)])
+            new = sw.add_entries([svc.entry(GlueMatch(ipv4_src=1), MAC_B)])
         out["after_churn"] = classify(sw, "p0", odd)
     return out
 
@@ -216,8 +220,8 @@ def sc_update_remove(prefix: str) -> Dict[str, Any]:
 def sc_close_with_entries(prefix: str) -> Dict[str, Any]:
     sw = ESwitch(default_eal_args(prefix), none_ports(2)).open()
     root, svc, es = dns_setup(sw, root_entries=256)
-    many = sw.add_entries([root.entry(Match(eth_type=0x800, ip_proto=6, l4_dst=p), priority=30, fwd_port="p1")
-                           for p in range(1, 200)])
+    many = sw.add_entries([root.entry(GlueMatch(eth_type=0x800, ip_proto=6, l4_dst=p), priority=30,
+                                      fwd_port="p1") for p in range(1, 200)])
     sw.close()
     sw.close()  # idempotent
     return {"alive": [e.alive for e in es + many[:3]], "pipe_alive": [root.alive, svc.alive],
@@ -229,16 +233,18 @@ def sc_fault(prefix: str) -> Dict[str, Any]:
     out: Dict[str, Any] = {}
     with ESwitch(default_eal_args(prefix), none_ports(2)) as sw:
         sw.create_root_pipe("p0")  # no root entries: the frame below must miss
-        svc = sw.create_basic_pipe("p0", name="svc", mask=Match(ipv4_src=0xff), fwd_port="p1", nr_entries=256)
-        batch = [svc.entry(Match(ipv4_src=i), MAC_A) for i in range(3)]
-        sw.fault_inject(2)
+        svc = sw.create_basic_pipe("p0", name="svc", mask=GlueMatch(ipv4_src=0xff), fwd_port="p1",
+                                   nr_entries=256)
+        batch = [svc.entry(GlueMatch(ipv4_src=i), MAC_A) for i in range(3)]
+        softdoca_ctl.fault_inject(sw, 2)
         out["at_add"] = err(lambda: sw.add_entries(batch))
-        sw.fault_inject(3, at_process=True)
+        softdoca_ctl.fault_inject(sw, 3, at_process=True)
         out["at_process"] = err(lambda: sw.add_entries(batch))
         out["retry"] = err(lambda: sw.add_entries(batch))  # nothing left over: no duplicates
-        sw.fault_inject(5)
-        sw.fault_inject(0)  # disarm
-        out["disarmed"] = err(lambda: sw.add_entries([svc.entry(Match(ipv4_src=i), MAC_A) for i in range(3, 10)]))
+        softdoca_ctl.fault_inject(sw, 5)
+        softdoca_ctl.fault_inject(sw, 0)  # disarm
+        out["disarmed"] = err(lambda: sw.add_entries([svc.entry(GlueMatch(ipv4_src=i), MAC_A)
+                                                      for i in range(3, 10)]))
         out["frame"] = classify(sw, "p0", udp_frame("198.18.0.1", VIP, 1, 53))  # no root entry: miss
     return out
 
@@ -248,10 +254,10 @@ def sc_switch(prefix: str) -> Dict[str, Any]:
     with ESwitch(default_eal_args(prefix), none_ports(3), mode="switch") as sw:
         r0 = sw.create_root_pipe("p0")
         r1 = sw.create_root_pipe("p1")
-        svc = sw.create_basic_pipe("p0", name="dns", mask=Match(ipv4_src=1), fwd_port="p1", nr_entries=2)
-        m = Match(eth_type=0x0800, ipv4_dst=VIP, ip_proto=17, l4_dst=53)
+        svc = sw.create_basic_pipe("p0", name="dns", mask=GlueMatch(ipv4_src=1), fwd_port="p1", nr_entries=2)
+        m = GlueMatch(eth_type=0x0800, ipv4_dst=VIP, ip_proto=17, l4_dst=53)
         sw.add_entries([r0.entry(m, priority=10, fwd_pipe=svc),
-                        svc.entry(Match(ipv4_src=0), MAC_A), svc.entry(Match(ipv4_src=1), MAC_B),
+                        svc.entry(GlueMatch(ipv4_src=0), MAC_A), svc.entry(GlueMatch(ipv4_src=1), MAC_B),
                         r1.entry(m, priority=10, fwd_port="p2")])
         f = udp_frame("198.18.0.10", VIP, 1, 53)
         out["p0"] = classify(sw, "p0", f)
@@ -269,20 +275,24 @@ def sc_serve(prefix: str, ports: List[Dict[str, Any]], vip: str, macs: List[str]
     benchmarks' plain loop), print READY, then answer stdin commands ('stats' -> one JSON
     line, 'quit' -> close and exit)."""
     specs = [PortSpec(**p) for p in ports]
-    with ESwitch(default_eal_args(prefix), specs, busy_poll=busy_poll) as sw:
+    with ESwitch(default_eal_args(prefix), specs) as sw:
+        if busy_poll:
+            softdoca_ctl.set_busy_poll(sw, True)
         root = sw.create_root_pipe("p0")
-        svc = sw.create_basic_pipe("p0", name="dns", mask=Match(ipv4_src=1), fwd_port="p1", nr_entries=2)
-        m = Match(eth_type=0x0800, ipv4_dst=vip, ip_proto=17, l4_dst=53)
+        svc = sw.create_basic_pipe("p0", name="dns", mask=GlueMatch(ipv4_src=1), fwd_port="p1", nr_entries=2)
+        m = GlueMatch(eth_type=0x0800, ipv4_dst=vip, ip_proto=17, l4_dst=53)
         es = sw.add_entries([root.entry(m, priority=10, fwd_pipe=svc),
-                             svc.entry(Match(ipv4_src=0), macs[0]), svc.entry(Match(ipv4_src=1), macs[1])])
+                             svc.entry(GlueMatch(ipv4_src=0), macs[0]),
+                             svc.entry(GlueMatch(ipv4_src=1), macs[1])])
         if bypass_mac:
-            sw.bench_bypass(True, bypass_mac)
+            softdoca_ctl.bench_bypass(sw, True, bypass_mac)
         print("READY", flush=True)
         for line in sys.stdin:
             cmd = line.strip()
             if cmd == "stats":
                 print(json.dumps({"entries": sw.query_entries(es), "p0": sw.port_stats("p0"),
-                                  "p1": sw.port_stats("p1"), "fwd": sw.forwarder_stats()}), flush=True)
+                                  "p1": sw.port_stats("p1"), "fwd": softdoca_ctl.forwarder_stats(sw)}),
+                      flush=True)
             elif cmd == "quit":
                 break
     print("CLOSED", flush=True)

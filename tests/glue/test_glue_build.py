@@ -67,7 +67,7 @@ def test_stub_module_raises_glue_missing(tmp_path):
 
 def test_import_without_compiled_module(tmp_path):
     _copy_pkg(SRC_ROOT, str(tmp_path))
-    use = ("import dpdk_glue\nm = dpdk_glue.Match(ipv4_src='198.18.0.1')\n"
+    use = ("import dpdk_glue\nm = dpdk_glue.GlueMatch(ipv4_src='198.18.0.1')\n"
            "try:\n    dpdk_glue.glue_target()\nexcept dpdk_glue.GlueMissing as e:\n    print('MISSING', e)\n")
     proc = subprocess.run([sys.executable, "-c", use], cwd="/", capture_output=True, text=True, check=False,
                           env=dict(os.environ, PYTHONPATH=str(tmp_path)))

@@ -53,8 +53,8 @@ def _readline(proc, timeout=30.0):
             return line.strip()
         if proc.poll() is not None:
             break
-    raise AssertionError("no output from %s (rc=%s): %s" % (proc.args[-2:], proc.poll(),
-                                                            proc.stderr.read() if proc.poll() is not None else ""))
+    err = proc.stderr.read() if proc.poll() is not None else ""
+    raise AssertionError("no output from %s (rc=%s): %s" % (proc.args[-2:], proc.poll(), err))
 
 
 def _stop(proc):

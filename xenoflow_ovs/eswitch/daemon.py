@@ -20,8 +20,8 @@ import threading
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ..intent import config as config_mod
-from . import client as wire
 from ..intent.plan import Change, Entry, Pipe
+from . import client as wire
 
 log = logging.getLogger("xenoflow.eswitchd")
 
@@ -45,18 +45,24 @@ class GlueDriver:
 
     def __init__(self, cfg: config_mod.Config):
         import dpdk_glue
+        from dpdk_glue import softdoca_ctl
         self.glue = dpdk_glue
+        self.softdoca = softdoca_ctl  # the knobs only softdoca has (busy_poll, fault injection)
         self.cfg = cfg
         # A port without interfaces does no packet I/O (DOCA ports use devargs instead).
         ports = [dpdk_glue.PortSpec(name=p.name, id=p.id, iface=p.iface, rep_iface=p.rep_iface,
                                     driver="af_packet" if p.iface else "none",
                                     devargs=p.devargs or "") for p in cfg.ports]
-        self.sw = dpdk_glue.ESwitch(eal_args=list(cfg.eswitch.eal_args), ports=ports,
-                                    mode=cfg.eswitch.mode, busy_poll=cfg.eswitch.busy_poll)
+        self.sw = dpdk_glue.ESwitch(eal_args=list(cfg.eswitch.eal_args), ports=ports, mode=cfg.eswitch.mode)
         self.roots: Dict[str, Any] = {}
 
     def open(self) -> None:
         self.sw.open()
+        if self.cfg.eswitch.busy_poll:
+            if self.softdoca.available():
+                self.softdoca.set_busy_poll(self.sw, True)
+            else:
+                log.warning("dpu.eswitch.busy_poll is a softdoca knob: ignored on %s", self.sw.target)
 
     def close(self) -> None:
         self.sw.close()
@@ -67,14 +73,14 @@ class GlueDriver:
         return self.roots[port]
 
     def create_pipe(self, p: Pipe) -> Any:
-        return self.sw.create_basic_pipe(p.port, name=p.name, mask=self.glue.Match(**dict(p.mask)),
+        return self.sw.create_basic_pipe(p.port, name=p.name, mask=self.glue.GlueMatch(**dict(p.mask)),
                                          fwd_port=p.fwd_port, nr_entries=p.nr_entries)
 
     def destroy_pipe(self, handle: Any) -> None:
         self.sw.destroy_pipe(handle)
 
     def _request(self, e: Entry, pipes: Dict[Tuple[str, str], Any]) -> Any:
-        Match = self.glue.Match
+        GlueMatch = self.glue.GlueMatch
         if e.pipe == "root":
             kw: Dict[str, Any] = {}
             if e.fwd[0] == "pipe":
@@ -84,9 +90,9 @@ class GlueDriver:
             else:
                 kw["drop"] = True
             return self._root(e.port).entry(
-                match=Match(**{f: v for f, v, _ in e.match}),
-                mask=Match(**{f: m for f, _, m in e.match}), priority=doca_priority(e.priority), **kw)
-        return pipes[(e.port, e.pipe)].entry(match=Match(**{f: v for f, v, _ in e.match}),
+                match=GlueMatch(**{f: v for f, v, _ in e.match}),
+                mask=GlueMatch(**{f: m for f, _, m in e.match}), priority=doca_priority(e.priority), **kw)
+        return pipes[(e.port, e.pipe)].entry(match=GlueMatch(**{f: v for f, v, _ in e.match}),
                                              dst_mac=e.dst_mac)
 
     def add(self, entries: List[Entry], pipes: Dict[Tuple[str, str], Any]) -> List[Any]:
@@ -112,7 +118,7 @@ class GlueDriver:
         return dict(self.sw.port_stats(port))
 
     def inject_fault(self, nth: int = 0, at_process: bool = False) -> None:
-        self.sw.fault_inject(int(nth), bool(at_process))
+        self.softdoca.fault_inject(self.sw, int(nth), bool(at_process))
 
 
 class EswitchState:
