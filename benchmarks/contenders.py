@@ -43,7 +43,6 @@ class NotAvailable(RuntimeError):
 
 class Contender:
     name = "?"
-    needs_dpu = True          # takes the DPU's wire veths
     raw_udp = True            # forwards any UDP to VIP:port (not only DNS)
     wiring = "softdoca"       # paper lab: the `xenoflow lab up --eswitch` wiring it needs
     description = ""
@@ -79,7 +78,6 @@ class Contender:
 
 class Direct(Contender):
     name = "direct"
-    needs_dpu = False
     wiring = None             # any
     description = "client -> backend 1 over the switch, no balancer (the floor)"
 

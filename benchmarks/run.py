@@ -941,7 +941,7 @@ def _run_suites(a, suites: List[str], names: List[str], labs: Dict, out: str, se
                     ctx.unavailable[n] = paper_error
         log("suite %s: %s" % (suite, ", ".join(c.name for c in ctx.contenders)))
         try:
-            globals()["suite_" + suite](ctx)
+            SUITE_RUNS[suite](ctx)
         except Exception:
             log(traceback.format_exc())
             rc = 1
@@ -996,6 +996,10 @@ def main(argv=None) -> int:
             session.close()
         if qos_fd is not None:
             os.close(qos_fd)
+
+
+SUITE_RUNS = {"throughput": suite_throughput, "latency": suite_latency,
+              "latency_load": suite_latency_load, "control": suite_control}
 
 
 def replot(a) -> int:

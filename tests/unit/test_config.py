@@ -28,10 +28,6 @@ def errors_of(data):
     return exc.value.problems
 
 
-def paths_of(data):
-    return [p for p, _, _ in errors_of(data)]
-
-
 def test_paper_config_parses_to_frozen_objects():
     cfg = config.load(PAPER)
     assert cfg.dpu_name == "bf3"

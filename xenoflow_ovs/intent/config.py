@@ -200,9 +200,6 @@ class Config:
         """The patch port on `bridge` that leads to `peer`: patch-<peer bridge>."""
         return "patch-" + peer
 
-    def has_patch(self, a: str, b: str) -> bool:
-        return (a, b) in self.patches or (b, a) in self.patches
-
     def path(self, relative: str) -> str:
         """Resolve a path from the config (socket, run dir) against the config's directory."""
         if relative.startswith("unix:"):
@@ -320,7 +317,7 @@ class _Reader:
                        % _kind(v))
             return None
         try:
-            mac = netaddr.EUI(v, version=48)
+            mac = netaddr.EUI(v, version=48, dialect=netaddr.mac_unix_expanded)
         except (netaddr.AddrFormatError, ValueError, TypeError):
             self.error(path, "%r is not a MAC address" % v)
             return None
@@ -330,7 +327,6 @@ class _Reader:
         if int(mac) == 0:
             self.error(path, "the all-zero MAC is not usable")
             return None
-        mac.dialect = netaddr.mac_unix_expanded
         return str(mac).lower()
 
     def seq(self, v: Any, path: Path) -> List[Any]:
