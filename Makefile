@@ -33,7 +33,7 @@ deps:
 
 # the glue's C sources too: the editable install compiles them, a stale .so would hide a change
 $(VENV)/.stamp: setup.cfg setup.py pyproject.toml $(wildcard dpdk_glue/build_glue.py dpdk_glue/*.[ch] \
-		dpdk_glue/softdoca/*.c dpdk_glue/softdoca/include/*.h)
+		dpdk_glue/softdoca/*.[ch] dpdk_glue/softdoca/include/*.h)
 	@test -n "$(PY311)" || { echo "no python3.11 found"; exit 1; }
 	test -x $(VENV)/bin/python || $(PY311) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --disable-pip-version-check --upgrade pip
