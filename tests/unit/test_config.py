@@ -147,3 +147,40 @@ def test_check_config_cli_exit_codes(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "services[0].backends[0].mac" in err and str(f) in err
     assert cli_main(["check-config", str(tmp_path / "missing.yaml")]) == 2
+
+
+def _parser_keys():
+    """Every key the parser accepts: the allowed-key tuples of its mapping checks."""
+    import ast
+    tree = ast.parse(open(config.__file__, encoding="utf-8").read())
+    keys = set()
+
+    def strings(node):
+        if isinstance(node, ast.Tuple):
+            return [e.value for e in node.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)]
+        if isinstance(node, ast.IfExp):
+            return strings(node.body) + strings(node.orelse)
+        return []
+
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "mapping"
+                and len(node.args) > 2):
+            keys.update(strings(node.args[2]))
+        elif isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "allowed" for t in node.targets):
+            keys.update(strings(node.value))
+    return keys
+
+
+def test_every_config_key_is_documented():
+    """docs/configuration.md names every key the parser accepts (in a code span)."""
+    import re
+    keys = _parser_keys()
+    assert {"dpu", "busy_poll", "devargs", "token_file", "expect", "internal", "table_miss"} <= keys
+    doc_path = os.path.join(ROOT, "docs", "configuration.md")
+    if not os.path.exists(doc_path):
+        pytest.skip("no docs/ in this tree (an installed copy)")
+    with open(doc_path, encoding="utf-8") as f:
+        text = re.sub(r"(?ms)^```.*?^```", "", f.read())       # the example does not count
+    spans = " ".join(re.findall(r"`([^`]+)`", text))
+    missing = sorted(k for k in keys if not re.search(r"(?<![\w-])%s(?![\w-])" % re.escape(k), spans))
+    assert not missing, "keys not in docs/configuration.md: %s" % ", ".join(missing)
