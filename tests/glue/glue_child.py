@@ -8,45 +8,36 @@ scenario is interactive (stdin commands) for the end-to-end test.
 from __future__ import annotations
 
 import json
-import socket
-import struct
 import sys
 import traceback
 from typing import Any, Callable, Dict, List, Optional
 
 from dpdk_glue import ESwitch, GlueError, GlueMatch, PortSpec, default_eal_args, softdoca_ctl
+from xenoflow_ovs.lab import frames as fr
 
 VIP = "198.18.0.53"
 MAC_A = "02:00:c6:12:00:02"
 MAC_B = "02:00:c6:12:00:03"
-SRC_MAC = bytes.fromhex("02c612000010")
-VIP_MAC = bytes.fromhex("02c612000035")
+SRC_MAC = "02:c6:12:00:00:10"
+VIP_MAC = "02:c6:12:00:00:35"
 
 
-# --- frames ---------------------------------------------------------------------------
+# --- frames (from SRC_MAC to VIP_MAC) ---------------------------------------------------
 
-def ipv4(src: str, dst: str, proto: int, payload: bytes, ihl: int = 5, frag: int = 0) -> bytes:
-    hdr = struct.pack("!BBHHHBBH4s4s", 0x40 | ihl, 0, 20 + len(payload), 1, frag, 64, proto, 0,
-                      socket.inet_aton(src), socket.inet_aton(dst))
-    return hdr + payload
-
-
-def eth(payload: bytes, ethertype: int = 0x0800, dst: bytes = VIP_MAC) -> bytes:
-    return dst + SRC_MAC + struct.pack("!H", ethertype) + payload
+def eth_ipv4(ip_packet: bytes) -> bytes:
+    return fr.ethernet(VIP_MAC, SRC_MAC, fr.ETH_P_IP, ip_packet)
 
 
 def udp_frame(src: str, dst: str, sport: int, dport: int, data: bytes = b"q" * 18) -> bytes:
-    return eth(ipv4(src, dst, 17, struct.pack("!HHHH", sport, dport, 8 + len(data), 0) + data))
+    return fr.udp_frame(VIP_MAC, SRC_MAC, src, dst, sport, dport, data)
 
 
 def tcp_frame(src: str, dst: str, sport: int, dport: int) -> bytes:
-    return eth(ipv4(src, dst, 6, struct.pack("!HHIIBBHHH", sport, dport, 0, 0, 0x50, 2, 1024, 0, 0)))
+    return fr.tcp_frame(VIP_MAC, SRC_MAC, src, dst, sport, dport)
 
 
 def arp_frame(target: str) -> bytes:
-    body = struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 1, SRC_MAC, socket.inet_aton("198.18.0.10"),
-                       b"\0" * 6, socket.inet_aton(target))
-    return eth(body, 0x0806, dst=b"\xff" * 6)
+    return fr.arp_frame(SRC_MAC, "198.18.0.10", target)
 
 
 # --- helpers ----------------------------------------------------------------------------
@@ -107,11 +98,11 @@ def sc_semantics(prefix: str, mode: str = "vnf") -> Dict[str, Any]:
             "tcp53": tcp_frame("198.18.0.10", VIP, 40000, 53),
             "other_net": udp_frame("198.18.0.10", "198.18.1.5", 40000, 53),
             "arp": arp_frame(VIP),
-            "trunc_ip": udp_frame("198.18.0.10", VIP, 40000, 53)[:30],
-            "bad_ihl": eth(ipv4("198.18.0.10", VIP, 17, b"\0" * 8, ihl=4)),
+            "trunc_ip": fr.truncated(udp_frame("198.18.0.10", VIP, 40000, 53), 30),
+            "bad_ihl": eth_ipv4(fr.malformed_ipv4("198.18.0.10", VIP, 17, b"\0" * 8, ihl=4)),
             "trunc_eth": b"\x01\x02\x03",
-            "udp_no_ports": eth(ipv4("198.18.0.10", VIP, 17, b"")),
-            "fragment": eth(ipv4("198.18.0.10", VIP, 17, b"\0" * 16, frag=100)),
+            "udp_no_ports": eth_ipv4(fr.ipv4("198.18.0.10", VIP, 17, b"")),
+            "fragment": eth_ipv4(fr.ipv4("198.18.0.10", VIP, 17, b"\0" * 16, frag=100)),
         }
         out["res"] = {k: classify(sw, "p0", f) for k, f in frames.items()}
         out["p1_ingress"] = classify(sw, "p1", frames["even"])  # p1 has no root pipe
