@@ -191,7 +191,7 @@ def test_runtime_never_applies_half_when_the_eswitch_refuses(eswitchd):
                 ovs[c.item.key] = c.item
     rt = Runtime(cfg, ovs_apply, eswitch=client)
     assert rt.start()["eswitch"] == 4             # pipe + 2 buckets + dispatch: adopted nothing
-    rt.current = plan.Plan((), rt.current.pipes, rt.current.entries)
+    rt.in_force = plan.Plan((), rt.in_force.pipes, rt.in_force.entries)
     rt.transition(why="install OVS half")
     flows_before, listing_before = dict(ovs), client.call("list")
 

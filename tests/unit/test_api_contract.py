@@ -11,12 +11,12 @@ import openapi_check
 import pytest
 import yaml
 
-from xenoflow_ovs.api import server as api
-from xenoflow_ovs.intent import config
-from xenoflow_ovs.intent import consistency
 from xenoflow_ovs.api import handlers as routes
+from xenoflow_ovs.api import server as api
 from xenoflow_ovs.api.metrics import Metrics
+from xenoflow_ovs.controller import status
 from xenoflow_ovs.controller.runtime import Runtime
+from xenoflow_ovs.intent import config, consistency
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PAPER = os.path.join(ROOT, "topologies", "paper", "xenoflow.yaml")
@@ -24,13 +24,14 @@ DOC = openapi_check.DOC
 validate = openapi_check.validate
 
 
-class Facade:
-    """The controller facade the routes need, over a Runtime whose OVS side is a table."""
+class Controller:
+    """What the routes need of a running controller, over a Runtime whose OVS side is a
+    table; its status comes from the controller's own builder."""
 
     def __init__(self, cfg):
         self.flows = {}
         self.runtime = Runtime(cfg, self.apply)
-        self.metrics = Metrics(cfg.dpu_name, self.status)
+        self.metrics = Metrics(cfg.dpu_name, self.snapshot)
         self.path = PAPER
 
     def apply(self, changes):
@@ -48,17 +49,14 @@ class Facade:
 
     def check(self):
         rt = self.runtime
-        return consistency.check(rt.cfg, rt.current, self.by_bridge(), counters={"fallback": None})
+        return consistency.check(rt.cfg, rt.in_force, self.by_bridge(), counters={"fallback": None})
 
-    def status(self):
+    def snapshot(self):
         rt = self.runtime
-        return {"dpu": rt.cfg.dpu_name, "eswitch": {"driver": rt.cfg.eswitch.driver},
+        view = {"dpu": rt.cfg.dpu_name, "eswitch": {"driver": rt.cfg.eswitch.driver},
                 "bridges": {b.name: {"connected": True} for b in rt.cfg.bridges},
-                "services": {s.name: {b.name: {"ovs_packets": 0, "eswitch_packets": None,
-                                               "in_service": rt.in_service(s.name, b.name)}
-                                      for b in s.backends} for s in rt.cfg.services},
-                "fallback_packets": None, "miss_other_packets": 0, "packet_ins": 0,
-                "verdict": self.check()["verdict"]}
+                "services": {}, "fallback_packets": None, "miss_other_packets": 0, "packet_ins": 0}
+        return status.build(rt, view, self.check()["verdict"])
 
     def reload_from_file(self):
         return self.runtime.reload(config.load(self.path), why="reload")
@@ -69,12 +67,12 @@ def server():
     data = config.to_data(config.load(PAPER))
     data["dpu"]["eswitch"]["driver"] = "none"
     data["services"][0]["policy"]["bits"] = 3
-    ctl = Facade(config.from_data(data, base_dir=os.path.dirname(PAPER)))
+    ctl = Controller(config.from_data(data, base_dir=os.path.dirname(PAPER)))
     ctl.path = None
     ctl.runtime.transition(why="initial")
     sockdir = tempfile.mkdtemp(prefix="xf-")   # unix socket paths must stay < 108 bytes
     srv = api.Api("127.0.0.1", 0, os.path.join(sockdir, "api.sock"))
-    routes.install(srv, ctl)
+    routes.install(srv, ctl.runtime, ctl, ctl.reload_from_file, ctl.metrics)
     srv.start()
     yield srv, ctl
     srv.stop()
@@ -122,7 +120,8 @@ def test_responses_match_the_document(server):
 
 @pytest.mark.parametrize("method,path,body,code", [
     ("POST", "/services/dns/backends", {"name": "x", "ip": "nope", "mac": "02:00:c6:12:00:09"}, 400),
-    ("POST", "/services/dns/backends", {"name": "fips2", "ip": "198.18.0.9", "mac": "02:00:c6:12:00:09"}, 400),
+    ("POST", "/services/dns/backends", {"name": "fips2", "ip": "198.18.0.9",
+                                        "mac": "02:00:c6:12:00:09"}, 400),
     ("POST", "/services/dns/backends", {"name": "x", "ip": "198.18.0.9"}, 400),
     ("POST", "/services/dns/backends", {"name": "x", "ip": "198.18.0.9", "mac": "02:00:c6:12:00:09",
                                         "colour": "red"}, 400),
@@ -184,7 +183,7 @@ def test_cli_backend_commands_use_the_api(server, capsys):
     assert cli_main(["backend", "undrain", "fips3"] + sock) == 0
     assert cli_main(["backend", "add", "fips6", "--ip", "198.18.0.6", "--mac", "02:00:c6:12:00:06"]
                     + sock) == 0
-    assert "fips6" in ctl.runtime.current.table("dns")
+    assert "fips6" in ctl.runtime.in_force.table("dns")
     assert cli_main(["backend", "weight", "fips6", "--weight", "2"] + sock) == 0
     assert ctl.runtime.cfg.service("dns").backend("fips6").weight == 2
     assert cli_main(["backend", "add", "bad", "--ip", "nope", "--mac", "02:00:c6:12:00:07"] + sock) == 2
@@ -203,12 +202,12 @@ def test_broken_config_mutants_never_change_a_running_controller(server, tmp_pat
     rnd = random.Random(11)
     rejected = 0
     for _ in range(40):
-        before = (dict(ctl.flows), ctl.runtime.cfg, ctl.runtime.current)
+        before = (dict(ctl.flows), ctl.runtime.cfg, ctl.runtime.in_force)
         f.write_text(mutate(original, rnd))
         code, body = call(srv, "POST", "/reload")
         if code == 400:
             rejected += 1
-            assert body["errors"] and (dict(ctl.flows), ctl.runtime.cfg, ctl.runtime.current) == before
+            assert body["errors"] and (dict(ctl.flows), ctl.runtime.cfg, ctl.runtime.in_force) == before
         else:
             assert code in (200, 409), body     # a valid mutant is applied (or refused whole)
         f.write_text(original)

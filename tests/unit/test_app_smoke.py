@@ -9,13 +9,13 @@ from types import SimpleNamespace as Ev
 
 import pytest
 
-from xenoflow_ovs.intent import config
 from xenoflow_ovs.controller import ovsdb
-from xenoflow_ovs.intent import plan
+from xenoflow_ovs.intent import config, plan
 
 compat = pytest.importorskip("xenoflow_ovs.controller.compat")
-from xenoflow_ovs.controller.app import EventPoll, XenoFlowApp  # noqa: E402
 import oftable  # noqa: E402
+
+from xenoflow_ovs.controller.app import EventPoll, XenoFlowApp  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PAPER = os.path.join(ROOT, "topologies", "paper", "xenoflow.yaml")
@@ -54,7 +54,7 @@ class Harness:
         return {k: e for k, e in self.dps[name].table.entries.items() if plan.is_ours(e.cookie)}
 
     def planned(self, name):
-        return oftable.Table.from_flows(self.app.desired_plan().bridge_flows(name), self.app.rules,
+        return oftable.Table.from_flows(self.app.runtime.in_force.bridge_flows(name), self.app.rules,
                                         {i.name: i.ofport_request for s in ovsdb.desired(self.cfg)
                                          if s.name == name for i in s.ifaces}).entries
 
@@ -89,7 +89,7 @@ def test_connect_installs_exactly_the_plan_then_polls_change_nothing(h):
     h.poll()
     for dp in h.dps.values():
         assert dp.flow_mods() == [] and len(dp.sent) == 1              # just the dump
-    st = h.app.state()
+    st = h.app.status.app_view()
     assert all(b["connected"] and b["in_sync"] and b["flows"] == b["planned"]
                for b in st["bridges"].values())
     assert st["last_reconcile"]["kind"] == "synced" and st["repairs"] == 0
@@ -120,7 +120,7 @@ def test_drift_is_repaired_and_foreign_flows_are_never_touched(h):
     assert same(h.ours("ovsbr1"), {k: e for k, e in h.planned("ovsbr1").items() if k != squat.key})
     assert dp.table.entries[alien.key].cookie == 0x1234
     assert dp.table.entries[squat.key].cookie == 0x99
-    st = h.app.state()
+    st = h.app.status.app_view()
     assert st["repairs"] == 2 and st["last_reconcile"]["kind"] == "repaired"
     assert st["last_reconcile"]["actions"]["conflict"] == 1
     assert st["bridges"]["ovsbr1"]["foreign_flows"] == 2
@@ -139,7 +139,7 @@ def test_counters_per_backend_survive_a_drain_that_replaces_the_flows(h):
     e2, e3 = by_mac[0x0200C6120002], by_mac[0x0200C6120003]
     e2.packets, e2.bytes, e3.packets, e3.bytes = 10, 800, 4, 320
     h.poll()
-    svc = h.app.state()["services"]["dns"]
+    svc = h.app.status.app_view()["services"]["dns"]
     assert svc == {"fips2": {"ovs_packets": 10, "ovs_bytes": 800},
                    "fips3": {"ovs_packets": 4, "ovs_bytes": 320}}
     e3.packets, e3.bytes = 6, 480                                      # after the last poll
@@ -154,12 +154,12 @@ def test_counters_per_backend_survive_a_drain_that_replaces_the_flows(h):
     assert {a[2] for e in h.ours("ovsbr1").values() for a in e.actions
             if a[:2] == ("set_field", "eth_dst")} == {0x0200C6120002}
     h.poll()
-    svc = h.app.state()["services"]["dns"]
+    svc = h.app.status.app_view()["services"]["dns"]
     assert svc["fips3"] == {"ovs_packets": 6, "ovs_bytes": 480}       # FlowRemoved's last delta
     assert svc["fips2"] == {"ovs_packets": 10, "ovs_bytes": 800}
     h.app.runtime.drain("dns", "fips3", on=False)
     assert same(h.ours("ovsbr1"), h.planned("ovsbr1"))
-    assert h.app.state()["services"]["dns"]["fips3"]["ovs_packets"] == 6
+    assert h.app.status.app_view()["services"]["dns"]["fips3"]["ovs_packets"] == 6
 
 
 def test_a_refused_flow_mod_fails_the_transition_and_the_old_state_stays(h):
@@ -168,16 +168,16 @@ def test_a_refused_flow_mod_fails_the_transition_and_the_old_state_stays(h):
         h.connect(name)
     h.app.runtime.start()
     before = {n: dict(h.ours(n)) for n in h.dps}
-    old_plan = h.app.runtime.current
+    old_plan = h.app.runtime.in_force
     dp = h.dps["ovsbr1"]
     dp.refuse = lambda m: m.command == OFP.OFPFC_ADD and m.priority == 200   # the merged bucket
     with pytest.raises(TransitionError):
         h.app.runtime.drain("dns", "fips3")
     dp.refuse = None
-    assert h.app.runtime.current is old_plan and h.app.runtime.in_service("dns", "fips3")
+    assert h.app.runtime.in_force is old_plan and h.app.runtime.in_service("dns", "fips3")
     for n in h.dps:
         assert same(h.ours(n), before[n])
-    assert h.app.state()["of_errors"] == 1
+    assert h.app.status.app_view()["of_errors"] == 1
 
 
 def test_a_disconnected_bridge_is_skipped_and_reconciled_when_it_returns(h):
@@ -187,8 +187,8 @@ def test_a_disconnected_bridge_is_skipped_and_reconciled_when_it_returns(h):
     dp1 = h.dps["ovsbr1"]
     h.app.state_change(Ev(datapath=dp1, state=compat.DEAD_DISPATCHER))
     dp1.connected = False
-    assert h.app.state()["bridges"]["ovsbr1"]["connected"] is False
-    assert h.app.installed_flows() is None
+    assert h.app.status.app_view()["bridges"]["ovsbr1"]["connected"] is False
+    assert h.app.bridges.installed_flows() is None
     h.app.runtime.drain("dns", "fips2")                               # ovsbr1 is away
     h.poll()
     dp1.connected = True
@@ -196,8 +196,8 @@ def test_a_disconnected_bridge_is_skipped_and_reconciled_when_it_returns(h):
     h.connect("ovsbr1")                                                # comes back
     assert same(h.ours("ovsbr1"), h.planned("ovsbr1"))
     h.poll()                                                           # a dump after the repair
-    flows = h.app.installed_flows()
-    want = h.app.desired_plan()
+    flows = h.app.bridges.installed_flows()
+    want = h.app.runtime.in_force
     for br in ("ovsbr1", "ovsbr2"):
         assert {(f.key, f.actions) for f in flows[br]} == \
             {(f.key, f.actions) for f in want.bridge_flows(br)}
@@ -208,7 +208,7 @@ def test_an_unknown_datapath_id_is_identified_by_its_local_port_others_left_alon
     ports = {i.name: i.ofport_request for i in spec.ifaces}
     dp = oftable.FakeDatapath(42, "ovsbr2", ports, OFP, PARSER, deliver=h.deliver)
     h.connect("ovsbr2", dp)
-    assert h.app.state()["bridges"]["ovsbr2"]["connected"]
+    assert h.app.status.app_view()["bridges"]["ovsbr2"]["connected"]
     assert dp.flow_mods()
     stranger = oftable.FakeDatapath(43, "br-other", {"eth9": 9}, OFP, PARSER, deliver=h.deliver)
     h.connect("x", stranger)
@@ -226,7 +226,7 @@ def test_packet_ins_are_counted_and_handler_errors_logged_not_raised(h):
     h.app.bridges["ovsbr1"].dump_xid = broken.xid = 77
     h.app.flow_stats_reply(Ev(msg=broken))                            # a bad body: logged
     h.poll()
-    st = h.app.state()
+    st = h.app.status.app_view()
     assert st["packet_ins"] == 1 and st["handler_errors"] == 1
 
 
@@ -234,12 +234,12 @@ def test_to_plan_flow_attributes_backends(h):
     for name in h.dps:
         h.connect(name)
     h.poll()
-    flows = h.app.installed_flows()
+    flows = h.app.bridges.installed_flows()
     svc = [f for f in flows["ovsbr1"] if f.kind == "service"]
     assert {f.backend for f in svc} == {"fips2", "fips3"}
     assert all(isinstance(f, plan.Flow) for f in flows["ovsbr2"])
     assert {f.key for f in flows["ovsbr2"]} == {f.key for f in
-                                                h.app.desired_plan().bridge_flows("ovsbr2")}
+                                                h.app.runtime.in_force.bridge_flows("ovsbr2")}
 
 
 def test_launcher_under_ryu_points_to_ryu_manager_and_rejects_a_bad_config(tmp_path):

@@ -6,10 +6,8 @@ import os
 
 import pytest
 
-from xenoflow_ovs.intent import config
-from xenoflow_ovs.controller import ofrules
-from xenoflow_ovs.controller import ovsdb
-from xenoflow_ovs.intent import plan
+from xenoflow_ovs.controller import ofrules, ovsdb
+from xenoflow_ovs.intent import config, plan
 from xenoflow_ovs.intent.plan import COOKIE_BASE, COOKIE_MASK, Change
 
 compat = pytest.importorskip("xenoflow_ovs.controller.compat")

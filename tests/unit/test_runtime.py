@@ -4,9 +4,8 @@ import os
 
 import pytest
 
-from xenoflow_ovs.intent import config
-from xenoflow_ovs.intent import plan
 from xenoflow_ovs.controller.runtime import Conflict, Runtime, TransitionError
+from xenoflow_ovs.intent import config, plan
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PAPER = os.path.join(ROOT, "topologies", "paper", "xenoflow.yaml")
@@ -41,7 +40,7 @@ def test_first_transition_installs_the_plan_and_drain_moves_buckets():
     rec = Recorder()
     rt = Runtime(none_cfg(), rec)
     rt.start()
-    rt.current = plan.Plan((), (), ())
+    rt.in_force = plan.Plan((), (), ())
     rt.transition(why="initial")
     assert set(rec.flows) == {f.key for f in rt.desired().flows}
     out = rt.drain("dns", "fips3")

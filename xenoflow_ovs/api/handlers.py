@@ -9,11 +9,11 @@ validated like a config file, and applied as one all-or-nothing transition.
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, Tuple
+from typing import Any, Callable, Dict, Tuple
 
+from ..controller.runtime import Conflict, TransitionError
 from ..intent import config as config_mod
 from ..intent import plan as plan_mod
-from ..controller.runtime import Conflict, TransitionError
 
 OPENAPI = os.path.join(os.path.dirname(os.path.abspath(__file__)), "openapi.yaml")
 Reply = Tuple[Any, ...]
@@ -63,32 +63,37 @@ def _backend_index(data: Dict[str, Any], si: int, backend: str) -> int:
     raise LookupError("no backend %r in service %r" % (backend, data["services"][si]["name"]))
 
 
-def install(api: Any, ctl: Any) -> None:
-    """`ctl` is the controller facade: `.runtime`, `.status()`, `.check()`,
-    `.reload_from_file()`, `.metrics` (or None)."""
-    rt = ctl.runtime
+def install(api: Any, rt: Any, status: Any, reload: Callable[[], Dict[str, Any]],
+            metrics: Any = None) -> None:
+    """The routes over a running controller: `rt` its runtime (runtime.Runtime),
+    `status` its status (status.Status: `.snapshot()`, `.check()`), `reload` the
+    reload from its config file, `metrics` its metrics.Metrics (or None)."""
+    _install_views(api, rt, status)
+    _install_edits(api, rt, reload)
+    if metrics is not None:
+        api.route("GET", "/metrics", lambda body: (200, metrics.exposition(), metrics.content_type))
+    api.route("GET", "/openapi.yaml", lambda body: (200, open(OPENAPI, "rb").read(), "application/yaml"))
 
+
+def _install_views(api: Any, rt: Any, status: Any) -> None:
     def services_view() -> Dict[str, Any]:
-        cfg = rt.cfg
-        status = ctl.status().get("services", {})
+        cfg, plan = rt.cfg, rt.in_force
+        counters = status.snapshot().get("services", {})
+        tables = dict(plan.tables)
         out = []
         for s in cfg.services:
+            seen = counters.get(s.name, {})
             out.append({
                 "name": s.name, "vip": str(s.vip), "vip_mac": s.vip_mac, "protocol": s.protocol,
                 "port": s.port, "ingress": s.ingress, "egress": s.egress,
                 "policy": {"kind": s.policy.kind, "bits": s.policy.bits},
-                "buckets": list(rt.current.table(s.name)) if s.name in dict(rt.current.tables) else [],
-                "backends": [dict({"name": b.name, "ip": str(b.ip), "mac": b.mac, "weight": b.weight,
-                                   "drained": b.name in rt.drained.get(s.name, set()),
-                                   "healthy": b.name not in rt.down.get(s.name, set()),
-                                   "in_service": rt.in_service(s.name, b.name)},
-                                  **{k: v for k, v in status.get(s.name, {}).get(b.name, {}).items()
-                                     if k.endswith(("_packets", "_bytes"))})
-                             for b in s.backends]})
+                "buckets": list(tables[s.name]) if s.name in tables else [],
+                "backends": [dict(seen.get(b.name, {}), name=b.name, ip=str(b.ip), mac=b.mac,
+                                  weight=b.weight) for b in s.backends]})
         return {"services": out}
 
-    api.route("GET", "/status", lambda body: (200, ctl.status()))
-    api.route("GET", "/check", lambda body: (200, ctl.check()))
+    api.route("GET", "/status", lambda body: (200, status.snapshot()))
+    api.route("GET", "/check", lambda body: (200, status.check()))
     api.route("GET", "/services", lambda body: (200, services_view()))
 
     @_guard
@@ -101,13 +106,15 @@ def install(api: Any, ctl: Any) -> None:
 
     @_guard
     def get_plan(body: Any) -> Reply:
-        p = rt.current
+        p = rt.in_force
         return 200, {"ovs": {br.name: [plan_mod.to_ofctl(f) for f in p.bridge_flows(br.name)]
                              for br in rt.cfg.bridges},
                      "eswitch": [plan_mod.describe_entry(e) for e in p.entries],
                      "tables": {name: list(tbl) for name, tbl in p.tables}}
     api.route("GET", "/plan", get_plan)
 
+
+def _install_edits(api: Any, rt: Any, reload: Callable[[], Dict[str, Any]]) -> None:
     @_guard
     def add_backend(body: Any, service: str) -> Reply:
         spec = _object(body, ("name", "ip", "mac"), ("weight",))
@@ -142,11 +149,6 @@ def install(api: Any, ctl: Any) -> None:
         api.route("POST", "/services/{service}/backends/{backend}/" + action, _guard(drain))
 
     @_guard
-    def reload(body: Any) -> Reply:
-        return 200, ctl.reload_from_file()
-    api.route("POST", "/reload", reload)
-
-    if getattr(ctl, "metrics", None) is not None:
-        api.route("GET", "/metrics",
-                  lambda body: (200, ctl.metrics.exposition(), ctl.metrics.content_type))
-    api.route("GET", "/openapi.yaml", lambda body: (200, open(OPENAPI, "rb").read(), "application/yaml"))
+    def post_reload(body: Any) -> Reply:
+        return 200, reload()
+    api.route("POST", "/reload", post_reload)

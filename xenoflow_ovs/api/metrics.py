@@ -1,8 +1,9 @@
 """Every Prometheus series of XenoFlow, declared in one place.
 
 Packet counts are read from the switches (OVS flow stats, eSwitch entry
-counters), so they are exposed by a collector over the app's latest state at
-scrape time rather than incremented here; events the controller itself causes
+counters), so they are exposed by a collector over the controller's status
+snapshot (controller/status.py: GET /status, whose verdict is the last completed
+check, so a scrape never waits for one) rather than incremented here; events the controller itself causes
 (reconcile actions, reloads, entry installs) are ordinary counters/histograms.
 Labels: dpu, service, backend (and plane / kind / result where they apply).
 """
@@ -19,7 +20,7 @@ StateFn = Callable[[], Dict[str, Any]]
 
 
 class _StateCollector:
-    """Turns the app's state snapshot (the shape of GET /status) into metric families."""
+    """Turns the status snapshot (the shape of GET /status) into metric families."""
 
     def __init__(self, dpu: str, state: StateFn):
         self.dpu = dpu

@@ -19,9 +19,9 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
+from ..eswitch.client import EswitchClient, EswitchError, adoption_changes
 from ..intent import config as config_mod
 from ..intent import plan as plan_mod
-from ..eswitch.client import EswitchClient, EswitchError, adoption_changes
 from ..intent.plan import Change, Plan
 
 log = logging.getLogger("xenoflow.runtime")
@@ -58,14 +58,15 @@ class Runtime:
         self.metrics = metrics
         self.drained: Dict[str, Set[str]] = {}
         self.down: Dict[str, Set[str]] = {}
-        self.current: Plan = Plan((), (), ())
+        self.started = False                 # start() has adopted the eSwitch
+        self._applied: Plan = Plan((), (), ())
         # Not reentrant on purpose: under Ryu the app passes a green lock (threading
         # is not patched there). Public methods lock; the _underscored ones assume it.
         self.lock = lock if lock is not None else threading.Lock()
         self.last_transition: Dict[str, Any] = {}
         self.es_totals = EswitchTotals()
         # > 0 while a transition runs: the app's own reconcile must wait, since the plan
-        # in force (`current`) is still the old one until the transition ends.
+        # in force is still the old one until the transition ends.
         self.transitions = 0
 
     # -- what we want ----------------------------------------------------------------
@@ -79,7 +80,19 @@ class Runtime:
         return out
 
     def desired(self, cfg: Optional[config_mod.Config] = None, **kw: Any) -> Plan:
+        """The plan of the current intent (or of the one given)."""
         return plan_mod.plan(cfg or self.cfg, exclude=self.exclude(**kw))
+
+    @property
+    def in_force(self) -> Plan:
+        """The plan both planes are programmed to: what the last transition (or start)
+        applied. Until start() has adopted the eSwitch, OVS alone is brought to the
+        intent, so the plan in force is the desired one."""
+        return self._applied if self.started else self.desired()
+
+    @in_force.setter
+    def in_force(self, plan: Plan) -> None:
+        self._applied = plan
 
     def in_service(self, service: str, backend: str) -> bool:
         return backend not in self.exclude().get(service, set())
@@ -100,7 +113,7 @@ class Runtime:
                     log.info("eSwitch adopted %d entr(ies), changed %d", len(entries), len(changes))
                 done["eswitch"] = len(changes)
                 done["adopted"] = len(entries)
-            self.current = target
+            self._applied, self.started = target, True
             return done
 
     def _eswitch_apply(self, changes: List[Change]) -> None:
@@ -132,7 +145,7 @@ class Runtime:
                           down: Optional[Dict[str, Set[str]]], why: str) -> Dict[str, Any]:
         new_cfg = cfg or self.cfg
         target = self.desired(new_cfg, drained=drained, down=down)
-        changes = plan_mod.diff(self.current, target)
+        changes = plan_mod.diff(self._applied, target)
         first = [c for c in changes if c.plane == "ovs" and c.op != "delete"]
         middle = [c for c in changes if c.plane == "eswitch"]
         last = [c for c in changes if c.plane == "ovs" and c.op == "delete"]
@@ -154,7 +167,7 @@ class Runtime:
                 raise TransitionError("eSwitch refused the change: %s%s; both planes kept the "
                                       "previous state" % (exc, detail))
         self.ovs_apply(last)
-        self.cfg, self.current = new_cfg, target
+        self.cfg, self._applied = new_cfg, target
         if drained is not None:
             self.drained = drained
         if down is not None:
@@ -236,7 +249,7 @@ class Runtime:
             return []
         with self.lock:
             pipes, entries = self.eswitch.installed()
-            changes = adoption_changes(pipes, entries, self.current)
+            changes = adoption_changes(pipes, entries, self._applied)
             if not changes:
                 return []
             self._eswitch_apply(changes)

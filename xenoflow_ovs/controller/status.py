@@ -1,0 +1,189 @@
+"""The status of a running controller, built in one place.
+
+Two views, one builder:
+- `Status.app_view()`: the controller's own part (bridges, OVS counters,
+  reconciles, OVSDB, errors), rebuilt by the app's event thread after every
+  change (`refresh`) and written to the state file;
+- `Status.snapshot()`: `GET /status` (openapi.yaml, schema `Status`; also what
+  the metrics and `xenoflow status` read), that view plus the intent (drained,
+  healthy, in service), eswitchd's counters and the verdict of the LAST
+  COMPLETED check. It never waits: the verdict is refreshed off the scrape path
+  by the worker (`refresh_verdict`, every poll) and by every `GET /check`.
+`build()` is the pure step from the app view to the `GET /status` shape.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from typing import Any, Dict, List, Optional
+
+from ..eswitch.client import EswitchError
+from ..intent import consistency
+
+log = logging.getLogger("xenoflow.status")
+
+UNCHECKED = "drift"      # the verdict until a check has completed: nothing confirmed yet
+
+
+def _copy(data: Dict[str, Any]) -> Dict[str, Any]:
+    return json.loads(json.dumps(data, default=str))
+
+
+def build(rt: Any, view: Dict[str, Any], verdict: str, monitor: Any = None) -> Dict[str, Any]:
+    """`GET /status` from the app view, the runtime `rt` (config, drains, health,
+    eswitchd's totals), the health monitor (or None) and a verdict."""
+    cfg = rt.cfg
+    st = _copy(view)
+    tot = rt.es_totals
+    es = dict(st.get("eswitch") or {})
+    es["connected"] = bool(cfg.has_eswitch and rt.started and tot.polled_at is not None)
+    es["miss_packets"] = ({p: s.get("miss_pkts") for p, s in tot.ports.items()}
+                          if cfg.has_eswitch else None)
+    st["eswitch"] = es
+    for svc in cfg.services:
+        backends = st.setdefault("services", {}).setdefault(svc.name, {})
+        for b in svc.backends:
+            c = backends.setdefault(b.name, {"ovs_packets": 0, "ovs_bytes": 0})
+            if cfg.has_eswitch:
+                c["eswitch_packets"], c["eswitch_bytes"] = tot.backends.get((svc.name, b.name), (0, 0))
+            else:
+                c["eswitch_packets"] = c["eswitch_bytes"] = None
+            c["drained"] = b.name in rt.drained.get(svc.name, set())
+            c["healthy"] = b.name not in rt.down.get(svc.name, set())
+            c["in_service"] = rt.in_service(svc.name, b.name)
+    for label, c in (st.get("routes") or {}).items():
+        if cfg.has_eswitch:
+            c["eswitch_packets"], c["eswitch_bytes"] = tot.routes.get(label, (0, 0))
+    if monitor is not None:
+        st["health"] = {"%s/%s" % k: {"up": h.up, "last": monitor.last.get(k)}
+                        for k, h in list(monitor.states.items())}
+    st["verdict"] = verdict
+    return st
+
+
+class Status:
+    """Reads the app's parts: `runtime`, `bridges` (bridge.Bridges), `worker`
+    (OVSDB state, eSwitch error), `management.health`, and its event counts."""
+
+    def __init__(self, app: Any, framework: str, sleep: Any = time.sleep, fresh_timeout: float = 5.0):
+        self.app = app
+        self.framework = framework    # compat.RUNTIME: osken | ryu
+        self.sleep = sleep            # the framework's (green under Ryu)
+        self.fresh_timeout = fresh_timeout
+        self._view: Dict[str, Any] = {}
+        self._last_check: Optional[Dict[str, Any]] = None
+
+    # -- the app view (event thread)
+
+    def refresh(self) -> None:
+        app = self.app
+        rt, bridges = app.runtime, app.bridges
+        cfg = rt.cfg
+        counted = bridges.counters.view(cfg.has_eswitch)
+
+        def ovs(seen: Dict[str, Any]) -> Dict[str, int]:
+            return {"ovs_packets": seen.get("packets", 0), "ovs_bytes": seen.get("bytes", 0)}
+        services = {svc.name: {b.name: ovs(counted["services"].get(svc.name, {}).get(b.name, {}))
+                               for b in svc.backends} for svc in cfg.services}
+        routes = {r.label: ovs(counted["routes"].get(r.label, {})) for r in cfg.routes}
+        plan = rt.in_force
+        reports = {}
+        for name, b in bridges.items():
+            reports[name] = dict(b.report(), planned=len(plan.bridge_flows(name)))
+        e = cfg.eswitch
+        self._view = _copy({
+            "dpu": cfg.dpu_name, "runtime": self.framework, "time": time.time(), "pid": os.getpid(),
+            "eswitch": {"driver": e.driver, "mode": e.mode, "mirror_routes": e.mirror_routes,
+                        "error": app.worker.runtime_error},
+            "bridges": reports, "services": services, "routes": routes,
+            "fallback_packets": counted["fallback"], "miss_other_packets": counted["miss_other"],
+            "packet_ins": app.packet_ins, "repairs": bridges.repairs,
+            "last_reconcile": bridges.last_reconcile,
+            "last_transition": dict(rt.last_transition),
+            "ovsdb": dict(app.worker.ovsdb_status), "handler_errors": app.handler_errors,
+            "of_errors": app.of_errors,
+        })
+
+    def app_view(self) -> Dict[str, Any]:
+        """A copy, safe from any thread (the shape of GET /status without the eSwitch
+        counters, the intent and the verdict): per bridge connected / flows (ours, as
+        dumped) / planned / in_sync / ports; per service and backend ovs_packets and
+        ovs_bytes; per route; fallback_packets (None without an eSwitch),
+        miss_other_packets, packet_ins, repairs, last_reconcile (actions by kind)."""
+        return _copy(self._view)
+
+    # -- GET /status
+
+    def verdict(self) -> str:
+        last = self._last_check
+        return last["verdict"] if last is not None else UNCHECKED
+
+    def snapshot(self) -> Dict[str, Any]:
+        return build(self.app.runtime, self._view, self.verdict(), self.app.management.health)
+
+    # -- the check
+
+    def _stale(self) -> List[str]:
+        """Bridges whose last dump predates the last transition. OVS is read from the
+        app's periodic flow dumps: right after a transition the last dump may show the
+        new flows as missing. Replies arrive in order, so a dump handled after the
+        transition's barriers sees its flows."""
+        at = (self.app.runtime.last_transition or {}).get("at")
+        return self.app.bridges.stale_since(at) if at else []
+
+    def _compare(self) -> Dict[str, Any]:
+        rt = self.app.runtime
+        cfg = rt.cfg
+        pipes: List[Any] = []
+        entries: List[Any] = []
+        unreachable = None
+        if cfg.has_eswitch and rt.eswitch is not None:
+            try:
+                pipes, entries = rt.eswitch.installed()
+            except EswitchError as exc:
+                unreachable = str(exc)
+        view = self._view
+        rep = consistency.check(cfg, rt.in_force, self.app.bridges.installed_flows(), pipes, entries,
+                                {"fallback": view.get("fallback_packets"),
+                                 "miss_other": view.get("miss_other_packets")})
+        if unreachable:
+            rep["drift"].append({"plane": "eswitch", "where": "*", "what": "unreachable",
+                                 "expected": "eswitchd answering", "found": unreachable})
+            rep["verdict"], rep["consistent"] = "drift", False
+        return rep
+
+    def _checked(self) -> Dict[str, Any]:
+        """A check; also kept as the last one unless a transition ran meanwhile (the
+        planes and the plan in force did not match while it did)."""
+        rt = self.app.runtime
+        before = (0, (rt.last_transition or {}).get("at"))
+        if rt.transitions:
+            before = (-1, None)
+        rep = self._compare()
+        if before == (rt.transitions, (rt.last_transition or {}).get("at")):
+            self._last_check = rep
+        return rep
+
+    def check(self) -> Dict[str, Any]:
+        """`GET /check`: waits (up to fresh_timeout) for flow dumps taken after the
+        last transition, then compares both planes with the plan in force."""
+        deadline = time.monotonic() + self.fresh_timeout
+        while self._stale() and time.monotonic() < deadline:
+            self.sleep(0.05)
+        return self._checked()
+
+    def refresh_verdict(self) -> None:
+        """The worker's: a check without waiting. Skipped while a transition runs or
+        its flows are not dumped yet (up to fresh_timeout): the last verdict stands."""
+        rt = self.app.runtime
+        at = (rt.last_transition or {}).get("at") or 0
+        if rt.transitions or (self._stale() and time.time() - at < self.fresh_timeout):
+            return
+        try:
+            self._checked()
+        except Exception:  # the status must answer even when the check cannot
+            log.exception("check failed")
+            self._last_check = {"verdict": "drift"}
