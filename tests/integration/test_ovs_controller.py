@@ -23,21 +23,19 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
-import shutil
 import time
 
 import netaddr
 import pytest
 import yaml
 
-from xenoflow_ovs.intent import buckets
-from xenoflow_ovs.intent import config
 from xenoflow_ovs.controller import ovsdb
-from xenoflow_ovs.intent import plan
+from xenoflow_ovs.intent import buckets, config, plan
 from xenoflow_ovs.lab import dnsclient
 from xenoflow_ovs.lab import netns as nsh
 from xenoflow_ovs.lab.bind9 import Bind9
@@ -341,7 +339,7 @@ def test_queries_go_to_the_planned_backend_and_are_counted(lab):
 def test_drift_is_repaired_on_the_next_poll(lab):
     ovs, ctl = lab["ovs"], lab["ctl"]
     st0 = ctl.state()
-    victim = [l for l in ovs.ofctl("dump-flows", BR2).splitlines() if "priority=250" in l][0]
+    victim = [ln for ln in ovs.ofctl("dump-flows", BR2).splitlines() if "priority=250" in ln][0]
     match = "cookie=%s/-1,priority=250,%s" % (victim.split("cookie=")[1].split(",")[0],
                                               victim.split("priority=250,")[1].split(" ")[0])
     ovs.ofctl("--strict", "del-flows", BR2, match)
@@ -476,7 +474,7 @@ def test_api_status_check_and_metrics_agree(lab):
     assert code == 200
     for be, packets in want.items():
         line = 'xenoflow_backend_packets_total{backend="%s",dpu="bf3",plane="ovs",service="dns"} ' % be
-        got = [float(l.split()[-1]) for l in text.splitlines() if l.startswith(line)]
+        got = [float(ln.split()[-1]) for ln in text.splitlines() if ln.startswith(line)]
         assert got == [float(packets)], (be, got, packets)
     # The CLI reaches the same API through the socket.
     out = subprocess.run([sys.executable, "-m", "xenoflow_ovs.cli", "check", "--socket",
@@ -500,7 +498,7 @@ def test_api_drain_moves_real_queries_and_undrain_restores(lab):
 
 
 def test_reload_bad_file_keeps_state_good_file_and_sighup_apply(lab):
-    ovs, ctl, cfg = lab["ovs"], lab["ctl"], lab["cfg"]
+    ovs, ctl = lab["ovs"], lab["ctl"]
     original = open(ctl.cfg_path).read()
     flows_before = parse_flows(ovs.ofctl("dump-flows", BR1))
     try:
@@ -515,8 +513,8 @@ def test_reload_bad_file_keeps_state_good_file_and_sighup_apply(lab):
         with open(ctl.cfg_path, "w") as f:
             yaml.safe_dump(data, f, sort_keys=False)
         ctl.proc.send_signal(signal.SIGHUP)
-        st = ctl.wait(lambda s: (s.get("last_transition") or {}).get("why") == "reload", 15,
-                      "SIGHUP reload applied")
+        ctl.wait(lambda s: (s.get("last_transition") or {}).get("why") == "reload", 15,
+                 "SIGHUP reload applied")
         answers = _answers(lab, 2)
         assert sum(1 for a in answers.values() if a == {"fips3": 2}) > sum(
             1 for a in answers.values() if a == {"fips2": 2})
