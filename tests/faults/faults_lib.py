@@ -392,7 +392,7 @@ class TestLab:
         from xenoflow_ovs.intent import plan as plan_mod
         n = 0
         for (br, key), f in self.flows().items():
-            if plan_mod.KINDS[((f["cookie"] >> 32) & 0xFF) - 1] in kinds:
+            if plan_mod.kind_of_cookie(f["cookie"]) in kinds:
                 n += f["n_packets"]
         return n
 

@@ -147,7 +147,7 @@ def test_ovsdb_server_restarted(lab, table):
     readded = [k for k, f in flows1.items() if k in flows0
                and f["duration"] < flows0[k]["duration"] + elapsed - 1.5]
     health = lab.health_events(mark)
-    kinds = {plan_mod.KINDS[((flows1[k]["cookie"] >> 32) & 0xFF) - 1] for k in readded}
+    kinds = {plan_mod.kind_of_cookie(flows1[k]["cookie"]) for k in readded}
     table.add("2. ovsdb-server restarted", res.sent, res.lost,
               "controller's OVSDB session back and re-ensured %.2f s after the restart; no rule "
               "lost; %s" % (recover, "none re-added" if not readded else
