@@ -125,13 +125,31 @@ def md_links(lines: Iterator[Tuple[int, str]]) -> Iterator[Tuple[int, str]]:
                 yield n, m.group(1)
 
 
-def broken_link(md: str, target: str, files: Set[str], dirs: Set[str]) -> str:
-    """Why `target` (a link in `md`) does not resolve inside the repository, or ''."""
-    if _SCHEME.match(target) or target.startswith("#"):
-        return ""                       # a URL, mail address or an anchor of the same page
-    path = re.split(r"[#?]", target, 1)[0]
+def slug(heading: str) -> str:
+    """The anchor a Markdown heading gets (GitHub's rule: lower case, punctuation dropped,
+    spaces to hyphens)."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def anchors(md: str) -> Set[str]:
+    out: Set[str] = set()
+    fenced = False
+    for _, line in text_lines(md):
+        if _FENCE.match(line):
+            fenced = not fenced
+        elif not fenced and re.match(r"#{1,6}\s", line):
+            out.add(slug(line.lstrip("#")))
+    return out
+
+
+def broken_link(md: str, target: str, files: Set[str], dirs: Set[str], anchors_of=None) -> str:
+    """Why `target` (a link in `md`) does not resolve inside the repository, or ''.
+    With `anchors_of` (path -> its headings' anchors) a #fragment into a .md file is checked too."""
+    if _SCHEME.match(target):
+        return ""                       # a URL or a mail address
+    path, _, fragment = re.split(r"\?", target, 1)[0].partition("#")
     if not path:
-        return ""
+        path = os.path.basename(md)     # an anchor of the same page
     if path.startswith("/"):
         rel = os.path.normpath(path.lstrip("/"))
     else:
@@ -141,6 +159,8 @@ def broken_link(md: str, target: str, files: Set[str], dirs: Set[str]) -> str:
         return "points outside the repository"
     if rel not in files and rel.rstrip("/") not in dirs:
         return "no such file in the repository"
+    if fragment and anchors_of is not None and rel.endswith(".md") and fragment not in anchors_of(rel):
+        return "no heading #%s in %s" % (fragment, rel)
     return ""
 
 
@@ -154,7 +174,7 @@ def test_markdown_links_resolve_inside_the_repository():
     bad = []
     for md in sorted(f for f in files if f.endswith(".md")):
         for n, target in md_links(text_lines(md)):
-            why = broken_link(md, target, files, dirs)
+            why = broken_link(md, target, files, dirs, anchors)
             if why:
                 bad.append("%s:%d: link %r: %s" % (md, n, target, why))
     assert not bad, "%d broken link(s):\n%s" % (len(bad), "\n".join(bad))
@@ -233,6 +253,8 @@ def test_bookkeeping_patterns_spare(line):
 def test_link_checker():
     files = {"README.md", "docs/design.md", "benchmarks/results/control.png"}
     dirs: Dict[str, None] = dict.fromkeys([".", "docs", "benchmarks", "benchmarks/results"])
+    assert slug(" `dpu.eswitch`") == "dpueswitch"
+    assert slug("Fallback and miss_other") == "fallback-and-miss_other"
     ok = [("README.md", "docs/design.md"), ("docs/lab.md", "design.md#transitions"),
           ("docs/lab.md", "../README.md"), ("benchmarks/REPORT.md", "results/control.png"),
           ("README.md", "https://example.org/x"), ("README.md", "#layout"), ("README.md", "docs/")]
@@ -242,6 +264,10 @@ def test_link_checker():
         assert broken_link(md, t, files, set(dirs)) == "", (md, t)
     for md, t in bad:
         assert broken_link(md, t, files, set(dirs)), (md, t)
+    heads = {"docs/design.md": {"transitions"}, "README.md": {"layout"}}.get
+    assert broken_link("docs/lab.md", "design.md#transitions", files, set(dirs), heads) == ""
+    assert broken_link("README.md", "#layout", files, set(dirs), heads) == ""
+    assert broken_link("docs/lab.md", "design.md#rollback", files, set(dirs), heads)
     lines = iter([(1, "see [the design](docs/design.md) and `[not](a-link.md)`"),
                   (2, "```"), (3, "[x](inside-a-fence.md)"), (4, "```"),
                   (5, "![plot](results/control.png)")])
