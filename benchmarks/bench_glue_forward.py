@@ -33,7 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -112,6 +112,140 @@ class Cmd:
         return json.loads(out)
 
 
+def _lab(nl, g: str, d: str, s: str) -> None:
+    """Client (g) -- eSwitch namespace (d: wire and representor veths) -- server (s, the VIP)."""
+    for ns in (g, d, s):
+        nl.create_ns(ns)
+    nl.add_veth("dpu-p0", "g0", ns=d, peer_ns=g)
+    nl.add_veth("dpu-p1", "s0", ns=d, peer_ns=s)
+    nl.add_veth("rep-p0", "p0", ns=d, peer_ns=d)
+    nl.add_veth("rep-p1", "p1", ns=d, peer_ns=d)
+    for ifn in ("dpu-p0", "dpu-p1", "rep-p0", "rep-p1", "p0", "p1"):
+        nl.prepare_link(ifn, ns=d)
+    nl.prepare_link("g0", ns=g, mac=CLIENT_MAC, cidr=CLIENT + "/24")
+    nl.prepare_link("s0", ns=s, mac=SERVER_MAC, cidr=SERVER + "/24")
+    nl.add_lo_address(s, VIP + "/32")
+    nl.set_arp_dsr(s)
+    nl.run_in_ns(g, ["ip", "neigh", "replace", VIP, "lladdr", VIP_MAC, "dev", "g0", "nud",
+                     "permanent"])
+    nl.run_in_ns(s, ["ip", "neigh", "replace", CLIENT, "lladdr", CLIENT_MAC, "dev", "s0", "nud",
+                     "permanent"])
+
+
+def _popen(argv: List[str], env: Dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen(argv, env=env, text=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+
+
+def _latency(cmd: Cmd, nl, g: str, probe: str, args) -> List[Dict]:
+    """1. latency: RTT per forwarder polling policy."""
+    rows: List[Dict] = []
+    for label, poll in (("busy-poll", "poll 1 50 20"), ("backoff spin50/sleep20 (default)", "poll 0 50 20"),
+                        ("backoff spin10/sleep30", "poll 0 10 30"),
+                        ("backoff spin10/sleep50", "poll 0 10 50")):
+        cmd(poll)
+        res = []
+        for _ in range(args.reps):
+            p = nl.run_in_ns(g, [sys.executable, probe, "--server", VIP, "--port", "53", "--src", CLIENT,
+                                 "--count", str(args.rtt), "--warmup", "50"], timeout=120)
+            res.append(json.loads(p.stdout))
+        rows.append({"test": "rtt", "variant": label,
+                     "median_us": statistics.median(r.get("median_us", float("nan")) for r in res),
+                     "p99_us": statistics.median(r.get("p99_us", float("nan")) for r in res),
+                     "lost": sum(r["lost"] for r in res), "kpps": "", "ns_per_pkt": "", "capacity_kpps": "",
+                     "n": args.rtt * args.reps})
+        print(rows[-1], flush=True)
+    return rows
+
+
+def _throughput(cmd: Cmd, nl, g: str, pacer: str, args) -> Tuple[List[Dict], Dict[str, List[float]]]:
+    """2. throughput, busy-poll: pipeline vs plain io loop, interleaved repetitions.  The
+    buckets point at a MAC nobody owns, so in both variants the server's kernel drops the
+    frames at L2 (the io loop leaves the VIP MAC): same downstream cost, no echoes.
+    Returns the rows and the forwarder's ns per packet per variant."""
+    cmd("poll 1 50 20")
+    cmd("mac 02:00:c6:12:00:99")
+    rates: Dict[str, List[float]] = {"pipeline": [], "io loop": []}
+    cost: Dict[str, List[float]] = {"pipeline": [], "io loop": []}  # forwarder ns per packet
+    for _ in range(args.reps):
+        for label in ("io loop", "pipeline"):
+            cmd("bypass %d" % (label == "io loop"))
+            before = cmd("stats")
+            p = nl.run_in_ns(g, [pacer, "--dst", VIP, "--port", "53", "--rate", str(args.rate),
+                                 "--duration", str(args.seconds), "--size", "18", "--src", CLIENT],
+                             timeout=args.seconds + 60)
+            sent = json.loads(p.stdout)
+            time.sleep(0.2)
+            after = cmd("stats")
+            fwd = after["p1"]["tx_pkts"] - before["p1"]["tx_pkts"]
+            rates[label].append(fwd / sent["elapsed_s"] / 1000.0)
+            dns = after["fwd"]["busy_ns"] - before["fwd"]["busy_ns"]
+            dpk = after["fwd"]["pkts"] - before["fwd"]["pkts"]
+            cost[label].append(dns / max(dpk, 1))
+            print(label, "offered %.0f kpps, forwarded %.0f kpps, forwarder %.0f ns/packet" % (
+                sent["achieved_pps"] / 1000.0, rates[label][-1], cost[label][-1]), flush=True)
+    cmd("bypass 0")
+    cmd("poll 0 50 20")
+    rows: List[Dict] = []
+    for label, vals in rates.items():
+        ns_pp = statistics.median(cost[label])
+        rows.append({"test": "throughput", "variant": label + " (busy-poll)", "median_us": "", "p99_us": "",
+                     "lost": "", "kpps": round(statistics.median(vals), 1), "ns_per_pkt": round(ns_pp, 1),
+                     "capacity_kpps": round(1e6 / ns_pp, 1), "n": len(vals)})
+    return rows, cost
+
+
+def _stop_all(procs: List[subprocess.Popen]) -> None:
+    for p in procs:
+        if p.poll() is None:
+            try:
+                p.stdin.close()
+                p.wait(timeout=10)
+            except (OSError, subprocess.TimeoutExpired):
+                p.kill()
+                p.wait(timeout=5)
+
+
+def _report(rows: List[Dict], cost: Dict[str, List[float]], args) -> None:
+    # capacity = 1 / (forwarder time per packet): independent of how fast the sender managed to be
+    ratio = statistics.median(cost["io loop"]) / statistics.median(cost["pipeline"])
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "glue_forward.csv"), "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    rtt = {r["variant"]: r for r in rows if r["test"] == "rtt"}
+    busy = rtt["busy-poll"]["median_us"]
+    md = ["# softdoca forwarding: back-off latency and pipeline vs io loop",
+          "",
+          "`python benchmarks/bench_glue_forward.py` (%s): af_packet vdevs on veths, client -> eSwitch "
+          "(root control pipe -> basic pipe -> dst MAC) -> server, DSR-style echo back through the p1 root "
+          "(two traversals per round trip). Medians over %d repetitions; the sender, the echo server and "
+          "the forwarder share the machine's 2 cores." % (time.strftime("%Y-%m-%d"), args.reps),
+          "",
+          "| test | variant | median RTT us | p99 RTT us | lost | forwarded kpps | forwarder ns/pkt "
+          "| capacity kpps |",
+          "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        md.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            r["test"], r["variant"], r["median_us"], r["p99_us"], r["lost"], r["kpps"], r["ns_per_pkt"],
+            r["capacity_kpps"]))
+    md += ["",
+           "Added median RTT over busy-poll (two traversals): default back-off (spin 50 us after the last "
+           "packet, then 20 us sleeps) %+.1f us; spin 10 / sleep 30 %+.1f us; spin 10 / sleep 50 %+.1f us. "
+           "A reply that comes back within the spin window pays nothing; one that finds the forwarder "
+           "asleep pays the sleep plus the VM's wake-up latency." % (
+               rtt["backoff spin50/sleep20 (default)"]["median_us"] - busy,
+               rtt["backoff spin10/sleep30"]["median_us"] - busy,
+               rtt["backoff spin10/sleep50"]["median_us"] - busy),
+           "Pipeline / io loop forwarding capacity (inverse forwarder time per packet, rx + lookup + tx, "
+           "busy-poll, both at %d pps offered): **%.2f** (goal >= 0.9). The machine is shared and noisy: "
+           "repeated runs differ by up to 2x in absolute numbers." % (args.rate, ratio), ""]
+    with open(os.path.join(args.out, "glue_forward.md"), "w") as fh:
+        fh.write("\n".join(md))
+    print("\n".join(md))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--child", metavar="PREFIX")
@@ -141,131 +275,28 @@ def main() -> int:
     probe = os.path.join(HERE, "tools", "rtt_probe.py")
     from xenoflow_ovs.lab.labctl import _subprocess_env
     env = _subprocess_env()
-    rows: List[Dict] = []
     try:
-        for ns in (g, d, s):
-            nl.create_ns(ns)
-        nl.add_veth("dpu-p0", "g0", ns=d, peer_ns=g)
-        nl.add_veth("dpu-p1", "s0", ns=d, peer_ns=s)
-        nl.add_veth("rep-p0", "p0", ns=d, peer_ns=d)
-        nl.add_veth("rep-p1", "p1", ns=d, peer_ns=d)
-        for ifn in ("dpu-p0", "dpu-p1", "rep-p0", "rep-p1", "p0", "p1"):
-            nl.prepare_link(ifn, ns=d)
-        nl.prepare_link("g0", ns=g, mac=CLIENT_MAC, cidr=CLIENT + "/24")
-        nl.prepare_link("s0", ns=s, mac=SERVER_MAC, cidr=SERVER + "/24")
-        nl.add_lo_address(s, VIP + "/32")
-        nl.set_arp_dsr(s)
-        nl.run_in_ns(g, ["ip", "neigh", "replace", VIP, "lladdr", VIP_MAC, "dev", "g0", "nud", "permanent"])
-        nl.run_in_ns(s, ["ip", "neigh", "replace", CLIENT, "lladdr", CLIENT_MAC, "dev", "s0", "nud", "permanent"])
-
-        ep = subprocess.Popen(nl.ns_argv(s, [sys.executable, __file__, "--echo", VIP, "53"]), env=env, text=True,
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        _lab(nl, g, d, s)
+        ep = _popen(nl.ns_argv(s, [sys.executable, __file__, "--echo", VIP, "53"]), env)
         procs.append(ep)
         assert ep.stdout.readline().strip() == "READY"
-        sw = subprocess.Popen(nl.ns_argv(d, [sys.executable, __file__, "--child", tag]), env=env, text=True,
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        sw = _popen(nl.ns_argv(d, [sys.executable, __file__, "--child", tag]), env)
         procs.append(sw)
         if not json.loads(sw.stdout.readline() or "{}").get("ready"):
             raise RuntimeError("eSwitch child failed: " + sw.stderr.read()[-3000:])
         cmd = Cmd(sw)
-
-        # 1. latency
-        for label, poll in (("busy-poll", "poll 1 50 20"), ("backoff spin50/sleep20 (default)", "poll 0 50 20"),
-                            ("backoff spin10/sleep30", "poll 0 10 30"), ("backoff spin10/sleep50", "poll 0 10 50")):
-            cmd(poll)
-            res = []
-            for _ in range(args.reps):
-                p = nl.run_in_ns(g, [sys.executable, probe, "--server", VIP, "--port", "53", "--src", CLIENT,
-                                     "--count", str(args.rtt), "--warmup", "50"], timeout=120)
-                res.append(json.loads(p.stdout))
-            rows.append({"test": "rtt", "variant": label,
-                         "median_us": statistics.median(r.get("median_us", float("nan")) for r in res),
-                         "p99_us": statistics.median(r.get("p99_us", float("nan")) for r in res),
-                         "lost": sum(r["lost"] for r in res), "kpps": "", "ns_per_pkt": "", "capacity_kpps": "",
-                         "n": args.rtt * args.reps})
-            print(rows[-1], flush=True)
-
-        # 2. throughput, busy-poll: pipeline vs plain io loop, interleaved repetitions.  The
-        # buckets point at a MAC nobody owns, so in both variants the server's kernel drops
-        # the frames at L2 (the io loop leaves the VIP MAC): same downstream cost, no echoes.
-        cmd("poll 1 50 20")
-        cmd("mac 02:00:c6:12:00:99")
-        rates: Dict[str, List[float]] = {"pipeline": [], "io loop": []}
-        cost: Dict[str, List[float]] = {"pipeline": [], "io loop": []}  # forwarder ns per packet
-        for _ in range(args.reps):
-            for label in ("io loop", "pipeline"):
-                cmd("bypass %d" % (label == "io loop"))
-                before = cmd("stats")
-                p = nl.run_in_ns(g, [pacer, "--dst", VIP, "--port", "53", "--rate", str(args.rate), "--duration",
-                                     str(args.seconds), "--size", "18", "--src", CLIENT], timeout=args.seconds + 60)
-                sent = json.loads(p.stdout)
-                time.sleep(0.2)
-                after = cmd("stats")
-                fwd = after["p1"]["tx_pkts"] - before["p1"]["tx_pkts"]
-                rates[label].append(fwd / sent["elapsed_s"] / 1000.0)
-                dns = after["fwd"]["busy_ns"] - before["fwd"]["busy_ns"]
-                dpk = after["fwd"]["pkts"] - before["fwd"]["pkts"]
-                cost[label].append(dns / max(dpk, 1))
-                print(label, "offered %.0f kpps, forwarded %.0f kpps, forwarder %.0f ns/packet" % (
-                    sent["achieved_pps"] / 1000.0, rates[label][-1], cost[label][-1]), flush=True)
-        cmd("bypass 0")
-        cmd("poll 0 50 20")
-        for label, vals in rates.items():
-            ns_pp = statistics.median(cost[label])
-            rows.append({"test": "throughput", "variant": label + " (busy-poll)", "median_us": "", "p99_us": "",
-                         "lost": "", "kpps": round(statistics.median(vals), 1), "ns_per_pkt": round(ns_pp, 1),
-                         "capacity_kpps": round(1e6 / ns_pp, 1), "n": len(vals)})
+        rows = _latency(cmd, nl, g, probe, args)
+        more, cost = _throughput(cmd, nl, g, pacer, args)
+        rows += more
         sw.stdin.write("quit\n")
         sw.stdin.flush()
         sw.wait(timeout=30)
     finally:
-        for p in procs:
-            if p.poll() is None:
-                try:
-                    p.stdin.close()
-                    p.wait(timeout=10)
-                except (OSError, subprocess.TimeoutExpired):
-                    p.kill()
-                    p.wait(timeout=5)
+        _stop_all(procs)
         for ns in (g, d, s):
             nl.delete_ns(ns)
         subprocess.run(["rm", "-rf", tmp], check=False)
-
-    # capacity = 1 / (forwarder time per packet): independent of how fast the sender managed to be
-    ratio = statistics.median(cost["io loop"]) / statistics.median(cost["pipeline"])
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "glue_forward.csv"), "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    rtt = {r["variant"]: r for r in rows if r["test"] == "rtt"}
-    busy = rtt["busy-poll"]["median_us"]
-    md = ["# softdoca forwarding: back-off latency and pipeline vs io loop",
-          "",
-          "`python benchmarks/bench_glue_forward.py` (%s): af_packet vdevs on veths, client -> eSwitch "
-          "(root control pipe -> basic pipe -> dst MAC) -> server, DSR-style echo back through the p1 root "
-          "(two traversals per round trip). Medians over %d repetitions; the sender, the echo server and "
-          "the forwarder share the machine's 2 cores." % (time.strftime("%Y-%m-%d"), args.reps),
-          "",
-          "| test | variant | median RTT us | p99 RTT us | lost | forwarded kpps | forwarder ns/pkt | capacity kpps |",
-          "|---|---|---:|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        md.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
-            r["test"], r["variant"], r["median_us"], r["p99_us"], r["lost"], r["kpps"], r["ns_per_pkt"],
-            r["capacity_kpps"]))
-    md += ["",
-           "Added median RTT over busy-poll (two traversals): default back-off (spin 50 us after the last "
-           "packet, then 20 us sleeps) %+.1f us; spin 10 / sleep 30 %+.1f us; spin 10 / sleep 50 %+.1f us. "
-           "A reply that comes back within the spin window pays nothing; one that finds the forwarder "
-           "asleep pays the sleep plus the VM's wake-up latency." % (
-               rtt["backoff spin50/sleep20 (default)"]["median_us"] - busy,
-               rtt["backoff spin10/sleep30"]["median_us"] - busy, rtt["backoff spin10/sleep50"]["median_us"] - busy),
-           "Pipeline / io loop forwarding capacity (inverse forwarder time per packet, rx + lookup + tx, "
-           "busy-poll, both at %d pps offered): **%.2f** (goal >= 0.9). The machine is shared and noisy: "
-           "repeated runs differ by up to 2x in absolute numbers." % (args.rate, ratio), ""]
-    with open(os.path.join(args.out, "glue_forward.md"), "w") as fh:
-        fh.write("\n".join(md))
-    print("\n".join(md))
+    _report(rows, cost, args)
     return 0
 
 

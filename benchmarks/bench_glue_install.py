@@ -122,10 +122,11 @@ def main() -> int:
     md = [
         "# dpdk_glue entry install rate (softdoca)",
         "",
-        "`python benchmarks/bench_glue_install.py` — %s, median of %d runs (x17 for 1 entry); service (basic pipe) entries, "
+        "`python benchmarks/bench_glue_install.py` — %s, median of %d runs (x17 for 1 entry); "
+        "service (basic pipe) entries, "
         "one DOCA-style queued add per entry and one `entries_process` per batch; ports without packet "
-        "I/O (control path only: glue + softdoca, not a hardware insertion rate)." % (time.strftime("%Y-%m-%d"),
-                                                                                     args.reps),
+        "I/O (control path only: glue + softdoca, not a hardware insertion rate)."
+        % (time.strftime("%Y-%m-%d"), args.reps),
         "",
         "| entries | mode | entries/s | us/entry | C batch us/entry | Python overhead us/entry |",
         "|---:|---|---:|---:|---:|---:|",
@@ -136,15 +137,15 @@ def main() -> int:
                                                         r["python_overhead_us_per_entry"] or "-"))
     md += [
         "",
-        "Goals: >= 200k entries/s batched: **%s** (%d entries/s at %d entries); Python overhead <= 5 us/entry: "
-        "**%s** (%.3f us/entry)." % ("met" if batched["entries_per_s"] >= 200000 else "NOT met",
-                                      batched["entries_per_s"], big,
-                                      "met" if float(batched["python_overhead_us_per_entry"]) <= 5 else "NOT met",
-                                      float(batched["python_overhead_us_per_entry"])),
+        "Goals: >= 200k entries/s batched: **%s** (%d entries/s at %d entries); "
+        "Python overhead <= 5 us/entry: **%s** (%.3f us/entry)."
+        % ("met" if batched["entries_per_s"] >= 200000 else "NOT met", batched["entries_per_s"], big,
+           "met" if float(batched["python_overhead_us_per_entry"]) <= 5 else "NOT met",
+           float(batched["python_overhead_us_per_entry"])),
         "",
         "\"single\" = one `add_entries` call (own `entries_process`) per entry; \"Python overhead\" = the "
-        "batched Python path (GlueMatch objects, `pipe.entry()`, packing, result objects) minus the bare C call "
-        "`xf_entries_add` on the same pre-packed specs.",
+        "batched Python path (GlueMatch objects, `pipe.entry()`, packing, result objects) minus the bare "
+        "C call `xf_entries_add` on the same pre-packed specs.",
         "",
     ]
     with open(os.path.join(args.out, "glue_install.md"), "w") as fh:
