@@ -1,4 +1,4 @@
-"""CI smoke of the benchmarks (issue 5): every suite that can run here, CI-sized,
+"""CI smoke of the benchmarks: every suite that can run here, CI-sized,
 on benchmarks/lab_min.py's own namespaces (prefix ``xbs``/``xbt``), plus a check
 that the XDP balancer really balances; then the XenoFlow contenders on the paper
 lab (control and latency suites: reconcile after an OVS restart, fallback

@@ -1,4 +1,4 @@
-"""End-to-end scenarios on the paper lab (issues 3, 4 and 6), each under DNS load through the VIP.
+"""End-to-end scenarios on the paper lab, each under DNS load through the VIP.
 
 One lab for the module (softdoca, routes mirrored), in a private temp run dir, from a copy
 of topologies/paper/xenoflow.yaml with 2 source bits (4 buckets) and health probes every
@@ -58,7 +58,7 @@ def _ok(lab, timeout=15.0):
     return t
 
 
-# ---------------------------------------------------------------- 1. controller crash (issue 3)
+# ---------------------------------------------------------------- 1. controller crash
 
 
 def test_controller_sigkill_under_load_then_adoption(lab):
@@ -68,7 +68,7 @@ def test_controller_sigkill_under_load_then_adoption(lab):
     assert res["load"].lost == 0, res["load"].lost_records()[:10]
 
 
-# ---------------------------------------------------------------- 2. drift (issue 4)
+# ---------------------------------------------------------------- 2. drift
 
 
 def test_drift_in_both_planes_is_reported_then_repaired(lab):
@@ -114,7 +114,7 @@ def test_drift_in_both_planes_is_reported_then_repaired(lab):
     assert set(lab.flows()) == set(flows)
 
 
-# ---------------------------------------------------------------- 3. backend remove/add (issue 4)
+# ---------------------------------------------------------------- 3. backend remove/add
 
 
 def _dnsperf(lab, srcs, seconds, qps):
@@ -186,7 +186,7 @@ def test_backend_remove_and_add_under_dnsperf(lab):
     _ok(lab)
 
 
-# ---------------------------------------------------------------- 4. health failover (issue 6)
+# ---------------------------------------------------------------- 4. health failover
 
 
 def test_health_failover_and_back(lab):
