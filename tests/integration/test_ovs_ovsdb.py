@@ -1,19 +1,29 @@
 """ovsdb.py against a real (private) ovsdb-server + ovs-vswitchd: bridges made as the
 config says, idempotently, leaving what exists; port numbers; surviving a restart
-of ovsdb-server. Runs under both tox envs (Python 3.11 and 3.9)."""
+of ovsdb-server; the same from a green thread of an eventlet-patched process, as
+ryu-manager runs the app. Runs under both tox envs (Python 3.11 and 3.9)."""
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 
 import pytest
 import yaml
 
-from xenoflow_ovs.intent import config
 from xenoflow_ovs.controller import ovsdb
+from xenoflow_ovs.intent import config
 from xenoflow_ovs.lab import netns as nsh
 from xenoflow_ovs.lab.ovs_instance import OvsInstance
 
 pytestmark = [pytest.mark.root, pytest.mark.ovs]
+
+try:
+    import ryu.lib.hub  # noqa: F401
+    RYU = True
+except ImportError:
+    RYU = False
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PAPER = os.path.join(REPO, "topologies", "paper", "xenoflow.yaml")
@@ -72,7 +82,7 @@ def test_ensure_builds_the_bridges_once_and_is_idempotent(inst, short_tmp):
                                              "ovsbr1": 65534}
         assert db.port_numbers("ovsbr2") == {"p1": 2, "pf1hpf": 4, "pf1sf0": 100,
                                              "patch-ovsbr1": 200, "ovsbr2": 65534}
-        assert db.interface_errors("ovsbr1") == {}
+        assert inst.vsctl("--bare", "--columns=name", "find", "interface", "error!=[]").split() == []
     finally:
         db.close()
 
@@ -111,3 +121,107 @@ def test_survives_an_ovsdb_server_restart(inst, short_tmp):
         assert db.port_numbers("ovsbr2")["patch-ovsbr1"] == 200
     finally:
         db.close()
+
+
+GREEN = """
+import json, os, sys, time
+try:                                  # what ryu-manager does before it loads an app
+    from ryu.lib import hub
+    hub.patch(thread=False)
+    hub.patch(thread=True)
+    spawn, sleep, lock = hub.spawn, hub.sleep, hub.BoundedSemaphore(1)
+    hubname = "ryu"
+except ImportError:                   # no Ryu here: eventlet alone, patched the same way
+    import eventlet, eventlet.semaphore
+    eventlet.monkey_patch(thread=False)
+    eventlet.monkey_patch(thread=True)
+    spawn, sleep, lock = eventlet.spawn, eventlet.sleep, eventlet.semaphore.BoundedSemaphore(1)
+    hubname = "eventlet"
+import eventlet.patcher
+from xenoflow_ovs.controller import ovsdb
+from xenoflow_ovs.intent import config
+
+cfg = config.load(%(cfg)r)
+gaps, out, done = [], {"hub": hubname}, []
+
+def ticker():                         # another green thread: starved if OVSDB blocked the hub
+    last = time.monotonic()
+    while not done:
+        sleep(0.01)
+        now = time.monotonic()
+        gaps.append(now - last)
+        last = now
+
+def timed(name, fn):
+    n, t = len(gaps), time.monotonic()
+    out[name] = fn()
+    out[name + "_s"] = time.monotonic() - t
+    out[name + "_ticks"] = len(gaps) - n
+    return out[name]
+
+def work():
+    try:
+        db = ovsdb.Ovsdb(cfg.path(cfg.ovs_db), timeout=20, lock=lock)
+        timed("connect", db.connect)
+        timed("first", lambda: db.ensure(ovsdb.desired(cfg)))
+        timed("again", lambda: db.ensure(ovsdb.desired(cfg)))
+        out["reconnected"] = [db.reconnected(), db.reconnected()]
+        print("READY", flush=True)    # the parent restarts ovsdb-server, deletes ovsbr2
+        out["restarted"], out["longest"] = [], [0, 0]
+        while True:                   # ensure on, across the restart
+            last = os.path.exists(%(flag)r)
+            out["restarted"] += timed("loop", lambda: db.ensure(ovsdb.desired(cfg)))
+            out["longest"] = max(out["longest"], [out["loop_s"], out["loop_ticks"]])
+            if last:
+                break
+            sleep(0.05)
+        out["after"] = [db.reconnected(), db.is_connected()]
+        timed("ports", lambda: db.port_numbers("ovsbr2"))
+        db.close()
+        out["patched"] = eventlet.patcher.is_monkey_patched("thread")
+        out["max_gap"] = max(gaps)
+    finally:
+        done.append(1)
+
+t = spawn(ticker)
+w = spawn(work)
+w.wait()
+t.wait()
+print(json.dumps(out), flush=True)
+"""
+
+
+def test_green_threads_under_ryu_patching(inst, short_tmp):
+    """ovsdbapp's connection thread, queues and lock become green under ryu-manager's
+    patching; a green thread calling ensure() waits for ovs-vswitchd and for the
+    reconnection without blocking the other green threads."""
+    cfg_for(inst, short_tmp)
+    cfg_path, flag = os.path.join(short_tmp, "x.yaml"), os.path.join(short_tmp, "restarted")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [REPO] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])))
+    proc = subprocess.Popen([sys.executable, "-c", GREEN % {"cfg": cfg_path, "flag": flag}],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        ready = proc.stdout.readline()
+        if ready.strip() == "READY":
+            inst.restart_ovsdb()
+            inst.vsctl("--if-exists", "del-br", "ovsbr2")
+            open(flag, "w").close()
+        out, err = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+    assert ready.strip() == "READY" and proc.returncode == 0, ready + out + err
+    res = json.loads(out.strip().splitlines()[-1])
+    assert res["patched"] and res["hub"] == ("ryu" if RYU else "eventlet")
+    assert "bridge ovsbr1 created" in res["first"] and "bridge ovsbr2 created" in res["first"]
+    assert res["again"] == [] and res["reconnected"] == [True, False]
+    assert "bridge ovsbr2 created" in res["restarted"]
+    assert res["after"] == [True, True] and res["ports"]["patch-ovsbr1"] == 200
+    # the hub kept running while ensure() waited (for ovs-vswitchd, for the server)
+    assert res["first_ticks"] >= int(res["first_s"] / 0.05), res
+    longest_s, longest_ticks = res["longest"]
+    assert longest_s > 0.2, "no ensure() waited across the restart: %r" % res
+    assert longest_ticks >= int(longest_s / 0.05), res
+    assert res["max_gap"] < 0.5, res
