@@ -136,9 +136,9 @@ class _Transaction(impl_idl.OvsVsctlTransaction):
     time is an error, not a log line. An interface vswitchd could not open is
     logged, as ovs-vsctl does."""
 
-    def pre_commit(self, txn: Any) -> None:
-        txn.expected_ifaces = set()                   # filled by add_port
-        txn.bumped = False                            # set by _Ensure
+    def pre_commit(self, txn: Any) -> None:  # noqa: V105 (ovsdbapp calls it)
+        txn.expected_ifaces = set()  # noqa: V101 (ovsdbapp's add_port fills it)
+        txn.bumped = False           # _Ensure sets it when it writes
 
     def post_commit(self, txn: Any) -> None:
         transaction.Transaction.post_commit(self, txn)
