@@ -3,6 +3,7 @@
 as each DOCA API generation (2.8 names / 3.3 names and flag numbers)."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -98,3 +99,47 @@ def test_api_generations(glue, tmp_path, api):
     upd = glue.run("update_remove", pkg_parent=parent)
     assert upd["after_update"] == [["p1", "0200c6120003"], ["p1", "0200c6120002"]]
     assert upd["after_readd"][1] == ["p1", "0200c6120009"]
+
+
+def _ffi_of(tmp_path, target: str, env_extra: dict) -> dict:
+    """build_glue's FFI for a target, without compiling: its cdef and C sources."""
+    build = os.path.join(SRC_ROOT, "dpdk_glue", "build_glue.py")
+    code = ("import json, runpy; f = runpy.run_path(%r)['ffibuilder']; "
+            "print(json.dumps({'cdef': ''.join(f._cdefsources), "
+            "'sources': [os.path.basename(s) for s in f._assigned_source[3]['sources']]}))" % build)
+    env = dict(os.environ, XF_GLUE_TARGET=target, **env_extra)
+    proc = subprocess.run([sys.executable, "-c", "import os; " + code], env=env, capture_output=True,
+                          text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_softdoca_knobs_only_in_the_softdoca_build(tmp_path):
+    """A DOCA build compiles glue.c alone and declares no softdoca knob; the softdoca build
+    adds glue_softdoca.c (the knobs) and the model."""
+    doca_home = tmp_path / "doca"
+    (doca_home / "include").mkdir(parents=True)
+    (doca_home / "include" / "doca_flow.h").write_text("")
+    doca = _ffi_of(tmp_path, "doca", {"DOCA_HOME": str(doca_home), "PATH": _no_dpdk_path(tmp_path)})
+    assert doca["sources"] == ["glue.c"]
+    assert "xf_entries_add" in doca["cdef"] and "xf_fault_inject" not in doca["cdef"]
+    soft = _ffi_of(tmp_path, "softdoca", {})
+    assert soft["sources"][:2] == ["glue.c", "glue_softdoca.c"] and "sd_fwd.c" in soft["sources"]
+    for knob in ("xf_fault_inject", "xf_set_poll_mode", "xf_fwd_stats", "xf_bench_bypass", "xf_classify"):
+        assert knob in soft["cdef"]
+
+
+def test_knobs_say_softdoca_only_on_doca(monkeypatch):
+    """On a DOCA build every softdoca_ctl knob refuses, naming itself softdoca-only."""
+    from dpdk_glue import GlueError, softdoca_ctl
+
+    monkeypatch.setattr(softdoca_ctl, "_load", lambda: (None, None))
+    monkeypatch.setattr(softdoca_ctl, "glue_target", lambda: "doca")
+    assert not softdoca_ctl.available()
+    calls = [lambda: softdoca_ctl.fault_inject(None, 1), lambda: softdoca_ctl.set_busy_poll(None, True),
+             lambda: softdoca_ctl.forwarder_stats(None), lambda: softdoca_ctl.bench_bypass(None, True),
+             lambda: softdoca_ctl.classify(None, "p0", b"")]
+    for call in calls:
+        with pytest.raises(GlueError) as err:
+            call()
+        assert err.value.doca_error == "DOCA_ERROR_NOT_SUPPORTED" and "softdoca-only" in str(err.value)
