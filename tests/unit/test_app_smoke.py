@@ -103,7 +103,7 @@ def test_drift_is_repaired_and_foreign_flows_are_never_touched(h):
         h.connect(name)
     dp = h.dps["ovsbr1"]
     ours = h.ours("ovsbr1")
-    svc = sorted((k for k, e in ours.items() if e.cookie >> 32 & 0xFF == 1), key=str)
+    svc = sorted((k for k, e in ours.items() if plan.kind_of_cookie(e.cookie) == "service"), key=str)
     del dp.table.entries[svc[0]]                                     # deleted behind our back
     changed = dp.table.entries[svc[1]]                                # changed behind our back
     changed.actions, changed.raw_instructions = (), []
@@ -240,6 +240,30 @@ def test_to_plan_flow_attributes_backends(h):
     assert all(isinstance(f, plan.Flow) for f in flows["ovsbr2"])
     assert {f.key for f in flows["ovsbr2"]} == {f.key for f in
                                                 h.app.runtime.in_force.bridge_flows("ovsbr2")}
+
+
+def test_the_status_verdict_is_the_last_check_and_a_scrape_never_checks(h, monkeypatch):
+    from xenoflow_ovs.intent import consistency
+    status = h.app.status
+    assert status.snapshot()["verdict"] == "drift"                    # nothing confirmed yet
+    for name in h.dps:
+        h.connect(name)
+    h.app.runtime.start()
+    h.poll()
+    status.refresh_verdict()                                           # the worker's, off the scrape path
+    assert status.snapshot()["verdict"] == "consistent"
+    checks = []
+    real = consistency.check
+    monkeypatch.setattr(consistency, "check", lambda *a: checks.append(1) or real(*a))
+    h.app.metrics.exposition()
+    status.snapshot()
+    status.refresh_verdict()                                           # nothing changed: not again
+    assert checks == []
+    h.app.runtime.drain("dns", "fips3")
+    h.poll()
+    status.refresh_verdict()
+    assert checks == [1] and status.snapshot()["verdict"] == "consistent"
+    assert status.check()["verdict"] == "consistent" and checks == [1, 1]
 
 
 def test_launcher_under_ryu_points_to_ryu_manager_and_rejects_a_bad_config(tmp_path):

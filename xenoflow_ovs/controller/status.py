@@ -8,7 +8,8 @@ Two views, one builder:
   the metrics and `xenoflow status` read), that view plus the intent (drained,
   healthy, in service), eswitchd's counters and the verdict of the LAST
   COMPLETED check. It never waits: the verdict is refreshed off the scrape path
-  by the worker (`refresh_verdict`, every poll) and by every `GET /check`.
+  by the worker (`refresh_verdict`, before every poll, when what a check compares
+  has changed) and by every `GET /check`.
 `build()` is the pure step from the app view to the `GET /status` shape.
 """
 
@@ -18,7 +19,7 @@ import json
 import logging
 import os
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from ..eswitch.client import EswitchError
 from ..intent import consistency
@@ -75,6 +76,7 @@ class Status:
         self.fresh_timeout = fresh_timeout
         self._view: Dict[str, Any] = {}
         self._last_check: Optional[Dict[str, Any]] = None
+        self._last_fingerprint: Any = None
 
     # -- the app view (event thread)
 
@@ -134,7 +136,9 @@ class Status:
         at = (self.app.runtime.last_transition or {}).get("at")
         return self.app.bridges.stale_since(at) if at else []
 
-    def _compare(self) -> Dict[str, Any]:
+    def _inputs(self) -> Tuple[Any, ...]:
+        """What a check compares: the config and the plan in force, our flows as last
+        dumped, eswitchd's pipes and entries (or why it did not answer), the counters."""
         rt = self.app.runtime
         cfg = rt.cfg
         pipes: List[Any] = []
@@ -145,27 +149,39 @@ class Status:
                 pipes, entries = rt.eswitch.installed()
             except EswitchError as exc:
                 unreachable = str(exc)
-        view = self._view
-        rep = consistency.check(cfg, rt.in_force, self.app.bridges.installed_flows(), pipes, entries,
-                                {"fallback": view.get("fallback_packets"),
-                                 "miss_other": view.get("miss_other_packets")})
+        counted = {"fallback": self._view.get("fallback_packets"),
+                   "miss_other": self._view.get("miss_other_packets")}
+        return (cfg, rt.in_force, self.app.bridges.installed_flows(), pipes, entries, unreachable,
+                counted)
+
+    @staticmethod
+    def _fingerprint(inputs: Tuple[Any, ...]) -> Tuple[Any, ...]:
+        """The inputs that can change a verdict: everything but the packet counts,
+        of which only whether any packet fell back matters."""
+        cfg, plan, flows, pipes, entries, unreachable, counted = inputs
+        dumped = None if flows is None else {b: frozenset(fs) for b, fs in flows.items()}
+        return (cfg, plan, dumped, frozenset(pipes), frozenset(entries), unreachable,
+                bool(counted["fallback"]))
+
+    @staticmethod
+    def _compare(inputs: Tuple[Any, ...]) -> Dict[str, Any]:
+        cfg, plan, flows, pipes, entries, unreachable, counted = inputs
+        rep = consistency.check(cfg, plan, flows, pipes, entries, counted)
         if unreachable:
             rep["drift"].append({"plane": "eswitch", "where": "*", "what": "unreachable",
                                  "expected": "eswitchd answering", "found": unreachable})
             rep["verdict"], rep["consistent"] = "drift", False
         return rep
 
-    def _checked(self) -> Dict[str, Any]:
-        """A check; also kept as the last one unless a transition ran meanwhile (the
-        planes and the plan in force did not match while it did)."""
+    def _marker(self) -> Tuple[Any, ...]:
         rt = self.app.runtime
-        before = (0, (rt.last_transition or {}).get("at"))
-        if rt.transitions:
-            before = (-1, None)
-        rep = self._compare()
-        if before == (rt.transitions, (rt.last_transition or {}).get("at")):
-            self._last_check = rep
-        return rep
+        return rt.transitions, (rt.last_transition or {}).get("at")
+
+    def _keep(self, rep: Dict[str, Any], fingerprint: Any, marker: Tuple[Any, ...]) -> None:
+        """Keep a check as the last one unless a transition ran while it did (the
+        planes and the plan in force did not match meanwhile)."""
+        if marker[0] == 0 and marker == self._marker():
+            self._last_check, self._last_fingerprint = rep, fingerprint
 
     def check(self) -> Dict[str, Any]:
         """`GET /check`: waits (up to fresh_timeout) for flow dumps taken after the
@@ -173,17 +189,28 @@ class Status:
         deadline = time.monotonic() + self.fresh_timeout
         while self._stale() and time.monotonic() < deadline:
             self.sleep(0.05)
-        return self._checked()
+        marker = self._marker()
+        inputs = self._inputs()
+        rep = self._compare(inputs)
+        self._keep(rep, self._fingerprint(inputs), marker)
+        return rep
 
     def refresh_verdict(self) -> None:
-        """The worker's: a check without waiting. Skipped while a transition runs or
+        """The worker's: a check without waiting, and only when its inputs changed
+        (a check is costly with big bucket tables). Skipped while a transition runs or
         its flows are not dumped yet (up to fresh_timeout): the last verdict stands."""
         rt = self.app.runtime
         at = (rt.last_transition or {}).get("at") or 0
         if rt.transitions or (self._stale() and time.time() - at < self.fresh_timeout):
             return
+        marker = self._marker()
         try:
-            self._checked()
+            inputs = self._inputs()
+            fingerprint = self._fingerprint(inputs)
+            if self._last_check is not None and fingerprint == self._last_fingerprint:
+                return
+            rep = self._compare(inputs)
         except Exception:  # the status must answer even when the check cannot
             log.exception("check failed")
-            self._last_check = {"verdict": "drift"}
+            rep, fingerprint = {"verdict": "drift"}, None
+        self._keep(rep, fingerprint, marker)
