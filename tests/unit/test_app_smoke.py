@@ -20,7 +20,6 @@ from xenoflow_ovs.controller.app import EventPoll, XenoFlowApp  # noqa: E402
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PAPER = os.path.join(ROOT, "topologies", "paper", "xenoflow.yaml")
 OFP, PARSER = compat.ofproto_v1_3, compat.ofproto_v1_3_parser
-MAC2, MAC3 = "02:00:c6:12:00:02", "02:00:c6:12:00:03"
 
 
 def none_cfg():
