@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Sequential DNS round-trip probe (lab_notes.md section 4.1 and appendix B).
+"""Sequential DNS round-trip probe: one query in flight at a time.
 
 One query at a time: send, wait for the reply with the same ID (or a timeout,
 counted as lost), next. `--warmup` queries first (not recorded), then `--count`

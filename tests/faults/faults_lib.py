@@ -10,7 +10,7 @@ and frames come from xenoflow_ovs.lab.frames)::
     python faults_lib.py rawsend '{"iface": "eth0", "frames": ["<hex>", ...], "count": 5}'
 
 The load generator sends ``who.example.lab TXT`` round robin from its source addresses at
-a fixed rate (smooth pacing: lab_notes.md section 5, bursts overflow AF_PACKET buffers),
+a fixed rate (smoothly paced: bursts overflow AF_PACKET socket buffers),
 matches every answer to its query and writes one record per query: source index, send
 time, answer time (wall clock, comparable with the test's ``time.time()``) and the TXT
 (which backend answered). A query is lost when no answer came by the end of the run plus
@@ -43,7 +43,7 @@ REPO = os.path.dirname(os.path.dirname(HERE))
 PAPER = os.path.join(REPO, "topologies", "paper")
 QNAME = "who.example.lab"
 
-# Health probes as issue 6 asks for in the lab: every 200 ms, down after 2 bad, up after 2 good,
+# Health probes in the lab: every 200 ms, down after 2 bad, up after 2 good,
 # from the management port pf1sf0.
 HEALTH = {"enabled": True, "query": QNAME, "qtype": "TXT", "interval": 0.2, "timeout": 0.15,
           "rise": 2, "fall": 2, "source": "198.18.0.250"}

@@ -1,4 +1,4 @@
-"""Faults and bad input under steady DNS load through the VIP (issue 7), with figures.
+"""Faults and bad input under steady DNS load through the VIP, with figures.
 
 One paper lab for the module (softdoca, routes mirrored, 2 source bits, health probes every
 200 ms from pf1sf0: faults_lib.py), in a private temp run dir; while another lab holds the
@@ -20,10 +20,9 @@ import re
 import signal
 import time
 
+import faults_lib as fl
 import pytest
 import yaml
-
-import faults_lib as fl
 
 pytestmark = [pytest.mark.root, pytest.mark.ovs, pytest.mark.lab, pytest.mark.slow]
 
@@ -367,7 +366,8 @@ def test_bad_packets_at_the_eswitch_and_at_ovs(lab, table):
     alive = {n: lab.alive(n) and lab.pid(n) == pids[n] for n in pids}
     after = _after(lab)
     lines = ["| frame (x%d) | class | p0: arrived | malformed | miss (to OVS) | bucket hits "
-             "| pf0hpf: arrived | malformed | miss (to OVS) |" % COUNT, "|---|---|---|---|---|---|---|---|---|"]
+             "| pf0hpf: arrived | malformed | miss (to OVS) |" % COUNT,
+             "|---|---|---|---|---|---|---|---|---|"]
     for r0, r1 in zip(p0_rows, pf0_rows):
         lines.append("| %s | %s | %d | %d | %d | %d | %d | %d | %d |" % (r0 + r1[2:5]))
     table.extra.append(("Bad packets, kind by kind", lines + [
@@ -435,7 +435,7 @@ def test_frames_both_planes_leave_alone_or_both_balance(lab, table):
 
 def write_report(t, path):
     lines = [
-        "# Faults and bad input: reliability under load (issue 7)",
+        "# Faults and bad input: reliability under load",
         "",
         "Written by `tests/faults/test_faults.py` (root, lab) on %s; the paper lab on one 2-core VM "
         "(softdoca eSwitch, private OVS netdev, the os-ken controller, bind9 on fips2/fips3)."
@@ -459,8 +459,9 @@ def write_report(t, path):
         "",
         "- Load: `tests/faults/faults_lib.py` loadgen in fips4, `who.example.lab TXT` to the VIP "
         "198.18.0.53, round robin over 8 source addresses (every one of the 4 buckets of `bits: 2`), "
-        "paced at %.0f queries/s (smooth pacing, lab_notes.md section 5), 5-9 s per fault. Every query "
-        "is matched to its answer; **lost** = no answer by the end of the run + 1.5 s. Sources that "
+        "paced at %.0f queries/s (smoothly paced: bursts overflow AF_PACKET socket buffers), "
+        "5-9 s per fault. Every query is matched to its answer; **lost** = no answer by the end of "
+        "the run + 1.5 s. Sources that "
         "have had an answer send with MSG_CONFIRM (as a client seeing replies would), so the "
         "VIP's neighbour entry needs no ARP answer from OVS during a fault." % RATE,
         "- Health checks: DNS probes from pf1sf0 (198.18.0.250) every 0.2 s, timeout 0.15 s, fall 2, "
