@@ -62,6 +62,7 @@ DEFAULT_CONFIGS = ("run/paper/xenoflow.yaml", "topologies/paper/xenoflow.yaml")
 
 def _api_call(args: argparse.Namespace, path: str, method: str = "GET", body=None):
     import os
+
     from .api import server as api
     if args.socket:
         return api.request(method, path, unix_path=args.socket, body=body,
@@ -134,6 +135,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     import json
+
     from .intent.consistency import format_report
     body = _api_or_error(args, "/check")
     if body is None:
