@@ -518,11 +518,6 @@ class LoadResult:
         ts = [r[1] for r in self.records if r[0] in idx and r[1] >= after and r[3] == backend]
         return min(ts) if ts else None
 
-    def last_sent_answered_by(self, backend: str, sources: Sequence[str], before: float) -> Optional[float]:
-        idx = {self.sources.index(s) for s in sources}
-        ts = [r[1] for r in self.records if r[0] in idx and r[1] <= before and r[3] == backend]
-        return max(ts) if ts else None
-
     def summary(self) -> str:
         return "sent %d, lost %d, answers %s, errors %s" % (self.sent, self.lost, self.by_answer(),
                                                            self.d.get("errors"))

@@ -42,7 +42,6 @@ def table():
 @pytest.fixture(scope="module")
 def lab(table):
     with fl.running_lab("xf-flt-") as lab:
-        table.lab_up = lab.up_seconds
         yield lab
 
 

@@ -16,9 +16,8 @@ import time
 import pytest
 import yaml
 
-from xenoflow_ovs.intent import config
-from xenoflow_ovs.intent import plan
 from xenoflow_ovs.eswitch.client import EswitchClient, EswitchError, adoption_changes
+from xenoflow_ovs.intent import config, plan
 from xenoflow_ovs.lab import netns as N
 
 pytestmark = [pytest.mark.root]

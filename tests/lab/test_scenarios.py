@@ -77,7 +77,7 @@ def test_drift_in_both_planes_is_reported_then_repaired(lab):
     repairs0 = lab.api_ok("/status")["repairs"]
     log_at = len(lab.controller_log())
     seen = None
-    for attempt in range(4):
+    for _ in range(4):
         flows = lab.flows()
         victim = sorted(k for k, f in flows.items() if k[0] == "ovsbr1" and "nw_src" in k[1])[0]
         entry = [e for e in lab.entries() if e["kind"] == "bucket" and e["bucket"] == 1][0]

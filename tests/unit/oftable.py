@@ -19,8 +19,6 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 from xenoflow_ovs.controller import ofrules
 from xenoflow_ovs.intent.plan import Flow
 
-MOVE_FIELDS = ("eth_src", "eth_dst", "arp_sha", "arp_tha", "arp_spa", "arp_tpa")
-
 
 @dataclass
 class Entry:

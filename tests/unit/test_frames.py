@@ -140,6 +140,7 @@ def test_udp_frame_read_back_by_the_packet_library():
     assert p == fr.ParsedFrame(eth_dst=VIP_MAC, eth_src=CLIENT_MAC, ethertype=0x0800, ip_src=SRC,
                                ip_dst=VIP, ip_proto=17, ip_checksum_ok=True, frag=0, l4_src=5353,
                                l4_dst=53, payload=query)
+    assert (p.eth_src, p.ip_dst) == (CLIENT_MAC, VIP)     # the fields a balancer rewrites or matches
 
 
 def test_tcp_and_arp_frames_read_back():
