@@ -289,7 +289,16 @@ def sc_serve(prefix: str, ports: List[Dict[str, Any]], vip: str, macs: List[str]
     print("CLOSED", flush=True)
 
 
-SCENARIOS = {name[3:]: fn for name, fn in globals().items() if name.startswith("sc_")}
+SCENARIOS = {
+    "semantics": sc_semantics,
+    "rejects": sc_rejects,
+    "counters": sc_counters,
+    "update_remove": sc_update_remove,
+    "close_with_entries": sc_close_with_entries,
+    "fault": sc_fault,
+    "switch": sc_switch,
+    "serve": sc_serve,
+}
 
 
 def main() -> int:

@@ -173,6 +173,8 @@ class EswitchState:
             self.validate(changes)
             undo: List[Callable[[], None]] = []
             done = {"add_pipe": 0, "add": 0, "update": 0, "remove": 0, "remove_pipe": 0}
+            one = {"add_pipe": self._add_pipe, "update": self._update, "remove": self._remove,
+                   "remove_pipe": self._remove_pipe}
             try:
                 i = 0
                 while i < len(changes):
@@ -185,7 +187,7 @@ class EswitchState:
                         done["add"] += j - i
                         i = j
                         continue
-                    getattr(self, "_" + c.op)(c.item, undo)
+                    one[c.op](c.item, undo)
                     done[c.op] += 1
                     i += 1
             except Exception:
