@@ -3,7 +3,7 @@
 (basic-pipe) entries, one add_entries call per entry ("single") vs one batch ("batched"),
 plus the Python overhead per entry (the Python path minus the bare C call on the same specs).
 
-Writes benchmarks/results/glue_install.csv and .md.  Goals (issue 3): >= 200k entries/s
+Writes benchmarks/results/glue_install.csv and .md.  Goals: >= 200k entries/s
 batched, Python overhead <= 5 us/entry.
 
 Runs in its own process (the DPDK EAL initialises once per process); the ports have no packet
