@@ -16,7 +16,6 @@ import sys
 import netaddr
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
 import pkgpath  # noqa: E402,F401  (before the package: where it comes from)
 
 from xenoflow_ovs.intent import buckets  # noqa: E402

@@ -36,7 +36,6 @@ import time
 from typing import Dict, List, Tuple
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
 import pkgpath  # noqa: E402,F401  (before the package: where it comes from)
 
 VIP = "198.18.0.53"

@@ -23,7 +23,6 @@ import time
 from typing import Dict, List
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
 import pkgpath  # noqa: E402,F401  (before the package: where it comes from)
 
 from dpdk_glue import ESwitch, GlueMatch, PortSpec, default_eal_args  # noqa: E402

@@ -29,10 +29,9 @@ import time
 from typing import Dict, Optional, Tuple
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "xdp_lb"))
 
-import xdplb  # noqa: E402
 from lab_min import ROOT, LabSpec  # noqa: E402
+from xdp_lb import xdplb  # noqa: E402
 
 from xenoflow_ovs.lab import netns as nsh  # noqa: E402
 

@@ -15,10 +15,9 @@ from typing import Dict, List, Optional
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BUILD = os.path.join(HERE, "build")
-sys.path.insert(0, os.path.join(HERE, "xdp_lb"))
 
-import xdplb  # noqa: E402
 from lab_min import LabSpec  # noqa: E402
+from xdp_lb import xdplb  # noqa: E402
 
 from xenoflow_ovs.lab import netns as nsh  # noqa: E402
 

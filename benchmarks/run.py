@@ -31,7 +31,6 @@ import traceback
 from typing import Dict, List, Optional
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
 
 import contenders as C  # noqa: E402
 import measure as M  # noqa: E402

@@ -148,17 +148,16 @@ def test_latency_records_fallback_for_xenoflow(paper_results):
     assert all(r["fallback"] == "0" for r in rows), rows
 
 
-def test_xdp_balancer_balances():
+def test_xdp_balancer_balances(monkeypatch):
     """Per-bucket counters of the XDP balancer equal the packets sent per source parity,
     and each backend's receiver counts exactly its bucket's packets."""
     missing = _tools_missing()
     if missing:
         pytest.skip("missing tools: %s" % ", ".join(missing))
-    sys.path.insert(0, BENCH)
-    sys.path.insert(0, os.path.join(BENCH, "xdp_lb"))
+    monkeypatch.syspath_prepend(BENCH)      # the benchmarks are scripts, not a package
     import measure
-    import xdplb
     from lab_min import MinLab, minimal_spec
+    from xdp_lb import xdplb
 
     measure.build_tools()
     spec = minimal_spec("xbt")

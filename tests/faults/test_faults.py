@@ -1,9 +1,9 @@
 """Faults and bad input under steady DNS load through the VIP, with figures.
 
 One paper lab for the module (softdoca, routes mirrored, 2 source bits, health probes every
-200 ms from pf1sf0: faults_lib.py), in a private temp run dir; while another lab holds the
+200 ms from pf1sf0: lab_harness.py), in a private temp run dir; while another lab holds the
 fixed namespace names the fixture waits (polls every 10 s, up to 15 min). Each fault is
-injected while faults_lib's paced load generator sends `who.example.lab TXT` from 8 source
+injected while lab_harness's paced load generator sends `who.example.lab TXT` from 8 source
 addresses of fips4 (every bucket) and records every query; the test asserts the behaviour,
 and the figures (queries sent, lost, time to recover, state after) go to a table that the
 module writes to benchmarks/results/faults.md (XF_FAULTS_MD overrides the path) and prints.
@@ -20,7 +20,7 @@ import re
 import signal
 import time
 
-import faults_lib as fl
+import lab_harness as fl
 import pytest
 import yaml
 
@@ -456,7 +456,7 @@ def write_report(t, path):
     lines += [
         "## Method",
         "",
-        "- Load: `tests/faults/faults_lib.py` loadgen in fips4, `who.example.lab TXT` to the VIP "
+        "- Load: `tests/lab_harness.py` loadgen in fips4, `who.example.lab TXT` to the VIP "
         "198.18.0.53, round robin over 8 source addresses (every one of the 4 buckets of `bits: 2`), "
         "paced at %.0f queries/s (smoothly paced: bursts overflow AF_PACKET socket buffers), "
         "5-9 s per fault. Every query is matched to its answer; **lost** = no answer by the end of "

@@ -26,13 +26,10 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 
+import lab_harness as fl
 import pytest
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "faults"))
-import faults_lib as fl  # noqa: E402
 
 pytestmark = [pytest.mark.root, pytest.mark.ovs, pytest.mark.lab, pytest.mark.slow]
 

@@ -6,8 +6,8 @@ durations, the controller's API and `xenoflow check`).
 Run as a script inside a lab namespace, with the Python that has xenoflow_ovs installed (DNS
 and frames come from xenoflow_ovs.lab.frames)::
 
-    python faults_lib.py loadgen '{"server": ..., "sources": [...], "rate": 400, ...}'
-    python faults_lib.py rawsend '{"iface": "eth0", "frames": ["<hex>", ...], "count": 5}'
+    python lab_harness.py loadgen '{"server": ..., "sources": [...], "rate": 400, ...}'
+    python lab_harness.py rawsend '{"iface": "eth0", "frames": ["<hex>", ...], "count": 5}'
 
 The load generator sends ``who.example.lab TXT`` round robin from its source addresses at
 a fixed rate (smoothly paced: bursts overflow AF_PACKET socket buffers),
@@ -39,7 +39,7 @@ from dns.exception import DNSException
 from xenoflow_ovs.lab import frames
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(os.path.dirname(HERE))
+REPO = os.path.dirname(HERE)
 PAPER = os.path.join(REPO, "topologies", "paper")
 QNAME = "who.example.lab"
 
