@@ -53,8 +53,10 @@ MAIN_DISPATCHER = handler.MAIN_DISPATCHER
 DEAD_DISPATCHER = handler.DEAD_DISPATCHER
 BaseApp = app_manager.RyuApp if RUNTIME == "ryu" else app_manager.OSKenApp
 
-# Green (eventlet) or native threads? ryu-manager monkey-patches sockets but not
-# `threading`, so a threading.Event wait there would block every green thread.
+# Green (eventlet) or native threads? Ryu's hub is eventlet. ryu-manager green-patches
+# `threading` too, but not with --enable-debugger, nor when the app is imported without
+# it (tests): the hub's own primitives work in every case, where a native wait on an
+# unpatched threading.Event would block every green thread.
 GREEN = RUNTIME == "ryu" or getattr(hub, "HUB_TYPE", "native") == "eventlet"
 
 
