@@ -392,7 +392,7 @@ class XenoflowLab(Contender):
         ctl = LabCtl(argparse.Namespace(run_dir=PAPER_RUN_DIR, topology=None, eswitch=None,
                                         mirror_routes=None), Progress(io.StringIO()))
         ovs = ctl.ovs()
-        want = ctl.planned_counts()
+        want = ctl.planes.planned_counts()
         t0 = time.monotonic()
         ovs.restart_vswitchd()
         ctl.start_ovs()
@@ -400,7 +400,7 @@ class XenoflowLab(Contender):
         flows = consistent = None
         deadline = t0 + timeout
         while flows is None and time.monotonic() < deadline:
-            have = ctl.flow_counts(ovs)
+            have = ctl.planes.flow_counts(ovs)
             if all(have.get(b, 0) >= n for b, n in want.items()):
                 flows = time.monotonic() - t0
             else:

@@ -38,10 +38,10 @@ import yaml
 
 from ..exitcodes import EXIT_ERROR, EXIT_FOUND, EXIT_OK
 from . import netns as nsh
+from .planes import CONTROLLER_STATE, NotProgrammed, PlaneReadings
 from .pyenv import subprocess_env as _subprocess_env
 from .topology import Lab, LabBusy, Topology, load_topology
 
-CONTROLLER_STATE = "controller-state.json"   # XENOFLOW_STATE of the lab's controller
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 REQUIRED_TOOLS = ("ip", "ethtool", "sysctl", "bridge", "ovsdb-tool", "ovsdb-server", "ovs-vswitchd",
                   "ovs-vsctl", "ovs-ofctl", "named", "named-checkconf", "ping")
@@ -128,6 +128,39 @@ def write_derived_config(topo: Topology, run_dir: str, driver: Optional[str],
     return path
 
 
+def preflight(driver: str) -> None:
+    """What the lab needs, checked before anything is built: root, the tools, and the
+    Python modules of the controller (and of eswitchd) for the Python that runs them."""
+    if os.geteuid() != 0:
+        raise LabError("the lab needs root (network namespaces, veths, OVS)")
+    missing = [t for t in REQUIRED_TOOLS if shutil.which(t) is None]
+    if missing:
+        raise LabError("missing tools: %s (run scripts/install-deps.sh)" % ", ".join(missing))
+    mods = ["os_ken.base.app_manager", "xenoflow_ovs.controller.app"]
+    if driver != "none":
+        mods.append("dpdk_glue")
+    problem = import_problems(mods)
+    osken = problem.get("os_ken.base.app_manager")
+    if osken:
+        raise LabError("the controller cannot start: %s (pip install 'xenoflow-ovs[osken]')" % (
+            "os-ken is not installed for " + sys.executable if "'os_ken'" in osken
+            else "os-ken does not import: " + osken))
+    if "xenoflow_ovs.controller.app" in problem:
+        raise LabError("the controller cannot start: %s (pip install 'xenoflow-ovs[osken]')"
+                       % problem["xenoflow_ovs.controller.app"])
+    if "dpdk_glue" in problem:
+        raise LabError("eswitchd cannot start: %s; build it (pip install -e .) or run the lab "
+                       "with --eswitch none" % problem["dpdk_glue"])
+
+
+def _tail(path: str, n: int = 15) -> str:
+    try:
+        with open(path, errors="replace") as f:
+            return "".join(f.readlines()[-n:])
+    except OSError:
+        return "(no log)"
+
+
 # ---------------------------------------------------------------- the lab controller
 
 
@@ -153,6 +186,11 @@ class LabCtl:
         self.cfg_path = os.path.join(self.run_dir, "xenoflow.yaml")
         self.cfg = None
         self._popen: Dict[str, subprocess.Popen] = {}
+        self.planes = PlaneReadings(self.load_cfg, self.run_dir, self._controller_pid)
+
+    def _controller_pid(self) -> Optional[int]:
+        rec = self.state.process("controller")
+        return rec["pid"] if rec else None
 
     # -- helpers
     @property
@@ -194,41 +232,10 @@ class LabCtl:
             return False
         return self.state.process_alive(name)
 
-    def _tail(self, path: str, n: int = 15) -> str:
-        try:
-            with open(path, errors="replace") as f:
-                return "".join(f.readlines()[-n:])
-        except OSError:
-            return "(no log)"
-
     # -- up
-    def preflight(self) -> None:
-        """What the lab needs, checked before anything is built: root, the tools, and the
-        Python modules of the controller (and of eswitchd) for the Python that runs them."""
-        if os.geteuid() != 0:
-            raise LabError("the lab needs root (network namespaces, veths, OVS)")
-        missing = [t for t in REQUIRED_TOOLS if shutil.which(t) is None]
-        if missing:
-            raise LabError("missing tools: %s (run scripts/install-deps.sh)" % ", ".join(missing))
-        mods = ["os_ken.base.app_manager", "xenoflow_ovs.controller.app"]
-        if self.driver != "none":
-            mods.append("dpdk_glue")
-        problem = import_problems(mods)
-        osken = problem.get("os_ken.base.app_manager")
-        if osken:
-            raise LabError("the controller cannot start: %s (pip install 'xenoflow-ovs[osken]')" % (
-                "os-ken is not installed for " + sys.executable if "'os_ken'" in osken
-                else "os-ken does not import: " + osken))
-        if "xenoflow_ovs.controller.app" in problem:
-            raise LabError("the controller cannot start: %s (pip install 'xenoflow-ovs[osken]')"
-                           % problem["xenoflow_ovs.controller.app"])
-        if "dpdk_glue" in problem:
-            raise LabError("eswitchd cannot start: %s; build it (pip install -e .) or run the lab "
-                           "with --eswitch none" % problem["dpdk_glue"])
-
     def up(self) -> None:
         say = self.say
-        self.preflight()
+        preflight(self.driver)
         self.lab.check_free()
         os.makedirs(self.run_dir, mode=0o700, exist_ok=True)
         os.chmod(self.run_dir, 0o700)
@@ -260,11 +267,15 @@ class LabCtl:
             say("eswitchd (%s, %s mode) serving %s" % (cfg.eswitch.driver, cfg.eswitch.mode,
                                                      os.path.relpath(cfg.path(cfg.eswitch.socket))))
         how = self.start_controller()
-        self.wait_programmed(ovs)
+        try:
+            self.planes.wait_programmed(ovs, lambda: self._alive("controller"))
+        except NotProgrammed as exc:
+            raise LabError("%s; its log:\n%s\n" % (
+                exc, _tail(os.path.join(self.run_dir, "controller.log"))))
         self.ensure_mgmt_port()
-        es = self.entry_counts()
+        es = self.planes.entry_counts()
         say("both planes programmed (%s): %s%s" % (how, ", ".join(
-            "%s %d flows" % (b, n) for b, n in sorted(self.flow_counts(ovs).items())),
+            "%s %d flows" % (b, n) for b, n in sorted(self.planes.flow_counts(ovs).items())),
             "" if es is None else ", eSwitch %d entries" % es["installed"]))
 
     def start_bind9(self) -> None:
@@ -309,7 +320,7 @@ class LabCtl:
         while True:
             if not self._alive("eswitchd"):
                 raise LabError("eswitchd exited; its log:\n"
-                               + self._tail(self.state.process("eswitchd")["log"]) + "\n")
+                               + _tail(self.state.process("eswitchd")["log"]) + "\n")
             try:
                 c = EswitchClient(sock, timeout=2)
                 c.hello()
@@ -330,81 +341,6 @@ class LabCtl:
                           [sys.executable, "-m", "xenoflow_ovs.cli", "controller", "-c", self.cfg_path], log,
                           env={"XENOFLOW_STATE": os.path.join(self.run_dir, CONTROLLER_STATE)})
         return "controller pid %d" % pid
-
-    def planned_counts(self) -> Dict[str, int]:
-        from ..intent import plan as plan_mod
-        cfg = self.load_cfg()
-        p = plan_mod.plan(cfg)
-        return {br.name: len(p.bridge_flows(br.name)) for br in cfg.bridges}
-
-    def flow_counts(self, ovs) -> Dict[str, int]:
-        """Flows with our cookie per bridge (empty when OVS is not up)."""
-        from ..intent import plan as plan_mod
-        out = {}
-        try:
-            brs = ovs.bridges()
-        except Exception:
-            return out
-        for br in brs:
-            n = 0
-            for line in ovs.ofctl("dump-flows", br, check=False).splitlines():
-                c = _field(line, "cookie")
-                if c is not None and plan_mod.is_ours(int(c, 16)):
-                    n += 1
-            out[br] = n
-        return out
-
-    def controller_state(self) -> Optional[Dict[str, Any]]:
-        """The running controller's state file (XENOFLOW_STATE, in the run dir), None
-        when there is none or it was written by another process than our controller."""
-        rec = self.state.process("controller")
-        if rec is None:
-            return None
-        try:
-            with open(os.path.join(self.run_dir, CONTROLLER_STATE)) as f:
-                st = json.load(f)
-        except (OSError, ValueError):
-            return None
-        return st if st.get("pid") == rec["pid"] else None
-
-    def entry_counts(self) -> Optional[Dict[str, int]]:
-        """{"planned": n, "installed": m} of eSwitch entries; None without an eSwitch."""
-        from ..eswitch.client import EswitchClient, EswitchError
-        from ..intent import plan as plan_mod
-        cfg = self.load_cfg()
-        if not cfg.has_eswitch:
-            return None
-        planned = len(plan_mod.plan(cfg).entries)
-        try:
-            c = EswitchClient(cfg.path(cfg.eswitch.socket), timeout=2)
-            installed = len(c.installed()[1])
-            c.close()
-        except EswitchError:
-            installed = 0
-        return {"planned": planned, "installed": installed}
-
-    def wait_programmed(self, ovs, timeout: float = 40.0) -> None:
-        """Until every bridge carries its planned flows (by cookie) and eswitchd its
-        planned entries: what the controller programs in both planes."""
-        want = self.planned_counts()
-        deadline = time.monotonic() + timeout
-        while True:
-            have = self.flow_counts(ovs)
-            es = self.entry_counts()
-            cs = self.controller_state()
-            reported = cs is not None and all((cs.get("bridges") or {}).get(b, {}).get("in_sync")
-                                              for b in want)
-            if reported and all(have.get(b, 0) >= n for b, n in want.items()) and (
-                    es is None or es["installed"] >= es["planned"]):
-                return
-            if self.state.process("controller") and not self._alive("controller"):
-                raise LabError("the controller exited; its log:\n"
-                               + self._tail(self.state.process("controller")["log"]) + "\n")
-            if time.monotonic() > deadline:
-                raise LabError("not programmed after %.0f s (flows: want %s, have %s; eSwitch "
-                               "entries: %s); see %s" % (timeout, want, have, es,
-                                                         os.path.join(self.run_dir, "controller.log")))
-            time.sleep(0.3)
 
     def ensure_mgmt_port(self) -> None:
         """The internal ports of the config (pf1sf0) carry their lab address and MAC in the
@@ -516,11 +452,11 @@ class LabCtl:
             from .ovs_instance import OvsInstance
             ovs = OvsInstance(ovs_rundir, netns=self.topo.dpu_netns)
             if ovs.running():
-                st["bridges"] = self.flow_counts(ovs)
+                st["bridges"] = self.planes.flow_counts(ovs)
         st["config"] = self.cfg_path if os.path.exists(self.cfg_path) else None
         st["eswitch_entries"] = None
         if st["config"] and self.state.process_alive("eswitchd"):
-            st["eswitch_entries"] = self.entry_counts()
+            st["eswitch_entries"] = self.planes.entry_counts()
         return st
 
 
@@ -569,13 +505,6 @@ def _read(path: str) -> Optional[str]:
         return None
 
 
-def _field(line: str, name: str) -> Optional[str]:
-    for part in line.replace(",", " ").split():
-        if part.startswith(name + "="):
-            return part.split("=", 1)[1]
-    return None
-
-
 # ---------------------------------------------------------------- demo
 
 
@@ -616,7 +545,7 @@ class Demo:
         # from the state file it writes)
         rep, source = self.api("/status"), "controller API"
         if rep is None:
-            rep, source = self.ctl.controller_state(), "controller state"
+            rep, source = self.ctl.planes.controller_state(), "controller state"
         if rep is not None:
             for svc, backends in (rep.get("services") or {}).items():
                 for name, c in backends.items():
