@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple, Type, TypeVar
 
 import netaddr
 
@@ -211,8 +211,9 @@ class Config:
 # ---------------------------------------------------------------- reader
 
 
-class _Reader:
-    """Walks the plain data with a key path, collecting every problem."""
+class Reader:
+    """Walks the plain data with a key path, collecting every problem. The lab's topology
+    parser subclasses it, so both files report errors the same way."""
 
     def __init__(self, located: yamlsrc.Located):
         self.located = located
@@ -226,7 +227,7 @@ class _Reader:
         if value is None:
             return {}  # absent: the parent's required-key check has said so if it matters
         if not isinstance(value, dict):
-            self.error(path, "must be a mapping, got %s" % _kind(value))
+            self.error(path, "must be a mapping, got %s" % kind_of(value))
             return {}
         for key in value:
             if key not in allowed:
@@ -246,7 +247,7 @@ class _Reader:
 
     def string(self, v: Any, path: Path) -> Optional[str]:
         if not isinstance(v, str) or not v:
-            self.error(path, "must be a non-empty string, got %s" % _kind(v))
+            self.error(path, "must be a non-empty string, got %s" % kind_of(v))
             return None
         return v
 
@@ -260,7 +261,7 @@ class _Reader:
     def integer(self, lo: int, hi: int) -> Callable[[Any, Path], Optional[int]]:
         def conv(v: Any, path: Path) -> Optional[int]:
             if isinstance(v, bool) or not isinstance(v, int):
-                self.error(path, "must be an integer, got %s" % _kind(v))
+                self.error(path, "must be an integer, got %s" % kind_of(v))
                 return None
             if not lo <= v <= hi:
                 self.error(path, "must be between %d and %d, got %d" % (lo, hi, v))
@@ -270,7 +271,7 @@ class _Reader:
 
     def boolean(self, v: Any, path: Path) -> Optional[bool]:
         if not isinstance(v, bool):
-            self.error(path, "must be true or false, got %s" % _kind(v))
+            self.error(path, "must be true or false, got %s" % kind_of(v))
             return None
         return v
 
@@ -284,7 +285,7 @@ class _Reader:
 
     def ipv4(self, v: Any, path: Path) -> Optional[netaddr.IPAddress]:
         if not isinstance(v, str):
-            self.error(path, "must be an IPv4 address string, got %s" % _kind(v))
+            self.error(path, "must be an IPv4 address string, got %s" % kind_of(v))
             return None
         try:
             addr = netaddr.IPAddress(v, version=4, flags=netaddr.INET_PTON)
@@ -314,7 +315,7 @@ class _Reader:
     def mac(self, v: Any, path: Path) -> Optional[str]:
         if not isinstance(v, str):
             self.error(path, "must be a quoted MAC address string like \"02:00:c6:12:00:02\", got %s"
-                       % _kind(v))
+                       % kind_of(v))
             return None
         try:
             mac = netaddr.EUI(v, version=48, dialect=netaddr.mac_unix_expanded)
@@ -333,12 +334,13 @@ class _Reader:
         if v is None:
             return []
         if not isinstance(v, list):
-            self.error(path, "must be a list, got %s" % _kind(v))
+            self.error(path, "must be a list, got %s" % kind_of(v))
             return []
         return v
 
 
-def _kind(v: Any) -> str:
+def kind_of(v: Any) -> str:
+    """How an error names what it found instead."""
     if v is None:
         return "nothing"
     return {bool: "a boolean", int: "an integer", float: "a number", str: "a string %r" % (v,),
@@ -348,28 +350,46 @@ def _kind(v: Any) -> str:
 # ---------------------------------------------------------------- parse
 
 
-def load(path: str) -> Config:
+T = TypeVar("T")
+Build = Callable[[Reader, Any], Optional[T]]
+
+
+def load_yaml(path: str, build: Build[T], reader: Type[Reader] = Reader,
+              error: Type[ConfigError] = ConfigError) -> T:
+    """Read one of our YAML files and build it with `build(reader, data)`. Every problem
+    (unreadable file, bad YAML, what the reader found) raises `error` at once, each with
+    its key path and line. The config and the lab's topology files are read this way."""
     try:
         with open(path, encoding="utf-8") as f:
             text = f.read()
     except OSError as exc:
-        raise ConfigError([("<file>", "cannot read: %s" % exc.strerror, 0)], source=path)
-    return parse(text, source=path, base_dir=os.path.dirname(os.path.abspath(path)))
+        raise error([("<file>", "cannot read: %s" % exc.strerror, 0)], source=path)
+    return parse_yaml(text, path, build, reader, error)
 
 
-def parse(text: str, source: str = "<config>", base_dir: str = ".") -> Config:
+def parse_yaml(text: str, source: str, build: Build[T], reader: Type[Reader] = Reader,
+               error: Type[ConfigError] = ConfigError) -> T:
     try:
         located = yamlsrc.load(text)
     except yamlsrc.SourceError as exc:
-        raise ConfigError(exc.problems, source=source)
-    r = _Reader(located)
-    cfg = _parse(r, located.data, base_dir)
-    if r.problems or cfg is None:
-        raise ConfigError(r.problems or [("<top>", "empty config", 0)], source=source)
-    return cfg
+        raise error(exc.problems, source=source)
+    r = reader(located)
+    out = build(r, located.data)
+    if r.problems or out is None:
+        raise error(r.problems or [("<top>", "the file is empty", 0)], source=source)
+    return out
 
 
-def _parse(r: _Reader, data: Any, base_dir: str) -> Optional[Config]:
+def load(path: str) -> Config:
+    base_dir = os.path.dirname(os.path.abspath(path))
+    return load_yaml(path, lambda r, data: _parse(r, data, base_dir))
+
+
+def parse(text: str, source: str = "<config>", base_dir: str = ".") -> Config:
+    return parse_yaml(text, source, lambda r, data: _parse(r, data, base_dir))
+
+
+def _parse(r: Reader, data: Any, base_dir: str) -> Optional[Config]:
     if data is None:
         r.error((), "the file is empty")
         return None
@@ -411,13 +431,13 @@ def _parse(r: _Reader, data: Any, base_dir: str) -> Optional[Config]:
                   api=api, services=services, base_dir=base_dir)
 
 
-def _eswitch(r: _Reader, v: Any, path: Path) -> Eswitch:
+def _eswitch(r: Reader, v: Any, path: Path) -> Eswitch:
     m = r.mapping(v, path, ("driver", "mode", "mirror_routes", "socket", "eal_args", "busy_poll"))
     eal = r.seq(m.get("eal_args"), path + ("eal_args",)) if "eal_args" in m else list(LAB_DEFAULT_EAL)
     for i, a in enumerate(eal):
         if not isinstance(a, str):
             r.error(path + ("eal_args", i), "EAL arguments must be strings (quote numbers), got %s"
-                    % _kind(a))
+                    % kind_of(a))
     d = Eswitch()
     return Eswitch(
         driver=r.get(m, "driver", path, r.choice(DRIVERS), d.driver),
@@ -429,7 +449,7 @@ def _eswitch(r: _Reader, v: Any, path: Path) -> Eswitch:
     )
 
 
-def _ports(r: _Reader, v: Any, path: Path, eswitch: Eswitch) -> Tuple[Port, ...]:
+def _ports(r: Reader, v: Any, path: Path, eswitch: Eswitch) -> Tuple[Port, ...]:
     m = _named_mapping(r, v, path, "port")
     out, ids, ifaces = [], {}, {}
     for name, spec in m.items():
@@ -457,7 +477,7 @@ def _ports(r: _Reader, v: Any, path: Path, eswitch: Eswitch) -> Tuple[Port, ...]
     return tuple(out)
 
 
-def _named_mapping(r: _Reader, v: Any, path: Path, what: str) -> Dict[str, Any]:
+def _named_mapping(r: Reader, v: Any, path: Path, what: str) -> Dict[str, Any]:
     if v is None:
         return {}  # reported as missing by the parent when required
     if not isinstance(v, dict) or not v:
@@ -466,7 +486,7 @@ def _named_mapping(r: _Reader, v: Any, path: Path, what: str) -> Dict[str, Any]:
     return v
 
 
-def _bridges(r: _Reader, v: Any, path: Path, port_names: set) -> Tuple[Bridge, ...]:
+def _bridges(r: Reader, v: Any, path: Path, port_names: set) -> Tuple[Bridge, ...]:
     out, owner = [], {}
     for name, spec in _named_mapping(r, v, path, "bridge").items():
         p = path + (name,)
@@ -502,7 +522,7 @@ def _bridges(r: _Reader, v: Any, path: Path, port_names: set) -> Tuple[Bridge, .
     return tuple(out)
 
 
-def _patches(r: _Reader, v: Any, path: Path, bridges: set) -> Tuple[Tuple[str, str], ...]:
+def _patches(r: Reader, v: Any, path: Path, bridges: set) -> Tuple[Tuple[str, str], ...]:
     out = []
     for i, pair in enumerate(r.seq(v, path)):
         p = path + (i,)
@@ -522,7 +542,7 @@ def _patches(r: _Reader, v: Any, path: Path, bridges: set) -> Tuple[Tuple[str, s
     return tuple(out)
 
 
-def _routes(r: _Reader, v: Any, path: Path, port_names: set, bridge_of: dict,
+def _routes(r: Reader, v: Any, path: Path, port_names: set, bridge_of: dict,
             connected: Callable[[str, str], bool]) -> Tuple[Route, ...]:
     out = []
     seen = {}
@@ -558,7 +578,7 @@ def _routes(r: _Reader, v: Any, path: Path, port_names: set, bridge_of: dict,
     return tuple(out)
 
 
-def _endpoint(r: _Reader, v: Any, path: Path, default_port: int, api: bool) -> Endpoint:
+def _endpoint(r: Reader, v: Any, path: Path, default_port: int, api: bool) -> Endpoint:
     allowed = ("host", "port", "socket", "token_file") if api else ("host", "port")
     m = r.mapping(v, path, allowed)
     host = r.get(m, "host", path, r.string, "127.0.0.1")
@@ -572,7 +592,7 @@ def _endpoint(r: _Reader, v: Any, path: Path, default_port: int, api: bool) -> E
                     token_file=r.get(m, "token_file", path, r.string) if api else None)
 
 
-def _services(r: _Reader, v: Any, path: Path, port_names: set, bridge_of: dict,
+def _services(r: Reader, v: Any, path: Path, port_names: set, bridge_of: dict,
               connected: Callable[[str, str], bool]) -> Tuple[Service, ...]:
     items = r.seq(v, path)
     if v is not None and isinstance(v, list) and not items:
@@ -613,7 +633,7 @@ def _services(r: _Reader, v: Any, path: Path, port_names: set, bridge_of: dict,
     return tuple(out)
 
 
-def _service_ports(r: _Reader, s: Dict[str, Any], p: Path, port_names: set, bridge_of: dict,
+def _service_ports(r: Reader, s: Dict[str, Any], p: Path, port_names: set, bridge_of: dict,
                    connected: Callable[[str, str], bool]) -> Dict[str, Optional[str]]:
     """A service's ingress and egress: known ports, on bridges, different, connected."""
     ports: Dict[str, Optional[str]] = {}
@@ -635,7 +655,7 @@ def _service_ports(r: _Reader, s: Dict[str, Any], p: Path, port_names: set, brid
     return ports
 
 
-def _check_capacity(r: _Reader, p: Path, policy: Policy, backends: List[Backend]) -> None:
+def _check_capacity(r: Reader, p: Path, policy: Policy, backends: List[Backend]) -> None:
     """The bucket table must hold every backend with weight > 0, and one must exist."""
     active = [b for b in backends if b.weight > 0]
     if not active:
@@ -649,7 +669,7 @@ def _check_capacity(r: _Reader, p: Path, policy: Policy, backends: List[Backend]
                 % (policy.buckets, len(active)))
 
 
-def _seconds(lo: float, hi: float, r: "_Reader") -> Callable[[Any, Path], Optional[float]]:
+def _seconds(lo: float, hi: float, r: "Reader") -> Callable[[Any, Path], Optional[float]]:
     def conv(v: Any, path: Path) -> Optional[float]:
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi:
             r.error(path, "must be a number of seconds between %g and %g, got %r" % (lo, hi, v))
@@ -658,7 +678,7 @@ def _seconds(lo: float, hi: float, r: "_Reader") -> Callable[[Any, Path], Option
     return conv
 
 
-def _health(r: _Reader, v: Any, path: Path) -> Health:
+def _health(r: Reader, v: Any, path: Path) -> Health:
     if v is None:
         return Health()
     m = r.mapping(v, path, ("enabled", "query", "qtype", "expect", "interval", "timeout", "rise",
@@ -679,7 +699,7 @@ def _health(r: _Reader, v: Any, path: Path) -> Health:
     return h
 
 
-def _policy(r: _Reader, v: Any, path: Path) -> Optional[Policy]:
+def _policy(r: Reader, v: Any, path: Path) -> Optional[Policy]:
     m = r.mapping(v, path, ("kind", "bits"))
     kind = r.get(m, "kind", path, r.choice(POLICIES), "src-ip-bits")
     bits = r.get(m, "bits", path, r.integer(0, MAX_BITS), 1)
@@ -688,7 +708,7 @@ def _policy(r: _Reader, v: Any, path: Path) -> Optional[Policy]:
     return Policy(kind=kind, bits=bits)
 
 
-def _backends(r: _Reader, v: Any, path: Path) -> List[Backend]:
+def _backends(r: Reader, v: Any, path: Path) -> List[Backend]:
     items = r.seq(v, path)
     if isinstance(v, list) and not items:
         r.error(path, "a service needs at least one backend")

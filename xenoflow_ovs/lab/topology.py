@@ -172,7 +172,7 @@ BRIDGE_KEYS = ("netns", "name", "mac", "ports", "learning_off", "fdb")
 LAB_NET = ipaddress.ip_network("198.18.0.0/15")
 
 
-class _Reader(config_mod._Reader):
+class _Reader(config_mod.Reader):
     """The config's reader (key paths, lines, every problem at once, unknown keys are
     errors) plus a topology's own values: namespaces, interface ends, lab addresses."""
 
@@ -186,7 +186,7 @@ class _Reader(config_mod._Reader):
         if v is None:
             return {}
         if not isinstance(v, dict):
-            self.error(path, "must be a mapping, got %s" % config_mod._kind(v))
+            self.error(path, "must be a mapping, got %s" % config_mod.kind_of(v))
             return {}
         return v
 
@@ -216,7 +216,7 @@ class _Reader(config_mod._Reader):
         """An IPv4 address of the lab (198.18.0.0/15), with a prefix length if `prefix`."""
         if not isinstance(v, str):
             self.error(path, "must be an address like %s, got %s"
-                       % ("198.18.0.2/24" if prefix else "198.18.0.2", config_mod._kind(v)))
+                       % ("198.18.0.2/24" if prefix else "198.18.0.2", config_mod.kind_of(v)))
             return None
         try:
             ip = ipaddress.ip_interface(v).ip if prefix else ipaddress.ip_address(v)
@@ -261,25 +261,13 @@ def load_topology(path: str) -> Topology:
     """Read and validate a topology file; TopologyError lists every problem with its
     key path and line."""
     path = os.path.abspath(path)
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except OSError as e:
-        raise TopologyError([("<file>", "cannot read: %s" % e.strerror, 0)], source=path)
-    try:
-        located = yamlsrc.load(text)
-    except yamlsrc.SourceError as e:
-        raise TopologyError(e.problems, source=path)
-    r = _Reader(located)
-    topo = _topology(r, located.data, path)
-    if r.problems or topo is None:
-        raise TopologyError(r.problems or [("<top>", "the file is empty", 0)], source=path)
-    return topo
+    return config_mod.load_yaml(path, lambda r, data: _topology(r, data, path), reader=_Reader,
+                                error=TopologyError)
 
 
 def _topology(r: _Reader, data: Any, path: str) -> Optional[Topology]:
     if not isinstance(data, dict):
-        r.error((), "must be a mapping of %s, got %s" % (", ".join(TOP_KEYS), config_mod._kind(data)))
+        r.error((), "must be a mapping of %s, got %s" % (", ".join(TOP_KEYS), config_mod.kind_of(data)))
         return None
     top = r.mapping(data, (), TOP_KEYS, required=("namespaces", "dpu"))
     r.namespaces = _namespaces(r, top.get("namespaces"), ("namespaces",))
@@ -323,7 +311,7 @@ def _sysctls(r: _Reader, v: Any, path: Path) -> Dict[str, Dict[str, str]]:
         out[ns] = {}
         for key, value in r.dict(kv, path + (ns,)).items():
             if value is None or isinstance(value, (dict, list)):
-                r.error(path + (ns, key), "must be a value, got %s" % config_mod._kind(value))
+                r.error(path + (ns, key), "must be a value, got %s" % config_mod.kind_of(value))
             else:
                 out[ns][key] = str(value)
     return out
@@ -348,7 +336,7 @@ def _eswitch_ports(r: _Reader, v: Any, path: Path, dpu_ns: Optional[str]) -> Tup
         for side in ("wire", "rep"):
             d = m.get(side)
             if d is not None and not isinstance(d, dict):
-                r.error(w + (side,), "must be a mapping, got %s" % config_mod._kind(d))
+                r.error(w + (side,), "must be a mapping, got %s" % config_mod.kind_of(d))
                 d = None
             if isinstance(d, dict) and d.get("peer") is None:
                 r.error(w + (side, "peer"), "missing required key")
