@@ -451,7 +451,9 @@ def _eswitch(r: Reader, v: Any, path: Path) -> Eswitch:
 
 def _ports(r: Reader, v: Any, path: Path, eswitch: Eswitch) -> Tuple[Port, ...]:
     m = _named_mapping(r, v, path, "port")
-    out, ids, ifaces = [], {}, {}
+    out: List[Port] = []
+    ids: Dict[int, str] = {}
+    ifaces: Dict[str, str] = {}
     for name, spec in m.items():
         p = path + (name,)
         r.name(name, p)
@@ -487,7 +489,8 @@ def _named_mapping(r: Reader, v: Any, path: Path, what: str) -> Dict[str, Any]:
 
 
 def _bridges(r: Reader, v: Any, path: Path, port_names: set) -> Tuple[Bridge, ...]:
-    out, owner = [], {}
+    out: List[Bridge] = []
+    owner: Dict[str, str] = {}
     for name, spec in _named_mapping(r, v, path, "bridge").items():
         p = path + (name,)
         r.name(name, p)
@@ -544,8 +547,8 @@ def _patches(r: Reader, v: Any, path: Path, bridges: set) -> Tuple[Tuple[str, st
 
 def _routes(r: Reader, v: Any, path: Path, port_names: set, bridge_of: dict,
             connected: Callable[[str, str], bool]) -> Tuple[Route, ...]:
-    out = []
-    seen = {}
+    out: List[Route] = []
+    seen: Dict[Tuple[str, str], int] = {}
     for i, spec in enumerate(r.seq(v, path)):
         p = path + (i,)
         s = r.mapping(spec, p, ("from", "to", "dst"), required=("from", "to"))
@@ -553,12 +556,12 @@ def _routes(r: Reader, v: Any, path: Path, port_names: set, bridge_of: dict,
         dst_port = r.get(s, "to", p, r.name)
         dst = r.get(s, "dst", p, r.ipv4_net, netaddr.IPNetwork("0.0.0.0/0"))
         ok = True
-        for key, port in (("from", src), ("to", dst_port)):
+        for side, port in (("from", src), ("to", dst_port)):
             if port is not None and port not in port_names:
-                r.error(p + (key,), "unknown port %r (not in dpu.ports)" % port)
+                r.error(p + (side,), "unknown port %r (not in dpu.ports)" % port)
                 ok = False
             elif port is not None and port not in bridge_of:
-                r.error(p + (key,), "port %r is on no OVS bridge" % port)
+                r.error(p + (side,), "port %r is on no OVS bridge" % port)
                 ok = False
         if src is None or dst_port is None or dst is None or not ok:
             continue
@@ -597,7 +600,9 @@ def _services(r: Reader, v: Any, path: Path, port_names: set, bridge_of: dict,
     items = r.seq(v, path)
     if v is not None and isinstance(v, list) and not items:
         r.error(path, "at least one service is required")
-    out, names, listeners = [], {}, {}
+    out: List[Service] = []
+    names: Dict[str, int] = {}
+    listeners: Dict[Tuple[str, str, int], int] = {}
     for i, spec in enumerate(items):
         p = path + (i,)
         s = r.mapping(spec, p, ("name", "vip", "vip_mac", "protocol", "port", "ingress", "egress",
@@ -624,11 +629,12 @@ def _services(r: Reader, v: Any, path: Path, port_names: set, bridge_of: dict,
             listeners[key] = i
         if policy is not None and backends:
             _check_capacity(r, p, policy, backends)
-        if None in (name, vip, vip_mac, protocol, l4port, ports["ingress"], ports["egress"], policy) \
-                or not backends:
+        ingress, egress = ports["ingress"], ports["egress"]
+        if (name is None or vip is None or vip_mac is None or protocol is None or l4port is None
+                or ingress is None or egress is None or policy is None or not backends):
             continue
         out.append(Service(name=name, vip=vip, vip_mac=vip_mac, protocol=protocol, port=l4port,
-                           ingress=ports["ingress"], egress=ports["egress"], policy=policy,
+                           ingress=ingress, egress=egress, policy=policy,
                            backends=tuple(backends), health=health))
     return tuple(out)
 

@@ -49,15 +49,15 @@ def _drift_eswitch(desired: Plan, pipes: Sequence[Pipe], entries: Sequence[Entry
                     "found": "pipe " + k[1]})
     want = {e.key: e for e in desired.entries}
     have = {e.key: e for e in entries}
-    for k, e in want.items():
-        if k not in have:
+    for ek, e in want.items():
+        if ek not in have:
             out.append({"plane": "eswitch", "where": e.port, "what": "missing",
-                         "expected": describe_entry(e), "found": None})
-        elif (have[k].fwd, have[k].dst_mac, have[k].priority) != (e.fwd, e.dst_mac, e.priority):
+                        "expected": describe_entry(e), "found": None})
+        elif (have[ek].fwd, have[ek].dst_mac, have[ek].priority) != (e.fwd, e.dst_mac, e.priority):
             out.append({"plane": "eswitch", "where": e.port, "what": "changed",
-                        "expected": describe_entry(e), "found": describe_entry(have[k])})
-    for k, e in have.items():
-        if k not in want:
+                        "expected": describe_entry(e), "found": describe_entry(have[ek])})
+    for ek, e in have.items():
+        if ek not in want:
             out.append({"plane": "eswitch", "where": e.port, "what": "unexpected", "expected": None,
                         "found": describe_entry(e)})
     return out

@@ -346,18 +346,18 @@ def diff(old: Plan, new: Plan) -> List[Change]:
 
     old_pipes = {p.key: p for p in old.pipes}
     new_pipes = {p.key: p for p in new.pipes}
-    for key, p in new_pipes.items():
-        if key not in old_pipes:
+    for pkey, p in new_pipes.items():
+        if pkey not in old_pipes:
             out.append(Change("eswitch", "add_pipe", p))
-        elif old_pipes[key] != p:
-            raise ValueError("pipe %s changed shape but kept its name" % (key,))
+        elif old_pipes[pkey] != p:
+            raise ValueError("pipe %s changed shape but kept its name" % (pkey,))
     old_ents = {e.key: e for e in old.entries}
     new_ents = {e.key: e for e in new.entries}
     added = [e for k, e in new_ents.items() if k not in old_ents]
     out += [Change("eswitch", "add", e) for e in sorted(added, key=_leaf_first)]
-    for key, e in new_ents.items():
-        if key in old_ents and old_ents[key] != e:
-            out.append(Change("eswitch", "update", e, old_ents[key]))
+    for ekey, e in new_ents.items():
+        if ekey in old_ents and old_ents[ekey] != e:
+            out.append(Change("eswitch", "update", e, old_ents[ekey]))
     removed = [e for k, e in old_ents.items() if k not in new_ents]
     out += [Change("eswitch", "remove", e) for e in sorted(removed, key=_leaf_first, reverse=True)]
     out += [Change("eswitch", "remove_pipe", p) for k, p in old_pipes.items() if k not in new_pipes]
@@ -450,5 +450,5 @@ def describe_entry(e: Entry) -> str:
         fwd = "%s:%s" % (e.fwd[0], e.fwd[1]) if len(e.fwd) > 1 else e.fwd[0]
         return "port=%s pipe=root priority=%d %s -> fwd %s  (%s %s)" % (
             e.port, e.priority, match, fwd, e.kind, e.owner)
-    return "port=%s pipe=%s bucket=%d %s -> set dst_mac=%s, fwd port:%s  (backend %s)" % (
+    return "port=%s pipe=%s bucket=%s %s -> set dst_mac=%s, fwd port:%s  (backend %s)" % (
         e.port, e.pipe, e.bucket, match, e.dst_mac, e.fwd[1], e.backend)
