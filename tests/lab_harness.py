@@ -355,7 +355,8 @@ class TestLab:
         return self.eswitch("counters")["ports"]
 
     def remove_entry_behind_our_back(self, entry_wire: Dict[str, Any]) -> None:
-        from xenoflow_ovs.eswitch.client import EswitchClient, entry_from_wire
+        from xenoflow_ovs.eswitch.client import EswitchClient
+        from xenoflow_ovs.eswitch.wire import entry_from_wire
         from xenoflow_ovs.intent import plan as plan_mod
         c = EswitchClient(self.es_sock, timeout=5)
         try:

@@ -1,4 +1,4 @@
-"""The controller's side of eswitchd: wire format and a small blocking client.
+"""The controller's side of eswitchd: a small blocking client (wire format in wire.py).
 
 eswitchd keeps no policy: it is told pipes and entries (the plan's own objects,
 serialised here) and reports them back with their owner's cookie and counters,
@@ -14,6 +14,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from ..intent import plan as plan_mod
 from ..intent.plan import Change, Entry, Pipe
+from .wire import change_to_wire, entry_from_wire, pipe_from_wire
 
 
 class EswitchError(Exception):
@@ -25,48 +26,6 @@ class EswitchError(Exception):
         self.doca_error = doca_error
         self.call = call
         self.failed = failed or []
-
-
-# ---------------------------------------------------------------- wire format
-
-
-def pipe_to_wire(p: Pipe) -> Dict[str, Any]:
-    return {"port": p.port, "name": p.name, "mask": [list(m) for m in p.mask],
-            "fwd_port": p.fwd_port, "nr_entries": p.nr_entries, "owner": p.owner}
-
-
-def pipe_from_wire(d: Dict[str, Any]) -> Pipe:
-    return Pipe(port=d["port"], name=d["name"], mask=tuple((str(f), int(m)) for f, m in d["mask"]),
-                fwd_port=d["fwd_port"], nr_entries=int(d["nr_entries"]), owner=d["owner"])
-
-
-def entry_to_wire(e: Entry) -> Dict[str, Any]:
-    return {"port": e.port, "pipe": e.pipe, "match": [list(m) for m in e.match], "kind": e.kind,
-            "owner": e.owner, "fwd": list(e.fwd), "priority": e.priority, "dst_mac": e.dst_mac,
-            "backend": e.backend, "bucket": e.bucket, "cookie": e.cookie}
-
-
-def entry_from_wire(d: Dict[str, Any]) -> Entry:
-    return Entry(port=d["port"], pipe=d["pipe"],
-                 match=tuple((str(f), int(v), int(m)) for f, v, m in d["match"]),
-                 kind=d["kind"], owner=d["owner"], fwd=tuple(d["fwd"]),
-                 priority=int(d.get("priority") or 0), dst_mac=d.get("dst_mac"),
-                 backend=d.get("backend"), bucket=d.get("bucket"))
-
-
-def change_to_wire(c: Change) -> Dict[str, Any]:
-    item = pipe_to_wire(c.item) if isinstance(c.item, Pipe) else entry_to_wire(c.item)
-    out = {"op": c.op, "item": item}
-    if c.old is not None:
-        out["old"] = entry_to_wire(c.old) if isinstance(c.old, Entry) else pipe_to_wire(c.old)
-    return out
-
-
-def change_from_wire(d: Dict[str, Any]) -> Change:
-    is_pipe = d["op"] in ("add_pipe", "remove_pipe")
-    conv = pipe_from_wire if is_pipe else entry_from_wire
-    old = d.get("old")
-    return Change("eswitch", d["op"], conv(d["item"]), conv(old) if old else None)
 
 
 def adoption_changes(installed_pipes: Sequence[Pipe], installed_entries: Sequence[Entry],

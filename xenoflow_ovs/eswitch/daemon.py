@@ -21,7 +21,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ..intent import config as config_mod
 from ..intent.plan import Change, Entry, Pipe
-from . import client as wire
+from . import wire
 
 log = logging.getLogger("xenoflow.eswitchd")
 
