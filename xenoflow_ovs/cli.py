@@ -31,14 +31,15 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     from .intent import plan as plan_mod
+    from .intent import render
     cfg = _load_or_report(args.config)
     if cfg is None:
         return EXIT_ERROR
     p = plan_mod.plan(cfg)
     for br in cfg.bridges:
         print("# OpenFlow 1.3 rules on %s (ovs-ofctl syntax)" % br.name)
-        for f in sorted(p.bridge_flows(br.name), key=lambda f: (-f.priority, plan_mod.to_ofctl(f))):
-            print(plan_mod.to_ofctl(f))
+        for f in sorted(p.bridge_flows(br.name), key=lambda f: (-f.priority, render.to_ofctl(f))):
+            print(render.to_ofctl(f))
         print()
     print("# eSwitch (%s, mode %s%s)" % (cfg.eswitch.driver, cfg.eswitch.mode,
                                           ", routes mirrored" if cfg.eswitch.mirror_routes else ""))
@@ -49,7 +50,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         print("pipe %s on port %s: basic, mask %s, fwd port:%s, nr_entries %d" % (
             pipe.name, pipe.port, mask, pipe.fwd_port, pipe.nr_entries))
     for e in sorted(p.entries, key=lambda e: (e.port, e.pipe != "root", -e.priority, e.bucket or 0)):
-        print(plan_mod.describe_entry(e))
+        print(render.describe_entry(e))
     for name, tbl in p.tables:
         print("\n# bucket table of %s: %s" % (name, " ".join("%d:%s" % (i, b) for i, b in enumerate(tbl))))
     return EXIT_OK

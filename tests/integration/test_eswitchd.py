@@ -16,7 +16,7 @@ import time
 import pytest
 import yaml
 
-from xenoflow_ovs.eswitch.client import EswitchClient, EswitchError, adoption_changes
+from xenoflow_ovs.eswitch.client import EswitchClient, EswitchError
 from xenoflow_ovs.intent import config, plan
 from xenoflow_ovs.lab import netns as N
 
@@ -120,12 +120,12 @@ def test_eswitchd_installs_counts_rolls_back_and_stops_cleanly(eswitchd):
     assert mode & 0o077 == 0, oct(mode)
 
     desired = plan.plan(cfg)
-    changes = adoption_changes([], [], desired)
+    changes = plan.adoption_changes([], [], desired)
     applied = client.apply(changes)["applied"]
     assert applied["add_pipe"] == 1 and applied["add"] == 3
 
     pipes, entries = client.installed()
-    assert adoption_changes(pipes, entries, desired) == []  # a restarted controller adds nothing
+    assert plan.adoption_changes(pipes, entries, desired) == []  # a restarted controller adds nothing
     listing = client.call("list")["entries"]
     assert {e["cookie"] for e in listing} == {e.cookie for e in desired.entries}
 
@@ -153,23 +153,23 @@ def test_eswitchd_installs_counts_rolls_back_and_stops_cleanly(eswitchd):
     before_listing = client.call("list")
     client.call("fault", nth=2)
     with pytest.raises(EswitchError) as exc:
-        client.apply(adoption_changes(*client.installed(), bigger))
+        client.apply(plan.adoption_changes(*client.installed(), bigger))
     assert exc.value.doca_error == "DOCA_ERROR_FULL"
     after = client.call("list")
     assert sorted(map(json.dumps, after["entries"])) == sorted(map(json.dumps, before_listing["entries"]))
     assert after["pipes"] == before_listing["pipes"]
     client.call("fault", nth=0)
-    client.apply(adoption_changes(*client.installed(), bigger))
-    assert adoption_changes(*client.installed(), bigger) == []
+    client.apply(plan.adoption_changes(*client.installed(), bigger))
+    assert plan.adoption_changes(*client.installed(), bigger) == []
 
     # A request that is wrong before anything is touched names the problem and changes nothing.
-    gone = [c for c in adoption_changes([], [], desired) if c.op == "add"][0]
+    gone = [c for c in plan.adoption_changes([], [], desired) if c.op == "add"][0]
     with pytest.raises(EswitchError) as exc:
         client.apply([plan.Change("eswitch", "remove", plan.Entry(**{**gone.item.__dict__, "port": "p1"}))])
     assert "no entry" in str(exc.value)
     with pytest.raises(EswitchError):
         client.call("frobnicate")
-    assert adoption_changes(*client.installed(), bigger) == []
+    assert plan.adoption_changes(*client.installed(), bigger) == []
 
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(20) == 0, open(logpath).read()

@@ -35,7 +35,7 @@ import pytest
 import yaml
 
 from xenoflow_ovs.controller import ovsdb
-from xenoflow_ovs.intent import buckets, config, plan
+from xenoflow_ovs.intent import buckets, config, plan, render
 from xenoflow_ovs.lab import dnsclient
 from xenoflow_ovs.lab import netns as nsh
 from xenoflow_ovs.lab.bind9 import Bind9
@@ -257,7 +257,7 @@ def planned_flows(cfg, bridge, ports):
     """The plan in ovs-ofctl syntax with port numbers, parsed the same way."""
     lines = []
     for f in plan.plan(cfg).bridge_flows(bridge):
-        text = plan.to_ofctl(f)
+        text = render.to_ofctl(f)
         for name, no in sorted(ports.items(), key=lambda kv: -len(kv[0])):
             text = text.replace("in_port=%s," % name, "in_port=%d," % no)
             text = text.replace("in_port=%s " % name, "in_port=%d " % no)

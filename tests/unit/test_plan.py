@@ -5,7 +5,7 @@ import os
 import yaml
 
 from xenoflow_ovs.cli import main as cli_main
-from xenoflow_ovs.intent import config, plan
+from xenoflow_ovs.intent import config, plan, render
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PAPER = os.path.join(ROOT, "topologies", "paper", "xenoflow.yaml")
@@ -21,7 +21,7 @@ def cfg_of(data):
 
 
 def ofctl_lines(p, bridge):
-    return {plan.to_ofctl(f).split(",", 1)[1] for f in p.bridge_flows(bridge)}
+    return {render.to_ofctl(f).split(",", 1)[1] for f in p.bridge_flows(bridge)}
 
 
 def test_paper_plan_has_the_two_entries_and_the_route():
@@ -84,7 +84,7 @@ def test_src_port_bits_matches_source_port_in_both_planes():
     data = paper_data()
     data["services"][0]["policy"] = {"kind": "src-port-bits", "bits": 2}
     p = plan.plan(cfg_of(data))
-    assert any("tp_src=0x1/0x1" in plan.to_ofctl(f) for f in p.flows if f.kind == "service")
+    assert any("tp_src=0x1/0x1" in render.to_ofctl(f) for f in p.flows if f.kind == "service")
     assert {e.match[0][0] for e in p.entries if e.kind == "bucket"} == {"l4_src"}
 
 

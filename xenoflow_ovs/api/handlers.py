@@ -13,7 +13,7 @@ from typing import Any, Callable, Dict, Tuple
 
 from ..controller.runtime import Conflict, TransitionError
 from ..intent import config as config_mod
-from ..intent import plan as plan_mod
+from ..intent import render
 
 OPENAPI = os.path.join(os.path.dirname(os.path.abspath(__file__)), "openapi.yaml")
 Reply = Tuple[Any, ...]
@@ -107,9 +107,9 @@ def _install_views(api: Any, rt: Any, status: Any) -> None:
     @_guard
     def get_plan(body: Any) -> Reply:
         p = rt.in_force
-        return 200, {"ovs": {br.name: [plan_mod.to_ofctl(f) for f in p.bridge_flows(br.name)]
+        return 200, {"ovs": {br.name: [render.to_ofctl(f) for f in p.bridge_flows(br.name)]
                              for br in rt.cfg.bridges},
-                     "eswitch": [plan_mod.describe_entry(e) for e in p.entries],
+                     "eswitch": [render.describe_entry(e) for e in p.entries],
                      "tables": {name: list(tbl) for name, tbl in p.tables}}
     api.route("GET", "/plan", get_plan)
 

@@ -19,6 +19,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 
 from ..intent import config as config_mod
 from ..intent import plan as plan_mod
+from ..intent import render
 from ..intent.plan import Change
 from . import counters as counters_mod
 from . import ofrules
@@ -189,11 +190,11 @@ class Bridge:
         for flow, other in r.conflicts:
             self._warn_once(("conflict",) + other.key,
                             "%s: a foreign flow (%s) holds the place of ours, left alone: %s"
-                            % (self.name, other.text, plan_mod.to_ofctl(flow)))
+                            % (self.name, other.text, render.to_ofctl(flow)))
         for flow, port in r.unresolved:
             self._warn_once(("unresolved", flow.key),
                             "%s: port %s not on the switch yet, flow waits: %s"
-                            % (self.name, port, plan_mod.to_ofctl(flow)))
+                            % (self.name, port, render.to_ofctl(flow)))
         verb, say = ("repaired", log.warning) if self.synced else ("synced", log.info)
         for ch in r.changes:
             say("%s: %s", verb, ofrules.describe_change(ch))

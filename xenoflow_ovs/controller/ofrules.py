@@ -22,6 +22,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 import netaddr
 
 from ..intent import plan as plan_mod
+from ..intent import render
 from ..intent.plan import Change, Flow
 
 ALL_ONES64 = 0xFFFFFFFFFFFFFFFF
@@ -185,7 +186,7 @@ class Rules:
                 out.append(p.NXActionRegMove(src_field=a[1], dst_field=a[2],
                                              n_bits=FIELD_BITS[a[1]]))
             else:
-                raise ValueError("unknown action %r in %s" % (a, plan_mod.to_ofctl(flow)))
+                raise ValueError("unknown action %r in %s" % (a, render.to_ofctl(flow)))
         return out
 
     def instructions(self, flow: Flow, ports: Mapping[str, int]) -> List[Any]:
@@ -420,4 +421,4 @@ def describe_installed(stat: Any) -> str:
 def describe_change(ch: Change) -> str:
     if isinstance(ch.item, Installed):
         return "%s %s: %s" % (ch.op, ch.item.bridge, ch.item.text)
-    return "%s %s: %s" % (ch.op, ch.item.bridge, plan_mod.to_ofctl(ch.item))
+    return "%s %s: %s" % (ch.op, ch.item.bridge, render.to_ofctl(ch.item))

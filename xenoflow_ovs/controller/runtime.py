@@ -19,9 +19,10 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
-from ..eswitch.client import EswitchClient, EswitchError, adoption_changes
+from ..eswitch.client import EswitchClient, EswitchError
 from ..intent import config as config_mod
 from ..intent import plan as plan_mod
+from ..intent import render
 from ..intent.plan import Change, Plan
 
 log = logging.getLogger("xenoflow.runtime")
@@ -107,7 +108,7 @@ class Runtime:
             done = {"eswitch": 0}
             if self.eswitch is not None and self.cfg.has_eswitch:
                 pipes, entries = self.eswitch.installed()
-                changes = adoption_changes(pipes, entries, target)
+                changes = plan_mod.adoption_changes(pipes, entries, target)
                 if changes:
                     self._eswitch_apply(changes)
                     log.info("eSwitch adopted %d entr(ies), changed %d", len(entries), len(changes))
@@ -249,11 +250,11 @@ class Runtime:
             return []
         with self.lock:
             pipes, entries = self.eswitch.installed()
-            changes = adoption_changes(pipes, entries, self._applied)
+            changes = plan_mod.adoption_changes(pipes, entries, self._applied)
             if not changes:
                 return []
             self._eswitch_apply(changes)
-            said = ["%s %s" % (c.op, plan_mod.describe_entry(c.item) if isinstance(c.item, plan_mod.Entry)
+            said = ["%s %s" % (c.op, render.describe_entry(c.item) if isinstance(c.item, plan_mod.Entry)
                                else "pipe " + c.item.name) for c in changes]
             for s in said:
                 log.warning("repaired eSwitch drift: %s", s)

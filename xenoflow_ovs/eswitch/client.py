@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import json
 import socket
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
-from ..intent import plan as plan_mod
 from ..intent.plan import Change, Entry, Pipe
 from .wire import change_to_wire, entry_from_wire, pipe_from_wire
 
@@ -26,15 +25,6 @@ class EswitchError(Exception):
         self.doca_error = doca_error
         self.call = call
         self.failed = failed or []
-
-
-def adoption_changes(installed_pipes: Sequence[Pipe], installed_entries: Sequence[Entry],
-                     desired: plan_mod.Plan) -> List[Change]:
-    """What to change so the eSwitch holds exactly `desired`'s part, given what is installed
-    (a restarted controller adopts matching entries: no flush, no duplicates)."""
-    have = plan_mod.Plan(flows=(), pipes=tuple(installed_pipes), entries=tuple(installed_entries))
-    want = plan_mod.Plan(flows=(), pipes=desired.pipes, entries=desired.entries)
-    return [c for c in plan_mod.diff(have, want) if c.plane == "eswitch"]
 
 
 # ---------------------------------------------------------------- client

@@ -15,7 +15,8 @@ import netaddr
 
 from . import fate
 from .config import Config
-from .plan import Entry, Flow, Pipe, Plan, describe_entry, to_ofctl
+from .plan import Entry, Flow, Pipe, Plan
+from .render import describe_entry, to_ofctl
 
 
 def _drift_ovs(desired: Plan, actual: Dict[str, Sequence[Flow]]) -> List[Dict[str, Any]]:

@@ -180,6 +180,7 @@ def _dedup(flows: Sequence[Flow]) -> List[Flow]:
     seen: Dict[Any, Flow] = {}
     for f in flows:
         if f.key in seen and seen[f.key].actions != f.actions:
+            from .render import to_ofctl  # render imports this module
             raise ValueError("two rules claim the same match with different actions: %s / %s"
                              % (to_ofctl(seen[f.key]), to_ofctl(f)))
         seen.setdefault(f.key, f)
@@ -244,7 +245,7 @@ def _service_flows(cfg: Config, svc: Service, tbl: buckets.Table) -> List[Flow]:
             if svc.policy.kind == "src-port-bits":
                 fields[l4 + "_src"] = (value, mask)
             else:
-                fields["ipv4_src"] = (_int_to_ip(value), _int_to_ip(mask))
+                fields["ipv4_src"] = (int_to_ip(value), int_to_ip(mask))
         members = tuple(i for i in range(len(tbl)) if i & mask == value)
         out.append(Flow(ingress_br, SERVICE + bin(mask).count("1"), _match(**fields),
                         (("set_field", "eth_dst", be.mac), ("output", first_hop)),
@@ -277,7 +278,8 @@ def _prefix(route: Route) -> Any:
     return (str(route.dst.network), str(route.dst.netmask))
 
 
-def _int_to_ip(n: int) -> str:
+def int_to_ip(n: int) -> str:
+    """An IPv4 address (or mask) held as an integer, in dotted form."""
     return "%d.%d.%d.%d" % (n >> 24 & 255, n >> 16 & 255, n >> 8 & 255, n & 255)
 
 
@@ -370,85 +372,10 @@ def _leaf_first(e: Entry) -> int:
     return 0 if e.pipe != "root" else 1
 
 
-# ---------------------------------------------------------------- rendering
-
-_OFCTL_FIELD = {"in_port": "in_port", "eth_dst": "dl_dst", "arp_op": "arp_op", "arp_tpa": "arp_tpa",
-                "ipv4_src": "nw_src", "ipv4_dst": "nw_dst", "udp_src": "tp_src", "udp_dst": "tp_dst",
-                "tcp_src": "tp_src", "tcp_dst": "tp_dst"}
-_PROTO_NAME = {17: "udp", 6: "tcp", 1: "icmp"}
-
-
-def _fmt_value(v: Any) -> str:
-    if isinstance(v, tuple):
-        val, mask = v
-        if isinstance(val, int):
-            return "0x%x/0x%x" % (val, mask)
-        return "%s/%s" % (val, mask)
-    return str(v)
-
-
-def ofctl_match(match: Match) -> str:
-    fields = dict(match)
-    parts = []
-    eth_type = fields.get("eth_type")
-    proto = fields.get("ip_proto")
-    if eth_type == ETH_IP and proto in _PROTO_NAME:
-        parts.append(_PROTO_NAME[proto])
-    elif eth_type == ETH_IP:
-        parts.append("ip")
-        if proto is not None:
-            parts.append("nw_proto=%d" % proto)
-    elif eth_type == ETH_ARP:
-        parts.append("arp")
-    elif eth_type is not None:
-        parts.append("dl_type=0x%04x" % eth_type)
-    for f, v in match:
-        if f in ("eth_type", "ip_proto"):
-            continue
-        if f == "vlan_vid" and v == UNTAGGED:
-            parts.append("vlan_tci=0x0000/0x1fff")   # how OVS writes "no 802.1Q header"
-            continue
-        parts.append("%s=%s" % (_OFCTL_FIELD[f], _fmt_value(v)))
-    return ",".join(parts)
-
-
-_NXM = {"eth_src": "NXM_OF_ETH_SRC[]", "eth_dst": "NXM_OF_ETH_DST[]", "arp_sha": "NXM_NX_ARP_SHA[]",
-        "arp_tha": "NXM_NX_ARP_THA[]", "arp_spa": "NXM_OF_ARP_SPA[]", "arp_tpa": "NXM_OF_ARP_TPA[]"}
-
-
-def ofctl_actions(actions: Sequence[Action]) -> str:
-    if not actions:
-        return "drop"
-    out = []
-    for a in actions:
-        if a[0] == "output":
-            out.append("IN_PORT" if a[1] == "IN_PORT" else "output:%s" % a[1])
-        elif a[0] == "set_field":
-            out.append("set_field:%s->%s" % (a[2], a[1]))
-        elif a[0] == "move":
-            out.append("move:%s->%s" % (_NXM[a[1]], _NXM[a[2]]))
-        elif a[0] == "normal":
-            out.append("NORMAL")
-        else:
-            raise ValueError("unknown action %r" % (a,))
-    return ",".join(out)
-
-
-def to_ofctl(f: Flow) -> str:
-    m = ofctl_match(f.match)
-    return "cookie=%#x,table=%d,priority=%d%s actions=%s" % (
-        f.cookie, f.table, f.priority, "," + m if m else "", ofctl_actions(f.actions))
-
-
-def describe_entry(e: Entry) -> str:
-    def fmt(fld: str, v: int, m: int) -> str:
-        if fld.startswith("ipv4"):
-            return "%s=%s/%s" % (fld, _int_to_ip(v), _int_to_ip(m))
-        return "%s=%#x/%#x" % (fld, v, m)
-    match = ",".join(fmt(*t) for t in e.match)
-    if e.pipe == "root":
-        fwd = "%s:%s" % (e.fwd[0], e.fwd[1]) if len(e.fwd) > 1 else e.fwd[0]
-        return "port=%s pipe=root priority=%d %s -> fwd %s  (%s %s)" % (
-            e.port, e.priority, match, fwd, e.kind, e.owner)
-    return "port=%s pipe=%s bucket=%s %s -> set dst_mac=%s, fwd port:%s  (backend %s)" % (
-        e.port, e.pipe, e.bucket, match, e.dst_mac, e.fwd[1], e.backend)
+def adoption_changes(installed_pipes: Sequence[Pipe], installed_entries: Sequence[Entry],
+                     desired: Plan) -> List[Change]:
+    """What to change so the eSwitch holds exactly `desired`'s part, given what is installed
+    (a restarted controller adopts matching entries: no flush, no duplicates)."""
+    have = Plan(flows=(), pipes=tuple(installed_pipes), entries=tuple(installed_entries))
+    want = Plan(flows=(), pipes=desired.pipes, entries=desired.entries)
+    return [c for c in diff(have, want) if c.plane == "eswitch"]
