@@ -19,6 +19,7 @@ import yaml
 from xenoflow_ovs.eswitch.client import EswitchClient, EswitchError
 from xenoflow_ovs.intent import config, plan
 from xenoflow_ovs.lab import netns as N
+from xenoflow_ovs.lab.pyenv import subprocess_env
 
 pytestmark = [pytest.mark.root]
 
@@ -76,10 +77,7 @@ def eswitchd(netns, short_tmp):
         yaml.safe_dump(data, f)
     cfg = config.load(path)
     log = open(os.path.join(short_tmp, "eswitchd.log"), "w")
-    # Import the package from where this test did (an installed wheel carries the compiled
-    # glue; the checkout may not have it built for this Python): not from the cwd.
-    import xenoflow_ovs
-    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(xenoflow_ovs.__file__)))
+    env = subprocess_env()     # the package from where this test imported it, not the cwd
     proc = N.popen_in_ns(es, [sys.executable, "-m", "xenoflow_ovs.cli", "eswitchd", "-c", path],
                          stdout=log, stderr=subprocess.STDOUT, cwd=short_tmp, env=env)
     sock = cfg.path(cfg.eswitch.socket)

@@ -39,6 +39,7 @@ from xenoflow_ovs.intent import buckets, config, plan, render
 from xenoflow_ovs.lab import dnsclient
 from xenoflow_ovs.lab import netns as nsh
 from xenoflow_ovs.lab.bind9 import Bind9
+from xenoflow_ovs.lab.pyenv import subprocess_env
 
 pytestmark = [pytest.mark.root, pytest.mark.ovs, pytest.mark.slow]
 
@@ -64,8 +65,7 @@ RUNTIME = "osken" if _osken() else "ryu"
 
 
 def _env(extra=None):
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([REPO] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    env = subprocess_env()
     env.update(extra or {})
     return env
 

@@ -16,6 +16,7 @@ from xenoflow_ovs.controller import ovsdb
 from xenoflow_ovs.intent import config
 from xenoflow_ovs.lab import netns as nsh
 from xenoflow_ovs.lab.ovs_instance import OvsInstance
+from xenoflow_ovs.lab.pyenv import subprocess_env
 
 pytestmark = [pytest.mark.root, pytest.mark.ovs]
 
@@ -197,8 +198,7 @@ def test_green_threads_under_ryu_patching(inst, short_tmp):
     reconnection without blocking the other green threads."""
     cfg_for(inst, short_tmp)
     cfg_path, flag = os.path.join(short_tmp, "x.yaml"), os.path.join(short_tmp, "restarted")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [REPO] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])))
+    env = subprocess_env()
     proc = subprocess.Popen([sys.executable, "-c", GREEN % {"cfg": cfg_path, "flag": flag}],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:

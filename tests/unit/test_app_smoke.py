@@ -268,7 +268,9 @@ def test_the_status_verdict_is_the_last_check_and_a_scrape_never_checks(h, monke
 def test_launcher_under_ryu_points_to_ryu_manager_and_rejects_a_bad_config(tmp_path):
     import subprocess
     import sys
-    env = dict(os.environ, PYTHONPATH=ROOT)
+
+    from xenoflow_ovs.lab.pyenv import subprocess_env
+    env = subprocess_env()
     bad = tmp_path / "bad.yaml"
     bad.write_text("dpu: {name: x}\n")
     p = subprocess.run([sys.executable, "-m", "xenoflow_ovs.cli", "controller", "-c", str(bad)],
