@@ -14,7 +14,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Type, TypeVar
 
 import netaddr
 
-from . import yamlsrc
+from . import eswitch_ports, yamlsrc
 from .yamlsrc import Path, format_path
 
 DRIVERS = ("softdoca", "doca", "none")
@@ -52,6 +52,8 @@ class Port:
     iface: Optional[str] = None
     rep_iface: Optional[str] = None
     devargs: Optional[str] = None
+    pci: Optional[str] = None    # doca: the PCI function (a representor: the function it represents)
+    of: Optional[str] = None     # a representor: the name of its device port
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,7 @@ class Eswitch:
     socket: str = "run/eswitchd.sock"
     eal_args: Tuple[str, ...] = LAB_DEFAULT_EAL
     busy_poll: bool = False
+    multiport: bool = False      # the device ports share one e-switch (switch mode)
 
 
 @dataclass(frozen=True)
@@ -423,6 +426,12 @@ def _parse(r: Reader, data: Any, base_dir: str) -> Optional[Config]:
     openflow = _endpoint(r, ctl.get("openflow"), ("controller", "openflow"), 6653, api=False)
     api = _endpoint(r, ctl.get("api"), ("controller", "api"), 8080, api=True)
     services = _services(r, top.get("services"), ("services",), port_names, bridge_of, connected)
+    if not r.problems and eswitch.driver != "none":
+        # Only on an otherwise valid file: the forwards are indexed by service and route,
+        # and a skipped bad item would shift the key paths these errors name.
+        fwds = eswitch_ports.needed_forwards(services, routes, eswitch.mirror_routes)
+        for where, msg in eswitch_ports.problems(ports, fwds, eswitch.mode, eswitch.multiport):
+            r.error(where, msg)
 
     if r.problems:
         return None
@@ -432,7 +441,8 @@ def _parse(r: Reader, data: Any, base_dir: str) -> Optional[Config]:
 
 
 def _eswitch(r: Reader, v: Any, path: Path) -> Eswitch:
-    m = r.mapping(v, path, ("driver", "mode", "mirror_routes", "socket", "eal_args", "busy_poll"))
+    m = r.mapping(v, path, ("driver", "mode", "mirror_routes", "socket", "eal_args", "busy_poll",
+                            "multiport"))
     eal = r.seq(m.get("eal_args"), path + ("eal_args",)) if "eal_args" in m else list(LAB_DEFAULT_EAL)
     for i, a in enumerate(eal):
         if not isinstance(a, str):
@@ -446,6 +456,7 @@ def _eswitch(r: Reader, v: Any, path: Path) -> Eswitch:
         socket=r.get(m, "socket", path, r.string, d.socket),
         eal_args=tuple(str(a) for a in eal),
         busy_poll=r.get(m, "busy_poll", path, r.boolean, d.busy_poll),
+        multiport=r.get(m, "multiport", path, r.boolean, d.multiport),
     )
 
 
@@ -457,10 +468,11 @@ def _ports(r: Reader, v: Any, path: Path, eswitch: Eswitch) -> Tuple[Port, ...]:
     for name, spec in m.items():
         p = path + (name,)
         r.name(name, p)
-        s = r.mapping(spec, p, ("id", "iface", "rep_iface", "devargs"), required=("id",))
+        s = r.mapping(spec, p, ("id", "iface", "rep_iface", "devargs", "pci", "of"), required=("id",))
         port = Port(name=name, id=r.get(s, "id", p, r.integer(0, 255)),
                     iface=r.get(s, "iface", p, r.name), rep_iface=r.get(s, "rep_iface", p, r.name),
-                    devargs=r.get(s, "devargs", p, r.string))
+                    devargs=r.get(s, "devargs", p, _devargs(r)), pci=r.get(s, "pci", p, _pci(r)),
+                    of=r.get(s, "of", p, r.name))
         if port.id is not None:
             if port.id in ids:
                 r.error(p + ("id",), "port id %d is already used by port %r" % (port.id, ids[port.id]))
@@ -473,10 +485,62 @@ def _ports(r: Reader, v: Any, path: Path, eswitch: Eswitch) -> Tuple[Port, ...]:
                 ifaces[iface] = "%s.%s" % (name, key)
         if eswitch.driver == "softdoca" and (port.iface is None or port.rep_iface is None):
             r.error(p, "softdoca needs both iface and rep_iface for every port")
-        if eswitch.driver == "doca" and port.devargs is None and port.iface is None:
-            r.error(p, "doca needs devargs (or iface) for every port")
+        if eswitch.driver == "doca" and s.get("pci") is None:
+            r.error(p, "doca needs pci for every port (the PCI address of the function; for a "
+                    "representor, of the function it represents)")
         out.append(port)
+    _representors(r, path, out, eswitch)
     return tuple(out)
+
+
+def _pci(r: Reader) -> Callable[[Any, Path], Optional[str]]:
+    def conv(v: Any, path: Path) -> Optional[str]:
+        s = r.string(v, path)
+        if s is not None and not eswitch_ports.PCI_RE.match(s):
+            r.error(path, "%r is not a PCI address like \"0000:03:00.0\" or \"03:00.0\"" % s)
+            return None
+        return s
+    return conv
+
+
+def _devargs(r: Reader) -> Callable[[Any, Path], Optional[str]]:
+    def conv(v: Any, path: Path) -> Optional[str]:
+        s = r.string(v, path)
+        if s is not None and eswitch_ports.PCI_IN_TEXT_RE.search(s):
+            # DOCA probes the device it opened by address; devargs naming one are refused
+            r.error(path, "%r names a PCI address: give it in pci, and only the probe arguments "
+                    "(such as dv_flow_en=2) here" % s)
+            return None
+        return s
+    return conv
+
+
+def _representors(r: Reader, path: Path, ports: List[Port], eswitch: Eswitch) -> None:
+    """`of` names a device port; PCI addresses are unique among the devices, and among the
+    representors of one device (a representor's address is its host-side function's)."""
+    by_name = {p.name: p for p in ports}
+    seen: Dict[Tuple[Optional[str], str], str] = {}
+    for port in ports:
+        p = path + (port.name,)
+        if port.of is not None:
+            dev = by_name.get(port.of)
+            if dev is None:
+                r.error(p + ("of",), "unknown port %r (not in dpu.ports)" % port.of)
+            elif dev.name == port.name:
+                r.error(p + ("of",), "a port cannot be its own representor")
+            elif dev.of is not None:
+                r.error(p + ("of",), "port %r is itself a representor (of %r): `of` must name a "
+                        "device port" % (dev.name, dev.of))
+            if eswitch.driver == "doca" and port.devargs is not None:
+                r.error(p + ("devargs",), "a representor is probed with its device: give devargs "
+                        "to dpu.ports.%s" % port.of)
+        if port.pci is not None:
+            key = (port.of, eswitch_ports.pci_key(port.pci))
+            if key in seen:
+                r.error(p + ("pci",), "PCI address %s is already used by port %r%s"
+                        % (port.pci, seen[key], "" if port.of is None else
+                           " (both represent functions of %r)" % port.of))
+            seen[key] = port.name
 
 
 def _named_mapping(r: Reader, v: Any, path: Path, what: str) -> Dict[str, Any]:
@@ -760,7 +824,7 @@ def to_data(cfg: Config) -> Dict[str, Any]:
 
     def port(p: Port) -> Dict[str, Any]:
         return {k: v for k, v in (("id", p.id), ("iface", p.iface), ("rep_iface", p.rep_iface),
-                                  ("devargs", p.devargs)) if v is not None}
+                                  ("devargs", p.devargs), ("pci", p.pci), ("of", p.of)) if v is not None}
 
     def internal(i: InternalPort) -> Any:
         return {"ip": str(i.ip), "mac": i.mac} if i.mac else str(i.ip)
@@ -777,7 +841,8 @@ def to_data(cfg: Config) -> Dict[str, Any]:
     return {
         "dpu": {"name": cfg.dpu_name,
                 "eswitch": {"driver": e.driver, "mode": e.mode, "mirror_routes": e.mirror_routes,
-                            "socket": e.socket, "eal_args": list(e.eal_args), "busy_poll": e.busy_poll},
+                            "socket": e.socket, "eal_args": list(e.eal_args), "busy_poll": e.busy_poll,
+                            "multiport": e.multiport},
                 "ports": {p.name: port(p) for p in cfg.ports}},
         "ovs": {"db": cfg.ovs_db, "table_miss": cfg.table_miss, "patches": [list(p) for p in cfg.patches],
                 "bridges": {b.name: dict({"ports": list(b.ports)},
