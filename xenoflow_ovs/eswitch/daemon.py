@@ -20,6 +20,7 @@ import threading
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ..intent import config as config_mod
+from ..intent import eswitch_ports
 from ..intent.plan import Change, Entry, Pipe
 from . import wire
 
@@ -49,10 +50,8 @@ class GlueDriver:
         self.glue = dpdk_glue
         self.softdoca = softdoca_ctl  # the knobs only softdoca has (busy_poll, fault injection)
         self.cfg = cfg
-        # A port without interfaces does no packet I/O (DOCA ports use devargs instead).
-        ports = [dpdk_glue.PortSpec(name=p.name, id=p.id, iface=p.iface, rep_iface=p.rep_iface,
-                                    driver="af_packet" if p.iface else "none",
-                                    devargs=p.devargs or "") for p in cfg.ports]
+        # Devices before their representors, vnf pairs and e-switches: intent/eswitch_ports.py
+        ports = [dpdk_glue.PortSpec(**kw) for kw in eswitch_ports.port_specs(cfg)]
         self.sw = dpdk_glue.ESwitch(eal_args=list(cfg.eswitch.eal_args), ports=ports, mode=cfg.eswitch.mode)
         self.roots: Dict[str, Any] = {}
 
