@@ -232,6 +232,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_backend)
 
+    p = sub.add_parser("doctor", help="is this machine ready for eswitchd: the DOCA release, what the "
+                       "glue was built for, DPDK, huge pages, a config (exit 0 all ok, 1 a check failed)")
+    p.add_argument("-c", "--config", help="also validate this config file")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_delegate("doctor", "main"))
+
     p = sub.add_parser("lab", help="the paper's testbed in network namespaces on this machine")
     p.add_argument("action", choices=("up", "down", "status", "demo"))
     p.add_argument("--topology", default="paper", help="a folder name under topologies/ (default paper)")

@@ -1,0 +1,242 @@
+"""`xenoflow doctor`: is this machine ready to run eswitchd, and was the glue built for it?
+
+Two halves: `gather()` reads the machine once (pkg-config, DOCA's VERSION file, the glue,
+/proc/meminfo, the config), and each check is a pure function of those facts returning
+one verdict, so the checks are tested with made-up facts. No shell: subprocesses get
+argument lists and a timeout. Add a check by adding a function to CHECKS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Dict, List, Optional, Tuple
+
+from .exitcodes import EXIT_FOUND, EXIT_OK
+
+DOCA_VERSION_FILE = "/opt/mellanox/doca/applications/VERSION"
+TIMEOUT_S = 5.0
+
+OK, WARN, FAIL = "ok", "warn", "FAIL"
+
+
+@dataclass
+class Facts:
+    """What gather() found. None: not found (the matching *_note says why)."""
+    doca_pkgconfig: Optional[str] = None     # pkg-config --modversion doca-flow
+    doca_file: Optional[str] = None          # the first line of DOCA's VERSION file
+    glue: Dict[str, Optional[str]] = field(default_factory=dict)  # dpdk_glue.glue_info()
+    dpdk: Optional[str] = None               # pkg-config --modversion libdpdk
+    dpdk_note: str = ""
+    meminfo: Optional[str] = None            # the text of /proc/meminfo
+    config_path: Optional[str] = None
+    config_errors: List[str] = field(default_factory=list)
+    config_summary: str = ""
+
+
+@dataclass(frozen=True)
+class Result:
+    name: str
+    status: str      # ok | warn | FAIL
+    detail: str
+
+
+# ---------------------------------------------------------------- versions
+
+
+def version_tuple(text: Optional[str]) -> Optional[Tuple[int, ...]]:
+    """"3.2.0118" -> (3, 2, 118); "3.3.0" -> (3, 3, 0); anything else -> None."""
+    m = re.match(r"^\s*(\d+)\.(\d+)(?:\.(\d+))?", text or "")
+    if not m:
+        return None
+    return tuple(int(g) for g in m.groups() if g is not None)
+
+
+def same_release(a: Optional[str], b: Optional[str]) -> bool:
+    """Equal where both say something: "3.2" matches "3.2.0118"."""
+    ta, tb = version_tuple(a), version_tuple(b)
+    if ta is None or tb is None:
+        return a == b
+    n = min(len(ta), len(tb))
+    return ta[:n] == tb[:n]
+
+
+def installed_release(f: Facts) -> Optional[str]:
+    return f.doca_pkgconfig or f.doca_file
+
+
+# ---------------------------------------------------------------- the checks (pure)
+
+
+def check_doca_release(f: Facts) -> Result:
+    if f.doca_pkgconfig:
+        return Result("doca-release", OK, "%s (pkg-config doca-flow)" % f.doca_pkgconfig)
+    if f.doca_file:
+        return Result("doca-release", OK, "%s (%s)" % (f.doca_file, DOCA_VERSION_FILE))
+    return Result("doca-release", OK, "none (no pkg-config doca-flow, no %s)" % DOCA_VERSION_FILE)
+
+
+def check_glue(f: Facts) -> Result:
+    target = f.glue.get("target") or "missing"
+    detail = f.glue.get("detail") or ""
+    if target == "missing":
+        return Result("glue", FAIL, "not built: %s" % detail)
+    return Result("glue", OK, "built for %s%s" % (target, ": " + detail if detail else ""))
+
+
+def check_glue_matches(f: Facts) -> Result:
+    """A doca build must run with the release it was compiled against; a softdoca build is
+    fine where there is no DOCA, and a missed chance where there is."""
+    target = f.glue.get("target")
+    compiled, runtime = f.glue.get("doca_version"), f.glue.get("doca_runtime")
+    installed = installed_release(f)
+    if target == "softdoca":
+        if installed is None:
+            return Result("glue-matches", OK, "softdoca build on a machine without DOCA%s"
+                          % (" (it models DOCA %s)" % compiled if compiled else ""))
+        return Result("glue-matches", WARN, "DOCA %s is installed but the glue was built for softdoca: "
+                      "reinstall with XF_GLUE_TARGET=doca to drive the eSwitch" % installed)
+    if target != "doca":
+        return Result("glue-matches", FAIL, "no glue to compare (see the glue check)")
+    if compiled is None:
+        return Result("glue-matches", FAIL, "the glue does not say which DOCA it was compiled against "
+                      "(an old build: reinstall)")
+    problems = []
+    if runtime and not same_release(compiled, runtime):
+        problems.append("the DOCA library it runs with is %s" % runtime)
+    if installed and not same_release(compiled, installed):
+        problems.append("the installed DOCA is %s" % installed)
+    if problems:
+        return Result("glue-matches", FAIL, "compiled against DOCA %s, but %s: reinstall (pip install .) "
+                      "against the installed SDK" % (compiled, " and ".join(problems)))
+    if installed is None and runtime is None:
+        return Result("glue-matches", FAIL, "compiled against DOCA %s, but no DOCA is found here" % compiled)
+    return Result("glue-matches", OK, "compiled against DOCA %s, runs with %s"
+                  % (compiled, runtime or installed))
+
+
+def check_dpdk(f: Facts) -> Result:
+    if f.dpdk:
+        return Result("dpdk", OK, "%s (pkg-config libdpdk)" % f.dpdk)
+    # The glue is linked already: without pkg-config's entry only a rebuild is hindered.
+    status = WARN if f.glue.get("target") in ("softdoca", "doca") else FAIL
+    return Result("dpdk", status, "pkg-config libdpdk finds nothing%s (needed to build the glue; DOCA's "
+                  "own DPDK may need its pkgconfig directory in PKG_CONFIG_PATH)"
+                  % (": " + f.dpdk_note if f.dpdk_note else ""))
+
+
+def hugepages(meminfo: str) -> Dict[str, int]:
+    out = {}
+    for line in meminfo.splitlines():
+        m = re.match(r"^(HugePages_Total|HugePages_Free|Hugepagesize):\s+(\d+)", line)
+        if m:
+            out[m.group(1)] = int(m.group(2))
+    return out
+
+
+def check_hugepages(f: Facts) -> Result:
+    """Warn only: the lab runs with --no-huge; DOCA on a BlueField needs huge pages."""
+    if f.meminfo is None:
+        return Result("hugepages", WARN, "cannot read /proc/meminfo")
+    h = hugepages(f.meminfo)
+    total, free, size = h.get("HugePages_Total", 0), h.get("HugePages_Free", 0), h.get("Hugepagesize", 0)
+    if total == 0:
+        return Result("hugepages", WARN, "none reserved (fine for softdoca with --no-huge; DOCA needs them)")
+    if free == 0:
+        return Result("hugepages", WARN, "all %d in use (%d kB each)" % (total, size))
+    return Result("hugepages", OK, "%d of %d free, %d kB each" % (free, total, size))
+
+
+def check_config(f: Facts) -> Optional[Result]:
+    if f.config_path is None:
+        return None
+    if f.config_errors:
+        shown = f.config_errors[:5]
+        more = len(f.config_errors) - len(shown)
+        return Result("config", FAIL, "; ".join(shown) + (" (and %d more)" % more if more else ""))
+    return Result("config", OK, "%s: %s" % (f.config_path, f.config_summary))
+
+
+CHECKS: List[Callable[[Facts], Optional[Result]]] = [
+    check_doca_release, check_glue, check_glue_matches, check_dpdk, check_hugepages, check_config]
+
+
+def run_checks(f: Facts) -> List[Result]:
+    return [r for r in (check(f) for check in CHECKS) if r is not None]
+
+
+# ---------------------------------------------------------------- reading the machine
+
+
+def _run(argv: List[str]) -> Tuple[Optional[str], str]:
+    """(stdout's first line, or None; why not)."""
+    try:
+        p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           universal_newlines=True, timeout=TIMEOUT_S, check=False)
+    except FileNotFoundError:
+        return None, "%s is not installed" % argv[0]
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return None, "%s: %s" % (argv[0], exc)
+    if p.returncode != 0:
+        return None, (p.stderr.strip().splitlines() or ["exit %d" % p.returncode])[0]
+    out = p.stdout.strip().splitlines()
+    return (out[0].strip() if out else None), ""
+
+
+def _read(path: str) -> Optional[str]:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            return fh.read()
+    except OSError:
+        return None
+
+
+def glue_info() -> Dict[str, Optional[str]]:
+    try:
+        import dpdk_glue
+    except ImportError as exc:
+        return {"target": "missing", "detail": "cannot import dpdk_glue: %s" % exc}
+    info = getattr(dpdk_glue, "glue_info", None)
+    try:
+        if info is not None:
+            return dict(info())
+        # a dpdk_glue from before glue_info(): the target is all it can say
+        return {"target": dpdk_glue.glue_target(), "doca_version": None, "doca_runtime": None,
+                "detail": "an older dpdk_glue without glue_info()"}
+    except Exception as exc:  # a broken build is a finding, not a crash
+        return {"target": "missing", "detail": "%s: %s" % (type(exc).__name__, exc)}
+
+
+def gather(config_path: Optional[str] = None) -> Facts:
+    f = Facts()
+    f.doca_pkgconfig = _run(["pkg-config", "--modversion", "doca-flow"])[0]
+    text = _read(DOCA_VERSION_FILE)
+    f.doca_file = text.strip().splitlines()[0].strip() if text and text.strip() else None
+    f.glue = glue_info()
+    f.dpdk, f.dpdk_note = _run(["pkg-config", "--modversion", "libdpdk"])
+    f.meminfo = _read("/proc/meminfo")
+    if config_path is not None:
+        from .intent import config as config_mod
+        f.config_path = config_path
+        try:
+            cfg = config_mod.load(config_path)
+        except config_mod.ConfigError as exc:
+            f.config_errors = exc.lines()
+        else:
+            f.config_summary = "valid (eswitch %s, mode %s, %d port(s))" % (
+                cfg.eswitch.driver, cfg.eswitch.mode, len(cfg.ports))
+    return f
+
+
+def main(args: argparse.Namespace) -> int:
+    results = run_checks(gather(args.config))
+    failed = any(r.status == FAIL for r in results)
+    if args.json:
+        print(json.dumps({"ok": not failed, "checks": [asdict(r) for r in results]}, indent=1))
+    else:
+        for r in results:
+            print("%-4s  %-13s %s" % (r.status, r.name, r.detail))
+    return EXIT_FOUND if failed else EXIT_OK
