@@ -1,9 +1,10 @@
 /*
- * softdoca: the subset of the DOCA Flow API that dpdk_glue/glue.c calls, shaped like
- * DOCA's doca_flow.h (written by us from the public DOCA documentation and samples; no
- * header text copied).  The API generation is chosen by SOFTDOCA_API (doca_version.h):
- * the call names, flag values and argument orders that changed between DOCA 2.8, 3.2 and
- * 3.3 change here the same way, so one glue.c compiles against each.
+ * softdoca: the subset of DOCA Flow that dpdk_glue/glue.c calls, declared the way each
+ * DOCA release declares it (written by us from NVIDIA's public samples and header
+ * documentation; no header text copied).  The release is chosen by SOFTDOCA_API
+ * (doca_version.h): a call whose name, argument order or types changed between 2.9 and 3.3
+ * changes here the same way, so glue.c compiles only with the form of the release it is
+ * built for.  dpdk_glue/softdoca/README.md names the public source of each form.
  */
 #ifndef SOFTDOCA_DOCA_FLOW_H_
 #define SOFTDOCA_DOCA_FLOW_H_
@@ -11,6 +12,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "doca_dev.h"
 #include "doca_error.h"
 #include "doca_flow_net.h"
 #include "doca_version.h"
@@ -101,6 +103,16 @@ enum doca_flow_l4_meta {
 	DOCA_FLOW_L4_META_ESP,
 };
 
+#if SOFTDOCA_API >= 302
+/* What a port does with a packet no pipe takes (3.2+; before, "isolated" in the mode
+ * arguments sends it to the kernel). */
+enum doca_flow_port_default_miss_type {
+	DOCA_FLOW_PORT_DEFAULT_MISS_KERNEL = 0,
+	DOCA_FLOW_PORT_DEFAULT_MISS_RSS,
+	DOCA_FLOW_PORT_DEFAULT_MISS_DROP,
+};
+#endif
+
 #define DOCA_FLOW_META_U32_WORDS 7
 
 struct doca_flow_meta {
@@ -150,8 +162,7 @@ struct doca_flow_fwd {
 	};
 };
 
-/* Counter query result: the struct and call were renamed in 2.9. */
-#if SOFTDOCA_API >= 209
+/* Counter query result (2.9+). */
 struct doca_flow_resource_query {
 	union {
 		struct {
@@ -160,12 +171,6 @@ struct doca_flow_resource_query {
 		} counter;
 	};
 };
-#else
-struct doca_flow_query {
-	uint64_t total_bytes;
-	uint64_t total_pkts;
-};
-#endif
 
 typedef void (*doca_flow_entry_process_cb)(struct doca_flow_pipe_entry *entry, uint16_t pipe_queue,
 					   enum doca_flow_entry_status status, enum doca_flow_entry_op op,
@@ -186,13 +191,24 @@ void doca_flow_destroy(void);
 doca_error_t doca_flow_port_cfg_create(struct doca_flow_port_cfg **cfg);
 doca_error_t doca_flow_port_cfg_destroy(struct doca_flow_port_cfg *cfg);
 doca_error_t doca_flow_port_cfg_set_devargs(struct doca_flow_port_cfg *cfg, const char *devargs);
+doca_error_t doca_flow_port_cfg_set_dev(struct doca_flow_port_cfg *cfg, struct doca_dev *dev);
 #if SOFTDOCA_API >= 300
 doca_error_t doca_flow_port_cfg_set_port_id(struct doca_flow_port_cfg *cfg, uint16_t port_id);
 #endif
+#if SOFTDOCA_API >= 301
+/* 3.1+: the port is a representor (calling it is what says so). */
+doca_error_t doca_flow_port_cfg_set_dev_rep(struct doca_flow_port_cfg *cfg, struct doca_dev_rep *dev);
+#endif
 doca_error_t doca_flow_port_start(const struct doca_flow_port_cfg *cfg, struct doca_flow_port **port);
 doca_error_t doca_flow_port_stop(struct doca_flow_port *port);
+/* vnf mode: packets a pipe of port forwards to pair_port are hairpinned to it. */
+doca_error_t doca_flow_port_pair(struct doca_flow_port *port, struct doca_flow_port *pair_port);
 struct doca_flow_port *doca_flow_port_switch_get(const struct doca_flow_port *port);
 void doca_flow_port_pipes_flush(struct doca_flow_port *port);
+#if SOFTDOCA_API >= 302
+doca_error_t doca_flow_port_update_default_miss(struct doca_flow_port *port,
+						enum doca_flow_port_default_miss_type default_miss, bool counter_en);
+#endif
 
 /* Pipes. */
 doca_error_t doca_flow_pipe_cfg_create(struct doca_flow_pipe_cfg **cfg, struct doca_flow_port *port);
@@ -212,7 +228,9 @@ doca_error_t doca_flow_pipe_create(const struct doca_flow_pipe_cfg *cfg, const s
 				   const struct doca_flow_fwd *fwd_miss, struct doca_flow_pipe **pipe);
 void doca_flow_pipe_destroy(struct doca_flow_pipe *pipe);
 
-/* Entries. */
+/* Entries.  Add: 9 arguments up to 3.1 (template from actions->action_idx); 3.2 adds
+ * uint8_t action_idx after match (10); 3.3 renames it doca_flow_pipe_basic_add_entry.
+ * Control entries: the priority moved from second to after monitor in 3.3. */
 #if SOFTDOCA_API >= 303
 doca_error_t doca_flow_pipe_basic_add_entry(uint16_t pipe_queue, struct doca_flow_pipe *pipe,
 					    const struct doca_flow_match *match, uint8_t action_idx,
@@ -234,10 +252,18 @@ doca_error_t doca_flow_pipe_control_add_entry(uint16_t pipe_queue, struct doca_f
 					      const struct doca_flow_fwd *fwd, void *usr_ctx,
 					      struct doca_flow_pipe_entry **entry);
 #else
+#if SOFTDOCA_API >= 302
+doca_error_t doca_flow_pipe_add_entry(uint16_t pipe_queue, struct doca_flow_pipe *pipe,
+				      const struct doca_flow_match *match, uint8_t action_idx,
+				      const struct doca_flow_actions *actions, const struct doca_flow_monitor *monitor,
+				      const struct doca_flow_fwd *fwd, uint32_t flags, void *usr_ctx,
+				      struct doca_flow_pipe_entry **entry);
+#else
 doca_error_t doca_flow_pipe_add_entry(uint16_t pipe_queue, struct doca_flow_pipe *pipe,
 				      const struct doca_flow_match *match, const struct doca_flow_actions *actions,
 				      const struct doca_flow_monitor *monitor, const struct doca_flow_fwd *fwd,
 				      uint32_t flags, void *usr_ctx, struct doca_flow_pipe_entry **entry);
+#endif
 doca_error_t doca_flow_pipe_update_entry(uint16_t pipe_queue, struct doca_flow_pipe *pipe,
 					 const struct doca_flow_actions *actions, const struct doca_flow_monitor *monitor,
 					 const struct doca_flow_fwd *fwd, uint32_t flags,
@@ -253,17 +279,11 @@ doca_error_t doca_flow_pipe_control_add_entry(uint16_t pipe_queue, uint32_t prio
 					      void *usr_ctx, struct doca_flow_pipe_entry **entry);
 #endif
 
-#if SOFTDOCA_API >= 209
 doca_error_t doca_flow_pipe_remove_entry(uint16_t pipe_queue, uint32_t flags, struct doca_flow_pipe_entry *entry);
 doca_error_t doca_flow_resource_query_entry(struct doca_flow_pipe_entry *entry,
 					    struct doca_flow_resource_query *query_stats);
 doca_error_t doca_flow_resource_query_pipe_miss(struct doca_flow_pipe *pipe,
 						struct doca_flow_resource_query *query_stats);
-#else
-doca_error_t doca_flow_pipe_rm_entry(uint16_t pipe_queue, uint32_t flags, struct doca_flow_pipe_entry *entry);
-doca_error_t doca_flow_query_entry(struct doca_flow_pipe_entry *entry, struct doca_flow_query *query_stats);
-doca_error_t doca_flow_query_pipe_miss(struct doca_flow_pipe *pipe, struct doca_flow_query *query_stats);
-#endif
 
 doca_error_t doca_flow_entries_process(struct doca_flow_port *port, uint16_t pipe_queue, uint64_t timeout,
 				       uint32_t max_processed_entries);

@@ -19,11 +19,31 @@ struct softdoca_port_stats {
 	uint64_t wire_tx_pkts, wire_tx_bytes; /* frames written to the wire iface */
 	uint64_t rep_rx_pkts, rep_rx_bytes;   /* frames read from the representor iface */
 	uint64_t rep_tx_pkts, rep_tx_bytes;   /* frames written to the representor (= misses + nothing else) */
-	uint64_t miss_pkts, miss_bytes;       /* wire frames no entry claimed (sent to the representor) */
+	uint64_t miss_pkts, miss_bytes;       /* wire frames no entry claimed (default miss, any target) */
 	uint64_t malformed_pkts;              /* of the misses: truncated or malformed frames */
-	uint64_t drop_pkts;                   /* dropped by a DROP forward */
+	uint64_t drop_pkts;                   /* dropped by a DROP forward or a "drop" default miss */
 	uint64_t tx_fail_pkts;                /* frames a PMD refused to send (queue full) */
+	uint64_t miss_rss_pkts;               /* of the misses: to the application's queues (lost) */
 };
+
+/* The PCI functions softdoca offers to doca_devinfo_create_list, and their representors to
+ * doca_devinfo_rep_create_list: the model's stand-in for a BlueField's functions.  Register
+ * them before doca_dev_open (glue_softdoca.c does it from each port's target arguments).
+ *   addr:      what doca_devinfo_is_equal_pci_addr / doca_devinfo_rep_is_equal_pci_addr compare,
+ *              byte for byte (any string: the lab uses the port names);
+ *   parent:    NULL for a device (PF/SF); else the addr of the device whose representor it is;
+ *   esw:       a device's e-switch: devices registered with the same number share one (a
+ *              multiport e-switch), a negative number gives the device an e-switch of its own;
+ *              a representor is in its parent's (esw ignored);
+ *   iface, rep_iface, driver: packet I/O, opened when the function is probed into DPDK: the
+ *              wire side and the kernel side (where the default miss "kernel" delivers), with
+ *              af_packet | af_xdp | none (none: no I/O, ifaces may be NULL).
+ * DOCA_ERROR_ALREADY_EXIST for an addr registered twice, DOCA_ERROR_NOT_FOUND for an unknown
+ * parent, DOCA_ERROR_INVALID_VALUE for bad arguments. */
+doca_error_t softdoca_dev_register(const char *addr, const char *parent, int esw, const char *iface,
+				   const char *rep_iface, const char *driver);
+/* Forget every registered function (they must all be closed). */
+doca_error_t softdoca_dev_unregister_all(void);
 
 /* Busy-poll (1) or back off when idle (0, default).  spin_us: how long to keep polling
  * after the last packet; sleep_us: nanosleep length between empty polls after that.
@@ -55,7 +75,9 @@ struct doca_flow_pipe_entry;
 doca_error_t softdoca_entry_error(struct doca_flow_pipe_entry *entry);
 
 /* Parse one frame the way the forwarder does and return what the lookup on port_id's root
- * pipe would do: -1 miss (to the representor), -2 drop, else the egress DOCA port id.  The
+ * pipe would do: -1 default miss to the kernel (the representor iface), -2 drop, -5 default
+ * miss to the application's RSS queues (DOCA's default without "isolated" / a kernel default
+ * miss: nobody polls them, the frame is lost), else the egress DOCA port id.  The
  * frame is rewritten in place (dst MAC) if an entry matches; counters are updated.  For
  * tests (ASan, fuzzing) of the parser and lookup without packet I/O. */
 int softdoca_classify_frame(uint16_t port_id, uint8_t *frame, uint32_t len);
