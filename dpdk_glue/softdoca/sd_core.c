@@ -1,6 +1,6 @@
 /*
- * softdoca core: the model's global state, DOCA error names, doca_flow_cfg / doca_flow_init /
- * doca_flow_destroy, and the grace periods (QSBR) that let the control plane free memory the
+ * softdoca core: the model's global state, DOCA error names, doca_version_runtime,
+ * doca_flow_cfg (mode arguments per release) / doca_flow_init / doca_flow_destroy, and the grace periods (QSBR) that let the control plane free memory the
  * forwarder may still read.  Threads and consistency: see sd_internal.h.
  */
 #define _GNU_SOURCE
@@ -15,7 +15,7 @@
 
 struct doca_flow_cfg {
 	uint16_t queues;
-	bool mode_set, switch_mode;
+	bool mode_set, switch_mode, isolated;
 	doca_flow_entry_process_cb cb;
 };
 
@@ -47,6 +47,11 @@ static const char *const err_descr[] = {
 	"Operation in progress", "Value too big", "Authentication failure", "Bad configuration",
 	"Operation skipped", "Device fatal error",
 };
+
+const char *doca_version_runtime(void)
+{
+	return DOCA_VERSION_STRING; /* the model is its own runtime */
+}
 
 const char *doca_error_get_name(doca_error_t error)
 {
@@ -148,25 +153,54 @@ doca_error_t doca_flow_cfg_set_pipe_queues(struct doca_flow_cfg *cfg, uint16_t p
 	return DOCA_SUCCESS;
 }
 
+/* The mode-argument tokens each release's samples use (2.9..3.2 also "use_doca_eth" and
+ * "disable_switch_rss" in applications); 3.3 dropped "isolated" (the default miss became
+ * doca_flow_port_update_default_miss) and added "cpds".  "hairpinq_num=N" in all. */
+static const char *const mode_tokens[] = {
+	"vnf", "switch", "hws", "expert",
+#if SOFTDOCA_API >= 303
+	"cpds",
+#else
+	"isolated", "use_doca_eth", "disable_switch_rss",
+#endif
+};
+
+static bool mode_token_known(const char *t)
+{
+	for (size_t i = 0; i < sizeof(mode_tokens) / sizeof(mode_tokens[0]); i++)
+		if (strcmp(t, mode_tokens[i]) == 0)
+			return true;
+	const char *hq = "hairpinq_num=";
+	if (strncmp(t, hq, strlen(hq)) == 0) {
+		const char *v = t + strlen(hq);
+		char *end;
+		long n = strtol(v, &end, 10);
+		return v[0] >= '0' && v[0] <= '9' && *end == '\0' && n > 0 && n <= 64;
+	}
+	return false;
+}
+
 doca_error_t doca_flow_cfg_set_mode_args(struct doca_flow_cfg *cfg, const char *mode_args)
 {
-	if (cfg == NULL || mode_args == NULL)
+	if (cfg == NULL || mode_args == NULL || strlen(mode_args) >= 128)
 		return DOCA_ERROR_INVALID_VALUE;
 	char buf[128];
 	snprintf(buf, sizeof(buf), "%s", mode_args);
-	bool vnf = false, sw = false;
+	bool vnf = false, sw = false, isolated = false;
 	char *save = NULL;
 	for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-		if (strcmp(t, "vnf") == 0)
-			vnf = true;
-		else if (strcmp(t, "switch") == 0)
-			sw = true;
-		/* hws, isolated, expert, ...: accepted, nothing to model */
+		if (!mode_token_known(t))
+			return DOCA_ERROR_INVALID_VALUE; /* unknown in this release */
+		vnf |= strcmp(t, "vnf") == 0;
+		sw |= strcmp(t, "switch") == 0;
+		isolated |= strcmp(t, "isolated") == 0;
+		/* hws, expert, ...: accepted, nothing to model */
 	}
 	if (vnf == sw)
-		return DOCA_ERROR_INVALID_VALUE;
+		return DOCA_ERROR_INVALID_VALUE; /* exactly one mode */
 	cfg->mode_set = true;
 	cfg->switch_mode = sw;
+	cfg->isolated = isolated;
 	return DOCA_SUCCESS;
 }
 
@@ -198,9 +232,9 @@ doca_error_t doca_flow_init(struct doca_flow_cfg *cfg)
 		return DOCA_ERROR_BAD_STATE;
 	sd_g.inited = true;
 	sd_g.switch_mode = cfg->switch_mode;
+	sd_g.isolated = cfg->isolated;
 	sd_g.queues = cfg->queues;
 	sd_g.cb = cfg->cb;
-	sd_g.switch_port = NULL;
 	sd_g.inject_nth = 0;
 	return DOCA_SUCCESS;
 }

@@ -109,6 +109,9 @@ static doca_error_t basic_add(uint16_t pipe_queue, struct doca_flow_pipe *pipe, 
 		sd_mask_finish(&m, &v);
 		if (!sd_key_within(&v, &m))
 			return DOCA_ERROR_INVALID_VALUE; /* value outside the pipe's mask */
+		rc = sd_port_match_allowed(pipe->port, &v, &m);
+		if (rc != DOCA_SUCCESS)
+			return rc;
 	}
 	struct doca_flow_pipe_entry *e;
 	rc = entry_prepare(pipe_queue, pipe, DOCA_FLOW_PIPE_BASIC, &e);
@@ -156,6 +159,9 @@ static doca_error_t control_add(uint16_t pipe_queue, uint32_t priority, struct d
 	struct sd_fwd f;
 	if (pipe == NULL || pipe->dead)
 		return DOCA_ERROR_INVALID_VALUE;
+	rc = sd_port_match_allowed(pipe->port, &v, &m);
+	if (rc != DOCA_SUCCESS)
+		return rc;
 	rc = sd_fwd_convert(fwd, pipe->port, &f, false);
 	if (rc != DOCA_SUCCESS)
 		return rc;
@@ -201,6 +207,20 @@ doca_error_t doca_flow_pipe_control_add_entry(uint16_t pipe_queue, struct doca_f
 			   action_descs, fwd, usr_ctx, entry);
 }
 #else
+#if SOFTDOCA_API >= 302
+/* 3.2: the template index became an argument */
+doca_error_t doca_flow_pipe_add_entry(uint16_t pipe_queue, struct doca_flow_pipe *pipe,
+				      const struct doca_flow_match *match, uint8_t action_idx,
+				      const struct doca_flow_actions *actions, const struct doca_flow_monitor *monitor,
+				      const struct doca_flow_fwd *fwd, uint32_t flags, void *usr_ctx,
+				      struct doca_flow_pipe_entry **entry)
+{
+	if (action_idx != 0)
+		return DOCA_ERROR_INVALID_VALUE; /* one action template */
+	return basic_add(pipe_queue, pipe, match, actions, monitor, fwd, flags, usr_ctx, entry);
+}
+#else
+/* up to 3.1: the template index is actions->action_idx */
 doca_error_t doca_flow_pipe_add_entry(uint16_t pipe_queue, struct doca_flow_pipe *pipe,
 				      const struct doca_flow_match *match, const struct doca_flow_actions *actions,
 				      const struct doca_flow_monitor *monitor, const struct doca_flow_fwd *fwd,
@@ -210,6 +230,7 @@ doca_error_t doca_flow_pipe_add_entry(uint16_t pipe_queue, struct doca_flow_pipe
 		return DOCA_ERROR_INVALID_VALUE;
 	return basic_add(pipe_queue, pipe, match, actions, monitor, fwd, flags, usr_ctx, entry);
 }
+#endif
 
 doca_error_t doca_flow_pipe_control_add_entry(uint16_t pipe_queue, uint32_t priority, struct doca_flow_pipe *pipe,
 					      const struct doca_flow_match *match,
@@ -288,7 +309,6 @@ static void query_common(struct doca_flow_pipe_entry *entry, uint64_t *pkts, uin
 	*bytes = RLX_LOAD(&entry->bytes);
 }
 
-#if SOFTDOCA_API >= 209
 doca_error_t doca_flow_pipe_remove_entry(uint16_t pipe_queue, uint32_t flags, struct doca_flow_pipe_entry *entry)
 {
 	return remove_common(pipe_queue, flags, entry);
@@ -312,29 +332,6 @@ doca_error_t doca_flow_resource_query_pipe_miss(struct doca_flow_pipe *pipe,
 	query_stats->counter.total_bytes = RLX_LOAD(&pipe->miss_bytes);
 	return DOCA_SUCCESS;
 }
-#else
-doca_error_t doca_flow_pipe_rm_entry(uint16_t pipe_queue, uint32_t flags, struct doca_flow_pipe_entry *entry)
-{
-	return remove_common(pipe_queue, flags, entry);
-}
-
-doca_error_t doca_flow_query_entry(struct doca_flow_pipe_entry *entry, struct doca_flow_query *query_stats)
-{
-	if (entry == NULL || query_stats == NULL || entry->state == SD_E_GONE)
-		return DOCA_ERROR_INVALID_VALUE;
-	query_common(entry, &query_stats->total_pkts, &query_stats->total_bytes);
-	return DOCA_SUCCESS;
-}
-
-doca_error_t doca_flow_query_pipe_miss(struct doca_flow_pipe *pipe, struct doca_flow_query *query_stats)
-{
-	if (pipe == NULL || pipe->dead || query_stats == NULL)
-		return DOCA_ERROR_INVALID_VALUE;
-	query_stats->total_pkts = RLX_LOAD(&pipe->miss_pkts);
-	query_stats->total_bytes = RLX_LOAD(&pipe->miss_bytes);
-	return DOCA_SUCCESS;
-}
-#endif
 
 enum doca_flow_entry_status doca_flow_pipe_entry_get_status(struct doca_flow_pipe_entry *entry)
 {

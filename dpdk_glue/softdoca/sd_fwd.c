@@ -61,6 +61,7 @@ static inline struct doca_flow_pipe_entry *basic_lookup(const struct doca_flow_p
 
 #define SD_RES_MISS (-1)
 #define SD_RES_DROP (-2)
+#define SD_RES_MISS_RSS (-5) /* softdoca_classify_frame only: a default miss to the RSS queues */
 
 /*
  * Run a frame through the ingress port's root pipe and the pipes it forwards to.
@@ -75,7 +76,7 @@ static int sd_classify(struct doca_flow_port *in, const uint8_t *frame, uint32_t
 	*malformed = !sd_parse(frame, len, in->id, &k);
 	if (*malformed)
 		return SD_RES_MISS;
-	struct doca_flow_port *owner = sd_g.switch_mode ? sd_g.switch_port : in;
+	struct doca_flow_port *owner = sd_g.switch_mode ? in->mgr : in; /* switch: its e-switch's pipes */
 	struct doca_flow_pipe *p = owner ? LOAD_ACQ(&owner->root) : NULL;
 	for (int hop = 0; p != NULL && hop < SD_MAX_CHAIN; hop++) {
 		struct doca_flow_pipe_entry *e =
@@ -102,10 +103,25 @@ static int sd_classify(struct doca_flow_port *in, const uint8_t *frame, uint32_t
 			p = f->pipe->dead ? NULL : f->pipe;
 			continue;
 		default:
-			return SD_RES_MISS; /* default miss: the ingress port's representor */
+			return SD_RES_MISS; /* the ingress port's default miss */
 		}
 	}
 	return SD_RES_MISS;
+}
+
+/* Count a default miss on the ingress port; returns where it goes (enum sd_miss). */
+static inline int count_miss(struct doca_flow_port *in, uint32_t len, bool malformed)
+{
+	int miss = atomic_load_explicit(&in->miss, memory_order_relaxed);
+	RLX_ADD(&in->st.miss_pkts, 1);
+	RLX_ADD(&in->st.miss_bytes, len);
+	if (malformed)
+		RLX_ADD(&in->st.malformed_pkts, 1);
+	if (miss == SD_MISS_RSS)
+		RLX_ADD(&in->st.miss_rss_pkts, 1);
+	else if (miss == SD_MISS_DROP)
+		RLX_ADD(&in->st.drop_pkts, 1);
+	return miss;
 }
 
 struct sd_txbuf {
@@ -177,11 +193,11 @@ static void process_wire_burst(struct doca_flow_port *in, struct rte_mbuf **bufs
 			RLX_ADD(&in->st.drop_pkts, 1);
 			rte_pktmbuf_free(m);
 		} else {
-			RLX_ADD(&in->st.miss_pkts, 1);
-			RLX_ADD(&in->st.miss_bytes, len);
-			if (malformed)
-				RLX_ADD(&in->st.malformed_pkts, 1);
-			tx_rep[in->id].m[tx_rep[in->id].n++] = m;
+			int miss = count_miss(in, len, malformed);
+			if (miss == SD_MISS_KERNEL)
+				tx_rep[in->id].m[tx_rep[in->id].n++] = m;
+			else
+				rte_pktmbuf_free(m); /* dropped, or to RSS queues nobody polls: lost */
 		}
 	}
 }
@@ -347,12 +363,10 @@ int softdoca_classify_frame(uint16_t port_id, uint8_t *frame, uint32_t len)
 		for (int i = 0; i < 6; i++)
 			frame[i] = (uint8_t)(mac >> (8 * i));
 	if (res == SD_RES_MISS) {
-		RLX_ADD(&in->st.miss_pkts, 1);
-		RLX_ADD(&in->st.miss_bytes, len);
-		if (malformed)
-			RLX_ADD(&in->st.malformed_pkts, 1);
-	} else if (res == SD_RES_DROP) {
-		RLX_ADD(&in->st.drop_pkts, 1);
+		int miss = count_miss(in, len, malformed);
+		return miss == SD_MISS_KERNEL ? SD_RES_MISS : miss == SD_MISS_DROP ? SD_RES_DROP : SD_RES_MISS_RSS;
 	}
+	if (res == SD_RES_DROP)
+		RLX_ADD(&in->st.drop_pkts, 1);
 	return res;
 }

@@ -1,10 +1,12 @@
 /*
  * softdoca internals shared by its source files (not part of the DOCA-shaped API).
  *
- * Files: sd_core.c (global state, init/destroy, error names, grace periods), sd_match.c (DOCA
- * match/forward -> lookup keys), sd_ports.c, sd_pipes.c, sd_entries.c (queued add/update/
- * remove, entries_process), sd_fwd.c (the forwarding thread), sd_parse.c (the frame parser;
- * it uses only the key definitions below, no DPDK).
+ * Files: sd_core.c (global state, init/destroy, mode arguments, error names, grace periods),
+ * sd_dev.c (the registry of PCI functions, doca_dev / doca_dev_rep, probing into DPDK and the
+ * functions' I/O vdevs), sd_match.c (DOCA match/forward -> lookup keys, forward rules),
+ * sd_ports.c (flow ports, e-switches, pairs, default miss), sd_pipes.c, sd_entries.c (queued
+ * add/update/remove, entries_process), sd_fwd.c (the forwarding thread), sd_parse.c (the
+ * frame parser; it uses only the key definitions below, no DPDK).
  *
  * softdoca: a behavioural model of the DOCA Flow subset XenoFlow uses, forwarding real
  * packets between DPDK virtual devices (net_af_packet / net_af_xdp on veths).
@@ -38,10 +40,14 @@
 #include <stdint.h>
 #include <pthread.h>
 
+#include "doca_dev.h"
+#include "doca_dpdk.h"
 #include "doca_flow.h"
 #include "softdoca.h"
 
-#define SD_MAX_PORTS 16
+/* DOCA port ids: 2.9 takes a port's id from its DPDK port id, so the range is DPDK's */
+#define SD_MAX_PORTS 32
+#define SD_MAX_FNS 32 /* registered PCI functions (devices and representors) */
 #define SD_MAX_QUEUES 8
 #define SD_MAX_CHAIN 8 /* pipe hops per packet: bounds a (misconfigured) forwarding loop */
 #define SD_DEFAULT_NR_ENTRIES 8192 /* DOCA's documented default when nr_entries is not set */
@@ -187,18 +193,59 @@ struct sd_queue {
 	uint32_t n, cap;
 };
 
+/* A port's default miss (what happens to a frame no pipe takes, fwd_miss NULL). */
+enum sd_miss { SD_MISS_KERNEL = 0, SD_MISS_RSS, SD_MISS_DROP };
+
+/*
+ * A registered PCI function (softdoca_dev_register): a device (PF/SF) or a representor.  Its
+ * DOCA handles are embedded, so a handle stays valid memory for the process's lifetime.
+ * Probing makes it a DPDK port: with I/O it owns the wire and representor vdevs (and their
+ * mbuf pool) until it is closed or unregistered; flow ports only borrow them.
+ */
+struct sd_fn;
+struct doca_devinfo { struct sd_fn *fn; };
+struct doca_devinfo_rep { struct sd_fn *fn; };
+struct doca_dev { struct sd_fn *fn; };
+struct doca_dev_rep { struct sd_fn *fn; };
+
+struct sd_fn {
+	bool used;
+	uint8_t idx;
+	char addr[64];
+	int parent;    /* index of the parent device; -1: a device */
+	int esw;       /* e-switch id (a representor: its parent's) */
+	char iface[32], rep_iface[32], driver[16];
+	uint32_t opens; /* doca_dev_open / doca_dev_rep_open refcount */
+	bool probed;
+	bool has_io;
+	uint16_t dpdk_port; /* valid when probed: wire vdev's ethdev id, or a synthetic id (driver none) */
+	uint16_t wire_eth, rep_eth;
+	char wire_vdev[64], rep_vdev[64];
+	struct rte_mempool *pool; /* the function's mbufs (sized for its driver) */
+	struct doca_flow_port *port; /* the flow port started on it, if any */
+	struct doca_devinfo info;
+	struct doca_devinfo_rep info_rep;
+	struct doca_dev dev;
+	struct doca_dev_rep dev_rep;
+};
+
 struct doca_flow_port {
 	uint16_t id;
 	atomic_int active;
 	bool has_io;
+	bool is_rep;
 	bool is_switch_manager;
-	uint16_t wire_eth, rep_eth;
-	char wire_vdev[64], rep_vdev[64];
+	int esw;
+	uint64_t start_seq;            /* start order: the "first" e-switch is the oldest manager's */
+	struct sd_fn *fn;
+	struct doca_flow_port *mgr;    /* switch mode: its e-switch's manager (outlives the port) */
+	struct doca_flow_port *pair;   /* vnf mode: the port pipes of this port may forward to */
+	atomic_int miss;               /* enum sd_miss, read by the forwarder */
+	uint16_t wire_eth, rep_eth;    /* the function's vdevs (owned by the function) */
 	_Atomic(struct doca_flow_pipe *) root;
 	struct doca_flow_pipe *pipes; /* all pipes created on this port */
 	struct sd_queue q[SD_MAX_QUEUES];
 	struct softdoca_port_stats st; /* single writer: the forwarder */
-	struct rte_mempool *pool;      /* the port's mbufs (sized for its driver) */
 };
 
 /* Everything below is internal to the model: hidden from the module's exported symbols. */
@@ -207,10 +254,11 @@ struct doca_flow_port {
 struct sd_global {
 	bool inited;
 	bool switch_mode;
+	bool isolated; /* "isolated" in the mode arguments (<= 3.2): default miss to the kernel */
 	uint16_t queues;
 	doca_flow_entry_process_cb cb;
 	struct doca_flow_port *ports[SD_MAX_PORTS];
-	struct doca_flow_port *switch_port;
+	uint64_t port_seq; /* port start order */
 	uint64_t seq;
 	/* forwarder */
 	atomic_int fwd_running;
@@ -242,6 +290,16 @@ extern struct sd_global sd_g;
 void sd_synchronize(void);
 void sd_defer_blob(void *p);
 void sd_reclaim(void);
+
+/* sd_dev.c: the functions' registry; sd_fn_unprobe closes a function's vdevs. */
+extern struct sd_fn sd_fns[SD_MAX_FNS];
+void sd_fn_unprobe(struct sd_fn *f);
+
+/* sd_ports.c: may a pipe of `owner` forward to (or match ingress on) DOCA port `port_id`?
+ * vnf: only itself or its pair; switch: ports of the manager's e-switch. */
+doca_error_t sd_port_fwd_allowed(const struct doca_flow_port *owner, uint16_t port_id);
+doca_error_t sd_port_match_allowed(const struct doca_flow_port *owner, const struct sd_key *val,
+				   const struct sd_key *mask);
 
 /* sd_match.c */
 bool sd_mem_is_zero(const void *p, size_t n);

@@ -130,8 +130,12 @@ doca_error_t sd_fwd_convert(const struct doca_flow_fwd *f, struct doca_flow_port
 	}
 	switch (f->type) {
 	case DOCA_FLOW_FWD_PORT:
-		if (f->port_id >= SD_MAX_PORTS || sd_g.ports[f->port_id] == NULL)
-			return DOCA_ERROR_INVALID_VALUE;
+	{
+		/* unknown port; vnf: not the owner or its pair; switch: another e-switch */
+		doca_error_t rc = sd_port_fwd_allowed(owner, f->port_id);
+		if (rc != DOCA_SUCCESS)
+			return rc;
+	}
 		out->kind = SD_FWD_PORT;
 		out->port_id = f->port_id;
 		return DOCA_SUCCESS;

@@ -23,8 +23,10 @@ struct doca_flow_pipe_cfg {
 
 doca_error_t doca_flow_pipe_cfg_create(struct doca_flow_pipe_cfg **cfg, struct doca_flow_port *port)
 {
-	if (cfg == NULL || port == NULL)
+	if (cfg == NULL || port == NULL || port->id >= SD_MAX_PORTS || sd_g.ports[port->id] != port)
 		return DOCA_ERROR_INVALID_VALUE;
+	if (sd_g.switch_mode && !port->is_switch_manager)
+		return DOCA_ERROR_INVALID_VALUE; /* switch mode: pipes live on doca_flow_port_switch_get() */
 	*cfg = calloc(1, sizeof(**cfg));
 	if (*cfg == NULL)
 		return DOCA_ERROR_NO_MEMORY;
@@ -141,10 +143,10 @@ doca_error_t doca_flow_pipe_create(const struct doca_flow_pipe_cfg *cfg, const s
 	if (cfg == NULL || pipe == NULL || cfg->port == NULL || sd_g.ports[cfg->port->id] != cfg->port)
 		return DOCA_ERROR_INVALID_VALUE;
 	struct doca_flow_port *port = cfg->port;
-	if (sd_g.switch_mode && port != sd_g.switch_port)
-		return DOCA_ERROR_INVALID_VALUE; /* switch mode: pipes live on the switch manager */
+	if (sd_g.switch_mode && !port->is_switch_manager)
+		return DOCA_ERROR_INVALID_VALUE; /* switch mode: pipes live on a switch manager */
 	if (cfg->is_root && LOAD_ACQ(&port->root) != NULL)
-		return DOCA_ERROR_ALREADY_EXIST; /* softdoca: one root pipe per port */
+		return DOCA_ERROR_ALREADY_EXIST; /* softdoca: one root pipe per port (per manager) */
 	struct doca_flow_pipe *p = calloc(1, sizeof(*p));
 	if (p == NULL)
 		return DOCA_ERROR_NO_MEMORY;
@@ -197,7 +199,7 @@ doca_error_t doca_flow_pipe_create(const struct doca_flow_pipe_cfg *cfg, const s
 			rc = DOCA_ERROR_NOT_SUPPORTED;
 	}
 	if (rc == DOCA_SUCCESS) {
-		/* NULL fwd_miss: the default miss, i.e. the ingress port's representor (kernel) */
+		/* NULL fwd_miss: the ingress port's default miss (kernel, RSS queues or drop) */
 		rc = sd_fwd_convert(fwd_miss, port, &p->fwd_miss, true);
 		if (rc == DOCA_SUCCESS && fwd_miss && fwd_miss->type == DOCA_FLOW_FWD_PIPE)
 			p->fwd_miss.pipe->refs++;

@@ -1,32 +1,20 @@
 /*
- * softdoca ports: doca_flow_port_cfg, devargs, the wire and representor DPDK vdevs
- * (net_af_packet / net_af_xdp, or none), port start/stop, pipes flush, port statistics.
+ * softdoca flow ports: doca_flow_port_cfg, port start/stop with DOCA's rules (one port per
+ * probed doca_dev / doca_dev_rep, port ids per release), e-switches and their switch
+ * managers, vnf port pairs, the default miss, pipes flush, port statistics.  A port borrows
+ * its function's packet I/O (sd_dev.c opened it at probe time).
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <rte_bus_vdev.h>
-#include <rte_ethdev.h>
-#include <rte_lcore.h>
-#include <rte_mbuf.h>
-#include <rte_mempool.h>
-
 #include "sd_internal.h"
 
-#define SD_RX_DESC 512
-#define SD_TX_DESC 512
-/* af_packet ring frames per direction (4 MiB each at 2 KiB frames). 512 (2.5 ms at 200 kpps)
- * lost 0.06-0.7 % at 100-200 kpps whenever the forwarder lost its vCPU for a moment on a
- * 2-vCPU VM; 2048 lost nothing at up to 200 kpps in 3 of 3 repetitions (same run, 22-B UDP) */
-#define SD_AFP_FRAMES 2048
-#define SD_NB_MBUFS 4095          /* per af_packet port (2 vdevs x 512 rx descriptors + in flight) */
-#define SD_NB_MBUFS_XDP (2 * 4096 + 2047) /* af_xdp takes 4096 mbufs per rx queue for its UMEM */
-#define SD_MBUF_CACHE 256
-
 struct doca_flow_port_cfg {
-	int port_id; /* -1: take it from devargs */
+	int port_id; /* -1: not set (2.9: taken from devargs) */
 	char devargs[256];
+	struct doca_dev *dev;
+	struct doca_dev_rep *dev_rep;
 };
 
 doca_error_t doca_flow_port_cfg_create(struct doca_flow_port_cfg **cfg)
@@ -66,95 +54,49 @@ doca_error_t doca_flow_port_cfg_set_port_id(struct doca_flow_port_cfg *cfg, uint
 }
 #endif
 
-/* devargs: "port_id=N,iface=<wire>,rep=<representor>,driver=af_packet|af_xdp|none"; a
- * bare number is the DOCA 2.x convention "port id in devargs". */
-struct sd_devargs {
-	int port_id;
-	char iface[32], rep[32], driver[16];
-};
-
-static doca_error_t parse_devargs(const char *s, struct sd_devargs *d)
+doca_error_t doca_flow_port_cfg_set_dev(struct doca_flow_port_cfg *cfg, struct doca_dev *dev)
 {
-	memset(d, 0, sizeof(*d));
-	d->port_id = -1;
-	snprintf(d->driver, sizeof(d->driver), "none");
-	char buf[256];
-	snprintf(buf, sizeof(buf), "%s", s);
-	char *save = NULL;
-	for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-		char *eq = strchr(t, '=');
-		if (eq == NULL) {
-			char *end;
-			long v = strtol(t, &end, 10);
-			if (*end || v < 0 || v >= SD_MAX_PORTS)
-				return DOCA_ERROR_INVALID_VALUE;
-			d->port_id = (int)v;
-			continue;
-		}
-		*eq = '\0';
-		const char *v = eq + 1;
-		if (strcmp(t, "port_id") == 0) {
-			char *end;
-			long n = strtol(v, &end, 10);
-			if (*end || n < 0 || n >= SD_MAX_PORTS)
-				return DOCA_ERROR_INVALID_VALUE;
-			d->port_id = (int)n;
-		} else if (strcmp(t, "iface") == 0 && strlen(v) < sizeof(d->iface)) {
-			snprintf(d->iface, sizeof(d->iface), "%s", v);
-		} else if (strcmp(t, "rep") == 0 && strlen(v) < sizeof(d->rep)) {
-			snprintf(d->rep, sizeof(d->rep), "%s", v);
-		} else if (strcmp(t, "driver") == 0 &&
-			   (strcmp(v, "af_packet") == 0 || strcmp(v, "af_xdp") == 0 || strcmp(v, "none") == 0)) {
-			snprintf(d->driver, sizeof(d->driver), "%s", v);
-		} else {
-			return DOCA_ERROR_INVALID_VALUE;
-		}
-	}
-	if (strcmp(d->driver, "none") != 0 && (d->iface[0] == '\0' || d->rep[0] == '\0'))
+	if (cfg == NULL || dev == NULL)
 		return DOCA_ERROR_INVALID_VALUE;
+	cfg->dev = dev;
 	return DOCA_SUCCESS;
 }
 
-static doca_error_t open_vdev(const char *driver, const char *iface, uint16_t id, char role, char *name,
-			      size_t name_len, uint16_t *eth, struct rte_mempool *pool)
+#if SOFTDOCA_API >= 301
+doca_error_t doca_flow_port_cfg_set_dev_rep(struct doca_flow_port_cfg *cfg, struct doca_dev_rep *dev)
 {
-	char args[160];
-	if (strcmp(driver, "af_xdp") == 0) {
-		snprintf(name, name_len, "net_af_xdp_sd%u%c", id, role);
-		snprintf(args, sizeof(args), "iface=%s,start_queue=0,queue_count=1", iface);
-	} else {
-		snprintf(name, name_len, "net_af_packet_sd%u%c", id, role);
-		/* qdisc_bypass=0: let frames go through the veth's qdisc like any sender */
-		snprintf(args, sizeof(args), "iface=%s,qpairs=1,blocksz=4096,framesz=2048,framecnt=%d,qdisc_bypass=0",
-			 iface, SD_AFP_FRAMES);
-	}
-	if (rte_vdev_init(name, args) != 0) {
-		name[0] = '\0';
-		return DOCA_ERROR_DRIVER;
-	}
-	if (rte_eth_dev_get_port_by_name(name, eth) != 0)
-		return DOCA_ERROR_DRIVER;
-	struct rte_eth_conf conf;
-	memset(&conf, 0, sizeof(conf));
-	int sock = rte_eth_dev_socket_id(*eth);
-	if (rte_eth_dev_configure(*eth, 1, 1, &conf) != 0 ||
-	    rte_eth_rx_queue_setup(*eth, 0, SD_RX_DESC, sock < 0 ? 0 : (unsigned)sock, NULL, pool) != 0 ||
-	    rte_eth_tx_queue_setup(*eth, 0, SD_TX_DESC, sock < 0 ? 0 : (unsigned)sock, NULL) != 0 ||
-	    rte_eth_dev_start(*eth) != 0)
-		return DOCA_ERROR_DRIVER;
-	rte_eth_promiscuous_enable(*eth); /* frames to the VIP MAC and backend MACs alike */
+	if (cfg == NULL || dev == NULL)
+		return DOCA_ERROR_INVALID_VALUE;
+	cfg->dev_rep = dev;
 	return DOCA_SUCCESS;
 }
+#endif
 
-static void close_vdev(char *name, uint16_t eth)
+/* The switch manager of e-switch esw: its first started device port (it stops last). */
+static struct doca_flow_port *esw_manager(int esw)
 {
-	if (name[0] == '\0')
-		return;
-	rte_eth_dev_stop(eth);
-	rte_eth_dev_close(eth);
-	rte_vdev_uninit(name);
-	name[0] = '\0';
+	for (int i = 0; i < SD_MAX_PORTS; i++)
+		if (sd_g.ports[i] && sd_g.ports[i]->is_switch_manager && sd_g.ports[i]->esw == esw)
+			return sd_g.ports[i];
+	return NULL;
 }
+
+static bool fn_ok(const struct sd_fn *f)
+{
+	return f != NULL && f >= sd_fns && f < sd_fns + SD_MAX_FNS && f->used;
+}
+
+#if SOFTDOCA_API < 300
+/* 2.9: the port id is the devargs string, a DPDK port id in decimal. */
+static int devargs_port_id(const char *s)
+{
+	char *end;
+	long v = strtol(s, &end, 10);
+	if (s[0] < '0' || s[0] > '9' || *end != '\0' || v >= SD_MAX_PORTS)
+		return -1;
+	return (int)v;
+}
+#endif
 
 doca_error_t doca_flow_port_start(const struct doca_flow_port_cfg *cfg, struct doca_flow_port **port)
 {
@@ -162,50 +104,65 @@ doca_error_t doca_flow_port_start(const struct doca_flow_port_cfg *cfg, struct d
 		return DOCA_ERROR_BAD_STATE;
 	if (cfg == NULL || port == NULL)
 		return DOCA_ERROR_INVALID_VALUE;
-	struct sd_devargs d;
-	doca_error_t rc = parse_devargs(cfg->devargs, &d);
-	if (rc != DOCA_SUCCESS)
-		return rc;
-	int id = cfg->port_id >= 0 ? cfg->port_id : d.port_id;
-	if (id < 0 || id >= SD_MAX_PORTS)
+	/* exactly one of set_dev / set_dev_rep: a port is a device's or a representor's */
+	bool is_rep = cfg->dev_rep != NULL;
+	if ((cfg->dev != NULL) == is_rep)
+		return DOCA_ERROR_INVALID_VALUE;
+	struct sd_fn *f = is_rep ? cfg->dev_rep->fn : cfg->dev->fn;
+	if (!fn_ok(f) || (f->parent >= 0) != is_rep)
+		return DOCA_ERROR_INVALID_VALUE;
+	if (f->opens == 0 || !f->probed)
+		return DOCA_ERROR_BAD_STATE; /* not a DPDK port yet */
+	if (f->port != NULL)
+		return DOCA_ERROR_IN_USE; /* one port per device: a representor needs set_dev_rep */
+#if SOFTDOCA_API >= 300
+	if (cfg->port_id < 0)
+		return DOCA_ERROR_INVALID_VALUE; /* 3.0+: doca_flow_port_cfg_set_port_id */
+	int id = cfg->port_id;
+#else
+	int id = devargs_port_id(cfg->devargs);
+	if (id < 0 || id != f->dpdk_port)
+		return DOCA_ERROR_INVALID_VALUE; /* 2.9: the devargs name the device's DPDK port */
+#endif
+	if (id >= SD_MAX_PORTS)
 		return DOCA_ERROR_INVALID_VALUE;
 	if (sd_g.ports[id] != NULL)
 		return DOCA_ERROR_ALREADY_EXIST;
+	struct doca_flow_port *mgr = NULL;
+	if (sd_g.switch_mode) {
+		mgr = esw_manager(f->esw);
+		if (is_rep && sd_fns[f->parent].port == NULL)
+			return DOCA_ERROR_BAD_STATE; /* its device's port (the switch manager) starts first */
+	}
 	struct doca_flow_port *p = calloc(1, sizeof(*p));
 	if (p == NULL)
 		return DOCA_ERROR_NO_MEMORY;
 	p->id = (uint16_t)id;
-	if (strcmp(d.driver, "none") != 0) {
-		char pname[32];
-		snprintf(pname, sizeof(pname), "softdoca_mbufs_%u", p->id);
-		bool xdp = strcmp(d.driver, "af_xdp") == 0;
-		p->pool = rte_pktmbuf_pool_create(pname, xdp ? SD_NB_MBUFS_XDP : SD_NB_MBUFS, SD_MBUF_CACHE, 0,
-						  RTE_MBUF_DEFAULT_BUF_SIZE, (int)rte_socket_id());
-		if (p->pool == NULL) {
-			free(p);
-			return DOCA_ERROR_NO_MEMORY;
+	p->fn = f;
+	p->is_rep = is_rep;
+	p->esw = f->esw;
+	p->has_io = f->has_io;
+	p->wire_eth = f->wire_eth;
+	p->rep_eth = f->rep_eth;
+	p->start_seq = ++sd_g.port_seq;
+	/* default miss: to the kernel when isolated, else to the application's RSS queues; a
+	 * port joining an e-switch takes what its manager set for the e-switch */
+	int miss = sd_g.isolated ? SD_MISS_KERNEL : SD_MISS_RSS;
+	if (sd_g.switch_mode) {
+		if (mgr == NULL) {
+			p->is_switch_manager = true;
+			mgr = p;
+		} else {
+			miss = atomic_load(&mgr->miss);
 		}
-		rc = open_vdev(d.driver, d.iface, p->id, 'w', p->wire_vdev, sizeof(p->wire_vdev), &p->wire_eth, p->pool);
-		if (rc == DOCA_SUCCESS)
-			rc = open_vdev(d.driver, d.rep, p->id, 'r', p->rep_vdev, sizeof(p->rep_vdev), &p->rep_eth,
-				       p->pool);
-		if (rc != DOCA_SUCCESS) {
-			close_vdev(p->rep_vdev, p->rep_eth);
-			close_vdev(p->wire_vdev, p->wire_eth);
-			rte_mempool_free(p->pool);
-			free(p);
-			return rc;
-		}
-		p->has_io = true;
+		p->mgr = mgr;
 	}
-	if (sd_g.switch_mode && sd_g.switch_port == NULL) {
-		p->is_switch_manager = true; /* the first port started is the switch manager */
-		sd_g.switch_port = p;
-	}
+	atomic_init(&p->miss, miss);
 	sd_g.ports[id] = p;
+	f->port = p;
 	atomic_store(&p->active, 1);
 	if (p->has_io) {
-		rc = sd_fwd_start();
+		doca_error_t rc = sd_fwd_start();
 		if (rc != DOCA_SUCCESS) {
 			doca_flow_port_stop(p);
 			return rc;
@@ -215,12 +172,97 @@ doca_error_t doca_flow_port_start(const struct doca_flow_port_cfg *cfg, struct d
 	return DOCA_SUCCESS;
 }
 
-struct doca_flow_port *doca_flow_port_switch_get(const struct doca_flow_port *port)
+static bool port_ok(const struct doca_flow_port *p)
 {
-	(void)port;
-	return sd_g.switch_mode ? sd_g.switch_port : NULL;
+	return p != NULL && p->id < SD_MAX_PORTS && sd_g.ports[p->id] == p;
 }
 
+struct doca_flow_port *doca_flow_port_switch_get(const struct doca_flow_port *port)
+{
+	if (!sd_g.switch_mode)
+		return NULL;
+	if (port != NULL)
+		return port_ok(port) ? port->mgr : NULL;
+	/* no port: the first e-switch's manager */
+	struct doca_flow_port *best = NULL;
+	for (int i = 0; i < SD_MAX_PORTS; i++) {
+		struct doca_flow_port *p = sd_g.ports[i];
+		if (p && p->is_switch_manager && (best == NULL || p->start_seq < best->start_seq))
+			best = p;
+	}
+	return best;
+}
+
+doca_error_t doca_flow_port_pair(struct doca_flow_port *port, struct doca_flow_port *pair_port)
+{
+	if (!sd_g.inited)
+		return DOCA_ERROR_BAD_STATE;
+	if (!port_ok(port) || !port_ok(pair_port))
+		return DOCA_ERROR_INVALID_VALUE;
+	if (sd_g.switch_mode)
+		return DOCA_ERROR_NOT_SUPPORTED; /* a vnf-mode call */
+	if (port == pair_port)
+		return DOCA_ERROR_INVALID_VALUE; /* a port cannot be paired with itself */
+	if (port->pair != NULL && port->pair != pair_port)
+		return DOCA_ERROR_IN_USE;
+	port->pair = pair_port; /* one direction: port's pipes may now forward to pair_port */
+	return DOCA_SUCCESS;
+}
+
+#if SOFTDOCA_API >= 302
+doca_error_t doca_flow_port_update_default_miss(struct doca_flow_port *port,
+						enum doca_flow_port_default_miss_type default_miss, bool counter_en)
+{
+	(void)counter_en; /* misses are always counted here (softdoca_port_stats) */
+	if (!sd_g.inited)
+		return DOCA_ERROR_BAD_STATE;
+	if (!port_ok(port))
+		return DOCA_ERROR_INVALID_VALUE;
+	int miss;
+	switch (default_miss) {
+	case DOCA_FLOW_PORT_DEFAULT_MISS_KERNEL:
+		miss = SD_MISS_KERNEL;
+		break;
+	case DOCA_FLOW_PORT_DEFAULT_MISS_RSS:
+		miss = SD_MISS_RSS;
+		break;
+	case DOCA_FLOW_PORT_DEFAULT_MISS_DROP:
+		miss = SD_MISS_DROP;
+		break;
+	default:
+		return DOCA_ERROR_INVALID_VALUE;
+	}
+	if (sd_g.switch_mode && port->is_switch_manager) {
+		/* on a switch manager: the whole e-switch (and ports that join it later) */
+		for (int i = 0; i < SD_MAX_PORTS; i++)
+			if (sd_g.ports[i] && sd_g.ports[i]->mgr == port)
+				atomic_store(&sd_g.ports[i]->miss, miss);
+	} else {
+		atomic_store(&port->miss, miss);
+	}
+	return DOCA_SUCCESS;
+}
+#endif
+
+doca_error_t sd_port_fwd_allowed(const struct doca_flow_port *owner, uint16_t port_id)
+{
+	if (port_id >= SD_MAX_PORTS || sd_g.ports[port_id] == NULL)
+		return DOCA_ERROR_INVALID_VALUE;
+	const struct doca_flow_port *dst = sd_g.ports[port_id];
+	if (sd_g.switch_mode)
+		return dst->esw == owner->esw ? DOCA_SUCCESS : DOCA_ERROR_INVALID_VALUE; /* other e-switch */
+	return dst == owner || owner->pair == dst ? DOCA_SUCCESS : DOCA_ERROR_INVALID_VALUE; /* not paired */
+}
+
+doca_error_t sd_port_match_allowed(const struct doca_flow_port *owner, const struct sd_key *val,
+				   const struct sd_key *mask)
+{
+	if (!sd_g.switch_mode || mask->port_id != 0xffff)
+		return DOCA_SUCCESS;
+	const struct doca_flow_port *in = val->port_id < SD_MAX_PORTS ? sd_g.ports[val->port_id] : NULL;
+	/* switch mode: an ingress port the manager never sees cannot be matched */
+	return in != NULL && in->esw == owner->esw ? DOCA_SUCCESS : DOCA_ERROR_INVALID_VALUE;
+}
 
 void doca_flow_port_pipes_flush(struct doca_flow_port *port)
 {
@@ -234,33 +276,32 @@ void doca_flow_port_pipes_flush(struct doca_flow_port *port)
 
 doca_error_t doca_flow_port_stop(struct doca_flow_port *port)
 {
-	if (port == NULL || sd_g.ports[port->id] != port)
+	if (!port_ok(port))
 		return DOCA_ERROR_INVALID_VALUE;
 	if (port->is_switch_manager) {
 		for (int i = 0; i < SD_MAX_PORTS; i++)
-			if (sd_g.ports[i] && sd_g.ports[i] != port)
-				return DOCA_ERROR_IN_USE; /* the switch manager stops last */
+			if (sd_g.ports[i] && sd_g.ports[i] != port && sd_g.ports[i]->mgr == port)
+				return DOCA_ERROR_IN_USE; /* the switch manager stops last in its e-switch */
 	}
 	doca_flow_port_pipes_flush(port);
 	atomic_store(&port->active, 0);
 	sd_synchronize(); /* the forwarder no longer polls it or sends to it */
 	bool any_io = false;
-	for (int i = 0; i < SD_MAX_PORTS; i++)
-		if (sd_g.ports[i] && sd_g.ports[i] != port && sd_g.ports[i]->has_io)
-			any_io = true;
+	for (int i = 0; i < SD_MAX_PORTS; i++) {
+		struct doca_flow_port *o = sd_g.ports[i];
+		if (o == NULL || o == port)
+			continue;
+		any_io |= o->has_io && atomic_load(&o->active);
+		if (o->pair == port)
+			o->pair = NULL;
+	}
 	if (!any_io)
 		sd_fwd_stop();
-	close_vdev(port->rep_vdev, port->rep_eth);
-	close_vdev(port->wire_vdev, port->wire_eth);
-	/* af_packet and af_xdp (copy mode) copy a frame on tx and free its mbuf at once, so no
-	 * other port holds mbufs of this pool once this port's queues are closed */
-	if (port->pool)
-		rte_mempool_free(port->pool);
+	/* the I/O vdevs stay open: they are the function's until it is closed */
 	for (int q = 0; q < SD_MAX_QUEUES; q++)
 		free(port->q[q].ops);
 	sd_g.ports[port->id] = NULL;
-	if (sd_g.switch_port == port)
-		sd_g.switch_port = NULL;
+	port->fn->port = NULL;
 	free(port);
 	return DOCA_SUCCESS;
 }
