@@ -35,6 +35,8 @@ class Facts:
     config_path: Optional[str] = None
     config_errors: List[str] = field(default_factory=list)
     config_summary: str = ""
+    config_driver: Optional[str] = None      # a valid config's dpu.eswitch.driver and eal_args
+    config_eal: Tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -160,8 +162,30 @@ def check_config(f: Facts) -> Optional[Result]:
     return Result("config", OK, "%s: %s" % (f.config_path, f.config_summary))
 
 
+# EAL arguments that work against DOCA: the lab's defaults have the first two
+EAL_AGAINST_DOCA = {
+    "--no-huge": "DOCA needs huge pages",
+    "--no-pci": "the devices are PCI functions: DOCA could not probe them",
+    "-a": "the EAL would probe by itself what DOCA probes (the glue then adds no allow-list entries)",
+    "--allow": "the EAL would probe by itself what DOCA probes (the glue then adds no allow-list entries)",
+    "--vdev": "a virtual device is not an eSwitch port",
+}
+
+
+def check_eal_args(f: Facts) -> Optional[Result]:
+    """Only for a valid config with driver doca: the lab's EAL arguments do not fit a BlueField."""
+    if f.config_driver != "doca":
+        return None
+    found = ["%s: %s" % (a, EAL_AGAINST_DOCA[a]) for a in dict.fromkeys(f.config_eal)
+             if a in EAL_AGAINST_DOCA]
+    if found:
+        return Result("eal-args", WARN, "dpu.eswitch.eal_args has " + "; ".join(found))
+    return Result("eal-args", OK, " ".join(f.config_eal) or "(none)")
+
+
 CHECKS: List[Callable[[Facts], Optional[Result]]] = [
-    check_doca_release, check_glue, check_glue_matches, check_dpdk, check_hugepages, check_config]
+    check_doca_release, check_glue, check_glue_matches, check_dpdk, check_hugepages, check_config,
+    check_eal_args]
 
 
 def run_checks(f: Facts) -> List[Result]:
@@ -228,6 +252,7 @@ def gather(config_path: Optional[str] = None) -> Facts:
         else:
             f.config_summary = "valid (eswitch %s, mode %s, %d port(s))" % (
                 cfg.eswitch.driver, cfg.eswitch.mode, len(cfg.ports))
+            f.config_driver, f.config_eal = cfg.eswitch.driver, cfg.eswitch.eal_args
     return f
 
 

@@ -94,7 +94,17 @@ def test_config_check_only_with_a_config():
 def test_run_checks_is_the_table_in_order():
     names = [r.name for r in doctor.run_checks(Facts(glue=SOFTDOCA, dpdk="22.11"))]
     assert names == ["doca-release", "glue", "glue-matches", "dpdk", "hugepages"]
-    assert len(doctor.CHECKS) == 6
+    assert len(doctor.CHECKS) == 7
+
+
+def test_eal_args_only_for_doca_configs():
+    assert doctor.check_eal_args(Facts(config_driver="softdoca", config_eal=("--no-huge",))) is None
+    r = doctor.check_eal_args(Facts(config_driver="doca", config_eal=("--no-huge", "-m", "256", "--no-pci",
+                                                                      "-a", "03:00.0", "-a", "03:00.1")))
+    assert r.status == WARN and r.detail.count("; ") == 2
+    assert "--no-huge: DOCA needs huge pages" in r.detail and "-a: the EAL would probe" in r.detail
+    r = doctor.check_eal_args(Facts(config_driver="doca", config_eal=("-l", "0-1")))
+    assert r.status == OK and r.detail == "-l 0-1"
 
 
 def test_main_exit_code_and_json(monkeypatch, capsys):
