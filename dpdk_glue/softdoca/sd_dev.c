@@ -308,10 +308,10 @@ void sd_fn_unprobe(struct sd_fn *f)
 	f->probed = false;
 }
 
-static bool dpdk_port_taken(uint16_t id)
+static bool dpdk_port_taken(const struct sd_fn *self, uint16_t id)
 {
 	for (int i = 0; i < SD_MAX_FNS; i++)
-		if (sd_fns[i].used && sd_fns[i].probed && sd_fns[i].dpdk_port == id)
+		if (&sd_fns[i] != self && sd_fns[i].used && sd_fns[i].probed && sd_fns[i].dpdk_port == id)
 			return true;
 	return false;
 }
@@ -320,7 +320,7 @@ static doca_error_t fn_probe(struct sd_fn *f)
 {
 	if (strcmp(f->driver, "none") == 0) {
 		for (int id = RTE_MAX_ETHPORTS - 1; id >= 0; id--)
-			if (!rte_eth_dev_is_valid_port((uint16_t)id) && !dpdk_port_taken((uint16_t)id)) {
+			if (!rte_eth_dev_is_valid_port((uint16_t)id) && !dpdk_port_taken(f, (uint16_t)id)) {
 				f->dpdk_port = (uint16_t)id;
 				f->probed = true;
 				return DOCA_SUCCESS;
@@ -340,7 +340,7 @@ static doca_error_t fn_probe(struct sd_fn *f)
 	if (rc == DOCA_SUCCESS)
 		rc = open_vdev(f->driver, f->rep_iface, f->idx, 'r', f->rep_vdev, sizeof(f->rep_vdev), &f->rep_eth,
 			       f->pool);
-	if (rc == DOCA_SUCCESS && dpdk_port_taken(f->wire_eth))
+	if (rc == DOCA_SUCCESS && dpdk_port_taken(f, f->wire_eth))
 		rc = DOCA_ERROR_IN_USE; /* cannot happen with the id scheme above; never alias two */
 	if (rc != DOCA_SUCCESS) {
 		sd_fn_unprobe(f);

@@ -1,5 +1,5 @@
-"""glue.c + softdoca built with AddressSanitizer + UBSan (clang), once per DOCA API
-generation softdoca models (2.8-, 3.2-, 3.3-like: every version branch of glue.c), and run:
+"""glue.c + softdoca built with AddressSanitizer + UBSan (clang), once per DOCA release
+softdoca models (2.9, 3.0, 3.1, 3.2, 3.3: every version branch of glue.c), and run:
 control paths + 200k random/malformed frames through the parser, then (root) the forwarding
 thread on af_packet vdevs while entries churn.  Any sanitizer report fails the test."""
 from __future__ import annotations
@@ -13,6 +13,7 @@ import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 GLUE = os.path.join(os.path.dirname(os.path.dirname(HERE)), "dpdk_glue")
+PROFILES = ("209", "300", "301", "302", "303")  # softdoca's SOFTDOCA_API values
 SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:", "SUMMARY: ")
 
 
@@ -32,7 +33,7 @@ def drivers(tmp_path_factory):
         pytest.fail("clang and pkg-config are needed (apt-get install clang libclang-rt-14-dev pkg-config)")
     out = tmp_path_factory.mktemp("asan")
     built = {}
-    for api in ("208", "302", "303"):
+    for api in PROFILES:
         exe = str(out / ("drv" + api))
         argv = ["clang", "-fsanitize=address,undefined", "-fno-sanitize-recover=all",
                 "-fno-omit-frame-pointer", "-g", "-O1", "-std=gnu11", "-Wall", "-Werror",
@@ -57,7 +58,7 @@ def _run(argv, timeout=180):
     return proc
 
 
-@pytest.mark.parametrize("api", ["208", "302", "303"])
+@pytest.mark.parametrize("api", PROFILES)
 def test_control_and_parser_under_asan(drivers, api, glue):
     _run([drivers[api], glue.file_prefix("asan" + api), "control"])
 
