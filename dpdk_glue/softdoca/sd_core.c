@@ -153,14 +153,13 @@ doca_error_t doca_flow_cfg_set_pipe_queues(struct doca_flow_cfg *cfg, uint16_t p
 	return DOCA_SUCCESS;
 }
 
-/* The mode-argument tokens each release's samples use (2.9..3.2 also "use_doca_eth" and
- * "disable_switch_rss" in applications); 3.3 dropped "isolated" (the default miss became
- * doca_flow_port_update_default_miss) and added "cpds".  "hairpinq_num=N" in all. */
+/* The mode-argument tokens NVIDIA's samples use, per release: vnf, switch, hws, expert,
+ * cpds and hairpinq_num=N in every one (cpds: samples/doca_flow/flow_pipe_resize at 2.9 and
+ * later); "isolated" up to 3.2 (3.3 has doca_flow_port_update_default_miss instead), and
+ * "use_doca_eth" / "disable_switch_rss" in 2.9..3.2 applications. */
 static const char *const mode_tokens[] = {
-	"vnf", "switch", "hws", "expert",
-#if SOFTDOCA_API >= 303
-	"cpds",
-#else
+	"vnf", "switch", "hws", "expert", "cpds",
+#if SOFTDOCA_API <= 302
 	"isolated", "use_doca_eth", "disable_switch_rss",
 #endif
 };
