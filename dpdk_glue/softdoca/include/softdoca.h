@@ -18,7 +18,7 @@ struct softdoca_port_stats {
 	uint64_t wire_rx_pkts, wire_rx_bytes; /* frames read from the wire iface */
 	uint64_t wire_tx_pkts, wire_tx_bytes; /* frames written to the wire iface */
 	uint64_t rep_rx_pkts, rep_rx_bytes;   /* frames read from the representor iface */
-	uint64_t rep_tx_pkts, rep_tx_bytes;   /* frames written to the representor (= misses + nothing else) */
+	uint64_t rep_tx_pkts, rep_tx_bytes;   /* frames written to the representor (= kernel default misses) */
 	uint64_t miss_pkts, miss_bytes;       /* wire frames no entry claimed (default miss, any target) */
 	uint64_t malformed_pkts;              /* of the misses: truncated or malformed frames */
 	uint64_t drop_pkts;                   /* dropped by a DROP forward or a "drop" default miss */
