@@ -7,9 +7,19 @@
  *
  *   sd_enforce <file-prefix>     prints one JSON object: scenario.check -> DOCA error name
  *                                (or a value), then "ENFORCE DONE"
+ *   sd_enforce <file-prefix> io <w0> <r0> <w1> <r1> <w0-peer> <w1-peer>
+ *                                (3.2+) two af_packet devices: vdevs opened at probe and
+ *                                closed with the device, a paired forward, an RSS miss
+ *                                (lost) and a kernel miss (to the representor iface);
+ *                                frames are sent on the wires' veth peers
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
+#include <linux/if_packet.h>
+#include <net/if.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -524,6 +534,115 @@ static void sc_miss(void)
 	MUST(softdoca_dev_unregister_all());
 }
 
+#if SOFTDOCA_API >= 302
+static int raw_socket(const char *ifname)
+{
+	int fd = socket(AF_PACKET, SOCK_RAW, 0);
+	struct sockaddr_ll sll;
+	memset(&sll, 0, sizeof(sll));
+	sll.sll_family = AF_PACKET;
+	sll.sll_ifindex = (int)if_nametoindex(ifname);
+	if (fd < 0 || sll.sll_ifindex == 0 || bind(fd, (struct sockaddr *)&sll, sizeof(sll)) != 0)
+		die("raw socket");
+	return fd;
+}
+
+static void send_udp(int fd, uint32_t dst)
+{
+	uint8_t f[64];
+	memset(f, 0, sizeof(f));
+	memcpy(f, "\x02\xc6\x12\x00\x00\x35\x02\xc6\x12\x00\x00\x10\x08\x00", 14);
+	uint8_t *ip = f + 14;
+	ip[0] = 0x45;
+	ip[3] = 28;
+	ip[8] = 64;
+	ip[9] = 17;
+	uint32_t s = htonl(0xC6120010u), d = htonl(dst);
+	memcpy(ip + 12, &s, 4);
+	memcpy(ip + 16, &d, 4);
+	ip[22] = 0x1f;
+	ip[23] = 0x90;
+	ip[25] = 8;
+	if (send(fd, f, 60, 0) != 60)
+		die("send");
+}
+
+static void sc_io(char **ifs)
+{
+	scen = "io";
+	const char *w0 = ifs[0], *r0 = ifs[1], *w1 = ifs[2], *r1 = ifs[3];
+	MUST(softdoca_dev_register("p0", NULL, -1, w0, r0, "af_packet"));
+	MUST(softdoca_dev_register("p1", NULL, -1, w1, r1, "af_packet"));
+	struct doca_dev *d0 = open_dev("p0"), *d1 = open_dev("p1");
+	V("ethdevs_before_probe", rte_eth_dev_count_avail());
+	MUST(doca_dpdk_port_probe(d0, ""));
+	MUST(doca_dpdk_port_probe(d1, ""));
+	V("ethdevs_probed", rte_eth_dev_count_avail()); /* wire + representor vdev each */
+	int id0 = dpdk_port_of(d0), id1 = dpdk_port_of(d1);
+	V("p0_dpdk_port", id0);
+	V("p1_dpdk_port", id1);
+	uint16_t eth;
+	V("p0_is_its_wire_vdev", rte_eth_dev_get_port_by_name("net_af_packet_sd0w", &eth) == 0 && eth == id0);
+	MUST(flow_init("vnf,hws"));
+	struct doca_flow_port *p0, *p1;
+	MUST(start((struct port_req){.dev = d0, .id = 0}, &p0));
+	MUST(start((struct port_req){.dev = d1, .id = 1}, &p1));
+	MUST(doca_flow_port_pair(p0, p1));
+	MUST(doca_flow_port_update_default_miss(p1, DOCA_FLOW_PORT_DEFAULT_MISS_KERNEL, false));
+	struct doca_flow_pipe *root;
+	MUST(pipe_make(p0, 1, DOCA_FLOW_PIPE_CONTROL, NULL, &root));
+	struct doca_flow_match m, mask;
+	memset(&m, 0, sizeof(m));
+	memset(&mask, 0, sizeof(mask));
+	m.outer.l3_type = mask.outer.l3_type = DOCA_FLOW_L3_TYPE_IP4;
+	m.outer.ip4.dst_ip = htonl(0xC6120035u);
+	mask.outer.ip4.dst_ip = 0xffffffffu;
+	struct doca_flow_fwd to1 = fwd_port(1);
+	struct doca_flow_pipe_entry *e;
+#if SOFTDOCA_API >= 303
+	MUST(doca_flow_pipe_control_add_entry(0, root, &m, &mask, NULL, NULL, NULL, NULL, NULL, 0, &to1, NULL, &e));
+#else
+	MUST(doca_flow_pipe_control_add_entry(0, 0, root, &m, &mask, NULL, NULL, NULL, NULL, NULL, &to1, NULL, &e));
+#endif
+	MUST(doca_flow_entries_process(p0, 0, 0, 0));
+	int s0 = raw_socket(ifs[4]), s1 = raw_socket(ifs[5]);
+	for (int i = 0; i < 20; i++) {
+		send_udp(s0, 0xC6120035u); /* the entry: to p1's wire */
+		send_udp(s0, 0xC6120063u); /* p0's default miss: RSS, lost */
+		send_udp(s1, 0xC6120063u); /* p1's default miss: the kernel (r1) */
+		struct timespec ts = {0, 2000000};
+		nanosleep(&ts, NULL);
+	}
+	close(s0);
+	close(s1);
+	struct softdoca_port_stats a, b;
+	for (int tries = 0; tries < 200; tries++) { /* up to 2 s for the forwarder */
+		MUST(softdoca_port_stats(0, &a));
+		MUST(softdoca_port_stats(1, &b));
+		if (a.wire_rx_pkts >= 40 && b.wire_rx_pkts >= 20 && b.wire_tx_pkts >= 20 && b.rep_tx_pkts >= 20)
+			break;
+		struct timespec ts = {0, 10000000};
+		nanosleep(&ts, NULL);
+	}
+	V("p0_wire_rx", (long)a.wire_rx_pkts);
+	V("p0_miss_rss", (long)a.miss_rss_pkts);
+	V("p0_rep_tx", (long)a.rep_tx_pkts);
+	V("p1_wire_tx", (long)b.wire_tx_pkts);
+	V("p1_miss", (long)b.miss_pkts);
+	V("p1_miss_rss", (long)b.miss_rss_pkts);
+	V("p1_rep_tx", (long)b.rep_tx_pkts);
+	doca_flow_destroy();
+	V("ethdevs_after_flow_destroy", rte_eth_dev_count_avail()); /* the devices still own them */
+	MUST(doca_dev_close(d0));
+	V("ethdevs_after_close_p0", rte_eth_dev_count_avail());
+	d0 = open_dev("p0");
+	R("reprobe", doca_dpdk_port_probe(d0, ""));
+	V("ethdevs_reprobed", rte_eth_dev_count_avail());
+	MUST(softdoca_dev_unregister_all());
+	V("ethdevs_after_unregister", rte_eth_dev_count_avail());
+}
+#endif
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
@@ -538,11 +657,17 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	out[outn++] = '{';
-	sc_devices();
-	sc_start();
-	sc_vnf();
-	sc_switch();
-	sc_miss();
+	if (argc >= 9 && strcmp(argv[2], "io") == 0) {
+#if SOFTDOCA_API >= 302
+		sc_io(argv + 3);
+#endif
+	} else {
+		sc_devices();
+		sc_start();
+		sc_vnf();
+		sc_switch();
+		sc_miss();
+	}
 	out[outn++] = '}';
 	out[outn] = '\0';
 	printf("%s\nENFORCE DONE\n", out);

@@ -2,8 +2,9 @@
 profile (-DSOFTDOCA_API=209|300|301|302|303): ports bound to probed devices and
 representors, port ids per release, vnf pairs, switch managers and e-switches, the default
 miss, mode-argument tokens.  sd_enforce.c (driver=none functions, no interfaces) is compiled
-once per profile against softdoca's sources and prints what each call returned; and a
-snippet per release checks that only that release's call forms compile."""
+once per profile against softdoca's sources and prints what each call returned; its io mode
+runs two af_packet devices on veths (root); and a snippet per release checks that only that
+release's call forms compile."""
 from __future__ import annotations
 
 import json
@@ -178,6 +179,37 @@ def test_miss_path_and_mode_args(results, api):
             "miss.esw_member_classify": MISS_KERNEL, "miss.esw_manager_classify": MISS_KERNEL,
         })
     _check(results[api], expected)
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("api", ["302", "303"])
+def test_probe_owns_the_io_vdevs(binaries, netns, lab_prefix, api):
+    """Two af_packet devices: probing opens each one's wire and representor vdevs (its DPDK
+    port id is the wire's ethdev id), flow ports borrow them (they outlive doca_flow_destroy),
+    closing the device closes them; a paired forward, an RSS default miss (lost) and a
+    kernel default miss (to the representor iface) on real frames."""
+    from xenoflow_ovs.lab import netns as nl
+
+    ns = netns("e")
+    for a in ("w0", "r0", "w1", "r1"):
+        nl.add_veth(a, a + "p", ns=ns, peer_ns=ns)
+        nl.prepare_link(a, ns=ns)
+        nl.prepare_link(a + "p", ns=ns)
+    prefix = "%s-enfio%s" % (lab_prefix, api)
+    try:
+        proc = subprocess.run(nl.ns_argv(ns, [binaries[api], prefix, "io", "w0", "r0", "w1", "r1", "w0p", "w1p"]),
+                              capture_output=True, text=True, timeout=60, check=False)
+    finally:
+        shutil.rmtree("/var/run/dpdk/" + prefix, ignore_errors=True)
+    assert proc.returncode == 0 and "ENFORCE DONE" in proc.stdout, proc.stderr[-3000:]
+    _check(json.loads(proc.stdout.split("\nENFORCE DONE")[0]), {
+        "io.ethdevs_before_probe": 0, "io.ethdevs_probed": 4, "io.p0_dpdk_port": 0, "io.p1_dpdk_port": 2,
+        "io.p0_is_its_wire_vdev": 1,
+        "io.p0_wire_rx": 40, "io.p0_miss_rss": 20, "io.p0_rep_tx": 0,
+        "io.p1_wire_tx": 20, "io.p1_miss": 20, "io.p1_miss_rss": 0, "io.p1_rep_tx": 20,
+        "io.ethdevs_after_flow_destroy": 4, "io.ethdevs_after_close_p0": 2, "io.reprobe": OK,
+        "io.ethdevs_reprobed": 4, "io.ethdevs_after_unregister": 0,
+    })
 
 
 # --- only each release's call forms exist ------------------------------------------------
