@@ -42,7 +42,8 @@ struct softdoca_port_stats {
  * parent, DOCA_ERROR_INVALID_VALUE for bad arguments. */
 doca_error_t softdoca_dev_register(const char *addr, const char *parent, int esw, const char *iface,
 				   const char *rep_iface, const char *driver);
-/* Forget every registered function (they must all be closed). */
+/* Forget every registered function, closing (and unprobing) any still open;
+ * DOCA_ERROR_IN_USE while a flow port still runs on one (stop the ports first). */
 doca_error_t softdoca_dev_unregister_all(void);
 
 /* Busy-poll (1) or back off when idle (0, default).  spin_us: how long to keep polling
