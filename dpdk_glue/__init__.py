@@ -17,6 +17,7 @@ from dpdk_glue.binding import (
     PortSpec,
     RootPipe,
     default_eal_args,
+    glue_info,
     glue_target,
 )
 
@@ -31,5 +32,6 @@ __all__ = [
     "PortSpec",
     "RootPipe",
     "default_eal_args",
+    "glue_info",
     "glue_target",
 ]

@@ -25,6 +25,7 @@ __all__ = [
     "GlueError",
     "GlueMissing",
     "default_eal_args",
+    "glue_info",
     "glue_target",
 ]
 
@@ -91,6 +92,22 @@ def glue_target() -> str:
     """'softdoca' or 'doca' (what the module was compiled against).  Raises GlueMissing."""
     lib, ffi = _load()
     return ffi.string(lib.xf_target()).decode()
+
+
+def glue_info() -> Dict[str, Optional[str]]:
+    """What the module was built for: ``target`` ("softdoca", "doca" or "missing"),
+    ``doca_version`` (the DOCA_VERSION_STRING it was compiled against: the SDK's, or the
+    release softdoca models), ``doca_runtime`` (doca_version_runtime(): the library it runs
+    with) and ``detail``.  Never raises."""
+    try:
+        lib, ffi = _load()
+    except GlueMissing as exc:
+        return {"target": "missing", "doca_version": None, "doca_runtime": None, "detail": str(exc)}
+    target = ffi.string(lib.xf_target()).decode()
+    compiled = ffi.string(lib.xf_doca_version()).decode()
+    runtime = ffi.string(lib.xf_doca_runtime_version()).decode()
+    what = "softdoca modelling DOCA %s" if target == "softdoca" else "the DOCA SDK %s"
+    return {"target": target, "doca_version": compiled, "doca_runtime": runtime, "detail": what % compiled}
 
 
 def _raise_last(rc: int, failures: Optional[List[Tuple[int, str, str]]] = None) -> None:
@@ -205,12 +222,23 @@ class GlueMatch:
 _ZERO_MATCH = GlueMatch()
 
 
-class PortSpec:
-    """An eSwitch port.  softdoca: ``iface`` (wire) and ``rep_iface`` (representor) are
-    opened as DPDK vdevs with ``driver`` (af_packet, af_xdp, or none = no packet I/O).
-    Real DOCA: ``id`` is the DPDK port id; ``devargs`` is passed to the port config."""
+# What the glue passes to doca_dpdk_port_probe when a port gives no devargs: mlx5 hardware
+# steering, which DOCA Flow's "hws" mode needs.
+DEFAULT_PROBE_DEVARGS = "dv_flow_en=2"
 
-    __slots__ = ("name", "id", "iface", "rep_iface", "driver", "devargs")
+
+class PortSpec:
+    """An eSwitch port.  A device port (a PCI function: PF or SF) or, with ``of`` (the name of
+    its device port), a representor of that device's e-switch (DOCA 3.1+).
+    Real DOCA: ``pci`` is the function's PCI address ("0000:03:00.0" or "03:00.0"; for a
+    representor, the address of the function it represents); ``devargs`` go to
+    doca_dpdk_port_probe (default "dv_flow_en=2").
+    softdoca: ``iface`` (wire) and ``rep_iface`` (kernel side, where misses go) are opened
+    with ``driver`` (af_packet, af_xdp, or none = no packet I/O); ``esw`` puts device ports
+    with the same number in one e-switch (None: its own); ``pci`` defaults to the name.
+    ``pair`` (vnf mode): the name of the port this one forwards to (doca_flow_port_pair)."""
+
+    __slots__ = ("name", "id", "iface", "rep_iface", "driver", "devargs", "pci", "of", "pair", "esw")
 
     def __init__(
         self,
@@ -220,6 +248,10 @@ class PortSpec:
         rep_iface: Optional[str] = None,
         driver: str = "af_packet",
         devargs: str = "",
+        pci: Optional[str] = None,
+        of: Optional[str] = None,
+        pair: Optional[str] = None,
+        esw: Optional[int] = None,
     ) -> None:
         if not name:
             raise ValueError("port name must not be empty")
@@ -231,17 +263,36 @@ class PortSpec:
                 raise ValueError("%s %r is not a valid interface name (<= 15 chars)" % (label, ifname))
         if driver != "none" and (iface is None or rep_iface is None):
             raise ValueError("port %s: driver %s needs iface and rep_iface" % (name, driver))
+        if pci is not None and not re.match(r"^[0-9A-Za-z:._-]{1,63}$", pci):
+            raise ValueError("port %s: pci %r is not an address" % (name, pci))
+        if len(devargs) >= 160 or re.search(r"\b[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.\d", devargs):
+            raise ValueError("port %s: devargs %r must be under 160 characters and name no PCI address "
+                             "(the address is pci)" % (name, devargs))
+        if of is not None and of == name:
+            raise ValueError("port %s cannot be a representor of itself" % name)
+        if pair is not None and pair == name:
+            raise ValueError("port %s cannot be paired with itself" % name)
+        if esw is not None:
+            _uint(esw, 7, "esw (0..127)")
         self.name, self.id, self.iface, self.rep_iface = name, id, iface, rep_iface
-        self.driver, self.devargs = driver, devargs
+        self.driver, self.devargs, self.pci = driver, devargs, pci
+        self.of, self.pair, self.esw = of, pair, esw
 
-    def softdoca_devargs(self) -> str:
-        if self.driver == "none":
-            return "driver=none"
-        return "iface=%s,rep=%s,driver=%s" % (self.iface, self.rep_iface, self.driver)
+    def softdoca_args(self) -> str:
+        parts = ["driver=%s" % self.driver]
+        if self.iface:
+            parts.append("iface=%s" % self.iface)
+        if self.rep_iface:
+            parts.append("rep=%s" % self.rep_iface)
+        if self.esw is not None:
+            parts.append("esw=%d" % self.esw)
+        return ",".join(parts)
 
     def __repr__(self) -> str:
-        return "PortSpec(name=%r, id=%d, iface=%r, rep_iface=%r, driver=%r)" % (
-            self.name, self.id, self.iface, self.rep_iface, self.driver)
+        extra = "".join(", %s=%r" % (k, getattr(self, k)) for k in ("pci", "of", "pair", "esw")
+                        if getattr(self, k) is not None)
+        return "PortSpec(name=%r, id=%d, iface=%r, rep_iface=%r, driver=%r%s)" % (
+            self.name, self.id, self.iface, self.rep_iface, self.driver, extra)
 
 
 def default_eal_args(file_prefix: str, lcores: str = "0-1", memory_mb: int = 256) -> List[str]:
@@ -385,6 +436,15 @@ class ESwitch:
             raise ValueError("port names and ids must be unique")
         if not ports:
             raise ValueError("an eSwitch needs at least one port")
+        by_name = {p.name: p for p in ports}
+        for p in ports:
+            if p.of is not None and (p.of not in by_name or by_name[p.of].of is not None):
+                raise ValueError("port %s: of=%r must name a device port of this eSwitch" % (p.name, p.of))
+            if p.pair is not None:
+                if mode != "vnf":
+                    raise ValueError("port %s: ports are paired in vnf mode only" % p.name)
+                if p.pair not in by_name:
+                    raise ValueError("port %s: pair=%r is not a port of this eSwitch" % (p.name, p.pair))
         self.eal_args = [str(a) for a in eal_args]
         self.ports = list(ports)
         self.mode = mode
@@ -411,16 +471,30 @@ class ESwitch:
             _raise_last(rc)
         self._open = True
         try:
-            target = glue_target()
-            for p in self.ports:
-                devargs = p.softdoca_devargs() if target == "softdoca" else p.devargs
-                rc = lib.xf_port_start(p.id, devargs.encode())
-                if rc:
-                    _raise_last(rc)
+            cfgs = self._port_cfgs(glue_target(), ffi)
+            rc = lib.xf_ports_start(cfgs, len(self.ports))
+            if rc:
+                _raise_last(rc)
         except BaseException:
             self.close()
             raise
         return self
+
+    def _port_cfgs(self, target: str, ffi: Any) -> Any:
+        """The ports as the glue's struct xf_port_cfg array (devices and representors alike;
+        the glue brings devices up first)."""
+        cfgs = ffi.new("struct xf_port_cfg[]", len(self.ports))
+        for c, p in zip(cfgs, self.ports):
+            if target == "doca" and not p.pci:
+                raise ValueError("port %s: the DOCA target needs its PCI address (pci)" % p.name)
+            c.id = p.id
+            c.kind = 1 if p.of else 0
+            c.parent = self._by_name[p.of].id if p.of else 0xFFFF
+            c.pair = self._by_name[p.pair].id if p.pair else 0xFFFF
+            c.addr = (p.pci or p.name).encode()
+            c.devargs = (p.devargs or DEFAULT_PROBE_DEVARGS).encode()
+            c.target_args = p.softdoca_args().encode() if target == "softdoca" else b""
+        return cfgs
 
     def close(self) -> None:
         """Flush pipes, stop ports (switch manager last), destroy DOCA Flow, clean up the EAL.
@@ -614,8 +688,9 @@ class ESwitch:
 
     # -- ports --------------------------------------------------------------------------
     def port_stats(self, port: str) -> Dict[str, Optional[int]]:
-        """rx/tx (wire), rep_rx/rep_tx (representor), miss (default miss to the representor),
-        malformed, drop, tx_fail.  On real DOCA the miss fields are None (not counted)."""
+        """rx/tx (wire), rep_rx/rep_tx (representor), miss (default miss), malformed, drop,
+        tx_fail, miss_rss (of the misses: to the application's queues, lost).  On real DOCA
+        the miss fields are None (not counted)."""
         lib, ffi = _load()
         with self._lock:
             self._check_open()
@@ -624,7 +699,8 @@ class ESwitch:
             if rc:
                 _raise_last(rc)
         names = ("rx_pkts", "rx_bytes", "tx_pkts", "tx_bytes", "rep_rx_pkts", "rep_rx_bytes", "rep_tx_pkts",
-                 "rep_tx_bytes", "miss_pkts", "miss_bytes", "malformed_pkts", "drop_pkts", "tx_fail_pkts")
+                 "rep_tx_bytes", "miss_pkts", "miss_bytes", "malformed_pkts", "drop_pkts", "tx_fail_pkts",
+                 "miss_rss_pkts")
         out: Dict[str, Optional[int]] = {k: int(getattr(st, k)) for k in names}
         if not st.valid:
             for k in names[4:]:

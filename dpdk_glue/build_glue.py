@@ -12,7 +12,8 @@ setup.py lists ``cffi_modules=["dpdk_glue/build_glue.py:ffibuilder"]``.  Target 
    instead.
 
 Environment knobs: ``XF_GLUE_TARGET=auto|doca|softdoca`` (default auto),
-``XF_SOFTDOCA_API=208|302|303`` (softdoca's DOCA API generation, default 302),
+``XF_SOFTDOCA_API=209|300|301|302|303`` (the DOCA release softdoca's headers declare: 2.9,
+3.0, 3.1, 3.2 or 3.3; default 302),
 ``XF_GLUE_CFLAGS`` (extra compiler flags, e.g. ``-fsanitize=address``).
 
 In-place build for development: ``python dpdk_glue/build_glue.py`` (writes
@@ -22,7 +23,6 @@ from __future__ import annotations
 
 import glob
 import os
-import re
 import shlex
 import shutil
 import subprocess
@@ -96,6 +96,25 @@ def _src(path: str, absolute: bool) -> str:
     return path if absolute else os.path.relpath(path, ROOT)
 
 
+SOFTDOCA_RELEASES = ("209", "300", "301", "302", "303")
+
+
+def glue_sources(absolute: bool = True) -> List[str]:
+    """The glue proper (both targets): init, pipes, entries; the samples' port bring-up."""
+    return [_src(os.path.join(HERE, f), absolute) for f in ("glue.c", "glue_ports.c")]
+
+
+def prototype_check_cmd(api: str, cc: str = "cc") -> List[str]:
+    """A compile-only command for the glue's real-DOCA code path against the prototypes
+    softdoca declares for one release (-DSOFTDOCA_PROTOTYPES_ONLY: the headers then look like
+    the SDK's, so every call form the glue makes on a BlueField is type-checked)."""
+    dpdk_c = _pkg_config("--cflags", "libdpdk") or []
+    return ([cc, "-fsyntax-only", "-std=gnu11", "-Wall", "-Werror", "-Wno-unused-parameter",
+             "-DDOCA_ALLOW_EXPERIMENTAL_API", "-DALLOW_EXPERIMENTAL_API", "-DSOFTDOCA_PROTOTYPES_ONLY",
+             "-DSOFTDOCA_API=" + api,
+             "-I" + HERE, "-I" + os.path.join(SOFTDOCA, "include")] + dpdk_c + glue_sources(True))
+
+
 def softdoca_sources(absolute: bool = True) -> List[str]:
     """What the softdoca target compiles besides glue.c: the glue's softdoca side
     (glue_softdoca.c: the model's counters and the softdoca-only knobs) and the model."""
@@ -109,7 +128,7 @@ def make_ffibuilder(absolute_sources: bool = False) -> cffi.FFI:
     if target not in ("auto", "doca", "softdoca"):
         raise SystemExit("XF_GLUE_TARGET must be auto, doca or softdoca, not %r" % target)
     base_cflags = ["-O2", "-std=gnu11", "-Wall", "-Wno-unused-parameter"] + _extra_cflags()
-    glue_c = _src(os.path.join(HERE, "glue.c"), absolute_sources)
+    glue_c = glue_sources(absolute_sources)
 
     doca = _doca_flags() if target in ("auto", "doca") else None
     if target == "doca" and doca is None:
@@ -120,9 +139,11 @@ def make_ffibuilder(absolute_sources: bool = False) -> cffi.FFI:
         ffi.set_source(
             MODULE,
             '#include "glue.h"\n',
-            sources=[glue_c],
+            sources=glue_c,
             include_dirs=[HERE],
-            extra_compile_args=base_cflags + ["-DDOCA_ALLOW_EXPERIMENTAL_API"] + doca["cflags"],
+            # DPDK's hairpin calls (3.0 and older) are experimental in DPDK 22.11
+            extra_compile_args=base_cflags + ["-DDOCA_ALLOW_EXPERIMENTAL_API", "-DALLOW_EXPERIMENTAL_API"]
+            + doca["cflags"],
             extra_link_args=doca["libs"],
         )
         return ffi
@@ -142,16 +163,16 @@ def make_ffibuilder(absolute_sources: bool = False) -> cffi.FFI:
         return ffi
 
     api = os.environ.get("XF_SOFTDOCA_API", "302")
-    if not re.fullmatch(r"208|302|303", api):
-        raise SystemExit("XF_SOFTDOCA_API must be 208, 302 or 303, not %r" % api)
+    if api not in SOFTDOCA_RELEASES:
+        raise SystemExit("XF_SOFTDOCA_API must be one of %s, not %r" % (", ".join(SOFTDOCA_RELEASES), api))
     dpdk_ver = (_pkg_config("--modversion", "libdpdk") or ["?"])[0]
-    model = "%s.%s" % (api[0], api[1:].lstrip("0") or "0")
-    _log("target = softdoca (DOCA API model %s) on DPDK %s" % (model, dpdk_ver))
+    release = "%s.%d" % (api[0], int(api[1:]))
+    _log("target = softdoca (modelling DOCA %s) on DPDK %s" % (release, dpdk_ver))
     ffi.cdef(_cdef_source() + "\n" + _cdef_source("glue_softdoca.h"))
     ffi.set_source(
         MODULE,
         '#include "glue.h"\n#include "glue_softdoca.h"\n',
-        sources=[glue_c] + softdoca_sources(absolute_sources),
+        sources=glue_c + softdoca_sources(absolute_sources),
         include_dirs=[HERE, os.path.join(SOFTDOCA, "include"), SOFTDOCA],
         extra_compile_args=base_cflags + ["-DSOFTDOCA_API=" + api] + dpdk_c,
         extra_link_args=dpdk_l + ["-lrte_bus_vdev", "-lpthread"],  # rte_vdev_init lives in a driver lib

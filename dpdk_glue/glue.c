@@ -1,16 +1,15 @@
 /*
  * dpdk_glue: C shim over DOCA Flow (real SDK or softdoca) + the DPDK EAL.  See glue.h.
  *
- * One source, two targets: built against a real DOCA SDK (DOCA 2.7 .. 3.x, hws) or against
- * softdoca (dpdk_glue/softdoca), whose headers are shaped like DOCA's.  Every difference
- * between DOCA generations is decided here with DOCA's own version macros; softdoca can be
- * built as a 2.8-, 3.2- or 3.3-like API (SOFTDOCA_API) so each branch is compiled and tested.
+ * One source, two targets: built against a real DOCA SDK (2.9 .. 3.3, hws) or against
+ * softdoca (dpdk_glue/softdoca), whose headers declare each release's calls the way that
+ * release does.  Every difference between releases is decided here and in glue_ports.c with
+ * DOCA's own version macros (DOCA_VERSION_MAJOR / _MINOR, through XF_DOCA_AT_LEAST).
  *
- * This file is the product path only: what a BlueField build compiles.  What the target
- * itself provides (its name, port counters, why an entry failed) is in the "target" section
- * below for real DOCA and in glue_softdoca.c for softdoca, which also holds the softdoca-only
- * knobs (glue_softdoca.h).  Without SOFTDOCA_VERSION the target is a DPDK application whose
- * ethdevs this file configures; softdoca opens its own vdevs.
+ * This file: the EAL and DOCA Flow init, pipes, entries, counters, close.  glue_ports.c:
+ * the port bring-up and teardown of the samples.  What the target itself provides (its
+ * name, port counters, why an entry failed) is in the "target" section below for real DOCA
+ * and in glue_softdoca.c for softdoca, which also holds the softdoca-only knobs.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -34,16 +33,6 @@
 #include "glue.h"
 #include "glue_internal.h"
 
-#define XF_DOCA_AT_LEAST(ma, mi) (DOCA_VER_MAJOR > (ma) || (DOCA_VER_MAJOR == (ma) && DOCA_VER_MINOR >= (mi)))
-
-#if !XF_DOCA_AT_LEAST(2, 7)
-#error "dpdk_glue needs DOCA Flow 2.7 or later (opaque configuration objects)"
-#endif
-
-#if !defined(SOFTDOCA_VERSION) && XF_DOCA_AT_LEAST(3, 1)
-#include <doca_dpdk.h> /* 3.1+: ports are bound to a doca_dev */
-#endif
-
 /* Entry flags: an enum with new names AND new numbers in 3.3 (NO_WAIT 0->1, BATCH 1->2). */
 #if XF_DOCA_AT_LEAST(3, 3)
 #define XF_FLAG_BATCH DOCA_FLOW_ENTRY_FLAGS_WAIT_FOR_BATCH
@@ -57,17 +46,11 @@
 #define XF_CALL_UPDATE "doca_flow_pipe_update_entry"
 #endif
 
-/* Counters and removal were renamed in 2.9. */
-#if XF_DOCA_AT_LEAST(2, 9)
 #define XF_CALL_REMOVE "doca_flow_pipe_remove_entry"
 #define XF_CALL_QUERY "doca_flow_resource_query_entry"
-#else
-#define XF_CALL_REMOVE "doca_flow_pipe_rm_entry"
-#define XF_CALL_QUERY "doca_flow_query_entry"
-#endif
 
-#define XF_MAX_PORTS 16
 #define XF_MAX_PIPES 4096
+#define XF_MAX_EAL_ARGS 120
 #define XF_PROCESS_TIMEOUT_US 10000
 #define XF_PROCESS_DEADLINE_NS 2000000000LL /* give up waiting for completions after 2 s */
 #define XF_DEFAULT_PIPE_ENTRIES 8192
@@ -108,15 +91,18 @@ struct xf_ent {
 	uint32_t next_free;
 };
 
+/* switch mode: one root pipe per switch manager (e-switch), shared by its ports' root views */
+struct xf_switch_root {
+	struct doca_flow_port *manager;
+	struct doca_flow_pipe *pipe;
+	uint32_t users;
+};
+
 static struct {
 	pthread_mutex_t mu;
 	int state;
 	bool switch_mode;
-	struct doca_flow_port *ports[XF_MAX_PORTS];
-	uint16_t start_order[XF_MAX_PORTS];
-	uint16_t nports;
-	struct doca_flow_pipe *switch_root; /* switch mode: the one root pipe, shared by ports */
-	uint32_t switch_root_users;
+	struct xf_switch_root sroots[XF_MAX_PORTS];
 	struct xf_pipe pipes[XF_MAX_PIPES];
 	struct xf_ent *ents;
 	uint32_t ents_cap;
@@ -170,6 +156,11 @@ bool glue_is_open(void)
 	return X.state == XF_ST_OPEN;
 }
 
+bool glue_switch_mode(void)
+{
+	return X.switch_mode;
+}
+
 const char *xf_last_call(void)
 {
 	return X.last_call;
@@ -203,7 +194,12 @@ const char *xf_stage_call(int stage)
 
 const char *xf_doca_version(void)
 {
-	return DOCA_VER_STRING;
+	return DOCA_VERSION_STRING;
+}
+
+const char *xf_doca_runtime_version(void)
+{
+	return doca_version_runtime();
 }
 
 int xf_state(void)
@@ -308,12 +304,26 @@ static uint32_t pipe_handle(uint32_t idx)
 	return (X.pipes[idx].gen << 16) | (idx + 1);
 }
 
-/* The port whose queue carries a pipe's entries (switch mode: the switch manager). */
+/* The port that owns a port's pipes and whose queue carries their entries: in switch mode
+ * the switch manager of the port's e-switch. */
+static struct doca_flow_port *owner_port(uint16_t port_id)
+{
+	struct doca_flow_port *p = glue_port(port_id);
+	if (X.switch_mode && p != NULL)
+		return doca_flow_port_switch_get(p);
+	return p;
+}
+
 static struct doca_flow_port *process_port(const struct xf_pipe *p)
 {
-	if (X.switch_mode)
-		return X.ports[X.start_order[0]];
-	return X.ports[p->port];
+	return owner_port(p->port);
+}
+
+static void touch(bool *touched, struct doca_flow_port *pp)
+{
+	for (uint16_t k = 0; k < XF_MAX_PORTS; k++)
+		if (glue_port(k) != NULL && glue_port(k) == pp)
+			touched[k] = true;
 }
 
 /* ------------------------------------------------------------------------------------ */
@@ -339,10 +349,10 @@ static int process_all(const bool *touched)
 {
 	int64_t deadline = now_ns() + XF_PROCESS_DEADLINE_NS;
 	for (;;) {
-		for (int i = 0; i < XF_MAX_PORTS; i++) {
-			if (!touched[i] || X.ports[i] == NULL)
+		for (uint16_t i = 0; i < XF_MAX_PORTS; i++) {
+			if (!touched[i] || glue_port(i) == NULL)
 				continue;
-			doca_error_t rc = doca_flow_entries_process(X.ports[i], 0, XF_PROCESS_TIMEOUT_US, 0);
+			doca_error_t rc = doca_flow_entries_process(glue_port(i), 0, XF_PROCESS_TIMEOUT_US, 0);
 			if (rc != DOCA_SUCCESS)
 				return fail(rc, "doca_flow_entries_process", "port %d", i);
 		}
@@ -366,19 +376,27 @@ int xf_init(int argc, char **argv, const char *mode)
 			  "the DPDK EAL initialises once per process; this process already used it");
 		goto out;
 	}
+	if (argc < 1 || argc > XF_MAX_EAL_ARGS) {
+		rc = fail(DOCA_ERROR_INVALID_VALUE, "dpdk_glue", "1 to %d EAL arguments, not %d", XF_MAX_EAL_ARGS, argc);
+		goto out;
+	}
 	if (mode == NULL || (strcmp(mode, "vnf") != 0 && strcmp(mode, "switch") != 0)) {
 		rc = fail(DOCA_ERROR_INVALID_VALUE, "dpdk_glue", "mode must be 'vnf' or 'switch'");
 		goto out;
 	}
 	X.state = XF_ST_CLOSED; /* a failed rte_eal_init cannot be retried either */
-	int parsed = rte_eal_init(argc, argv); /* returns the number of arguments parsed */
+	static char *eal_argv[XF_MAX_EAL_ARGS + 5]; /* the EAL may keep pointers into it */
+	memcpy(eal_argv, argv, sizeof(argv[0]) * (size_t)argc);
+	int eal_argc = argc + glue_eal_extra_args(argc, argv, eal_argv + argc);
+	eal_argv[eal_argc] = NULL;
+	int parsed = rte_eal_init(eal_argc, eal_argv); /* returns the number of arguments parsed */
 	if (parsed < 0) {
 		rc = fail(DOCA_ERROR_INITIALIZATION, "rte_eal_init", "%s", rte_strerror(rte_errno));
 		goto out;
 	}
 	struct doca_flow_cfg *cfg = NULL;
 	char mode_args[32];
-	snprintf(mode_args, sizeof(mode_args), "%s,hws", mode);
+	glue_mode_args(mode, mode_args, sizeof(mode_args));
 	const char *call = "doca_flow_cfg_create";
 	rc = doca_flow_cfg_create(&cfg);
 	STEP("doca_flow_cfg_set_pipe_queues", doca_flow_cfg_set_pipe_queues(cfg, 1));
@@ -396,92 +414,6 @@ int xf_init(int argc, char **argv, const char *mode)
 	X.switch_mode = strcmp(mode, "switch") == 0;
 	X.state = XF_ST_OPEN;
 out:
-	pthread_mutex_unlock(&X.mu);
-	return rc;
-}
-
-#ifndef SOFTDOCA_VERSION
-/* Real DOCA up to 3.2 is a DPDK application: the ethdev is configured and started first. */
-static struct rte_mempool *xf_pool;
-
-static int dpdk_port_setup(uint16_t port_id)
-{
-	if (!rte_eth_dev_is_valid_port(port_id))
-		return fail(DOCA_ERROR_NOT_FOUND, "rte_eth_dev_is_valid_port", "no DPDK port %u", port_id);
-	if (xf_pool == NULL) {
-		xf_pool = rte_pktmbuf_pool_create("xf_mbufs", 8191, 250, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
-						  (int)rte_socket_id());
-		if (xf_pool == NULL)
-			return fail(DOCA_ERROR_NO_MEMORY, "rte_pktmbuf_pool_create", "%s", rte_strerror(rte_errno));
-	}
-	struct rte_eth_conf conf;
-	memset(&conf, 0, sizeof(conf));
-	int r;
-	if ((r = rte_eth_dev_configure(port_id, 1, 1, &conf)) != 0)
-		return fail(DOCA_ERROR_DRIVER, "rte_eth_dev_configure", "port %u: %d", port_id, r);
-	if ((r = rte_eth_rx_queue_setup(port_id, 0, 1024, rte_eth_dev_socket_id(port_id), NULL, xf_pool)) != 0)
-		return fail(DOCA_ERROR_DRIVER, "rte_eth_rx_queue_setup", "port %u: %d", port_id, r);
-	if ((r = rte_eth_tx_queue_setup(port_id, 0, 1024, rte_eth_dev_socket_id(port_id), NULL)) != 0)
-		return fail(DOCA_ERROR_DRIVER, "rte_eth_tx_queue_setup", "port %u: %d", port_id, r);
-	if ((r = rte_eth_dev_start(port_id)) != 0)
-		return fail(DOCA_ERROR_DRIVER, "rte_eth_dev_start", "port %u: %d", port_id, r);
-	return DOCA_SUCCESS;
-}
-#endif
-
-int xf_port_start(uint16_t port_id, const char *devargs)
-{
-	pthread_mutex_lock(&X.mu);
-	int rc = DOCA_SUCCESS;
-	struct doca_flow_port_cfg *cfg = NULL;
-	const char *call = "doca_flow_port_cfg_create";
-	if (X.state != XF_ST_OPEN) {
-		rc = fail(DOCA_ERROR_BAD_STATE, "dpdk_glue", "the eSwitch is not open");
-		goto out;
-	}
-	if (port_id >= XF_MAX_PORTS || X.ports[port_id] != NULL) {
-		rc = fail(DOCA_ERROR_INVALID_VALUE, "dpdk_glue", "port id %u out of range or already started", port_id);
-		goto out;
-	}
-#ifndef SOFTDOCA_VERSION
-	if (!X.switch_mode || X.nports == 0) {
-		rc = dpdk_port_setup(port_id);
-		if (rc != DOCA_SUCCESS)
-			goto out;
-	}
-#endif
-	rc = doca_flow_port_cfg_create(&cfg);
-#if XF_DOCA_AT_LEAST(3, 0)
-	/* 3.0+: the logical port id has its own setter */
-	STEP("doca_flow_port_cfg_set_port_id", doca_flow_port_cfg_set_port_id(cfg, port_id));
-	if (devargs && devargs[0])
-		STEP("doca_flow_port_cfg_set_devargs", doca_flow_port_cfg_set_devargs(cfg, devargs));
-#else
-	/* 2.7..2.10: the port id travels in devargs, as a number */
-	char buf[300];
-	if (devargs && devargs[0])
-		snprintf(buf, sizeof(buf), "%u,%s", port_id, devargs);
-	else
-		snprintf(buf, sizeof(buf), "%u", port_id);
-	STEP("doca_flow_port_cfg_set_devargs", doca_flow_port_cfg_set_devargs(cfg, buf));
-#endif
-#if !defined(SOFTDOCA_VERSION) && XF_DOCA_AT_LEAST(3, 1)
-	/* 3.1+: the port is bound to the doca_dev behind the DPDK port */
-	struct doca_dev *dev = NULL;
-	STEP("doca_dpdk_port_as_dev", doca_dpdk_port_as_dev(port_id, &dev));
-	STEP("doca_flow_port_cfg_set_dev", doca_flow_port_cfg_set_dev(cfg, dev));
-#endif
-	struct doca_flow_port *port = NULL;
-	STEP("doca_flow_port_start", doca_flow_port_start(cfg, &port));
-	if (rc != DOCA_SUCCESS) {
-		rc = fail(rc, call, "port %u devargs '%s'", port_id, devargs ? devargs : "");
-		goto out;
-	}
-	X.ports[port_id] = port;
-	X.start_order[X.nports++] = port_id;
-out:
-	if (cfg)
-		doca_flow_port_cfg_destroy(cfg);
 	pthread_mutex_unlock(&X.mu);
 	return rc;
 }
@@ -536,7 +468,7 @@ static int create_pipe(uint16_t port_id, const char *name, bool root, const stru
 		       uint16_t fwd_port, uint32_t nr_entries, struct doca_flow_pipe **out)
 {
 	struct doca_flow_pipe_cfg *cfg = NULL;
-	struct doca_flow_port *owner = X.switch_mode ? X.ports[X.start_order[0]] : X.ports[port_id];
+	struct doca_flow_port *owner = owner_port(port_id);
 	const char *call = "doca_flow_pipe_cfg_create";
 	doca_error_t rc = doca_flow_pipe_cfg_create(&cfg, owner);
 	struct doca_flow_monitor mon;
@@ -569,15 +501,29 @@ static int create_pipe(uint16_t port_id, const char *name, bool root, const stru
 		STEP("doca_flow_pipe_cfg_set_actions", doca_flow_pipe_cfg_set_actions(cfg, acts, NULL, NULL, 1));
 		STEP("doca_flow_pipe_cfg_set_monitor", doca_flow_pipe_cfg_set_monitor(cfg, &mon));
 		fwd.type = DOCA_FLOW_FWD_PORT;
-		fwd.port_id = fwd_port;
+		fwd.port_id = glue_doca_port_id(fwd_port);
 	}
-	/* fwd_miss NULL: the default miss (softdoca: the ingress port's representor) */
+	/* fwd_miss NULL: the port's default miss, which bring-up set to the kernel (glue_ports.c) */
 	STEP("doca_flow_pipe_create", doca_flow_pipe_create(cfg, root ? NULL : &fwd, NULL, out));
 	if (cfg)
 		doca_flow_pipe_cfg_destroy(cfg);
 	if (rc != DOCA_SUCCESS)
 		return fail(rc, call, "pipe '%s' on port %u", name, port_id);
 	return DOCA_SUCCESS;
+}
+
+static struct xf_switch_root *switch_root_of(struct doca_flow_port *manager)
+{
+	struct xf_switch_root *free_slot = NULL;
+	for (int i = 0; i < XF_MAX_PORTS; i++) {
+		if (X.sroots[i].manager == manager)
+			return &X.sroots[i];
+		if (X.sroots[i].manager == NULL && free_slot == NULL)
+			free_slot = &X.sroots[i];
+	}
+	if (free_slot)
+		*free_slot = (struct xf_switch_root){.manager = manager};
+	return free_slot;
 }
 
 int xf_pipe_create_root(uint16_t port_id, const char *name, uint32_t nr_entries, uint32_t *out_pipe)
@@ -589,7 +535,7 @@ int xf_pipe_create_root(uint16_t port_id, const char *name, uint32_t nr_entries,
 		rc = fail(DOCA_ERROR_BAD_STATE, "dpdk_glue", "the eSwitch is not open");
 		goto out;
 	}
-	if (port_id >= XF_MAX_PORTS || X.ports[port_id] == NULL) {
+	if (glue_port(port_id) == NULL) {
 		rc = fail(DOCA_ERROR_INVALID_VALUE, "dpdk_glue", "port %u is not started", port_id);
 		goto out;
 	}
@@ -605,14 +551,18 @@ int xf_pipe_create_root(uint16_t port_id, const char *name, uint32_t nr_entries,
 	}
 	struct doca_flow_pipe *p = NULL;
 	if (X.switch_mode) {
-		/* one FDB root on the switch manager; per-port roots are views of it whose
-		 * entries also match the ingress port (parser_meta) */
-		if (X.switch_root == NULL)
-			rc = create_pipe(port_id, "xf_switch_root", true, NULL, 0,
-					 nr_entries * XF_MAX_PORTS, &X.switch_root);
-		p = X.switch_root;
+		/* one FDB root per e-switch, on its switch manager; per-port roots are views of
+		 * it whose entries also match the ingress port (parser_meta) */
+		struct xf_switch_root *sr = switch_root_of(owner_port(port_id));
+		if (sr == NULL) {
+			rc = fail(DOCA_ERROR_FULL, "dpdk_glue", "too many e-switches");
+			goto out;
+		}
+		if (sr->pipe == NULL)
+			rc = create_pipe(port_id, "xf_switch_root", true, NULL, 0, nr_entries * XF_MAX_PORTS, &sr->pipe);
+		p = sr->pipe;
 		if (rc == DOCA_SUCCESS)
-			X.switch_root_users++;
+			sr->users++;
 	} else {
 		rc = create_pipe(port_id, name, true, NULL, 0, nr_entries, &p);
 	}
@@ -635,8 +585,7 @@ int xf_pipe_create_basic(uint16_t port_id, const char *name, const struct xf_mat
 		rc = fail(DOCA_ERROR_BAD_STATE, "dpdk_glue", "the eSwitch is not open");
 		goto out;
 	}
-	if (port_id >= XF_MAX_PORTS || X.ports[port_id] == NULL || fwd_port >= XF_MAX_PORTS ||
-	    X.ports[fwd_port] == NULL) {
+	if (glue_port(port_id) == NULL || glue_port(fwd_port) == NULL) {
 		rc = fail(DOCA_ERROR_INVALID_VALUE, "dpdk_glue", "port %u or egress port %u is not started", port_id,
 			  fwd_port);
 		goto out;
@@ -669,21 +618,14 @@ static int remove_idx(const uint32_t *idx, uint32_t n)
 		struct xf_pipe *p = &X.pipes[e->pipe];
 		e->done = 0;
 		uint32_t flags = i + 1 == n ? XF_FLAG_NO_WAIT : XF_FLAG_BATCH;
-#if XF_DOCA_AT_LEAST(2, 9)
 		doca_error_t rc = doca_flow_pipe_remove_entry(0, flags, e->e);
-#else
-		doca_error_t rc = doca_flow_pipe_rm_entry(0, flags, e->e);
-#endif
 		if (rc != DOCA_SUCCESS) {
 			if (first == DOCA_SUCCESS)
 				first = fail(rc, XF_CALL_REMOVE, "entry %u", idx[i]);
 			continue;
 		}
 		X.pending++;
-		struct doca_flow_port *pp = process_port(p);
-		for (int k = 0; k < XF_MAX_PORTS; k++)
-			if (X.ports[k] == pp)
-				touched[k] = true;
+		touch(touched, process_port(p));
 	}
 	int rc = process_all(touched);
 	for (uint32_t i = 0; i < n; i++)
@@ -729,9 +671,10 @@ int xf_pipe_destroy(uint32_t pipe)
 		if (nrm)
 			rc = remove_idx(rm, nrm);
 		free(rm);
-		if (--X.switch_root_users == 0) {
-			doca_flow_pipe_destroy(X.switch_root);
-			X.switch_root = NULL;
+		struct xf_switch_root *sr = switch_root_of(owner_port(p->port));
+		if (sr && --sr->users == 0) {
+			doca_flow_pipe_destroy(sr->pipe);
+			*sr = (struct xf_switch_root){0};
 		}
 	} else {
 		doca_flow_pipe_destroy(p->p);
@@ -769,8 +712,11 @@ static doca_error_t add_one(const struct xf_entry_spec *s, uint32_t slot, struct
 			return DOCA_ERROR_INVALID_VALUE;
 		/* the l3/l4 selectors are set exactly as in the pipe's template */
 		fill_match(&match, &s->match, &p->mask, &p->mask);
+		/* one action template: index 0 (an argument from 3.2 on, a field of actions before) */
 #if XF_DOCA_AT_LEAST(3, 3)
 		return doca_flow_pipe_basic_add_entry(0, p->p, &match, 0, &act, NULL, NULL, flags, ctx, &e->e);
+#elif XF_DOCA_AT_LEAST(3, 2)
+		return doca_flow_pipe_add_entry(0, p->p, &match, 0, &act, NULL, NULL, flags, ctx, &e->e);
 #else
 		act.action_idx = 0;
 		return doca_flow_pipe_add_entry(0, p->p, &match, &act, NULL, NULL, flags, ctx, &e->e);
@@ -781,17 +727,17 @@ static doca_error_t add_one(const struct xf_entry_spec *s, uint32_t slot, struct
 	fill_match(&match, &s->match, &s->match, &s->mask);
 	fill_match(&mask, &s->mask, &s->match, &s->mask);
 	if (X.switch_mode) {
-		set_match_port(&match, p->port);
+		set_match_port(&match, glue_doca_port_id(p->port));
 		set_match_port(&mask, 0xffff);
 	}
 	switch (s->fwd_kind) {
 	case XF_FWD_PORT:
-		if (s->fwd_target >= XF_MAX_PORTS || X.ports[s->fwd_target] == NULL) {
+		if (s->fwd_target >= XF_MAX_PORTS || glue_port((uint16_t)s->fwd_target) == NULL) {
 			*stage = XF_STAGE_GLUE;
 			return DOCA_ERROR_INVALID_VALUE;
 		}
 		fwd.type = DOCA_FLOW_FWD_PORT;
-		fwd.port_id = (uint16_t)s->fwd_target;
+		fwd.port_id = glue_doca_port_id((uint16_t)s->fwd_target);
 		break;
 	case XF_FWD_PIPE: {
 		uint32_t tidx;
@@ -879,10 +825,7 @@ int xf_entries_add(const struct xf_entry_spec *specs, uint32_t n, uint64_t *out_
 		X.ents[slot].fwd_pipe = fwd_pipe;
 		slots[i] = slot;
 		X.pending++;
-		struct doca_flow_port *pp = process_port(p);
-		for (int k = 0; k < XF_MAX_PORTS; k++)
-			if (X.ports[k] == pp)
-				touched[k] = true;
+		touch(touched, process_port(p));
 	}
 	rc = process_all(touched);
 	/* classify completions */
@@ -979,10 +922,7 @@ int xf_entries_update_mac(const uint64_t *handles, const uint8_t *macs, uint32_t
 			continue;
 		}
 		X.pending++;
-		struct doca_flow_port *pp = process_port(p);
-		for (int k = 0; k < XF_MAX_PORTS; k++)
-			if (X.ports[k] == pp)
-				touched[k] = true;
+		touch(touched, process_port(p));
 	}
 	int prc = process_all(touched);
 	if (rc == DOCA_SUCCESS)
@@ -1047,19 +987,11 @@ int xf_entries_query(const uint64_t *handles, uint32_t n, uint64_t *out_pkts, ui
 			rc = fail(DOCA_ERROR_INVALID_VALUE, "dpdk_glue", "entry %u is not installed", i);
 			goto out;
 		}
-#if XF_DOCA_AT_LEAST(2, 9)
 		struct doca_flow_resource_query q;
 		memset(&q, 0, sizeof(q));
 		doca_error_t r = doca_flow_resource_query_entry(e->e, &q);
 		out_pkts[i] = q.counter.total_pkts;
 		out_bytes[i] = q.counter.total_bytes;
-#else
-		struct doca_flow_query q;
-		memset(&q, 0, sizeof(q));
-		doca_error_t r = doca_flow_query_entry(e->e, &q);
-		out_pkts[i] = q.total_pkts;
-		out_bytes[i] = q.total_bytes;
-#endif
 		if (r != DOCA_SUCCESS) {
 			rc = fail(r, XF_CALL_QUERY, "entry %u of the batch", i);
 			goto out;
@@ -1078,7 +1010,7 @@ int xf_port_stats(uint16_t port_id, struct xf_port_stats *out)
 	pthread_mutex_lock(&X.mu);
 	int rc = DOCA_SUCCESS;
 	memset(out, 0, sizeof(*out));
-	if (X.state != XF_ST_OPEN || port_id >= XF_MAX_PORTS || X.ports[port_id] == NULL) {
+	if (X.state != XF_ST_OPEN || glue_port(port_id) == NULL) {
 		rc = fail(DOCA_ERROR_INVALID_VALUE, "dpdk_glue", "port %u is not started", port_id);
 		goto out;
 	}
@@ -1112,25 +1044,10 @@ int xf_close(void)
 		pthread_mutex_unlock(&X.mu);
 		return DOCA_SUCCESS;
 	}
-	/* flush every port's pipes first (entries die with them), then stop the ports in
-	 * reverse start order: in switch mode the manager was started first and stops last */
-	for (int i = X.nports - 1; i >= 0; i--)
-		doca_flow_port_pipes_flush(X.ports[X.start_order[i]]);
-	int rc = DOCA_SUCCESS;
-	for (int i = X.nports - 1; i >= 0; i--) {
-		uint16_t id = X.start_order[i];
-		doca_error_t r = doca_flow_port_stop(X.ports[id]);
-		if (r != DOCA_SUCCESS && rc == DOCA_SUCCESS)
-			rc = fail(r, "doca_flow_port_stop", "port %u", id);
-		X.ports[id] = NULL;
-#ifndef SOFTDOCA_VERSION
-		rte_eth_dev_stop(id);
-		rte_eth_dev_close(id);
-#endif
-	}
-	X.nports = 0;
-	X.switch_root = NULL;
-	X.switch_root_users = 0;
+	/* the samples' order: pipes flushed and ports stopped (switch managers last), DOCA Flow
+	 * destroyed, ethdevs closed, the EAL cleaned up, and only then the functions closed */
+	int rc = glue_ports_stop();
+	memset(X.sroots, 0, sizeof(X.sroots));
 	doca_flow_destroy();
 	memset(X.pipes, 0, sizeof(X.pipes));
 	free(X.ents);
@@ -1141,7 +1058,14 @@ int xf_close(void)
 	 * this process's own, so remove the files in it and the dir */
 	char rdir[PATH_MAX];
 	snprintf(rdir, sizeof(rdir), "%s", rte_eal_get_runtime_dir());
+	glue_ethdevs_close();
+#ifdef SOFTDOCA_VERSION
+	glue_functions_close(); /* softdoca's functions are DPDK vdevs: they go before the EAL does */
 	rte_eal_cleanup();
+#else
+	rte_eal_cleanup();
+	glue_functions_close();
+#endif
 	remove_runtime_dir(rdir);
 	X.state = XF_ST_CLOSED;
 	pthread_mutex_unlock(&X.mu);
@@ -1162,7 +1086,8 @@ const char *xf_target(void)
 int glue_target_port_stats(uint16_t port_id, struct xf_port_stats *out)
 {
 	struct rte_eth_stats es;
-	if (rte_eth_stats_get(port_id, &es) == 0) {
+	uint16_t pid = glue_dpdk_port_id(port_id); /* representors: none of their own here */
+	if (pid != XF_NO_PORT && rte_eth_stats_get(pid, &es) == 0) {
 		out->rx_pkts = es.ipackets;
 		out->rx_bytes = es.ibytes;
 		out->tx_pkts = es.opackets;

@@ -43,6 +43,20 @@ struct xf_entry_spec {
 	uint8_t pad[4];
 };
 
+enum xf_port_kind { XF_PORT_DEV = 0, XF_PORT_REP = 1 };
+
+/* One eSwitch port to bring up.  Python packs these with cffi (not struct): keep plain. */
+struct xf_port_cfg {
+	uint16_t id;            /* logical port id (the config's), < 16 */
+	uint16_t parent;        /* XF_PORT_REP: id of the device port it is a representor of */
+	uint16_t pair;          /* vnf mode: the port this one forwards to (doca_flow_port_pair), or 0xffff */
+	uint8_t kind;           /* enum xf_port_kind */
+	uint8_t pad;
+	char addr[64];          /* PCI address of the function (device or represented); softdoca: any name */
+	char devargs[160];      /* XF_PORT_DEV: DPDK devargs for doca_dpdk_port_probe (no PCI address) */
+	char target_args[128];  /* softdoca: "iface=..,rep=..,driver=..,esw=N"; ignored by real DOCA */
+};
+
 struct xf_port_stats {
 	uint64_t rx_pkts, rx_bytes;         /* wire side, received */
 	uint64_t tx_pkts, tx_bytes;         /* wire side, sent */
@@ -52,6 +66,7 @@ struct xf_port_stats {
 	uint64_t malformed_pkts;            /* of the misses: truncated/malformed (softdoca) */
 	uint64_t drop_pkts;
 	uint64_t tx_fail_pkts;
+	uint64_t miss_rss_pkts;             /* of the misses: to the application's queues, lost (softdoca) */
 	uint64_t valid;                     /* 1 if the target provides these counters */
 };
 
@@ -60,11 +75,14 @@ enum xf_stage { XF_STAGE_OK = 0, XF_STAGE_GLUE = 1, XF_STAGE_ADD_BASIC = 2, XF_S
 		XF_STAGE_PROCESS = 4 };
 
 /* EAL (argv as for rte_eal_init, argv[0] = program name) + DOCA Flow ("vnf" or "switch").
- * Once per process: the DPDK EAL cannot be initialised twice. */
+ * Once per process: the DPDK EAL cannot be initialised twice.  Real DOCA: the glue adds the
+ * allow-list entries that keep the EAL from probing the devices itself (the samples' way). */
 int xf_init(int argc, char **argv, const char *mode);
-/* Start a DOCA port.  devargs: softdoca "iface=<wire>,rep=<rep>,driver=af_packet|af_xdp|none";
- * real DOCA: optional extra devargs (the DPDK port is port_id). */
-int xf_port_start(uint16_t port_id, const char *devargs);
+/* Bring up all ports at once, as NVIDIA's samples do: open the functions (doca_dev by PCI
+ * address, representors of a device as doca_dev_rep), probe them into DPDK, start device
+ * ports then representor ports, pair ports (vnf mode), send misses to the kernel.  All or
+ * nothing: on failure nothing stays open.  Once per xf_init. */
+int xf_ports_start(const struct xf_port_cfg *ports, uint32_t n);
 
 int xf_pipe_create_root(uint16_t port_id, const char *name, uint32_t nr_entries, uint32_t *out_pipe);
 int xf_pipe_create_basic(uint16_t port_id, const char *name, const struct xf_match *mask, uint16_t fwd_port,
@@ -90,6 +108,7 @@ const char *xf_last_detail(void);
 const char *xf_error_name(int err);
 const char *xf_stage_call(int stage);
 const char *xf_target(void);       /* "softdoca" or "doca" */
-const char *xf_doca_version(void); /* DOCA_VER_STRING it was compiled against */
+const char *xf_doca_version(void); /* DOCA_VERSION_STRING it was compiled against */
+const char *xf_doca_runtime_version(void); /* doca_version_runtime(): the library it runs with */
 
 #endif

@@ -3,6 +3,10 @@
  * per-port counters, why an entry failed) and the softdoca-only knobs of glue_softdoca.h.
  * Compiled only when the glue is built against softdoca (build_glue.py).
  */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include <softdoca.h>
 
 #include "glue.h"
@@ -14,10 +18,56 @@ const char *xf_target(void)
 	return "softdoca";
 }
 
+/* A port's functions, from its target_args "iface=<wire>,rep=<kernel side>,driver=<d>,esw=<n>":
+ * softdoca's stand-in for the BlueField's PCI functions, registered under the port's addr. */
+static void register_function(const struct xf_port_cfg *c, const struct xf_port_cfg *parent)
+{
+	char buf[sizeof(c->target_args)], iface[64] = "", rep[64] = "", driver[16] = "none";
+	int esw = -1;
+	snprintf(buf, sizeof(buf), "%s", c->target_args);
+	char *save = NULL;
+	for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+		char *v = strchr(t, '=');
+		if (v == NULL)
+			continue;
+		*v++ = '\0';
+		if (strcmp(t, "iface") == 0)
+			snprintf(iface, sizeof(iface), "%s", v);
+		else if (strcmp(t, "rep") == 0)
+			snprintf(rep, sizeof(rep), "%s", v);
+		else if (strcmp(t, "driver") == 0)
+			snprintf(driver, sizeof(driver), "%s", v);
+		else if (strcmp(t, "esw") == 0)
+			esw = atoi(v);
+	}
+	/* a failure shows when the glue opens the function (doca_dev_open / doca_dev_rep_open) */
+	softdoca_dev_register(c->addr, parent ? parent->addr : NULL, esw, iface[0] ? iface : NULL,
+			      rep[0] ? rep : NULL, driver);
+}
+
+void glue_target_prepare(const struct xf_port_cfg *ports, uint32_t n)
+{
+	for (int kind = XF_PORT_DEV; kind <= XF_PORT_REP; kind++)
+		for (uint32_t i = 0; i < n; i++) {
+			if (ports[i].kind != kind)
+				continue;
+			const struct xf_port_cfg *parent = NULL;
+			for (uint32_t j = 0; j < n && kind == XF_PORT_REP; j++)
+				if (ports[j].id == ports[i].parent)
+					parent = &ports[j];
+			register_function(&ports[i], parent);
+		}
+}
+
+void glue_target_forget(void)
+{
+	softdoca_dev_unregister_all();
+}
+
 int glue_target_port_stats(uint16_t port_id, struct xf_port_stats *out)
 {
 	struct softdoca_port_stats s;
-	int rc = softdoca_port_stats(port_id, &s);
+	int rc = softdoca_port_stats(glue_doca_port_id(port_id), &s);
 	if (rc != DOCA_SUCCESS)
 		return glue_fail(rc, "softdoca_port_stats", "port %u", port_id);
 	*out = (struct xf_port_stats){
@@ -25,7 +75,7 @@ int glue_target_port_stats(uint16_t port_id, struct xf_port_stats *out)
 		.tx_bytes = s.wire_tx_bytes, .rep_rx_pkts = s.rep_rx_pkts, .rep_rx_bytes = s.rep_rx_bytes,
 		.rep_tx_pkts = s.rep_tx_pkts, .rep_tx_bytes = s.rep_tx_bytes, .miss_pkts = s.miss_pkts,
 		.miss_bytes = s.miss_bytes, .malformed_pkts = s.malformed_pkts, .drop_pkts = s.drop_pkts,
-		.tx_fail_pkts = s.tx_fail_pkts, .valid = 1,
+		.tx_fail_pkts = s.tx_fail_pkts, .miss_rss_pkts = s.miss_rss_pkts, .valid = 1,
 	};
 	return DOCA_SUCCESS;
 }
@@ -64,7 +114,12 @@ int xf_bench_bypass(int on, const uint8_t *dst_mac)
 int xf_classify(uint16_t port_id, uint8_t *frame, uint32_t len)
 {
 	glue_lock();
-	int r = glue_is_open() ? softdoca_classify_frame(port_id, frame, len) : -3;
+	int r = -3;
+	if (glue_is_open() && glue_port(port_id) != NULL) {
+		r = softdoca_classify_frame(glue_doca_port_id(port_id), frame, len);
+		if (r >= 0)
+			r = glue_cfg_port_id(r); /* egress: back to the logical port id */
+	}
 	glue_unlock();
 	return r;
 }

@@ -21,7 +21,8 @@ int xf_fwd_stats(uint64_t *busy_ns, uint64_t *pkts);
 /* Benchmarks: plain io loop (port X -> X^1, no lookup) as a baseline. */
 int xf_bench_bypass(int on, const uint8_t *dst_mac); /* dst_mac: NULL or 6 bytes */
 /* Run one frame through port_id's pipes without packet I/O (tests).
- * Returns egress port id, -1 miss, -2 drop, -3 not open / unknown port, -4 the forwarder runs. */
+ * Returns egress port id, -1 miss to the kernel (representor), -2 drop, -3 not open / unknown
+ * port, -4 the forwarder runs, -5 miss to the application's queues (lost). */
 int xf_classify(uint16_t port_id, uint8_t *frame, uint32_t len);
 
 #endif

@@ -89,7 +89,8 @@ def bench_bypass(sw: ESwitch, on: bool, dst_mac: Optional[Union[str, bytes]] = N
 
 def classify(sw: ESwitch, port: str, frame: bytes) -> Tuple[Union[str, None], bytes]:
     """Ports without packet I/O only (tests): run one frame through ``port``'s pipes.
-    Returns (egress port name | "miss" | "drop", the frame after actions)."""
+    Returns (egress port name | "miss" (default miss to the kernel) | "miss-rss" (default miss
+    to the application's queues: lost) | "drop", the frame after actions)."""
     lib, ffi = _softdoca_lib("softdoca_classify_frame")
     with sw._lock:
         sw._check_open()
@@ -99,6 +100,8 @@ def classify(sw: ESwitch, port: str, frame: bytes) -> Tuple[Union[str, None], by
         res: Optional[str] = "miss"
     elif r == -2:
         res = "drop"
+    elif r == -5:
+        res = "miss-rss"
     elif r >= 0:
         res = next(p.name for p in sw.ports if p.id == r)
     else:
