@@ -49,8 +49,8 @@ SERVER, SERVER_MAC = "198.18.0.2", "02:00:c6:12:00:02"
 def child(prefix: str) -> int:
     from dpdk_glue import ESwitch, GlueMatch, PortSpec, default_eal_args, softdoca_ctl
 
-    ports = [PortSpec("p0", 0, iface="dpu-p0", rep_iface="rep-p0"),
-             PortSpec("p1", 1, iface="dpu-p1", rep_iface="rep-p1")]
+    ports = [PortSpec("p0", 0, iface="dpu-p0", rep_iface="rep-p0", pair="p1"),  # vnf: p0 forwards to p1
+             PortSpec("p1", 1, iface="dpu-p1", rep_iface="rep-p1", pair="p0")]
     with ESwitch(default_eal_args(prefix), ports) as sw:
         r0, r1 = sw.create_root_pipe("p0"), sw.create_root_pipe("p1")
         svc = sw.create_basic_pipe("p0", name="dns", mask=GlueMatch(ipv4_src=1), fwd_port="p1", nr_entries=2)

@@ -83,7 +83,7 @@ def main() -> int:
     args = ap.parse_args()
     sizes = [1, 1000] if args.quick else [1, 1000, 65536]
     rows: List[Dict[str, object]] = []
-    ports = [PortSpec("p0", 0, driver="none"), PortSpec("p1", 1, driver="none")]
+    ports = [PortSpec("p0", 0, driver="none", pair="p1"), PortSpec("p1", 1, driver="none", pair="p0")]
     with ESwitch(default_eal_args("xfbench-%d" % os.getpid()), ports) as sw:
         sw.create_root_pipe("p0")
         _pipe(sw, 4)  # warm-up allocations

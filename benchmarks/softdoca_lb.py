@@ -34,8 +34,8 @@ def main() -> int:
     cfg = json.loads(ap.parse_args().config)
     from dpdk_glue import ESwitch, GlueMatch, PortSpec, default_eal_args, softdoca_ctl
 
-    ports = [PortSpec("p0", 0, iface=cfg.get("in_dev", "dpu-p0"), rep_iface="rep-p0"),
-             PortSpec("p1", 1, iface=cfg.get("out_dev", "dpu-p1"), rep_iface="rep-p1")]
+    ports = [PortSpec("p0", 0, iface=cfg.get("in_dev", "dpu-p0"), rep_iface="rep-p0", pair="p1"),
+             PortSpec("p1", 1, iface=cfg.get("out_dev", "dpu-p1"), rep_iface="rep-p1", pair="p0")]
     bits = int(cfg["bits"])
     macs = cfg["macs"]
     with ESwitch(default_eal_args(cfg.get("prefix", "xb-sd")), ports, mode="vnf") as sw:

@@ -119,13 +119,29 @@ static void init(const char *prefix)
 	CHECK(xf_init(11, eal, "vnf") != 0); /* once per process */
 }
 
+/* Two device ports p0, p1, paired both ways (vnf), with softdoca target args each. */
+static int start_ports(const char *args0, const char *args1, uint8_t kind1)
+{
+	struct xf_port_cfg c[2];
+	memset(c, 0, sizeof(c));
+	for (int i = 0; i < 2; i++) {
+		c[i].id = (uint16_t)i;
+		c[i].parent = 0xffff;
+		c[i].pair = (uint16_t)(1 - i);
+		c[i].kind = i ? kind1 : XF_PORT_DEV;
+		snprintf(c[i].addr, sizeof(c[i].addr), "p%d", i);
+		snprintf(c[i].devargs, sizeof(c[i].devargs), "dv_flow_en=2");
+		snprintf(c[i].target_args, sizeof(c[i].target_args), "%s", i ? args1 : args0);
+	}
+	return xf_ports_start(c, 2);
+}
+
 static int run_control(const char *prefix)
 {
 	init(prefix);
-	CHECK(xf_port_start(0, "driver=none") == 0);
-	CHECK(xf_port_start(1, "driver=none") == 0);
-	CHECK(xf_port_start(1, "driver=none") == ERR_INVALID);
-	CHECK(xf_port_start(2, "driver=bogus") != 0);
+	CHECK(start_ports("driver=none", "driver=none", 7) == ERR_INVALID); /* bad kind: nothing started */
+	CHECK(start_ports("driver=none", "driver=none", XF_PORT_DEV) == 0);
+	CHECK(start_ports("driver=none", "driver=none", XF_PORT_DEV) != 0); /* once per eSwitch */
 	enum { N = 1024 };
 	uint32_t root, svc;
 	struct xf_match mask = {.ipv4_src = 0x3ff};
@@ -252,10 +268,9 @@ static void *injector(void *arg)
 static int run_io(const char *prefix, const char *wire, const char *rep, const char *inject)
 {
 	init(prefix);
-	char devargs[128];
-	snprintf(devargs, sizeof(devargs), "iface=%s,rep=%s,driver=af_packet", wire, rep);
-	CHECK(xf_port_start(0, devargs) == 0);
-	CHECK(xf_port_start(1, "driver=none") == 0);
+	char args[128];
+	snprintf(args, sizeof(args), "iface=%s,rep=%s,driver=af_packet", wire, rep);
+	CHECK(start_ports(args, "driver=none", XF_PORT_DEV) == 0);
 	uint8_t f[64];
 	CHECK(xf_classify(0, f, sizeof(f)) < -2); /* the forwarder runs: refused */
 	uint32_t root, svc;

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sys
 import traceback
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from dpdk_glue import ESwitch, GlueError, GlueMatch, PortSpec, default_eal_args, softdoca_ctl
 from xenoflow_ovs.lab import frames as fr
@@ -42,8 +42,21 @@ def arp_frame(target: str) -> bytes:
 
 # --- helpers ----------------------------------------------------------------------------
 
-def none_ports(n: int) -> List[PortSpec]:
-    return [PortSpec(name="p%d" % i, id=i, driver="none") for i in range(n)]
+def none_ports(n: int, mode: str = "vnf", esw: Optional[int] = None,
+               reps: Sequence[str] = ()) -> List[PortSpec]:
+    """n ports without packet I/O.  vnf: p0 and p1 paired both ways (p0 forwards to p1), the
+    way the config pairs a service's ingress and egress.  switch: the device ports in
+    e-switch ``esw`` (None: each its own); ``reps`` are representors of p0 (DOCA 3.1+)."""
+    out = []
+    for i in range(n):
+        name = "p%d" % i
+        pair = None
+        if mode == "vnf" and n >= 2 and i < 2:
+            pair = "p%d" % (1 - i)
+        out.append(PortSpec(name=name, id=i, driver="none", pair=pair,
+                            of="p0" if name in reps else None,
+                            esw=None if name in reps else esw))
+    return out
 
 
 def err(fn: Callable[[], Any]) -> Optional[Dict[str, Any]]:
@@ -80,14 +93,14 @@ def dns_setup(sw: ESwitch, nr_entries: int = 2, root_entries: int = 16):
 
 def sc_semantics(prefix: str, mode: str = "vnf") -> Dict[str, Any]:
     out: Dict[str, Any] = {}
-    with ESwitch(default_eal_args(prefix), none_ports(3), mode=mode) as sw:
+    with ESwitch(default_eal_args(prefix), none_ports(3, mode=mode, esw=0), mode=mode) as sw:
         out["target"] = sw.target
         root, svc, es = dns_setup(sw)
         net = GlueMatch(eth_type=0x0800, ipv4_dst="198.18.0.0")
         net_mask = GlueMatch(eth_type=0xFFFF, ipv4_dst="255.255.255.0")
         tcp_vip = GlueMatch(eth_type=0x0800, ipv4_dst=VIP, ip_proto=6)
         extra = sw.add_entries([
-            root.entry(match=net, mask=net_mask, priority=20, fwd_port="p2"),   # a mirrored route
+            root.entry(match=net, mask=net_mask, priority=20, fwd_port="p1"),   # a mirrored route
             root.entry(match=tcp_vip, priority=5, drop=True),                    # TCP to the VIP: drop
         ])
         frames = {
@@ -108,7 +121,7 @@ def sc_semantics(prefix: str, mode: str = "vnf") -> Dict[str, Any]:
         out["p1_ingress"] = classify(sw, "p1", frames["even"])  # p1 has no root pipe
         # priority: a higher-priority (lower value) catch-all for the VIP wins over the service
         hi = sw.add_entries([root.entry(match=GlueMatch(eth_type=0x0800, ipv4_dst=VIP), priority=1,
-                                        fwd_port="p2")])
+                                        fwd_port="p1")])
         out["with_hi"] = classify(sw, "p0", frames["even"])
         sw.remove_entries(hi)
         out["after_hi_removed"] = classify(sw, "p0", frames["even"])
@@ -119,7 +132,7 @@ def sc_semantics(prefix: str, mode: str = "vnf") -> Dict[str, Any]:
 
 def sc_rejects(prefix: str) -> Dict[str, Any]:
     out: Dict[str, Any] = {}
-    with ESwitch(default_eal_args(prefix), none_ports(2)) as sw:
+    with ESwitch(default_eal_args(prefix), none_ports(3)) as sw:
         root = sw.create_root_pipe("p0")
         svc = sw.create_basic_pipe("p0", name="svc", mask=GlueMatch(ipv4_src=3), fwd_port="p1", nr_entries=4)
         small = sw.create_basic_pipe("p0", name="small", mask=GlueMatch(ipv4_src=1), fwd_port="p1",
@@ -147,6 +160,9 @@ def sc_rejects(prefix: str) -> Dict[str, Any]:
         out["bad_ip"] = err(lambda: GlueMatch(ipv4_src="198.18.0.300"))
         out["unknown_port"] = err(lambda: root.entry(GlueMatch(eth_type=0x800), fwd_port="p9"))
         out["two_fwds"] = err(lambda: root.entry(GlueMatch(eth_type=0x800), fwd_port="p1", drop=True))
+        # vnf: p0 is paired with p1 only; a forward to p2 is what DOCA refuses without a pair
+        to_p2 = root.entry(GlueMatch(eth_type=0x800), fwd_port="p2")
+        out["unpaired_fwd"] = err(lambda: sw.add_entries([to_p2]))
         out["update_basic_ok"] = err(lambda: sw.update_entries([(first[0], MAC_B)]))  # basic: fine
         rootent = sw.add_entries([root.entry(GlueMatch(eth_type=0x800), fwd_pipe=svc)])
         out["update_control"] = err(lambda: sw.update_entries([(rootent[0], MAC_B)]))
@@ -241,8 +257,11 @@ def sc_fault(prefix: str) -> Dict[str, Any]:
 
 
 def sc_switch(prefix: str) -> Dict[str, Any]:
+    """Switch mode: p0..p2 share one e-switch (a multiport e-switch: p0, started first, is its
+    manager), p3 has its own."""
     out: Dict[str, Any] = {}
-    with ESwitch(default_eal_args(prefix), none_ports(3), mode="switch") as sw:
+    ports = none_ports(3, mode="switch", esw=0) + [PortSpec(name="p3", id=3, driver="none")]
+    with ESwitch(default_eal_args(prefix), ports, mode="switch") as sw:
         r0 = sw.create_root_pipe("p0")
         r1 = sw.create_root_pipe("p1")
         svc = sw.create_basic_pipe("p0", name="dns", mask=GlueMatch(ipv4_src=1), fwd_port="p1", nr_entries=2)
@@ -254,10 +273,48 @@ def sc_switch(prefix: str) -> Dict[str, Any]:
         out["p0"] = classify(sw, "p0", f)
         out["p1"] = classify(sw, "p1", f)
         out["p2"] = classify(sw, "p2", f)  # no root view on p2: default miss
+        # p3 is another e-switch: no forward reaches it from p0's, its own root works
+        to_p3 = r0.entry(GlueMatch(eth_type=0x806), fwd_port="p3")
+        out["cross_eswitch"] = err(lambda: sw.add_entries([to_p3]))
+        r3 = sw.create_root_pipe("p3")
+        sw.add_entries([r3.entry(m, priority=10, drop=True)])
+        out["p3"] = classify(sw, "p3", f)
         sw.destroy_pipe(r1)
         out["p1_after"] = classify(sw, "p1", f)
         out["p0_after"] = classify(sw, "p0", f)
     return out
+
+
+def sc_reps(prefix: str) -> Dict[str, Any]:
+    """Switch mode with representors (DOCA 3.1+): p1 and p2 are representors of p0's
+    e-switch, started with doca_flow_port_cfg_set_dev_rep."""
+    out: Dict[str, Any] = {}
+    ports = none_ports(3, mode="switch", reps=("p1", "p2"))
+    with ESwitch(default_eal_args(prefix), ports, mode="switch") as sw:
+        r0 = sw.create_root_pipe("p0")
+        r2 = sw.create_root_pipe("p2")
+        svc = sw.create_basic_pipe("p0", name="dns", mask=GlueMatch(ipv4_src=1), fwd_port="p1", nr_entries=2)
+        m = GlueMatch(eth_type=0x0800, ipv4_dst=VIP, ip_proto=17, l4_dst=53)
+        sw.add_entries([r0.entry(m, priority=10, fwd_pipe=svc),
+                        svc.entry(GlueMatch(ipv4_src=0), MAC_A), svc.entry(GlueMatch(ipv4_src=1), MAC_B),
+                        r2.entry(GlueMatch(eth_type=0x0800), priority=10, fwd_port="p0")])
+        out["p0_even"] = classify(sw, "p0", udp_frame("198.18.0.10", VIP, 1, 53))
+        out["p0_odd"] = classify(sw, "p0", udp_frame("198.18.0.11", VIP, 1, 53))
+        out["p2"] = classify(sw, "p2", udp_frame("198.18.0.5", "198.18.0.9", 1, 53))
+        out["p1"] = classify(sw, "p1", udp_frame("198.18.0.10", VIP, 1, 53))
+        out["target"] = sw.target
+    return out
+
+
+def sc_reps_refused(prefix: str) -> Dict[str, Any]:
+    """Before DOCA 3.1 there is no set_dev_rep: the glue refuses representor ports."""
+    ports = none_ports(2, mode="switch", reps=("p1",))
+    return {"open": err(lambda: ESwitch(default_eal_args(prefix), ports, mode="switch").open())}
+
+
+def sc_info(prefix: str) -> Dict[str, Any]:
+    from dpdk_glue import glue_info
+    return dict(glue_info())
 
 
 def sc_serve(prefix: str, ports: List[Dict[str, Any]], vip: str, macs: List[str], busy_poll: bool = False,
@@ -266,6 +323,9 @@ def sc_serve(prefix: str, ports: List[Dict[str, Any]], vip: str, macs: List[str]
     benchmarks' plain loop), print READY, then answer stdin commands ('stats' -> one JSON
     line, 'quit' -> close and exit)."""
     specs = [PortSpec(**p) for p in ports]
+    for sp, other in ((specs[0], "p1"), (specs[1], "p0")):  # vnf: p0 forwards to p1
+        if sp.pair is None and sp.name in ("p0", "p1"):
+            sp.pair = other
     with ESwitch(default_eal_args(prefix), specs) as sw:
         if busy_poll:
             softdoca_ctl.set_busy_poll(sw, True)
@@ -297,6 +357,9 @@ SCENARIOS = {
     "close_with_entries": sc_close_with_entries,
     "fault": sc_fault,
     "switch": sc_switch,
+    "reps": sc_reps,
+    "reps_refused": sc_reps_refused,
+    "info": sc_info,
     "serve": sc_serve,
 }
 

@@ -18,8 +18,8 @@ SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime e
 
 
 def glue_softdoca_sources():
-    """glue.c and everything the softdoca target compiles with it (as build_glue.py does)."""
-    return ([os.path.join(GLUE, "glue.c"), os.path.join(GLUE, "glue_softdoca.c")]
+    """The glue and everything the softdoca target compiles with it (as build_glue.py does)."""
+    return ([os.path.join(GLUE, f) for f in ("glue.c", "glue_ports.c", "glue_softdoca.c")]
             + sorted(glob.glob(os.path.join(GLUE, "softdoca", "*.c"))))
 
 

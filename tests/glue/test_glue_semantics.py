@@ -28,9 +28,9 @@ def test_basic_pipe_mask_picks_backend_by_source_parity(semantics):
 
 def test_control_entries_mask_and_priority(semantics):
     r = semantics["res"]
-    assert r["vip_udp54"] == ["p2", VIP_MAC]  # not the service: the /24 route (prio 20), MAC untouched
+    assert r["vip_udp54"] == ["p1", VIP_MAC]  # not the service: the /24 route (prio 20), MAC untouched
     assert r["tcp53"] == ["drop", VIP_MAC]    # TCP to the VIP: the prio-5 drop entry
-    assert semantics["with_hi"] == ["p2", VIP_MAC]  # a prio-1 entry beats the prio-10 service
+    assert semantics["with_hi"] == ["p1", VIP_MAC]  # a prio-1 entry beats the prio-10 service
     assert semantics["after_hi_removed"] == ["p1", MAC_A]
 
 
@@ -40,7 +40,7 @@ def test_misses_and_malformed_frames(semantics):
         assert r[k][0] == "miss", k
     assert r["arp"][1] == "ffffffffffff"  # a miss is not rewritten
     # a non-first fragment has no ports: it cannot match the UDP/53 service, the route takes it
-    assert r["fragment"][0] == "p2"
+    assert r["fragment"] == ["p1", VIP_MAC]
     assert semantics["p1_ingress"][0] == "miss"  # no root pipe on p1: everything to its representor
     st = semantics["stats"]
     assert st["miss_pkts"] == 6
@@ -74,6 +74,9 @@ def test_rejections(glue):
         assert r[k]["type"] == "ValueError", k
     assert r["update_basic_ok"] is None
     assert r["destroy_in_use"]["doca_error"] == "DOCA_ERROR_IN_USE"
+    # vnf mode: p0 is paired with p1; DOCA refuses a forward to a port it is not paired with
+    assert (r["unpaired_fwd"]["doca_error"], r["unpaired_fwd"]["call"]) == (
+        "DOCA_ERROR_INVALID_VALUE", "doca_flow_pipe_control_add_entry")
     for k in ("query_removed", "remove_twice", "add_to_destroyed", "entry_of_destroyed", "fwd_to_destroyed",
               "after_close_create", "after_close_add"):
         assert r[k]["type"] == "RuntimeError", k
@@ -126,5 +129,17 @@ def test_switch_mode_root_views_per_port(glue):
     assert r["p0"] == ["p1", MAC_A]
     assert r["p1"] == ["p2", VIP_MAC]
     assert r["p2"][0] == "miss"
+    # p3's e-switch is another: DOCA refuses a forward across e-switches; its own root works
+    assert (r["cross_eswitch"]["doca_error"], r["cross_eswitch"]["call"]) == (
+        "DOCA_ERROR_INVALID_VALUE", "doca_flow_pipe_control_add_entry")
+    assert r["p3"][0] == "drop"
     assert r["p1_after"][0] == "miss"      # p1's view destroyed, p0's entries untouched
     assert r["p0_after"] == ["p1", MAC_A]
+
+
+def test_switch_mode_representors(glue):
+    """p1, p2: representors of p0's e-switch (doca_flow_port_cfg_set_dev_rep, DOCA 3.1+)."""
+    r = glue.run("reps")
+    assert r["p0_even"] == ["p1", MAC_A] and r["p0_odd"] == ["p1", MAC_B]
+    assert r["p2"] == ["p0", "02c612000035"]
+    assert r["p1"][0] == "miss"  # no root view on p1

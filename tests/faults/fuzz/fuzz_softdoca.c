@@ -32,8 +32,16 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 		       "--log-level", "lib.eal:error", NULL};
 	if (xf_init(11, eal, "vnf") != 0)
 		die("xf_init");
-	if (xf_port_start(0, "driver=none") || xf_port_start(1, "driver=none"))
-		die("xf_port_start");
+	struct xf_port_cfg ports[2];
+	memset(ports, 0, sizeof(ports));
+	for (int i = 0; i < 2; i++) { /* two devices without I/O, p0 forwarding to p1 (vnf pair) */
+		ports[i] = (struct xf_port_cfg){.id = (uint16_t)i, .parent = 0xffff, .pair = (uint16_t)(1 - i),
+						 .kind = XF_PORT_DEV};
+		snprintf(ports[i].addr, sizeof(ports[i].addr), "p%d", i);
+		snprintf(ports[i].target_args, sizeof(ports[i].target_args), "driver=none");
+	}
+	if (xf_ports_start(ports, 2))
+		die("xf_ports_start");
 	struct xf_match mask = {.ipv4_src = 1};
 	if (xf_pipe_create_root(0, "root", 16, &root) || xf_pipe_create_basic(0, "dns", &mask, 1, 2, &svc))
 		die("pipe create");
