@@ -469,7 +469,7 @@ def _ports(r: Reader, v: Any, path: Path, eswitch: Eswitch) -> Tuple[Port, ...]:
         p = path + (name,)
         r.name(name, p)
         s = r.mapping(spec, p, ("id", "iface", "rep_iface", "devargs", "pci", "of"), required=("id",))
-        port = Port(name=name, id=r.get(s, "id", p, r.integer(0, 255)),
+        port = Port(name=name, id=r.get(s, "id", p, r.integer(0, 15)),
                     iface=r.get(s, "iface", p, r.name), rep_iface=r.get(s, "rep_iface", p, r.name),
                     devargs=r.get(s, "devargs", p, _devargs(r)), pci=r.get(s, "pci", p, _pci(r)),
                     of=r.get(s, "of", p, r.name))
