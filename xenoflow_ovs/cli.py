@@ -246,6 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="demo only: override dpu.eswitch.mirror_routes (off shows the paper's trap)")
     p.add_argument("--eswitch", choices=("softdoca", "none"), default=None,
                    help="override dpu.eswitch.driver")
+    p.add_argument("--eswitch-mode", choices=("vnf", "switch"), default=None,
+                   help="override dpu.eswitch.mode (switch also sets multiport: the paper's p0 -> p1 "
+                   "crosses the two PFs)")
     p.set_defaults(func=_delegate("lab.labctl", "main"))
     return ap
 

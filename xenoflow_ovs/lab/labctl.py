@@ -1,5 +1,5 @@
 """`xenoflow lab up|down|status|demo [--topology paper] [--run-dir D] [--eswitch softdoca|none]
-[--mirror-routes on|off]`.
+[--eswitch-mode vnf|switch] [--mirror-routes on|off]`.
 
 ``up``     builds the topology (topologies/<name>/topology.yaml, see topology.py), starts bind9
            on the backends, a private OVS inside the ``dpu`` namespace, eswitchd (softdoca) and
@@ -92,7 +92,7 @@ def default_run_dir(topo: Topology) -> str:
 
 
 def write_derived_config(topo: Topology, run_dir: str, driver: Optional[str],
-                         mirror_routes: Optional[bool]) -> str:
+                         mirror_routes: Optional[bool], mode: Optional[str] = None) -> str:
     """The topology's config with the overrides applied and every socket/db path pointed
     into the run dir (absolute), written to <run dir>/xenoflow.yaml (0600). Returns the path."""
     from ..intent import config as config_mod
@@ -106,6 +106,11 @@ def write_derived_config(topo: Topology, run_dir: str, driver: Optional[str],
         es["driver"] = driver
     if mirror_routes is not None:
         es["mirror_routes"] = bool(mirror_routes)
+    if mode is not None:
+        es["mode"] = mode
+        if mode == "switch":
+            # the paper's service forwards p0 -> p1, across the two PFs: one e-switch for both
+            es["multiport"] = True
     es["socket"] = os.path.join(run_dir, "eswitchd.sock")
     data.setdefault("ovs", {})["db"] = "unix:" + os.path.join(run_dir, "ovs", "db.sock")
     ctl = data.get("controller") or {}
@@ -178,6 +183,7 @@ class LabCtl:
         self.mirror = None if mr is None else (mr == "on")
         if self.mirror is None and st.data.get("extra", {}).get("mirror_routes") is not None:
             self.mirror = st.data["extra"]["mirror_routes"]
+        self.mode = getattr(args, "eswitch_mode", None) or st.data.get("extra", {}).get("mode")
         if self.driver is None:
             with open(self.topo.config_path, encoding="utf-8") as f:
                 raw = yaml.safe_load(f) or {}
@@ -239,14 +245,15 @@ class LabCtl:
         self.lab.check_free()
         os.makedirs(self.run_dir, mode=0o700, exist_ok=True)
         os.chmod(self.run_dir, 0o700)
-        self.state.data["extra"].update(driver=self.driver, mirror_routes=self.mirror)
+        self.state.data["extra"].update(driver=self.driver, mirror_routes=self.mirror, mode=self.mode)
         self.state.save()
         old_text = _read(self.cfg_path)
-        self.cfg_path = write_derived_config(self.topo, self.run_dir, self.driver, self.mirror)
+        self.cfg_path = write_derived_config(self.topo, self.run_dir, self.driver, self.mirror, self.mode)
         self.cfg = None
         cfg = self.load_cfg()
-        say("config: %s (eswitch %s, routes %smirrored)" % (
-            os.path.relpath(self.cfg_path), cfg.eswitch.driver, "" if cfg.eswitch.mirror_routes else "NOT "))
+        say("config: %s (eswitch %s, %s mode, routes %smirrored)" % (
+            os.path.relpath(self.cfg_path), cfg.eswitch.driver, cfg.eswitch.mode,
+            "" if cfg.eswitch.mirror_routes else "NOT "))
         if old_text is not None and old_text != _read(self.cfg_path) and self._alive("controller"):
             # a running lab brought up with other overrides: the controller restarts on the new
             # config (it adopts what is installed and fixes the difference)
