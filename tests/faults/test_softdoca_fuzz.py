@@ -29,7 +29,8 @@ def test_softdoca_fuzz(tmp_path):
          "-DSOFTDOCA_API=302", "-I" + GLUE, "-I" + os.path.join(GLUE, "softdoca", "include"),
          "-I" + os.path.join(GLUE, "softdoca")] + pkg_config("--cflags") +
         [os.path.join(HERE, "fuzz", "fuzz_softdoca.c"), os.path.join(GLUE, "glue.c"),
-         os.path.join(GLUE, "glue_ports.c"), os.path.join(GLUE, "glue_softdoca.c")] + sorted(glob.glob(os.path.join(GLUE, "softdoca", "*.c"))) +
+         os.path.join(GLUE, "glue_ports.c"), os.path.join(GLUE, "glue_softdoca.c")]
+        + sorted(glob.glob(os.path.join(GLUE, "softdoca", "*.c"))) +
         pkg_config("--libs") + ["-lrte_bus_vdev", "-lpthread", "-o", binary],
         capture_output=True, text=True)
     assert build.returncode == 0, build.stderr[-4000:]

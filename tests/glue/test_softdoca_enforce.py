@@ -139,11 +139,13 @@ def test_vnf_pairs(results, api):
 @pytest.mark.parametrize("api", PROFILES)
 def test_switch_managers_and_eswitches(results, api):
     expected = {
-        "switch.switch_get_pf1_is_pf0": 1, "switch.switch_get_pf2_is_pf2": 1, "switch.switch_get_null_is_pf0": 1,
+        "switch.switch_get_pf1_is_pf0": 1, "switch.switch_get_pf2_is_pf2": 1,
+        "switch.switch_get_null_is_pf0": 1,
         "switch.pair": NOT_SUPPORTED,
         "switch.pipe_on_non_manager": INVALID, "switch.second_root": EXIST,
         "switch.basic_fwd_other_esw": INVALID, "switch.basic_fwd_same_esw": OK,  # multiport e-switch
-        "switch.ctl_fwd_other_esw": INVALID, "switch.ctl_match_other_esw": INVALID, "switch.ctl_fwd_same_esw": OK,
+        "switch.ctl_fwd_other_esw": INVALID, "switch.ctl_match_other_esw": INVALID,
+        "switch.ctl_fwd_same_esw": OK,
         "switch.classify_pf1_miss": MISS_RSS,
         "switch.stop_manager_first": IN_USE, "switch.stop_pf1": OK, "switch.stop_manager_last": OK,
         "switch.stop_pf2": OK,
@@ -197,8 +199,8 @@ def test_probe_owns_the_io_vdevs(binaries, netns, lab_prefix, api):
         nl.prepare_link(a + "p", ns=ns)
     prefix = "%s-enfio%s" % (lab_prefix, api)
     try:
-        proc = subprocess.run(nl.ns_argv(ns, [binaries[api], prefix, "io", "w0", "r0", "w1", "r1", "w0p", "w1p"]),
-                              capture_output=True, text=True, timeout=60, check=False)
+        argv = [binaries[api], prefix, "io", "w0", "r0", "w1", "r1", "w0p", "w1p"]
+        proc = subprocess.run(nl.ns_argv(ns, argv), capture_output=True, text=True, timeout=60, check=False)
     finally:
         shutil.rmtree("/var/run/dpdk/" + prefix, ignore_errors=True)
     assert proc.returncode == 0 and "ENFORCE DONE" in proc.stdout, proc.stderr[-3000:]
