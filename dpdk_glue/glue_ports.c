@@ -46,6 +46,10 @@
 		}                                 \
 	} while (0)
 
+/* Entries with actions (a MAC rewrite) one port's pipes may hold: the actions memory the glue
+ * asks DOCA for (3.0+), 16 MiB per port at 128 bytes an entry. */
+#define XF_ACTION_ENTRIES (1u << 16)
+
 struct gport {
 	struct doca_flow_port *port;
 	struct doca_dev *dev;     /* XF_PORT_DEV: the opened function */
@@ -389,6 +393,16 @@ static doca_error_t validate(const struct xf_port_cfg *cfg, uint32_t n)
 	return DOCA_SUCCESS;
 }
 
+#if XF_DOCA_AT_LEAST(3, 0)
+static uint32_t actions_mem_size(void)
+{
+	uint64_t need = (uint64_t)XF_ACTION_ENTRIES * DOCA_FLOW_MAX_ENTRY_ACTIONS_MEM_SIZE + 1024, size = 64;
+	while (size < need)
+		size <<= 1;
+	return (uint32_t)size;
+}
+#endif
+
 static doca_error_t start_port(uint16_t id)
 {
 	struct gport *g = &P.p[id];
@@ -398,6 +412,9 @@ static doca_error_t start_port(uint16_t id)
 #if XF_DOCA_AT_LEAST(3, 0)
 	g->doca_id = id;
 	PSTEP("doca_flow_port_cfg_set_port_id", doca_flow_port_cfg_set_port_id(pc, id));
+	/* DOCA's default actions memory is zero: no entry could rewrite a MAC.  Sized as the
+	 * samples size it, for XF_ACTION_ENTRIES entries with actions on this port. */
+	PSTEP("doca_flow_port_cfg_set_actions_mem_size", doca_flow_port_cfg_set_actions_mem_size(pc, actions_mem_size()));
 #else
 	/* 2.9: the DOCA port is named by its DPDK port id, given as the devargs string */
 	char buf[16];

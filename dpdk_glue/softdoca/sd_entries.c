@@ -76,6 +76,8 @@ static doca_error_t entry_commit(uint16_t queue, struct doca_flow_pipe_entry *e,
 	}
 	e->usr_ctx = usr_ctx;
 	e->seq = ++sd_g.seq;
+	if (e->has_action)
+		pipe->port->actions_used += DOCA_FLOW_MAX_ENTRY_ACTIONS_MEM_SIZE;
 	e->next = pipe->entries;
 	if (pipe->entries)
 		pipe->entries->prev = e;
@@ -84,6 +86,15 @@ static doca_error_t entry_commit(uint16_t queue, struct doca_flow_pipe_entry *e,
 	if (e->fwd.kind == SD_FWD_PIPE)
 		e->fwd.pipe->refs++;
 	*entry = e;
+	return DOCA_SUCCESS;
+}
+
+/* An entry that rewrites the frame takes actions memory of its pipe's port (in switch mode
+ * the manager); none was given (DOCA's default is zero) or it is used up: no room. */
+static doca_error_t actions_room(const struct doca_flow_port *port, const struct doca_flow_pipe_entry *e)
+{
+	if (e->has_action && port->actions_used + DOCA_FLOW_MAX_ENTRY_ACTIONS_MEM_SIZE > port->actions_mem)
+		return DOCA_ERROR_NO_MEMORY;
 	return DOCA_SUCCESS;
 }
 
@@ -124,6 +135,11 @@ static doca_error_t basic_add(uint16_t pipe_queue, struct doca_flow_pipe *pipe, 
 		atomic_init(&e->act_mac, sd_mac_word(actions->outer.eth.dst_mac));
 	else if (pipe->mac_mode == 1)
 		atomic_init(&e->act_mac, pipe->const_mac);
+	e->has_action = pipe->mac_mode != 0;
+	if ((rc = actions_room(pipe->port, e)) != DOCA_SUCCESS) {
+		free(e);
+		return rc;
+	}
 	return entry_commit(pipe_queue, e, usr_ctx, entry);
 }
 
@@ -176,6 +192,11 @@ static doca_error_t control_add(uint16_t pipe_queue, uint32_t priority, struct d
 	e->priority = priority;
 	e->fwd = f;
 	atomic_init(&e->act_mac, mac);
+	e->has_action = mac != 0;
+	if ((rc = actions_room(pipe->port, e)) != DOCA_SUCCESS) {
+		free(e);
+		return rc;
+	}
 	return entry_commit(pipe_queue, e, usr_ctx, entry);
 }
 
@@ -536,6 +557,8 @@ doca_error_t doca_flow_entries_process(struct doca_flow_port *port, uint16_t pip
 			sd_entry_unlink_tables(e);
 			entry_list_remove(e);
 			p->nr_used--;
+			if (e->has_action)
+				p->port->actions_used -= DOCA_FLOW_MAX_ENTRY_ACTIONS_MEM_SIZE;
 			e->state = SD_E_GONE;
 			notify(e, pipe_queue, st, DOCA_FLOW_ENTRY_OP_DEL);
 			e->free_next = sd_g.free_entries;

@@ -152,6 +152,7 @@ struct doca_flow_pipe_entry {
 	enum doca_flow_entry_status status;
 	enum sd_estate state;
 	bool inject_fail;
+	bool has_action;  /* it rewrites the frame: it holds actions memory of its pipe's port */
 	doca_error_t err; /* why the add failed in entries_process */
 	void *usr_ctx;
 	struct doca_flow_pipe_entry *prev, *next; /* all entries of the pipe */
@@ -240,6 +241,8 @@ struct doca_flow_port {
 	struct sd_fn *fn;
 	struct doca_flow_port *mgr;    /* switch mode: its e-switch's manager (outlives the port) */
 	struct doca_flow_port *pair;   /* vnf mode: the port pipes of this port may forward to */
+	uint64_t actions_mem;          /* bytes the port's entries' actions may use (3.0+) */
+	uint64_t actions_used;         /* DOCA_FLOW_MAX_ENTRY_ACTIONS_MEM_SIZE per entry with an action */
 	atomic_int miss;               /* enum sd_miss, read by the forwarder */
 	uint16_t wire_eth, rep_eth;    /* the function's vdevs (owned by the function) */
 	_Atomic(struct doca_flow_pipe *) root;

@@ -246,6 +246,8 @@ void sd_pipe_destroy_now(struct doca_flow_pipe *p)
 		struct doca_flow_pipe_entry *e = p->entries;
 		p->entries = e->next;
 		sd_entry_unlink_tables(e);
+		if (e->has_action)
+			port->actions_used -= DOCA_FLOW_MAX_ENTRY_ACTIONS_MEM_SIZE;
 		e->state = SD_E_GONE;
 		e->free_next = sd_g.free_entries;
 		sd_g.free_entries = e;

@@ -15,6 +15,7 @@ struct doca_flow_port_cfg {
 	char devargs[256];
 	struct doca_dev *dev;
 	struct doca_dev_rep *dev_rep;
+	uint32_t actions_mem; /* 3.0+: doca_flow_port_cfg_set_actions_mem_size (default zero) */
 };
 
 doca_error_t doca_flow_port_cfg_create(struct doca_flow_port_cfg **cfg)
@@ -50,6 +51,17 @@ doca_error_t doca_flow_port_cfg_set_port_id(struct doca_flow_port_cfg *cfg, uint
 	if (cfg == NULL)
 		return DOCA_ERROR_INVALID_VALUE;
 	cfg->port_id = port_id;
+	return DOCA_SUCCESS;
+}
+
+
+/* DOCA's default is zero: a port whose size was never set has no room for an entry's
+ * actions (the samples size it from the entries they plan, 2.10 on). */
+doca_error_t doca_flow_port_cfg_set_actions_mem_size(struct doca_flow_port_cfg *cfg, uint32_t size)
+{
+	if (cfg == NULL || size < 64 || (size & (size - 1)) != 0)
+		return DOCA_ERROR_INVALID_VALUE; /* a power of two, at least 64 bytes */
+	cfg->actions_mem = size;
 	return DOCA_SUCCESS;
 }
 #endif
@@ -139,6 +151,11 @@ doca_error_t doca_flow_port_start(const struct doca_flow_port_cfg *cfg, struct d
 		return DOCA_ERROR_NO_MEMORY;
 	p->id = (uint16_t)id;
 	p->fn = f;
+#if SOFTDOCA_API >= 300
+	p->actions_mem = cfg->actions_mem;
+#else
+	p->actions_mem = UINT64_MAX; /* 2.9 has no such setting: not modelled */
+#endif
 	p->is_rep = is_rep;
 	p->esw = f->esw;
 	p->has_io = f->has_io;

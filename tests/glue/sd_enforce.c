@@ -158,6 +158,7 @@ struct port_req {
 	int id;          /* DOCA port id (3.0+: set_port_id; 2.9: the devargs) */
 	int no_port_id;  /* 3.0+: do not call set_port_id */
 	const char *devargs;
+	uint32_t actions_mem; /* 3.0+: doca_flow_port_cfg_set_actions_mem_size, 0 = not called */
 };
 
 static doca_error_t start(struct port_req r, struct doca_flow_port **port)
@@ -170,6 +171,8 @@ static doca_error_t start(struct port_req r, struct doca_flow_port **port)
 		MUST(doca_flow_port_cfg_set_port_id(cfg, (uint16_t)r.id));
 	if (r.devargs)
 		MUST(doca_flow_port_cfg_set_devargs(cfg, r.devargs));
+	if (r.actions_mem)
+		MUST(doca_flow_port_cfg_set_actions_mem_size(cfg, r.actions_mem));
 #else
 	snprintf(buf, sizeof(buf), "%d", r.id);
 	MUST(doca_flow_port_cfg_set_devargs(cfg, r.devargs ? r.devargs : buf));
@@ -467,6 +470,84 @@ static void sc_switch(void)
 
 /* The miss path: RSS by default, the kernel with "isolated" (<= 3.2) or
  * doca_flow_port_update_default_miss (3.2+); mode-argument tokens per release. */
+#if SOFTDOCA_API >= 300
+/* A basic pipe on port whose entries set the destination MAC (an action) and go out port id. */
+static struct doca_flow_pipe *mac_pipe(struct doca_flow_port *port, int id)
+{
+	struct doca_flow_pipe_cfg *cfg;
+	MUST(doca_flow_pipe_cfg_create(&cfg, port));
+	MUST(doca_flow_pipe_cfg_set_name(cfg, "mac"));
+	MUST(doca_flow_pipe_cfg_set_type(cfg, DOCA_FLOW_PIPE_BASIC));
+	MUST(doca_flow_pipe_cfg_set_nr_entries(cfg, 64));
+	struct doca_flow_match m;
+	memset(&m, 0, sizeof(m));
+	m.outer.l3_type = DOCA_FLOW_L3_TYPE_IP4;
+	m.outer.ip4.src_ip = 0xffffffffu;
+	MUST(doca_flow_pipe_cfg_set_match(cfg, &m, &m));
+	struct doca_flow_actions a, *acts[1] = {&a};
+	memset(&a, 0, sizeof(a));
+	memset(a.outer.eth.dst_mac, 0xff, 6);
+	MUST(doca_flow_pipe_cfg_set_actions(cfg, acts, NULL, NULL, 1));
+	struct doca_flow_fwd f = fwd_port(id);
+	struct doca_flow_pipe *pipe;
+	MUST(doca_flow_pipe_create(cfg, &f, NULL, &pipe));
+	doca_flow_pipe_cfg_destroy(cfg);
+	return pipe;
+}
+
+static doca_error_t mac_add(struct doca_flow_pipe *pipe, uint32_t src, struct doca_flow_pipe_entry **e)
+{
+	struct doca_flow_match m;
+	memset(&m, 0, sizeof(m));
+	m.outer.l3_type = DOCA_FLOW_L3_TYPE_IP4;
+	m.outer.ip4.src_ip = htonl(src);
+	struct doca_flow_actions a;
+	memset(&a, 0, sizeof(a));
+	memcpy(a.outer.eth.dst_mac, "\x02\x00\xc6\x12\x00\x02", 6);
+#if SOFTDOCA_API >= 303
+	return doca_flow_pipe_basic_add_entry(0, pipe, &m, 0, &a, NULL, NULL, DOCA_FLOW_ENTRY_FLAGS_NO_WAIT, NULL, e);
+#elif SOFTDOCA_API >= 302
+	return doca_flow_pipe_add_entry(0, pipe, &m, 0, &a, NULL, NULL, DOCA_FLOW_NO_WAIT, NULL, e);
+#else
+	return doca_flow_pipe_add_entry(0, pipe, &m, &a, NULL, NULL, DOCA_FLOW_NO_WAIT, NULL, e);
+#endif
+}
+
+/* Actions memory (3.0+): DOCA's default is zero; each entry with an action takes
+ * DOCA_FLOW_MAX_ENTRY_ACTIONS_MEM_SIZE of its port's budget until it is removed. */
+static void sc_actions(void)
+{
+	scen = "actions";
+	reg("pf0", NULL, -1);
+	reg("pf1", NULL, -1);
+	MUST(flow_init("vnf,hws"));
+	struct doca_dev *d0 = open_dev("pf0"), *d1 = open_dev("pf1");
+	MUST(doca_dpdk_port_probe(d0, ""));
+	MUST(doca_dpdk_port_probe(d1, ""));
+	struct doca_flow_port_cfg *cfg;
+	MUST(doca_flow_port_cfg_create(&cfg));
+	R("size_not_pow2", doca_flow_port_cfg_set_actions_mem_size(cfg, 100));
+	R("size_too_small", doca_flow_port_cfg_set_actions_mem_size(cfg, 32));
+	doca_flow_port_cfg_destroy(cfg);
+	struct doca_flow_port *p0, *p1;
+	MUST(start((struct port_req){.dev = d0, .id = 0}, &p0)); /* no actions memory: the default */
+	MUST(start((struct port_req){.dev = d1, .id = 1, .actions_mem = 2 * DOCA_FLOW_MAX_ENTRY_ACTIONS_MEM_SIZE}, &p1));
+	struct doca_flow_pipe_entry *e[3];
+	R("default_zero", mac_add(mac_pipe(p0, 0), 1, &e[0]));
+	struct doca_flow_pipe *pipe = mac_pipe(p1, 1);
+	R("first", mac_add(pipe, 1, &e[0]));
+	R("second", mac_add(pipe, 2, &e[1]));
+	R("third_no_room", mac_add(pipe, 3, &e[2]));
+	MUST(doca_flow_pipe_remove_entry(0, 0, e[0]));
+	MUST(doca_flow_entries_process(p1, 0, 0, 0));
+	R("after_remove", mac_add(pipe, 3, &e[2]));
+	doca_flow_port_pipes_flush(p1);
+	pipe = mac_pipe(p1, 1);
+	R("after_flush", mac_add(pipe, 4, &e[0]));
+	teardown();
+}
+#endif
+
 static void sc_miss(void)
 {
 	scen = "miss";
@@ -667,6 +748,9 @@ int main(int argc, char **argv)
 		sc_vnf();
 		sc_switch();
 		sc_miss();
+#if SOFTDOCA_API >= 300
+		sc_actions();
+#endif
 	}
 	out[outn++] = '}';
 	out[outn] = '\0';

@@ -184,6 +184,19 @@ def test_miss_path_and_mode_args(results, api):
 
 
 @pytest.mark.root
+@pytest.mark.parametrize("api", [a for a in PROFILES if a >= "300"])
+def test_actions_memory(results, api):
+    """DOCA's default actions memory is zero: a MAC-rewriting entry needs
+    doca_flow_port_cfg_set_actions_mem_size, 128 bytes an entry, given back on removal."""
+    _check(results[api], {
+        "actions.size_not_pow2": INVALID, "actions.size_too_small": INVALID,
+        "actions.default_zero": "DOCA_ERROR_NO_MEMORY",
+        "actions.first": OK, "actions.second": OK, "actions.third_no_room": "DOCA_ERROR_NO_MEMORY",
+        "actions.after_remove": OK, "actions.after_flush": OK,
+    })
+
+
+@pytest.mark.root
 @pytest.mark.parametrize("api", ["302", "303"])
 def test_probe_owns_the_io_vdevs(binaries, netns, lab_prefix, api):
     """Two af_packet devices: probing opens each one's wire and representor vdevs (its DPDK

@@ -115,6 +115,9 @@ enum doca_flow_port_default_miss_type {
 
 #define DOCA_FLOW_META_U32_WORDS 7
 
+/* Actions memory one entry may use at most (sizing doca_flow_port_cfg_set_actions_mem_size). */
+#define DOCA_FLOW_MAX_ENTRY_ACTIONS_MEM_SIZE (128)
+
 struct doca_flow_meta {
 	uint32_t pkt_meta;
 	uint32_t u32[DOCA_FLOW_META_U32_WORDS];
@@ -194,6 +197,10 @@ doca_error_t doca_flow_port_cfg_set_devargs(struct doca_flow_port_cfg *cfg, cons
 doca_error_t doca_flow_port_cfg_set_dev(struct doca_flow_port_cfg *cfg, struct doca_dev *dev);
 #if SOFTDOCA_API >= 300
 doca_error_t doca_flow_port_cfg_set_port_id(struct doca_flow_port_cfg *cfg, uint16_t port_id);
+#endif
+#if SOFTDOCA_API >= 300
+/* The memory the port's entries' actions may use, a power of two >= 64 bytes; default zero. */
+doca_error_t doca_flow_port_cfg_set_actions_mem_size(struct doca_flow_port_cfg *cfg, uint32_t size);
 #endif
 #if SOFTDOCA_API >= 301
 /* 3.1+: the port is a representor (calling it is what says so). */
