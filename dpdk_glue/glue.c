@@ -55,15 +55,6 @@
 #define XF_PROCESS_DEADLINE_NS 2000000000LL /* give up waiting for completions after 2 s */
 #define XF_DEFAULT_PIPE_ENTRIES 8192
 
-/* Run one configuration step unless an earlier one failed; remember which call failed. */
-#define STEP(name, expr)                          \
-	do {                                      \
-		if (rc == DOCA_SUCCESS) {         \
-			call = (name);            \
-			rc = (expr);              \
-		}                                 \
-	} while (0)
-
 _Static_assert(sizeof(struct xf_match) == 16, "xf_match layout is shared with Python");
 _Static_assert(sizeof(struct xf_entry_spec) == 56, "xf_entry_spec layout is shared with Python");
 

@@ -26,6 +26,15 @@ struct doca_flow_port;
 #error "dpdk_glue needs DOCA 2.9 or later"
 #endif
 
+/* Run one configuration step unless an earlier one failed; remember which call failed. */
+#define STEP(name, expr)                          \
+	do {                                      \
+		if (rc == DOCA_SUCCESS) {         \
+			call = (name);            \
+			rc = (expr);              \
+		}                                 \
+	} while (0)
+
 #define XF_MAX_PORTS 16
 #define XF_NO_PORT 0xffff
 

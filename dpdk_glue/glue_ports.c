@@ -37,15 +37,6 @@
 #include "glue.h"
 #include "glue_internal.h"
 
-/* Run one step unless an earlier one failed; remember which call failed. */
-#define PSTEP(name, expr)                         \
-	do {                                      \
-		if (rc == DOCA_SUCCESS) {         \
-			call = (name);            \
-			rc = (expr);              \
-		}                                 \
-	} while (0)
-
 /* Entries with actions (a MAC rewrite) one port's pipes may hold: the actions memory the glue
  * asks DOCA for (3.0+), 16 MiB per port at 128 bytes an entry. */
 #define XF_ACTION_ENTRIES (1u << 16)
@@ -411,25 +402,25 @@ static doca_error_t start_port(uint16_t id)
 	doca_error_t rc = doca_flow_port_cfg_create(&pc);
 #if XF_DOCA_AT_LEAST(3, 0)
 	g->doca_id = id;
-	PSTEP("doca_flow_port_cfg_set_port_id", doca_flow_port_cfg_set_port_id(pc, id));
+	STEP("doca_flow_port_cfg_set_port_id", doca_flow_port_cfg_set_port_id(pc, id));
 	/* DOCA's default actions memory is zero: no entry could rewrite a MAC.  Sized as the
 	 * samples size it, for XF_ACTION_ENTRIES entries with actions on this port. */
-	PSTEP("doca_flow_port_cfg_set_actions_mem_size", doca_flow_port_cfg_set_actions_mem_size(pc, actions_mem_size()));
+	STEP("doca_flow_port_cfg_set_actions_mem_size", doca_flow_port_cfg_set_actions_mem_size(pc, actions_mem_size()));
 #else
 	/* 2.9: the DOCA port is named by its DPDK port id, given as the devargs string */
 	char buf[16];
 	g->doca_id = g->kind == XF_PORT_DEV ? g->dpdk_id : XF_NO_PORT;
 	snprintf(buf, sizeof(buf), "%u", g->doca_id);
-	PSTEP("doca_flow_port_cfg_set_devargs", doca_flow_port_cfg_set_devargs(pc, buf));
+	STEP("doca_flow_port_cfg_set_devargs", doca_flow_port_cfg_set_devargs(pc, buf));
 #endif
 	if (g->kind == XF_PORT_DEV) {
-		PSTEP("doca_flow_port_cfg_set_dev", doca_flow_port_cfg_set_dev(pc, g->dev));
+		STEP("doca_flow_port_cfg_set_dev", doca_flow_port_cfg_set_dev(pc, g->dev));
 	} else {
 #if XF_DOCA_AT_LEAST(3, 1)
-		PSTEP("doca_flow_port_cfg_set_dev_rep", doca_flow_port_cfg_set_dev_rep(pc, g->rep));
+		STEP("doca_flow_port_cfg_set_dev_rep", doca_flow_port_cfg_set_dev_rep(pc, g->rep));
 #endif
 	}
-	PSTEP("doca_flow_port_start", doca_flow_port_start(pc, &g->port));
+	STEP("doca_flow_port_start", doca_flow_port_start(pc, &g->port));
 	if (pc)
 		doca_flow_port_cfg_destroy(pc);
 	if (rc != DOCA_SUCCESS) {

@@ -5,27 +5,9 @@ import glob
 import os
 
 import pytest
-import yaml
+from config_samples import PAPER, ROOT, errors_of, paper_data, parse  # noqa: E402  (tests/unit, beside this file)
 
 from xenoflow_ovs.intent import config
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-PAPER = os.path.join(ROOT, "topologies", "paper", "xenoflow.yaml")
-
-
-def paper_data():
-    with open(PAPER) as f:
-        return yaml.safe_load(f)
-
-
-def parse(data):
-    return config.parse(yaml.safe_dump(data, sort_keys=False))
-
-
-def errors_of(data):
-    with pytest.raises(config.ConfigError) as exc:
-        parse(data)
-    return exc.value.problems
 
 
 def assert_error(data, path, *words):
