@@ -167,3 +167,28 @@ def test_every_config_key_is_documented():
     spans = " ".join(re.findall(r"`([^`]+)`", text))
     missing = sorted(k for k in keys if not re.search(r"(?<![\w-])%s(?![\w-])" % re.escape(k), spans))
     assert not missing, "keys not in docs/configuration.md: %s" % ", ".join(missing)
+
+
+def test_a_reachable_api_needs_a_token_file():
+    data = paper_data()
+    data["controller"]["api"]["host"] = "0.0.0.0"
+    problems = errors_of(data)
+    assert any(p[0] == "controller.api.host" and "token_file" in p[1] for p in problems), problems
+    data["controller"]["api"]["token_file"] = "api.token"
+    assert parse(data).api.host == "0.0.0.0"
+
+
+def test_metrics_listener_defaults_and_clashes():
+    cfg = parse(paper_data())
+    assert (cfg.metrics.host, cfg.metrics.port) == ("127.0.0.1", 9302)
+    data = paper_data()
+    data["controller"]["metrics"] = {"port": data["controller"]["api"]["port"]}
+    assert any(p[0] == "controller.metrics.port" for p in errors_of(data))
+
+
+def test_state_dir_round_trips():
+    data = paper_data()
+    data["dpu"]["state_dir"] = "run/state"
+    cfg = parse(data)
+    assert cfg.state_dir == "run/state"
+    assert config.to_data(cfg)["dpu"]["state_dir"] == "run/state"

@@ -170,6 +170,10 @@ class Config:
     api: Endpoint
     services: Tuple[Service, ...]
     base_dir: str = field(default=".", compare=False)
+    # where the operator's state (overlay) and the per-DPU instance locks live; None: the
+    # daemon's default ($STATE_DIRECTORY under systemd, else /var/lib/xenoflow/<dpu name>)
+    state_dir: Optional[str] = None
+    metrics: Endpoint = Endpoint(host="127.0.0.1", port=9302)
 
     @property
     def has_eswitch(self) -> bool:
@@ -398,8 +402,10 @@ def _parse(r: Reader, data: Any, base_dir: str) -> Optional[Config]:
         return None
     top = r.mapping(data, (), ("dpu", "ovs", "routes", "controller", "services"),
                     required=("dpu", "ovs", "services"))
-    dpu = r.mapping(top.get("dpu"), ("dpu",), ("name", "eswitch", "ports"), required=("name", "ports"))
+    dpu = r.mapping(top.get("dpu"), ("dpu",), ("name", "eswitch", "ports", "state_dir"),
+                    required=("name", "ports"))
     dpu_name = r.get(dpu, "name", ("dpu",), r.name, "dpu")
+    state_dir = r.get(dpu, "state_dir", ("dpu",), r.string)
     eswitch = _eswitch(r, dpu.get("eswitch"), ("dpu", "eswitch"))
     ports = _ports(r, dpu.get("ports"), ("dpu", "ports"), eswitch)
     port_names = {p.name for p in ports}
@@ -422,9 +428,17 @@ def _parse(r: Reader, data: Any, base_dir: str) -> Optional[Config]:
         return ba == bb or (ba, bb) in patches or (bb, ba) in patches
 
     routes = _routes(r, top.get("routes"), ("routes",), port_names, bridge_of, connected)
-    ctl = r.mapping(top.get("controller"), ("controller",), ("openflow", "api"))
+    ctl = r.mapping(top.get("controller"), ("controller",), ("openflow", "api", "metrics"))
     openflow = _endpoint(r, ctl.get("openflow"), ("controller", "openflow"), 6653, api=False)
     api = _endpoint(r, ctl.get("api"), ("controller", "api"), 8080, api=True)
+    metrics = _endpoint(r, ctl.get("metrics"), ("controller", "metrics"), 9302, api=False)
+    if api.host is not None and not _loopback(api.host) and not api.token_file:
+        r.error(("controller", "api", "host"), "%s is reachable from other hosts: the write API then needs "
+                "controller.api.token_file (or listen on 127.0.0.1)" % api.host)
+    if (metrics.host, metrics.port) == (api.host, api.port) or (metrics.host, metrics.port) == (
+            openflow.host, openflow.port):
+        r.error(("controller", "metrics", "port"), "%s:%d is already the %s listener" % (
+            metrics.host, metrics.port, "API's" if metrics.port == api.port else "OpenFlow"))
     services = _services(r, top.get("services"), ("services",), port_names, bridge_of, connected)
     if not r.problems and eswitch.driver != "none":
         # Only on an otherwise valid file: the forwards are indexed by service and route,
@@ -437,7 +451,14 @@ def _parse(r: Reader, data: Any, base_dir: str) -> Optional[Config]:
         return None
     return Config(dpu_name=dpu_name, eswitch=eswitch, ports=ports, ovs_db=ovs_db, bridges=bridges,
                   patches=patches, table_miss=table_miss, routes=routes, openflow=openflow,
-                  api=api, services=services, base_dir=base_dir)
+                  api=api, services=services, base_dir=base_dir, state_dir=state_dir, metrics=metrics)
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return netaddr.IPAddress(host).is_loopback()
+    except (netaddr.AddrFormatError, ValueError):
+        return False
 
 
 def _eswitch(r: Reader, v: Any, path: Path) -> Eswitch:
@@ -839,11 +860,12 @@ def to_data(cfg: Config) -> Dict[str, Any]:
 
     e = cfg.eswitch
     return {
-        "dpu": {"name": cfg.dpu_name,
-                "eswitch": {"driver": e.driver, "mode": e.mode, "mirror_routes": e.mirror_routes,
-                            "socket": e.socket, "eal_args": list(e.eal_args), "busy_poll": e.busy_poll,
-                            "multiport": e.multiport},
-                "ports": {p.name: port(p) for p in cfg.ports}},
+        "dpu": dict({"name": cfg.dpu_name,
+                     "eswitch": {"driver": e.driver, "mode": e.mode, "mirror_routes": e.mirror_routes,
+                                 "socket": e.socket, "eal_args": list(e.eal_args), "busy_poll": e.busy_poll,
+                                 "multiport": e.multiport},
+                     "ports": {p.name: port(p) for p in cfg.ports}},
+                    **({"state_dir": cfg.state_dir} if cfg.state_dir else {})),
         "ovs": {"db": cfg.ovs_db, "table_miss": cfg.table_miss, "patches": [list(p) for p in cfg.patches],
                 "bridges": {b.name: dict({"ports": list(b.ports)},
                                          **({"internal": {i.name: internal(i) for i in b.internal}}
@@ -851,7 +873,8 @@ def to_data(cfg: Config) -> Dict[str, Any]:
                             for b in cfg.bridges}},
         "routes": [dict({"from": r.src_port, "to": r.dst_port},
                         **({"dst": str(r.dst)} if r.dst.prefixlen else {})) for r in cfg.routes],
-        "controller": {"openflow": endpoint(cfg.openflow, False), "api": endpoint(cfg.api, True)},
+        "controller": {"openflow": endpoint(cfg.openflow, False), "api": endpoint(cfg.api, True),
+                       "metrics": endpoint(cfg.metrics, False)},
         "services": [{"name": s.name, "vip": str(s.vip), "vip_mac": s.vip_mac, "protocol": s.protocol,
                       "port": s.port, "ingress": s.ingress, "egress": s.egress,
                       "policy": {"kind": s.policy.kind, "bits": s.policy.bits},
