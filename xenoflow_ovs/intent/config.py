@@ -65,6 +65,7 @@ class Eswitch:
     eal_args: Tuple[str, ...] = LAB_DEFAULT_EAL
     busy_poll: bool = False
     multiport: bool = False      # the device ports share one e-switch (switch mode)
+    connect_timeout: int = 30    # s the controller waits for eswitchd at start before giving up
 
 
 @dataclass(frozen=True)
@@ -463,7 +464,7 @@ def _loopback(host: str) -> bool:
 
 def _eswitch(r: Reader, v: Any, path: Path) -> Eswitch:
     m = r.mapping(v, path, ("driver", "mode", "mirror_routes", "socket", "eal_args", "busy_poll",
-                            "multiport"))
+                            "multiport", "connect_timeout"))
     eal = r.seq(m.get("eal_args"), path + ("eal_args",)) if "eal_args" in m else list(LAB_DEFAULT_EAL)
     for i, a in enumerate(eal):
         if not isinstance(a, str):
@@ -478,6 +479,7 @@ def _eswitch(r: Reader, v: Any, path: Path) -> Eswitch:
         eal_args=tuple(str(a) for a in eal),
         busy_poll=r.get(m, "busy_poll", path, r.boolean, d.busy_poll),
         multiport=r.get(m, "multiport", path, r.boolean, d.multiport),
+        connect_timeout=r.get(m, "connect_timeout", path, r.integer(0, 3600), d.connect_timeout),
     )
 
 
@@ -863,7 +865,7 @@ def to_data(cfg: Config) -> Dict[str, Any]:
         "dpu": dict({"name": cfg.dpu_name,
                      "eswitch": {"driver": e.driver, "mode": e.mode, "mirror_routes": e.mirror_routes,
                                  "socket": e.socket, "eal_args": list(e.eal_args), "busy_poll": e.busy_poll,
-                                 "multiport": e.multiport},
+                                 "multiport": e.multiport, "connect_timeout": e.connect_timeout},
                      "ports": {p.name: port(p) for p in cfg.ports}},
                     **({"state_dir": cfg.state_dir} if cfg.state_dir else {})),
         "ovs": {"db": cfg.ovs_db, "table_miss": cfg.table_miss, "patches": [list(p) for p in cfg.patches],
