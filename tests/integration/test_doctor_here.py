@@ -19,7 +19,7 @@ PAPER = os.path.join(ROOT, "topologies", "paper", "xenoflow.yaml")
 def doctor(*args):
     p = subprocess.run([sys.executable, "-m", "xenoflow_ovs.cli", "doctor"] + list(args),
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
-                       env=subprocess_env(), timeout=60)
+                       env=subprocess_env(), timeout=60, cwd="/")  # not the checkout: the glue it imports
     return p.returncode, p.stdout, p.stderr
 
 
