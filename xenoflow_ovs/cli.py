@@ -7,6 +7,7 @@ import argparse
 import sys
 from typing import List, Optional
 
+from . import __version__, logsetup
 from .exitcodes import EXIT_ERROR, EXIT_FOUND, EXIT_OK
 from .intent import config as config_mod
 
@@ -184,9 +185,29 @@ def _delegate(module: str, func: str):
     return run
 
 
+def _log_args(p: argparse.ArgumentParser, here: bool) -> None:
+    """The logging flags, before the command (`xenoflow -v controller`) or, for the daemons,
+    after it too (`xenoflow controller -v`): the later position only overrides when given."""
+    kw = {} if here else {"default": argparse.SUPPRESS}
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging (= --log-level debug)",
+                   **kw)
+    p.add_argument("--log-level", choices=logsetup.LEVELS, help="default info", **kw)
+    p.add_argument("--log-file", help="log to this file (default: stderr; under systemd the "
+                   "journal)", **kw)
+    p.add_argument("--log-format", choices=logsetup.FORMATS, help="default text", **kw)
+    if here:
+        p.set_defaults(log_level=None, log_file=None, log_format="text")
+
+
+def log_level(args: argparse.Namespace) -> str:
+    return "debug" if getattr(args, "verbose", False) else (getattr(args, "log_level", None) or "info")
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="xenoflow", description="XenoFlow-OVS: a SmartNIC eSwitch "
                                  "DNS load balancer driven by an OpenFlow controller")
+    ap.add_argument("--version", action="version", version="xenoflow %s" % __version__)
+    _log_args(ap, here=True)
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
@@ -200,12 +221,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("controller", help="run the OpenFlow controller app (os-ken 4)")
     p.add_argument("-c", "--config", required=True)
-    p.add_argument("-v", "--verbose", action="store_true")
+    _log_args(p, here=False)
     p.set_defaults(func=_delegate("controller.launcher", "main"))
 
     p = sub.add_parser("eswitchd", help="own the eSwitch (softdoca or DOCA) and serve the controller")
     p.add_argument("-c", "--config", required=True)
-    p.add_argument("-v", "--verbose", action="store_true")
+    _log_args(p, here=False)
     p.set_defaults(func=_delegate("eswitch.daemon", "main"))
 
     for name, func, text in (("status", cmd_status, "per-backend counters, fallback and the verdict"),
@@ -256,6 +277,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     ap = build_parser()
     args = ap.parse_args(argv)
+    try:
+        logsetup.configure(log_level(args), args.log_file, args.log_format, daemon=args.command)
+    except OSError as exc:
+        print("cannot log to %s: %s" % (args.log_file, exc.strerror or exc), file=sys.stderr)
+        return EXIT_ERROR
     return args.func(args)
 
 

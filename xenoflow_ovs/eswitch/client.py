@@ -20,11 +20,12 @@ class EswitchError(Exception):
     """eswitchd refused or failed a request; `.doca_error` and `.call` when the glue failed."""
 
     def __init__(self, message: str, doca_error: Optional[str] = None, call: Optional[str] = None,
-                 failed: Optional[list] = None):
+                 failed: Optional[list] = None, fenced: bool = False):
         super().__init__(message)
         self.doca_error = doca_error
         self.call = call
         self.failed = failed or []
+        self.fenced = fenced     # eswitchd's session fence refused us (a newer controller owns it)
 
 
 # ---------------------------------------------------------------- client
@@ -32,12 +33,19 @@ class EswitchError(Exception):
 
 class EswitchClient:
     """One connection, shared by the controller's threads: `lock` serialises requests
-    (the app passes its framework's lock: green under Ryu, native under os-ken)."""
+    (the app passes its framework's lock: green under Ryu, native under os-ken).
 
-    def __init__(self, path: str, timeout: float = 10.0, lock: Any = None):
+    With `session` ({"generation": int, "who": str}) every connection first claims the
+    eSwitch (eswitch/session.py), taking it over from any older session: the controller
+    holds its DPU's instance lock, so it is the one that should write. A refused claim
+    raises EswitchError with `fenced` set."""
+
+    def __init__(self, path: str, timeout: float = 10.0, lock: Any = None,
+                 session: Optional[Dict[str, Any]] = None):
         import threading
         self.path = path
         self.timeout = timeout
+        self.session = session
         self._sock: Optional[socket.socket] = None
         self._buf = b""
         self._lock = lock if lock is not None else threading.Lock()
@@ -52,20 +60,14 @@ class EswitchClient:
                 s.close()
                 raise EswitchError("cannot reach eswitchd at %s: %s" % (self.path, exc))
             self._sock, self._buf = s, b""
+            if self.session is not None:
+                self._exchange(dict(self.session, op="claim", takeover=True))
         return self._sock
 
-    def close(self) -> None:
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
-
-    def call(self, op: str, **args: Any) -> Dict[str, Any]:
-        with self._lock:
-            return self._call(op, args)
-
-    def _call(self, op: str, args: Dict[str, Any]) -> Dict[str, Any]:
-        req = dict(args, op=op)
-        sock = self._connect()
+    def _exchange(self, req: Dict[str, Any]) -> Dict[str, Any]:
+        sock = self._sock
+        assert sock is not None
+        op = req.get("op")
         try:
             sock.sendall(json.dumps(req).encode() + b"\n")
             while b"\n" not in self._buf:
@@ -79,9 +81,24 @@ class EswitchClient:
         line, self._buf = self._buf.split(b"\n", 1)
         reply = json.loads(line)
         if not reply.get("ok"):
+            if reply.get("fenced") and op == "claim":
+                self.close()
             raise EswitchError(reply.get("error", "unknown error"), reply.get("doca_error"),
-                               reply.get("call"), reply.get("failed"))
+                               reply.get("call"), reply.get("failed"), bool(reply.get("fenced")))
         return reply
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    def call(self, op: str, **args: Any) -> Dict[str, Any]:
+        with self._lock:
+            return self._call(op, args)
+
+    def _call(self, op: str, args: Dict[str, Any]) -> Dict[str, Any]:
+        self._connect()
+        return self._exchange(dict(args, op=op))
 
     def hello(self) -> Dict[str, Any]:
         return self.call("hello")

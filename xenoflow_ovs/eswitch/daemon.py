@@ -15,13 +15,17 @@ import json
 import logging
 import os
 import signal
+import socket
 import socketserver
 import threading
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+from .. import instance, logsetup, sdnotify
+from ..exitcodes import EXIT_ERROR, EXIT_OK
 from ..intent import config as config_mod
 from ..intent import eswitch_ports
 from ..intent.plan import Change, Entry, Pipe
+from . import session as session_mod
 from . import wire
 
 log = logging.getLogger("xenoflow.eswitchd")
@@ -253,19 +257,26 @@ class EswitchState:
 
 
 class _Handler(socketserver.StreamRequestHandler):
+    """One connection; `self` is its key in the session fence."""
+
     def handle(self) -> None:
-        for line in self.rfile:
-            try:
-                req = json.loads(line)
-                reply = self.server.dispatch(req)  # type: ignore[attr-defined]
-            except Exception as exc:  # every failure is a reply, never a dead daemon
-                reply = _error_reply(exc)
-            self.wfile.write(json.dumps(reply).encode() + b"\n")
-            self.wfile.flush()
+        try:
+            for line in self.rfile:
+                try:
+                    req = json.loads(line)
+                    reply = self.server.dispatch(req, self)  # type: ignore[attr-defined]
+                except Exception as exc:  # every failure is a reply, never a dead daemon
+                    reply = _error_reply(exc)
+                self.wfile.write(json.dumps(reply).encode() + b"\n")
+                self.wfile.flush()
+        finally:
+            self.server.sessions.closed(self)  # type: ignore[attr-defined]
 
 
 def _error_reply(exc: Exception) -> Dict[str, Any]:
     out: Dict[str, Any] = {"ok": False, "error": "%s: %s" % (type(exc).__name__, exc)}
+    if isinstance(exc, session_mod.Refused):
+        out["fenced"] = True
     for attr in ("doca_error", "call"):
         if getattr(exc, attr, None):
             out[attr] = getattr(exc, attr)
@@ -280,25 +291,48 @@ class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     def __init__(self, path: str, state: EswitchState, info: Dict[str, Any]):
         self.state = state
         self.info = info
+        self.sessions = session_mod.Sessions()
         directory = os.path.dirname(path) or "."
         os.makedirs(directory, mode=0o700, exist_ok=True)
-        if os.path.exists(path):
-            os.unlink(path)  # a stale socket of a dead eswitchd
+        remove_stale_socket(path)
         old = os.umask(0o177)  # the socket is born owner-only: no window where others may connect
         try:
             super().__init__(path, _Handler)
         finally:
             os.umask(old)
+        self.created = os.stat(path).st_ino   # ours: removed at exit only while it is still ours
 
-    def dispatch(self, req: Dict[str, Any]) -> Dict[str, Any]:
+    def remove_socket(self) -> None:
+        path = self.server_address
+        try:
+            if os.stat(path).st_ino == self.created:
+                os.unlink(path)
+        except OSError:
+            pass
+
+    def dispatch(self, req: Dict[str, Any], conn: Any = None) -> Dict[str, Any]:
         op = req.get("op")
         if op == "hello":
-            return dict(self.info, ok=True)
+            return dict(self.info, ok=True, session=self.sessions.view())
+        if op == "claim":
+            got = self.sessions.claim(conn, int(req.get("generation") or 0), bool(req.get("takeover")),
+                                      str(req.get("who") or ""))
+            if got["took_over_from"]:
+                log.warning("%s took the eSwitch over from %s: the old session's writes are refused",
+                            req.get("who"), got["took_over_from"])
+            else:
+                log.info("eSwitch session: %s (generation %d)", req.get("who"), got["generation"])
+            return dict(got, ok=True)
         if op == "list":
             return dict(self.state.listing(), ok=True)
         if op == "counters":
             return dict(self.state.counters(), ok=True)
         if op == "apply":
+            try:
+                self.sessions.check_write(conn)
+            except session_mod.Refused as exc:
+                log.error("refused a write: %s", exc)
+                raise
             changes = req.get("changes")
             if not isinstance(changes, list):
                 raise RequestError("apply needs a list of changes")
@@ -315,9 +349,27 @@ class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         raise RequestError("unknown op %r" % (op,))
 
 
+def remove_stale_socket(path: str) -> None:
+    """A socket left by a dead eswitchd is removed; a live one (someone answers on it) is
+    not ours to remove: refuse to start."""
+    if not os.path.exists(path):
+        return
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(1.0)
+    try:
+        probe.connect(path)
+    except OSError:
+        os.unlink(path)   # nobody listens: stale
+        return
+    finally:
+        probe.close()
+    raise instance.StartupError("%s: another process listens on this socket: not starting" % path)
+
+
 def serve(cfg: config_mod.Config, driver: Any = None, ready: Optional[threading.Event] = None) -> None:
-    driver = driver or GlueDriver(cfg)
     path = cfg.path(cfg.eswitch.socket)
+    remove_stale_socket(path)   # before the EAL: a live socket means do not touch anything
+    driver = driver or GlueDriver(cfg)
     driver.open()
     try:
         server = Server(path, EswitchState(driver),
@@ -327,35 +379,49 @@ def serve(cfg: config_mod.Config, driver: Any = None, ready: Optional[threading.
 
         def on_signal(signum: int, frame: Any) -> None:
             log.info("signal %d: shutting down", signum)
+            sdnotify.stopping()
             stop.set()
             threading.Thread(target=server.shutdown, daemon=True).start()
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
+        # systemd's ExecReload: eswitchd keeps no config beyond its ports (a restart opens them)
+        signal.signal(signal.SIGHUP, lambda signum, frame: log.info(
+            "SIGHUP: nothing to reload (ports and EAL change with a restart)"))
         log.info("eswitchd for %s (%s, %s) listening on %s", cfg.dpu_name, cfg.eswitch.driver,
                  cfg.eswitch.mode, path)
+        sdnotify.ready("eSwitch open, listening on %s" % path)
         if ready is not None:
             ready.set()
         try:
             server.serve_forever(poll_interval=0.2)
         finally:
             server.server_close()
-            if os.path.exists(path):
-                os.unlink(path)
+            server.remove_socket()
     finally:
         driver.close()  # tears the pipes down and stops the ports
 
 
 def main(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if not logsetup.configured():
+        logsetup.configure("debug" if getattr(args, "verbose", False) else "info", daemon="eswitchd")
     try:
         cfg = config_mod.load(args.config)
     except config_mod.ConfigError as exc:
         for line in exc.lines():
             log.error("%s", line)
-        return 2
+        return EXIT_ERROR
     if not cfg.has_eswitch:
         log.error("%s: dpu.eswitch.driver is none: there is no eSwitch to own", args.config)
-        return 2
-    serve(cfg)
-    return 0
+        return EXIT_ERROR
+    try:
+        # first: a second eswitchd for this DPU touches nothing of the first
+        instance.acquire(cfg, "eswitchd")
+        serve(cfg)
+    except instance.StartupError as exc:
+        log.error("%s", exc)
+        return EXIT_ERROR
+    except Exception as exc:  # the EAL, the glue, the socket: one line, no traceback
+        log.error("eswitchd cannot start: %s: %s", type(exc).__name__, exc)
+        log.debug("start-up failure", exc_info=True)
+        return EXIT_ERROR
+    return EXIT_OK
