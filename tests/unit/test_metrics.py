@@ -44,3 +44,36 @@ def test_no_eswitch_means_no_fallback_sample():
     got = scrape(m)
     assert not [k for k in got if k[0] == "xenoflow_fallback_packets_total"]
     assert got[("xenoflow_consistent", (("dpu", "bf3"),))] == 1
+
+
+def test_planes_health_alarms_overlay_and_build_info():
+    from xenoflow_ovs import __version__
+    state = {"runtime": "osken", "verdict": "drift",
+             "bridges": {"ovsbr1": {"connected": True}, "ovsbr2": {"connected": False}},
+             "eswitch": {"driver": "softdoca", "connected": True,
+                         "miss_packets": {"p0": 2, "p1": 40, "pf0hpf": None}},
+             "health": {"dns/fips2": {"up": True, "last": "ok", "ok": True, "seconds": 0.004},
+                        "dns/fips3": {"up": False, "last": "timeout after 0.5s", "ok": False,
+                                      "seconds": 0.5},
+                        "dns/fips4": {"up": True, "last": None}},
+             "alarms": [{"kind": "repeated_repair", "what": "dns/bucket 3", "count": 7, "since": 1.0}],
+             "overlay": {"path": "/var/lib/xenoflow/bf3/overlay.json", "edits": 3, "dropped": ["fips9"]}}
+    got = scrape(Metrics("bf3", lambda: state))
+    lab = lambda **kw: tuple(sorted(dict(dpu="bf3", **kw).items()))  # noqa: E731
+    assert got[("xenoflow_bridge_connected", lab(bridge="ovsbr1"))] == 1
+    assert got[("xenoflow_bridge_connected", lab(bridge="ovsbr2"))] == 0
+    assert got[("xenoflow_eswitch_connected", lab())] == 1
+    assert got[("xenoflow_eswitch_miss_packets_total", lab(port="p1"))] == 40
+    assert ("xenoflow_eswitch_miss_packets_total", lab(port="pf0hpf")) not in got
+    assert got[("xenoflow_health_up", lab(service="dns", backend="fips3"))] == 0
+    assert got[("xenoflow_health_probe_ok", lab(service="dns", backend="fips3"))] == 0
+    assert got[("xenoflow_health_probe_seconds", lab(service="dns", backend="fips2"))] == 0.004
+    assert ("xenoflow_health_probe_ok", lab(service="dns", backend="fips4")) not in got
+    assert got[("xenoflow_alarm", lab(kind="repeated_repair", what="dns/bucket 3"))] == 7
+    assert got[("xenoflow_overlay_edits", lab())] == 3
+    assert got[("xenoflow_overlay_dropped", lab())] == 1
+    assert got[("xenoflow_build_info", lab(version=__version__, runtime="osken"))] == 1
+    # without an eSwitch, alarms or overlay: no samples, not zeros that would look measured
+    got = scrape(Metrics("bf3", lambda: {"eswitch": {"driver": "none", "connected": False}}))
+    names = {k[0] for k in got}
+    assert not names & {"xenoflow_eswitch_connected", "xenoflow_alarm", "xenoflow_overlay_edits"}

@@ -16,7 +16,110 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
+from .. import __version__
+
 StateFn = Callable[[], Dict[str, Any]]
+
+
+def _backends(dpu: str, st: Dict[str, Any]) -> Iterator[Any]:
+    pkts = CounterMetricFamily("xenoflow_backend_packets", "Packets sent to a backend, by plane",
+                               labels=["dpu", "service", "backend", "plane"])
+    byts = CounterMetricFamily("xenoflow_backend_bytes", "Bytes sent to a backend, by plane",
+                               labels=["dpu", "service", "backend", "plane"])
+    up = GaugeMetricFamily("xenoflow_backend_up", "1 if the backend is in service (healthy, "
+                           "not drained)", labels=["dpu", "service", "backend"])
+    for svc, backends in (st.get("services") or {}).items():
+        for be, c in backends.items():
+            for plane in ("ovs", "eswitch"):
+                if c.get(plane + "_packets") is not None:
+                    pkts.add_metric([dpu, svc, be, plane], c[plane + "_packets"])
+                    byts.add_metric([dpu, svc, be, plane], c.get(plane + "_bytes") or 0)
+            up.add_metric([dpu, svc, be], 1 if c.get("in_service", True) else 0)
+    yield pkts
+    yield byts
+    yield up
+
+
+def _planes(dpu: str, st: Dict[str, Any]) -> Iterator[Any]:
+    """Whether each bridge and eswitchd is connected, and the eSwitch's misses per port
+    (packets no entry claimed, handed to the kernel / OVS)."""
+    br = GaugeMetricFamily("xenoflow_bridge_connected", "1 if the bridge's OpenFlow channel is up",
+                           labels=["dpu", "bridge"])
+    for name, b in sorted((st.get("bridges") or {}).items()):
+        br.add_metric([dpu, name], 1 if b.get("connected") else 0)
+    yield br
+    es = st.get("eswitch") or {}
+    con = GaugeMetricFamily("xenoflow_eswitch_connected", "1 if eswitchd answers the controller "
+                            "(absent with driver none)", labels=["dpu"])
+    if es.get("driver", "none") != "none" and es.get("connected") is not None:
+        con.add_metric([dpu], 1 if es.get("connected") else 0)
+    yield con
+    miss = CounterMetricFamily("xenoflow_eswitch_miss_packets", "Packets the eSwitch had no entry "
+                               "for, by ingress port", labels=["dpu", "port"])
+    for port, n in sorted((es.get("miss_packets") or {}).items()):
+        if n is not None:
+            miss.add_metric([dpu, port], n)
+    yield miss
+
+
+def _health(dpu: str, st: Dict[str, Any]) -> Iterator[Any]:
+    """Per probed backend: the hysteresis verdict, and the last probe's result and
+    duration when the status carries them (`ok`, `seconds`)."""
+    up = GaugeMetricFamily("xenoflow_health_up", "1 if health checks count the backend up",
+                           labels=["dpu", "service", "backend"])
+    ok = GaugeMetricFamily("xenoflow_health_probe_ok", "1 if the last probe succeeded",
+                           labels=["dpu", "service", "backend"])
+    took = GaugeMetricFamily("xenoflow_health_probe_seconds", "Duration of the last probe",
+                             labels=["dpu", "service", "backend"])
+    for key, h in sorted((st.get("health") or {}).items()):
+        svc, _, be = key.partition("/")
+        up.add_metric([dpu, svc, be], 1 if h.get("up") else 0)
+        if h.get("ok") is not None:
+            ok.add_metric([dpu, svc, be], 1 if h["ok"] else 0)
+        if h.get("seconds") is not None:
+            took.add_metric([dpu, svc, be], h["seconds"])
+    yield up
+    yield ok
+    yield took
+
+
+def _operator(dpu: str, st: Dict[str, Any]) -> Iterator[Any]:
+    """Alarms (an entry or rule repaired again and again) and the operator's overlay."""
+    alarm = GaugeMetricFamily("xenoflow_alarm", "Times the same thing was repaired since the "
+                              "alarm was raised, per alarm", labels=["dpu", "kind", "what"])
+    for a in st.get("alarms") or []:
+        alarm.add_metric([dpu, str(a.get("kind")), str(a.get("what"))], a.get("count") or 0)
+    yield alarm
+    ov = st.get("overlay")
+    edits = GaugeMetricFamily("xenoflow_overlay_edits", "Operator edits (drains, weights, backends) "
+                              "held in the state directory's overlay", labels=["dpu"])
+    dropped = GaugeMetricFamily("xenoflow_overlay_dropped", "Overlay edits naming something the "
+                                "config no longer has", labels=["dpu"])
+    if isinstance(ov, dict):
+        edits.add_metric([dpu], ov.get("edits") or 0)
+        dropped.add_metric([dpu], len(ov.get("dropped") or []))
+    yield edits
+    yield dropped
+
+
+def _totals(dpu: str, st: Dict[str, Any]) -> Iterator[Any]:
+    fb = CounterMetricFamily("xenoflow_fallback_packets", "IPv4 packets of a service or route "
+                             "that OVS carried while an eSwitch is configured", labels=["dpu", "plane"])
+    if st.get("fallback_packets") is not None:
+        fb.add_metric([dpu, "ovs"], st["fallback_packets"])
+    yield fb
+    for name, key, text in (
+            ("xenoflow_miss_other_packets", "miss_other_packets",
+             "Packets OVS saw that no service or route claims (ARP, strays)"),
+            ("xenoflow_packet_ins", "packet_ins", "OpenFlow packet-ins received")):
+        fam = CounterMetricFamily(name, text, labels=["dpu"])
+        if st.get(key) is not None:
+            fam.add_metric([dpu], st[key])
+        yield fam
+    ok = GaugeMetricFamily("xenoflow_consistent", "1 if both planes agree with the intent",
+                           labels=["dpu"])
+    ok.add_metric([dpu], 1 if st.get("verdict") == "consistent" else 0)
+    yield ok
 
 
 class _StateCollector:
@@ -28,39 +131,12 @@ class _StateCollector:
 
     def collect(self) -> Iterator[Any]:
         st = self.state()
-        pkts = CounterMetricFamily("xenoflow_backend_packets", "Packets sent to a backend, by plane",
-                                   labels=["dpu", "service", "backend", "plane"])
-        byts = CounterMetricFamily("xenoflow_backend_bytes", "Bytes sent to a backend, by plane",
-                                   labels=["dpu", "service", "backend", "plane"])
-        up = GaugeMetricFamily("xenoflow_backend_up", "1 if the backend is in service (healthy, "
-                               "not drained)", labels=["dpu", "service", "backend"])
-        for svc, backends in (st.get("services") or {}).items():
-            for be, c in backends.items():
-                for plane in ("ovs", "eswitch"):
-                    if c.get(plane + "_packets") is not None:
-                        pkts.add_metric([self.dpu, svc, be, plane], c[plane + "_packets"])
-                        byts.add_metric([self.dpu, svc, be, plane], c.get(plane + "_bytes") or 0)
-                up.add_metric([self.dpu, svc, be], 1 if c.get("in_service", True) else 0)
-        yield pkts
-        yield byts
-        yield up
-        fb = CounterMetricFamily("xenoflow_fallback_packets", "IPv4 packets of a service or route "
-                                 "that OVS carried while an eSwitch is configured", labels=["dpu", "plane"])
-        if st.get("fallback_packets") is not None:
-            fb.add_metric([self.dpu, "ovs"], st["fallback_packets"])
-        yield fb
-        for name, key, text in (
-                ("xenoflow_miss_other_packets", "miss_other_packets",
-                 "Packets OVS saw that no service or route claims (ARP, strays)"),
-                ("xenoflow_packet_ins", "packet_ins", "OpenFlow packet-ins received")):
-            fam = CounterMetricFamily(name, text, labels=["dpu"])
-            if st.get(key) is not None:
-                fam.add_metric([self.dpu], st[key])
-            yield fam
-        ok = GaugeMetricFamily("xenoflow_consistent", "1 if both planes agree with the intent",
-                               labels=["dpu"])
-        ok.add_metric([self.dpu], 1 if st.get("verdict") == "consistent" else 0)
-        yield ok
+        for part in (_backends, _totals, _planes, _health, _operator):
+            yield from part(self.dpu, st)
+        info = GaugeMetricFamily("xenoflow_build_info", "Always 1: the version of XenoFlow-OVS and "
+                                 "the OpenFlow runtime (osken, ryu)", labels=["dpu", "version", "runtime"])
+        info.add_metric([self.dpu, __version__, str(st.get("runtime") or "")], 1)
+        yield info
 
 
 class Metrics:
