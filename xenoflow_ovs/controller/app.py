@@ -28,12 +28,16 @@ import functools
 import logging
 import os
 import signal
-from typing import Any, Callable, List, Optional
+import time
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
+from .. import instance, logsetup, sdnotify
 from ..api import metrics as metrics_mod
+from ..exitcodes import EXIT_ERROR
 from ..intent import config as config_mod
 from ..intent import plan as plan_mod
 from ..intent.plan import Change
+from . import alarms as alarms_mod
 from . import bridge as bridge_mod
 from . import compat, ofrules, statefile
 from . import management as management_mod
@@ -87,12 +91,62 @@ def load_config(path: Optional[str]) -> config_mod.Config:
     return config_mod.load(path)
 
 
-def make_eswitch(cfg: config_mod.Config) -> Any:
-    """The eswitchd client when the config has an eSwitch (it connects lazily)."""
+def make_eswitch(cfg: config_mod.Config, session: Optional[Dict[str, Any]] = None) -> Any:
+    """The eswitchd client when the config has an eSwitch (it connects lazily; with a
+    session, each connection claims the eSwitch first: eswitch/session.py)."""
     if not cfg.has_eswitch:
         return None
     from ..eswitch.client import EswitchClient
-    return EswitchClient(cfg.path(cfg.eswitch.socket), lock=compat.make_lock())
+    return EswitchClient(cfg.path(cfg.eswitch.socket), lock=compat.make_lock(), session=session)
+
+
+def start_process(path: Optional[str], launched: bool) -> Tuple[config_mod.Config, Dict[str, Any]]:
+    """What a controller process does before it builds anything: read the config, take the
+    DPU's controller lock, and (unless `xenoflow controller` has done it already) check the
+    API ports and wait for eswitchd; then its session generation toward eswitchd.
+    Every failure is one line and exit 2 (ryu-manager runs this in the app's constructor)."""
+    try:
+        cfg = load_config(path)
+        if not launched:
+            instance.acquire(cfg, "controller")
+            instance.controller_checks(cfg, listen_openflow=False)   # Ryu's listener is its own
+            wait_for_eswitchd(cfg)
+        gen = instance.next_generation(cfg)
+    except config_mod.ConfigError as exc:
+        for line in exc.lines():
+            logging.getLogger("xenoflow.app").error("%s", line)
+        raise SystemExit(EXIT_ERROR)
+    except (instance.StartupError, RuntimeError, OSError) as exc:
+        logging.getLogger("xenoflow.app").error("%s", exc)
+        raise SystemExit(EXIT_ERROR)
+    return cfg, {"generation": gen, "who": "controller pid %d" % os.getpid()}
+
+
+def wait_for_eswitchd(cfg: config_mod.Config) -> None:
+    """Up to dpu.eswitch.connect_timeout s for eswitchd's hello (a read: no claim)."""
+    if not cfg.has_eswitch:
+        return
+    from ..eswitch.client import EswitchClient
+
+    def hello() -> Any:
+        c = EswitchClient(cfg.path(cfg.eswitch.socket), timeout=2.0)
+        try:
+            return c.hello()
+        finally:
+            c.close()
+    if instance.wait_eswitchd(cfg, hello, cfg.eswitch.connect_timeout) is None:
+        logging.getLogger("xenoflow.app").warning(
+            "eswitchd not answering at %s: starting with OVS alone (dpu.eswitch.connect_timeout 0)",
+            cfg.path(cfg.eswitch.socket))
+
+
+def planes_programmed(view: Dict[str, Any], started: bool) -> bool:
+    """Both planes hold the intent: the eSwitch adopted and brought to the plan (or there is
+    none), every bridge connected, dumped and in sync. systemd's READY=1 waits for it."""
+    bridges = view.get("bridges") or {}
+    return started and bool(bridges) and all(
+        b.get("connected") and b.get("in_sync") and b.get("flows") == b.get("planned")
+        for b in bridges.values())
 
 
 class XenoFlowApp(compat.BaseApp):
@@ -102,23 +156,33 @@ class XenoFlowApp(compat.BaseApp):
         cfg = kwargs.pop("xenoflow_cfg", None)
         path = kwargs.pop("xenoflow_config", None) or os.environ.get(ENV_CONFIG)
         eswitch = kwargs.pop("xenoflow_eswitch", None)
+        # a process of its own (ryu-manager, our launcher), not a test building apps
+        self.standalone = cfg is None
+        session = None
+        if self.standalone:
+            if not logsetup.configured():      # ryu-manager: our format, levels from env
+                logsetup.from_env("controller")
+            cfg, session = start_process(path, launched=instance.held("controller"))
         super().__init__(*args, **kwargs)
         self.logger = logging.getLogger("xenoflow.app")
-        cfg = cfg if cfg is not None else load_config(path)
         self.kill_on_exception = os.environ.get(ENV_KILL, "1") != "0"
         self.packet_ins = self.handler_errors = self.of_errors = 0
         self.dispatch: Optional[Callable[[Any], None]] = None   # tests: run events inline
         self.status = status_mod.Status(self, compat.RUNTIME, sleep=compat.hub.sleep)
         self.metrics = metrics_mod.Metrics(cfg.dpu_name, self.status.snapshot)
+        self.alarms = alarms_mod.Alarms()
+        self.ready = False       # READY=1 sent (both planes programmed once)
         self.runtime = runtime_mod.Runtime(cfg, self.ovs_apply,
-                                           eswitch=eswitch if eswitch is not None else make_eswitch(cfg),
+                                           eswitch=eswitch if eswitch is not None
+                                           else make_eswitch(cfg, session),
                                            metrics=self.metrics, lock=compat.make_lock())
         self.rules = ofrules.Rules.default()
         self.bridges = bridge_mod.Bridges(self.rules, self.metrics)
         self.worker = worker_mod.Worker(
             self.runtime, self.status, lambda: self._post(EventPoll()),
             interval=float(os.environ.get(ENV_POLL, "1") or 1),
-            ensure_every=float(os.environ.get(ENV_ENSURE, "") or worker_mod.ENSURE_EVERY))
+            ensure_every=float(os.environ.get(ENV_ENSURE, "") or worker_mod.ENSURE_EVERY),
+            alarms=self.alarms)
         self.management = management_mod.Management(self, path)
         self.state_file = statefile.StateFile(statefile.default_path(cfg))
         self.follow_runtime()
@@ -138,6 +202,8 @@ class XenoFlowApp(compat.BaseApp):
         return t
 
     def stop(self) -> None:
+        if self.standalone:
+            sdnotify.stopping()
         self.worker.stop()
         self.management.stop()
         super().stop()
@@ -152,6 +218,15 @@ class XenoFlowApp(compat.BaseApp):
     def run_in_app(self, fn: Callable[[], None]) -> None:
         """Run `fn` in the event thread."""
         self._post(EventCall(fn))
+
+    def notify_ready(self) -> None:
+        """READY=1 to systemd (Type=notify) the first time both planes hold the intent."""
+        if self.ready or not planes_programmed(self.status.app_view(), self.runtime.started):
+            return
+        self.ready = True
+        self.logger.info("both planes programmed: ready")
+        if self.standalone:
+            sdnotify.ready("both planes programmed")
 
     def follow_runtime(self) -> None:
         self.bridges.follow(self.runtime.cfg, self.runtime.in_force)
@@ -235,6 +310,7 @@ class XenoFlowApp(compat.BaseApp):
                 b.request_dump()
         self.status.refresh()
         self.state_file.write(self.status.app_view())
+        self.notify_ready()
 
     @set_ev_cls(ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER)
     @guarded
@@ -244,9 +320,12 @@ class XenoFlowApp(compat.BaseApp):
         if installed is None:
             return
         self.follow_runtime()
+        repairs = self.bridges.repairs
         # a running transition owns the order of changes: reconcile after it
         self.bridges.dumped(b, installed, self.runtime.in_force,
                             may_reconcile=not self.runtime.transitions)
+        if self.bridges.repairs > repairs:    # per bridge: flows repaired again and again
+            self.alarms.repaired(["bridge %s flows" % b.name], time.time())
         self.status.refresh()
 
     @set_ev_cls(ofp_event.EventOFPFlowRemoved, MAIN_DISPATCHER)

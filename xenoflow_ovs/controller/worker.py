@@ -5,7 +5,8 @@
               reconnection; ovsdb-server down: retried, OpenFlow goes on meanwhile
   runtime  -> start it (adopt the eSwitch) until that succeeds; then repair eSwitch
               drift every ESWITCH_EVERY polls (never during a transition) and read
-              eswitchd's counters
+              eswitchd's counters; repairs of the same entry again and again, and a
+              session eswitchd fences, are alarms (alarms.py)
   verdict  -> a consistency check over the last dumps (status.refresh_verdict), so
               the status and the metrics never wait for one
   poll     -> ask the app's event thread to dump every bridge again (counters, drift)
@@ -19,6 +20,8 @@ import logging
 import time
 from typing import Any, Callable, Dict, Optional
 
+from ..eswitch.client import EswitchError
+from . import alarms as alarms_mod
 from . import compat
 from . import ovsdb as ovsdb_mod
 
@@ -30,8 +33,9 @@ ESWITCH_EVERY = 5            # polls between eSwitch drift repairs
 
 class Worker:
     def __init__(self, runtime: Any, status: Any, poll: Callable[[], None], interval: float,
-                 ensure_every: float = ENSURE_EVERY):
+                 ensure_every: float = ENSURE_EVERY, alarms: Optional[alarms_mod.Alarms] = None):
         self.runtime = runtime
+        self.alarms = alarms if alarms is not None else alarms_mod.Alarms()
         self.status = status
         self.poll = poll                     # posts the poll event to the app
         self.interval = interval
@@ -72,13 +76,21 @@ class Worker:
                 self.runtime_error = None
                 log.info("runtime started: %s", done)
             elif rt.eswitch is not None and n % ESWITCH_EVERY == 0 and not rt.transitions:
-                rt.reconcile_eswitch()
+                repaired = rt.reconcile_eswitch()
+                self.alarms.repaired(repaired or [], time.time())
                 self.runtime_error = None
             if rt.started:
                 rt.poll_eswitch()
+            self.alarms.fenced(None, time.time())
         except Exception as exc:   # eswitchd not up (yet): OVS carries everything meanwhile
+            fenced = isinstance(exc, EswitchError) and exc.fenced
             if self.runtime_error != str(exc):
-                log.warning("eSwitch: %s (will retry)", exc)
+                if fenced:
+                    log.error("eSwitch: %s: this controller writes nothing to it", exc)
+                else:
+                    log.warning("eSwitch: %s (will retry)", exc)
+            if fenced:
+                self.alarms.fenced(str(exc), time.time())
             self.runtime_error = str(exc)
 
     def ovsdb_tick(self, last_ensure: float) -> float:
