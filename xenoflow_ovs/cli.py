@@ -132,7 +132,21 @@ def cmd_status(args: argparse.Namespace) -> int:
                 "" if c.get("in_service", True) else " (out of service)"))
     print("  fallback packets: %s, miss_other packets: %s, packet-ins: %s" % (
         body.get("fallback_packets"), body.get("miss_other_packets"), body.get("packet_ins")))
+    for line in alarm_lines(body):
+        print("  " + line)
     return EXIT_OK
+
+
+def alarm_lines(body: dict) -> List[str]:
+    """One line per alarm of a /status or /check reply ("alarms: none" when there are none;
+    nothing for a controller too old to report them)."""
+    import time
+
+    from .controller.alarms import describe
+    if "alarms" not in body:
+        return []
+    alarms = body.get("alarms") or []
+    return [describe(a, time.time()) for a in alarms] if alarms else ["alarms: none"]
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -142,8 +156,14 @@ def cmd_check(args: argparse.Namespace) -> int:
     body = _api_or_error(args, "/check")
     if body is None:
         return EXIT_ERROR
-    print(json.dumps(body, indent=1, sort_keys=True) if args.json else format_report(body))
-    return EXIT_OK if body.get("verdict") == "consistent" else EXIT_FOUND
+    if args.json:
+        print(json.dumps(body, indent=1, sort_keys=True))
+    else:
+        print(format_report(body))
+        for line in alarm_lines(body):
+            print(line)
+    # an alarm is a finding like drift: something keeps undoing the intent
+    return EXIT_OK if body.get("verdict") == "consistent" and not body.get("alarms") else EXIT_FOUND
 
 
 def cmd_backend(args: argparse.Namespace) -> int:
