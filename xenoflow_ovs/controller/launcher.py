@@ -45,6 +45,9 @@ def main(args: Any) -> int:
     if not logsetup.configured():
         logsetup.configure("debug" if getattr(args, "verbose", False) else "info", daemon="controller")
     log = logging.getLogger("xenoflow.launcher")
+    # eventlet is installed with os-ken (not used by the native hub); `ovs` imports it
+    # (first with os_ken.lib.hub): its deprecation notice is no error line of ours
+    warnings.filterwarnings("ignore", message=r"(?s).*Eventlet is deprecated")
     try:
         cfg = config_mod.load(args.config)
     except config_mod.ConfigError as exc:
@@ -70,8 +73,6 @@ def main(args: Any) -> int:
         log.error("%s", exc)
         return EXIT_ERROR
     hub.patch(thread=False)
-    # eventlet is installed with os-ken (not used by the native hub); `ovs` imports it
-    warnings.filterwarnings("ignore", message=r"(?s).*Eventlet is deprecated")
     from os_ken import cfg as osken_cfg
     from os_ken import log as osken_log
     osken_log.early_init_log(logging.getLogger().level)
