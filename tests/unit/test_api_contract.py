@@ -101,7 +101,7 @@ def test_responses_match_the_document(server):
                       {"name": "fips6", "ip": "198.18.0.6", "mac": "02:00:c6:12:00:06", "weight": 2})
     assert code == 201, body
     validate("POST", t, code, body)
-    assert body["moved_buckets"] == 0   # no eSwitch here: OVS rules moved instead
+    assert body["moved_buckets"] == 8   # OVS alone: its rules moved every bucket (1:1 -> 1:1:2)
     view = call(srv, "GET", "/services/dns")[1]
     assert "fips6" in view["buckets"] and {b["name"] for b in view["backends"]} >= {"fips6"}
     code, body = call(srv, "PUT", "/services/dns/backends/fips6/weight", {"weight": 1})

@@ -12,8 +12,8 @@ import os
 from typing import Any, Callable, Dict, Tuple
 
 from ..controller.runtime import Conflict, TransitionError
+from ..intent import buckets, render
 from ..intent import config as config_mod
-from ..intent import render
 
 OPENAPI = os.path.join(os.path.dirname(os.path.abspath(__file__)), "openapi.yaml")
 Reply = Tuple[Any, ...]
@@ -87,6 +87,7 @@ def _install_views(api: Any, rt: Any, status: Any) -> None:
                 "name": s.name, "vip": str(s.vip), "vip_mac": s.vip_mac, "protocol": s.protocol,
                 "port": s.port, "ingress": s.ingress, "egress": s.egress,
                 "policy": {"kind": s.policy.kind, "bits": s.policy.bits},
+                "warnings": buckets.weight_warnings(s),
                 "buckets": list(tables[s.name]) if s.name in tables else [],
                 "backends": [dict(seen.get(b.name, {}), name=b.name, ip=str(b.ip), mac=b.mac,
                                   weight=b.weight) for b in s.backends]})
@@ -122,7 +123,9 @@ def _install_edits(api: Any, rt: Any, reload: Callable[[], Dict[str, Any]]) -> N
         def mutate(data: Dict[str, Any]) -> None:
             si = _service_index(data, service)
             data["services"][si]["backends"].append(dict(spec))
-        return 201, rt.edit(mutate, "API: add backend %s/%s" % (service, spec["name"]))
+        remember = dict(spec, op="add", service=service, backend=spec["name"])
+        del remember["name"]
+        return 201, rt.edit(mutate, "API: add backend %s/%s" % (service, spec["name"]), remember)
     api.route("POST", "/services/{service}/backends", add_backend)
 
     @_guard
@@ -130,7 +133,8 @@ def _install_edits(api: Any, rt: Any, reload: Callable[[], Dict[str, Any]]) -> N
         def mutate(data: Dict[str, Any]) -> None:
             si = _service_index(data, service)
             data["services"][si]["backends"].pop(_backend_index(data, si, backend))
-        return 200, rt.edit(mutate, "API: remove backend %s/%s" % (service, backend))
+        return 200, rt.edit(mutate, "API: remove backend %s/%s" % (service, backend),
+                            {"op": "remove", "service": service, "backend": backend})
     api.route("DELETE", "/services/{service}/backends/{backend}", remove_backend)
 
     @_guard
@@ -140,7 +144,9 @@ def _install_edits(api: Any, rt: Any, reload: Callable[[], Dict[str, Any]]) -> N
         def mutate(data: Dict[str, Any]) -> None:
             si = _service_index(data, service)
             data["services"][si]["backends"][_backend_index(data, si, backend)]["weight"] = spec["weight"]
-        return 200, rt.edit(mutate, "API: weight %s/%s=%s" % (service, backend, spec["weight"]))
+        return 200, rt.edit(mutate, "API: weight %s/%s=%s" % (service, backend, spec["weight"]),
+                            {"op": "weight", "service": service, "backend": backend,
+                             "weight": spec["weight"]})
     api.route("PUT", "/services/{service}/backends/{backend}/weight", set_weight)
 
     for action, on in (("drain", True), ("undrain", False)):

@@ -20,9 +20,9 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from ..eswitch.client import EswitchClient, EswitchError
+from ..intent import buckets, render
 from ..intent import config as config_mod
 from ..intent import plan as plan_mod
-from ..intent import render
 from ..intent.plan import Change, Plan
 
 log = logging.getLogger("xenoflow.runtime")
@@ -69,6 +69,9 @@ class Runtime:
         # > 0 while a transition runs: the app's own reconcile must wait, since the plan
         # in force is still the old one until the transition ends.
         self.transitions = 0
+        # The operator's durable edits (xenoflow_ovs/overlay.Overlay), or None: drains and
+        # API edits are then lost at restart (unit tests, tools that plan only).
+        self.overlay: Any = None
 
     # -- what we want ----------------------------------------------------------------
 
@@ -98,6 +101,21 @@ class Runtime:
     def in_service(self, service: str, backend: str) -> bool:
         return backend not in self.exclude().get(service, set())
 
+    def use_overlay(self, overlay: Any) -> None:
+        """Put the operator's overlay on top of the config, before start(): its edits and
+        drains become the intent, and every accepted edit from now on is written to it."""
+        with self.lock:
+            self.cfg, drained = overlay.apply(self.cfg)
+            self.drained = {s: set(n) for s, n in drained.items()}
+            self.overlay = overlay
+
+    def _remember(self, edit: Dict[str, Any], summary: Dict[str, Any]) -> None:
+        if self.overlay is None:
+            return
+        error = self.overlay.remember(edit)
+        if error:
+            summary["overlay_error"] = error
+
     # -- applying --------------------------------------------------------------------
 
     def start(self) -> Dict[str, int]:
@@ -119,8 +137,19 @@ class Runtime:
 
     def _eswitch_apply(self, changes: List[Change]) -> None:
         assert self.eswitch is not None
+        if self.started and any(c.op in ("update", "remove") for c in changes):
+            # An entry's counter goes with the entry: read it before the entry changes
+            # backend or goes away, so what it counted so far stays with the backend
+            # that got it (docs/design.md, counters across changes).
+            try:
+                self.es_totals.update(self.eswitch.counters())
+            except EswitchError:
+                pass
         t0 = time.monotonic()
-        self.eswitch.apply(changes)
+        reply = self.eswitch.apply(changes)
+        counted = reply.get("counted") if isinstance(reply, dict) else None
+        if counted:  # eswitchd read each changed entry under its lock, right before the change
+            self.es_totals.settle(counted)
         if self.metrics is not None:
             self.metrics.installed(time.monotonic() - t0)
             for c in changes:
@@ -168,13 +197,16 @@ class Runtime:
                 raise TransitionError("eSwitch refused the change: %s%s; both planes kept the "
                                       "previous state" % (exc, detail))
         self.ovs_apply(last)
+        moved = plan_mod.moved_buckets(self._applied, target)
         self.cfg, self._applied = new_cfg, target
         if drained is not None:
             self.drained = drained
         if down is not None:
             self.down = down
-        summary = {"why": why, "ovs": len(first) + len(last), "eswitch": len(middle),
-                   "moved_buckets": _moved(changes), "at": time.time()}
+        summary: Dict[str, Any] = {"why": why, "ovs": len(first) + len(last), "eswitch": len(middle),
+                                   "moved_buckets": moved, "at": time.time()}
+        if cfg is not None:  # a new config (edit, reload): weights its buckets cannot realise
+            summary["warnings"] = buckets.weight_warnings_of(new_cfg)
         self.last_transition = summary
         if changes:
             log.info("applied %s: %d OVS and %d eSwitch change(s)", why or "change",
@@ -212,8 +244,11 @@ class Runtime:
                 drained.setdefault(service, set()).add(backend)
             else:
                 drained.get(service, set()).discard(backend)
-            return self._transition(drained=drained, why="%s %s/%s" % (
+            out = self._transition(drained=drained, why="%s %s/%s" % (
                 "drain" if on else "undrain", service, backend))
+            self._remember({"op": "drain" if on else "undrain", "service": service,
+                            "backend": backend}, out)
+            return out
 
     def set_health(self, service: str, backend: str, up: bool, why: str = "") -> Dict[str, Any]:
         with self.lock:
@@ -225,22 +260,38 @@ class Runtime:
             return self._transition(down=down, why="health %s/%s %s%s" % (
                 service, backend, "up" if up else "down", ": " + why if why else ""))
 
-    def edit(self, mutate: Callable[[Dict[str, Any]], None], why: str) -> Dict[str, Any]:
-        """Apply an edit of the running config (API): validated like a file, then a transition."""
+    def edit(self, mutate: Callable[[Dict[str, Any]], None], why: str,
+             remember: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+        """Apply an edit of the running config (API): validated like a file, then a
+        transition; once applied, `remember` (an overlay edit) makes it durable."""
         with self.lock:
             data = config_mod.to_data(self.cfg)
             mutate(data)
             new_cfg = config_mod.from_data(data, base_dir=self.cfg.base_dir, source="<api>")
-            return self._reload(new_cfg, why=why)
+            out = self._reload(new_cfg, why=why)
+            if remember is not None:
+                self._remember(remember, out)
+            return out
 
     def reload(self, new_cfg: config_mod.Config, why: str = "reload") -> Dict[str, Any]:
+        """Move to a new config file's content, with the operator's overlay on top."""
         with self.lock:
-            return self._reload(new_cfg, why)
+            if self.overlay is None:
+                return self._reload(new_cfg, why)
+            # The overlay loses the edits of backends the file dropped only once the new
+            # config is in force: a refused reload keeps both.
+            with_overlay, drained, kept, dropped = self.overlay.preview(new_cfg)
+            out = self._reload(with_overlay, why, drained=drained)
+            self.overlay.commit(kept, dropped)
+            out["overlay_dropped"] = self.overlay.names(dropped)
+            return out
 
-    def _reload(self, new_cfg: config_mod.Config, why: str) -> Dict[str, Any]:
+    def _reload(self, new_cfg: config_mod.Config, why: str,
+                drained: Optional[Dict[str, Set[str]]] = None) -> Dict[str, Any]:
         # Drains and health states of backends that no longer exist are forgotten.
         keep = {s.name: {b.name for b in s.backends} for s in new_cfg.services}
-        drained = {s: n & keep.get(s, set()) for s, n in self.drained.items()}
+        drained = {s: set(n) & keep.get(s, set())
+                   for s, n in (self.drained if drained is None else drained).items()}
         down = {s: n & keep.get(s, set()) for s, n in self.down.items()}
         return self._transition(new_cfg, drained=drained, down=down, why=why)
 
@@ -289,6 +340,28 @@ class EswitchTotals:
         self.routes: Dict[str, List[int]] = {}
         self.polled_at: Optional[float] = None
 
+    def settle(self, counted: List[Dict[str, Any]]) -> None:
+        """Entries read right before they changed (eswitchd's apply reply): what each
+        gained since the last poll goes to the backend it named until then."""
+        for e in counted:
+            ent = e["entry"]
+            key = (ent["port"], ent["pipe"], tuple(map(tuple, ent["match"])))
+            pkts, byts = int(e["pkts"]), int(e["bytes"])
+            lp, lb = self.last.get(key, (0, 0))
+            dp, db = (pkts - lp, byts - lb) if pkts >= lp else (pkts, byts)
+            self.last[key] = (pkts, byts)
+            self._credit(ent, dp, db)
+
+    def _credit(self, ent: Dict[str, Any], dp: int, db: int) -> None:
+        if ent["kind"] == "bucket" and ent.get("backend"):
+            t = self.backends.setdefault((ent["owner"], ent["backend"]), [0, 0])
+        elif ent["kind"] == "route":
+            t = self.routes.setdefault(ent["owner"], [0, 0])
+        else:
+            return
+        t[0] += dp
+        t[1] += db
+
     def update(self, counters: Dict[str, Any]) -> None:
         seen = {}
         for e in counters.get("entries", []):
@@ -298,19 +371,8 @@ class EswitchTotals:
             lp, lb = self.last.get(key, (0, 0))
             dp, db = (pkts - lp, byts - lb) if pkts >= lp else (pkts, byts)  # re-added: from 0
             seen[key] = (pkts, byts)
-            if ent["kind"] == "bucket" and ent.get("backend"):
-                t = self.backends.setdefault((ent["owner"], ent["backend"]), [0, 0])
-            elif ent["kind"] == "route":
-                t = self.routes.setdefault(ent["owner"], [0, 0])
-            else:
-                continue
-            t[0] += dp
-            t[1] += db
+            self._credit(ent, dp, db)
         self.last = seen
         self.ports = dict(counters.get("ports", {}))
         self.polled_at = time.time()
 
-
-def _moved(changes: List[Change]) -> int:
-    return sum(1 for c in changes if c.plane == "eswitch" and c.op == "update"
-               and getattr(c.item, "kind", "") == "bucket")

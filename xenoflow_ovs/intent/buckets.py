@@ -9,9 +9,14 @@ the config: two DPUs with the same config balance identically behind ECMP.
 from __future__ import annotations
 
 import hashlib
-from typing import Dict, List, Optional, Sequence, Tuple
+from dataclasses import replace
+from fractions import Fraction
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
 
-from .config import Backend, Service
+from .config import MAX_BITS, Backend, Service
+
+if TYPE_CHECKING:
+    from .config import Config
 
 Table = Tuple[str, ...]  # backend name per bucket index
 
@@ -28,7 +33,12 @@ def table(service: Service, exclude: Sequence[str] = ()) -> Table:
     size = service.policy.buckets
     if service.policy.kind == "maglev":
         return maglev(active, size)
-    return weighted_interleave(active, size)
+    # Interleave the realised shares, not the weights: weights that give the same
+    # shares then give the same table, so a weight change that cannot change the split
+    # (1 -> 2 over two buckets) moves no bucket. Weights the buckets express exactly
+    # are proportional to their shares and interleave exactly as before.
+    got = shares(weighted_interleave(active, size))
+    return weighted_interleave([replace(b, weight=got[b.name]) for b in active if got.get(b.name)], size)
 
 
 def weighted_interleave(backends: Sequence[Backend], size: int) -> Table:
@@ -94,8 +104,69 @@ def shares(tbl: Table) -> Dict[str, int]:
 
 
 def moved(old: Table, new: Table) -> int:
-    """Buckets whose backend differs between two tables of the same size."""
-    return sum(1 for a, b in zip(old, new) if a != b)
+    """Buckets whose backend changes from one table to the next. Tables of different sizes
+    (bits changed) are compared on the finer one: its bucket i is the coarser one's
+    bucket i mod size, since a bucket is the value of the low bits."""
+    if not old or not new:
+        return 0
+    n = max(len(old), len(new))
+    return sum(1 for i in range(n) if old[i % len(old)] != new[i % len(new)])
+
+
+def _ideal(service: Service, bits: int) -> Dict[str, Fraction]:
+    active = [b for b in service.backends if b.weight > 0]
+    total = sum(b.weight for b in active)
+    return {b.name: Fraction(b.weight * (1 << bits), total) for b in active}
+
+
+def _exact_bits(service: Service) -> Optional[int]:
+    """The fewest bits whose table gives every backend exactly its weight's share, or None
+    when no power of two can (the total weight, reduced, is not a power of two)."""
+    for bits in range(MAX_BITS + 1):
+        if all(x.denominator == 1 for x in _ideal(service, bits).values()):
+            return bits
+    return None
+
+
+def _error(service: Service, bits: int) -> Fraction:
+    """The largest gap between a backend's share and its weight's, as a fraction of the
+    traffic, with `bits` bits."""
+    svc = replace(service, policy=replace(service.policy, bits=bits))
+    got = shares(table(svc))
+    size = 1 << bits
+    return max((abs(Fraction(got.get(n, 0)) - x) / size for n, x in _ideal(svc, bits).items()),
+               default=Fraction(0))
+
+
+def weight_warnings(service: Service) -> List[str]:
+    """Warnings for weights that the service's 2^bits buckets cannot realise, naming the
+    bits that would: the exact number when one exists, else the fewest that come within
+    1% of the traffic. Empty when the table realises the weights."""
+    active = [b for b in service.backends if b.weight > 0]
+    if len(active) < 2 or _error(service, service.policy.bits) == 0:
+        return []
+    got = shares(table(service))
+    size = service.policy.buckets
+    said = " ".join("%s=%d" % (b.name, b.weight) for b in active)
+    real = " ".join("%s=%d/%d" % (b.name, got.get(b.name, 0), size) for b in active)
+    exact = _exact_bits(service)
+    if exact is not None:
+        hint = "bits: %d expresses them exactly" % exact
+    else:
+        close = next((b for b in range(service.policy.bits + 1, MAX_BITS + 1)
+                      if _error(service, b) <= Fraction(1, 100)), None)
+        hint = ("no number of bits expresses them exactly (their total over their common factor "
+                "is not a power of two)%s" % ("; bits: %d comes within 1%% of the traffic" % close
+                                              if close is not None else ""))
+    return ["service %s: weights %s cannot be realised by %d bucket(s) (bits: %d); the table "
+            "gives %s; %s" % (service.name, said, size, service.policy.bits, real, hint)]
+
+
+def weight_warnings_of(cfg: "Config") -> List[str]:
+    out: List[str] = []
+    for s in cfg.services:
+        out += weight_warnings(s)
+    return out
 
 
 Term = Tuple[int, int, str]  # (value, mask over the k bits, backend)

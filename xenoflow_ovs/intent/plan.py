@@ -379,3 +379,11 @@ def adoption_changes(installed_pipes: Sequence[Pipe], installed_entries: Sequenc
     have = Plan(flows=(), pipes=tuple(installed_pipes), entries=tuple(installed_entries))
     want = Plan(flows=(), pipes=desired.pipes, entries=desired.entries)
     return [c for c in diff(have, want) if c.plane == "eswitch"]
+
+
+def moved_buckets(old: Plan, new: Plan) -> int:
+    """Buckets whose backend changes from `old` to `new`, over all services: both planes
+    are rendered from the same bucket tables, so a bucket that moves in either plane moves
+    here. A service only one of the plans has moves nothing (it is new, or gone)."""
+    before = dict(old.tables)
+    return sum(buckets.moved(before[name], tbl) for name, tbl in new.tables if name in before)
