@@ -112,6 +112,8 @@ def write_derived_config(topo: Topology, run_dir: str, driver: Optional[str],
             # the paper's service forwards p0 -> p1, across the two PFs: one e-switch for both
             es["multiport"] = True
     es["socket"] = os.path.join(run_dir, "eswitchd.sock")
+    # the one-instance locks and the operator's durable state of this lab live with it
+    dpu["state_dir"] = run_dir
     data.setdefault("ovs", {})["db"] = "unix:" + os.path.join(run_dir, "ovs", "db.sock")
     ctl = data.get("controller") or {}
     data["controller"] = ctl
@@ -366,6 +368,9 @@ class LabCtl:
     def down(self) -> List[str]:
         """Stop everything recorded; returns what was removed (for the report)."""
         done = []
+        # whoever talks to our eswitchd or API from anywhere (a controller started by hand,
+        # in or out of our namespaces) before they can reconnect to the next lab's
+        done += self._stop_socket_clients()
         # the controller first (it would reconnect and reprogram), then eswitchd
         for name in ("controller", "eswitchd"):
             if self.state.process(name):
@@ -403,18 +408,40 @@ class LabCtl:
             pass
         return done
 
-    def _stop_unrecorded(self) -> List[str]:
-        """Processes an `up` that crashed started but did not record (eswitchd, the
-        controller): those inside our namespaces whose command line names a file in our
-        run dir, stopped by PID."""
-        from .topology import processes_in_namespaces, stop_pid
-        mine = [ns for ns in self.state.data["namespaces"] if nsh.ns_exists(ns) and self.lab.owns(ns)]
+    def _owned_namespaces(self) -> List[str]:
+        return [ns for ns in self.state.data["namespaces"] if nsh.ns_exists(ns) and self.lab.owns(ns)]
+
+    def _stop_socket_clients(self) -> List[str]:
+        """Processes connected to this lab's eswitchd or API unix socket, by PID (never
+        ourselves or our parents)."""
+        from .topology import stop_pid
+        cfg = self.load_cfg()
+        if cfg is None:
+            return []
+        paths = [cfg.path(cfg.eswitch.socket)] + ([cfg.path(cfg.api.socket)] if cfg.api.socket else [])
+        recorded = {p["pid"] for p in self.state.data["processes"].values()}
+        spare = set(nsh.ancestors()) | recorded     # the recorded ones stop in order below
         done = []
-        prefix = self.run_dir.rstrip("/") + "/"
-        for pid, argv in processes_in_namespaces(mine):
-            if pid != os.getpid() and any(a.startswith(prefix) or ("=" + prefix) in a for a in argv):
+        for pid in nsh.unix_socket_clients(paths, [None] + self._owned_namespaces()):
+            if pid not in spare:
                 stop_pid(pid)
-                done.append("unrecorded pid %d (%s)" % (pid, os.path.basename(argv[0])))
+                done.append("pid %d (%s, attached to the lab's sockets)" % (pid, _comm(pid)))
+        return done
+
+    def _stop_unrecorded(self) -> List[str]:
+        """Every process still in our namespaces once the recorded ones are stopped: an
+        `up` that crashed before recording it, or one started there by hand (`ip netns exec
+        dpu xenoflow controller ...`), which would outlive the namespace and keep its links.
+        By PID (``ip netns pids``), never ourselves or our parents."""
+        from .topology import stop_pid
+        spare = set(nsh.ancestors())
+        done = []
+        for ns in self._owned_namespaces():
+            for pid in nsh.ns_pids(ns):
+                if pid not in spare:
+                    name = _comm(pid)
+                    stop_pid(pid)
+                    done.append("pid %d (%s, in %s)" % (pid, name, ns))
         return done
 
     def _stop_unrecorded_bind9(self) -> List[str]:
@@ -492,6 +519,14 @@ def import_problems(modules: List[str]) -> Dict[str, str]:
     except (ValueError, IndexError):
         err = (p.stderr.strip().splitlines() or ["exit code %d" % p.returncode])[-1]
         return {m: "the import probe failed: %s" % err for m in modules}
+
+
+def _comm(pid: int) -> str:
+    try:
+        with open("/proc/%d/comm" % pid) as f:
+            return f.read().strip()
+    except OSError:
+        return "?"
 
 
 def _cmdline_has(pid: Optional[int], text: str) -> bool:

@@ -23,7 +23,8 @@ __all__ = [
     "IFNAMSIZ_MAX", "check_ifname", "ns_exists", "create_ns", "delete_ns", "ns_argv",
     "run_in_ns", "popen_in_ns", "add_veth", "link_exists", "delete_link", "set_link",
     "add_address", "add_lo_address", "disable_tx_offload", "disable_ipv6", "set_sysctl",
-    "set_arp_dsr", "prepare_link", "wait_oper_up",
+    "set_arp_dsr", "prepare_link", "wait_oper_up", "ns_pids", "unix_peer_inodes",
+    "pids_of_socket_inodes", "unix_socket_clients", "ancestors",
 ]
 
 
@@ -220,3 +221,81 @@ def wait_oper_up(ifname: str, ns: Optional[str] = None, timeout: float = 5.0) ->
         if time.monotonic() > deadline:
             return False
         time.sleep(0.05)
+
+
+# --- processes attached to a lab ------------------------------------------------
+
+def ns_pids(ns: str) -> List[int]:
+    """PIDs of every process in namespace `ns` (``ip netns pids``); [] if it is gone."""
+    if not ns_exists(ns):
+        return []
+    p = run_in_ns(None, ["ip", "netns", "pids", ns], check=False, timeout=30)
+    return [int(x) for x in p.stdout.split() if x.isdigit()]
+
+
+def unix_peer_inodes(ss_output: str, paths: Sequence[str]) -> List[int]:
+    """From ``ss -x -a -n`` output: the peer inodes of connections to any of `paths` (the
+    server side of an accepted connection shows the socket's path, the client its inode).
+    Pure: the lines are ``Netid State Recv-Q Send-Q <path> <inode> <peer path|*> <peer inode>``."""
+    want = set(paths)
+    out = []
+    for line in ss_output.splitlines():
+        f = line.split()
+        if len(f) < 8 or f[0] != "u_str" or f[4] not in want:
+            continue
+        try:
+            peer = int(f[7])
+        except ValueError:
+            continue
+        if peer:
+            out.append(peer)
+    return out
+
+
+def pids_of_socket_inodes(inodes: Sequence[int]) -> List[int]:
+    """Processes holding a socket with one of these inodes (their /proc/PID/fd links)."""
+    want = {"socket:[%d]" % i for i in inodes}
+    found = []
+    if not want:
+        return found
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            fds = os.listdir("/proc/%s/fd" % pid)
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink("/proc/%s/fd/%s" % (pid, fd)) in want:
+                    found.append(int(pid))
+                    break
+            except OSError:
+                continue
+    return found
+
+
+def unix_socket_clients(paths: Sequence[str], namespaces: Sequence[Optional[str]]) -> List[int]:
+    """PIDs connected to any of the unix sockets `paths`, looked up in each of `namespaces`
+    (None: this one): a unix socket belongs to the network namespace of its listener."""
+    inodes: List[int] = []
+    for ns in namespaces:
+        if ns is not None and not ns_exists(ns):
+            continue
+        p = run_in_ns(ns, ["ss", "-x", "-a", "-n"], check=False, timeout=30)
+        inodes += unix_peer_inodes(p.stdout, paths)
+    return sorted(set(pids_of_socket_inodes(inodes)))
+
+
+def ancestors(pid: Optional[int] = None) -> List[int]:
+    """`pid` (default: this process) and its parents up to init: never ours to stop."""
+    out = []
+    cur = pid or os.getpid()
+    while cur > 1:
+        out.append(cur)
+        try:
+            with open("/proc/%d/stat" % cur) as f:
+                cur = int(f.read().rpartition(")")[2].split()[1])
+        except (OSError, ValueError, IndexError):
+            break
+    return out
