@@ -45,7 +45,8 @@ from . import netns as nsh
 
 __all__ = ["TopologyError", "LabBusy", "End", "Veth", "EswitchPort", "LinuxBridge", "Topology",
            "run_dirs_in_namespaces", "processes_in_namespaces",
-           "load_topology", "LabState", "Lab", "proc_alive", "proc_start_time", "stop_pid"]
+           "load_topology", "topology_candidates", "PACKAGED_TOPOLOGIES",
+           "LabState", "Lab", "proc_alive", "proc_start_time", "stop_pid"]
 
 
 class TopologyError(ConfigError):
@@ -255,6 +256,18 @@ class _Reader(config_mod.Reader):
             self.error(path + ("ifname",), "interface %s/%s is already defined at %s"
                        % (ns, ifname, format_path(first)))
         return End(ns, ifname, mac, addrs)
+
+
+# A wheel carries the checkout's topologies/ here (setup.py copies them in at build
+# time), so `xenoflow lab` works where no checkout is.
+PACKAGED_TOPOLOGIES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "topologies")
+
+
+def topology_candidates(name: str, roots: Sequence[str]) -> List[str]:
+    """Where topology `name` may be, in order: <root>/topologies/<name>/topology.yaml for
+    each root (a checkout, the current directory), then the copy shipped with the package."""
+    bases = [os.path.join(r, "topologies") for r in roots] + [PACKAGED_TOPOLOGIES]
+    return [os.path.join(b, name, "topology.yaml") for b in bases]
 
 
 def load_topology(path: str) -> Topology:
