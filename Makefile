@@ -1,6 +1,7 @@
 # XenoFlow-OVS. On a fresh Debian 12 machine, as root:
-#   make demo   install deps, build .venv, run the lab demo
-#   make test   install deps, lint, run the whole suite in both runtimes (tox: lint, osken, ryu)
+#   make demo   install deps, build .venv, run the lab demo (Python 3.11 only)
+#   make test   install deps, lint, run the whole suite in both runtimes (tox: lint, osken, ryu;
+#               the ryu env needs Python 3.9: `make test XF_TOXENVS=lint,osken` runs without it)
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
@@ -13,8 +14,10 @@ XF_TOXENVS ?= lint,osken,ryu
 export XF_PY311 := $(PY311)
 export XF_PY39  := $(PY39)
 export XF_TOOLS_VENV := $(TOOLS)
+# the Pythons install-deps.sh insists on: 3.9 only when a Ryu env is asked for
+RUNTIMES = 3.11$(if $(findstring ryu,$(1)), 3.9)
 
-.PHONY: help deps venv test test-osken test-ryu lint demo bench bench-smoke clean
+.PHONY: help deps deps-311 deps-demo venv test test-osken test-ryu lint demo bench bench-smoke clean
 
 help:
 	@echo "make demo         install deps + .venv, then run 'xenoflow lab demo'"
@@ -25,16 +28,24 @@ help:
 	@echo "make bench        every benchmark suite (~30 min), then benchmarks/REPORT.md"
 	@echo "make bench-smoke  a CI-sized run of every suite (~5 min), into results/smoke/"
 	@echo "make venv         dev venv .venv (3.11, editable, extras osken,test,bench)"
-	@echo "make deps         apt packages + tox (idempotent, fast when nothing is missing)"
+	@echo "make deps         apt packages, Python 3.11 and 3.9, tox (idempotent, fast when nothing is missing)"
 	@echo "make clean        remove .tox, build artefacts (keeps .venv, .venv-tools)"
 
 deps:
-	scripts/install-deps.sh
+	XF_RUNTIMES="$(call RUNTIMES,$(XF_TOXENVS))" scripts/install-deps.sh
+
+# what the venv and the os-ken env need: no Python 3.9
+deps-311:
+	XF_RUNTIMES=3.11 scripts/install-deps.sh
+
+# the demo runs from .venv: no Python 3.9, no tox
+deps-demo:
+	XF_RUNTIMES=3.11 XF_NO_TOX=1 scripts/install-deps.sh
 
 # the glue's C sources too: the editable install compiles them, a stale .so would hide a change
 $(VENV)/.stamp: setup.cfg setup.py pyproject.toml $(wildcard dpdk_glue/build_glue.py dpdk_glue/*.[ch] \
 		dpdk_glue/softdoca/*.[ch] dpdk_glue/softdoca/include/*.h)
-	@test -n "$(PY311)" || { echo "no python3.11 found"; exit 1; }
+	@test -n "$(PY311)" || { echo "no python3.11 found (Debian 12: apt-get install python3 python3-venv)"; exit 1; }
 	test -x $(VENV)/bin/python || $(PY311) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --disable-pip-version-check --upgrade pip
 	$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[osken,test,bench]'
@@ -42,28 +53,29 @@ $(VENV)/.stamp: setup.cfg setup.py pyproject.toml $(wildcard dpdk_glue/build_glu
 
 venv: $(VENV)/.stamp
 
-bench: deps venv
+bench: deps-311 venv
 	$(VENV)/bin/python benchmarks/run.py all --wait-paper 900
 	$(VENV)/bin/python benchmarks/bench_disruption.py
 	$(VENV)/bin/python benchmarks/bench_glue_install.py
 	$(VENV)/bin/python benchmarks/report.py
 
-bench-smoke: deps venv
+bench-smoke: deps-311 venv
 	$(VENV)/bin/python benchmarks/run.py all --smoke
 
 test: deps
 	$(TOX) -e $(XF_TOXENVS) -- $(ARGS)
 
-test-osken: deps
+test-osken: deps-311
 	$(TOX) -e osken -- $(ARGS)
 
-test-ryu: deps
+test-ryu:
+	XF_RUNTIMES="3.11 3.9" scripts/install-deps.sh
 	$(TOX) -e ryu -- $(ARGS)
 
-lint: deps
+lint: deps-311
 	$(TOX) -e lint
 
-demo: deps venv
+demo: deps-demo venv
 	$(VENV)/bin/xenoflow lab demo
 
 clean:

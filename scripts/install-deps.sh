@@ -4,6 +4,10 @@
 # tools venv (tox) is built only when it does not work yet, so reruns take ~1 s.
 #   XF_TOOLS_VENV  where tox lives (default: <repo>/.venv-tools)
 #   XF_SKIP_APT=1  do not touch apt (for machines set up by other means)
+#   XF_RUNTIMES    the Pythons to insist on: "3.11 3.9" (default: make test, both
+#                  tox runtimes) or "3.11" (make demo, make test-osken: no Ryu env)
+#   XF_NO_TOX=1    do not build the tools venv (make demo does not use tox)
+#   XF_PY311 / XF_PY39  an interpreter to use instead of scripts/find-python.sh's pick
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$here"
@@ -15,7 +19,7 @@ APT_PACKAGES=(
   dpdk libdpdk-dev pkg-config             # softdoca / dpdk_glue build (DPDK 22.11)
   clang llvm libbpf-dev bpftool libclang-rt-14-dev   # XDP and sanitizers
   netsniff-ng                             # trafgen
-  build-essential python3-venv git make curl ca-certificates
+  build-essential python3-venv python3-dev git make curl ca-certificates   # -dev: the glue's cffi build
 )
 
 log() { echo "install-deps: $*" >&2; }
@@ -37,12 +41,29 @@ if [ "${XF_SKIP_APT:-0}" != 1 ]; then
   fi
 fi
 
-# Interpreters: 3.11 for the product and tools, 3.9 for the Ryu 4.34 env.
-py311=$(scripts/find-python.sh 3.11)
-py39=$(scripts/find-python.sh 3.9) || { log "Python 3.9 missing (pyenv install 3.9 first)"; exit 1; }
+# Interpreters: 3.11 for the product and tools; 3.9 only for the Ryu 4.34 env (tox -e ryu).
+runtimes="${XF_RUNTIMES:-3.11 3.9}"
+py311="${XF_PY311:-}"
+[ -n "$py311" ] || py311=$(scripts/find-python.sh 3.11) || {
+  log "Python 3.11 missing: Debian 12's python3 is 3.11 (apt-get install python3 python3-venv python3-dev)"
+  exit 1
+}
 log "python3.11: $py311"
-log "python3.9:  $py39"
+case " $runtimes " in
+  *" 3.9 "*)
+    py39="${XF_PY39:-}"
+    [ -n "$py39" ] || py39=$(scripts/find-python.sh 3.9 2>/dev/null) || {
+      log "Python 3.9 missing: the Ryu 4.34 runtime (tox env ryu) needs it, and Debian 12 has no"
+      log "  python3.9 package. Install one (pyenv install 3.9, or from python.org sources) so that"
+      log "  scripts/find-python.sh 3.9 finds it, or point XF_PY39 at it. Without it:"
+      log "  make test XF_TOXENVS=lint,osken (os-ken only), make demo (needs 3.11 only)"
+      exit 1
+    }
+    log "python3.9:  $py39"
+    ;;
+esac
 
+[ "${XF_NO_TOX:-0}" = 1 ] && exit 0
 tools="${XF_TOOLS_VENV:-$here/.venv-tools}"
 if ! "$tools/bin/tox" --version >/dev/null 2>&1; then
   log "building tools venv $tools (tox)"
