@@ -1,0 +1,50 @@
+"""Helpers of the lifecycle tests (tests/unit/test_process.py, tests/integration/
+test_one_instance.py, test_service.py): a config of their own, the command line."""
+
+import os
+import socket
+import subprocess
+import sys
+
+import yaml
+
+from xenoflow_ovs.intent import config
+from xenoflow_ovs.lab.pyenv import subprocess_env
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PAPER = os.path.join(REPO, "topologies", "paper", "xenoflow.yaml")
+
+
+def _free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def write_cfg(tmp, **eswitch):
+    data = config.to_data(config.load(PAPER))
+    data["dpu"]["state_dir"] = os.path.join(tmp, "state")
+    data["dpu"]["eswitch"].update(eswitch or {"driver": "none"})
+    data["ovs"]["db"] = "unix:" + os.path.join(tmp, "no-ovsdb.sock")
+    data["controller"] = {"openflow": {"host": "127.0.0.1", "port": _free_port()},
+                          "api": {"host": "127.0.0.1", "port": _free_port(),
+                                  "socket": os.path.join(tmp, "api.sock")}}
+    if "metrics" in config.to_data(config.load(PAPER)).get("controller", {}):
+        data["controller"]["metrics"] = {"host": "127.0.0.1", "port": _free_port()}
+    path = os.path.join(tmp, "xf.yaml")
+    with open(path, "w") as f:
+        yaml.safe_dump(data, f)
+    return path
+
+
+def xenoflow(*argv, timeout=60, env=None):
+    e = subprocess_env()
+    e.update(env or {})
+    return subprocess.run([sys.executable, "-m", "xenoflow_ovs.cli"] + list(argv), capture_output=True,
+                          text=True, timeout=timeout, env=e)
+
+
+def error_lines(stderr):
+    return [line for line in stderr.splitlines() if line.strip()]
