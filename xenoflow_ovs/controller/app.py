@@ -149,6 +149,11 @@ def planes_programmed(view: Dict[str, Any], started: bool) -> bool:
         for b in bridges.values())
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)    # one stop is enough
+    raise KeyboardInterrupt("SIGTERM")
+
+
 class XenoFlowApp(compat.BaseApp):
     OFP_VERSIONS = [compat.ofproto_v1_3.OFP_VERSION]
 
@@ -192,6 +197,13 @@ class XenoFlowApp(compat.BaseApp):
 
     def start(self) -> Any:
         t = super().start()
+        if self.standalone and compat.RUNTIME == "ryu":
+            # ryu-manager stops cleanly (app_mgr.close: our last state, our socket removed)
+            # on Ctrl-C only; systemd and `kill` send SIGTERM
+            try:
+                signal.signal(signal.SIGTERM, _interrupt)
+            except ValueError:   # not the main thread
+                pass
         self.threads.append(compat.hub.spawn(self.worker.run))
         self.management.start()
         cfg = self.runtime.cfg
