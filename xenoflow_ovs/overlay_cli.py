@@ -2,7 +2,7 @@
 `xenoflow plan --with-state`, and the weight warnings of `check-config` and `plan`.
 
 cli.py wires these in: `add_parsers(sub)` in build_parser, `add_plan_flag(p)` on the
-plan parser, `plan_input(args, cfg)` and `warn(cfg)` in its plan and check-config."""
+plan parser, `plan_input(args, cfg)` in its plan and `warn(cfg)` in its check-config."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import argparse
 import json
 import os
 import sys
-from typing import Any, Dict, List, Set, Tuple
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 from .exitcodes import EXIT_ERROR, EXIT_OK
 from .intent import buckets
@@ -36,20 +36,26 @@ def add_plan_flag(p: argparse.ArgumentParser) -> None:
 
 
 def plan_input(args: argparse.Namespace, cfg: config_mod.Config
-               ) -> Tuple[config_mod.Config, Dict[str, Set[str]]]:
+               ) -> Optional[Tuple[config_mod.Config, Dict[str, Set[str]]]]:
     """The config and the drained backends `plan` renders: the file's alone, or with
-    --with-state the file with the overlay on top, as a restarted controller would run it.
-    Prints which overlay was used and what it dropped (stderr). OverlayError for a bad one."""
-    if not getattr(args, "with_state", False):
-        return cfg, {}
-    from . import overlay as overlay_mod
-    file = overlay_mod.path(cfg)
-    edits = overlay_mod.read(file)
-    new_cfg, drained, kept, dropped = overlay_mod.with_state(cfg, edits)
-    print("# with state: %s, %d edit(s) applied%s" % (
-        file, len(kept), "; dropped: " + ", ".join(pure.describe(e) for e in dropped) if dropped else ""),
-        file=sys.stderr)
-    return new_cfg, drained
+    --with-state the file with the overlay on top, as a restarted controller would run it
+    (which overlay, and what it dropped, go to stderr). Prints the weight warnings of the
+    result. None, after one line naming the file, if the overlay is bad."""
+    drained: Dict[str, Set[str]] = {}
+    if getattr(args, "with_state", False):
+        from . import overlay as overlay_mod
+        file = overlay_mod.path(cfg)
+        try:
+            edits = overlay_mod.read(file)
+        except overlay_mod.OverlayError as exc:
+            print(str(exc), file=sys.stderr)
+            return None
+        cfg, drained, kept, dropped = overlay_mod.with_state(cfg, edits)
+        print("# with state: %s, %d edit(s) applied%s" % (
+            file, len(kept), "; dropped: " + ", ".join(pure.describe(e) for e in dropped) if dropped
+            else ""), file=sys.stderr)
+    warn(cfg)
+    return cfg, drained
 
 
 def _load(path: str) -> Any:
