@@ -1,9 +1,11 @@
-"""`xenoflow doctor`: is this machine ready to run eswitchd, and was the glue built for it?
+"""`xenoflow doctor`: is this machine ready to run XenoFlow, and was the glue built for it?
 
 Two halves: `gather()` reads the machine once (pkg-config, DOCA's VERSION file, the glue,
-/proc/meminfo, the config), and each check is a pure function of those facts returning
-one verdict, so the checks are tested with made-up facts. No shell: subprocesses get
-argument lists and a timeout. Add a check by adding a function to CHECKS.
+/proc/meminfo, the config and, with a valid config, the host as it needs it: see
+doctor_host.py), and each check is a pure function of those facts returning one verdict
+(ok, warn, FAIL, or n/a where it does not apply) with a hint on what to do, so the checks
+are tested with made-up facts. No shell: subprocesses get argument lists and a timeout.
+Add a check by adding a function to CHECKS.
 """
 
 from __future__ import annotations
@@ -13,14 +15,15 @@ import json
 import re
 import subprocess
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
+from .doctor_host import Host, read_host
 from .exitcodes import EXIT_FOUND, EXIT_OK
 
 DOCA_VERSION_FILE = "/opt/mellanox/doca/applications/VERSION"
 TIMEOUT_S = 5.0
 
-OK, WARN, FAIL = "ok", "warn", "FAIL"
+OK, WARN, FAIL, NA = "ok", "warn", "FAIL", "n/a"
 
 
 @dataclass
@@ -37,13 +40,15 @@ class Facts:
     config_summary: str = ""
     config_driver: Optional[str] = None      # a valid config's dpu.eswitch.driver and eal_args
     config_eal: Tuple[str, ...] = ()
+    host: Optional[Host] = None              # with a valid config: the host as it needs it
 
 
 @dataclass(frozen=True)
 class Result:
     name: str
-    status: str      # ok | warn | FAIL
+    status: str      # ok | warn | FAIL | n/a
     detail: str
+    hint: str = ""   # what to do about it (FAIL, warn)
 
 
 # ---------------------------------------------------------------- versions
@@ -183,13 +188,143 @@ def check_eal_args(f: Facts) -> Optional[Result]:
     return Result("eal-args", OK, " ".join(f.config_eal) or "(none)")
 
 
-CHECKS: List[Callable[[Facts], Optional[Result]]] = [
+# ---------------------------------------------------------------- the host, for a config
+
+NO_CONFIG = "needs a valid config (-c FILE)"
+
+
+def check_interfaces(f: Facts) -> Result:
+    """The uplinks and representors OVS takes as ports (and softdoca's own ends), in this
+    network namespace; with DOCA, the PCI functions the ports are opened by."""
+    h = f.host
+    if h is None:
+        return Result("interfaces", NA, NO_CONFIG)
+    missing = [name for name, _, present in h.netdevs if not present]
+    if len(missing) == 1:   # one: say what it is for
+        missing = ["%s (%s)" % (n, role) for n, role, present in h.netdevs if not present]
+    gone = ["%s of %s" % (addr, port) for port, addr, _, why in h.pci if "not found" in why.lower()]
+    if missing or gone:
+        return Result("interfaces", FAIL, "%d of %d missing here: %s" % (
+            len(missing) + len(gone), len(h.netdevs) + len(h.pci), " ".join(missing + gone)),
+                      "run doctor in the namespace the controller runs in (the lab: ip netns exec dpu); "
+                      "on a BlueField the representors appear once the e-switch is in switchdev mode")
+    return Result("interfaces", OK, "%d present: %s" % (len(h.netdevs), " ".join(n for n, _, _ in h.netdevs)))
+
+
+def check_eswitch_mode(f: Facts) -> Result:
+    h = f.host
+    if h is None:
+        return Result("eswitch-mode", NA, NO_CONFIG)
+    if h.driver != "doca":
+        return Result("eswitch-mode", NA, "driver %s: no hardware e-switch (DOCA Flow mode %s)"
+                      % (h.driver, h.mode))
+    if not h.pci:
+        return Result("eswitch-mode", FAIL, "no device port with a pci address",
+                      "give each device port its pci (docs/configuration.md)")
+    bad = ["%s (%s): %s" % (addr, port, mode or why or "unknown") for port, addr, mode, why in h.pci
+           if mode != "switchdev"]
+    if bad:
+        return Result("eswitch-mode", FAIL, "not in switchdev mode: " + ", ".join(bad),
+                      "devlink dev eswitch set pci/<addr> mode switchdev (docs/bluefield.md)")
+    return Result("eswitch-mode", OK, "switchdev on %s; DOCA Flow mode %s"
+                  % (" ".join(a for _, a, _, _ in h.pci), h.mode))
+
+
+def check_ovs(f: Facts) -> Result:
+    h = f.host
+    if h is None:
+        return Result("ovs", NA, NO_CONFIG)
+    if h.ovs_bridges is None:
+        return Result("ovs", FAIL, "not reachable at %s: %s" % (h.ovs_db, h.ovs_note),
+                      "start Open vSwitch (systemctl start openvswitch-switch) or fix ovs.db")
+    missing = [b for b in h.want_bridges if b not in h.ovs_bridges]
+    if missing:
+        return Result("ovs", WARN, "reachable; bridges not there yet: %s" % " ".join(missing),
+                      "the controller creates them at start")
+    return Result("ovs", OK, "reachable at %s; bridges %s" % (h.ovs_db, " ".join(h.want_bridges)))
+
+
+def check_hw_offload(f: Facts) -> Result:
+    h = f.host
+    if h is None or h.ovs_bridges is None:
+        return Result("hw-offload", NA, NO_CONFIG if h is None else "OVS not reachable")
+    value = h.hw_offload or "unset"
+    if h.driver != "doca":
+        return Result("hw-offload", NA, "driver %s: no hardware to offload to (other_config:hw-offload "
+                      "is %s)" % (h.driver, value))
+    if value != "true":
+        return Result("hw-offload", FAIL, "other_config:hw-offload is %s: OVS's own flows (routes "
+                      "left to OVS, fallback) would run on the Arm cores" % value,
+                      "ovs-vsctl set Open_vSwitch . other_config:hw-offload=true, then restart OVS")
+    return Result("hw-offload", OK, "other_config:hw-offload=true")
+
+
+def check_routes(f: Facts) -> Result:
+    """The representor routes in OVS: without them the host's traffic takes OVS's
+    table-miss path (the representor-route trap, docs/operations.md)."""
+    h = f.host
+    if h is None or h.ovs_bridges is None:
+        return Result("routes", NA, NO_CONFIG if h is None else "OVS not reachable")
+    want = {br: set(r) for br, r in h.routes.items() if r}
+    if not want:
+        return Result("routes", NA, "the config has no routes")
+    missing, unread, idle = [], [], []
+    for br, flows in sorted(want.items()):
+        dumped = h.flows.get(br)
+        if dumped is None:
+            unread.append("%s (%s)" % (br, h.flows_note.get(br) or "bridge missing"))
+        elif not any(plan_is_ours(c) for c, _ in dumped):
+            idle.append(br)
+        else:
+            missing += ["%s cookie=%#x priority=%d" % (br, c, p) for c, p in sorted(flows - set(dumped))]
+    if unread or missing:
+        return Result("routes", FAIL, "; ".join(["cannot read " + u for u in unread] +
+                                                ["missing " + m for m in missing]),
+                      "xenoflow check names the drift; the controller repairs it while it runs")
+    if idle:
+        return Result("routes", WARN, "no XenoFlow flows on %s yet" % " ".join(idle),
+                      "start the controller: it installs them")
+    return Result("routes", OK, "%d route flows present on %s" % (sum(len(v) for v in want.values()),
+                                                                  " ".join(sorted(want))))
+
+
+def plan_is_ours(c: int) -> bool:
+    from .intent import plan as plan_mod
+    return plan_mod.is_ours(c)
+
+
+def check_listeners(f: Facts) -> List[Result]:
+    h = f.host
+    if h is None:
+        return [Result("ports", NA, NO_CONFIG)]
+    out = []
+    for ln in h.listeners:
+        name = "port-" + ln.label if ln.label != "api-socket" else ln.label
+        if ln.state == "free":
+            out.append(Result(name, OK, "%s free%s" % (ln.where, ": " + ln.owner if ln.owner else "")))
+        elif ln.state == "ours":
+            out.append(Result(name, OK, "%s held by XenoFlow: %s" % (ln.where, ln.owner)))
+        elif ln.state == "unusable":
+            out.append(Result(name, FAIL, "%s cannot be opened: %s" % (ln.where, ln.owner),
+                              "use an address of this host (controller.* in the config)"))
+        else:
+            out.append(Result(name, FAIL, "%s held by another process: %s" % (ln.where, ln.owner),
+                              "stop it or move the controller's listener (controller.* in the config)"))
+    return out
+
+
+CHECKS: List[Callable[[Facts], Any]] = [
     check_doca_release, check_glue, check_glue_matches, check_dpdk, check_hugepages, check_config,
-    check_eal_args]
+    check_eal_args, check_interfaces, check_eswitch_mode, check_ovs, check_hw_offload, check_routes,
+    check_listeners]
 
 
 def run_checks(f: Facts) -> List[Result]:
-    return [r for r in (check(f) for check in CHECKS) if r is not None]
+    out: List[Result] = []
+    for check in CHECKS:
+        r = check(f)
+        out += r if isinstance(r, list) else [r] if r is not None else []
+    return out
 
 
 # ---------------------------------------------------------------- reading the machine
@@ -253,6 +388,7 @@ def gather(config_path: Optional[str] = None) -> Facts:
             f.config_summary = "valid (eswitch %s, mode %s, %d port(s))" % (
                 cfg.eswitch.driver, cfg.eswitch.mode, len(cfg.ports))
             f.config_driver, f.config_eal = cfg.eswitch.driver, cfg.eswitch.eal_args
+            f.host = read_host(cfg)
     return f
 
 
@@ -263,5 +399,6 @@ def main(args: argparse.Namespace) -> int:
         print(json.dumps({"ok": not failed, "checks": [asdict(r) for r in results]}, indent=1))
     else:
         for r in results:
-            print("%-4s  %-13s %s" % (r.status, r.name, r.detail))
+            print("%-4s  %-14s %s%s" % (r.status, r.name, r.detail,
+                                        "  (hint: %s)" % r.hint if r.hint and r.status != OK else ""))
     return EXIT_FOUND if failed else EXIT_OK
