@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import replace
-from fractions import Fraction
 from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
 
 from .config import MAX_BITS, Backend, Service
@@ -113,29 +112,31 @@ def moved(old: Table, new: Table) -> int:
     return sum(1 for i in range(n) if old[i % len(old)] != new[i % len(new)])
 
 
-def _ideal(service: Service, bits: int) -> Dict[str, Fraction]:
-    active = [b for b in service.backends if b.weight > 0]
+def _gaps(service: Service, bits: int) -> List[int]:
+    """Per backend with weight > 0, how far its buckets are from its weight's share, in
+    units of 1/(2^bits * total weight) of the traffic (integers: exact, and intent/ stays
+    within its pure imports)."""
+    svc = replace(service, policy=replace(service.policy, bits=bits))
+    active = [b for b in svc.backends if b.weight > 0]
     total = sum(b.weight for b in active)
-    return {b.name: Fraction(b.weight * (1 << bits), total) for b in active}
+    got = shares(table(svc))
+    return [abs(got.get(b.name, 0) * total - b.weight * (1 << bits)) for b in active]
 
 
 def _exact_bits(service: Service) -> Optional[int]:
-    """The fewest bits whose table gives every backend exactly its weight's share, or None
-    when no power of two can (the total weight, reduced, is not a power of two)."""
+    """The fewest bits whose table can give every backend exactly its weight's share, or
+    None when no power of two can (the total weight, reduced, is not a power of two)."""
+    active = [b for b in service.backends if b.weight > 0]
+    total = sum(b.weight for b in active)
     for bits in range(MAX_BITS + 1):
-        if all(x.denominator == 1 for x in _ideal(service, bits).values()):
+        if all(b.weight * (1 << bits) % total == 0 for b in active):
             return bits
     return None
 
 
-def _error(service: Service, bits: int) -> Fraction:
-    """The largest gap between a backend's share and its weight's, as a fraction of the
-    traffic, with `bits` bits."""
-    svc = replace(service, policy=replace(service.policy, bits=bits))
-    got = shares(table(svc))
-    size = 1 << bits
-    return max((abs(Fraction(got.get(n, 0)) - x) / size for n, x in _ideal(svc, bits).items()),
-               default=Fraction(0))
+def _within(service: Service, bits: int, percent: int) -> bool:
+    total = sum(b.weight for b in service.backends if b.weight > 0)
+    return all(100 * g <= percent * (1 << bits) * total for g in _gaps(service, bits))
 
 
 def weight_warnings(service: Service) -> List[str]:
@@ -143,7 +144,7 @@ def weight_warnings(service: Service) -> List[str]:
     bits that would: the exact number when one exists, else the fewest that come within
     1% of the traffic. Empty when the table realises the weights."""
     active = [b for b in service.backends if b.weight > 0]
-    if len(active) < 2 or _error(service, service.policy.bits) == 0:
+    if len(active) < 2 or not any(_gaps(service, service.policy.bits)):
         return []
     got = shares(table(service))
     size = service.policy.buckets
@@ -154,7 +155,7 @@ def weight_warnings(service: Service) -> List[str]:
         hint = "bits: %d expresses them exactly" % exact
     else:
         close = next((b for b in range(service.policy.bits + 1, MAX_BITS + 1)
-                      if _error(service, b) <= Fraction(1, 100)), None)
+                      if _within(service, b, 1)), None)
         hint = ("no number of bits expresses them exactly (their total over their common factor "
                 "is not a power of two)%s" % ("; bits: %d comes within 1%% of the traffic" % close
                                               if close is not None else ""))

@@ -22,7 +22,6 @@ dropped too: the file's definition wins once the operator has written it down.
 
 from __future__ import annotations
 
-import copy
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 VERSION = 1
@@ -96,6 +95,15 @@ def record(edits: List[Edit], edit: Edit) -> List[Edit]:
     raise ValueError("unknown overlay op %r" % op)
 
 
+def _copy(data: Any) -> Any:
+    """A deep copy of YAML-shaped data (dicts, lists, scalars)."""
+    if isinstance(data, dict):
+        return {k: _copy(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_copy(v) for v in data]
+    return data
+
+
 def _service(data: Dict[str, Any], name: str) -> Optional[Dict[str, Any]]:
     return next((s for s in data.get("services", []) if s["name"] == name), None)
 
@@ -135,12 +143,12 @@ def apply(data: Dict[str, Any], edits: List[Edit],
     `valid(data)` (the config parser, for instance) is asked after each edit; an edit
     after which the config would be invalid is dropped like one naming a missing backend,
     so one bad edit cannot take the others (or the controller) down with it."""
-    out = copy.deepcopy(data)
+    out = _copy(data)
     drained: Dict[str, Set[str]] = {}
     kept: List[Edit] = []
     dropped: List[Edit] = []
     for e in edits:
-        trial, trial_drained = copy.deepcopy(out), {k: set(v) for k, v in drained.items()}
+        trial, trial_drained = _copy(out), {k: set(v) for k, v in drained.items()}
         if _apply_one(trial, e, trial_drained) and (valid is None or e["op"] == "drain" or valid(trial)):
             out, drained = trial, trial_drained
             kept.append(e)
