@@ -11,13 +11,12 @@ from setuptools.command.build_py import build_py
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
 # Files kept at the top of the checkout that an installed package needs: the lab's
-# topologies (`xenoflow lab` from a wheel) and the systemd units. Copied into the
-# package at build time; an editable install reads them from the checkout.
+# topologies (`xenoflow lab` from a wheel). Copied into the package at build time; an
+# editable install reads them from the checkout. (The systemd units live in the package
+# already: package_data in setup.cfg.)
 # (source dir, destination inside the package, file endings)
 SHIPPED = (
     ("topologies", ("xenoflow_ovs", "lab", "topologies"), (".yaml",)),
-    (os.path.join("packaging", "systemd"), ("xenoflow_ovs", "systemd"),
-     (".service", ".socket", ".target", ".conf", ".md")),
 )
 
 

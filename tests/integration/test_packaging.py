@@ -64,9 +64,8 @@ def test_wheel_metadata_and_contents(wheel):
     assert "License: Apache-2.0" in meta
     # os-ken for 3.10+, nothing for the Ryu environment on 3.9
     assert 'Requires-Dist: os-ken<4.3,>=4.2; python_version >= "3.10"\n' in meta
-    units = glob.glob(os.path.join(REPO, "packaging", "systemd", "*.service"))
-    for unit in units:   # shipped when the checkout has them
-        assert "xenoflow_ovs/systemd/" + os.path.basename(unit) in names
+    units = glob.glob(os.path.join(REPO, "xenoflow_ovs", "systemd", "*.service"))
+    assert units and all("xenoflow_ovs/systemd/" + os.path.basename(u) in names for u in units)
 
 
 def test_installed_wheel_runs_the_controller_and_finds_the_lab(wheel):
