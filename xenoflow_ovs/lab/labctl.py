@@ -412,8 +412,8 @@ class LabCtl:
         return [ns for ns in self.state.data["namespaces"] if nsh.ns_exists(ns) and self.lab.owns(ns)]
 
     def _stop_socket_clients(self) -> List[str]:
-        """Processes connected to this lab's eswitchd or API unix socket, by PID (never
-        ourselves or our parents)."""
+        """Processes connected to this lab's eswitchd or API unix socket from this or any
+        named namespace, by PID (never ourselves or our parents)."""
         from .topology import stop_pid
         cfg = self.load_cfg()
         if cfg is None:
@@ -422,7 +422,7 @@ class LabCtl:
         recorded = {p["pid"] for p in self.state.data["processes"].values()}
         spare = set(nsh.ancestors()) | recorded     # the recorded ones stop in order below
         done = []
-        for pid in nsh.unix_socket_clients(paths, [None] + self._owned_namespaces()):
+        for pid in nsh.unix_socket_clients(paths, [None] + nsh.named_namespaces()):
             if pid not in spare:
                 stop_pid(pid)
                 done.append("pid %d (%s, attached to the lab's sockets)" % (pid, _comm(pid)))

@@ -24,7 +24,7 @@ __all__ = [
     "run_in_ns", "popen_in_ns", "add_veth", "link_exists", "delete_link", "set_link",
     "add_address", "add_lo_address", "disable_tx_offload", "disable_ipv6", "set_sysctl",
     "set_arp_dsr", "prepare_link", "wait_oper_up", "ns_pids", "unix_peer_inodes",
-    "pids_of_socket_inodes", "unix_socket_clients", "ancestors",
+    "pids_of_socket_inodes", "unix_socket_clients", "named_namespaces", "ancestors",
 ]
 
 
@@ -277,7 +277,9 @@ def pids_of_socket_inodes(inodes: Sequence[int]) -> List[int]:
 
 def unix_socket_clients(paths: Sequence[str], namespaces: Sequence[Optional[str]]) -> List[int]:
     """PIDs connected to any of the unix sockets `paths`, looked up in each of `namespaces`
-    (None: this one): a unix socket belongs to the network namespace of its listener."""
+    (None: this one). The server's end of a connection belongs to the network namespace of
+    the client that connected (the kernel makes it in the client's), so look where clients
+    may be: this namespace and every named one."""
     inodes: List[int] = []
     for ns in namespaces:
         if ns is not None and not ns_exists(ns):
@@ -285,6 +287,10 @@ def unix_socket_clients(paths: Sequence[str], namespaces: Sequence[Optional[str]
         p = run_in_ns(ns, ["ss", "-x", "-a", "-n"], check=False, timeout=30)
         inodes += unix_peer_inodes(p.stdout, paths)
     return sorted(set(pids_of_socket_inodes(inodes)))
+
+
+def named_namespaces() -> List[str]:
+    return list(_pr_netns.listnetns())
 
 
 def ancestors(pid: Optional[int] = None) -> List[int]:
