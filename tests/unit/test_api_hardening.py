@@ -101,6 +101,7 @@ def test_thousands_of_idle_connections_cannot_lock_out_a_request(srv):
         time.sleep(0.3)
         # the listener holds at most max_connections; a new request still gets in, fast
         assert srv.connections() <= FAST.max_connections
+        assert srv.evictions() >= n - FAST.max_connections
         worst = max(_timed_status(srv.port)[2] for _ in range(5))
         assert worst < 0.5, worst
         # and a kept-alive client's next request keeps working too

@@ -135,10 +135,10 @@ class _DeadlineReader(io.RawIOBase):
         self.conn.enter("idle")
         self.deadline = time.monotonic() + self.limits.idle_timeout
 
-    def readable(self) -> bool:
+    def readable(self) -> bool:  # noqa: V105 (io.RawIOBase's protocol, called by BufferedReader)
         return True
 
-    def readinto(self, b: Any) -> int:
+    def readinto(self, b: Any) -> int:  # noqa: V105 (io.RawIOBase's protocol)
         left = self.deadline - time.monotonic()
         if left <= 0:
             raise socket.timeout("request not complete within %gs" % self.limits.request_timeout)
@@ -277,7 +277,8 @@ class _SpawningMixIn:
     spawn: Callable[..., Any]
     conns: _Conns
     conn_of: Dict[int, _Conn]
-    request_queue_size = 256   # a burst of connects must not wait in SYN retries
+    # socketserver's listen backlog: a burst of connects must not wait in SYN retries
+    request_queue_size = 256   # noqa: V107
 
     def process_request(self, request: Any, client_address: Any) -> None:
         conn = self.conns.admit(request)
@@ -367,6 +368,10 @@ class Api:
 
     def connections(self) -> int:
         return sum(len(s.conns.live) for s in self._servers)  # type: ignore[attr-defined]
+
+    def evictions(self) -> int:
+        """Connections closed to make room for a new one, since start."""
+        return sum(s.conns.evicted for s in self._servers)  # type: ignore[attr-defined]
 
     def start(self) -> None:
         if self.host is not None and self.port is not None:
