@@ -36,7 +36,7 @@ _last: Optional[Dict[str, Any]] = None
 class _IsoFormatter(logging.Formatter):
     def formatTime(self, record: logging.LogRecord, datefmt: Optional[str] = None) -> str:
         t = time.gmtime(record.created)
-        return "%s.%03dZ" % (time.strftime("%Y-%m-%dT%H:%M:%S", t), int(record.msecs))
+        return "%s.%03dZ" % (time.strftime(datefmt or "%Y-%m-%dT%H:%M:%S", t), int(record.msecs))
 
 
 class JsonFormatter(_IsoFormatter):

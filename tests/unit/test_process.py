@@ -1,7 +1,6 @@
 """The daemons' lifecycle, without root: one instance per DPU, the eSwitch session fence,
 alarms, the log format, systemd's notify protocol, the unit files, the CLI's exit codes."""
 
-import configparser
 import json
 import os
 import shutil
@@ -224,10 +223,20 @@ def test_sd_notify_sends_one_datagram(tmp_path):
 
 
 def _unit(name):
-    cp = configparser.ConfigParser(strict=False, interpolation=None)
-    cp.optionxform = str
-    cp.read(os.path.join(UNITS, name))
-    return cp
+    """{section: {key: value}} of a unit file (the last of a repeated key wins)."""
+    out, section = {}, None
+    with open(os.path.join(UNITS, name)) as f:
+        for line in f:
+            line = line.strip()
+            if not line or line.startswith(("#", ";")):
+                continue
+            if line.startswith("[") and line.endswith("]"):
+                section = out.setdefault(line[1:-1], {})
+                continue
+            key, sep, value = line.partition("=")
+            assert sep and section is not None, line
+            section[key.strip()] = value.strip()
+    return out
 
 
 def test_unit_files_say_what_the_daemons_need():
