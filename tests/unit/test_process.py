@@ -10,7 +10,7 @@ import sys
 import time
 
 import pytest
-from process_helpers import REPO, error_lines, write_cfg, xenoflow
+from process_helpers import PAPER, REPO, error_lines, write_cfg, xenoflow
 
 from xenoflow_ovs import instance, logsetup, sdnotify
 from xenoflow_ovs.controller import alarms as alarms_mod
@@ -302,3 +302,15 @@ def test_unix_peer_inodes_parse_ss():
            "u_str ESTAB 0 0 /other.sock 9 * 10\n")
     assert N.unix_peer_inodes(out, ["/r/eswitchd.sock"]) == [14536576]
     assert os.getpid() in N.ancestors() and 1 not in N.ancestors()
+
+
+def test_log_file_takes_the_lines_stderr_stays_quiet(tmp_path):
+    logf = str(tmp_path / "eswitchd.log")
+    p = xenoflow("--log-file", logf, "eswitchd", "-c", str(tmp_path / "missing.yaml"))
+    assert p.returncode == 2 and p.stderr == ""
+    lines = open(logf).read().splitlines()
+    assert len(lines) == 1 and " ERROR xenoflow.eswitchd: " in lines[0] and "missing.yaml" in lines[0]
+    p = xenoflow("--log-file", str(tmp_path / "no" / "such" / "dir.log"), "--version")
+    assert p.returncode == 0          # --version answers before logging is set up
+    p = xenoflow("--log-file", str(tmp_path / "no" / "such" / "dir.log"), "check-config", PAPER)
+    assert p.returncode == 2 and p.stderr.startswith("cannot log to "), p.stderr
