@@ -226,6 +226,10 @@ def test_second_eswitchd_is_refused_and_the_first_untouched(rig):
     assert "already running (pid %d)" % first.pid in lines[0] and "Traceback" not in second.stderr
     assert first.poll() is None and os.stat(rig.sock).st_ino == inode
     assert c.hello()["pid"] == first.pid and entries(c) == before
+    # systemd's ExecReload sends SIGHUP: logged, not fatal, nothing changes
+    first.send_signal(signal.SIGHUP)
+    wait_for(lambda: "SIGHUP: nothing to reload" in rig.log("eswitchd.log"), 10, "the SIGHUP line")
+    assert first.poll() is None and entries(c) == before
     c.close()
     first.send_signal(signal.SIGTERM)
     assert first.wait(20) == 0
