@@ -4,6 +4,8 @@ backend it sent those packets to, not the one it names afterwards."""
 
 import os
 
+import pytest
+
 from xenoflow_ovs.controller.runtime import EswitchTotals, Runtime
 from xenoflow_ovs.eswitch import wire
 from xenoflow_ovs.intent import config
@@ -108,3 +110,45 @@ def test_settle_then_poll_attributes_each_part_once():
     moved = dict(ent, backend="b")
     t.update({"entries": [{"entry": moved, "pkts": 18, "bytes": 1800}]})
     assert t.backends == {("dns", "a"): [15, 1500], ("dns", "b"): [3, 300]}
+
+
+# -- OVS: a flow modified to another backend is read right before ---------------------
+
+
+def test_an_ovs_flow_modified_to_another_backend_is_counted_for_the_one_it_had(tmp_path, monkeypatch):
+    pytest.importorskip("xenoflow_ovs.controller.compat")
+    from test_app_smoke import Harness
+
+    from xenoflow_ovs.controller import counters
+    from xenoflow_ovs.controller.app import XenoFlowApp
+
+    monkeypatch.setenv("XENOFLOW_STATE", str(tmp_path / "state.json"))
+    data = config.to_data(config.load(PAPER))
+    data["dpu"]["eswitch"]["driver"] = "none"
+    data["services"][0]["policy"]["bits"] = 2
+    for i in (4, 5):
+        data["services"][0]["backends"].append({"name": "fips%d" % i, "ip": "198.18.0.%d" % i,
+                                                "mac": "02:00:c6:12:00:%02x" % i, "weight": 1})
+    cfg = config.from_data(data, base_dir=os.path.dirname(PAPER))
+    app = XenoFlowApp(xenoflow_cfg=cfg)
+    app.kill_on_exception = False
+    app.dispatch = lambda ev: {"EventPoll": app.poll, "EventCall": app.call}[type(ev).__name__](ev)
+    h = Harness(app, cfg)
+    for name in h.dps:
+        h.connect(name)
+    app.runtime.start()
+    app.runtime.ovs_read = lambda: counters.read_now(app.bridges, app.run_in_app)
+    flow5 = next(e for e in h.ours("ovsbr1").values()
+                 if ("set_field", "eth_dst", 0x0200C6120005) in e.actions)
+    flow5.packets, flow5.bytes = 10, 800
+    h.poll()
+    flow5.packets, flow5.bytes = 17, 1360            # since the last poll
+    # the table (fips2 fips3 fips4 fips5) -> (fips2 fips3 fips4 fips2): fips5's flow is modified
+    out = app.runtime.drain("dns", "fips5")
+    assert out["moved_buckets"] == 1
+    assert ("set_field", "eth_dst", 0x0200C6120002) in flow5.actions      # the same flow, moved
+    flow5.packets, flow5.bytes = 20, 1600             # after the change: fips2's
+    h.poll()
+    svc = app.status.app_view()["services"]["dns"]
+    assert svc["fips5"] == {"ovs_packets": 17, "ovs_bytes": 1360}
+    assert svc["fips2"]["ovs_packets"] == 3

@@ -1,4 +1,5 @@
-"""Traffic counters from OVS flow statistics. Pure.
+"""Traffic counters from OVS flow statistics. Pure, but for `read_now` at the end (asks the
+bridges for a dump and waits for it).
 
 A flow's counters live only as long as the flow: a replaced or deleted rule
 takes its counts with it, and a re-added one starts from zero. So the totals
@@ -16,7 +17,8 @@ the flow and its counts, and from then on counts for the new backend.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable, Mapping, Optional, Tuple
+import time
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple
 
 from ..intent import plan as plan_mod
 
@@ -121,3 +123,21 @@ class Counters:
                 miss_other += p
         return {"services": services, "routes": routes,
                 "fallback": fallback if has_eswitch else None, "miss_other": miss_other}
+
+
+def read_now(bridges: Any, run_in_app: Callable[[Callable[[], None]], None],
+             sleep: Callable[[float], Any] = time.sleep, timeout: float = 2.0) -> List[str]:
+    """Dump every connected bridge now and wait (up to `timeout`) until each dump is in,
+    and so counted: the runtime's `ovs_read`, before a flow is modified to another backend.
+    OVS answers in the order it was asked, so the counts predate the modification; they
+    still lag the datapath by OVS's own revalidation (docs/design.md). Call it from any
+    thread but the app's event thread, which handles the replies. Returns the bridges whose
+    dump did not come in time (their gain is counted at the next poll, for the new backend)."""
+    at = time.time()
+    run_in_app(lambda: [b.request_dump() for b in bridges if b.connected and b.dp is not None])
+    deadline = time.monotonic() + timeout
+    late = bridges.stale_since(at)
+    while late and time.monotonic() < deadline:
+        sleep(0.005)
+        late = bridges.stale_since(at)
+    return late

@@ -72,6 +72,10 @@ class Runtime:
         # The operator's durable edits (xenoflow_ovs/overlay.Overlay), or None: drains and
         # API edits are then lost at restart (unit tests, tools that plan only).
         self.overlay: Any = None
+        # Reads OVS's flow counters now (the app dumps every bridge and waits for the
+        # replies), or None: called before a transition modifies a service flow to another
+        # backend, so what the flow counted until then stays with the backend it had.
+        self.ovs_read: Optional[Callable[[], None]] = None
 
     # -- what we want ----------------------------------------------------------------
 
@@ -183,6 +187,11 @@ class Runtime:
             if self.cfg.has_eswitch != new_cfg.has_eswitch:
                 raise Conflict("switching dpu.eswitch.driver needs a controller restart")
             middle = []
+        if self.ovs_read is not None and any(_moves_backend(c) for c in first):
+            try:
+                self.ovs_read()
+            except Exception:  # counting must not stop a drain: the next poll counts instead
+                log.exception("could not read OVS counters before the change")
         try:
             self.ovs_apply(first)
         except Exception as exc:
@@ -324,6 +333,13 @@ class Runtime:
         with self.lock:
             self.es_totals.update(c)
         return True
+
+
+def _moves_backend(c: Change) -> bool:
+    """An OVS service flow modified in place to another backend: it keeps its counts (a
+    deleted flow reports its own in OFPFlowRemoved)."""
+    return (c.op == "modify" and getattr(c.item, "kind", "") == "service"
+            and getattr(c.old, "backend", None) != c.item.backend)
 
 
 class EswitchTotals:
