@@ -7,7 +7,7 @@ import argparse
 import sys
 from typing import List, Optional
 
-from . import __version__, logsetup
+from . import __version__, logsetup, overlay_cli
 from .exitcodes import EXIT_ERROR, EXIT_FOUND, EXIT_OK
 from .intent import config as config_mod
 
@@ -27,6 +27,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         return EXIT_ERROR
     print("%s: ok (%d service(s), %d route(s), %d bridge(s), eswitch %s)" % (
         args.config, len(cfg.services), len(cfg.routes), len(cfg.bridges), cfg.eswitch.driver))
+    overlay_cli.warn(cfg)
     return EXIT_OK
 
 
@@ -36,7 +37,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
     cfg = _load_or_report(args.config)
     if cfg is None:
         return EXIT_ERROR
-    p = plan_mod.plan(cfg)
+    got = overlay_cli.plan_input(args, cfg)
+    if got is None:
+        return EXIT_ERROR
+    cfg, drained = got
+    p = plan_mod.plan(cfg, exclude=drained)
     for br in cfg.bridges:
         print("# OpenFlow 1.3 rules on %s (ovs-ofctl syntax)" % br.name)
         for f in sorted(p.bridge_flows(br.name), key=lambda f: (-f.priority, render.to_ofctl(f))):
@@ -237,7 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("plan", help="print the OpenFlow rules and eSwitch entries of a config")
     p.add_argument("config")
+    overlay_cli.add_plan_flag(p)
     p.set_defaults(func=cmd_plan)
+    overlay_cli.add_parsers(sub)
 
     p = sub.add_parser("controller", help="run the OpenFlow controller app (os-ken 4)")
     p.add_argument("-c", "--config", required=True)

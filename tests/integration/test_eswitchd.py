@@ -61,10 +61,11 @@ def eswitchd(netns, short_tmp):
     for ifname, ns in (("c0", cl), ("b1", be), ("w0", es), ("w1", es)):
         N.wait_oper_up(ifname, ns)
     data = {
-        "dpu": {"name": "t", "eswitch": {"driver": "softdoca", "socket": os.path.join(short_tmp, "es.sock"),
-                                         "eal_args": ["--no-huge", "-m", "256", "--no-pci", "-l", "0-1",
-                                                      "--file-prefix", "xf-t-%d" % os.getpid(),
-                                                      "--log-level", "lib.eal:warning"]},
+        "dpu": {"name": "t", "state_dir": os.path.join(short_tmp, "state"),
+                "eswitch": {"driver": "softdoca", "socket": os.path.join(short_tmp, "es.sock"),
+                            "eal_args": ["--no-huge", "-m", "256", "--no-pci", "-l", "0-1",
+                                         "--file-prefix", "xf-t-%d" % os.getpid(),
+                                         "--log-level", "lib.eal:warning"]},
                 "ports": {"p0": {"id": 0, "iface": "w0", "rep_iface": "r0"},
                           "p1": {"id": 1, "iface": "w1", "rep_iface": "r1"}}},
         "ovs": {"bridges": {"br1": {"ports": ["p0", "p1"]}}},

@@ -74,6 +74,7 @@ def test_config(ovs, workdir):
     data = config.to_data(config.load(PAPER))
     data["dpu"]["eswitch"]["driver"] = "none"
     data["dpu"]["ports"] = {P0: {"id": 0}, P1: {"id": 1}, H0: {"id": 2}, H1: {"id": 3}}
+    data["dpu"]["state_dir"] = os.path.join(workdir, "state")  # its lock and overlay: this test's own
     data["ovs"]["db"] = ovs.db
     data["ovs"]["bridges"] = {BR1: {"ports": [P0, H0]},
                               BR2: {"ports": [P1, H1],

@@ -48,6 +48,7 @@ def inst(netns, short_tmp):
 def cfg_for(o, short_tmp):
     data = config.to_data(config.load(PAPER))
     data["ovs"]["db"] = o.db
+    data["dpu"]["state_dir"] = os.path.join(short_tmp, "state")  # its lock and overlay: this test's own
     path = os.path.join(short_tmp, "x.yaml")
     with open(path, "w") as f:
         yaml.safe_dump(data, f, sort_keys=False)

@@ -32,6 +32,7 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .. import instance, logsetup, sdnotify
+from .. import overlay as overlay_mod
 from ..api import metrics as metrics_mod
 from ..exitcodes import EXIT_ERROR
 from ..intent import config as config_mod
@@ -40,6 +41,7 @@ from ..intent.plan import Change
 from . import alarms as alarms_mod
 from . import bridge as bridge_mod
 from . import compat, ofrules, statefile
+from . import counters as counters_mod
 from . import management as management_mod
 from . import runtime as runtime_mod
 from . import status as status_mod
@@ -181,8 +183,17 @@ class XenoFlowApp(compat.BaseApp):
                                            eswitch=eswitch if eswitch is not None
                                            else make_eswitch(cfg, session),
                                            metrics=self.metrics, lock=compat.make_lock())
+        if self.standalone:   # a controller process: the operator's durable edits are its intent too
+            try:
+                overlay_mod.attach(self.runtime)
+            except overlay_mod.OverlayError as exc:
+                self.logger.error("%s", exc)
+                raise SystemExit(EXIT_ERROR)
         self.rules = ofrules.Rules.default()
         self.bridges = bridge_mod.Bridges(self.rules, self.metrics)
+        # a flow about to move to another backend is counted first, for the one it had
+        self.runtime.ovs_read = lambda: counters_mod.read_now(self.bridges, self.run_in_app,
+                                                              compat.hub.sleep)
         self.worker = worker_mod.Worker(
             self.runtime, self.status, lambda: self._post(EventPoll()),
             interval=float(os.environ.get(ENV_POLL, "1") or 1),

@@ -80,7 +80,9 @@ class Management:
         if db is not None:
             db.ensure(ovsdb_mod.desired(new_cfg))
         out = app.runtime.reload(new_cfg, why=why)
-        self.health.set_services(list(new_cfg.services))
+        # the runtime's services: the new file with the operator's overlay on top (a backend
+        # added through the API keeps its health probe across a reload)
+        self.health.set_services(list(app.runtime.cfg.services))
         app.run_in_app(app.follow_runtime)
         return out
 

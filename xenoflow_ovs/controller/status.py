@@ -33,7 +33,8 @@ def _copy(data: Dict[str, Any]) -> Dict[str, Any]:
     return json.loads(json.dumps(data, default=str))
 
 
-def build(rt: Any, view: Dict[str, Any], verdict: str, monitor: Any = None) -> Dict[str, Any]:
+def build(rt: Any, view: Dict[str, Any], verdict: str, monitor: Any = None,
+          alarms: Optional[List[Dict[str, Any]]] = None) -> Dict[str, Any]:
     """`GET /status` from the app view, the runtime `rt` (config, drains, health,
     eswitchd's totals), the health monitor (or None) and a verdict."""
     cfg = rt.cfg
@@ -61,6 +62,11 @@ def build(rt: Any, view: Dict[str, Any], verdict: str, monitor: Any = None) -> D
     if monitor is not None:
         st["health"] = {"%s/%s" % k: {"up": h.up, "last": monitor.last.get(k)}
                         for k, h in list(monitor.states.items())}
+    overlay = getattr(rt, "overlay", None)
+    if overlay is not None:  # {path, edits, dropped}: the operator's durable edits (overlay.py)
+        st["overlay"] = overlay.view()
+    # [{"kind": "repeated_repair" | "fenced", "what", "count", "since"}] (controller/alarms.py)
+    st["alarms"] = list(alarms or [])
     st["verdict"] = verdict
     return st
 
@@ -124,7 +130,12 @@ class Status:
         return last["verdict"] if last is not None else UNCHECKED
 
     def snapshot(self) -> Dict[str, Any]:
-        return build(self.app.runtime, self._view, self.verdict(), self.app.management.health)
+        return build(self.app.runtime, self._view, self.verdict(), self.app.management.health,
+                     self.alarms())
+
+    def alarms(self) -> List[Dict[str, Any]]:
+        alarms = getattr(self.app, "alarms", None)
+        return alarms.active(time.time()) if alarms is not None else []
 
     # -- the check
 
@@ -193,7 +204,7 @@ class Status:
         inputs = self._inputs()
         rep = self._compare(inputs)
         self._keep(rep, self._fingerprint(inputs), marker)
-        return rep
+        return dict(rep, alarms=self.alarms())   # not part of the kept verdict: always current
 
     def refresh_verdict(self) -> None:
         """The worker's: a check without waiting, and only when its inputs changed

@@ -132,6 +132,9 @@ class EswitchState:
         self.pipes: Dict[Tuple[str, str], Tuple[Pipe, Any]] = {}
         self.entries: Dict[Any, Tuple[Entry, Any, int]] = {}
         self.lock = threading.Lock()
+        # What the last apply read of each entry right before it changed or went away:
+        # the controller credits it to the backend the entry named until then.
+        self.counted: List[Dict[str, Any]] = []
 
     def _handles(self) -> Dict[Tuple[str, str], Any]:
         return {k: h for k, (_, h) in self.pipes.items()}
@@ -174,6 +177,7 @@ class EswitchState:
     def apply(self, changes: List[Change]) -> Dict[str, int]:
         with self.lock:
             self.validate(changes)
+            self.counted = []
             undo: List[Callable[[], None]] = []
             done = {"add_pipe": 0, "add": 0, "update": 0, "remove": 0, "remove_pipe": 0}
             one = {"add_pipe": self._add_pipe, "update": self._update, "remove": self._remove,
@@ -227,8 +231,13 @@ class EswitchState:
                 del self.entries[e.key]
         undo.append(back)
 
+    def _read(self, e: Entry, h: Any) -> None:
+        (pkts, nbytes), = self.driver.query([h])
+        self.counted.append({"entry": wire.entry_to_wire(e), "pkts": pkts, "bytes": nbytes})
+
     def _update(self, e: Entry, undo: list) -> None:
         old, h, c = self.entries[e.key]
+        self._read(old, h)
         new_h = self.driver.update(h, e, self._handles())
         self.entries[e.key] = (e, new_h, e.cookie)
 
@@ -238,6 +247,7 @@ class EswitchState:
 
     def _remove(self, e: Entry, undo: list) -> None:
         old, h, _ = self.entries.pop(e.key)
+        self._read(old, h)
         self.driver.remove([h])
         undo.append(lambda: self._add([old], []))
 
@@ -342,7 +352,7 @@ class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
                     parsed.append(wire.change_from_wire(c))
                 except (KeyError, TypeError, ValueError) as exc:
                     raise RequestError("changes[%d]: malformed (%s)" % (i, exc))
-            return dict(applied=self.state.apply(parsed), ok=True)
+            return dict(applied=self.state.apply(parsed), counted=self.state.counted, ok=True)
         if op == "fault":
             self.state.driver.inject_fault(**{k: v for k, v in req.items() if k != "op"})
             return {"ok": True}
