@@ -432,6 +432,177 @@ def test_frames_both_planes_leave_alone_or_both_balance(lab, table):
 # ---------------------------------------------------------------- the report
 
 
+# ---------------------------------------------------------------- 10.-14. running as a service
+
+
+def _canon(entries):
+    return sorted(json.dumps(e, sort_keys=True) for e in entries)
+
+
+def _in_dpu(lab, *args, timeout=60.0):
+    """`xenoflow <args>` in the DPU's namespace, as an operator would type it there."""
+    import subprocess
+    import sys
+
+    from xenoflow_ovs.lab.pyenv import subprocess_env
+    argv = ["ip", "netns", "exec", "dpu", sys.executable, "-m", "xenoflow_ovs.cli"] + list(args)
+    t0 = time.monotonic()
+    p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
+                       env=subprocess_env(), cwd="/", timeout=timeout)
+    return p, time.monotonic() - t0
+
+
+def _drain(lab, backend, on=True):
+    code, body = lab.api("POST", "/services/%s/backends/%s/%s" % (lab.svc.name, backend,
+                                                                  "drain" if on else "undrain"))
+    assert code == 200, body
+    lab.wait_consistent(15)
+
+
+def test_second_controller_started(lab, table):
+    """The operator starts a second controller for the same DPU by hand: it must be refused
+    before it touches anything, while the first serves on."""
+    entries0, flows0 = lab.entries(), lab.flows()
+    load = lab.load(lab.sources(8), RATE, 5.0)
+    time.sleep(1.0)
+    p, took = _in_dpu(lab, "controller", "-c", lab.ctl.cfg_path)
+    res = load.wait()
+    lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+    same = _canon(lab.entries()) == _canon(entries0) and set(lab.flows()) == set(flows0)
+    reachable = lab.api_ok("/status") is not None
+    table.add("10. a second controller for the same DPU started by hand", res.sent, res.lost,
+              "refused in %.2f s, exit %d: %s" % (took, p.returncode, lines[-1] if lines else "(nothing)"),
+              "entries and flows %s, first controller %s; %s" % (
+                  "unchanged" if same else "CHANGED", "reachable" if reachable else "UNREACHABLE",
+                  _after(lab)))
+    assert p.returncode != 0 and len(lines) == 1 and "Traceback" not in p.stderr, p.stderr
+    assert same and reachable
+    assert res.lost == 0, res.lost_records()[:10]
+
+
+def test_controller_restarted_with_a_drain_in_force(lab, table):
+    """A drained resolver stays drained across a controller restart (the operator's state is
+    durable): not one query reaches it."""
+    _drain(lab, "fips2")
+    try:
+        load = lab.load(lab.sources(8), RATE, 6.0)
+        time.sleep(1.0)
+        lab.kill("controller")
+        t_restart = time.monotonic()
+        lab.restart_controller()
+        lab.wait_consistent(20)
+        recover = time.monotonic() - t_restart
+        res = load.wait()
+        drained = lab.backend_state("fips2")
+        to_fips2 = res.by_answer().get("fips2", 0)
+        table.add("11. controller restarted with fips2 drained", res.sent, res.lost,
+                  "consistent %.2f s after the restart" % recover,
+                  "fips2 answered %d queries, drained after the restart: %s; %s" % (
+                      to_fips2, not drained.get("in_service", True), _after(lab)))
+        assert to_fips2 == 0, res.summary()
+        assert drained and not drained["in_service"]
+        assert res.lost == 0, res.lost_records()[:10]
+    finally:
+        _drain(lab, "fips2", on=False)
+        lab.wait_settled(20)
+
+
+def test_stale_controller_writes_to_eswitchd(lab, table):
+    """A controller of an older generation (one left running after a newer one started)
+    tries to put back a table in which a drained backend still has buckets: eswitchd
+    refuses it, and the drained backend gets no query."""
+    from xenoflow_ovs.eswitch.client import EswitchClient, EswitchError
+    from xenoflow_ovs.eswitch.wire import entry_from_wire
+    from xenoflow_ovs.intent import plan as plan_mod
+
+    before = lab.entries()        # fips2 still has its buckets here
+    _drain(lab, "fips2")
+    try:
+        load = lab.load(lab.sources(8), RATE, 5.0)
+        time.sleep(1.0)
+        stale = EswitchClient(lab.es_sock, timeout=5,
+                              session={"generation": 1, "who": "a stale controller"})
+        refused = ""
+        try:
+            stale.apply([plan_mod.Change("eswitch", "add", entry_from_wire(e)) for e in before
+                         if e not in lab.entries()])
+        except EswitchError as exc:
+            refused = str(exc)
+        finally:
+            stale.close()
+        res = load.wait()
+        to_fips2 = res.by_answer().get("fips2", 0)
+        why = refused.splitlines()[0][:90] if refused else "NOT REFUSED"
+        table.add("12. a stale controller (older generation) writes its table to eswitchd", res.sent,
+                  res.lost, "refused at once: %s" % why,
+                  "fips2 (drained) answered %d queries; %s" % (to_fips2, _after(lab)))
+        assert refused and "fenced" in refused, refused
+        assert to_fips2 == 0, res.summary()
+        assert res.lost == 0, res.lost_records()[:10]
+    finally:
+        _drain(lab, "fips2", on=False)
+        lab.wait_settled(20)
+
+
+def test_openflow_port_taken(lab, table):
+    """Another program holds the OpenFlow port: the controller must say so and exit non-zero
+    (so Restart=on-failure restarts it), not exit 0 in silence. Run as another DPU (its own
+    name and state dir, no eSwitch, an OVS that does not exist), so it cannot reach the lab."""
+    import tempfile
+
+    cfg = yaml.safe_load(open(lab.ctl.cfg_path))
+    with tempfile.TemporaryDirectory(prefix="xf-oftaken-") as tmp:
+        cfg["dpu"]["name"] = "other"
+        cfg["dpu"]["state_dir"] = tmp
+        cfg["dpu"]["eswitch"] = {"driver": "none"}
+        cfg["ovs"]["db"] = "unix:" + os.path.join(tmp, "no-ovs.sock")
+        cfg["controller"]["api"] = {"host": "127.0.0.1", "port": 18080,
+                                    "socket": os.path.join(tmp, "api.sock")}
+        cfg["controller"]["metrics"] = {"host": "127.0.0.1", "port": 19302}
+        path = os.path.join(tmp, "other.yaml")
+        with open(path, "w") as f:
+            yaml.safe_dump(cfg, f)
+        p, took = _in_dpu(lab, "controller", "-c", path)
+    lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+    table.add("13. the OpenFlow port is taken (by the lab's controller)", "-", "-",
+              "exit %d after %.2f s" % (p.returncode, took), lines[-1] if lines else "(no error line)")
+    assert p.returncode != 0 and len(lines) == 1 and "Traceback" not in p.stderr, p.stderr
+    assert str(cfg["controller"]["openflow"].get("port", 6653)) in lines[0]
+
+
+def test_stalled_api_clients(lab, table):
+    """Clients that open the API and stall (headers half sent) and many idle connections: the
+    API still answers within a bound, and the controller keeps both planes consistent."""
+    import socket
+    import statistics
+
+    def latency():
+        t = time.monotonic()
+        assert lab.api_ok("/status") is not None
+        return time.monotonic() - t
+    before = statistics.median(latency() for _ in range(20))
+    held = []
+    try:
+        for i in range(400):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(lab.api_sock)
+            if i % 2 == 0:
+                s.sendall(b"GET /status HTTP/1.1\r\nHost: x\r\n")   # headers never finished
+            held.append(s)
+        time.sleep(0.5)
+        during = [latency() for _ in range(20)]
+    finally:
+        for s in held:
+            s.close()
+    verdict = lab.verdict()
+    table.add("14. 400 API clients that stall or idle", "-", "-",
+              "GET /status median %.1f ms before, %.1f ms during (max %.1f ms)" % (
+                  before * 1e3, statistics.median(during) * 1e3, max(during) * 1e3),
+              "verdict %s" % verdict)
+    assert max(during) < 2.0, during
+    assert verdict == "consistent"
+
+
 def write_report(t, path):
     lines = [
         "# Faults and bad input: reliability under load",
