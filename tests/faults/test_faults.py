@@ -452,6 +452,11 @@ def _in_dpu(lab, *args, timeout=60.0):
     return p, time.monotonic() - t0
 
 
+def _message(line):
+    """A log line without its time, level and logger (the table's cell says what it said)."""
+    return re.sub(r"^\S+ [A-Z]+ \S+: ", "", line)
+
+
 def _drain(lab, backend, on=True):
     code, body = lab.api("POST", "/services/%s/backends/%s/%s" % (lab.svc.name, backend,
                                                                   "drain" if on else "undrain"))
@@ -467,7 +472,7 @@ def test_second_controller_started(lab, table):
     time.sleep(1.0)
     p, took = _in_dpu(lab, "controller", "-c", lab.ctl.cfg_path)
     res = load.wait()
-    lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+    lines = [_message(ln) for ln in p.stderr.splitlines() if ln.strip()]
     same = _canon(lab.entries()) == _canon(entries0) and set(lab.flows()) == set(flows0)
     reachable = lab.api_ok("/status") is not None
     table.add("10. a second controller for the same DPU started by hand", res.sent, res.lost,
@@ -563,7 +568,7 @@ def test_openflow_port_taken(lab, table):
         with open(path, "w") as f:
             yaml.safe_dump(cfg, f)
         p, took = _in_dpu(lab, "controller", "-c", path)
-    lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+    lines = [_message(ln) for ln in p.stderr.splitlines() if ln.strip()]
     table.add("13. the OpenFlow port is taken (by the lab's controller)", "-", "-",
               "exit %d after %.2f s" % (p.returncode, took), lines[-1] if lines else "(no error line)")
     assert p.returncode != 0 and len(lines) == 1 and "Traceback" not in p.stderr, p.stderr
@@ -653,6 +658,13 @@ def write_report(t, path):
         "entries' packets (eswitchd `counters`), OVS's `miss_other` and `fallback` (controller "
         "`/status`). A lone non-first IPv4 fragment never reaches softdoca: DPDK's net_af_packet "
         "(the lab's emulated port) holds it in the kernel's fanout defragmentation; not covered.",
+        "- Faults 10-14 (running as a service): `xenoflow controller -c <the lab's config>` typed "
+        "in the DPU's namespace while the lab's controller runs (10); the lab's controller "
+        "SIGKILLed and restarted with fips2 drained through the API (11); an eSwitch client "
+        "claiming generation 1 writes back the entries fips2 had before its drain (12); a "
+        "controller for another DPU name (own state dir, no eSwitch, no OVS) whose OpenFlow port "
+        "the lab's controller holds (13); 400 connections to the API's unix socket, half of them "
+        "with headers never finished, while `GET /status` is timed 20 times (14).",
         "",
         "## Bad input covered elsewhere",
         "",
