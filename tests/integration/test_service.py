@@ -247,7 +247,8 @@ def test_a_stale_controller_is_fenced_and_the_entries_stay_the_new_ones(rig):
     stale_cfg = rig.write("stale.yaml", **{"dpu.state_dir": os.path.join(rig.tmp, "old-state"),
                                             "controller.api.socket": os.path.join(rig.tmp, "old-api.sock"),
                                             "controller.api.port": _free_port(),
-                                            "controller.openflow.port": _free_port()})
+                                            "controller.openflow.port": _free_port(),
+                                            "controller.metrics.port": _free_port()})
     data = yaml.safe_load(open(stale_cfg))
     data["services"][0]["backends"][0]["weight"] = 0
     with open(stale_cfg, "w") as f:

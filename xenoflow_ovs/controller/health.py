@@ -101,6 +101,7 @@ class Monitor:
                 key = (s.name, b.name)
                 self.states[key] = old.get(key) or Hysteresis(rise=s.health.rise, fall=s.health.fall)
         self.last: Dict[Tuple[str, str], str] = {}
+        self.probed: Dict[Tuple[str, str], Tuple[bool, float]] = {}  # last probe: ok, seconds
         self.path_suspect = getattr(self, "path_suspect", False)
 
     def down(self) -> Dict[str, List[str]]:
@@ -114,7 +115,9 @@ class Monitor:
         results = []
         for s in list(self.services):
             for b in s.backends:
+                t0 = time.monotonic()
                 ok, why = self.probe_fn(str(b.ip), s.port, s.protocol, s.health)
+                self.probed[(s.name, b.name)] = (ok, time.monotonic() - t0)
                 self.last[(s.name, b.name)] = why
                 results.append((s, b, ok, why))
         # Every probe failing at once says more about the probe path (on a BlueField it

@@ -28,6 +28,7 @@ class Management:
         self.app = app
         self.config_path = config_path
         self.api: Optional[api_mod.Api] = None
+        self.metrics_api: Optional[api_mod.Api] = None  # read-only: /metrics and /status
         self.health = health_mod.Monitor(list(app.runtime.cfg.services), self.health_changed,
                                          sleep=compat.hub.sleep, spawn=compat.hub.spawn)
 
@@ -43,6 +44,8 @@ class Management:
         self.health.stop()
         if self.api is not None:
             self.api.stop()
+        if self.metrics_api is not None:
+            self.metrics_api.stop()
 
     def _start_api(self) -> None:
         if os.environ.get(ENV_API) == "0":
@@ -55,6 +58,8 @@ class Management:
                                spawn=compat.hub.spawn)
         handlers_mod.install(self.api, app.runtime, app.status, self.reload_from_file, app.metrics)
         self.api.start()
+        self.metrics_api = api_mod.start_metrics_listener(cfg, app.metrics, app.status.snapshot,
+                                                          spawn=compat.hub.spawn)
 
     def _sighup(self) -> None:
         try:

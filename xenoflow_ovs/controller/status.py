@@ -60,7 +60,10 @@ def build(rt: Any, view: Dict[str, Any], verdict: str, monitor: Any = None,
         if cfg.has_eswitch:
             c["eswitch_packets"], c["eswitch_bytes"] = tot.routes.get(label, (0, 0))
     if monitor is not None:
-        st["health"] = {"%s/%s" % k: {"up": h.up, "last": monitor.last.get(k)}
+        probed = getattr(monitor, "probed", {})
+        st["health"] = {"%s/%s" % k: {"up": h.up, "last": monitor.last.get(k),
+                                      "ok": probed.get(k, (None, None))[0],
+                                      "seconds": probed.get(k, (None, None))[1]}
                         for k, h in list(monitor.states.items())}
     overlay = getattr(rt, "overlay", None)
     if overlay is not None:  # {path, edits, dropped}: the operator's durable edits (overlay.py)

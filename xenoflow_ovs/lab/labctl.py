@@ -40,7 +40,7 @@ from ..exitcodes import EXIT_ERROR, EXIT_FOUND, EXIT_OK
 from . import netns as nsh
 from .planes import CONTROLLER_STATE, NotProgrammed, PlaneReadings
 from .pyenv import subprocess_env as _subprocess_env
-from .topology import Lab, LabBusy, Topology, load_topology
+from .topology import Lab, LabBusy, Topology, load_topology, topology_candidates
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 REQUIRED_TOOLS = ("ip", "ethtool", "sysctl", "bridge", "ovsdb-tool", "ovsdb-server", "ovs-vswitchd",
@@ -75,12 +75,11 @@ def topology_path(topology: str) -> str:
         return os.path.abspath(topology)
     if os.path.isdir(topology):
         return os.path.join(os.path.abspath(topology), "topology.yaml")
-    for base in (REPO_ROOT, os.getcwd()):
-        p = os.path.join(base, "topologies", topology, "topology.yaml")
+    tried = topology_candidates(topology, (REPO_ROOT, os.getcwd()))
+    for p in tried:
         if os.path.exists(p):
             return p
-    raise LabError("no topology %r (looked for topologies/%s/topology.yaml under %s and %s)"
-                   % (topology, topology, REPO_ROOT, os.getcwd()))
+    raise LabError("no topology %r (looked for %s)" % (topology, ", ".join(tried)))
 
 
 def default_run_dir(topo: Topology) -> str:
