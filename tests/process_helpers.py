@@ -48,3 +48,28 @@ def xenoflow(*argv, timeout=60, env=None):
 
 def error_lines(stderr):
     return [line for line in stderr.splitlines() if line.strip()]
+
+
+def _osken() -> bool:
+    try:
+        import os_ken.base.app_manager  # noqa: F401
+        return True
+    except ImportError:
+        return False
+
+
+RUNTIME = "osken" if _osken() else "ryu"
+
+
+def controller_argv(cfg_path, *extra):
+    """The controller as this test runtime runs it: `xenoflow controller` on os-ken,
+    ryu-manager (config from XENOFLOW_CONFIG) on Ryu."""
+    if RUNTIME == "osken":
+        return [sys.executable, "-m", "xenoflow_ovs.cli"] + list(extra) + ["controller", "-c", cfg_path]
+    ryu = os.path.join(os.path.dirname(sys.executable), "ryu-manager")
+    base = [ryu] if os.path.exists(ryu) else [sys.executable, "-c",
+                                               "import sys; from ryu.cmd.manager import main; "
+                                               "sys.argv[0] = 'ryu-manager'; main()"]
+    cfg = config.load(cfg_path)
+    return base + (["--verbose"] if "-v" in extra else []) + [
+        "--ofp-listen-host", "127.0.0.1", "--ofp-tcp-listen-port", str(cfg.openflow.port), "xenoflow_ovs.app"]

@@ -11,7 +11,7 @@ import sys
 import time
 
 import pytest
-from process_helpers import error_lines, write_cfg
+from process_helpers import RUNTIME, controller_argv, error_lines, write_cfg
 
 from xenoflow_ovs.api import server as api
 from xenoflow_ovs.lab.pyenv import subprocess_env
@@ -19,35 +19,11 @@ from xenoflow_ovs.lab.pyenv import subprocess_env
 pytestmark = [pytest.mark.slow]
 
 
-def _osken():
-    try:
-        import os_ken.base.app_manager  # noqa: F401
-        return True
-    except ImportError:
-        return False
-
-
-RUNTIME = "osken" if _osken() else "ryu"
-
-
 def our_lines(stderr):
     """The lines a failed start printed; under ryu-manager without its own preamble
     ("loading app ...", printed before our app exists)."""
     return [line for line in error_lines(stderr)
             if not (RUNTIME == "ryu" and line.startswith(("loading app ", "instantiating app ")))]
-
-
-def controller_argv(cfg_path, *extra):
-    if RUNTIME == "osken":
-        return [sys.executable, "-m", "xenoflow_ovs.cli"] + list(extra) + ["controller", "-c", cfg_path]
-    ryu = os.path.join(os.path.dirname(sys.executable), "ryu-manager")
-    base = [ryu] if os.path.exists(ryu) else [sys.executable, "-c",
-                                               "import sys; from ryu.cmd.manager import main; "
-                                               "sys.argv[0] = 'ryu-manager'; main()"]
-    from xenoflow_ovs.intent import config
-    cfg = config.load(cfg_path)
-    return base + (["--verbose"] if "-v" in extra else []) + [
-        "--ofp-listen-host", "127.0.0.1", "--ofp-tcp-listen-port", str(cfg.openflow.port), "xenoflow_ovs.app"]
 
 
 def start(cfg_path, log_path, *extra):

@@ -14,6 +14,7 @@ import time
 
 import pytest
 import yaml
+from process_helpers import controller_argv
 from test_eswitchd import eswitchd  # noqa: F401  (the fixture)
 
 from xenoflow_ovs.lab.pyenv import subprocess_env
@@ -44,8 +45,9 @@ class Controller:
 
     def start(self):
         out = open(self.log, "a")
-        argv = [sys.executable, "-m", "xenoflow_ovs.cli", "controller", "-c", self.path]
-        self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=subprocess_env())
+        env = dict(subprocess_env(), XENOFLOW_CONFIG=self.path)   # ryu-manager reads it there
+        self.proc = subprocess.Popen(controller_argv(self.path), stdout=out, stderr=subprocess.STDOUT,
+                                     env=env)
         out.close()
         deadline = time.monotonic() + 30
         while True:

@@ -151,9 +151,19 @@ def planes_programmed(view: Dict[str, Any], started: bool) -> bool:
         for b in bridges.values())
 
 
-def _interrupt(signum: int, frame: Any) -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)    # one stop is enough
-    raise KeyboardInterrupt("SIGTERM")
+def _interrupt_in(main: Any) -> Callable[[int, Any], None]:
+    """ryu-manager's SIGTERM handler: a KeyboardInterrupt where ryu-manager waits for its
+    apps (the main green thread), as Ctrl-C would. Python runs the handler in whichever
+    green thread happens to run: raised there (an API handler, the worker) it would only
+    end that one, so it is thrown into the main one through the hub."""
+    def handler(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)    # one stop is enough
+        import greenlet
+        if greenlet.getcurrent() is main:
+            raise KeyboardInterrupt("SIGTERM")
+        from eventlet import hubs
+        hubs.get_hub().schedule_call_global(0, main.throw, KeyboardInterrupt("SIGTERM"))
+    return handler
 
 
 class XenoFlowApp(compat.BaseApp):
@@ -211,8 +221,9 @@ class XenoFlowApp(compat.BaseApp):
         if self.standalone and compat.RUNTIME == "ryu":
             # ryu-manager stops cleanly (app_mgr.close: our last state, our socket removed)
             # on Ctrl-C only; systemd and `kill` send SIGTERM
+            import greenlet
             try:
-                signal.signal(signal.SIGTERM, _interrupt)
+                signal.signal(signal.SIGTERM, _interrupt_in(greenlet.getcurrent()))
             except ValueError:   # not the main thread
                 pass
         self.threads.append(compat.hub.spawn(self.worker.run))
