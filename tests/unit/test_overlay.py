@@ -231,3 +231,19 @@ def test_state_show_and_clear(tmp_path, monkeypatch, capsys):
     f.write_text("[]")
     args.action, args.json = "show", False
     assert cmd_state(args) == 2
+
+
+def test_the_lab_expects_what_the_controller_runs_overlay_included(tmp_path):
+    """`lab up` waits for, and `lab demo` checks against, the plan with the operator's
+    changes on top: a drain kept in the run dir is not 'not programmed'."""
+    from xenoflow_ovs.intent import plan as plan_mod
+    from xenoflow_ovs.lab.planes import PlaneReadings
+    data = cfg_data(bits=1)
+    data["dpu"]["state_dir"] = str(tmp_path)
+    cfg = cfg_of(data)
+    readings = PlaneReadings(lambda: cfg, str(tmp_path), lambda: None)
+    plain = plan_mod.plan(cfg)
+    assert readings.planned().table("dns") == plain.table("dns")     # no overlay: the file's
+    ov.write(ov.path(cfg), [E("drain", "fips2")])
+    assert set(readings.planned().table("dns")) == {"fips3"}
+    assert readings.planned_counts() != {br.name: len(plain.bridge_flows(br.name)) for br in cfg.bridges}

@@ -204,6 +204,21 @@ class LabCtl:
     def state(self):
         return self.lab.state
 
+    def _say_operator_state(self, cfg: Any) -> None:
+        """The operator's changes kept in the run dir outlive `lab down`: say so when there
+        are any, since they change what the lab balances."""
+        from .. import overlay as overlay_mod
+        from ..intent import overlay as pure
+        try:
+            edits = overlay_mod.read(overlay_mod.path(cfg))
+        except overlay_mod.OverlayError as exc:
+            self.say(str(exc))
+            return
+        if edits:
+            self.say("operator state kept from earlier runs: %s (`xenoflow state -c %s clear` with the lab "
+                     "down forgets it)" % (", ".join(pure.describe(e) for e in edits),
+                                           os.path.relpath(self.cfg_path)))
+
     def is_up(self) -> bool:
         """Some namespace this run dir made still exists."""
         return any(nsh.ns_exists(ns) for ns in self.state.data["namespaces"])
@@ -255,6 +270,7 @@ class LabCtl:
         say("config: %s (eswitch %s, %s mode, routes %smirrored)" % (
             os.path.relpath(self.cfg_path), cfg.eswitch.driver, cfg.eswitch.mode,
             "" if cfg.eswitch.mirror_routes else "NOT "))
+        self._say_operator_state(cfg)
         if old_text is not None and old_text != _read(self.cfg_path) and self._alive("controller"):
             # a running lab brought up with other overrides: the controller restarts on the new
             # config (it adopts what is installed and fixes the difference)
@@ -641,8 +657,7 @@ class Demo:
         say = self.say
         ctl = self.ctl
         cfg = ctl.load_cfg()
-        from ..intent import plan as plan_mod
-        p = plan_mod.plan(cfg)
+        p = ctl.planes.planned()     # with the operator's changes, as the controller runs it
         rc = EXIT_OK
         before = self.counters()
         for svc in cfg.services:

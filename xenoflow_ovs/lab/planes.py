@@ -33,9 +33,21 @@ class PlaneReadings:
         self.run_dir = run_dir
         self.controller_pid = controller_pid     # the PID the lab recorded, None: not started
 
+    def planned(self) -> Any:
+        """The plan the lab's controller runs: the derived config with the operator's
+        overlay on top (drains, weights, backends kept across restarts), as it replays it."""
+        from .. import overlay as overlay_mod
+        cfg = self.load_cfg()
+        try:
+            edits = overlay_mod.read(overlay_mod.path(cfg))
+            cfg, drained, _kept, _dropped = overlay_mod.with_state(cfg, edits)
+        except overlay_mod.OverlayError:
+            drained = {}     # the controller refuses to start on it and says so
+        return plan_mod.plan(cfg, exclude=drained)
+
     def planned_counts(self) -> Dict[str, int]:
         cfg = self.load_cfg()
-        p = plan_mod.plan(cfg)
+        p = self.planned()
         return {br.name: len(p.bridge_flows(br.name)) for br in cfg.bridges}
 
     def flow_counts(self, ovs: Any) -> Dict[str, int]:
@@ -72,7 +84,7 @@ class PlaneReadings:
         cfg = self.load_cfg()
         if not cfg.has_eswitch:
             return None
-        planned = len(plan_mod.plan(cfg).entries)
+        planned = len(self.planned().entries)
         try:
             c = EswitchClient(cfg.path(cfg.eswitch.socket), timeout=2)
             installed = len(c.installed()[1])
