@@ -15,7 +15,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PAPER = os.path.join(REPO, "topologies", "paper", "xenoflow.yaml")
 
 
-def _free_port():
+def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
@@ -28,11 +28,11 @@ def write_cfg(tmp, **eswitch):
     data["dpu"]["state_dir"] = os.path.join(tmp, "state")
     data["dpu"]["eswitch"].update(eswitch or {"driver": "none"})
     data["ovs"]["db"] = "unix:" + os.path.join(tmp, "no-ovsdb.sock")
-    data["controller"] = {"openflow": {"host": "127.0.0.1", "port": _free_port()},
-                          "api": {"host": "127.0.0.1", "port": _free_port(),
+    data["controller"] = {"openflow": {"host": "127.0.0.1", "port": free_port()},
+                          "api": {"host": "127.0.0.1", "port": free_port(),
                                   "socket": os.path.join(tmp, "api.sock")}}
     if "metrics" in config.to_data(config.load(PAPER)).get("controller", {}):
-        data["controller"]["metrics"] = {"host": "127.0.0.1", "port": _free_port()}
+        data["controller"]["metrics"] = {"host": "127.0.0.1", "port": free_port()}
     path = os.path.join(tmp, "xf.yaml")
     with open(path, "w") as f:
         yaml.safe_dump(data, f)

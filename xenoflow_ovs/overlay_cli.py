@@ -58,18 +58,12 @@ def plan_input(args: argparse.Namespace, cfg: config_mod.Config
     return cfg, drained
 
 
-def _load(path: str) -> Any:
-    try:
-        return config_mod.load(path)
-    except config_mod.ConfigError as exc:
-        for line in exc.lines():
-            print(line, file=sys.stderr)
-        return None
 
 
 def cmd_state(args: argparse.Namespace) -> int:
     from . import overlay as overlay_mod
-    cfg = _load(args.config)
+    from .cli import _load_or_report  # cli imports this module: a late import, not a cycle
+    cfg = _load_or_report(args.config)
     if cfg is None:
         return EXIT_ERROR
     file = overlay_mod.path(cfg)

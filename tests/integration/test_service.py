@@ -17,6 +17,7 @@ import time
 
 import pytest
 import yaml
+from process_helpers import RUNTIME, free_port
 
 from xenoflow_ovs.api import server as api
 from xenoflow_ovs.eswitch.client import EswitchClient, EswitchError
@@ -40,23 +41,8 @@ for i in range(n):
 """
 
 
-def _osken():
-    try:
-        import os_ken.base.app_manager  # noqa: F401
-        return True
-    except ImportError:
-        return False
 
 
-RUNTIME = "osken" if _osken() else "ryu"
-
-
-def _free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def wait_for(fn, timeout=20.0, what="condition"):
@@ -95,7 +81,7 @@ class Rig:
         N.prepare_link("b1", ns=self.be)
         for ifname, ns in (("c0", self.cl), ("b1", self.be), ("w0", self.es), ("w1", self.es)):
             N.wait_oper_up(ifname, ns)
-        self.of_port = _free_port()
+        self.of_port = free_port()
         self.data = {
             "dpu": {"name": "t", "state_dir": os.path.join(tmp, "state"),
                     "eswitch": {"driver": "softdoca", "socket": os.path.join(tmp, "es.sock"),
@@ -108,14 +94,14 @@ class Rig:
             "ovs": {"db": ovs.db if ovs else "unix:" + os.path.join(tmp, "no-ovsdb.sock"),
                     "bridges": {BR: {"ports": [P0, P1]}}},
             "controller": {"openflow": {"host": "127.0.0.1", "port": self.of_port},
-                           "api": {"host": "127.0.0.1", "port": _free_port(),
+                           "api": {"host": "127.0.0.1", "port": free_port(),
                                    "socket": os.path.join(tmp, "api.sock")}},
             "services": [{"name": "dns", "vip": VIP, "vip_mac": VIP_MAC, "port": 53, "ingress": P0,
                           "egress": P1, "policy": {"kind": "src-ip-bits", "bits": 1},
                           "backends": [{"name": n, "ip": i, "mac": m} for n, i, m in BE]}],
         }
         if "metrics" in config.to_data(config.load(self.write())).get("controller", {}):
-            self.data["controller"]["metrics"] = {"host": "127.0.0.1", "port": _free_port()}
+            self.data["controller"]["metrics"] = {"host": "127.0.0.1", "port": free_port()}
         self.path = self.write()
         self.cfg = config.load(self.path)
         self.sock = self.cfg.path(self.cfg.eswitch.socket)
@@ -246,9 +232,9 @@ def test_a_stale_controller_is_fenced_and_the_entries_stay_the_new_ones(rig):
     # the stale one: fips2 drained in its own mind (its config has only fips3 in service)
     stale_cfg = rig.write("stale.yaml", **{"dpu.state_dir": os.path.join(rig.tmp, "old-state"),
                                             "controller.api.socket": os.path.join(rig.tmp, "old-api.sock"),
-                                            "controller.api.port": _free_port(),
-                                            "controller.openflow.port": _free_port(),
-                                            "controller.metrics.port": _free_port()})
+                                            "controller.api.port": free_port(),
+                                            "controller.openflow.port": free_port(),
+                                            "controller.metrics.port": free_port()})
     data = yaml.safe_load(open(stale_cfg))
     data["services"][0]["backends"][0]["weight"] = 0
     with open(stale_cfg, "w") as f:

@@ -7,14 +7,13 @@ namespaces; OVS is left unreachable on purpose (the eSwitch is the plane under t
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 
 import pytest
 import yaml
-from process_helpers import controller_argv
+from process_helpers import controller_argv, free_port
 from test_eswitchd import eswitchd  # noqa: F401  (the fixture)
 
 from xenoflow_ovs.lab.pyenv import subprocess_env
@@ -22,12 +21,6 @@ from xenoflow_ovs.lab.pyenv import subprocess_env
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def xenoflow(*argv, check=True):
