@@ -65,11 +65,22 @@ static doca_error_t entry_prepare(uint16_t queue, struct doca_flow_pipe *pipe, e
 	return DOCA_SUCCESS;
 }
 
+/* An entry that rewrites the frame takes actions memory of its pipe's port (in switch mode
+ * the manager); none was given (DOCA's default is zero) or it is used up: no room. */
+static doca_error_t actions_room(const struct doca_flow_port *port, const struct doca_flow_pipe_entry *e)
+{
+	if (e->has_action && port->actions_used + DOCA_FLOW_MAX_ENTRY_ACTIONS_MEM_SIZE > port->actions_mem)
+		return DOCA_ERROR_NO_MEMORY;
+	return DOCA_SUCCESS;
+}
+
 static doca_error_t entry_commit(uint16_t queue, struct doca_flow_pipe_entry *e, void *usr_ctx,
 				 struct doca_flow_pipe_entry **entry)
 {
 	struct doca_flow_pipe *pipe = e->pipe;
-	doca_error_t rc = queue_push(pipe->port, queue, SD_OP_ADD, e, 0);
+	doca_error_t rc = actions_room(pipe->port, e);
+	if (rc == DOCA_SUCCESS)
+		rc = queue_push(pipe->port, queue, SD_OP_ADD, e, 0);
 	if (rc != DOCA_SUCCESS) {
 		free(e);
 		return rc;
@@ -86,15 +97,6 @@ static doca_error_t entry_commit(uint16_t queue, struct doca_flow_pipe_entry *e,
 	if (e->fwd.kind == SD_FWD_PIPE)
 		e->fwd.pipe->refs++;
 	*entry = e;
-	return DOCA_SUCCESS;
-}
-
-/* An entry that rewrites the frame takes actions memory of its pipe's port (in switch mode
- * the manager); none was given (DOCA's default is zero) or it is used up: no room. */
-static doca_error_t actions_room(const struct doca_flow_port *port, const struct doca_flow_pipe_entry *e)
-{
-	if (e->has_action && port->actions_used + DOCA_FLOW_MAX_ENTRY_ACTIONS_MEM_SIZE > port->actions_mem)
-		return DOCA_ERROR_NO_MEMORY;
 	return DOCA_SUCCESS;
 }
 
@@ -136,10 +138,6 @@ static doca_error_t basic_add(uint16_t pipe_queue, struct doca_flow_pipe *pipe, 
 	else if (pipe->mac_mode == 1)
 		atomic_init(&e->act_mac, pipe->const_mac);
 	e->has_action = pipe->mac_mode != 0;
-	if ((rc = actions_room(pipe->port, e)) != DOCA_SUCCESS) {
-		free(e);
-		return rc;
-	}
 	return entry_commit(pipe_queue, e, usr_ctx, entry);
 }
 
@@ -193,10 +191,6 @@ static doca_error_t control_add(uint16_t pipe_queue, uint32_t priority, struct d
 	e->fwd = f;
 	atomic_init(&e->act_mac, mac);
 	e->has_action = mac != 0;
-	if ((rc = actions_room(pipe->port, e)) != DOCA_SUCCESS) {
-		free(e);
-		return rc;
-	}
 	return entry_commit(pipe_queue, e, usr_ctx, entry);
 }
 
