@@ -89,7 +89,8 @@ class Runtime:
 
     def desired(self, cfg: Optional[config_mod.Config] = None, **kw: Any) -> Plan:
         """The plan of the current intent (or of the one given)."""
-        return plan_mod.plan(cfg or self.cfg, exclude=self.exclude(**kw))
+        # the plan in force lends the parts of services this rendering leaves unchanged
+        return plan_mod.plan(cfg or self.cfg, exclude=self.exclude(**kw), reuse=self._applied)
 
     @property
     def in_force(self) -> Plan:

@@ -19,8 +19,9 @@ Priorities (higher wins, in both planes):
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from array import array
+from dataclasses import dataclass
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from . import buckets
 from .config import Config, Route, Service
@@ -83,7 +84,6 @@ class Flow:
     kind: str
     owner: str
     backend: Optional[str] = None
-    buckets: Tuple[int, ...] = ()
     table: int = 0
 
     @property
@@ -134,46 +134,222 @@ class Entry:
         return cookie("service" if self.kind in ("dispatch", "bucket") else "route", self.owner)
 
 
-@dataclass(frozen=True)
+class ServicePlan:
+    """One service's part of a plan: its bucket table, the merged terms OVS holds for it,
+    and its eSwitch pipe and dispatch entry.
+
+    The per-term flows and per-bucket entries are generated on demand, never stored: at
+    2^16 buckets a service is ~100 000 rule objects (~100 MB of Python objects), and a
+    controller holds the plan in force for its whole life. Terms are kept in arrays.
+    Immutable: plans rendered from one another share the parts of unchanged services
+    (`plan(..., reuse=)`), and `diff` skips a part both plans share."""
+
+    __slots__ = ("svc", "exclude", "table", "macs", "shape", "ingress_br", "first_hop",
+                 "_values", "_masks", "_names", "pipe", "dispatch",
+                 "_match_any", "_src_is_port", "_src", "_head", "_tail")
+
+    def __init__(self, cfg: Config, svc: Service, exclude: Tuple[str, ...]):
+        self.svc = svc
+        self.exclude = exclude
+        self.table = buckets.table(svc, exclude)
+        self.macs = {b.name: b.mac for b in svc.backends}
+        self.ingress_br = cfg.bridge_of(svc.ingress)
+        self.first_hop = _towards(cfg, svc.ingress, svc.egress)[0]
+        self._match_parts()
+        terms = buckets.merge(self.table)
+        self._values = array("l", (t[0] for t in terms))
+        self._masks = array("l", (t[1] for t in terms))
+        self._names = tuple(t[2] for t in terms)
+        self.pipe: Optional[Pipe] = None
+        self.dispatch: Optional[Entry] = None
+        if cfg.has_eswitch:
+            self.pipe, self.dispatch = _service_pipe(svc, len(self.table))
+        # What fixes every rule's key: two parts of one shape hold the same flow keys per
+        # term and the same entry keys per bucket, so they differ only in backends.
+        self.shape = (svc.name, svc.vip, svc.protocol, svc.port, svc.ingress, svc.egress,
+                      svc.policy, self.ingress_br, self.first_hop, cfg.has_eswitch)
+
+    def reusable_for(self, cfg: Config, svc: Service, exclude: Tuple[str, ...]) -> bool:
+        return (self.svc == svc and self.exclude == exclude and self.ingress_br == cfg.bridge_of(svc.ingress)
+                and self.first_hop == _towards(cfg, svc.ingress, svc.egress)[0]
+                and (self.pipe is not None) == cfg.has_eswitch)
+
+    @property
+    def identity(self) -> Tuple[Any, ...]:
+        return (self.svc, self.exclude, self.shape)
+
+    def terms(self) -> Iterator[Tuple[int, int, str]]:
+        return zip(self._values, self._masks, self._names)
+
+    def term_flow(self, value: int, mask: int, backend: str) -> Flow:
+        if not mask:
+            match = self._match_any
+        elif self._src_is_port:
+            match = self._head + ((self._src, (value, mask)),) + self._tail
+        else:
+            match = self._head + ((self._src, (int_to_ip(value), int_to_ip(mask))),) + self._tail
+        return Flow(self.ingress_br, SERVICE + bin(mask).count("1"), match,
+                    (("set_field", "eth_dst", self.macs[backend]), ("output", self.first_hop)),
+                    "service", self.svc.name, backend=backend)
+
+    def _match_parts(self) -> None:
+        """The match every term shares, split around the bucket field: a term only adds
+        its (value, mask) there (one tuple to build per flow, not a canonical sort)."""
+        svc = self.svc
+        fields: Dict[str, Any] = dict(in_port=svc.ingress, vlan_vid=UNTAGGED, eth_type=ETH_IP,
+                                      ip_proto=svc.ip_proto, ipv4_dst=str(svc.vip))
+        fields[svc.protocol + "_dst"] = svc.port
+        self._match_any = _match(**fields)
+        self._src_is_port = svc.policy.kind == "src-port-bits"
+        self._src = svc.protocol + "_src" if self._src_is_port else "ipv4_src"
+        fields[self._src] = (0, 0)
+        full = _match(**fields)
+        at = [f for f, _ in full].index(self._src)
+        self._head, self._tail = full[:at], full[at + 1:]
+
+    def flows(self) -> Iterator[Flow]:
+        """The balancing flows, one per merged term (OVS's copy of the table)."""
+        for v, m, name in self.terms():
+            yield self.term_flow(v, m, name)
+
+    def bucket_entry(self, i: int, backend: str) -> Entry:
+        assert self.pipe is not None
+        field_, mask = self.pipe.mask[0]
+        return Entry(port=self.svc.ingress, pipe=self.pipe.name, match=((field_, i, mask),),
+                     kind="bucket", owner=self.svc.name, fwd=("port", self.svc.egress),
+                     dst_mac=self.macs[backend], backend=backend, bucket=i)
+
+    def entries(self) -> Iterator[Entry]:
+        """The pipe's bucket entries, then the root entry that dispatches to the pipe."""
+        if self.pipe is None:
+            return
+        for i, name in enumerate(self.table):
+            yield self.bucket_entry(i, name)
+        assert self.dispatch is not None
+        yield self.dispatch
+
+    def flow_count(self) -> int:
+        return len(self._names)
+
+    def entry_count(self) -> int:
+        return len(self.table) + 1 if self.pipe is not None else 0
+
+
 class Plan:
-    flows: Tuple[Flow, ...]
-    pipes: Tuple[Pipe, ...]
-    entries: Tuple[Entry, ...]
-    tables: Tuple[Tuple[str, buckets.Table], ...] = field(default=())
+    """Both planes' rules for one intent. The per-bucket rules of services live in
+    `services` (generated on demand); `flows`, `entries` and `bridge_flows` build them all
+    on every call, which costs O(buckets): hot paths use the counts, `cookies()` and the
+    iterators instead."""
+
+    __slots__ = ("flat_flows", "flat_pipes", "flat_entries", "_tables", "services")
+
+    def __init__(self, flows: Sequence[Flow] = (), pipes: Sequence[Pipe] = (),
+                 entries: Sequence[Entry] = (), tables: Sequence[Tuple[str, buckets.Table]] = (),
+                 services: Sequence[ServicePlan] = ()):
+        self.flat_flows = tuple(flows)       # bridge base rules, ARP answers, patch rules, routes
+        self.flat_pipes = tuple(pipes)
+        self.flat_entries = tuple(entries)   # routes' root entries
+        self._tables = tuple(tables)
+        self.services = tuple(services)
+
+    def __eq__(self, other: object) -> bool:
+        """Equal plans program the planes alike: a part is fixed by its service, the backends
+        it leaves out and its shape (which carries what it takes from the rest of the config)."""
+        if not isinstance(other, Plan):
+            return NotImplemented
+        return ((self.flat_flows, self.flat_pipes, self.flat_entries, self._tables)
+                == (other.flat_flows, other.flat_pipes, other.flat_entries, other._tables)
+                and [s.identity for s in self.services] == [s.identity for s in other.services])
+
+    __hash__ = None  # type: ignore[assignment]  # mutable-looking value: compared, never a key
+
+    @property
+    def flows(self) -> Tuple[Flow, ...]:
+        return tuple(self.iter_flows())
+
+    @property
+    def pipes(self) -> Tuple[Pipe, ...]:
+        return tuple(s.pipe for s in self.services if s.pipe is not None) + self.flat_pipes
+
+    @property
+    def entries(self) -> Tuple[Entry, ...]:
+        return tuple(self.iter_entries())
+
+    @property
+    def tables(self) -> Tuple[Tuple[str, buckets.Table], ...]:
+        return tuple((s.svc.name, s.table) for s in self.services) + self._tables
 
     def table(self, service: str) -> buckets.Table:
         return dict(self.tables)[service]
 
     def bridge_flows(self, bridge: str) -> List[Flow]:
-        return [f for f in self.flows if f.bridge == bridge]
+        return list(self.iter_flows(bridge))
+
+    def iter_flows(self, bridge: Optional[str] = None) -> Iterator[Flow]:
+        for f in self.flat_flows:
+            if bridge is None or f.bridge == bridge:
+                yield f
+        for s in self.services:
+            if bridge is None or s.ingress_br == bridge:
+                yield from s.flows()
+
+    def iter_entries(self, port: Optional[str] = None) -> Iterator[Entry]:
+        for s in self.services:
+            if port is None or s.svc.ingress == port:
+                yield from s.entries()
+        for e in self.flat_entries:
+            if port is None or e.port == port:
+                yield e
+
+    def flow_count(self, bridge: Optional[str] = None) -> int:
+        return (sum(1 for f in self.flat_flows if bridge is None or f.bridge == bridge)
+                + sum(s.flow_count() for s in self.services if bridge is None or s.ingress_br == bridge))
+
+    def entry_count(self, port: Optional[str] = None) -> int:
+        return (sum(1 for e in self.flat_entries if port is None or e.port == port)
+                + sum(s.entry_count() for s in self.services if port is None or s.svc.ingress == port))
+
+    def cookies(self) -> Iterator[Tuple[int, str, str]]:
+        """(cookie, kind, owner) of every rule, once each: O(services + flat rules)."""
+        seen = set()
+        for f in self.flat_flows:
+            if f.cookie not in seen:
+                seen.add(f.cookie)
+                yield f.cookie, f.kind, f.owner
+        for s in self.services:
+            c = cookie("service", s.svc.name)
+            if c not in seen:
+                seen.add(c)
+                yield c, "service", s.svc.name
 
 
 # ---------------------------------------------------------------- planning
 
 
-def plan(cfg: Config, exclude: Optional[Mapping[str, Iterable[str]]] = None) -> Plan:
-    """Render the intent. `exclude` maps service -> backends taken out (drain, health)."""
+def plan(cfg: Config, exclude: Optional[Mapping[str, Iterable[str]]] = None,
+         reuse: Optional[Plan] = None) -> Plan:
+    """Render the intent. `exclude` maps service -> backends taken out (drain, health).
+    `reuse`: a plan rendered before (the one in force); the parts of services whose
+    rendering would not change are taken from it as they are, so one backend's drain
+    re-renders one service, not every table."""
     exclude = exclude or {}
+    before = {s.svc.name: s for s in reuse.services} if reuse is not None else {}
     flows: List[Flow] = []
-    pipes: List[Pipe] = []
+    parts: List[ServicePlan] = []
     entries: List[Entry] = []
-    tables = []
     for br in cfg.bridges:
         flows.extend(_bridge_base_flows(cfg, br.name))
     for svc in cfg.services:
-        tbl = buckets.table(svc, tuple(exclude.get(svc.name, ())))
-        tables.append((svc.name, tbl))
-        flows.extend(_service_flows(cfg, svc, tbl))
-        if cfg.has_eswitch:
-            pipe, ents = _service_entries(svc, tbl)
-            pipes.append(pipe)
-            entries.extend(ents)
+        excl = tuple(sorted(exclude.get(svc.name, ())))
+        old = before.get(svc.name)
+        parts.append(old if old is not None and old.reusable_for(cfg, svc, excl)
+                     else ServicePlan(cfg, svc, excl))
+        flows.extend(_service_flows(cfg, svc))
     for route in cfg.routes:
         flows.extend(_route_flows(cfg, route))
         if cfg.has_eswitch and cfg.eswitch.mirror_routes:
             entries.append(_route_entry(route))
-    return Plan(flows=tuple(_dedup(flows)), pipes=tuple(pipes), entries=tuple(entries),
-                tables=tuple(tables))
+    return Plan(flows=_dedup(flows), entries=entries, services=parts)
 
 
 def _dedup(flows: Sequence[Flow]) -> List[Flow]:
@@ -229,27 +405,15 @@ def _towards(cfg: Config, src_port: str, dst_port: str) -> Tuple[str, Optional[s
     return cfg.patch_port(a, b), b
 
 
-def _service_flows(cfg: Config, svc: Service, tbl: buckets.Table) -> List[Flow]:
+def _service_flows(cfg: Config, svc: Service) -> List[Flow]:
+    """A service's rules besides its balancing terms (ServicePlan): the VIP's ARP answer
+    and, across a patch, delivery to the egress port. Backends shared by services give
+    the same patch rule, deduplicated with the bridge rules."""
     ingress_br = cfg.bridge_of(svc.ingress)
     out = [Flow(ingress_br, ARP_VIP, _match(in_port=svc.ingress, eth_type=ETH_ARP, arp_op=1,
                                             arp_tpa=str(svc.vip)),
                 _arp_responder(svc), "arp", svc.name)]
-    first_hop, egress_br = _towards(cfg, svc.ingress, svc.egress)
-    l4 = svc.protocol
-    for value, mask, backend in buckets.merge(tbl):
-        be = svc.backend(backend)
-        fields: Dict[str, Any] = dict(in_port=svc.ingress, vlan_vid=UNTAGGED, eth_type=ETH_IP,
-                                      ip_proto=svc.ip_proto, ipv4_dst=str(svc.vip))
-        fields[l4 + "_dst"] = svc.port
-        if mask:
-            if svc.policy.kind == "src-port-bits":
-                fields[l4 + "_src"] = (value, mask)
-            else:
-                fields["ipv4_src"] = (int_to_ip(value), int_to_ip(mask))
-        members = tuple(i for i in range(len(tbl)) if i & mask == value)
-        out.append(Flow(ingress_br, SERVICE + bin(mask).count("1"), _match(**fields),
-                        (("set_field", "eth_dst", be.mac), ("output", first_hop)),
-                        "service", svc.name, backend=backend, buckets=members))
+    egress_br = _towards(cfg, svc.ingress, svc.egress)[1]
     if egress_br is not None:
         patch_in = cfg.patch_port(egress_br, ingress_br)
         for be in svc.backends:
@@ -290,20 +454,16 @@ def pipe_name(svc: Service) -> str:
     return "%s.%s%d.%s" % (svc.name, field_, svc.policy.bits, svc.egress)
 
 
-def _service_entries(svc: Service, tbl: buckets.Table) -> Tuple[Pipe, List[Entry]]:
+def _service_pipe(svc: Service, size: int) -> Tuple[Pipe, Entry]:
     field_ = "l4_src" if svc.policy.kind == "src-port-bits" else "ipv4_src"
     mask = (1 << svc.policy.bits) - 1
     pipe = Pipe(port=svc.ingress, name=pipe_name(svc), mask=((field_, mask),),
-                fwd_port=svc.egress, nr_entries=len(tbl), owner=svc.name)
-    entries = [Entry(port=svc.ingress, pipe=pipe.name, match=((field_, i, mask),), kind="bucket",
-                     owner=svc.name, fwd=("port", svc.egress), dst_mac=svc.backend(name).mac,
-                     backend=name, bucket=i)
-               for i, name in enumerate(tbl)]
+                fwd_port=svc.egress, nr_entries=size, owner=svc.name)
     dispatch = Entry(port=svc.ingress, pipe="root",
                      match=(("eth_type", ETH_IP, FULL16), ("ip_proto", svc.ip_proto, FULL8),
                             ("ipv4_dst", int(svc.vip), FULL32), ("l4_dst", svc.port, FULL16)),
                      kind="dispatch", owner=svc.name, fwd=("pipe", pipe.name), priority=SERVICE)
-    return pipe, entries + [dispatch]
+    return pipe, dispatch
 
 
 def _route_entry(route: Route) -> Entry:
@@ -336,36 +496,89 @@ def diff(old: Plan, new: Plan) -> List[Change]:
     4. eSwitch removals, root entries before the buckets behind them, then pipes:
        a packet that misses meanwhile falls to OVS, which still has its rule;
     5. OVS deletes last.
+
+    A service part both plans share is skipped; one whose shape is unchanged (only its
+    backends moved) is compared term by term and bucket by bucket, without building
+    the rules that stay; any other part is compared rule by rule.
     """
-    out: List[Change] = []
-    old_flows = {f.key: f for f in old.flows}
-    new_flows = {f.key: f for f in new.flows}
+    old_parts = {s.svc.name: s for s in old.services}
+    new_parts = {s.svc.name: s for s in new.services}
+    same_shape = {n for n, p in new_parts.items() if n in old_parts and old_parts[n].shape == p.shape}
+    rest_old = Plan(old.flat_flows, old.flat_pipes, old.flat_entries,
+                    services=[p for n, p in old_parts.items() if n not in same_shape])
+    rest_new = Plan(new.flat_flows, new.flat_pipes, new.flat_entries,
+                    services=[p for n, p in new_parts.items() if n not in same_shape])
+    ovs_add, ovs_mod, ovs_del, es_update = _diff_rules(rest_old, rest_new)
+    es = _diff_eswitch(rest_old, rest_new)
+    for name in same_shape:
+        a, b = old_parts[name], new_parts[name]
+        if a is not b:
+            _diff_same_shape(a, b, ovs_add, ovs_mod, ovs_del, es_update)
+    return (ovs_add + ovs_mod + es["add_pipe"] + es["add"] + es_update + es["remove"]
+            + es["remove_pipe"] + ovs_del)
+
+
+def _diff_rules(old: Plan, new: Plan) -> Tuple[List[Change], List[Change], List[Change], List[Change]]:
+    """OVS adds, modifies and deletes, and eSwitch in-place updates, rule by rule."""
+    adds, mods, dels = [], [], []
+    old_flows = {f.key: f for f in old.iter_flows()}
+    new_flows = {f.key: f for f in new.iter_flows()}
     for key, f in new_flows.items():
         if key not in old_flows:
-            out.append(Change("ovs", "add", f))
+            adds.append(Change("ovs", "add", f))
         elif old_flows[key].actions != f.actions or old_flows[key].cookie != f.cookie:
-            out.append(Change("ovs", "modify", f, old_flows[key]))
+            mods.append(Change("ovs", "modify", f, old_flows[key]))
+    dels = [Change("ovs", "delete", f) for k, f in old_flows.items() if k not in new_flows]
+    old_ents = {e.key: e for e in old.iter_entries()}
+    updates = [Change("eswitch", "update", e, old_ents[e.key]) for e in new.iter_entries()
+               if e.key in old_ents and old_ents[e.key] != e]
+    return adds, mods, dels, updates
 
+
+def _diff_eswitch(old: Plan, new: Plan) -> Dict[str, List[Change]]:
+    """eSwitch pipes and entries added and removed, in make-before-break order."""
+    out: Dict[str, List[Change]] = {}
     old_pipes = {p.key: p for p in old.pipes}
     new_pipes = {p.key: p for p in new.pipes}
+    out["add_pipe"] = []
     for pkey, p in new_pipes.items():
         if pkey not in old_pipes:
-            out.append(Change("eswitch", "add_pipe", p))
+            out["add_pipe"].append(Change("eswitch", "add_pipe", p))
         elif old_pipes[pkey] != p:
             raise ValueError("pipe %s changed shape but kept its name" % (pkey,))
-    old_ents = {e.key: e for e in old.entries}
-    new_ents = {e.key: e for e in new.entries}
-    added = [e for k, e in new_ents.items() if k not in old_ents]
-    out += [Change("eswitch", "add", e) for e in sorted(added, key=_leaf_first)]
-    for ekey, e in new_ents.items():
-        if ekey in old_ents and old_ents[ekey] != e:
-            out.append(Change("eswitch", "update", e, old_ents[ekey]))
-    removed = [e for k, e in old_ents.items() if k not in new_ents]
-    out += [Change("eswitch", "remove", e) for e in sorted(removed, key=_leaf_first, reverse=True)]
-    out += [Change("eswitch", "remove_pipe", p) for k, p in old_pipes.items() if k not in new_pipes]
-
-    out += [Change("ovs", "delete", f) for k, f in old_flows.items() if k not in new_flows]
+    old_keys = {e.key for e in old.iter_entries()}
+    new_keys = {e.key for e in new.iter_entries()}
+    added = [e for e in new.iter_entries() if e.key not in old_keys]
+    removed = [e for e in old.iter_entries() if e.key not in new_keys]
+    out["add"] = [Change("eswitch", "add", e) for e in sorted(added, key=_leaf_first)]
+    out["remove"] = [Change("eswitch", "remove", e)
+                     for e in sorted(removed, key=_leaf_first, reverse=True)]
+    out["remove_pipe"] = [Change("eswitch", "remove_pipe", p) for k, p in old_pipes.items()
+                          if k not in new_pipes]
     return out
+
+
+def _diff_same_shape(a: ServicePlan, b: ServicePlan, adds: List[Change], mods: List[Change],
+                     dels: List[Change], updates: List[Change]) -> None:
+    """Two parts of one service and shape: the same term (value, mask) is the same flow
+    key, the same bucket the same entry key; only the backend (its MAC) may differ."""
+    old_terms = {(v, m): n for v, m, n in a.terms()}
+    new_terms = {(v, m): n for v, m, n in b.terms()}
+    for vm, n in new_terms.items():
+        was = old_terms.get(vm)
+        if was is None:
+            adds.append(Change("ovs", "add", b.term_flow(vm[0], vm[1], n)))
+        elif a.macs[was] != b.macs[n]:
+            mods.append(Change("ovs", "modify", b.term_flow(vm[0], vm[1], n),
+                               a.term_flow(vm[0], vm[1], was)))
+    for vm, was in old_terms.items():
+        if vm not in new_terms:
+            dels.append(Change("ovs", "delete", a.term_flow(vm[0], vm[1], was)))
+    if b.pipe is None:
+        return
+    for i, (was, n) in enumerate(zip(a.table, b.table)):
+        if was != n or a.macs[was] != b.macs[n]:
+            updates.append(Change("eswitch", "update", b.bucket_entry(i, n), a.bucket_entry(i, was)))
 
 
 def _leaf_first(e: Entry) -> int:
