@@ -15,10 +15,16 @@ the full pipeline's throughput against a plain DPDK io loop in the same forwarde
    Capacity = 1 / time per packet; goal: pipeline >= 0.9x io loop.  (The sender shares the
    two cores, so it cannot saturate the forwarder reliably; equal offered load keeps the
    burst sizes, which dominate af_packet's per-packet cost, comparable.)
+3. With --entries 2,65536 (instead of 1 and 2): the pipeline's forwarder time per packet with
+   the service's bucket table holding each number of entries (mask = entries - 1 low source
+   bits, every bucket an entry), one eSwitch process per count, repetitions interleaved.
+   A lookup is a hash of the masked key: its cost must not grow with the table (goal: rate at
+   65536 entries >= 0.95x at 2). Writes glue_forward_entries.csv and .md.
 Writes benchmarks/results/glue_forward.csv and .md.  Runs with the project's Python (it
 needs pyroute2 through xenoflow_ovs.lab.netns); namespaces are removed by exact name.
 
     python benchmarks/bench_glue_forward.py [--seconds 3] [--reps 3] [--rtt 2000] [--quick]
+    python benchmarks/bench_glue_forward.py --entries 2,65536 [--seconds 2] [--reps 3]
 """
 from __future__ import annotations
 
@@ -46,20 +52,31 @@ SERVER, SERVER_MAC = "198.18.0.2", "02:00:c6:12:00:02"
 
 # --- the eSwitch process (--child) --------------------------------------------------------
 
-def child(prefix: str) -> int:
+def _client_bucket(entries: int) -> int:
+    """The bucket the client's source address falls in (its low bits under the mask)."""
+    import ipaddress
+    return int(ipaddress.ip_address(CLIENT)) & (entries - 1)
+
+
+def child(prefix: str, entries: int = 2) -> int:
     from dpdk_glue import ESwitch, GlueMatch, PortSpec, default_eal_args, softdoca_ctl
 
     ports = [PortSpec("p0", 0, iface="dpu-p0", rep_iface="rep-p0", pair="p1"),  # vnf: p0 forwards to p1
              PortSpec("p1", 1, iface="dpu-p1", rep_iface="rep-p1", pair="p0")]
     with ESwitch(default_eal_args(prefix), ports) as sw:
         r0, r1 = sw.create_root_pipe("p0"), sw.create_root_pipe("p1")
-        svc = sw.create_basic_pipe("p0", name="dns", mask=GlueMatch(ipv4_src=1), fwd_port="p1", nr_entries=2)
+        svc = sw.create_basic_pipe("p0", name="dns", mask=GlueMatch(ipv4_src=entries - 1), fwd_port="p1",
+                                   nr_entries=entries)
         m = GlueMatch(eth_type=0x0800, ipv4_dst=VIP, ip_proto=17, l4_dst=53)
-        es = sw.add_entries([r0.entry(m, priority=10, fwd_pipe=svc),
-                             svc.entry(GlueMatch(ipv4_src=0), SERVER_MAC),
-                             svc.entry(GlueMatch(ipv4_src=1), SERVER_MAC),
-                             r1.entry(GlueMatch(eth_type=0x0800, ipv4_dst=CLIENT), priority=10,
-                                      fwd_port="p0")])
+        sw.add_entries([r0.entry(m, priority=10, fwd_pipe=svc),
+                        r1.entry(GlueMatch(eth_type=0x0800, ipv4_dst=CLIENT), priority=10,
+                                 fwd_port="p0")])
+        buckets = []
+        for lo in range(0, entries, 4096):     # batches: one entries_process per batch
+            buckets += sw.add_entries([svc.entry(GlueMatch(ipv4_src=i), SERVER_MAC)
+                                       for i in range(lo, min(entries, lo + 4096))])
+        # "mac" retargets what the client's packets hit (both buckets of the 2-entry table, as before)
+        hit = buckets if entries <= 2 else [buckets[_client_bucket(entries)]]
         print(json.dumps({"ready": True}), flush=True)
         for line in sys.stdin:
             cmd = line.split()
@@ -70,7 +87,7 @@ def child(prefix: str) -> int:
             elif cmd[0] == "bypass":
                 softdoca_ctl.bench_bypass(sw, cmd[1] == "1")
             elif cmd[0] == "mac":  # retarget both buckets (in place)
-                sw.update_entries([(es[1], cmd[1]), (es[2], cmd[1])])
+                sw.update_entries([(e, cmd[1]) for e in hit])
             elif cmd[0] == "stats":
                 pass
             elif cmd[0] == "quit":
@@ -194,6 +211,80 @@ def _throughput(cmd: Cmd, nl, g: str, pacer: str, args) -> Tuple[List[Dict], Dic
     return rows, cost
 
 
+def _start_child(nl, d: str, tag: str, entries: int, env: Dict[str, str]) -> subprocess.Popen:
+    sw = _popen(nl.ns_argv(d, [sys.executable, __file__, "--child", tag, "--child-entries", str(entries)]),
+                env)
+    if not json.loads(sw.stdout.readline() or "{}").get("ready"):
+        raise RuntimeError("eSwitch child (%d entries) failed: %s" % (entries, sw.stderr.read()[-3000:]))
+    return sw
+
+
+def _entries_sweep(nl, g: str, d: str, tag: str, pacer: str, env: Dict[str, str], args) -> List[Dict]:
+    """3. the pipeline's forwarder time per packet per bucket-table size, busy-poll, one
+    eSwitch process per size, repetitions interleaved (the machine's noise drifts)."""
+    counts = [int(x) for x in args.entries.split(",")]
+    bad = [n for n in counts if n < 2 or n & (n - 1)]
+    if bad:
+        raise SystemExit("--entries: %s not a power of two >= 2" % bad)
+    cost: Dict[int, List[float]] = {n: [] for n in counts}
+    rate: Dict[int, List[float]] = {n: [] for n in counts}
+    for _ in range(args.reps):
+        for n in counts:
+            sw = _start_child(nl, d, tag, n, env)
+            try:
+                cmd = Cmd(sw)
+                cmd("poll 1 50 20")
+                cmd("mac 02:00:c6:12:00:99")    # nobody's MAC: the server drops at L2, no echoes
+                before = cmd("stats")
+                p = nl.run_in_ns(g, [pacer, "--dst", VIP, "--port", "53", "--rate", str(args.rate),
+                                     "--duration", str(args.seconds), "--size", "18", "--src", CLIENT],
+                                 timeout=args.seconds + 60)
+                sent = json.loads(p.stdout)
+                time.sleep(0.2)
+                after = cmd("stats")
+                sw.stdin.write("quit\n")
+                sw.stdin.flush()
+                sw.wait(timeout=60)
+            finally:
+                _stop_all([sw])
+            dpk = after["fwd"]["pkts"] - before["fwd"]["pkts"]
+            cost[n].append((after["fwd"]["busy_ns"] - before["fwd"]["busy_ns"]) / max(dpk, 1))
+            rate[n].append((after["p1"]["tx_pkts"] - before["p1"]["tx_pkts"]) / sent["elapsed_s"] / 1e3)
+            print("entries %6d: offered %.0f kpps, forwarded %.0f kpps, forwarder %.0f ns/packet" % (
+                n, sent["achieved_pps"] / 1e3, rate[n][-1], cost[n][-1]), flush=True)
+    rows = []
+    for n in counts:
+        ns_pp = statistics.median(cost[n])
+        rows.append({"entries": n, "ns_per_pkt": round(ns_pp, 1), "capacity_kpps": round(1e6 / ns_pp, 1),
+                     "forwarded_kpps": round(statistics.median(rate[n]), 1), "reps": len(cost[n]),
+                     "offered_pps": args.rate})
+    return rows
+
+
+def _report_entries(rows: List[Dict], args) -> None:
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "glue_forward_entries.csv"), "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    base = rows[0]
+    md = ["# softdoca forwarding against the bucket table's size", "",
+          "`python benchmarks/bench_glue_forward.py --entries %s` (%s): the pipeline's forwarder time per "
+          "packet (busy-poll, %d pps offered from one source), the service's basic pipe holding each number "
+          "of bucket entries. Medians over %d repetitions, interleaved." % (
+              args.entries, time.strftime("%Y-%m-%d"), args.rate, args.reps), "",
+          "| entries | forwarder ns/pkt | capacity kpps | forwarded kpps | vs %d entries |" % base["entries"],
+          "|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        md.append("| %d | %s | %s | %s | %.2fx |" % (
+            r["entries"], r["ns_per_pkt"], r["capacity_kpps"], r["forwarded_kpps"],
+            base["ns_per_pkt"] / r["ns_per_pkt"]))
+    md.append("")
+    with open(os.path.join(args.out, "glue_forward_entries.md"), "w") as fh:
+        fh.write("\n".join(md))
+    print("\n".join(md))
+
+
 def _stop_all(procs: List[subprocess.Popen]) -> None:
     for p in procs:
         if p.poll() is None:
@@ -248,6 +339,10 @@ def _report(rows: List[Dict], cost: Dict[str, List[float]], args) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--child", metavar="PREFIX")
+    ap.add_argument("--child-entries", type=int, default=2, help=argparse.SUPPRESS)
+    ap.add_argument("--entries", default=None, metavar="N,M,...",
+                    help="only the pipeline's cost per bucket-table size (powers of two), "
+                         "e.g. 2,65536: glue_forward_entries.csv/.md")
     ap.add_argument("--echo", nargs=2, metavar=("IP", "PORT"))
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--reps", type=int, default=3)
@@ -257,7 +352,7 @@ def main() -> int:
     ap.add_argument("--out", default=os.path.join(HERE, "results"))
     args = ap.parse_args()
     if args.child:
-        return child(args.child)
+        return child(args.child, args.child_entries)
     if args.echo:
         return echo(args.echo[0], int(args.echo[1]))
     if args.quick:
@@ -276,6 +371,9 @@ def main() -> int:
     env = _subprocess_env()
     try:
         _lab(nl, g, d, s)
+        if args.entries:
+            _report_entries(_entries_sweep(nl, g, d, tag, pacer, env, args), args)
+            return 0
         ep = _popen(nl.ns_argv(s, [sys.executable, __file__, "--echo", VIP, "53"]), env)
         procs.append(ep)
         assert ep.stdout.readline().strip() == "READY"

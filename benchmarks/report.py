@@ -7,7 +7,9 @@ benchmark goals against what the CSVs of the same run show.
     python benchmarks/report.py [--results DIR] [--out FILE]
 
 Sections, in this order when present: throughput, latency, latency_load,
-control, disruption, faults, glue_* and any other results/*.md.
+control, disruption, faults, glue_* and any other results/*.md; last the control
+plane at scale, built here from scale.csv (bench_scale.py): its goals, the fitted
+growth of every cost, the points and softdoca's forwarding against the table size.
 """
 from __future__ import annotations
 
@@ -382,12 +384,49 @@ def section(results: str, name: str) -> str:
     return text
 
 
+SCALE_OWN = ("scale", "glue_forward_entries")     # the scale section shows these itself
+
+
+def scale_section(results: str) -> Optional[str]:
+    """From scale.csv (and glue_forward_entries.csv): the goals met or missed with the
+    figure, each cost's growth (constant / linear / n log n / quadratic, least squares on the
+    measured points, the best with its coefficient), the points; None without scale.csv."""
+    path = os.path.join(results, "scale.csv")
+    if not os.path.exists(path):
+        return None
+    import bench_scale
+    rows = read_csv(path)
+    forward = read_csv(os.path.join(results, "glue_forward_entries.csv"))
+    meta = {}
+    if os.path.exists(os.path.join(results, "scale.json")):
+        with open(os.path.join(results, "scale.json")) as f:
+            meta = json.load(f)
+    rel = os.path.relpath(results, HERE)
+    parts = ["## Control plane at scale", "",
+             "`sudo .venv/bin/python benchmarks/bench_scale.py%s`: %d points, %.0f s%s; method and "
+             "every column in [scale.md](%s/scale.md)." % (
+                 " --smoke" if meta.get("smoke") else "", len(rows), meta.get("duration_s", 0),
+                 "; " + "; ".join(meta["notes"]) if meta.get("notes") else "", rel),
+             "", "### Goals at scale", "", bench_scale.goal_table(rows, forward),
+             "", "### Growth of each cost (least squares in relative error; n = the sweep's factor)", "",
+             bench_scale.fit_table(rows), "", "### Points", "", bench_scale.points_table(rows)]
+    if forward:
+        parts += ["", "### softdoca forwarding against the table's size", "",
+                  "| entries | forwarder ns/pkt | capacity kpps |", "|---:|---:|---:|"]
+        parts += ["| %s | %s | %s |" % (r.get("entries"), r.get("ns_per_pkt"), r.get("capacity_kpps"))
+                  for r in forward]
+    if os.path.exists(os.path.join(results, "scale.png")):
+        parts += ["", "![scale](%s/scale.png)" % rel]
+    return "\n".join(parts)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--results", default=os.path.join(HERE, "results"))
     ap.add_argument("--out", default=os.path.join(HERE, "REPORT.md"))
     a = ap.parse_args(argv)
     mds = [os.path.basename(p)[:-3] for p in glob.glob(os.path.join(a.results, "*.md"))]
+    mds = [n for n in mds if n not in SCALE_OWN]
     names = [n for n in ORDER if n in mds]
     names += sorted(n for n in mds if n.startswith("glue_"))
     names += sorted(n for n in mds if n not in names)
@@ -402,6 +441,9 @@ def main(argv=None) -> int:
     parts += ["", "## Goals against this run", "", goals(a.results)]
     for n in names:
         parts += ["", section(a.results, n)]
+    scale = scale_section(a.results)
+    if scale:
+        parts += ["", scale]
     with open(a.out, "w") as f:
         f.write("\n".join(parts) + "\n")
     print(a.out)
