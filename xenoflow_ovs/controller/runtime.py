@@ -61,6 +61,7 @@ class Runtime:
         self.down: Dict[str, Set[str]] = {}
         self.started = False                 # start() has adopted the eSwitch
         self._applied: Plan = Plan((), (), ())
+        self._rendered: Plan = self._applied
         # Not reentrant on purpose: under Ryu the app passes a green lock (threading
         # is not patched there). Public methods lock; the _underscored ones assume it.
         self.lock = lock if lock is not None else threading.Lock()
@@ -89,8 +90,12 @@ class Runtime:
 
     def desired(self, cfg: Optional[config_mod.Config] = None, **kw: Any) -> Plan:
         """The plan of the current intent (or of the one given)."""
-        # the plan in force lends the parts of services this rendering leaves unchanged
-        return plan_mod.plan(cfg or self.cfg, exclude=self.exclude(**kw), reuse=self._applied)
+        # The plan in force (before start: the last one rendered) lends the parts of
+        # services this rendering leaves unchanged: re-planning an unchanged intent is cheap.
+        p = plan_mod.plan(cfg or self.cfg, exclude=self.exclude(**kw),
+                          reuse=self._applied if self.started else self._rendered)
+        self._rendered = p
+        return p
 
     @property
     def in_force(self) -> Plan:

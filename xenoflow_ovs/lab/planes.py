@@ -48,7 +48,7 @@ class PlaneReadings:
     def planned_counts(self) -> Dict[str, int]:
         cfg = self.load_cfg()
         p = self.planned()
-        return {br.name: len(p.bridge_flows(br.name)) for br in cfg.bridges}
+        return {br.name: p.flow_count(br.name) for br in cfg.bridges}
 
     def flow_counts(self, ovs: Any) -> Dict[str, int]:
         """Flows with our cookie per bridge (empty when OVS is not up)."""
@@ -84,7 +84,7 @@ class PlaneReadings:
         cfg = self.load_cfg()
         if not cfg.has_eswitch:
             return None
-        planned = len(self.planned().entries)
+        planned = self.planned().entry_count()
         try:
             c = EswitchClient(cfg.path(cfg.eswitch.socket), timeout=2)
             installed = len(c.installed()[1])
