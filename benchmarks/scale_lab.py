@@ -89,7 +89,17 @@ class ScaleLab:
         self.cfg: Any = None
 
     # -- lab
+    def forget_overlay(self) -> None:
+        """The operator's durable edits live in the run dir (the lab's state dir) and outlive
+        `lab down`: a drain of an earlier run would change what the next one balances."""
+        from xenoflow_ovs import overlay as overlay_mod
+        try:
+            os.unlink(os.path.join(self.run_dir, overlay_mod.FILENAME))
+        except FileNotFoundError:
+            pass
+
     def up(self) -> None:
+        self.forget_overlay()
         foreign = self.ctl.lab.foreign_namespaces()
         if foreign:
             raise RuntimeError("another lab holds %s: the paper lab's namespace names are fixed"
@@ -104,6 +114,7 @@ class ScaleLab:
         try:
             self.ctl.down()
         finally:
+            self.forget_overlay()
             shutil.rmtree(self.topo_dir, ignore_errors=True)
 
     def pid(self, name: str) -> Optional[int]:
