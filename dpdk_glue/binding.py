@@ -225,6 +225,9 @@ _ZERO_MATCH = GlueMatch()
 # What the glue passes to doca_dpdk_port_probe when a port gives no devargs: mlx5 hardware
 # steering, which DOCA Flow's "hws" mode needs.
 DEFAULT_PROBE_DEVARGS = "dv_flow_en=2"
+# A port's entries with actions at most: 2^24 x 128 bytes is the largest power of two of
+# bytes doca_flow_port_cfg_set_actions_mem_size (uint32_t) takes.
+ACTION_ENTRIES_MAX = 1 << 24
 
 
 class PortSpec:
@@ -236,9 +239,13 @@ class PortSpec:
     softdoca: ``iface`` (wire) and ``rep_iface`` (kernel side, where misses go) are opened
     with ``driver`` (af_packet, af_xdp, or none = no packet I/O); ``esw`` puts device ports
     with the same number in one e-switch (None: its own); ``pci`` defaults to the name.
-    ``pair`` (vnf mode): the name of the port this one forwards to (doca_flow_port_pair)."""
+    ``pair`` (vnf mode): the name of the port this one forwards to (doca_flow_port_pair).
+    ``action_entries`` (DOCA 3.0+): how many entries with actions (a MAC rewrite) the port's
+    pipes may hold -- its actions memory, 128 bytes an entry; a power of two, or 0 for the
+    glue's default (131 072: 16 MiB)."""
 
-    __slots__ = ("name", "id", "iface", "rep_iface", "driver", "devargs", "pci", "of", "pair", "esw")
+    __slots__ = ("name", "id", "iface", "rep_iface", "driver", "devargs", "pci", "of", "pair", "esw",
+                 "action_entries")
 
     def __init__(
         self,
@@ -252,6 +259,7 @@ class PortSpec:
         of: Optional[str] = None,
         pair: Optional[str] = None,
         esw: Optional[int] = None,
+        action_entries: int = 0,
     ) -> None:
         if not name:
             raise ValueError("port name must not be empty")
@@ -274,9 +282,15 @@ class PortSpec:
             raise ValueError("port %s cannot be paired with itself" % name)
         if esw is not None:
             _uint(esw, 7, "esw (0..127)")
+        _uint(action_entries, 25, "action_entries")
+        if action_entries & (action_entries - 1) or action_entries > ACTION_ENTRIES_MAX:
+            raise ValueError("port %s: action_entries %d must be 0 or a power of two up to %d (DOCA "
+                             "takes a power of two of bytes, 128 an entry, in 32 bits)"
+                             % (name, action_entries, ACTION_ENTRIES_MAX))
         self.name, self.id, self.iface, self.rep_iface = name, id, iface, rep_iface
         self.driver, self.devargs, self.pci = driver, devargs, pci
         self.of, self.pair, self.esw = of, pair, esw
+        self.action_entries = action_entries
 
     def softdoca_args(self) -> str:
         parts = ["driver=%s" % self.driver]
@@ -494,6 +508,7 @@ class ESwitch:
             c.addr = (p.pci or p.name).encode()
             c.devargs = (p.devargs or DEFAULT_PROBE_DEVARGS).encode()
             c.target_args = p.softdoca_args().encode() if target == "softdoca" else b""
+            c.action_entries = p.action_entries
         return cfgs
 
     def close(self) -> None:

@@ -55,6 +55,8 @@ struct xf_port_cfg {
 	char addr[64];          /* PCI address of the function (device or represented); softdoca: any name */
 	char devargs[160];      /* XF_PORT_DEV: DPDK devargs for doca_dpdk_port_probe (no PCI address) */
 	char target_args[128];  /* softdoca: "iface=..,rep=..,driver=..,esw=N"; ignored by real DOCA */
+	uint32_t action_entries; /* 3.0+: entries with actions its pipes may hold (a power of two;
+				  * its actions memory is 128 bytes each); 0: 131072 (16 MiB) */
 };
 
 struct xf_port_stats {

@@ -37,9 +37,12 @@
 #include "glue.h"
 #include "glue_internal.h"
 
-/* Entries with actions (a MAC rewrite) one port's pipes may hold: the actions memory the glue
- * asks DOCA for (3.0+), 16 MiB per port at 128 bytes an entry. */
-#define XF_ACTION_ENTRIES (1u << 16)
+/* Entries with actions (a MAC rewrite) one port's pipes may hold when the caller does not say
+ * (xf_port_cfg.action_entries 0): the actions memory the glue asks DOCA for (3.0+), at 128
+ * bytes an entry.  At most XF_ACTION_ENTRIES_MAX: 2^31 bytes, the largest power of two the
+ * uint32_t size takes. */
+#define XF_ACTION_ENTRIES (1u << 17) /* 16 MiB, what every port had before ports were sized */
+#define XF_ACTION_ENTRIES_MAX (1u << 24)
 
 struct gport {
 	struct doca_flow_port *port;
@@ -48,6 +51,7 @@ struct gport {
 	uint16_t doca_id;         /* the id DOCA knows the port by (fwd.port_id, parser_meta) */
 	uint16_t dpdk_id;         /* XF_PORT_DEV: its DPDK port once probed */
 	uint16_t parent, pair;
+	uint32_t action_entries; /* 3.0+: what its actions memory is sized for */
 	uint8_t kind;
 	bool used, probed, ethdev_up;
 };
@@ -366,6 +370,10 @@ static doca_error_t validate(const struct xf_port_cfg *cfg, uint32_t n)
 		} else if (c->kind != XF_PORT_DEV) {
 			return glue_fail(DOCA_ERROR_INVALID_VALUE, "dpdk_glue", "port %u: unknown kind %u", c->id, c->kind);
 		}
+		if ((c->action_entries & (c->action_entries - 1)) != 0 || c->action_entries > XF_ACTION_ENTRIES_MAX)
+			return glue_fail(DOCA_ERROR_INVALID_VALUE, "dpdk_glue",
+					 "port %u: action_entries %u is not 0 or a power of two up to %u", c->id,
+					 c->action_entries, XF_ACTION_ENTRIES_MAX);
 		if (c->pair != XF_NO_PORT) {
 			if (glue_switch_mode())
 				return glue_fail(DOCA_ERROR_INVALID_VALUE, "dpdk_glue",
@@ -385,9 +393,14 @@ static doca_error_t validate(const struct xf_port_cfg *cfg, uint32_t n)
 }
 
 #if XF_DOCA_AT_LEAST(3, 0)
-static uint32_t actions_mem_size(void)
+/* DOCA takes a power of two of bytes.  The samples round entries x 128 + 1 KiB up to one,
+ * which doubles a power-of-two entry count; the caller's count is a power of two that
+ * already holds a make-before-break change's second copy (intent/capacity.py), so it is
+ * taken as it is: entries x DOCA_FLOW_MAX_ENTRY_ACTIONS_MEM_SIZE. */
+static uint32_t actions_mem_size(uint32_t entries)
 {
-	uint64_t need = (uint64_t)XF_ACTION_ENTRIES * DOCA_FLOW_MAX_ENTRY_ACTIONS_MEM_SIZE + 1024, size = 64;
+	uint64_t need = (uint64_t)(entries ? entries : XF_ACTION_ENTRIES) * DOCA_FLOW_MAX_ENTRY_ACTIONS_MEM_SIZE;
+	uint64_t size = 64;
 	while (size < need)
 		size <<= 1;
 	return (uint32_t)size;
@@ -403,9 +416,10 @@ static doca_error_t start_port(uint16_t id)
 #if XF_DOCA_AT_LEAST(3, 0)
 	g->doca_id = id;
 	STEP("doca_flow_port_cfg_set_port_id", doca_flow_port_cfg_set_port_id(pc, id));
-	/* DOCA's default actions memory is zero: no entry could rewrite a MAC.  Sized as the
-	 * samples size it, for XF_ACTION_ENTRIES entries with actions on this port. */
-	STEP("doca_flow_port_cfg_set_actions_mem_size", doca_flow_port_cfg_set_actions_mem_size(pc, actions_mem_size()));
+	/* DOCA's default actions memory is zero: no entry could rewrite a MAC.  Sized for the
+	 * entries with actions the caller says this port's pipes may hold. */
+	STEP("doca_flow_port_cfg_set_actions_mem_size",
+	     doca_flow_port_cfg_set_actions_mem_size(pc, actions_mem_size(g->action_entries)));
 #else
 	/* 2.9: the DOCA port is named by its DPDK port id, given as the devargs string */
 	char buf[16];
@@ -453,7 +467,7 @@ static doca_error_t bring_up(const struct xf_port_cfg *cfg, uint32_t n)
 	for (uint32_t i = 0; i < n; i++) {
 		struct gport *g = &P.p[cfg[i].id];
 		*g = (struct gport){.used = true, .kind = cfg[i].kind, .parent = cfg[i].parent, .pair = cfg[i].pair,
-				    .doca_id = XF_NO_PORT, .dpdk_id = XF_NO_PORT};
+				    .action_entries = cfg[i].action_entries, .doca_id = XF_NO_PORT, .dpdk_id = XF_NO_PORT};
 	}
 	for (uint32_t i = 0; i < n; i++)
 		if (cfg[i].kind == XF_PORT_DEV && (rc = open_dev(cfg[i].addr, &P.p[cfg[i].id].dev)) != DOCA_SUCCESS)

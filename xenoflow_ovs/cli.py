@@ -28,6 +28,16 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     print("%s: ok (%d service(s), %d route(s), %d bridge(s), eswitch %s)" % (
         args.config, len(cfg.services), len(cfg.routes), len(cfg.bridges), cfg.eswitch.driver))
     overlay_cli.warn(cfg)
+    # Past a known limit the file is still valid: the limits are the hardware's, or where
+    # OVS stops being comfortable, so they warn and leave the exit code alone. OpenFlow
+    # rules are counted, not rendered, where the plan can (2^16 buckets make many rules).
+    from .intent import capacity
+    from .intent import plan as plan_mod
+    p = plan_mod.plan(cfg)
+    count = getattr(p, "flow_count", None)
+    flows = {br.name: count(br.name) if count else len(p.bridge_flows(br.name)) for br in cfg.bridges}
+    for line in capacity.warnings(cfg, flows):
+        print("warning: " + line, file=sys.stderr)
     return EXIT_OK
 
 

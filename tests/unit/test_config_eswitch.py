@@ -159,3 +159,40 @@ def test_eswitch_checks_wait_for_an_otherwise_valid_file():
     d["services"][0]["vip"] = "nope"
     problems = errors_of(d)
     assert [p for p, _, _ in problems] == ["services[0].vip"], problems
+
+
+# --- dpu.eswitch.capacity: the eSwitch's declared limits --------------------------------
+
+
+def test_capacity_is_undeclared_by_default():
+    cap = parse(paper_data()).eswitch.capacity
+    assert cap.entries_per_pipe is None and cap.pipes is None
+
+
+def test_capacity_parses_and_round_trips():
+    d = paper_data()
+    d["dpu"]["eswitch"]["capacity"] = {"entries_per_pipe": 8192, "pipes": 500}
+    cfg = parse(d)
+    assert (cfg.eswitch.capacity.entries_per_pipe, cfg.eswitch.capacity.pipes) == (8192, 500)
+    again = config.from_data(config.to_data(cfg))
+    assert again == cfg and again.eswitch.capacity.pipes == 500
+    # one key alone is fine; the other stays undeclared
+    d["dpu"]["eswitch"]["capacity"] = {"pipes": 7}
+    cap = parse(d).eswitch.capacity
+    assert (cap.entries_per_pipe, cap.pipes) == (None, 7)
+    assert "capacity" not in config.to_data(parse(paper_data()))["dpu"]["eswitch"]
+
+
+@pytest.mark.parametrize("capacity,path,words", [
+    ({"entries_per_pipe": 0}, "dpu.eswitch.capacity.entries_per_pipe", ("between 1 and",)),
+    ({"pipes": -3}, "dpu.eswitch.capacity.pipes", ("between 1 and",)),
+    ({"pipes": "500"}, "dpu.eswitch.capacity.pipes", ("must be an integer",)),
+    ({"entries_per_pipe": True}, "dpu.eswitch.capacity.entries_per_pipe", ("must be an integer",)),
+    ({"pipes": 1 << 25}, "dpu.eswitch.capacity.pipes", ("between 1 and 16777216",)),
+    ({"entries": 8192}, "dpu.eswitch.capacity.entries", ("unknown key 'entries'", "entries_per_pipe, pipes")),
+    ([8192, 500], "dpu.eswitch.capacity", ("must be a mapping",)),
+])
+def test_bad_capacity_names_the_key(capacity, path, words):
+    d = paper_data()
+    d["dpu"]["eswitch"]["capacity"] = capacity
+    assert_error(d, path, *words)

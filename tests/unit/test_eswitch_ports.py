@@ -103,7 +103,18 @@ def test_port_specs_of_the_paper_lab():
     assert all(s["esw"] is None and s["driver"] == "af_packet" for s in specs)
     assert by["p0"]["iface"] == "dpu-p0" and by["p0"]["rep_iface"] == "rep-p0"
     assert set(by["p0"]) == {"name", "id", "iface", "rep_iface", "driver", "devargs", "pci", "of",
-                             "pair", "esw"}
+                             "pair", "esw", "action_entries"}
+    # the paper's one 2-bucket service needs little: every port gets the floor
+    assert {s["action_entries"] for s in specs} == {1024}
+
+
+def test_port_specs_are_what_dpdk_glue_takes():
+    """Every key is a PortSpec argument the glue accepts (action_entries a power of two)."""
+    binding = pytest.importorskip("dpdk_glue.binding")
+    for spec in ep.port_specs(config.load(PAPER)):
+        binding.PortSpec(**spec)
+    with pytest.raises(ValueError, match="power of two"):
+        binding.PortSpec(**dict(ep.port_specs(config.load(PAPER))[0], action_entries=3000))
 
 
 def test_port_specs_switch_mode_pairs_nothing_and_multiport_shares_esw_0():

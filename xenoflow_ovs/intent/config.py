@@ -57,6 +57,15 @@ class Port:
 
 
 @dataclass(frozen=True)
+class Capacity:
+    """Limits of the eSwitch the operator declares (dpu.eswitch.capacity); None: not declared.
+    check-config warns where the intent needs more, and softdoca fails there as the
+    hardware does (see intent/capacity.py)."""
+    entries_per_pipe: Optional[int] = None
+    pipes: Optional[int] = None      # per port (in switch mode: per switch manager)
+
+
+@dataclass(frozen=True)
 class Eswitch:
     driver: str = "softdoca"
     mode: str = "vnf"
@@ -66,6 +75,7 @@ class Eswitch:
     busy_poll: bool = False
     multiport: bool = False      # the device ports share one e-switch (switch mode)
     connect_timeout: int = 30    # s the controller waits for eswitchd at start before giving up
+    capacity: Capacity = Capacity()
 
 
 @dataclass(frozen=True)
@@ -464,7 +474,7 @@ def _loopback(host: str) -> bool:
 
 def _eswitch(r: Reader, v: Any, path: Path) -> Eswitch:
     m = r.mapping(v, path, ("driver", "mode", "mirror_routes", "socket", "eal_args", "busy_poll",
-                            "multiport", "connect_timeout"))
+                            "multiport", "connect_timeout", "capacity"))
     eal = r.seq(m.get("eal_args"), path + ("eal_args",)) if "eal_args" in m else list(LAB_DEFAULT_EAL)
     for i, a in enumerate(eal):
         if not isinstance(a, str):
@@ -480,7 +490,18 @@ def _eswitch(r: Reader, v: Any, path: Path) -> Eswitch:
         busy_poll=r.get(m, "busy_poll", path, r.boolean, d.busy_poll),
         multiport=r.get(m, "multiport", path, r.boolean, d.multiport),
         connect_timeout=r.get(m, "connect_timeout", path, r.integer(0, 3600), d.connect_timeout),
+        capacity=_capacity(r, m.get("capacity"), path + ("capacity",)),
     )
+
+
+CAPACITY_MAX = 1 << 24  # DOCA's largest nr_entries; a larger declared limit means nothing
+
+
+def _capacity(r: Reader, v: Any, path: Path) -> Capacity:
+    """The declared eSwitch limits; absent or empty: none declared."""
+    m = r.mapping(v, path, ("entries_per_pipe", "pipes"))
+    return Capacity(entries_per_pipe=r.get(m, "entries_per_pipe", path, r.integer(1, CAPACITY_MAX)),
+                    pipes=r.get(m, "pipes", path, r.integer(1, CAPACITY_MAX)))
 
 
 def _ports(r: Reader, v: Any, path: Path, eswitch: Eswitch) -> Tuple[Port, ...]:
@@ -861,11 +882,14 @@ def to_data(cfg: Config) -> Dict[str, Any]:
         return out
 
     e = cfg.eswitch
+    capacity = {k: getattr(e.capacity, k) for k in ("entries_per_pipe", "pipes")
+                if getattr(e.capacity, k) is not None}
     return {
         "dpu": dict({"name": cfg.dpu_name,
                      "eswitch": {"driver": e.driver, "mode": e.mode, "mirror_routes": e.mirror_routes,
                                  "socket": e.socket, "eal_args": list(e.eal_args), "busy_poll": e.busy_poll,
-                                 "multiport": e.multiport, "connect_timeout": e.connect_timeout},
+                                 "multiport": e.multiport, "connect_timeout": e.connect_timeout,
+                                 **({"capacity": capacity} if capacity else {})},
                      "ports": {p.name: port(p) for p in cfg.ports}},
                     **({"state_dir": cfg.state_dir} if cfg.state_dir else {})),
         "ovs": {"db": cfg.ovs_db, "table_miss": cfg.table_miss, "patches": [list(p) for p in cfg.patches],

@@ -169,10 +169,14 @@ def problems(ports: Sequence["Port"], fwds: Sequence[Forward], mode: str,
 
 
 def port_specs(cfg: "Config") -> List[Dict[str, Any]]:
-    """Keyword arguments of dpdk_glue.PortSpec for each port, in bring-up order."""
+    """Keyword arguments of dpdk_glue.PortSpec for each port, in bring-up order. Each port's
+    actions memory (DOCA 3.0+) is sized for the entries with actions the plan can need on
+    it (intent/capacity.py): a config with more buckets gets more, one with few no 16 MiB."""
+    from . import capacity  # it imports this module
     e = cfg.eswitch
     softdoca = e.driver == "softdoca"
     pairs: Dict[str, str] = vnf_pairs(forwards(cfg)) if e.mode == "vnf" else {}
+    actions = capacity.action_entries(cfg)
     out = []
     for p in bring_up_order(cfg.ports):
         esw: Optional[int] = 0 if softdoca and e.multiport and is_device(p) else None
@@ -184,5 +188,6 @@ def port_specs(cfg: "Config") -> List[Dict[str, Any]]:
             "driver": "af_packet" if softdoca and p.iface else "none",
             "devargs": p.devargs or "",
             "pci": p.pci, "of": p.of, "pair": pairs.get(p.name), "esw": esw,
+            "action_entries": actions[p.name],
         })
     return out
