@@ -96,6 +96,14 @@ int xf_fault_inject(uint32_t nth, int at_process)
 	return rc;
 }
 
+int xf_set_capacity(uint32_t entries_per_pipe, uint32_t pipes)
+{
+	glue_lock();
+	int rc = softdoca_set_capacity(entries_per_pipe, pipes);
+	glue_unlock();
+	return rc;
+}
+
 int xf_set_poll_mode(int busy_poll, uint32_t spin_us, uint32_t sleep_us)
 {
 	return softdoca_set_poll_mode(busy_poll, spin_us, sleep_us);

@@ -13,6 +13,10 @@
 /* Fail the nth entry add from now with DOCA_ERROR_FULL: in the add call, or (at_process)
  * in doca_flow_entries_process.  nth = 0 disarms. */
 int xf_fault_inject(uint32_t nth, int at_process);
+/* The hardware's limits softdoca enforces as the hardware fails past them: at most
+ * entries_per_pipe entries in one pipe, pipes pipes on one port (0: no limit).  Past them a
+ * pipe create or an entry add fails with DOCA_ERROR_DRIVER. */
+int xf_set_capacity(uint32_t entries_per_pipe, uint32_t pipes);
 /* Forwarder polling policy: busy-poll (benchmarks), or spin spin_us after the last packet
  * and then sleep sleep_us between empty polls (0 = keep the current value). */
 int xf_set_poll_mode(int busy_poll, uint32_t spin_us, uint32_t sleep_us);

@@ -1,8 +1,9 @@
 """softdoca-only knobs of an open ESwitch: what the behavioural model has and a BlueField's
-eSwitch does not -- fault injection, the software forwarder's polling policy and cost, the
-benchmarks' plain io-loop baseline, and running one frame through the pipes without packet
-I/O.  For the lab, the tests and the benchmarks; the product path (dpdk_glue.ESwitch) never
-needs them.
+eSwitch does not -- fault injection, the hardware's limits (a BlueField knows its own), the
+software forwarder's polling policy and cost, the benchmarks' plain io-loop baseline, and
+running one frame through the pipes without packet I/O.  For the lab, the tests and the
+benchmarks; the product path (dpdk_glue.ESwitch) never needs them (eswitchd sets the limits
+and the polling policy when it runs on softdoca).
 
     from dpdk_glue import softdoca_ctl
     softdoca_ctl.fault_inject(sw, 2)          # the 2nd entry add from now fails: DOCA_ERROR_FULL
@@ -19,7 +20,8 @@ from typing import Any, Dict, Optional, Tuple, Union
 
 from dpdk_glue.binding import ESwitch, GlueError, _load, _mac_bytes, _raise_last, _uint, glue_target
 
-__all__ = ["available", "fault_inject", "set_busy_poll", "forwarder_stats", "bench_bypass", "classify"]
+__all__ = ["available", "fault_inject", "set_capacity", "set_busy_poll", "forwarder_stats", "bench_bypass",
+           "classify"]
 
 _SOFTDOCA_ONLY = ("softdoca-only knob: this dpdk_glue is built against the real DOCA SDK, "
                   "whose eSwitch has no such knob")
@@ -46,6 +48,21 @@ def fault_inject(sw: ESwitch, nth: int, at_process: bool = False) -> None:
     with sw._lock:
         sw._check_open()
         rc = lib.xf_fault_inject(nth, 1 if at_process else 0)
+        if rc:
+            _raise_last(rc)
+
+
+def set_capacity(sw: ESwitch, entries_per_pipe: Optional[int] = None, pipes: Optional[int] = None) -> None:
+    """The hardware's limits, which real DOCA needs no knob for (the hardware fails by
+    itself): at most ``entries_per_pipe`` entries in one pipe and ``pipes`` pipes on one port
+    (in switch mode its e-switch manager).  Past them an entry add or a pipe create fails with
+    DOCA_ERROR_DRIVER.  None: no limit."""
+    lib, _ = _softdoca_lib("xf_set_capacity")
+    e = _uint(entries_per_pipe or 0, 32, "entries_per_pipe")
+    n = _uint(pipes or 0, 32, "pipes")
+    with sw._lock:
+        sw._check_open()
+        rc = lib.xf_set_capacity(e, n)
         if rc:
             _raise_last(rc)
 

@@ -54,6 +54,8 @@ static doca_error_t entry_prepare(uint16_t queue, struct doca_flow_pipe *pipe, e
 	}
 	if (pipe->nr_used >= pipe->nr_entries)
 		return DOCA_ERROR_FULL; /* more entries than nr_entries */
+	if (sd_g.cap_entries_per_pipe && pipe->nr_used >= sd_g.cap_entries_per_pipe)
+		return DOCA_ERROR_DRIVER; /* the hardware's limit (softdoca_set_capacity) */
 	struct doca_flow_pipe_entry *e = calloc(1, sizeof(*e));
 	if (e == NULL)
 		return DOCA_ERROR_NO_MEMORY;

@@ -280,6 +280,9 @@ struct sd_global {
 	struct doca_flow_pipe *free_pipes;
 	void *free_blobs[64];
 	uint32_t n_free_blobs;
+	/* the hardware's limits (softdoca_set_capacity), 0 = none */
+	uint32_t cap_entries_per_pipe;
+	uint32_t cap_pipes;
 	/* fault injection */
 	uint32_t inject_nth;
 	int inject_at_process;

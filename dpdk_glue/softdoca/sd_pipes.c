@@ -135,6 +135,22 @@ struct sd_htab *sd_htab_new(uint32_t nr_entries)
 	return t;
 }
 
+/* Pipes created on the port and not destroyed (zombies are off the list). */
+static uint32_t pipes_of(const struct doca_flow_port *port)
+{
+	uint32_t n = 0;
+	for (const struct doca_flow_pipe *p = port->pipes; p; p = p->next_pipe_of_port)
+		n++;
+	return n;
+}
+
+doca_error_t softdoca_set_capacity(uint32_t entries_per_pipe, uint32_t pipes)
+{
+	sd_g.cap_entries_per_pipe = entries_per_pipe;
+	sd_g.cap_pipes = pipes;
+	return DOCA_SUCCESS;
+}
+
 doca_error_t doca_flow_pipe_create(const struct doca_flow_pipe_cfg *cfg, const struct doca_flow_fwd *fwd,
 				   const struct doca_flow_fwd *fwd_miss, struct doca_flow_pipe **pipe)
 {
@@ -147,6 +163,8 @@ doca_error_t doca_flow_pipe_create(const struct doca_flow_pipe_cfg *cfg, const s
 		return DOCA_ERROR_INVALID_VALUE; /* switch mode: pipes live on a switch manager */
 	if (cfg->is_root && LOAD_ACQ(&port->root) != NULL)
 		return DOCA_ERROR_ALREADY_EXIST; /* softdoca: one root pipe per port (per manager) */
+	if (sd_g.cap_pipes && pipes_of(port) >= sd_g.cap_pipes)
+		return DOCA_ERROR_DRIVER; /* the hardware's limit (softdoca_set_capacity) */
 	struct doca_flow_pipe *p = calloc(1, sizeof(*p));
 	if (p == NULL)
 		return DOCA_ERROR_NO_MEMORY;

@@ -548,6 +548,35 @@ static void sc_actions(void)
 }
 #endif
 
+/* The hardware's limits (softdoca_set_capacity): DOCA creates a pipe of any nr_entries, and
+ * the hardware then fails past its own limits: an entry add past entries_per_pipe in one
+ * pipe, a pipe create past pipes on one port, both DOCA_ERROR_DRIVER.  0 lifts them. */
+static void sc_capacity(void)
+{
+	scen = "capacity";
+	reg("pf0", NULL, -1);
+	MUST(flow_init("vnf,hws"));
+	struct doca_dev *d0 = open_dev("pf0");
+	MUST(doca_dpdk_port_probe(d0, ""));
+	int id0;
+	struct doca_flow_port *p0 = start_dev(d0, 0, &id0);
+	struct doca_flow_fwd self = fwd_port(id0);
+	struct doca_flow_pipe *root, *b1, *b2;
+	MUST(softdoca_set_capacity(2, 2));
+	R("root", pipe_make(p0, 1, DOCA_FLOW_PIPE_CONTROL, NULL, &root));
+	R("basic", pipe_make(p0, 0, DOCA_FLOW_PIPE_BASIC, &self, &b1));
+	R("pipe_past", pipe_make(p0, 0, DOCA_FLOW_PIPE_BASIC, &self, &b2));
+	doca_flow_pipe_destroy(b1);
+	R("pipe_after_destroy", pipe_make(p0, 0, DOCA_FLOW_PIPE_BASIC, &self, &b2));
+	R("entry_1", ctl_add(root, -1, &self));
+	R("entry_2", ctl_add(root, -1, &self));
+	R("entry_past", ctl_add(root, -1, &self)); /* the pipe was made for 64 */
+	MUST(softdoca_set_capacity(0, 0));
+	R("entry_unlimited", ctl_add(root, -1, &self));
+	R("pipe_unlimited", pipe_make(p0, 0, DOCA_FLOW_PIPE_BASIC, &self, &b1));
+	teardown();
+}
+
 static void sc_miss(void)
 {
 	scen = "miss";
@@ -748,6 +777,7 @@ int main(int argc, char **argv)
 		sc_vnf();
 		sc_switch();
 		sc_miss();
+		sc_capacity();
 #if SOFTDOCA_API >= 300
 		sc_actions();
 #endif

@@ -184,6 +184,21 @@ def test_miss_path_and_mode_args(results, api):
 
 
 @pytest.mark.root
+@pytest.mark.parametrize("api", PROFILES)
+def test_capacity(results, api):
+    """The hardware's limits (softdoca_set_capacity, from dpu.eswitch.capacity): past them a
+    pipe create or an entry add fails with DOCA_ERROR_DRIVER, whatever nr_entries says;
+    a destroyed pipe gives its place back; 0 lifts the limits."""
+    driver = "DOCA_ERROR_DRIVER"
+    _check(results[api], {
+        "capacity.root": OK, "capacity.basic": OK, "capacity.pipe_past": driver,
+        "capacity.pipe_after_destroy": OK,
+        "capacity.entry_1": OK, "capacity.entry_2": OK, "capacity.entry_past": driver,
+        "capacity.entry_unlimited": OK, "capacity.pipe_unlimited": OK,
+    })
+
+
+@pytest.mark.root
 @pytest.mark.parametrize("api", [a for a in PROFILES if a >= "300"])
 def test_actions_memory(results, api):
     """DOCA's default actions memory is zero: a MAC-rewriting entry needs

@@ -66,6 +66,11 @@ class GlueDriver:
                 self.softdoca.set_busy_poll(self.sw, True)
             else:
                 log.warning("dpu.eswitch.busy_poll is a softdoca knob: ignored on %s", self.sw.target)
+        cap = self.cfg.eswitch.capacity
+        if (cap.entries_per_pipe or cap.pipes) and self.softdoca.available():
+            # softdoca fails past the declared limits as the hardware does; real DOCA needs
+            # no knob for that (its hardware fails by itself)
+            self.softdoca.set_capacity(self.sw, cap.entries_per_pipe, cap.pipes)
 
     def close(self) -> None:
         self.sw.close()

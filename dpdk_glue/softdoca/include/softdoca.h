@@ -69,6 +69,15 @@ doca_error_t softdoca_port_stats(uint16_t port_id, struct softdoca_port_stats *s
  * nth=0 disarms. */
 doca_error_t softdoca_inject_add_failure(uint32_t nth, int at_process);
 
+/* The hardware's limits, which DOCA does not check beforehand: past them the hardware (the
+ * driver) fails, and so does softdoca.  entries_per_pipe: an add to a pipe that already holds
+ * that many entries fails in the add call with DOCA_ERROR_DRIVER, whatever the pipe's
+ * nr_entries; pipes: creating a pipe on a port (switch mode: the manager) that already has
+ * that many (root included) fails with DOCA_ERROR_DRIVER.  0: no limit (the default).  A
+ * BlueField-3 was seen to fail past 8192 entries in one pipe and ~505 pipes.  Limits lowered
+ * below what exists touch nothing installed: only later creates and adds fail. */
+doca_error_t softdoca_set_capacity(uint32_t entries_per_pipe, uint32_t pipes);
+
 /* Why an entry's add failed in doca_flow_entries_process (DOCA itself reports only the
  * status ERROR): DOCA_ERROR_ALREADY_EXIST for a duplicate match, DOCA_ERROR_FULL for an
  * injected capacity error, DOCA_SUCCESS if it did not fail. */
