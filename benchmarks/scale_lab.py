@@ -182,9 +182,12 @@ class ScaleLab:
     def check(self, deadline: float) -> Dict[str, Any]:
         """`xenoflow check` once: seconds, exit code (0 consistent)."""
         t = time.monotonic()
-        p = subprocess.run([XENOFLOW, "check", "-c", self.ctl.cfg_path], stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, universal_newlines=True,
-                           timeout=max(1.0, deadline - time.monotonic()))
+        try:
+            p = subprocess.run([XENOFLOW, "check", "-c", self.ctl.cfg_path], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, universal_newlines=True,
+                               timeout=max(1.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            raise StepTimeout("`xenoflow check` did not finish within the point's time")
         return {"seconds": time.monotonic() - t, "rc": p.returncode, "out": p.stdout.strip()[-300:]}
 
     def our_flows(self, ovs: Any) -> Dict[str, int]:
