@@ -5,12 +5,20 @@ actions the plan uses, patch ports into the peer bridge) and of the eSwitch
 (root control pipe by priority, then the service's basic pipe, miss to the
 port's representor). `xenoflow check` asks both the same question for every
 bucket and route, over what is actually installed; tests ask it of the plan.
+
+Two ways to pick the rule a packet hits, with the same answers: a scan of every
+flow or entry (`ovs_fate`, `eswitch_fate`: the reference, plain to read) and an
+index built once over the installed rules (`OvsIndex`, `EswitchIndex`), whose
+lookups cost about the number of distinct match shapes, not the number of rules:
+the check asks once per bucket, and 2^16 buckets times 2^16 flows is out of reach.
 """
 
 from __future__ import annotations
 
+import operator
+import socket
 from dataclasses import dataclass, field, replace
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Hashable, List, Optional, Sequence, Tuple
 
 import netaddr
 
@@ -46,7 +54,15 @@ class Fate:
 
 
 def _ip_to_int(v: Any) -> int:
-    return int(netaddr.IPAddress(v)) if not isinstance(v, int) else v
+    if isinstance(v, int):
+        return v
+    # A strict dotted quad without netaddr (a lookup per bucket and plane adds up):
+    # inet_pton accepts exactly what netaddr does by default; anything else, netaddr
+    # decides (and names the problem) as before.
+    try:
+        return int.from_bytes(socket.inet_pton(socket.AF_INET, v), "big")
+    except (OSError, TypeError, ValueError):
+        return int(netaddr.IPAddress(v))
 
 
 def _masked(want: Any, have: int, conv: Any = int) -> bool:
@@ -88,17 +104,23 @@ def flow_matches(f: Flow, pkt: Packet) -> bool:
     return True
 
 
-def ovs_fate(flows: Dict[str, Sequence[Flow]], bridge_of: Any, pkt: Packet, max_hops: int = 4) -> Fate:
-    """Follow a packet through the bridges' flows (highest priority first)."""
+def _scan_flows(flows: Dict[str, Sequence[Flow]]) -> Callable[[str, Packet], Optional[Flow]]:
+    def pick(bridge: str, pkt: Packet) -> Optional[Flow]:
+        candidates = sorted((f for f in flows.get(bridge, ()) if flow_matches(f, pkt)),
+                            key=lambda f: -f.priority)
+        return candidates[0] if candidates else None
+    return pick
+
+
+def _follow(pick: Callable[[str, Packet], Optional[Flow]], bridge_of: Any, pkt: Packet,
+            max_hops: int) -> Fate:
     path: List[str] = []
     bridge = bridge_of(pkt.in_port)
     for _ in range(max_hops):
         path.append(bridge)
-        candidates = sorted((f for f in flows.get(bridge, ()) if flow_matches(f, pkt)),
-                            key=lambda f: -f.priority)
-        if not candidates:
+        f = pick(bridge, pkt)
+        if f is None:
             return Fate(None, pkt.eth_dst, "drop", tuple(path))  # OpenFlow 1.3 table miss
-        f = candidates[0]
         out: Optional[str] = None
         for action in f.actions:
             if action[0] == "set_field" and action[1] == "eth_dst":
@@ -116,6 +138,11 @@ def ovs_fate(flows: Dict[str, Sequence[Flow]], bridge_of: Any, pkt: Packet, max_
             continue
         return Fate(out, pkt.eth_dst, "output", tuple(path))
     return Fate(None, pkt.eth_dst, "drop", tuple(path) + ("loop",))
+
+
+def ovs_fate(flows: Dict[str, Sequence[Flow]], bridge_of: Any, pkt: Packet, max_hops: int = 4) -> Fate:
+    """Follow a packet through the bridges' flows (highest priority first)."""
+    return _follow(_scan_flows(flows), bridge_of, pkt, max_hops)
 
 
 _ES_FIELDS = {"eth_type": "eth_type", "ip_proto": "ip_proto", "ipv4_src": "ipv4_src",
@@ -136,25 +163,310 @@ def _entry_matches(e: Entry, pkt: Packet) -> bool:
     return True
 
 
-def eswitch_fate(entries: Sequence[Entry], pkt: Packet) -> Fate:
-    """The eSwitch: the ingress port's root pipe, then at most one basic pipe."""
-    roots = sorted((e for e in entries if e.port == pkt.in_port and e.pipe == "root"
-                    and _entry_matches(e, pkt)), key=lambda e: -e.priority)
-    if not roots:
+def _es_follow(root: Callable[[Packet], Optional[Entry]],
+               basic: Callable[[str, Packet], Optional[Entry]], pkt: Packet) -> Fate:
+    e = root(pkt)
+    if e is None:
         return Fate(None, pkt.eth_dst, "miss", ("root",))
-    e = roots[0]
     if e.fwd[0] == "port":
         return Fate(e.fwd[1], pkt.eth_dst, "output", ("root",))
     if e.fwd[0] == "drop":
         return Fate(None, pkt.eth_dst, "drop", ("root",))
     pipe = e.fwd[1]
-    hits = [b for b in entries if b.port == pkt.in_port and b.pipe == pipe and _entry_matches(b, pkt)]
-    if not hits:
+    b = basic(pipe, pkt)
+    if b is None:
         return Fate(None, pkt.eth_dst, "miss", ("root", pipe))
-    b = hits[0]
     return Fate(b.fwd[1], b.dst_mac or pkt.eth_dst, "output", ("root", pipe))
+
+
+def eswitch_fate(entries: Sequence[Entry], pkt: Packet) -> Fate:
+    """The eSwitch: the ingress port's root pipe, then at most one basic pipe."""
+    def root(pkt: Packet) -> Optional[Entry]:
+        roots = sorted((e for e in entries if e.port == pkt.in_port and e.pipe == "root"
+                        and _entry_matches(e, pkt)), key=lambda e: -e.priority)
+        return roots[0] if roots else None
+
+    def basic(pipe: str, pkt: Packet) -> Optional[Entry]:
+        hits = [b for b in entries if b.port == pkt.in_port and b.pipe == pipe
+                and _entry_matches(b, pkt)]
+        return hits[0] if hits else None
+    return _es_follow(root, basic, pkt)
 
 
 def arp_request(in_port: str, target: str) -> Packet:
     return Packet(in_port=in_port, eth_type=ETH_ARP, ip_proto=0, ipv4_src="", ipv4_dst="",
                   arp_op=1, arp_tpa=target)
+
+
+# ---------------------------------------------------------------- the index
+
+# What a rule tests of a packet: a field read one way (`Elem`, a string: its hash is
+# kept, and it is looked up once per group visited) and a mask (None: compared
+# whole). The packet's value of each Elem is read once per lookup (`_Fields`).
+Elem = str
+Part = Tuple[Elem, Optional[int], Hashable]     # elem, mask, the rule's masked value
+_NO = object()      # the packet cannot match any rule testing this field
+
+
+class _Space:
+    """Tuple-space search over the rules of one table: rules grouped by the shape of
+    their match (which fields, under which masks); each group a dict from the
+    values to the best-ranked rule (lowest rank wins). Groups are visited best rank
+    first, stopping once no group left can beat the rule found.
+
+    A shape's whole-field part (in_port, VIP, ports...) is shared by many groups
+    that differ in one masked field (the bucket's): the packet's whole values are
+    looked up once per lookup and shape, as a small id (or none: then no group of
+    that shape can match), and each group is keyed by (id, masked values). Rules the
+    index cannot express (`slow`) are tested one by one on every lookup, as by the
+    scan."""
+
+    def __init__(self) -> None:
+        self._raw: Dict[Tuple[Tuple[Elem, ...], Tuple[Tuple[Elem, int], ...]],
+                        Dict[Tuple[Any, Any], Tuple[int, Any]]] = {}
+        self._wholes: List[Tuple[Tuple[Elem, ...], Dict[Any, int]]] = []
+        self._order: List[Tuple[int, int, Tuple[Tuple[Elem, int], ...], Dict[Any, Tuple[int, Any]]]] = []
+        self.slow: List[Tuple[int, Any]] = []
+
+    def add(self, parts: Sequence[Part], rank: int, rule: Any) -> None:
+        whole = sorted((p for p in parts if p[1] is None), key=lambda p: p[0])
+        masked = sorted((p for p in parts if p[1] is not None), key=lambda p: (p[0], p[1]))
+        shape = (tuple(e for e, _, _ in whole), tuple((e, int(m or 0)) for e, m, _ in masked))
+        values = (tuple(v for _, _, v in whole), _mkey(tuple(v for _, _, v in masked)))
+        group = self._raw.setdefault(shape, {})
+        held = group.get(values)
+        if held is None or rank < held[0]:
+            group[values] = (rank, rule)
+
+    def freeze(self) -> "_Space":
+        ids: Dict[Tuple[Elem, ...], int] = {}
+        order = []
+        for (whole, masked), raw in self._raw.items():
+            if whole not in ids:
+                ids[whole] = len(self._wholes)
+                self._wholes.append((whole, {}))
+            w = ids[whole]
+            known = self._wholes[w][1]
+            group = {(known.setdefault(wv, len(known)), mv): held for (wv, mv), held in raw.items()}
+            order.append((min(r for r, _ in raw.values()), w, masked, group))
+        self._order = sorted(order, key=lambda t: t[0])
+        self._raw = {}
+        return self
+
+    def best(self, fields: "_Fields", matches: Callable[[Any], bool]) -> Any:
+        found: Optional[Tuple[int, Any]] = None
+        for rank, rule in self.slow:
+            if matches(rule) and (found is None or rank < found[0]):
+                found = (rank, rule)
+        wids: List[Any] = [None] * len(self._wholes)
+        for top, w, masked, group in self._order:
+            if found is not None and top > found[0]:
+                break
+            wid = wids[w]
+            if wid is None:
+                elems, known = self._wholes[w]
+                wid = wids[w] = known.get(_values(elems, fields), _NO)
+            if wid is _NO:
+                continue
+            if len(masked) == 1:        # the usual shape: one masked field (the bucket's)
+                elem, mask = masked[0]
+                v = fields[elem]
+                if v is _NO:
+                    continue
+                hit = group.get((wid, v & mask))
+            else:
+                mk = _masked_values(masked, fields)
+                if mk is _NO:
+                    continue
+                hit = group.get((wid, mk))
+            if hit is not None and (found is None or hit[0] < found[0]):
+                found = hit
+        return None if found is None else found[1]
+
+
+def _mkey(values: Tuple[Any, ...]) -> Any:
+    """A group's masked values as keyed: the value alone when there is one."""
+    return values[0] if len(values) == 1 else values
+
+
+def _values(elems: Tuple[Elem, ...], fields: "_Fields") -> Any:
+    """The packet's values for fields compared whole; _NO when one cannot match."""
+    out = []
+    for elem in elems:
+        v = fields[elem]
+        if v is _NO:
+            return _NO
+        out.append(v)
+    return tuple(out)
+
+
+def _masked_values(parts: Tuple[Tuple[Elem, int], ...], fields: "_Fields") -> Any:
+    out = []
+    for elem, mask in parts:
+        v = fields[elem]
+        if v is _NO:
+            return _NO
+        out.append(v & mask)
+    return tuple(out)
+
+
+class _Fields(dict):  # type: ignore[type-arg]
+    """A packet's field values, each read once (then a plain dict lookup)."""
+
+    def __init__(self, pkt: Packet, readers: Dict[Elem, Callable[[Packet], Any]]) -> None:
+        super().__init__()
+        self._pkt, self._readers = pkt, readers
+
+    def __missing__(self, elem: Elem) -> Any:
+        v = self[elem] = self._readers[elem](self._pkt)
+        return v
+
+
+def _rank(priority: int, i: int) -> int:
+    """Highest priority first, then the first listed (the scans' stable sort)."""
+    return -priority * (1 << 32) + i
+
+
+def _flow_part(name: str, want: Any) -> Part:
+    """What a flow's (field, want) tests, with flow_matches' semantics: the packet
+    field, the mask and the masked value; ValueError/TypeError when not indexable."""
+    if name in ("ipv4_src", "ipv4_dst", "arp_tpa"):
+        if isinstance(want, tuple):
+            mask = _ip_to_int(want[1])
+            return "ip " + name, mask, _ip_to_int(want[0]) & mask
+        return "ip " + name, None, _ip_to_int(want)
+    if name == "vlan_vid":
+        if type(want) is not int:
+            raise TypeError("vlan_vid %r" % (want,))
+        return "vlan", None, None if want == 0 else want & 0xFFF
+    if name == "eth_dst":
+        return "eth_dst", None, str(want).lower()
+    if name in ("in_port", "eth_type", "ip_proto", "arp_op"):
+        hash(want)
+        return "eq " + name, None, want
+    if name.startswith(("udp_", "tcp_")) and name.endswith(("_src", "_dst")):
+        proto = 17 if name.startswith("udp") else 6
+        where = "l4_src" if name.endswith("_src") else "l4_dst"
+        if isinstance(want, tuple):
+            mask = int(want[1])
+            return "l4 %s %d" % (where, proto), mask, int(want[0]) & mask
+        return "l4 %s %d" % (where, proto), None, int(want)
+    raise ValueError("not indexed: %r" % name)
+
+
+def _flow_reader(elem: Elem) -> Callable[[Packet], Any]:
+    """How a packet's value of `elem` is read, as flow_matches reads it."""
+    kind, _, arg = elem.partition(" ")
+    if kind == "ip":
+        def ip(pkt: Packet) -> Any:
+            have = getattr(pkt, arg)
+            return _ip_to_int(have) if have else _NO
+        return ip
+    if kind == "eq":
+        return operator.attrgetter(arg)
+    if kind == "l4":
+        where, proto = arg.split()
+        get, want = operator.attrgetter(where), int(proto)
+        return lambda pkt: get(pkt) if pkt.ip_proto == want else _NO
+    if kind == "vlan":
+        return operator.attrgetter("vlan")
+    return lambda pkt: pkt.eth_dst.lower()
+
+
+class OvsIndex:
+    """The bridges' flows indexed once; `fate` answers as `ovs_fate` does over them."""
+
+    def __init__(self, flows: Dict[str, Sequence[Flow]], bridge_of: Any) -> None:
+        self._bridge_of = bridge_of
+        self._bridges: Dict[str, str] = {}     # config lookups are linear: ask once per port
+        self._spaces: Dict[str, _Space] = {}
+        self._readers: Dict[Elem, Callable[[Packet], Any]] = {}
+        for bridge, fs in flows.items():
+            space = _Space()
+            for i, f in enumerate(fs):
+                rank = _rank(f.priority, i)
+                try:
+                    parts = [_flow_part(name, want) for name, want in f.match]
+                except (ValueError, TypeError, LookupError, netaddr.AddrFormatError):
+                    space.slow.append((rank, f))
+                    continue
+                space.add(parts, rank, f)
+                for elem, _, _ in parts:
+                    if elem not in self._readers:
+                        self._readers[elem] = _flow_reader(elem)
+            self._spaces[bridge] = space.freeze()
+
+    def bridge_of(self, port: str) -> str:
+        got = self._bridges.get(port)
+        if got is None:
+            got = self._bridges[port] = self._bridge_of(port)
+        return got
+
+    def pick(self, bridge: str, pkt: Packet) -> Optional[Flow]:
+        space = self._spaces.get(bridge)
+        if space is None:
+            return None
+        return space.best(_Fields(pkt, self._readers), lambda f: flow_matches(f, pkt))
+
+    def fate(self, pkt: Packet, max_hops: int = 4) -> Fate:
+        return _follow(self.pick, self.bridge_of, pkt, max_hops)
+
+
+def _entry_reader(name: Elem) -> Callable[[Packet], Any]:
+    """How a packet's value of field `name` is read, as _entry_matches reads it."""
+    def read(pkt: Packet) -> Any:
+        if name.startswith("l4") and pkt.eth_type != ETH_IP:
+            return _NO
+        have = getattr(pkt, _ES_FIELDS[name])
+        if name == "eth_type" and pkt.vlan is not None:
+            return 0x8100   # the eSwitch matches the outer ethertype
+        if name.startswith("ipv4"):
+            # a packet without the address (ARP) cannot match; the scan raises instead
+            return _ip_to_int(have) if have != "" else _NO
+        return have
+    return read
+
+
+_ENTRY_READERS = {name: _entry_reader(name) for name in _ES_FIELDS}
+
+
+class EswitchIndex:
+    """The installed entries indexed once: per port the root pipe (priority, then the
+    order listed), per (port, pipe) the pipe's entries (the first listed that matches:
+    a basic pipe has one mask, so one dict). `fate` answers as `eswitch_fate`."""
+
+    def __init__(self, entries: Sequence[Entry]) -> None:
+        self._roots: Dict[str, _Space] = {}
+        self._pipes: Dict[Tuple[str, str], _Space] = {}
+        for i, e in enumerate(entries):
+            spaces: List[Tuple[_Space, int]] = [(self._pipes.setdefault((e.port, e.pipe), _Space()), i)]
+            if e.pipe == "root":
+                spaces.append((self._roots.setdefault(e.port, _Space()), _rank(e.priority, i)))
+            try:
+                if any(name not in _ES_FIELDS for name, _, _ in e.match):
+                    raise ValueError("not indexed")
+                parts = [(name, mask, value & mask) for name, value, mask in e.match]
+                hash(tuple(parts))
+            except (ValueError, TypeError):
+                for space, rank in spaces:
+                    space.slow.append((rank, e))
+                continue
+            for space, rank in spaces:
+                space.add(parts, rank, e)
+        for space in list(self._roots.values()) + list(self._pipes.values()):
+            space.freeze()
+
+    def _root(self, pkt: Packet) -> Optional[Entry]:
+        space = self._roots.get(pkt.in_port)
+        if space is None:
+            return None
+        return space.best(_Fields(pkt, _ENTRY_READERS), lambda e: _entry_matches(e, pkt))
+
+    def _basic(self, pipe: str, pkt: Packet) -> Optional[Entry]:
+        space = self._pipes.get((pkt.in_port, pipe))
+        if space is None:
+            return None
+        return space.best(_Fields(pkt, _ENTRY_READERS), lambda e: _entry_matches(e, pkt))
+
+    def fate(self, pkt: Packet) -> Fate:
+        return _es_follow(self._root, self._basic, pkt)
