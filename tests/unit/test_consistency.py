@@ -2,6 +2,7 @@
 
 import os
 
+import netaddr
 import yaml
 
 from xenoflow_ovs.intent import config, consistency, fate, plan
@@ -97,3 +98,99 @@ def test_driver_none_reports_fallback_not_applicable():
     assert rep["fallback_packets"] is None and rep["verdict"] == "consistent"
     assert "eswitch" not in rep["buckets"][0]
     assert consistency.check(cfg, p, None)["verdict"] == "drift"
+
+
+def maglev(nsvc, bits, nbe=8):
+    """Services balanced by maglev over `nbe` backends each, on the paper's DPU."""
+    data = config.to_data(config.load(PAPER))
+    data["services"] = [
+        {"name": "s%d" % s, "vip": "198.18.1.%d" % (s + 1), "vip_mac": "02:01:00:00:00:%02x" % s,
+         "protocol": "udp", "port": 53, "ingress": "p0", "egress": "p1",
+         "policy": {"kind": "maglev", "bits": bits},
+         "backends": [{"name": "b%d_%d" % (s, i), "ip": "198.19.%d.%d" % (s, i + 1),
+                       "mac": "02:00:%02x:00:00:%02x" % (s, i), "weight": 1} for i in range(nbe)]}
+        for s in range(nsvc)]
+    cfg = config.from_data(data, base_dir=os.path.dirname(PAPER))
+    p = plan.plan(cfg)
+    flows = {}
+    for f in p.flows:
+        flows.setdefault(f.bridge, []).append(f)
+    return cfg, p, flows, list(p.entries)
+
+
+def wrong_mac(entries, service, bucket):
+    """The eSwitch sends one bucket to another MAC than the plan's."""
+    return [plan.Entry(**{**e.__dict__, "dst_mac": "02:00:ee:ee:ee:ee"})
+            if (e.owner, e.bucket) == (service, bucket) else e for e in entries]
+
+
+def test_small_reports_list_every_bucket_and_a_summary_per_service():
+    cfg, p, flows = setup()
+    rep = consistency.check(cfg, p, flows, p.pipes, p.entries, {"fallback": 0})
+    assert rep["services"] == [{"service": "dns", "buckets": 2, "ok": 2, "mismatched": 0}]
+    assert rep["bucket_rows"] == "all" and rep["buckets_left_out"] == 0
+    text = consistency.format_report(rep)
+    assert "service dns: 2 buckets, 2 ok, 0 mismatched" in text and "listing only" not in text
+
+
+def test_at_the_limit_every_bucket_is_listed_and_a_mismatch_counted():
+    cfg, p, flows, entries = maglev(1, 12)
+    assert consistency.LIST_ALL == 4096
+    rep = consistency.check(cfg, p, flows, p.pipes, wrong_mac(entries, "s0", 1234), {"fallback": 0})
+    assert rep["verdict"] == "drift" and [d["what"] for d in rep["drift"]] == ["changed"]
+    assert rep["services"] == [{"service": "s0", "buckets": 4096, "ok": 4095, "mismatched": 1}]
+    assert rep["bucket_rows"] == "all" and len(rep["buckets"]) == 4096
+    assert [b["bucket"] for b in rep["buckets"] if not b["ok"]] == [1234]
+    assert rep["buckets"][1234]["eswitch"] == "p1 (dst 02:00:ee:ee:ee:ee)"
+
+
+def test_above_the_limit_only_mismatched_buckets_are_listed():
+    cfg, p, flows, entries = maglev(2, 12)
+    clean = consistency.check(cfg, p, flows, p.pipes, entries, {"fallback": 0})
+    assert clean["verdict"] == "consistent" and clean["buckets"] == []
+    assert [(s["buckets"], s["ok"]) for s in clean["services"]] == [(4096, 4096), (4096, 4096)]
+    assert clean["bucket_rows"] == "mismatched" and clean["buckets_left_out"] == 0
+
+    # OVS sends one bucket of s1 elsewhere: a flow differs (drift) and the planes disagree
+    tbl = dict(p.tables)["s1"]
+    victim = next(f for f in flows["ovsbr1"] if f.kind == "service" and f.owner == "s1")
+    other = next(b.mac for b in cfg.service("s1").backends if b.name != victim.backend)
+    flows["ovsbr1"] = [f if f is not victim else plan.Flow(**{
+        **f.__dict__, "actions": (("set_field", "eth_dst", other),) + f.actions[1:]})
+        for f in flows["ovsbr1"]]
+    rep = consistency.check(cfg, p, flows, p.pipes, entries, {"fallback": 0})
+    bad = rep["buckets"]
+    assert bad and all(not b["ok"] and b["service"] == "s1" for b in bad)
+    assert all(tbl[b["bucket"]] == victim.backend and "dst %s" % other in b["ovs"] for b in bad)
+    assert rep["services"][0]["mismatched"] == 0 and rep["services"][1]["mismatched"] == len(bad)
+    text = consistency.format_report(rep)
+    assert "listing only the mismatched" in text and text.count("MISMATCH") == len(bad)
+
+
+def test_the_mismatched_listing_is_capped_and_says_how_many_it_left_out(monkeypatch):
+    cfg, p, flows, entries = maglev(2, 3)
+    monkeypatch.setattr(consistency, "LIST_ALL", 10)
+    # the eSwitch lost every bucket of s0: eight mismatches, only ten rows for all services
+    kept = [e for e in entries if not (e.owner == "s0" and e.kind == "bucket")]
+    rep = consistency.check(cfg, p, flows, p.pipes, kept, {"fallback": 0})
+    assert rep["services"][0] == {"service": "s0", "buckets": 8, "ok": 0, "mismatched": 8}
+    assert rep["bucket_rows"] == "mismatched" and len(rep["buckets"]) == 8
+    assert rep["buckets_left_out"] == 0
+    monkeypatch.setattr(consistency, "LIST_ALL", 4)
+    rep = consistency.check(cfg, p, flows, p.pipes, kept, {"fallback": 0})
+    assert [b["bucket"] for b in rep["buckets"]] == [0, 1, 2, 3]
+    assert all(b["eswitch"] == "miss" for b in rep["buckets"])
+    assert rep["buckets_left_out"] == 4 and rep["services"][0]["mismatched"] == 8
+    assert "4 more not shown" in consistency.format_report(rep)
+
+
+def test_each_bucket_probe_carries_its_bucket_up_to_16_bits():
+    data = config.to_data(config.load(PAPER))
+    for kind in ("src-ip-bits", "src-port-bits"):
+        for bits in (1, 15, 16):
+            data["services"][0]["policy"] = {"kind": kind, "bits": bits}
+            svc = config.from_data(data, base_dir=os.path.dirname(PAPER)).service("dns")
+            for b in (0, 1, (1 << bits) - 1):
+                pkt = consistency._probes(svc)(b)
+                got = pkt.l4_src if kind == "src-port-bits" else int(netaddr.IPAddress(pkt.ipv4_src))
+                assert got & ((1 << bits) - 1) == b, (kind, bits, b)

@@ -5,24 +5,34 @@ cookie, as plan Flows) and from eswitchd (pipes and entries), and answers, bucke
 by bucket and route by route, where each plane sends the class. Drift is listed
 with what was found and what was expected. The report is JSON-ready and its
 shape is stable (README, "xenoflow status --json").
+
+The report stays small at 2^16 buckets per service: a per-service summary always,
+and bucket rows for every bucket only while the plan has at most LIST_ALL of them
+in all; above that, only the mismatched ones, at most LIST_ALL (`bucket_rows` says
+which, `buckets_left_out` how many mismatched rows the cap dropped).
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import netaddr
 
 from . import fate
-from .config import Config
-from .plan import Entry, Flow, Pipe, Plan
+from .config import Config, Service
+from .plan import Entry, Flow, Pipe, Plan, int_to_ip
 from .render import describe_entry, to_ofctl
 
+LIST_ALL = 4096     # bucket rows: all of them up to this many in the plan; mismatched ones beyond
 
-def _drift_ovs(desired: Plan, actual: Dict[str, Sequence[Flow]]) -> List[Dict[str, Any]]:
+
+def _drift_ovs(planned: Sequence[Flow], actual: Dict[str, Sequence[Flow]]) -> List[Dict[str, Any]]:
+    wanted: Dict[str, Dict[Any, Flow]] = {}
+    for f in planned:
+        wanted.setdefault(f.bridge, {})[f.key] = f
     out = []
-    for bridge in sorted({f.bridge for f in desired.flows} | set(actual)):
-        want = {f.key: f for f in desired.flows if f.bridge == bridge}
+    for bridge in sorted(set(wanted) | set(actual)):
+        want = wanted.get(bridge, {})
         have = {f.key: f for f in actual.get(bridge, ())}
         for k, f in want.items():
             if k not in have:
@@ -38,9 +48,10 @@ def _drift_ovs(desired: Plan, actual: Dict[str, Sequence[Flow]]) -> List[Dict[st
     return out
 
 
-def _drift_eswitch(desired: Plan, pipes: Sequence[Pipe], entries: Sequence[Entry]) -> List[Dict[str, Any]]:
+def _drift_eswitch(planned_pipes: Sequence[Pipe], planned: Sequence[Entry], pipes: Sequence[Pipe],
+                   entries: Sequence[Entry]) -> List[Dict[str, Any]]:
     out = []
-    want_p = {p.key: p for p in desired.pipes}
+    want_p = {p.key: p for p in planned_pipes}
     have_p = {p.key: p for p in pipes}
     for k in want_p.keys() - have_p.keys():
         out.append({"plane": "eswitch", "where": k[0], "what": "missing", "expected": "pipe " + k[1],
@@ -48,7 +59,7 @@ def _drift_eswitch(desired: Plan, pipes: Sequence[Pipe], entries: Sequence[Entry
     for k in have_p.keys() - want_p.keys():
         out.append({"plane": "eswitch", "where": k[0], "what": "unexpected", "expected": None,
                     "found": "pipe " + k[1]})
-    want = {e.key: e for e in desired.entries}
+    want = {e.key: e for e in planned}
     have = {e.key: e for e in entries}
     for ek, e in want.items():
         if ek not in have:
@@ -64,22 +75,67 @@ def _drift_eswitch(desired: Plan, pipes: Sequence[Pipe], entries: Sequence[Entry
     return out
 
 
-def _bucket_packet(cfg: Config, svc_name: str, bucket: int) -> fate.Packet:
-    svc = cfg.service(svc_name)
-    src, sport = int(svc.vip) & 0xFFFF0000 | 0x8000, 0x8000
+def _probe_base(svc: Service) -> Tuple[int, int]:
+    """Source address and port of bucket 0's probe: off the VIP's /16, a high port;
+    the bucket's bits are or-ed in below (none of the base under the policy's mask)."""
+    keep = ~((1 << svc.policy.bits) - 1)
+    return (int(svc.vip) & 0xFFFF0000 | 0x8000) & keep, 0x8000 & keep
+
+
+def _probes(svc: Service) -> Callable[[int], fate.Packet]:
+    """bucket -> the probe packet of that bucket (the service's constants read once)."""
+    src, sport = _probe_base(svc)
+    common: Dict[str, Any] = dict(in_port=svc.ingress, eth_dst=svc.vip_mac, ip_proto=svc.ip_proto,
+                                  ipv4_dst=str(svc.vip), l4_dst=svc.port)
     if svc.policy.kind == "src-port-bits":
-        sport |= bucket
-    else:
-        src |= bucket
-    return fate.Packet(in_port=svc.ingress, eth_dst=svc.vip_mac, ip_proto=svc.ip_proto,
-                       ipv4_src=str(netaddr.IPAddress(src)), ipv4_dst=str(svc.vip), l4_src=sport,
-                       l4_dst=svc.port)
+        src_ip = int_to_ip(src)
+        return lambda b: fate.Packet(ipv4_src=src_ip, l4_src=sport | b, **common)
+    return lambda b: fate.Packet(ipv4_src=int_to_ip(src | b), l4_src=sport, **common)
+
+
+def _check_buckets(cfg: Config, tables: Sequence[Tuple[str, Sequence[str]]], ovs: fate.OvsIndex,
+                   es: Optional[fate.EswitchIndex]) -> Tuple[List[Dict[str, Any]], List[Dict[str, Any]], int]:
+    """Every bucket's probe through both planes: (rows to list, per-service summary,
+    mismatched rows left out by the cap)."""
+    list_all = sum(len(tbl) for _, tbl in tables) <= LIST_ALL
+    rows: List[Dict[str, Any]] = []
+    summary = []
+    left_out = 0
+    for name, tbl in tables:
+        svc = cfg.service(name)
+        probe = _probes(svc)
+        wants = {be.name: (svc.egress, be.mac) for be in svc.backends}
+        mismatched = 0
+        for b, backend in enumerate(tbl):
+            want = wants.get(backend) or (svc.egress, svc.backend(backend).mac)  # KeyError names it
+            pkt = probe(b)
+            of = ovs.fate(pkt)
+            ok = of.verdict == "output" and (of.port, of.eth_dst) == want
+            ef = None
+            if es is not None:
+                ef = es.fate(pkt)
+                ok = ok and ef.verdict == "output" and (ef.port, ef.eth_dst) == want
+            if not ok:
+                mismatched += 1
+            if not (list_all or not ok and len(rows) < LIST_ALL):
+                left_out += not ok
+                continue
+            row: Dict[str, Any] = {"service": name, "bucket": b, "backend": backend,
+                                   "expected": "%s (dst %s)" % want, "ovs": of.where()}
+            if ef is not None:
+                row["eswitch"] = ef.where()
+            row["ok"] = ok
+            rows.append(row)
+        summary.append({"service": name, "buckets": len(tbl), "ok": len(tbl) - mismatched,
+                        "mismatched": mismatched})
+    return rows, summary, left_out
 
 
 def check(cfg: Config, desired: Plan, ovs_flows: Optional[Dict[str, Sequence[Flow]]],
           es_pipes: Sequence[Pipe] = (), es_entries: Sequence[Entry] = (),
           counters: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
-    """`ovs_flows` None means OVS could not be read (a bridge not connected): that is drift."""
+    """`ovs_flows` None means OVS could not be read (a bridge not connected): that is drift.
+    The plan's flows, entries and tables are built on each access: each is read once."""
     counters = counters or {}
     drift: List[Dict[str, Any]] = []
     if ovs_flows is None:
@@ -87,27 +143,13 @@ def check(cfg: Config, desired: Plan, ovs_flows: Optional[Dict[str, Sequence[Flo
                       "found": None})
         ovs_flows = {}
     else:
-        drift += _drift_ovs(desired, ovs_flows)
+        drift += _drift_ovs(desired.flows, ovs_flows)
     if cfg.has_eswitch:
-        drift += _drift_eswitch(desired, es_pipes, es_entries)
+        drift += _drift_eswitch(desired.pipes, desired.entries, es_pipes, es_entries)
 
-    buckets_out = []
-    for name, tbl in desired.tables:
-        svc = cfg.service(name)
-        for b, backend in enumerate(tbl):
-            pkt = _bucket_packet(cfg, name, b)
-            be = svc.backend(backend)
-            of = fate.ovs_fate(ovs_flows, cfg.bridge_of, pkt)
-            row: Dict[str, Any] = {"service": name, "bucket": b, "backend": backend,
-                                   "expected": "%s (dst %s)" % (svc.egress, be.mac),
-                                   "ovs": of.where()}
-            ok = of.verdict == "output" and (of.port, of.eth_dst) == (svc.egress, be.mac)
-            if cfg.has_eswitch:
-                ef = fate.eswitch_fate(es_entries, pkt)
-                row["eswitch"] = ef.where()
-                ok = ok and ef.verdict == "output" and (ef.port, ef.eth_dst) == (svc.egress, be.mac)
-            row["ok"] = ok
-            buckets_out.append(row)
+    ovs = fate.OvsIndex(ovs_flows, cfg.bridge_of)
+    es = fate.EswitchIndex(es_entries) if cfg.has_eswitch else None
+    buckets_out, summary, left_out = _check_buckets(cfg, desired.tables, ovs, es)
 
     routes_out = []
     for r in cfg.routes:
@@ -116,11 +158,11 @@ def check(cfg: Config, desired: Plan, ovs_flows: Optional[Dict[str, Sequence[Flo
         if r.dst.prefixlen == 0:
             dst = netaddr.IPAddress("198.18.1.1")
         pkt = fate.Packet(in_port=r.src_port, ipv4_src="198.18.1.2", ipv4_dst=str(dst), l4_dst=9)
-        of = fate.ovs_fate(ovs_flows, cfg.bridge_of, pkt)
-        row = {"route": r.label, "expected": r.dst_port, "ovs": of.port or of.verdict}
+        of = ovs.fate(pkt)
+        row: Dict[str, Any] = {"route": r.label, "expected": r.dst_port, "ovs": of.port or of.verdict}
         ok = of.verdict == "output" and of.port == r.dst_port
-        if cfg.has_eswitch:
-            ef = fate.eswitch_fate(es_entries, pkt)
+        if es is not None:
+            ef = es.fate(pkt)
             row["eswitch"] = ef.port or ef.verdict
             if cfg.eswitch.mirror_routes:
                 ok = ok and ef.verdict == "output" and ef.port == r.dst_port
@@ -132,19 +174,30 @@ def check(cfg: Config, desired: Plan, ovs_flows: Optional[Dict[str, Sequence[Flo
     fallback = counters.get("fallback") if cfg.has_eswitch else None
     if drift:
         verdict = "drift"
-    elif not all(r["ok"] for r in buckets_out + routes_out):
+    elif any(s["mismatched"] for s in summary) or not all(r["ok"] for r in routes_out):
         verdict = "inconsistent"
     elif fallback:
         verdict = "fallback"
     else:
         verdict = "consistent"
     return {"verdict": verdict, "consistent": verdict == "consistent", "drift": drift,
-            "buckets": buckets_out, "routes": routes_out,
+            "services": summary, "buckets": buckets_out,
+            "bucket_rows": "all" if sum(s["buckets"] for s in summary) <= LIST_ALL else "mismatched",
+            "buckets_left_out": left_out, "routes": routes_out,
             "fallback_packets": fallback, "miss_other_packets": counters.get("miss_other")}
 
 
 def format_report(rep: Dict[str, Any]) -> str:
+    """The report as text, the same rows as the JSON: every bucket of a small plan,
+    only the mismatched ones of a large one (then a line says so)."""
     lines = ["verdict: %s" % rep["verdict"]]
+    for s in rep.get("services", ()):
+        lines.append("  service %s: %d buckets, %d ok, %d mismatched" % (
+            s["service"], s["buckets"], s["ok"], s["mismatched"]))
+    if rep.get("bucket_rows") == "mismatched":
+        lines.append("  (over %d buckets in all: listing only the mismatched ones%s)" % (
+            LIST_ALL, ", %d more not shown" % rep["buckets_left_out"]
+            if rep.get("buckets_left_out") else ""))
     for b in rep["buckets"]:
         lines.append("  bucket %s/%d -> %s: ovs %s%s  %s" % (
             b["service"], b["bucket"], b["backend"], b["ovs"],
