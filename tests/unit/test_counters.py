@@ -73,7 +73,8 @@ def test_attribution_names_flows_by_cookie_and_backend_by_mac():
     cfg_flows = [plan.Flow("ovsbr1", 201, (), (("set_field", "eth_dst", "02:00:c6:12:00:03"),),
                            "service", "dns", backend="fips3")]
     a = Attribution()
-    a.learn(cfg_flows, {("dns", "fips2"): "02:00:c6:12:00:02", ("dns", "fips3"): "02:00:c6:12:00:03"})
+    a.learn([(f.cookie, f.kind, f.owner) for f in cfg_flows],
+            {("dns", "fips2"): "02:00:c6:12:00:02", ("dns", "fips3"): "02:00:c6:12:00:03"})
     ck = cfg_flows[0].cookie
     assert kind_of_cookie(ck) == "service" and kind_of_cookie(0x1234) is None
     assert a(ck, [("set_field", "eth_dst", 0x0200C6120002), ("output", 200)]) == SVC

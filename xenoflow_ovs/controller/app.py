@@ -12,8 +12,10 @@ Life of a bridge:
               LOCAL port's name), read its port numbers, dump its flows
   dump     -> reconcile our cookie only: add missing, modify changed, delete
               stale ours; never flush, never touch a foreign flow
-  poll     -> every `XENOFLOW_POLL_INTERVAL` s (1): dump again = counters + drift
-              repair ("repaired: ...")
+  poll     -> every `XENOFLOW_POLL_INTERVAL` s (1): aggregates per rule kind (cheap),
+              a full dump when they moved, after our sends, on demand and as a
+              periodic audit (counters.DumpPolicy) = counters + drift repair
+              ("repaired: ...")
 The intent lives in `self.runtime` (runtime.Runtime: config, drains, health, the
 plan in force); every change goes through it, make-before-break across both
 planes, with `bridge.apply_and_wait` as its OVS half. The API, health checks,
@@ -49,7 +51,7 @@ from . import worker as worker_mod
 from .compat import CONFIG_DISPATCHER, DEAD_DISPATCHER, MAIN_DISPATCHER, ofp_event, set_ev_cls
 
 ENV_CONFIG = "XENOFLOW_CONFIG"
-ENV_POLL = "XENOFLOW_POLL_INTERVAL"          # seconds between flow dumps (default 1)
+ENV_POLL = "XENOFLOW_POLL_INTERVAL"          # seconds between polls (default 1)
 ENV_KILL = "XENOFLOW_KILL_ON_EXCEPTION"      # "0": a failing handler is logged, not fatal
 ENV_ENSURE = "XENOFLOW_ENSURE_INTERVAL"      # re-check OVSDB this often, s (default 30; and
                                              # at once after a reconnection)
@@ -200,13 +202,18 @@ class XenoFlowApp(compat.BaseApp):
                 self.logger.error("%s", exc)
                 raise SystemExit(EXIT_ERROR)
         self.rules = ofrules.Rules.default()
-        self.bridges = bridge_mod.Bridges(self.rules, self.metrics)
+        interval = float(os.environ.get(ENV_POLL, "1") or 1)
+        self.bridges = bridge_mod.Bridges(self.rules, self.metrics, interval)
         # a flow about to move to another backend is counted first, for the one it had
+        # (aggregates first: a full dump only where counts moved since the last one)
         self.runtime.ovs_read = lambda: counters_mod.read_now(self.bridges, self.run_in_app,
-                                                              compat.hub.sleep)
+                                                              compat.hub.sleep, full=False)
+        # GET /check compares the installed flows themselves: a full dump
+        self.read_flows = lambda: counters_mod.read_now(self.bridges, self.run_in_app,
+                                                        compat.hub.sleep)
         self.worker = worker_mod.Worker(
             self.runtime, self.status, lambda: self._post(EventPoll()),
-            interval=float(os.environ.get(ENV_POLL, "1") or 1),
+            interval=interval,
             ensure_every=float(os.environ.get(ENV_ENSURE, "") or worker_mod.ENSURE_EVERY),
             alarms=self.alarms)
         self.management = management_mod.Management(self, path)
@@ -231,7 +238,7 @@ class XenoFlowApp(compat.BaseApp):
         cfg = self.runtime.cfg
         self.logger.info("XenoFlow controller (%s) for %s: %d bridge(s), %d flow(s) planned, "
                          "eswitch %s, poll every %.1f s, state in %s", compat.RUNTIME,
-                         cfg.dpu_name, len(self.bridges), len(self.runtime.in_force.flows),
+                         cfg.dpu_name, len(self.bridges), self.runtime.in_force.flow_count(),
                          cfg.eswitch.driver, self.worker.interval, self.state_file.path)
         return t
 
@@ -339,9 +346,7 @@ class XenoFlowApp(compat.BaseApp):
     @guarded
     def poll(self, ev: Any) -> None:
         self.follow_runtime()
-        for b in self.bridges:
-            if b.connected and b.dp is not None:
-                b.request_dump()
+        self.bridges.poll(time.monotonic())
         self.status.refresh()
         self.state_file.write(self.status.app_view())
         self.notify_ready()
@@ -360,6 +365,17 @@ class XenoFlowApp(compat.BaseApp):
                             may_reconcile=not self.runtime.transitions)
         if self.bridges.repairs > repairs:    # per bridge: flows repaired again and again
             self.alarms.repaired(["bridge %s flows" % b.name], time.time())
+        self.status.refresh()
+
+    @set_ev_cls(ofp_event.EventOFPAggregateStatsReply, MAIN_DISPATCHER)
+    @guarded
+    def aggregate_stats_reply(self, ev: Any) -> None:
+        b = self.bridges.of_datapath(ev.msg.datapath)
+        got = b.aggregate_reply(ev.msg) if b is not None else None
+        if got is None:
+            return
+        self.follow_runtime()
+        self.bridges.aggregated(b, got[0], got[1], self.runtime.in_force, time.monotonic())
         self.status.refresh()
 
     @set_ev_cls(ofp_event.EventOFPFlowRemoved, MAIN_DISPATCHER)

@@ -2,10 +2,11 @@
 
 A Bridge owns what the app sends to its switch and what comes back: the send
 path (ordered, deduplicated batches, each closed by a barrier whose reply
-settles it, with the batch's first OpenFlow error), its flow dump (multipart
-replies collected into one list of `ofrules.Installed`), the counting of that
-dump and the reconcile of OUR cookie's flows to the plan in force (add missing,
-modify changed, delete stale ours; never flush, never touch a foreign flow).
+settles it, with the batch's first OpenFlow error), its polls (aggregates per rule
+kind, and a full flow dump when counters.DumpPolicy says so: multipart replies
+collected into one list of `ofrules.Installed`), the counting of a full dump and
+the reconcile of OUR cookie's flows to the plan in force (add missing, modify
+changed, delete stale ours; never flush, never touch a foreign flow).
 `Bridges` holds every bridge of the config with the OVS counters and their
 attribution. Both are used from the app's event thread only, except
 `apply_and_wait` (the runtime's OVS half), which waits from another thread.
@@ -14,8 +15,9 @@ attribution. Both are used from the app's event thread only, except
 from __future__ import annotations
 
 import logging
+import struct
 import time
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from ..intent import config as config_mod
 from ..intent import plan as plan_mod
@@ -28,6 +30,9 @@ from . import ovsdb as ovsdb_mod
 log = logging.getLogger("xenoflow.app")
 
 Done = Callable[[Optional[str]], None]       # a batch settled: its first error, or None
+SEND_CHUNK = 1 << 18          # bytes of encoded flow-mods handed to the framework at once
+LOG_CHANGES = 20              # changes of one reconcile logged one by one, then a count
+DUMP_STALE = 30.0             # s: a dump or aggregate round unanswered this long is asked again
 
 
 def switch_ports(dp: Any, local: bool = False) -> Dict[str, Any]:
@@ -47,7 +52,7 @@ def switch_ports(dp: Any, local: bool = False) -> Dict[str, Any]:
 
 
 class Bridge:
-    def __init__(self, name: str, dpid: int, rules: ofrules.Rules):
+    def __init__(self, name: str, dpid: int, rules: ofrules.Rules, interval: float = 1.0):
         self.name = name
         self.dpid = dpid                     # the one ovsdb.py asks OVS to use
         self.rules = rules
@@ -63,7 +68,19 @@ class Bridge:
         self.dump_xid: Optional[int] = None
         self.dump_parts: List[Any] = []
         self.dump: Optional[List[ofrules.Installed]] = None   # the last complete one
+        self.dump_asked = 0.0                # monotonic time the dump in flight was asked
+        self._derived: Dict[str, Any] = {}   # what is computed once per dump (flows, index)
         self.last_dump: Optional[float] = None
+        self.policy = counters_mod.DumpPolicy(interval)
+        self.agg_xids: Dict[int, Optional[str]] = {}   # aggregate request xid -> kind (None: all)
+        self.agg: Dict[Optional[str], Tuple[int, int, int]] = {}
+        self.agg_asked = 0.0
+        self.asked_at = 0.0                  # time.time() of the last request (dump or aggregates)
+        self.last_agg: Optional[float] = None
+        self.urgent = False                  # this aggregate round decides a dump at once
+        self.counted_at: Optional[float] = None   # counters exact as of (time.time())
+        self.pending: Dict[str, Tuple[int, int]] = {}  # per kind, beyond the last full dump
+        self.dumps: Dict[str, int] = {}      # full dumps by reason (status)
         self.barriers: Dict[int, Done] = {}  # barrier xid -> done
         self.batch_of: Dict[int, int] = {}   # xid of a sent flow-mod -> its batch's barrier xid
         self.errors: Dict[int, str] = {}     # barrier xid -> first error of that batch
@@ -78,12 +95,15 @@ class Bridge:
         self.dp, self.connected, self.synced = dp, True, False
         self.settle("connection replaced")
         self.ports = switch_ports(dp)
+        self.agg_xids = {}
         log.info("%s: ready (dpid %016x, ports %s), dumping flows", self.name, dp.id, self.ports)
-        self.request_dump()
+        self.request_dump("connect")
 
     def detach(self) -> None:
         self.dp, self.connected, self.synced = None, False, False
         self.dump_xid = None
+        self.agg_xids = {}
+        self.policy.need("connect")
         log.warning("%s: switch disconnected (flows stay in OVS)", self.name)
         # batches in flight are not confirmed; the reconcile on the next connect
         # brings the bridge to the plan in force anyway
@@ -103,40 +123,73 @@ class Bridge:
         `on_done(error)` runs when the barrier is answered (at once when nothing is
         sent); error is the first OpenFlow error of the batch, else None.
         Changes naming a port the switch lacks are held back (reconcile retries)."""
-        msgs = self._messages(changes) if self.dp is not None else []
+        dp = self.dp
+        if dp is None:
+            msgs: List[Any] = []
+        elif callable(getattr(dp, "send", None)):
+            msgs = self._messages(changes, self.rules.wire)
+        else:                      # a datapath without a raw send: message objects
+            msgs = self._messages(changes, self.rules.batch)
         if not msgs:
             if on_done:
                 on_done(None)
             return 0
         self.sent_seq += 1
+        self.policy.need("sent")   # verify them: the next poll reads a full dump
+        if isinstance(msgs[0], bytes):
+            return self._send_wire(msgs, on_done)
         barrier = msgs[-1]
-        barrier.datapath = self.dp
-        self.dp.set_xid(barrier)   # known before anything is sent: the reply may come at once
+        barrier.datapath = dp
+        dp.set_xid(barrier)   # known before anything is sent: the reply may come at once
         self.barriers[barrier.xid] = on_done or (lambda error: None)
         for msg in msgs:
-            msg.datapath = self.dp
+            msg.datapath = dp
             if msg is not barrier:
-                self.dp.set_xid(msg)
+                dp.set_xid(msg)
                 self.batch_of[msg.xid] = barrier.xid
-            self.dp.send_msg(msg)
+            dp.send_msg(msg)
         return len(msgs) - 1
 
-    def _messages(self, changes: Sequence[Change]) -> List[Any]:
-        ports = switch_ports(self.dp)
-        sendable = []
-        for ch in changes:
-            try:
-                self.rules.change_key(ch, ports)
-                sendable.append(ch)
-            except ofrules.UnresolvedPort as exc:
-                log.warning("%s: port %s missing, held back: %s", self.name, exc.args[0],
-                            ofrules.describe_change(ch))
-        return self.rules.batch(sendable, ports)
+    def _send_wire(self, bufs: List[bytes], on_done: Optional[Done]) -> int:
+        """Encoded messages (the last a barrier), xids given here as the framework's
+        set_xid would, handed over in chunks (one queue slot and socket write for
+        thousands of flow-mods)."""
+        dp = self.dp
+        mask = dp.ofproto.MAX_XID
+        first = dp.xid + 1
+        barrier_xid = (first + len(bufs) - 1) & mask
+        dp.xid = barrier_xid
+        self.barriers[barrier_xid] = on_done or (lambda error: None)
+        chunk = bytearray()
+        for i, buf in enumerate(bufs):
+            xid = (first + i) & mask
+            if xid != barrier_xid:
+                self.batch_of[xid] = barrier_xid
+            at = len(chunk)
+            chunk += buf
+            struct.pack_into("!I", chunk, at + 4, xid)
+            if len(chunk) >= SEND_CHUNK:
+                dp.send(bytes(chunk))
+                chunk = bytearray()
+        if chunk:
+            dp.send(bytes(chunk))
+        return len(bufs) - 1
+
+    def _messages(self, changes: Sequence[Change], build: Callable[..., List[Any]]) -> List[Any]:
+        held: List[Tuple[Change, str]] = []
+        msgs = build(changes, switch_ports(self.dp), held)
+        for ch, port in held:
+            log.warning("%s: port %s missing, held back: %s", self.name, port,
+                        ofrules.describe_change(ch))
+        return msgs
 
     def barrier_replied(self, xid: int) -> None:
         done = self.barriers.pop(xid, None)
-        for k in [k for k, b in self.batch_of.items() if b == xid]:
-            del self.batch_of[k]
+        if self.barriers:
+            for k in [k for k, b in self.batch_of.items() if b == xid]:
+                del self.batch_of[k]
+        else:                  # the usual case: one batch at a time, no scan of 2^16 xids
+            self.batch_of.clear()
         error = self.errors.pop(xid, None)
         if done:
             done(error)
@@ -148,41 +201,128 @@ class Bridge:
 
     # -- dump, count, reconcile
 
-    def request_dump(self) -> None:
+    def poll(self, now: float) -> Optional[str]:
+        """Every interval: a full dump if the policy wants one now, else the aggregates
+        (counters.DumpPolicy). Returns the full dump's reason, if one was asked for."""
+        if self.dp is None:
+            return None
+        if self.dump_xid is not None and now - self.dump_asked < DUMP_STALE:
+            return None           # a dump in flight (2^16 flows take a while): not another
+        if self.agg_xids:
+            if now - self.agg_asked < DUMP_STALE:
+                return None
+            self.agg_xids = {}
+            self.policy.need("aggregates unanswered")
+        reason = self.policy.at_poll(now)
+        if reason is not None:
+            self.request_dump(reason, now)
+            return reason
+        self.request_aggregates(now)
+        return None
+
+    def request_dump(self, reason: str = "asked", now: Optional[float] = None) -> None:
         msg = self.rules.flow_stats_request()
         msg.datapath = self.dp
         self.dp.set_xid(msg)
         self.dump_xid, self.dump_seq, self.dump_parts = msg.xid, self.sent_seq, []
+        self.dump_asked = time.monotonic() if now is None else now
+        self.asked_at = time.time()
+        self.dumps[reason] = self.dumps.get(reason, 0) + 1
         self.dp.send_msg(msg)
 
+    def request_aggregates(self, now: float, urgent: bool = False) -> None:
+        """One aggregate request per rule kind of ours and one for all flows. `urgent`:
+        counts that moved are read in full at once, not at the traffic pace."""
+        self.agg_xids, self.agg, self.agg_asked, self.urgent = {}, {}, now, urgent
+        self.asked_at = time.time()
+        msgs = []
+        for kind in list(plan_mod.KINDS) + [None]:
+            ck, mask = counters_mod.kind_filter(kind) if kind else (0, 0)
+            msg = self.rules.aggregate_request(ck, mask)
+            msg.datapath = self.dp
+            self.dp.set_xid(msg)
+            self.agg_xids[msg.xid] = kind
+            msgs.append(msg)
+        for msg in msgs:          # every xid known first: a reply may come at once
+            self.dp.send_msg(msg)
+
+    def aggregate_reply(self, msg: Any) -> Optional[Tuple[counters_mod.KindSums, int]]:
+        """One aggregate reply; (ours per kind, all flows) once the poll's last is in."""
+        if msg.xid not in self.agg_xids:
+            return None
+        body = msg.body
+        if isinstance(body, list):    # one OFPAggregateStats (a list in some framework versions)
+            body = body[0]
+        self.agg[self.agg_xids.pop(msg.xid)] = (body.packet_count, body.byte_count,
+                                                body.flow_count)
+        if self.agg_xids:
+            return None
+        total = self.agg.pop(None, (0, 0, 0))[2]
+        sums = {k: v for k, v in self.agg.items() if k is not None and (v[2] or v[0] or v[1])}
+        return sums, total
+
     def dump_reply(self, msg: Any) -> Optional[List[ofrules.Installed]]:
-        """One part of a flow stats reply; the whole dump once its last part is in."""
+        """One part of a flow stats reply; the whole dump once its last part is in. Each
+        part is normalised as it comes (the framework's objects of a 2^16-flow dump do
+        not all live at once)."""
         if self.dump_xid is None or msg.xid != self.dump_xid:
             return None
-        self.dump_parts.extend(msg.body)
+        self.dump_parts.extend([self.rules.installed(self.name, s) for s in msg.body])
         if msg.flags & msg.datapath.ofproto.OFPMPF_REPLY_MORE:
             return None
-        parts, self.dump_parts, self.dump_xid = self.dump_parts, [], None
-        self.dump = [self.rules.installed(self.name, s) for s in parts]
+        self.dump, self.dump_parts, self.dump_xid = self.dump_parts, [], None
+        self._derived = {}
         self.last_dump = time.time()
         return self.dump
+
+    def dump_entry(self, key: ofrules.Key) -> Optional[ofrules.Installed]:
+        """The flow of the last dump at this key (an index built on first use per dump)."""
+        index = self._derived.get("index")
+        if index is None:
+            index = self._derived["index"] = {i.key: i for i in self.dump or ()}
+        return index.get(key)
 
     def dump_predates_sends(self) -> bool:
         """Changes were sent after this dump was asked for: it may not show them."""
         return self.dump_seq != self.sent_seq
 
     def count(self, installed: Sequence[ofrules.Installed], counters: counters_mod.Counters,
-              attribution: counters_mod.Attribution) -> None:
+              attribution: counters_mod.Attribution, planned: int = 0,
+              now: Optional[float] = None) -> None:
         samples = []
         for i in installed:
             if i.ours:
-                samples.append(((self.name,) + i.key, attribution(i.cookie, i.canon_actions),
-                                i.packets, i.bytes))
+                # attribution only for flows that counted (2^16 idle buckets: none)
+                attr = attribution(i.cookie, i.canon_actions) if i.packets or i.bytes else None
+                samples.append(((self.name,) + i.key, attr, i.packets, i.bytes))
         counters.poll(self.name, samples)
         self.ours = len(samples)
         self.foreign = len(installed) - len(samples)
+        self.policy.dumped(counters_mod.kind_sums((i.cookie, i.packets, i.bytes)
+                                                  for i in installed if i.ours),
+                           self.foreign, planned, time.monotonic() if now is None else now)
+        self.pending = {}
+        self.counted_at = self.last_dump
 
-    def reconcile(self, flows: Sequence[plan_mod.Flow],
+    def aggregated(self, sums: counters_mod.KindSums, total: int, planned: int,
+                   now: float) -> Optional[str]:
+        """A poll's aggregates are in: flows and pending counts for the status, and a full
+        dump asked for at once if the policy says so (its reason returned)."""
+        self.ours = sum(t[2] for t in sums.values())
+        self.foreign = total - self.ours
+        self.pending = self.policy.pending(sums)
+        self.last_agg = time.time()
+        reason = self.policy.on_aggregates(sums, total, planned, now)
+        if reason is None and self.urgent and self.pending:
+            reason = "read"
+        if reason is None and not self.pending and not self.policy.reasons:
+            self.counted_at = self.asked_at   # nothing moved since the last full dump
+        if reason is not None and self.dp is not None and self.dump_xid is None:
+            self.request_dump(reason, now)
+        self.urgent = False
+        return reason
+
+    def reconcile(self, flows: Iterable[plan_mod.Flow],
                   installed: Sequence[ofrules.Installed]) -> ofrules.Reconcile:
         """Bring our flows on the switch to `flows` (the plan in force for this bridge)."""
         self.ports = switch_ports(self.dp)
@@ -196,8 +336,12 @@ class Bridge:
                             "%s: port %s not on the switch yet, flow waits: %s"
                             % (self.name, port, render.to_ofctl(flow)))
         verb, say = ("repaired", log.warning) if self.synced else ("synced", log.info)
-        for ch in r.changes:
+        for ch in r.changes[:LOG_CHANGES]:
             say("%s: %s", verb, ofrules.describe_change(ch))
+        if len(r.changes) > LOG_CHANGES:
+            c = r.counts()
+            say("%s: %s: and %d more (%d add, %d modify, %d delete in all)", verb, self.name,
+                len(r.changes) - LOG_CHANGES, c["add"], c["modify"], c["delete"])
         self.send(r.changes)
         self.synced = True
         self.in_sync = not (r.changes or r.conflicts or r.unresolved)
@@ -209,25 +353,45 @@ class Bridge:
             log.warning(text)
 
     def flows(self, attribution: counters_mod.Attribution) -> Optional[List[plan_mod.Flow]]:
-        """Our flows as last dumped, as plan Flows; None unless connected and dumped."""
+        """Our flows as last dumped, as plan Flows; None unless connected and dumped.
+        Converted once per dump (the worker's verdict asks every poll)."""
         dump = self.dump
         if not self.connected or dump is None:
             return None
         names = {no: n for n, no in self.ports.items()}
-        return [ofrules.to_plan_flow(i, names, attribution) for i in dump if i.ours]
+        key = ("flows", tuple(sorted(names.items())))
+        got = self._derived.get(key)
+        if got is None:
+            got = [ofrules.to_plan_flow(i, names, attribution) for i in dump if i.ours]
+            self._derived = {k: v for k, v in self._derived.items() if k[0] != "flows"}
+            self._derived[key] = got
+        return got
+
+    def flows_set(self, attribution: counters_mod.Attribution) -> Optional[frozenset]:
+        """`flows` as a set (what a verdict's fingerprint compares), once per dump."""
+        flows = self.flows(attribution)
+        if flows is None:
+            return None
+        got = self._derived.get("set")
+        if got is None or got[0] is not flows:
+            got = self._derived["set"] = (flows, frozenset(flows))
+        return got[1]
 
     def report(self) -> Dict[str, Any]:
         return {"connected": self.connected, "dpid": "%016x" % self.dpid,
                 "flows": self.ours, "foreign_flows": self.foreign, "in_sync": self.in_sync,
-                "last_dump": self.last_dump, "ports": dict(sorted(self.ports.items()))}
+                "last_dump": self.last_dump, "last_aggregates": self.last_agg,
+                "full_dumps": dict(sorted(self.dumps.items())),
+                "ports": dict(sorted(self.ports.items()))}
 
 
 class Bridges:
     """Every bridge of the config, by name, with the OVS counters and their attribution."""
 
-    def __init__(self, rules: ofrules.Rules, metrics: Any = None):
+    def __init__(self, rules: ofrules.Rules, metrics: Any = None, interval: float = 1.0):
         self.rules = rules
         self.metrics = metrics
+        self.interval = interval
         self.counters = counters_mod.Counters()
         self.attribution = counters_mod.Attribution()
         self.repairs = 0
@@ -256,12 +420,12 @@ class Bridges:
             for br in cfg.bridges:
                 if br.name not in self._by_name:
                     self._by_name[br.name] = Bridge(br.name, ovsdb_mod.datapath_id(br.name),
-                                                    self.rules)
+                                                    self.rules, self.interval)
             for name in [n for n in self._by_name if all(b.name != n for b in cfg.bridges)]:
                 del self._by_name[name]   # no longer ours: left as it is, no more reconcile
         if self._seen != (cfg, plan):
             macs = {(s.name, b.name): b.mac for s in cfg.services for b in s.backends}
-            self.attribution.learn(plan.flows, macs)
+            self.attribution.learn(plan.cookies(), macs)
             self._seen = (cfg, plan)
 
     # -- which bridge
@@ -288,15 +452,36 @@ class Bridges:
 
     # -- what a dump brings
 
+    def poll(self, now: float) -> None:
+        """Every interval, every connected bridge: aggregates or a full dump."""
+        for b in self:
+            if b.connected and b.dp is not None:
+                b.poll(now)
+
+    def aggregated(self, b: Bridge, sums: counters_mod.KindSums, total: int,
+                   plan: plan_mod.Plan, now: float) -> Optional[str]:
+        return b.aggregated(sums, total, plan.flow_count(b.name), now)
+
+    def pending(self) -> Dict[str, Tuple[int, int]]:
+        """Per kind, over every bridge: packets and bytes beyond the last full dumps."""
+        out: Dict[str, Tuple[int, int]] = {}
+        for b in self:
+            for k, (p, n) in b.pending.items():
+                q, m = out.get(k, (0, 0))
+                out[k] = (q + p, m + n)
+        return out
+
     def dumped(self, b: Bridge, installed: Sequence[ofrules.Installed], plan: plan_mod.Plan,
-               may_reconcile: bool) -> None:
+               may_reconcile: bool, now: Optional[float] = None) -> None:
         """Count a complete dump and, unless a transition owns the order of changes now
-        (`may_reconcile` False) or the dump predates our last sends, reconcile."""
-        b.count(installed, self.counters, self.attribution)
+        (`may_reconcile` False) or the dump predates our last sends (then the next poll
+        dumps again), reconcile."""
+        b.count(installed, self.counters, self.attribution, plan.flow_count(b.name), now)
         if not may_reconcile or b.dump_predates_sends():
+            b.policy.need("verify")
             return
         verb = "repaired" if b.synced else "synced"
-        r = b.reconcile(plan.bridge_flows(b.name), installed)
+        r = b.reconcile(plan.iter_flows(b.name), installed)
         if verb == "repaired":
             self.repairs += len(r.changes)
             if self.metrics is not None:
@@ -307,8 +492,25 @@ class Bridges:
 
     def flow_removed(self, b: Bridge, msg: Any) -> None:
         """A flow of ours was removed: its final counts (OFPFlowRemoved)."""
-        fid = (b.name, msg.table_id, msg.priority, ofrules.canon_match(msg.match))
-        self.counters.removed(fid, msg.packet_count, msg.byte_count)
+        key = (msg.table_id, msg.priority, ofrules.canon_match(msg.match))
+        fid = (b.name,) + key
+        attr = None
+        if not self.counters.known(fid) and (msg.packet_count or msg.byte_count):
+            # idle at the last full dump (not remembered): its actions from that dump
+            i = b.dump_entry(key)
+            attr = self.attribution(i.cookie, i.canon_actions) if i is not None else None
+        self.counters.removed(fid, msg.packet_count, msg.byte_count, attr)
+        b.policy.need("flow removed")
+
+    def installed_sets(self) -> Optional[Dict[str, frozenset]]:
+        """installed_flows as sets, each built once per dump."""
+        out: Dict[str, frozenset] = {}
+        for name, b in self.items():
+            flows = b.flows_set(self.attribution)
+            if flows is None:
+                return None
+            out[name] = flows
+        return out
 
     def installed_flows(self) -> Optional[Dict[str, List[plan_mod.Flow]]]:
         """Our flows as last dumped from every bridge, as plan Flows (for
@@ -321,9 +523,11 @@ class Bridges:
             out[name] = flows
         return out
 
-    def stale_since(self, at: float) -> List[str]:
-        """Connected bridges whose last dump is older than `at`."""
-        return [b.name for b in self if b.connected and (b.last_dump or 0) < at]
+    def stale_since(self, at: float, counted: bool = False) -> List[str]:
+        """Connected bridges whose last dump is older than `at` (`counted`: whose
+        counters were last known exact before `at`)."""
+        return [b.name for b in self if b.connected
+                and ((b.counted_at if counted else b.last_dump) or 0) < at]
 
 
 def apply_and_wait(bridges: Bridges, changes: List[Change], run_in_app: Callable[[Callable[[], None]], None],

@@ -16,7 +16,9 @@ order and Nicira field aliases cannot make equal flows look different.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import socket
+import struct
+from dataclasses import dataclass
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import netaddr
@@ -56,19 +58,46 @@ def field_name(name: str) -> str:
 
 
 def _num(v: Any) -> int:
+    if isinstance(v, int):
+        return v
     if isinstance(v, (bytes, bytearray)):
         return int.from_bytes(v, "big")
     if isinstance(v, str):
         if ":" in v:
+            if len(v) == 17:         # the plan's spelling: six colon-separated octets
+                return int(v.replace(":", ""), 16)
             return int(netaddr.EUI(v))
         if "." in v:
+            if v.count(".") == 3:    # a dotted quad: the C parser, not netaddr (hot at 2^16 flows)
+                try:
+                    return int.from_bytes(socket.inet_aton(v), "big")
+                except OSError:
+                    pass
             return int(netaddr.IPAddress(v))
         return int(v, 0)
     return int(v)
 
 
+_CANON: Dict[Tuple[str, Any], Any] = {}    # canon_field of plain values: the plan repeats
+_CANON_MAX = 1 << 14                       # most (ports, VIPs, MACs); bounded, for bucket values
+
+
 def canon_field(name: str, value: Any) -> Optional[Tuple[str, int, Optional[int]]]:
     """(field, value, mask) with ints; mask None when exact; None when the mask is 0."""
+    try:
+        return _CANON[(name, value)]
+    except KeyError:
+        pass
+    except TypeError:          # unhashable (a framework's list): not cached
+        return _canon_field(name, value)
+    c = _canon_field(name, value)
+    if len(_CANON) >= _CANON_MAX:
+        _CANON.clear()
+    _CANON[(name, value)] = c
+    return c
+
+
+def _canon_field(name: str, value: Any) -> Optional[Tuple[str, int, Optional[int]]]:
     name = field_name(name)
     if isinstance(value, tuple):
         val, mask = _num(value[0]), _num(value[1])
@@ -134,7 +163,15 @@ class Installed:
     packets: int = 0
     bytes: int = 0
     duration: float = 0.0
-    text: str = field(default="", compare=False)
+
+    @property
+    def text(self) -> str:
+        """For the log; rendered when asked (a dump of 2^16 flows is rarely logged)."""
+        m = ",".join("%s=%s" % (n, _plain(n, v) if mask is None
+                                else "%s/%s" % (_plain(n, v), _plain(n, mask)))
+                     for n, v, mask in self.canon_match)
+        return "cookie=%#x,table=%d,priority=%d%s" % (self.cookie, self.table, self.priority,
+                                                     "," + m if m else "")
 
     @property
     def key(self) -> Key:
@@ -153,7 +190,9 @@ class Rules:
 
     @classmethod
     def default(cls) -> "Rules":
+        """With the running framework; its flow stats replies then carry RawFlowStats."""
         from . import compat
+        install_raw_flow_stats(compat.ofproto_v1_3_parser)
         return cls(compat.ofproto_v1_3, compat.ofproto_v1_3_parser)
 
     # -- pieces
@@ -195,10 +234,35 @@ class Rules:
         return [self.parser.OFPInstructionActions(self.ofp.OFPIT_APPLY_ACTIONS, acts)] if acts else []
 
     def key(self, flow: Flow, ports: Mapping[str, int]) -> Key:
-        return (flow.table, flow.priority, canon_match(self.match(flow, ports)))
+        """The flow's identity as a switch would report it. Straight from the plan's
+        values (the same normaliser as for a dump, without building the OFPMatch:
+        a test holds both ways equal), as it is computed for every flow sent."""
+        out = []
+        for name, value in flow.match:
+            c = canon_field(name, self.port_no(value, ports) if name == "in_port" else value)
+            if c is not None:
+                out.append(c)
+        return (flow.table, flow.priority, tuple(sorted(out, key=lambda t: t[0])))
 
     def desired(self, flow: Flow, ports: Mapping[str, int]) -> Tuple[Key, CanonActions]:
-        return self.key(flow, ports), canon_actions(self.instructions(flow, ports), self.ofp)
+        return self.key(flow, ports), self.canon_plan_actions(flow, ports)
+
+    def canon_plan_actions(self, flow: Flow, ports: Mapping[str, int]) -> CanonActions:
+        """canon_actions(self.instructions(flow)) without building the instructions."""
+        out: List[Tuple[Any, ...]] = []
+        for a in flow.actions:
+            if a[0] == "output":
+                out.append(("output", self.port_no(a[1], ports)))
+            elif a[0] == "normal":
+                out.append(("output", self.ofp.OFPP_NORMAL))
+            elif a[0] == "set_field":
+                c = canon_field(a[1], a[2])
+                out.append(("set_field", c[0], c[1]) if c else ("set_field", a[1]))
+            elif a[0] == "move":
+                out.append(("move", a[1], a[2], FIELD_BITS[a[1]], 0, 0))
+            else:
+                raise ValueError("unknown action %r in %s" % (a, render.to_ofctl(flow)))
+        return tuple(out)
 
     # -- messages (datapath=None: the send path fills it in)
 
@@ -228,7 +292,11 @@ class Rules:
 
     def delete(self, item: Any, ports: Mapping[str, int]) -> Any:
         """OFPFC_DELETE_STRICT of one flow, only if its cookie is ours."""
-        if isinstance(item, Installed):
+        if isinstance(item, Installed) and item.match is None:
+            match = self.parser.OFPMatch(**{f: (_plain(f, v) if m is None
+                                                else (_plain(f, v), _plain(f, m)))
+                                             for f, v, m in item.canon_match})
+        elif isinstance(item, Installed):
             match = self.parser.OFPMatch(**dict(item.match.items()))
         else:
             match = self.match(item, ports)
@@ -245,13 +313,21 @@ class Rules:
             self.parser.OFPMatch())
 
     def installed(self, bridge: str, stat: Any) -> Installed:
+        """A flow stats entry, normalised: from its bytes when it is a RawFlowStats (the
+        framework's objects are never built for a plain flow), else from its objects."""
+        raw = getattr(stat, "raw", None)
+        cm = ca = None
+        if raw is not None:
+            cm, ca = _raw_canon(raw, self.ofp)
+        if cm is None:
+            cm = canon_match(stat.match)
+        if ca is None:
+            ca = canon_actions(stat.instructions, self.ofp)
         return Installed(bridge=bridge, table=stat.table_id, priority=stat.priority,
-                         cookie=stat.cookie, match=stat.match,
-                         canon_match=canon_match(stat.match),
-                         canon_actions=canon_actions(stat.instructions, self.ofp),
+                         cookie=stat.cookie, match=None if raw is not None else stat.match,
+                         canon_match=cm, canon_actions=ca,
                          packets=stat.packet_count, bytes=stat.byte_count,
-                         duration=stat.duration_sec + stat.duration_nsec / 1e9,
-                         text=describe_installed(stat))
+                         duration=stat.duration_sec + stat.duration_nsec / 1e9)
 
     # -- the send path
 
@@ -260,17 +336,25 @@ class Rules:
             return ch.item.key
         return self.key(ch.item, ports)
 
-    def batch(self, changes: Iterable[Change], ports: Mapping[str, int]) -> List[Any]:
-        """The messages for one bridge's OVS changes: adds and modifies in the given
-        order, then deletes in the given order (make-before-break), without
-        duplicates, a delete dropped when the same flow is (re)installed in the
-        batch, and a final barrier. Raises UnresolvedPort."""
+    def ops(self, changes: Iterable[Change], ports: Mapping[str, int],
+            held: Optional[List[Tuple[Change, str]]] = None) -> List[Tuple[str, Any, Any]]:
+        """One bridge's OVS changes as the (op, item, key) to send, op add | modify |
+        delete | barrier: adds and modifies in the given order, then deletes in the given
+        order (make-before-break), without duplicates, a delete dropped when the same flow
+        is (re)installed in the batch, and a final barrier. A change naming a port the
+        switch lacks raises UnresolvedPort, or with `held` is left out and listed there."""
         installs: Dict[Key, Change] = {}
         deletes: Dict[Key, Change] = {}
         for ch in changes:
             if ch.plane != "ovs":
                 continue
-            k = self.change_key(ch, ports)
+            try:
+                k = self.change_key(ch, ports)
+            except UnresolvedPort as exc:
+                if held is None:
+                    raise
+                held.append((ch, exc.args[0]))
+                continue
             if ch.op == "delete":
                 deletes.setdefault(k, ch)
             elif ch.op in ("add", "modify"):
@@ -278,19 +362,292 @@ class Rules:
                 installs[k] = ch
             else:
                 raise ValueError("unknown OVS change %r" % ch.op)
-        msgs = []
-        for ch in installs.values():
+        out: List[Tuple[str, Any, Any]] = []
+        for k, ch in installs.items():
             old_cookie = getattr(ch.old, "cookie", None)
-            if ch.op == "modify" and old_cookie == ch.item.cookie:
-                msgs.append(self.modify(ch.item, ports))
+            same = ch.op == "modify" and old_cookie == ch.item.cookie
+            out.append(("modify" if same else "add", ch.item, k))
+        out += [("delete", ch.item, k) for k, ch in deletes.items() if k not in installs]
+        if out:
+            out.append(("barrier", None, None))
+        return out
+
+    def message(self, op: str, item: Any, ports: Mapping[str, int]) -> Any:
+        if op == "barrier":
+            return self.barrier()
+        return {"add": self.add, "modify": self.modify, "delete": self.delete}[op](item, ports)
+
+    def batch(self, changes: Iterable[Change], ports: Mapping[str, int],
+              held: Optional[List[Tuple[Change, str]]] = None) -> List[Any]:
+        """`ops` as the framework's message objects (datapath None)."""
+        return [self.message(op, item, ports) for op, item, _ in self.ops(changes, ports, held)]
+
+    def wire(self, changes: Iterable[Change], ports: Mapping[str, int],
+             held: Optional[List[Tuple[Change, str]]] = None) -> List[bytes]:
+        """`ops` as encoded OpenFlow 1.3 messages, xid 0 (the send path writes it at
+        bytes 4..8). What the send path uses: the framework's message objects cost
+        ~0.5 ms a flow to build and serialize, many seconds for 2^16 buckets."""
+        acts: Dict[Any, Optional[bytes]] = {}    # a batch's flows share a few action lists
+        return [self.encode(op, item, ports, k, acts) for op, item, k in self.ops(changes, ports, held)]
+
+    def encode(self, op: str, item: Any, ports: Mapping[str, int], key: Optional[Key] = None,
+               acts_cache: Optional[Dict[Any, Optional[bytes]]] = None) -> bytes:
+        """The bytes `message(op, item)` serializes to (a test holds them equal);
+        encoded here for the fields and actions a plan uses, else by the framework.
+        `key`: the item's, when known; `acts_cache`: actions encoded with these ports."""
+        ofp = self.ofp
+        if op == "barrier":
+            return struct.pack("!BBHI", ofp.OFP_VERSION, ofp.OFPT_BARRIER_REQUEST, 8, 0)
+        if key is None:
+            key = self.change_key(Change("ovs", op, item), ports)
+        match = _encode_oxm(key[2])
+        insts = b""
+        if op != "delete":
+            if acts_cache is None:
+                acts = _encode_actions(item.actions, self, ports)
             else:
-                msgs.append(self.add(ch.item, ports))
-        for k, ch in deletes.items():
-            if k not in installs:
-                msgs.append(self.delete(ch.item, ports))
-        if msgs:
-            msgs.append(self.barrier())
-        return msgs
+                try:
+                    acts = acts_cache[item.actions]
+                except KeyError:
+                    acts = acts_cache[item.actions] = _encode_actions(item.actions, self, ports)
+            if acts is None:
+                match = None
+            elif acts:
+                insts = struct.pack("!HH4x", ofp.OFPIT_APPLY_ACTIONS, 8 + len(acts)) + acts
+        if match is None:    # something the fast path does not know: the framework's way
+            msg = self.message(op, item, ports)
+            msg.datapath = _Stub(self.ofp, self.parser)
+            msg.set_xid(0)
+            msg.serialize()
+            return bytes(msg.buf)
+        if op == "delete":
+            command, cookie, mask, flags = (ofp.OFPFC_DELETE_STRICT, plan_mod.COOKIE_BASE,
+                                            plan_mod.COOKIE_MASK, 0)
+        elif op == "modify":
+            command, cookie, mask, flags = ofp.OFPFC_MODIFY_STRICT, item.cookie, ALL_ONES64, 0
+        else:
+            command, cookie, mask, flags = (ofp.OFPFC_ADD, item.cookie, 0,
+                                            ofp.OFPFF_SEND_FLOW_REM)
+        length = 48 + len(match) + len(insts)
+        head = struct.pack("!BBHIQQBBHHHIIIH2x", ofp.OFP_VERSION, ofp.OFPT_FLOW_MOD, length, 0,
+                           cookie, mask, item.table, command, 0, 0, item.priority,
+                           ofp.OFP_NO_BUFFER, ofp.OFPP_ANY, ofp.OFPG_ANY, flags)
+        return head + match + insts
+
+    def aggregate_request(self, cookie: int = 0, cookie_mask: int = 0) -> Any:
+        """Packets, bytes and flows of the flows under cookie/cookie_mask, all tables."""
+        ofp = self.ofp
+        return self.parser.OFPAggregateStatsRequest(
+            None, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY, ofp.OFPG_ANY, cookie, cookie_mask,
+            self.parser.OFPMatch())
+
+
+# ---------------------------------------------------------------- flow stats from bytes
+
+
+_FLOW_STATS_0 = struct.Struct("!HBxIIHHHH4xQQQ")     # ofp_flow_stats up to its match
+
+
+class RawFlowStats:
+    """A flow stats entry that keeps its bytes and parses its match and instructions
+    only when asked (`match`, `instructions`: the framework's objects, as OFPFlowStats
+    has them). The framework spells every MAC and address of a dump as text on the way
+    (~0.3 ms a flow: many seconds for 2^16 buckets, during which the connection is not
+    served); `Rules.installed` reads `raw` itself. `install_raw_flow_stats` makes the
+    framework build these for flow stats replies."""
+
+    __slots__ = ("length", "table_id", "duration_sec", "duration_nsec", "priority",
+                 "idle_timeout", "flags", "cookie", "packet_count",
+                 "byte_count", "raw", "_parsed")
+    framework: Any = None          # the framework's OFPFlowStats (set by install_raw_flow_stats)
+
+    @classmethod
+    def parser(cls, buf: Any, offset: int) -> "RawFlowStats":
+        st = cls()
+        (st.length, st.table_id, st.duration_sec, st.duration_nsec, st.priority,
+         st.idle_timeout, _, st.flags, st.cookie, st.packet_count,
+         st.byte_count) = _FLOW_STATS_0.unpack_from(buf, offset)
+        st.raw = bytes(buf[offset:offset + st.length])
+        st._parsed = None
+        return st
+
+    def _full(self) -> Any:
+        if self._parsed is None:
+            self._parsed = self.framework.parser(self.raw, 0)
+        return self._parsed
+
+    @property
+    def match(self) -> Any:
+        return self._full().match
+
+    @property
+    def instructions(self) -> Any:
+        return self._full().instructions
+
+
+def install_raw_flow_stats(parser: Any) -> None:
+    """Flow stats replies of this framework's OF 1.3 parser carry RawFlowStats (for
+    every app of the process: the only other one, the framework's own handler, reads
+    no flow stats). Idempotent."""
+    reply = parser.OFPFlowStatsReply
+    if reply.cls_stats_body_cls is not RawFlowStats:
+        RawFlowStats.framework = reply.cls_stats_body_cls
+        reply.cls_stats_body_cls = RawFlowStats
+
+
+OXM_BY_NUM = {num: (name, n) for name, (num, n) in {
+    "in_port": (0, 4), "eth_dst": (3, 6), "eth_src": (4, 6), "eth_type": (5, 2),
+    "vlan_vid": (6, 2), "ip_proto": (10, 1), "ipv4_src": (11, 4), "ipv4_dst": (12, 4),
+    "tcp_src": (13, 2), "tcp_dst": (14, 2), "udp_src": (15, 2), "udp_dst": (16, 2),
+    "arp_op": (21, 2), "arp_spa": (22, 4), "arp_tpa": (23, 4), "arp_sha": (24, 6),
+    "arp_tha": (25, 6)}.items()}
+_HDR = struct.Struct("!HBB")
+_HH = struct.Struct("!HH")
+
+
+_TLV: Dict[bytes, Any] = {}       # one OXM TLV's bytes -> its canonical field (they repeat)
+_UNKNOWN = ("?",)
+
+
+def _tlv(tlv: bytes) -> Any:
+    cls_, fh, _ = _HDR.unpack_from(tlv, 0)
+    f = OXM_BY_NUM.get(fh >> 1) if cls_ == 0x8000 else None
+    if f is None:
+        return _UNKNOWN
+    name, width = f
+    v = int.from_bytes(tlv[4:4 + width], "big")
+    if not fh & 1:
+        return (name, v, None)
+    m = int.from_bytes(tlv[4 + width:4 + 2 * width], "big")
+    if m == (1 << 8 * width) - 1 and FIELD_BITS.get(name, 8 * width) == 8 * width:
+        return (name, v, None)
+    return (name, v & m, m) if m else None
+
+
+def _raw_oxm(buf: bytes, at: int, end: int) -> Optional[List[Tuple[str, int, Optional[int]]]]:
+    """Canonical fields of the OXM TLVs in buf[at:end]; None if one is not a basic
+    field of OXM_BY_NUM."""
+    out = []
+    while at + 4 <= end:
+        tlv = buf[at:at + 4 + buf[at + 3]]
+        at += len(tlv)
+        c = _TLV.get(tlv)
+        if c is None:
+            c = _tlv(tlv)
+            if len(_TLV) >= _CANON_MAX:
+                _TLV.clear()
+            _TLV[tlv] = c
+        if c is _UNKNOWN:
+            return None
+        if c is not None:
+            out.append(c)
+    return out
+
+
+def _raw_canon(raw: bytes, ofp: Any) -> Tuple[Optional[CanonMatch], Optional[CanonActions]]:
+    """canon_match and canon_actions of a flow stats entry's bytes; None for a part
+    that holds something else than what a plan sends (the framework parses that)."""
+    mlen = _HH.unpack_from(raw, 48)[1]
+    fields = _raw_oxm(raw, 52, 48 + mlen)
+    cm = None if fields is None else tuple(sorted(fields, key=lambda t: t[0]))
+    at = 48 + mlen + (-mlen % 8)
+    acts: List[Tuple[Any, ...]] = []
+    while at + 8 <= len(raw):
+        itype, ilen = _HH.unpack_from(raw, at)
+        if itype != ofp.OFPIT_APPLY_ACTIONS or ilen < 8:
+            return cm, None
+        a, end = at + 8, at + ilen
+        while a + 4 <= end:
+            atype, alen = _HH.unpack_from(raw, a)
+            if atype == ofp.OFPAT_OUTPUT:
+                port, max_len = struct.unpack_from("!IH", raw, a + 4)
+                acts.append(("output", port) + ((max_len,) if port == ofp.OFPP_CONTROLLER else ()))
+            elif atype == ofp.OFPAT_SET_FIELD:
+                one = _raw_oxm(raw, a + 4, a + 8 + raw[a + 7])
+                if not one or one[0][2] is not None:
+                    return cm, None
+                acts.append(("set_field", one[0][0], one[0][1]))
+            else:
+                return cm, None
+            if alen < 4:
+                return cm, None
+            a += alen
+        at = end
+    return cm, tuple(acts)
+
+
+class _Stub:
+    """What a message needs of a datapath to serialize itself."""
+
+    def __init__(self, ofp: Any, parser: Any):
+        self.ofproto, self.ofproto_parser = ofp, parser
+
+
+# OXM basic-class fields the plan uses: (field number, bytes)
+OXM_FIELDS = {
+    "in_port": (0, 4), "eth_dst": (3, 6), "eth_src": (4, 6), "eth_type": (5, 2),
+    "vlan_vid": (6, 2), "ip_proto": (10, 1), "ipv4_src": (11, 4), "ipv4_dst": (12, 4),
+    "tcp_src": (13, 2), "tcp_dst": (14, 2), "udp_src": (15, 2), "udp_dst": (16, 2),
+    "arp_op": (21, 2), "arp_spa": (22, 4), "arp_tpa": (23, 4), "arp_sha": (24, 6),
+    "arp_tha": (25, 6),
+}
+
+
+_OXM: Dict[Tuple[str, int, Optional[int]], bytes] = {}   # as _CANON: most fields repeat
+
+
+def _oxm(name: str, value: int, mask: Optional[int]) -> bytes:
+    try:
+        return _OXM[(name, value, mask)]
+    except KeyError:
+        pass
+    if len(_OXM) >= _CANON_MAX:
+        _OXM.clear()
+    b = _OXM[(name, value, mask)] = _oxm_uncached(name, value, mask)
+    return b
+
+
+def _oxm_uncached(name: str, value: int, mask: Optional[int]) -> bytes:
+    num, n = OXM_FIELDS[name]
+    if mask is None:
+        return struct.pack("!HBB", 0x8000, num << 1, n) + value.to_bytes(n, "big")
+    return (struct.pack("!HBB", 0x8000, num << 1 | 1, 2 * n) + (value & mask).to_bytes(n, "big")
+            + mask.to_bytes(n, "big"))
+
+
+def _oxm_order(f: Tuple[str, int, Optional[int]]) -> int:
+    return OXM_FIELDS[f[0]][0]
+
+
+def _encode_oxm(fields: Sequence[Tuple[str, int, Optional[int]]]) -> Optional[bytes]:
+    """An ofp_match (OXM, padded to 8), fields in OXM number order as the framework
+    sends them; None when a field is not one of OXM_FIELDS."""
+    if any(f[0] not in OXM_FIELDS for f in fields):
+        return None
+    body = b"".join([_oxm(*f) for f in sorted(fields, key=_oxm_order)])
+    length = 4 + len(body)
+    return struct.pack("!HH", 1, length) + body + b"\0" * (-length % 8)
+
+
+def _encode_actions(actions: Sequence[Any], rules: Rules, ports: Mapping[str, int]) -> Optional[bytes]:
+    """Apply-actions of a plan flow; None when one is not output/normal/set_field."""
+    ofp = rules.ofp
+    out = []
+    for a in actions:
+        if a[0] in ("output", "normal"):
+            port = ofp.OFPP_NORMAL if a[0] == "normal" else rules.port_no(a[1], ports)
+            out.append(struct.pack("!HHIH6x", ofp.OFPAT_OUTPUT, 16, port, 0))
+        elif a[0] == "set_field" and field_name(a[1]) in OXM_FIELDS:
+            c = canon_field(a[1], a[2])
+            if c is None:
+                return None
+            oxm = _oxm(c[0], c[1], None)
+            length = 4 + len(oxm)
+            out.append(struct.pack("!HH", ofp.OFPAT_SET_FIELD, length + (-length % 8)) + oxm
+                       + b"\0" * (-length % 8))
+        else:
+            return None
+    return b"".join(out)
 
 
 def split_by_bridge(changes: Iterable[Change]) -> Dict[str, List[Change]]:
@@ -409,13 +766,6 @@ def to_plan_flow(inst: Installed, port_names: Mapping[int, str],
         attr = (plan_mod.kind_of_cookie(inst.cookie) or "table_miss", "%#x" % inst.cookie, None)
     return Flow(inst.bridge, inst.priority, tuple((f, fields[f]) for f in order), tuple(actions),
                 attr[0], attr[1], backend=attr[2], table=inst.table)
-
-
-def describe_installed(stat: Any) -> str:
-    m = ",".join("%s=%s" % (k, v if not isinstance(v, tuple) else "%s/%s" % v)
-                 for k, v in stat.match.items())
-    return "cookie=%#x,table=%d,priority=%d%s" % (stat.cookie, stat.table_id, stat.priority,
-                                                 "," + m if m else "")
 
 
 def describe_change(ch: Change) -> str:

@@ -93,7 +93,7 @@ class Status:
         app = self.app
         rt, bridges = app.runtime, app.bridges
         cfg = rt.cfg
-        counted = bridges.counters.view(cfg.has_eswitch)
+        counted = bridges.counters.view(cfg.has_eswitch, bridges.pending())
 
         def ovs(seen: Dict[str, Any]) -> Dict[str, int]:
             return {"ovs_packets": seen.get("packets", 0), "ovs_bytes": seen.get("bytes", 0)}
@@ -103,7 +103,7 @@ class Status:
         plan = rt.in_force
         reports = {}
         for name, b in bridges.items():
-            reports[name] = dict(b.report(), planned=len(plan.bridge_flows(name)))
+            reports[name] = dict(b.report(), planned=plan.flow_count(name))
         e = cfg.eswitch
         self._view = _copy({
             "dpu": cfg.dpu_name, "runtime": self.framework, "time": time.time(), "pid": os.getpid(),
@@ -168,12 +168,12 @@ class Status:
         return (cfg, rt.in_force, self.app.bridges.installed_flows(), pipes, entries, unreachable,
                 counted)
 
-    @staticmethod
-    def _fingerprint(inputs: Tuple[Any, ...]) -> Tuple[Any, ...]:
+    def _fingerprint(self, inputs: Tuple[Any, ...]) -> Tuple[Any, ...]:
         """The inputs that can change a verdict: everything but the packet counts,
-        of which only whether any packet fell back matters."""
+        of which only whether any packet fell back matters. The dumped flows' sets are
+        built once per dump (bridge.flows_set), not per poll."""
         cfg, plan, flows, pipes, entries, unreachable, counted = inputs
-        dumped = None if flows is None else {b: frozenset(fs) for b, fs in flows.items()}
+        dumped = None if flows is None else self.app.bridges.installed_sets()
         return (cfg, plan, dumped, frozenset(pipes), frozenset(entries), unreachable,
                 bool(counted["fallback"]))
 
@@ -198,8 +198,13 @@ class Status:
             self._last_check, self._last_fingerprint = rep, fingerprint
 
     def check(self) -> Dict[str, Any]:
-        """`GET /check`: waits (up to fresh_timeout) for flow dumps taken after the
-        last transition, then compares both planes with the plan in force."""
+        """`GET /check`: reads a fresh full dump of every bridge (the polls mostly read
+        aggregates; the app's read_flows, counters.read_now), waits (up to
+        fresh_timeout) for flow dumps taken after the last transition, then compares
+        both planes with the plan in force."""
+        read = getattr(self.app, "read_flows", None)
+        if callable(read):
+            read()
         deadline = time.monotonic() + self.fresh_timeout
         while self._stale() and time.monotonic() < deadline:
             self.sleep(0.05)
