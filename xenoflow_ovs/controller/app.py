@@ -53,6 +53,8 @@ from .compat import CONFIG_DISPATCHER, DEAD_DISPATCHER, MAIN_DISPATCHER, ofp_eve
 ENV_CONFIG = "XENOFLOW_CONFIG"
 ENV_POLL = "XENOFLOW_POLL_INTERVAL"          # seconds between polls (default 1)
 ENV_KILL = "XENOFLOW_KILL_ON_EXCEPTION"      # "0": a failing handler is logged, not fatal
+ENV_AUDIT = "XENOFLOW_AUDIT_RATE"            # flows/s of the periodic full dump (counters.AUDIT_RATE)
+ENV_FULL = "XENOFLOW_FULL_DUMP_FLOWS"        # bridges up to this many flows: a full dump every poll
 ENV_ENSURE = "XENOFLOW_ENSURE_INTERVAL"      # re-check OVSDB this often, s (default 30; and
                                              # at once after a reconnection)
 BARRIER_TIMEOUT = 10.0
@@ -203,7 +205,10 @@ class XenoFlowApp(compat.BaseApp):
                 raise SystemExit(EXIT_ERROR)
         self.rules = ofrules.Rules.default()
         interval = float(os.environ.get(ENV_POLL, "1") or 1)
-        self.bridges = bridge_mod.Bridges(self.rules, self.metrics, interval)
+        self.bridges = bridge_mod.Bridges(self.rules, self.metrics, interval, policy={
+            k: conv(os.environ[env]) for k, env, conv in (("audit_rate", ENV_AUDIT, float),
+                                                          ("full_every_poll", ENV_FULL, int))
+            if os.environ.get(env)})
         # a flow about to move to another backend is counted first, for the one it had
         # (aggregates first: a full dump only where counts moved since the last one)
         self.runtime.ovs_read = lambda: counters_mod.read_now(self.bridges, self.run_in_app,

@@ -52,7 +52,8 @@ def switch_ports(dp: Any, local: bool = False) -> Dict[str, Any]:
 
 
 class Bridge:
-    def __init__(self, name: str, dpid: int, rules: ofrules.Rules, interval: float = 1.0):
+    def __init__(self, name: str, dpid: int, rules: ofrules.Rules, interval: float = 1.0,
+                 policy: Optional[Dict[str, Any]] = None):
         self.name = name
         self.dpid = dpid                     # the one ovsdb.py asks OVS to use
         self.rules = rules
@@ -71,7 +72,7 @@ class Bridge:
         self.dump_asked = 0.0                # monotonic time the dump in flight was asked
         self._derived: Dict[str, Any] = {}   # what is computed once per dump (flows, index)
         self.last_dump: Optional[float] = None
-        self.policy = counters_mod.DumpPolicy(interval)
+        self.policy = counters_mod.DumpPolicy(interval, **(policy or {}))
         self.agg_xids: Dict[int, Optional[str]] = {}   # aggregate request xid -> kind (None: all)
         self.agg: Dict[Optional[str], Tuple[int, int, int]] = {}
         self.agg_asked = 0.0
@@ -388,10 +389,12 @@ class Bridge:
 class Bridges:
     """Every bridge of the config, by name, with the OVS counters and their attribution."""
 
-    def __init__(self, rules: ofrules.Rules, metrics: Any = None, interval: float = 1.0):
+    def __init__(self, rules: ofrules.Rules, metrics: Any = None, interval: float = 1.0,
+                 policy: Optional[Dict[str, Any]] = None):
         self.rules = rules
         self.metrics = metrics
         self.interval = interval
+        self.policy = policy or {}           # DumpPolicy's knobs (the app's environment)
         self.counters = counters_mod.Counters()
         self.attribution = counters_mod.Attribution()
         self.repairs = 0
@@ -420,7 +423,7 @@ class Bridges:
             for br in cfg.bridges:
                 if br.name not in self._by_name:
                     self._by_name[br.name] = Bridge(br.name, ovsdb_mod.datapath_id(br.name),
-                                                    self.rules, self.interval)
+                                                    self.rules, self.interval, self.policy)
             for name in [n for n in self._by_name if all(b.name != n for b in cfg.bridges)]:
                 del self._by_name[name]   # no longer ours: left as it is, no more reconcile
         if self._seen != (cfg, plan):
