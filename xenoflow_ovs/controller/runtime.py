@@ -147,23 +147,41 @@ class Runtime:
 
     def _eswitch_apply(self, changes: List[Change]) -> None:
         assert self.eswitch is not None
-        if self.started and any(c.op in ("update", "remove") for c in changes):
-            # An entry's counter goes with the entry: read it before the entry changes
-            # backend or goes away, so what it counted so far stays with the backend
-            # that got it (docs/design.md, counters across changes).
+        totals = self._es_totals_kept()
+        if self.started and not totals and any(c.op in ("update", "remove") for c in changes):
+            # An older eswitchd keeps no totals. An entry's counter goes with the entry: read
+            # it before the entry changes backend or goes away, so what it counted so far
+            # stays with the backend that got it (docs/design.md, counters across changes).
             try:
                 self.es_totals.update(self.eswitch.counters())
             except EswitchError:
                 pass
         t0 = time.monotonic()
-        reply = self.eswitch.apply(changes)
-        counted = reply.get("counted") if isinstance(reply, dict) else None
-        if counted:  # eswitchd read each changed entry under its lock, right before the change
+        known = self._es_table()
+        self.es_table = None            # unknown until eswitchd says what this apply made
+        reply = self.eswitch.apply(changes, counted=False) if totals else self.eswitch.apply(changes)
+        # eswitchd's table is still what we know only if nothing moved it between what we
+        # last saw and this apply (another client's write: a repair must look)
+        if known is not None and (reply.get("boot"), reply.get("version_before")) == known:
+            self.es_table = (known[0], int(reply["version"]))
+        counted = reply.get("counted")
+        if counted:  # an older eswitchd read each changed entry under its lock, right before
             self.es_totals.settle(counted)
         if self.metrics is not None:
             self.metrics.installed(time.monotonic() - t0)
             for c in changes:
                 self.metrics.reconciled("eswitch", c.op)
+
+    def _es_totals_kept(self) -> bool:
+        """eswitchd keeps totals per backend (it says so in its hello); stand-ins of the
+        client in tests, and older eswitchds, do not."""
+        features = getattr(self.eswitch, "features", None)
+        return features is not None and "totals" in features()
+
+    def _es_table(self) -> Optional[Tuple[str, int]]:
+        """eswitchd's (boot, table version) as our own applies left it, None when unknown
+        (before the first repair, after a failed apply, or an eswitchd without versions)."""
+        return getattr(self, "es_table", None)
 
     def transition(self, cfg: Optional[config_mod.Config] = None,
                    drained: Optional[Dict[str, Set[str]]] = None,
@@ -311,11 +329,19 @@ class Runtime:
         return self._transition(new_cfg, drained=drained, down=down, why=why)
 
     def reconcile_eswitch(self) -> List[str]:
-        """Repair eSwitch drift (an entry removed or changed behind our back)."""
+        """Repair eSwitch drift (an entry removed or changed behind our back). The table is
+        listed and compared with the plan only when eswitchd's table version is not the
+        one our own applies left (every write moves it, from any client): at 2^16 entries
+        a service, the listing and the comparison cost seconds, the version one round trip."""
         if self.eswitch is None or not self.cfg.has_eswitch:
             return []
         with self.lock:
+            version = getattr(self.eswitch, "table_version", None)
+            now = version() if version is not None else None
+            if now is not None and now == self._es_table():
+                return []
             pipes, entries = self.eswitch.installed()
+            self.es_table = getattr(self.eswitch, "listed", None)
             changes = plan_mod.adoption_changes(pipes, entries, self._applied)
             if not changes:
                 return []
@@ -329,11 +355,12 @@ class Runtime:
             return said
 
     def poll_eswitch(self) -> bool:
-        """Read eswitchd's counters into the running totals; False if it is unreachable."""
+        """Read eswitchd's counters into the running totals; False if it is unreachable.
+        An eswitchd that keeps totals sends one per backend and route, not every entry."""
         if self.eswitch is None or not self.cfg.has_eswitch:
             return False
         try:
-            c = self.eswitch.counters()
+            c = self.eswitch.counters(entries=False) if self._es_totals_kept() else self.eswitch.counters()
         except EswitchError:
             return False
         with self.lock:
@@ -349,11 +376,17 @@ def _moves_backend(c: Change) -> bool:
 
 
 class EswitchTotals:
-    """Per-backend eSwitch totals that survive bucket moves and entry re-adds.
+    """Per-backend and per-route eSwitch totals that survive bucket moves, entry re-adds
+    and eswitchd restarts.
 
-    An entry's counter lives as long as the entry, and a bucket updated in place
-    keeps counting for its new backend: so each poll attributes only what every
-    entry gained since the last poll, to the backend it names now."""
+    eswitchd keeps totals per (kind, owner, backend) itself, exact across moves (it reads
+    an entry under its lock right before the entry changes backend or goes away): each
+    poll credits what every total gained since the last one. A total that went down, or
+    another `boot`, is a restarted eswitchd, whose totals start from zero again.
+
+    An older eswitchd sends every entry instead: then what every entry gained since the
+    last poll goes to the backend it names now, and `settle` credits the entries read
+    right before a change (its apply reply) to the backend they named until then."""
 
     def __init__(self) -> None:
         self.last: Dict[Any, Tuple[int, int]] = {}
@@ -361,6 +394,7 @@ class EswitchTotals:
         self.ports: Dict[str, Any] = {}
         self.routes: Dict[str, List[int]] = {}
         self.polled_at: Optional[float] = None
+        self.boot: Optional[str] = None
 
     def settle(self, counted: List[Dict[str, Any]]) -> None:
         """Entries read right before they changed (eswitchd's apply reply): what each
@@ -372,19 +406,40 @@ class EswitchTotals:
             lp, lb = self.last.get(key, (0, 0))
             dp, db = (pkts - lp, byts - lb) if pkts >= lp else (pkts, byts)
             self.last[key] = (pkts, byts)
-            self._credit(ent, dp, db)
+            self._credit(ent["kind"], ent["owner"], ent.get("backend"), dp, db)
 
-    def _credit(self, ent: Dict[str, Any], dp: int, db: int) -> None:
-        if ent["kind"] == "bucket" and ent.get("backend"):
-            t = self.backends.setdefault((ent["owner"], ent["backend"]), [0, 0])
-        elif ent["kind"] == "route":
-            t = self.routes.setdefault(ent["owner"], [0, 0])
+    def _credit(self, kind: str, owner: str, backend: Optional[str], dp: int, db: int) -> None:
+        if kind == "bucket" and backend:
+            t = self.backends.setdefault((owner, backend), [0, 0])
+        elif kind == "route":
+            t = self.routes.setdefault(owner, [0, 0])
         else:
             return
         t[0] += dp
         t[1] += db
 
     def update(self, counters: Dict[str, Any]) -> None:
+        if "totals" in counters:
+            self._update_totals(counters)
+        else:
+            self._update_entries(counters)
+        self.ports = dict(counters.get("ports", {}))
+        self.polled_at = time.time()
+
+    def _update_totals(self, counters: Dict[str, Any]) -> None:
+        boot = (counters.get("table") or {}).get("boot")
+        last = self.last if boot == self.boot else {}
+        seen = {}
+        for t in counters["totals"]:
+            key = ("total", t["kind"], t["owner"], t.get("backend"))
+            pkts, byts = int(t["pkts"]), int(t["bytes"])
+            lp, lb = last.get(key, (0, 0))
+            dp, db = (pkts - lp, byts - lb) if pkts >= lp else (pkts, byts)  # restarted: from 0
+            seen[key] = (pkts, byts)
+            self._credit(t["kind"], t["owner"], t.get("backend"), dp, db)
+        self.last, self.boot = seen, boot
+
+    def _update_entries(self, counters: Dict[str, Any]) -> None:
         seen = {}
         for e in counters.get("entries", []):
             ent = e["entry"]
@@ -393,8 +448,5 @@ class EswitchTotals:
             lp, lb = self.last.get(key, (0, 0))
             dp, db = (pkts - lp, byts - lb) if pkts >= lp else (pkts, byts)  # re-added: from 0
             seen[key] = (pkts, byts)
-            self._credit(ent, dp, db)
-        self.last = seen
-        self.ports = dict(counters.get("ports", {}))
-        self.polled_at = time.time()
-
+            self._credit(ent["kind"], ent["owner"], ent.get("backend"), dp, db)
+        self.last, self.boot = seen, None

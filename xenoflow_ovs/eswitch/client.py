@@ -13,7 +13,9 @@ import socket
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from ..intent.plan import Change, Entry, Pipe
-from .wire import change_to_wire, entry_from_wire, pipe_from_wire
+from .wire import changes_to_wire, entry_from_wire, pipe_from_wire
+
+TableVersion = Tuple[str, int]   # (eswitchd's boot, its table version): see daemon.EswitchState
 
 
 class EswitchError(Exception):
@@ -48,6 +50,10 @@ class EswitchClient:
         self.session = session
         self._sock: Optional[socket.socket] = None
         self._buf = b""
+        self._features: Optional[List[str]] = None    # the connected eswitchd's, from its hello
+        # the table version of the last listing (installed()), None before one or from an
+        # eswitchd that does not keep one
+        self.listed: Optional[TableVersion] = None
         self._lock = lock if lock is not None else threading.Lock()
 
     def _connect(self) -> socket.socket:
@@ -59,7 +65,7 @@ class EswitchClient:
             except OSError as exc:
                 s.close()
                 raise EswitchError("cannot reach eswitchd at %s: %s" % (self.path, exc))
-            self._sock, self._buf = s, b""
+            self._sock, self._buf, self._features = s, b"", None
             if self.session is not None:
                 self._exchange(dict(self.session, op="claim", takeover=True))
         return self._sock
@@ -69,16 +75,19 @@ class EswitchClient:
         assert sock is not None
         op = req.get("op")
         try:
-            sock.sendall(json.dumps(req).encode() + b"\n")
-            while b"\n" not in self._buf:
-                chunk = sock.recv(65536)
+            sock.sendall(json.dumps(req, separators=(",", ":")).encode() + b"\n")
+            # chunks kept apart and only the newest searched: a listing of 2^16 entries is
+            # megabytes, and joining as it comes would copy it over and over
+            parts = [self._buf]
+            while b"\n" not in parts[-1]:
+                chunk = sock.recv(1 << 20)
                 if not chunk:
                     raise EswitchError("eswitchd closed the connection")
-                self._buf += chunk
+                parts.append(chunk)
         except (OSError, EswitchError) as exc:
             self.close()
             raise EswitchError("eswitchd request %s failed: %s" % (op, exc))
-        line, self._buf = self._buf.split(b"\n", 1)
+        line, self._buf = b"".join(parts).split(b"\n", 1)
         reply = json.loads(line)
         if not reply.get("ok"):
             if reply.get("fenced") and op == "claim":
@@ -103,14 +112,39 @@ class EswitchClient:
     def hello(self) -> Dict[str, Any]:
         return self.call("hello")
 
-    def apply(self, changes: Iterable[Change]) -> Dict[str, Any]:
-        """All-or-nothing: on failure eswitchd rolls the whole list back and raises."""
-        return self.call("apply", changes=[change_to_wire(c) for c in changes])
+    def features(self) -> List[str]:
+        """What the connected eswitchd speaks beyond the first protocol (asked once per
+        connection: a restarted eswitchd may be another version)."""
+        with self._lock:
+            self._connect()
+            if self._features is None:
+                self._features = list(self._exchange({"op": "hello"}).get("features") or [])
+            return self._features
+
+    def table_version(self) -> Optional[TableVersion]:
+        """eswitchd's table version now, or None if it keeps none (an older eswitchd)."""
+        return _version(self.hello().get("table"))
+
+    def apply(self, changes: Iterable[Change], counted: bool = True) -> Dict[str, Any]:
+        """All-or-nothing: on failure eswitchd rolls the whole list back and raises. With
+        `counted`, the reply carries each changed entry's counters read right before the
+        change (an O(changes) list: leave it out when reading eswitchd's totals)."""
+        runs = "runs" in self.features()
+        return self.call("apply", changes=changes_to_wire(changes, runs=runs), counted=counted)
 
     def installed(self) -> Tuple[List[Pipe], List[Entry]]:
         r = self.call("list")
+        self.listed = _version(r.get("table"))
         return ([pipe_from_wire(p) for p in r["pipes"]], [entry_from_wire(e) for e in r["entries"]])
 
-    def counters(self) -> Dict[str, Any]:
-        """{"entries": [{"entry": wire, "pkts": n, "bytes": n}], "ports": {port: {...}}}"""
-        return self.call("counters")
+    def counters(self, entries: bool = True) -> Dict[str, Any]:
+        """{"totals": [{"kind", "owner", "backend", "pkts", "bytes"}], "ports": {port: {...}},
+        "table": {"boot", "version"}} and, with `entries`, every entry's own counters:
+        "entries": [{"entry": wire, "pkts": n, "bytes": n}] (O(entries): tools and tests)."""
+        return self.call("counters", entries=entries)
+
+
+def _version(table: Any) -> Optional[TableVersion]:
+    if not isinstance(table, dict) or table.get("boot") is None:
+        return None
+    return (str(table["boot"]), int(table["version"]))

@@ -18,6 +18,7 @@ import signal
 import socket
 import socketserver
 import threading
+import uuid
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .. import instance, logsetup, sdnotify
@@ -116,11 +117,20 @@ class GlueDriver:
         self.sw.remove_entries([handle])
         return self.add([e], pipes)[0]
 
+    def update_macs(self, pairs: List[Tuple[Any, str]]) -> None:
+        """New destination MACs of bucket entries, in place, in one glue batch (counters kept)."""
+        self.sw.update_entries(pairs)
+
     def remove(self, handles: List[Any]) -> None:
         self.sw.remove_entries(handles)
 
     def query(self, handles: List[Any]) -> List[Tuple[int, int]]:
         return self.sw.query_entries(handles) if handles else []
+
+    def query_sum(self, handles: List[Any]) -> Tuple[int, int]:
+        """The summed (packets, bytes) of `handles`."""
+        counts = self.query(handles)
+        return sum(c[0] for c in counts), sum(c[1] for c in counts)
 
     def port_stats(self, port: str) -> Dict[str, int]:
         return dict(self.sw.port_stats(port))
@@ -129,74 +139,173 @@ class GlueDriver:
         self.softdoca.fault_inject(self.sw, int(nth), bool(at_process))
 
 
+Key = Tuple[str, str, Tuple[Tuple[str, int, int], ...]]
+# What eswitchd totals: (kind, owner, backend); backend only for buckets (a route's or a
+# dispatch entry's group is its owner).
+Group = Tuple[str, str, Optional[str]]
+FEATURES = ("runs", "totals", "version")   # what this eswitchd speaks beyond the first protocol
+
+
+def group_of(e: Entry) -> Group:
+    return (e.kind, e.owner, e.backend if e.kind == "bucket" else None)
+
+
+class _Simulation:
+    """A change list played on keys only. What the list adds and removes is kept beside the
+    table, not in a copy of it (2^16 entries a pipe)."""
+
+    def __init__(self, pipes: set, entries: Dict[Key, Any]):
+        self.pipes = pipes
+        self.entries = entries
+        self.added: set = set()
+        self.gone: set = set()
+        self.held: Optional[Dict[Tuple[str, str], int]] = None   # entries per pipe, once asked
+
+    def exists(self, k: Key) -> bool:
+        return k in self.added or (k in self.entries and k not in self.gone)
+
+    def _held(self) -> Dict[Tuple[str, str], int]:
+        if self.held is None:
+            self.held = {}
+            for k in list(self.entries) + list(self.added):
+                if self.exists(k):
+                    self.held[(k[0], k[1])] = self.held.get((k[0], k[1]), 0) + 1
+        return self.held
+
+    def pipe(self, c: Change, where: str) -> None:
+        key = c.item.key
+        if c.op == "add_pipe":
+            if key in self.pipes:
+                raise RequestError("%s: pipe %s exists" % (where, key))
+            self.pipes.add(key)
+            return
+        if key not in self.pipes:
+            raise RequestError("%s: no pipe %s" % (where, key))
+        if self._held().get(key):
+            raise RequestError("%s: pipe %s still has entries" % (where, key))
+        self.pipes.discard(key)
+
+    def entry(self, c: Change, where: str) -> None:
+        e = c.item
+        k = e.key
+        if c.op == "add" and self.exists(k):
+            raise RequestError("%s: entry %s exists" % (where, k))
+        if c.op != "add" and not self.exists(k):
+            raise RequestError("%s: no entry %s" % (where, k))
+        if e.pipe != "root" and (e.port, e.pipe) not in self.pipes:
+            raise RequestError("%s: entry names unknown pipe %s" % (where, e.pipe))
+        if c.op != "remove" and e.fwd and e.fwd[0] == "pipe" and (e.port, e.fwd[1]) not in self.pipes:
+            raise RequestError("%s: forwards to unknown pipe %s" % (where, e.fwd[1]))
+        if c.op != "remove" and e.pipe != "root" and not e.dst_mac:
+            raise RequestError("%s: a bucket entry needs dst_mac" % where)
+        if c.op == "update":
+            return
+        if c.op == "add":
+            self.added.add(k)
+            self.gone.discard(k)
+        else:
+            self.added.discard(k)
+            self.gone.add(k)
+        if self.held is not None:
+            self.held[(k[0], k[1])] = self.held.get((k[0], k[1]), 0) + (1 if c.op == "add" else -1)
+
+
 class EswitchState:
-    """What is installed, and all-or-nothing application of change lists."""
+    """What is installed, all-or-nothing application of change lists, and totals.
+
+    Totals: per group, what its entries counted while they were in it. An entry that
+    leaves a group (removed, or updated to another backend) is read right then, under the
+    lock, and that count retires into the group's total; an entry that joins a group with
+    a count already on it (an in-place update keeps the counter) has that count taken off
+    the group's. A group's total = retired + the live counters of its members: exact
+    across bucket moves, monotonic while eswitchd runs, and a poll costs one query per
+    group, not an object per entry.
+
+    `version` moves with every apply (from any client, successful or not): a controller
+    that knows the version its own apply produced lists the table only when it moved
+    behind its back. `boot` tells one eswitchd run from the next."""
 
     def __init__(self, driver: Any):
         self.driver = driver
         self.pipes: Dict[Tuple[str, str], Tuple[Pipe, Any]] = {}
-        self.entries: Dict[Any, Tuple[Entry, Any, int]] = {}
+        self.entries: Dict[Key, Tuple[Entry, Any, int]] = {}
         self.lock = threading.Lock()
-        # What the last apply read of each entry right before it changed or went away:
-        # the controller credits it to the backend the entry named until then.
+        # What the last apply read of each entry right before it changed or went away
+        # (when the client asked for it: an older controller credits it to the backend the
+        # entry named until then; a newer one reads the totals instead).
         self.counted: List[Dict[str, Any]] = []
+        self._report_counted = True
+        self.members: Dict[Group, Dict[Key, Any]] = {}
+        self.retired: Dict[Group, List[int]] = {}
+        self.version = 0
+        self.boot = uuid.uuid4().hex
 
     def _handles(self) -> Dict[Tuple[str, str], Any]:
         return {k: h for k, (_, h) in self.pipes.items()}
 
+    def table_version(self) -> Dict[str, Any]:
+        return {"boot": self.boot, "version": self.version}
+
+    # -- totals bookkeeping ------------------------------------------------------------
+
+    def _join(self, e: Entry, h: Any, had: Tuple[int, int]) -> None:
+        g = group_of(e)
+        self.members.setdefault(g, {})[e.key] = h
+        t = self.retired.setdefault(g, [0, 0])
+        t[0] -= had[0]
+        t[1] -= had[1]
+
+    def _leave(self, e: Entry, counted: Tuple[int, int]) -> None:
+        g = group_of(e)
+        m = self.members.get(g, {})
+        m.pop(e.key, None)
+        t = self.retired.setdefault(g, [0, 0])
+        t[0] += counted[0]
+        t[1] += counted[1]
+        if not m:
+            del self.members[g]
+
+    def _note(self, e: Entry, counted: Tuple[int, int]) -> None:
+        if self._report_counted:
+            self.counted.append({"entry": wire.entry_to_wire(e), "pkts": counted[0], "bytes": counted[1]})
+
+    # -- applying --------------------------------------------------------------------
+
     def validate(self, changes: List[Change]) -> None:
         """Simulate the list on keys only: a bad request must change nothing."""
-        pipes = set(self.pipes)
-        entries = set(self.entries)
+        sim = _Simulation(set(self.pipes), self.entries)
         for i, c in enumerate(changes):
             where = "changes[%d] (%s)" % (i, c.op)
-            if c.op == "add_pipe":
-                if c.item.key in pipes:
-                    raise RequestError("%s: pipe %s exists" % (where, c.item.key))
-                pipes.add(c.item.key)
-            elif c.op == "remove_pipe":
-                if c.item.key not in pipes:
-                    raise RequestError("%s: no pipe %s" % (where, c.item.key))
-                if any(k[0] == c.item.port and k[1] == c.item.name for k in entries):
-                    raise RequestError("%s: pipe %s still has entries" % (where, c.item.key))
-                pipes.discard(c.item.key)
+            if c.op in ("add_pipe", "remove_pipe"):
+                sim.pipe(c, where)
             elif c.op in ("add", "update", "remove"):
-                e = c.item
-                if c.op == "add" and e.key in entries:
-                    raise RequestError("%s: entry %s exists" % (where, e.key))
-                if c.op != "add" and e.key not in entries:
-                    raise RequestError("%s: no entry %s" % (where, e.key))
-                if e.pipe != "root" and (e.port, e.pipe) not in pipes:
-                    raise RequestError("%s: entry names unknown pipe %s" % (where, e.pipe))
-                if c.op != "remove" and e.fwd and e.fwd[0] == "pipe" and (e.port, e.fwd[1]) not in pipes:
-                    raise RequestError("%s: forwards to unknown pipe %s" % (where, e.fwd[1]))
-                if c.op != "remove" and e.pipe != "root" and not e.dst_mac:
-                    raise RequestError("%s: a bucket entry needs dst_mac" % where)
-                if c.op == "add":
-                    entries.add(e.key)
-                elif c.op == "remove":
-                    entries.discard(e.key)
+                sim.entry(c, where)
             else:
                 raise RequestError("%s: unknown op" % where)
 
-    def apply(self, changes: List[Change]) -> Dict[str, int]:
+    def apply(self, changes: List[Change], report_counted: bool = True) -> Dict[str, Any]:
+        """Applies all or nothing; returns what was done and the table versions around it."""
         with self.lock:
             self.validate(changes)
             self.counted = []
+            self._report_counted = report_counted
+            before = self.version
+            self.version += 1       # even a failed apply may have moved counters or handles
             undo: List[Callable[[], None]] = []
             done = {"add_pipe": 0, "add": 0, "update": 0, "remove": 0, "remove_pipe": 0}
-            one = {"add_pipe": self._add_pipe, "update": self._update, "remove": self._remove,
-                   "remove_pipe": self._remove_pipe}
+            one = {"add_pipe": self._add_pipe, "remove_pipe": self._remove_pipe}
+            batch = {"add": self._add, "update": self._update, "remove": self._remove}
             try:
                 i = 0
                 while i < len(changes):
                     c = changes[i]
-                    if c.op == "add":  # consecutive adds go in one glue batch
-                        j = i
-                        while j < len(changes) and changes[j].op == "add":
+                    if c.op in batch:   # consecutive entry changes of one op: one glue batch
+                        j, keys = i, set()
+                        while j < len(changes) and changes[j].op == c.op and changes[j].item.key not in keys:
+                            keys.add(changes[j].item.key)
                             j += 1
-                        self._add([x.item for x in changes[i:j]], undo)
-                        done["add"] += j - i
+                        batch[c.op]([x.item for x in changes[i:j]], undo)
+                        done[c.op] += j - i
                         i = j
                         continue
                     one[c.op](c.item, undo)
@@ -209,7 +318,7 @@ class EswitchState:
                     except Exception:  # pragma: no cover - report, keep unwinding
                         log.exception("rollback step failed")
                 raise
-            return done
+            return {"applied": done, "version_before": before, "version": self.version, "boot": self.boot}
 
     def _add_pipe(self, p: Pipe, undo: list) -> None:
         h = self.driver.create_pipe(p)
@@ -229,46 +338,109 @@ class EswitchState:
         handles = self.driver.add(entries, self._handles())
         for e, h in zip(entries, handles):
             self.entries[e.key] = (e, h, e.cookie)
+            self._join(e, h, (0, 0))
 
         def back() -> None:
+            counts = self.driver.query(handles)
             self.driver.remove(handles)
-            for e in entries:
+            for e, c in zip(entries, counts):
                 del self.entries[e.key]
+                self._leave(e, c)
         undo.append(back)
 
-    def _read(self, e: Entry, h: Any) -> None:
-        (pkts, nbytes), = self.driver.query([h])
-        self.counted.append({"entry": wire.entry_to_wire(e), "pkts": pkts, "bytes": nbytes})
+    def _remove(self, entries: List[Entry], undo: list) -> None:
+        olds = [self.entries[e.key] for e in entries]
+        # read right before they go: what they counted stays with the backend they had
+        counts = self.driver.query([h for _, h, _ in olds])
+        self.driver.remove([h for _, h, _ in olds])
+        for (old, _, _), c in zip(olds, counts):
+            del self.entries[old.key]
+            self._leave(old, c)
+            self._note(old, c)
+        undo.append(lambda: self._add([old for old, _, _ in olds], []))
 
-    def _update(self, e: Entry, undo: list) -> None:
+    def _update(self, entries: List[Entry], undo: list) -> None:
+        basic = [e for e in entries if e.pipe != "root"]
+        if basic:
+            self._update_macs(basic, undo)
+        for e in entries:
+            if e.pipe == "root":
+                self._update_root(e, undo)
+
+    def _update_macs(self, entries: List[Entry], undo: list) -> None:
+        olds = [self.entries[e.key] for e in entries]
+        counts = self.driver.query([h for _, h, _ in olds])    # right before they move
+        self.driver.update_macs([(h, e.dst_mac) for e, (_, h, _) in zip(entries, olds)])
+        for e, (old, h, _), c in zip(entries, olds, counts):
+            self._note(old, c)
+            self._leave(old, c)
+            self._join(e, h, c)           # the counter stays on the entry
+            self.entries[e.key] = (e, h, e.cookie)
+
+        def back() -> None:
+            now = self.driver.query([h for _, h, _ in olds])
+            self.driver.update_macs([(h, old.dst_mac) for old, h, _ in olds])
+            for e, (old, h, c), n in zip(entries, olds, now):
+                self._leave(e, n)
+                self._join(old, h, n)
+                self.entries[e.key] = (old, h, c)
+        undo.append(back)
+
+    def _update_root(self, e: Entry, undo: list) -> None:
         old, h, c = self.entries[e.key]
-        self._read(old, h)
+        (was,) = self.driver.query([h])
         new_h = self.driver.update(h, e, self._handles())
+        (has,) = self.driver.query([new_h])   # a replaced entry starts from zero
+        self._note(old, was)
+        self._leave(old, was)
+        self._join(e, new_h, has)
         self.entries[e.key] = (e, new_h, e.cookie)
 
         def back() -> None:
-            self.entries[e.key] = (old, self.driver.update(new_h, old, self._handles()), c)
+            (now,) = self.driver.query([new_h])
+            h_back = self.driver.update(new_h, old, self._handles())
+            (again,) = self.driver.query([h_back])
+            self._leave(e, now)
+            self._join(old, h_back, again)
+            self.entries[e.key] = (old, h_back, c)
         undo.append(back)
 
-    def _remove(self, e: Entry, undo: list) -> None:
-        old, h, _ = self.entries.pop(e.key)
-        self._read(old, h)
-        self.driver.remove([h])
-        undo.append(lambda: self._add([old], []))
+    # -- reading ---------------------------------------------------------------------
 
     def listing(self) -> Dict[str, Any]:
         with self.lock:
             return {"pipes": [wire.pipe_to_wire(p) for p, _ in self.pipes.values()],
-                    "entries": [dict(wire.entry_to_wire(e), cookie=c) for e, _, c in self.entries.values()]}
+                    "entries": [dict(wire.entry_to_wire(e), cookie=c) for e, _, c in self.entries.values()],
+                    "table": self.table_version()}
 
-    def counters(self) -> Dict[str, Any]:
+    def counters(self, entries: bool = True) -> Dict[str, Any]:
+        """Totals per group (and with `entries`, every entry's own counters: O(entries)
+        on the wire, for tools and tests)."""
         with self.lock:
-            items = list(self.entries.values())
-            counts = self.driver.query([h for _, h, _ in items])
-            ports = {p.name: self.driver.port_stats(p.name) for p in self.driver.cfg.ports}
-        return {"entries": [{"entry": wire.entry_to_wire(e), "pkts": n, "bytes": b}
-                            for (e, _, _), (n, b) in zip(items, counts)],
-                "ports": ports}
+            out: Dict[str, Any] = {"table": self.table_version()}
+            sums: Dict[Group, Tuple[int, int]] = {}
+            if entries:
+                items = list(self.entries.values())
+                counts = self.driver.query([h for _, h, _ in items])
+                out["entries"] = [{"entry": wire.entry_to_wire(e), "pkts": n, "bytes": b}
+                                  for (e, _, _), (n, b) in zip(items, counts)]
+                acc: Dict[Group, List[int]] = {}
+                for (e, _, _), (n, b) in zip(items, counts):
+                    t = acc.setdefault(group_of(e), [0, 0])
+                    t[0] += n
+                    t[1] += b
+                sums = {g: (t[0], t[1]) for g, t in acc.items()}
+            else:
+                sums = {g: self.driver.query_sum(list(m.values())) for g, m in self.members.items()}
+            totals = []
+            for g in set(self.retired) | set(sums):
+                r = self.retired.get(g, [0, 0])
+                live = sums.get(g, (0, 0))
+                totals.append({"kind": g[0], "owner": g[1], "backend": g[2],
+                               "pkts": r[0] + live[0], "bytes": r[1] + live[1]})
+            out["totals"] = totals
+            out["ports"] = {p.name: self.driver.port_stats(p.name) for p in self.driver.cfg.ports}
+        return out
 
 
 class _Handler(socketserver.StreamRequestHandler):
@@ -328,7 +500,8 @@ class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     def dispatch(self, req: Dict[str, Any], conn: Any = None) -> Dict[str, Any]:
         op = req.get("op")
         if op == "hello":
-            return dict(self.info, ok=True, session=self.sessions.view())
+            return dict(self.info, ok=True, session=self.sessions.view(), features=list(FEATURES),
+                        table=self.state.table_version())
         if op == "claim":
             got = self.sessions.claim(conn, int(req.get("generation") or 0), bool(req.get("takeover")),
                                       str(req.get("who") or ""))
@@ -341,7 +514,7 @@ class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         if op == "list":
             return dict(self.state.listing(), ok=True)
         if op == "counters":
-            return dict(self.state.counters(), ok=True)
+            return dict(self.state.counters(entries=bool(req.get("entries", True))), ok=True)
         if op == "apply":
             try:
                 self.sessions.check_write(conn)
@@ -351,13 +524,15 @@ class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
             changes = req.get("changes")
             if not isinstance(changes, list):
                 raise RequestError("apply needs a list of changes")
-            parsed = []
-            for i, c in enumerate(changes):
-                try:
-                    parsed.append(wire.change_from_wire(c))
-                except (KeyError, TypeError, ValueError) as exc:
-                    raise RequestError("changes[%d]: malformed (%s)" % (i, exc))
-            return dict(applied=self.state.apply(parsed), counted=self.state.counted, ok=True)
+            try:
+                parsed = wire.changes_from_wire(changes)
+            except ValueError as exc:
+                raise RequestError(str(exc))
+            report = bool(req.get("counted", True))   # an older controller settles with these
+            out = dict(self.state.apply(parsed, report_counted=report), ok=True)
+            if report:
+                out["counted"] = self.state.counted
+            return out
         if op == "fault":
             self.state.driver.inject_fault(**{k: v for k, v in req.items() if k != "op"})
             return {"ok": True}
