@@ -69,6 +69,9 @@ class FakeDriver:
     def query(self, handles):
         return [(self.live[h][1], self.live[h][1] * 100) for h in handles]
 
+    def prepare_sum(self, handles):
+        return list(handles)
+
     def query_sum(self, handles):
         counts = self.query(handles)
         return sum(c[0] for c in counts), sum(c[1] for c in counts)

@@ -115,6 +115,10 @@ def _run_from_wire(d: Dict[str, Any]) -> List[Change]:
     r = d["run"]
     port, pipe, owner = str(r["port"]), str(r["pipe"]), str(r["owner"])
     fwd, field, mask = tuple(r["fwd"]), str(r["field"]), int(r["mask"])
+    # A run names a handful of backends and MACs 2^16 times: eswitchd keeps every entry,
+    # so each distinct string is kept once (JSON decoding makes a new one per occurrence).
+    once: Dict[Any, Any] = {}
     return [Change("eswitch", op, Entry(port=port, pipe=pipe, match=((field, int(v), mask),), kind="bucket",
-                                        owner=owner, fwd=fwd, dst_mac=mac, backend=backend, bucket=bucket))
+                                        owner=owner, fwd=fwd, dst_mac=once.setdefault(mac, mac),
+                                        backend=once.setdefault(backend, backend), bucket=bucket))
             for v, mac, backend, bucket in d["items"]]
