@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -188,6 +189,7 @@ def main() -> int:
     finally:
         proc.terminate()
         proc.wait(60)
+        shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
 
