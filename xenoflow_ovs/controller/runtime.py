@@ -62,6 +62,9 @@ class Runtime:
         self.started = False                 # start() has adopted the eSwitch
         self._applied: Plan = Plan((), (), ())
         self._rendered: Plan = self._applied
+        # (boot, version) of eswitchd's table as our own applies or listings left it: a
+        # reconcile lists the eSwitch only when the version moved behind our back
+        self.es_table: Optional[Tuple[str, int]] = None
         # Not reentrant on purpose: under Ryu the app passes a green lock (threading
         # is not patched there). Public methods lock; the _underscored ones assume it.
         self.lock = lock if lock is not None else threading.Lock()
@@ -136,6 +139,7 @@ class Runtime:
             done = {"eswitch": 0}
             if self.eswitch is not None and self.cfg.has_eswitch:
                 pipes, entries = self.eswitch.installed()
+                self.es_table = getattr(self.eswitch, "listed", None)
                 changes = plan_mod.adoption_changes(pipes, entries, target)
                 if changes:
                     self._eswitch_apply(changes)
@@ -181,7 +185,7 @@ class Runtime:
     def _es_table(self) -> Optional[Tuple[str, int]]:
         """eswitchd's (boot, table version) as our own applies left it, None when unknown
         (before the first repair, after a failed apply, or an eswitchd without versions)."""
-        return getattr(self, "es_table", None)
+        return self.es_table
 
     def transition(self, cfg: Optional[config_mod.Config] = None,
                    drained: Optional[Dict[str, Set[str]]] = None,
