@@ -23,15 +23,15 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .. import instance, logsetup, sdnotify
 from ..exitcodes import EXIT_ERROR, EXIT_OK
+from ..intent import capacity, eswitch_ports
 from ..intent import config as config_mod
-from ..intent import eswitch_ports
 from ..intent.plan import Change, Entry, Pipe
 from . import session as session_mod
 from . import wire
 
 log = logging.getLogger("xenoflow.eswitchd")
 
-ROOT_CAPACITY = 1024  # root control pipe entries per port: services + routes
+ROOT_CAPACITY = capacity.ROOT_ENTRIES  # root control pipe entries per port: services + routes
 # The plan's priorities are OpenFlow-like (higher wins); DOCA's control pipe
 # priorities are the other way round (0 is the highest).
 DOCA_PRIO_BASE = 1000
