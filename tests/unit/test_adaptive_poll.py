@@ -28,6 +28,7 @@ def big_policy(n=100000, interval=1.0):
     """A policy that has seen a full dump of n service flows at t=0."""
     p = DumpPolicy(interval)
     assert p.at_poll(0.0) == "first"
+    p.asked()
     p.dumped({"service": (0, 0, n)}, 0, n, 0.0)
     return p
 
@@ -38,12 +39,19 @@ def test_first_contact_sends_and_removals_ask_for_a_full_dump_at_the_next_poll()
     for reason in ("sent", "flow removed", "connect"):
         p.need(reason)
         assert p.at_poll(0.6) == reason
+        p.asked()
         p.dumped({"service": (0, 0, 100000)}, 0, 100000, 0.6)
         assert p.at_poll(0.7) is None
+    p.need("sent")
+    p.asked()
+    p.need("sent")                                      # sent while the dump is in flight
+    p.dumped({"service": (0, 0, 100000)}, 0, 100000, 0.8)
+    assert p.at_poll(0.9) == "sent"                     # that dump may not show them
 
 
 def test_small_bridges_are_dumped_in_full_every_poll():
     p = DumpPolicy(1.0)
+    p.asked()
     p.dumped({"service": (0, 0, 10), "arp": (0, 0, 1)}, 3, 11, 0.0)
     assert p.at_poll(0.01) == "small" and p.at_poll(0.02) == "small"
 
@@ -154,6 +162,7 @@ def test_counters_stay_exact_whichever_way_each_poll_reads():
 
     def full_dump(now):
         nonlocal pending
+        p.asked()
         d = sw.dump()
         c.poll("b", d)
         p.dumped(sw.sums_of(d), 0, len(d), now)

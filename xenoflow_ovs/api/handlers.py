@@ -107,10 +107,10 @@ def _install_views(api: Any, rt: Any, status: Any) -> None:
 
     @_guard
     def get_plan(body: Any) -> Reply:
-        p = rt.in_force
-        return 200, {"ovs": {br.name: [render.to_ofctl(f) for f in p.bridge_flows(br.name)]
+        p = rt.in_force     # the whole plan, rendered: walked once, never copied
+        return 200, {"ovs": {br.name: [render.to_ofctl(f) for f in p.iter_flows(br.name)]
                              for br in rt.cfg.bridges},
-                     "eswitch": [render.describe_entry(e) for e in p.entries],
+                     "eswitch": [render.describe_entry(e) for e in p.iter_entries()],
                      "tables": {name: list(tbl) for name, tbl in p.tables}}
     api.route("GET", "/plan", get_plan)
 

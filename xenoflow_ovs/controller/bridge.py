@@ -32,6 +32,7 @@ log = logging.getLogger("xenoflow.app")
 Done = Callable[[Optional[str]], None]       # a batch settled: its first error, or None
 SEND_CHUNK = 1 << 18          # bytes of encoded flow-mods handed to the framework at once
 LOG_CHANGES = 20              # changes of one reconcile logged one by one, then a count
+BIG_BATCH = 1000              # a batch of more messages logs the time to its barrier
 DUMP_STALE = 30.0             # s: a dump or aggregate round unanswered this long is asked again
 
 
@@ -137,6 +138,8 @@ class Bridge:
             return 0
         self.sent_seq += 1
         self.policy.need("sent")   # verify them: the next poll reads a full dump
+        if len(msgs) > BIG_BATCH:
+            on_done = self._timed(len(msgs) - 1, on_done)
         if isinstance(msgs[0], bytes):
             return self._send_wire(msgs, on_done)
         barrier = msgs[-1]
@@ -150,6 +153,17 @@ class Bridge:
                 self.batch_of[msg.xid] = barrier.xid
             dp.send_msg(msg)
         return len(msgs) - 1
+
+    def _timed(self, n: int, on_done: Optional[Done]) -> Done:
+        """A big batch says how long the switch took to confirm it."""
+        t0 = time.monotonic()
+
+        def done(error: Optional[str]) -> None:
+            log.info("%s: %d flow-mod(s) confirmed by the barrier in %.2f s%s", self.name, n,
+                     time.monotonic() - t0, " (%s)" % error if error else "")
+            if on_done:
+                on_done(error)
+        return done
 
     def _send_wire(self, bufs: List[bytes], on_done: Optional[Done]) -> int:
         """Encoded messages (the last a barrier), xids given here as the framework's
@@ -229,6 +243,7 @@ class Bridge:
         self.dump_asked = time.monotonic() if now is None else now
         self.asked_at = time.time()
         self.dumps[reason] = self.dumps.get(reason, 0) + 1
+        self.policy.asked()       # what wanted a dump is served by this one; later wants stay
         self.dp.send_msg(msg)
 
     def request_aggregates(self, now: float, urgent: bool = False) -> None:
@@ -355,28 +370,28 @@ class Bridge:
 
     def flows(self, attribution: counters_mod.Attribution) -> Optional[List[plan_mod.Flow]]:
         """Our flows as last dumped, as plan Flows; None unless connected and dumped.
-        Converted once per dump (the worker's verdict asks every poll)."""
+        Built when asked, not kept (a check: the fingerprint uses `digest`)."""
         dump = self.dump
         if not self.connected or dump is None:
             return None
         names = {no: n for n, no in self.ports.items()}
-        key = ("flows", tuple(sorted(names.items())))
-        got = self._derived.get(key)
-        if got is None:
-            got = [ofrules.to_plan_flow(i, names, attribution) for i in dump if i.ours]
-            self._derived = {k: v for k, v in self._derived.items() if k[0] != "flows"}
-            self._derived[key] = got
-        return got
+        return [ofrules.to_plan_flow(i, names, attribution) for i in dump if i.ours]
 
-    def flows_set(self, attribution: counters_mod.Attribution) -> Optional[frozenset]:
-        """`flows` as a set (what a verdict's fingerprint compares), once per dump."""
-        flows = self.flows(attribution)
-        if flows is None:
+    def digest(self) -> Optional[Tuple[int, int, Tuple[Tuple[str, int], ...]]]:
+        """What tells one dump of our flows from another, for a verdict's fingerprint:
+        count, an order-free sum of their hashes (key, actions, cookie), the ports;
+        computed once per dump; None unless connected and dumped."""
+        if not self.connected or self.dump is None:
             return None
-        got = self._derived.get("set")
-        if got is None or got[0] is not flows:
-            got = self._derived["set"] = (flows, frozenset(flows))
-        return got[1]
+        got = self._derived.get("digest")
+        if got is None:
+            n = h = 0
+            for i in self.dump:
+                if i.ours:
+                    n += 1
+                    h = (h + hash((i.key, i.canon_actions, i.cookie))) & 0xFFFFFFFFFFFFFFFF
+            got = self._derived["digest"] = (n, h)
+        return got + (tuple(sorted(self.ports.items())),)
 
     def report(self) -> Dict[str, Any]:
         return {"connected": self.connected, "dpid": "%016x" % self.dpid,
@@ -481,8 +496,7 @@ class Bridges:
         dumps again), reconcile."""
         b.count(installed, self.counters, self.attribution, plan.flow_count(b.name), now)
         if not may_reconcile or b.dump_predates_sends():
-            b.policy.need("verify")
-            return
+            return        # the sends meanwhile asked for the next dump (policy "sent")
         verb = "repaired" if b.synced else "synced"
         r = b.reconcile(plan.iter_flows(b.name), installed)
         if verb == "repaired":
@@ -505,14 +519,14 @@ class Bridges:
         self.counters.removed(fid, msg.packet_count, msg.byte_count, attr)
         b.policy.need("flow removed")
 
-    def installed_sets(self) -> Optional[Dict[str, frozenset]]:
-        """installed_flows as sets, each built once per dump."""
-        out: Dict[str, frozenset] = {}
+    def dump_digests(self) -> Optional[Dict[str, Any]]:
+        """Every bridge's dump digest; None while some bridge is not connected or dumped."""
+        out: Dict[str, Any] = {}
         for name, b in self.items():
-            flows = b.flows_set(self.attribution)
-            if flows is None:
+            d = b.digest()
+            if d is None:
                 return None
-            out[name] = flows
+            out[name] = d
         return out
 
     def installed_flows(self) -> Optional[Dict[str, List[plan_mod.Flow]]]:

@@ -205,10 +205,14 @@ class DumpPolicy:
     def need(self, reason: str) -> None:
         self.reasons.add(reason)
 
+    def asked(self) -> None:
+        """A full dump was asked for: it serves the reasons so far (those that come
+        while it is in flight, such as our own sends, ask for the next one)."""
+        self.reasons.clear()
+
     def dumped(self, sums: KindSums, foreign: int, planned: int, now: float) -> None:
         self.base, self.base_foreign, self.last_full = dict(sums), foreign, now
         self.seen_mismatch = (planned, sum(t[2] for t in sums.values()))
-        self.reasons.clear()
 
     def _flows(self) -> int:
         return sum(t[2] for t in self.base.values()) + self.base_foreign

@@ -551,11 +551,26 @@ def _raw_canon(raw: bytes, ofp: Any) -> Tuple[Optional[CanonMatch], Optional[Can
     fields = _raw_oxm(raw, 52, 48 + mlen)
     cm = None if fields is None else tuple(sorted(fields, key=lambda t: t[0]))
     at = 48 + mlen + (-mlen % 8)
+    insts = raw[at:]
+    ca = _ACTS.get(insts)         # a table's flows share a few action lists: one tuple each
+    if ca is None:
+        ca = _raw_actions(raw, at, ofp)
+        if ca is not None:
+            if len(_ACTS) >= _CANON_MAX:
+                _ACTS.clear()
+            _ACTS[insts] = ca
+    return cm, ca
+
+
+_ACTS: Dict[bytes, CanonActions] = {}
+
+
+def _raw_actions(raw: bytes, at: int, ofp: Any) -> Optional[CanonActions]:
     acts: List[Tuple[Any, ...]] = []
     while at + 8 <= len(raw):
         itype, ilen = _HH.unpack_from(raw, at)
         if itype != ofp.OFPIT_APPLY_ACTIONS or ilen < 8:
-            return cm, None
+            return None
         a, end = at + 8, at + ilen
         while a + 4 <= end:
             atype, alen = _HH.unpack_from(raw, a)
@@ -565,15 +580,15 @@ def _raw_canon(raw: bytes, ofp: Any) -> Tuple[Optional[CanonMatch], Optional[Can
             elif atype == ofp.OFPAT_SET_FIELD:
                 one = _raw_oxm(raw, a + 4, a + 8 + raw[a + 7])
                 if not one or one[0][2] is not None:
-                    return cm, None
+                    return None
                 acts.append(("set_field", one[0][0], one[0][1]))
             else:
-                return cm, None
+                return None
             if alen < 4:
-                return cm, None
+                return None
             a += alen
         at = end
-    return cm, tuple(acts)
+    return tuple(acts)
 
 
 class _Stub:
@@ -690,29 +705,33 @@ class Reconcile:
         return c
 
 
-def reconcile(rules: Rules, desired: Sequence[Flow], installed: Sequence[Installed],
+def reconcile(rules: Rules, desired: Iterable[Flow], installed: Sequence[Installed],
               ports: Mapping[str, int]) -> Reconcile:
     """Changes that make a bridge's flows of OUR cookie equal the desired ones:
     missing -> add; same match/priority but other actions or cookie -> modify;
     ours but not desired -> delete. Foreign flows are never touched: one that sits
     at a desired flow's match and priority is reported as a conflict, not replaced.
     While a desired flow cannot be resolved (a port is missing), nothing is deleted
-    (the unresolved flow's installed copy could not be told from a stale one)."""
-    want: Dict[Key, Tuple[Flow, CanonActions]] = {}
+    (the unresolved flow's installed copy could not be told from a stale one).
+    `desired` is walked once (a generator will do: no copy of a 2^16-flow plan is
+    held); a key desired twice counts once."""
     unresolved: List[Tuple[Flow, str]] = []
+    ours = {i.key: i for i in installed if i.ours}
+    foreign = {i.key: i for i in installed if not i.ours}
+    n_ours = len(ours)
+    changes: List[Change] = []
+    conflicts: List[Tuple[Flow, Installed]] = []
+    wanted: set = set()
     for f in desired:
         try:
             k, acts = rules.desired(f, ports)
         except UnresolvedPort as exc:
             unresolved.append((f, exc.args[0]))
             continue
-        want[k] = (f, acts)
-    ours = {i.key: i for i in installed if i.ours}
-    foreign = {i.key: i for i in installed if not i.ours}
-    changes: List[Change] = []
-    conflicts: List[Tuple[Flow, Installed]] = []
-    for k, (f, acts) in want.items():
-        have = ours.get(k)
+        if k in wanted:
+            continue
+        wanted.add(k)
+        have = ours.pop(k, None)
         if have is None:
             if k in foreign:
                 conflicts.append((f, foreign[k]))
@@ -720,10 +739,10 @@ def reconcile(rules: Rules, desired: Sequence[Flow], installed: Sequence[Install
                 changes.append(Change("ovs", "add", f))
         elif have.canon_actions != acts or have.cookie != f.cookie:
             changes.append(Change("ovs", "modify", f, have))
-    if not unresolved:
-        changes += [Change("ovs", "delete", i) for k, i in ours.items() if k not in want]
+    if not unresolved:     # what is left of ours is desired by none
+        changes += [Change("ovs", "delete", i) for i in ours.values()]
     return Reconcile(changes=changes, conflicts=conflicts, unresolved=unresolved,
-                     ours=len(ours), foreign=len(foreign))
+                     ours=n_ours, foreign=len(foreign))
 
 
 def _plain(name: str, v: int) -> Any:

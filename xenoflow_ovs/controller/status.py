@@ -150,9 +150,11 @@ class Status:
         at = (self.app.runtime.last_transition or {}).get("at")
         return self.app.bridges.stale_since(at) if at else []
 
-    def _inputs(self) -> Tuple[Any, ...]:
+    def _inputs(self, flows: bool = True) -> Tuple[Any, ...]:
         """What a check compares: the config and the plan in force, our flows as last
-        dumped, eswitchd's pipes and entries (or why it did not answer), the counters."""
+        dumped, eswitchd's pipes and entries (or why it did not answer), the counters.
+        flows=False: each bridge's dump digest in place of the flows (what the
+        fingerprint needs: the flows as plan Flows are built only for a check)."""
         rt = self.app.runtime
         cfg = rt.cfg
         pipes: List[Any] = []
@@ -165,17 +167,17 @@ class Status:
                 unreachable = str(exc)
         counted = {"fallback": self._view.get("fallback_packets"),
                    "miss_other": self._view.get("miss_other_packets")}
-        return (cfg, rt.in_force, self.app.bridges.installed_flows(), pipes, entries, unreachable,
-                counted)
+        dumped = (self.app.bridges.installed_flows() if flows
+                  else self.app.bridges.dump_digests())
+        return (cfg, rt.in_force, dumped, pipes, entries, unreachable, counted)
 
     def _fingerprint(self, inputs: Tuple[Any, ...]) -> Tuple[Any, ...]:
         """The inputs that can change a verdict: everything but the packet counts,
-        of which only whether any packet fell back matters. The dumped flows' sets are
-        built once per dump (bridge.flows_set), not per poll."""
-        cfg, plan, flows, pipes, entries, unreachable, counted = inputs
-        dumped = None if flows is None else self.app.bridges.installed_sets()
-        return (cfg, plan, dumped, frozenset(pipes), frozenset(entries), unreachable,
-                bool(counted["fallback"]))
+        of which only whether any packet fell back matters. The dumped flows by their
+        digests (bridge.Bridge.digest: once per dump), not per poll."""
+        cfg, plan, _, pipes, entries, unreachable, counted = inputs
+        return (cfg, plan, self.app.bridges.dump_digests(), frozenset(pipes), frozenset(entries),
+                unreachable, bool(counted["fallback"]))
 
     @staticmethod
     def _compare(inputs: Tuple[Any, ...]) -> Dict[str, Any]:
@@ -224,11 +226,12 @@ class Status:
             return
         marker = self._marker()
         try:
-            inputs = self._inputs()
-            fingerprint = self._fingerprint(inputs)
+            cheap = self._inputs(flows=False)
+            fingerprint = self._fingerprint(cheap)
             if self._last_check is not None and fingerprint == self._last_fingerprint:
                 return
-            rep = self._compare(inputs)
+            flows = self.app.bridges.installed_flows()
+            rep = self._compare(cheap[:2] + (flows,) + cheap[3:])
         except Exception:  # the status must answer even when the check cannot
             log.exception("check failed")
             rep, fingerprint = {"verdict": "drift"}, None
