@@ -415,3 +415,22 @@ def test_idle_flows_cost_the_counters_no_memory(h):
     h.app.bridges["ovsbr1"].policy.need("asked")
     h.poll()
     assert not any(c.known(f) for f in [("ovsbr1",) + k for k in h.ours("ovsbr1")])
+
+
+def test_a_flow_idle_at_the_last_dump_then_removed_counts_for_its_backend(h):
+    """Idle flows are not remembered by the counters; the final counts of one removed
+    after it got traffic are attributed from the last dump's copy of it."""
+    from types import SimpleNamespace
+    dp = h.dps["ovsbr1"]
+    h.app.bridges["ovsbr1"].policy.need("asked")
+    h.poll()
+    e = next(e for e in h.ours("ovsbr1").values()
+             if ("set_field", "eth_dst", 0x0200C6120003) in e.actions)
+    assert not h.app.bridges.counters.known(("ovsbr1",) + e.key)
+    rem = PARSER.OFPFlowRemoved(dp, e.cookie, e.priority, OFP.OFPRR_DELETE, e.table, 1, 0, 0, 0,
+                                7, 560, e.raw_match)
+    h.app.flow_removed(SimpleNamespace(msg=rem))
+    h.app.status.refresh()
+    assert h.app.status.app_view()["services"]["dns"]["fips3"] == {"ovs_packets": 7,
+                                                                   "ovs_bytes": 560}
+    assert "flow removed" in h.app.bridges["ovsbr1"].policy.reasons
