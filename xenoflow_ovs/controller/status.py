@@ -152,36 +152,48 @@ class Status:
 
     def _inputs(self, flows: bool = True) -> Tuple[Any, ...]:
         """What a check compares: the config and the plan in force, our flows as last
-        dumped, eswitchd's pipes and entries (or why it did not answer), the counters.
-        flows=False: each bridge's dump digest in place of the flows (what the
-        fingerprint needs: the flows as plan Flows are built only for a check)."""
+        dumped, eswitchd's pipes and entries (or why it did not answer), the counters,
+        and eswitchd's table version.
+        flows=False: what the fingerprint needs only: each bridge's dump digest in place
+        of the flows (built as plan Flows only for a check), and eswitchd's table version
+        in place of its listing (pipes and entries None) when it reports one: at 2^16
+        entries a service a listing costs seconds, the version one round trip."""
         rt = self.app.runtime
         cfg = rt.cfg
-        pipes: List[Any] = []
-        entries: List[Any] = []
-        unreachable = None
+        pipes: Optional[List[Any]] = []
+        entries: Optional[List[Any]] = []
+        unreachable, version = None, None
         if cfg.has_eswitch and rt.eswitch is not None:
             try:
-                pipes, entries = rt.eswitch.installed()
+                # asked before a listing: a write in between makes the fingerprint stale
+                # (one more check), never newer than what was compared
+                ask = getattr(rt.eswitch, "table_version", None)
+                version = ask() if ask is not None else None
+                if flows or version is None:
+                    pipes, entries = rt.eswitch.installed()
+                else:
+                    pipes, entries = None, None
             except EswitchError as exc:
-                unreachable = str(exc)
+                pipes, entries, unreachable = [], [], str(exc)
         counted = {"fallback": self._view.get("fallback_packets"),
                    "miss_other": self._view.get("miss_other_packets")}
         dumped = (self.app.bridges.installed_flows() if flows
                   else self.app.bridges.dump_digests())
-        return (cfg, rt.in_force, dumped, pipes, entries, unreachable, counted)
+        return (cfg, rt.in_force, dumped, pipes, entries, unreachable, counted, version)
 
     def _fingerprint(self, inputs: Tuple[Any, ...]) -> Tuple[Any, ...]:
         """The inputs that can change a verdict: everything but the packet counts,
         of which only whether any packet fell back matters. The dumped flows by their
-        digests (bridge.Bridge.digest: once per dump), not per poll."""
-        cfg, plan, _, pipes, entries, unreachable, counted = inputs
-        return (cfg, plan, self.app.bridges.dump_digests(), frozenset(pipes), frozenset(entries),
-                unreachable, bool(counted["fallback"]))
+        digests (bridge.Bridge.digest: once per dump), not per poll; eswitchd's table by
+        its version when it has one."""
+        cfg, plan, _, pipes, entries, unreachable, counted, version = inputs
+        table = version if version is not None else (frozenset(pipes or ()), frozenset(entries or ()))
+        return (cfg, plan, self.app.bridges.dump_digests(), table, unreachable,
+                bool(counted["fallback"]))
 
     @staticmethod
     def _compare(inputs: Tuple[Any, ...]) -> Dict[str, Any]:
-        cfg, plan, flows, pipes, entries, unreachable, counted = inputs
+        cfg, plan, flows, pipes, entries, unreachable, counted = inputs[:7]
         rep = consistency.check(cfg, plan, flows, pipes, entries, counted)
         if unreachable:
             rep["drift"].append({"plane": "eswitch", "where": "*", "what": "unreachable",
@@ -230,8 +242,9 @@ class Status:
             fingerprint = self._fingerprint(cheap)
             if self._last_check is not None and fingerprint == self._last_fingerprint:
                 return
-            flows = self.app.bridges.installed_flows()
-            rep = self._compare(cheap[:2] + (flows,) + cheap[3:])
+            inputs = self._inputs() if cheap[3] is None else (
+                cheap[:2] + (self.app.bridges.installed_flows(),) + cheap[3:])
+            rep = self._compare(inputs)
         except Exception:  # the status must answer even when the check cannot
             log.exception("check failed")
             rep, fingerprint = {"verdict": "drift"}, None
