@@ -75,15 +75,17 @@ def cmd_plan(args: argparse.Namespace) -> int:
 # Where `status` and `check` look for a controller when not told: the running
 # lab's derived config first (its API socket lives in the lab's run dir).
 DEFAULT_CONFIGS = ("run/paper/xenoflow.yaml", "topologies/paper/xenoflow.yaml")
+API_TIMEOUT = 120.0
 
 
 def _api_call(args: argparse.Namespace, path: str, method: str = "GET", body=None):
     import os
 
     from .api import server as api
+    timeout = getattr(args, "timeout", API_TIMEOUT)
     if args.socket:
         return api.request(method, path, unix_path=args.socket, body=body,
-                           token=_token(args.token_file))
+                           token=_token(args.token_file), timeout=timeout)
     candidates = [args.config] if args.config else [
         c for c in (os.environ.get("XENOFLOW_CONFIG"),) + DEFAULT_CONFIGS if c]
     for candidate in candidates:
@@ -95,8 +97,9 @@ def _api_call(args: argparse.Namespace, path: str, method: str = "GET", body=Non
         sock = cfg.path(cfg.api.socket) if cfg.api.socket else None
         token = _token(args.token_file or (cfg.path(cfg.api.token_file) if cfg.api.token_file else None))
         if sock and os.path.exists(sock):
-            return api.request(method, path, unix_path=sock, body=body, token=token)
-        return api.request(method, path, host=cfg.api.host, port=cfg.api.port, body=body, token=token)
+            return api.request(method, path, unix_path=sock, body=body, token=token, timeout=timeout)
+        return api.request(method, path, host=cfg.api.host, port=cfg.api.port, body=body, token=token,
+                           timeout=timeout)
     print("no config found (tried %s); pass -c FILE or --socket PATH" % ", ".join(candidates),
           file=sys.stderr)
     return None
@@ -238,6 +241,13 @@ def log_level(args: argparse.Namespace) -> str:
     return "debug" if getattr(args, "verbose", False) else (getattr(args, "log_level", None) or "info")
 
 
+def _timeout_arg(p: argparse.ArgumentParser) -> None:
+    # A check reads a fresh dump and judges every bucket, a change waits for both planes:
+    # seconds with 2^16 buckets a service, tens of seconds with several such services.
+    p.add_argument("--timeout", type=float, default=API_TIMEOUT, metavar="S",
+                   help="seconds to wait for the controller's answer (default %(default)g)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="xenoflow", description="XenoFlow-OVS: a SmartNIC eSwitch "
                                  "DNS load balancer driven by an OpenFlow controller")
@@ -274,6 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--socket", help="the API's unix socket")
         p.add_argument("--token-file", help="bearer token file (default: controller.api.token_file)")
         p.add_argument("--json", action="store_true")
+        _timeout_arg(p)
         p.set_defaults(func=func)
 
     p = sub.add_parser("backend", help="drain, undrain, add, remove or re-weight a backend "
@@ -288,6 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--socket", help="the API's unix socket")
     p.add_argument("--token-file", help="bearer token file (default: controller.api.token_file)")
     p.add_argument("--json", action="store_true")
+    _timeout_arg(p)
     p.set_defaults(func=cmd_backend)
 
     p = sub.add_parser("doctor", help="is this machine ready for eswitchd: the DOCA release, what the "
