@@ -253,7 +253,7 @@ def test_the_status_verdict_is_the_last_check_and_a_scrape_never_checks(h, monke
     assert status.snapshot()["verdict"] == "consistent"
     checks = []
     real = consistency.check
-    monkeypatch.setattr(consistency, "check", lambda *a: checks.append(1) or real(*a))
+    monkeypatch.setattr(consistency, "check", lambda *a, **kw: checks.append(1) or real(*a, **kw))
     h.app.metrics.exposition()
     status.snapshot()
     status.refresh_verdict()                                           # nothing changed: not again

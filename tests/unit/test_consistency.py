@@ -194,3 +194,19 @@ def test_each_bucket_probe_carries_its_bucket_up_to_16_bits():
                 pkt = consistency._probes(svc)(b)
                 got = pkt.l4_src if kind == "src-port-bits" else int(netaddr.IPAddress(pkt.ipv4_src))
                 assert got & ((1 << bits) - 1) == b, (kind, bits, b)
+
+
+def test_verdict_only_skips_judging_buckets_when_drift_decides_and_pauses_otherwise():
+    cfg, p, flows, entries = maglev(1, 12)
+    pauses = []
+    rep = consistency.check(cfg, p, flows, p.pipes, entries, {}, verdict_only=True,
+                            pause=lambda: pauses.append(1))
+    assert rep["verdict"] == "consistent" and rep["services"][0]["ok"] == 4096
+    assert len(pauses) == 4096 // (consistency.PAUSE_MASK + 1)     # the buckets were judged
+    del flows["ovsbr1"][0]                                           # a missing flow: drift
+    pauses.clear()
+    rep = consistency.check(cfg, p, flows, p.pipes, entries, {}, verdict_only=True,
+                            pause=lambda: pauses.append(1))
+    assert rep["verdict"] == "drift" and rep["drift"] and not rep["buckets"] and pauses == []
+    full = consistency.check(cfg, p, flows, p.pipes, entries, {})
+    assert full["verdict"] == "drift" and full["services"][0]["buckets"] == 4096

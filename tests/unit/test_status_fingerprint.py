@@ -36,7 +36,7 @@ def make_status(monkeypatch):
     monkeypatch.setattr(st, "_stale", lambda: False)
     checks = []
     real = consistency.check
-    monkeypatch.setattr(consistency, "check", lambda *a: checks.append(1) or real(*a))
+    monkeypatch.setattr(consistency, "check", lambda *a, **kw: checks.append(1) or real(*a, **kw))
     return st, es, checks
 
 

@@ -206,8 +206,11 @@ class Runtime:
                           drained: Optional[Dict[str, Set[str]]],
                           down: Optional[Dict[str, Set[str]]], why: str) -> Dict[str, Any]:
         new_cfg = cfg or self.cfg
+        clock = _Phases()
         target = self.desired(new_cfg, drained=drained, down=down)
+        clock.lap("plan")
         changes = plan_mod.diff(self._applied, target)
+        clock.lap("diff")
         first = [c for c in changes if c.plane == "ovs" and c.op != "delete"]
         middle = [c for c in changes if c.plane == "eswitch"]
         last = [c for c in changes if c.plane == "ovs" and c.op == "delete"]
@@ -220,11 +223,13 @@ class Runtime:
                 self.ovs_read()
             except Exception:  # counting must not stop a drain: the next poll counts instead
                 log.exception("could not read OVS counters before the change")
+            clock.lap("ovs_read")
         try:
             self.ovs_apply(first)
         except Exception as exc:
             self._revert_ovs(first)
             raise TransitionError("OVS refused the change (%s); nothing changed" % exc)
+        clock.lap("ovs")
         if middle:
             try:
                 self._eswitch_apply(middle)
@@ -233,7 +238,9 @@ class Runtime:
                 detail = " (%s in %s)" % (exc.doca_error, exc.call) if exc.doca_error else ""
                 raise TransitionError("eSwitch refused the change: %s%s; both planes kept the "
                                       "previous state" % (exc, detail))
+            clock.lap("eswitch")
         self.ovs_apply(last)
+        clock.lap("ovs_deletes")
         moved = plan_mod.moved_buckets(self._applied, target)
         self.cfg, self._applied = new_cfg, target
         if drained is not None:
@@ -241,13 +248,13 @@ class Runtime:
         if down is not None:
             self.down = down
         summary: Dict[str, Any] = {"why": why, "ovs": len(first) + len(last), "eswitch": len(middle),
-                                   "moved_buckets": moved, "at": time.time()}
+                                   "moved_buckets": moved, "at": time.time(), "seconds": clock.laps}
         if cfg is not None:  # a new config (edit, reload): weights its buckets cannot realise
             summary["warnings"] = buckets.weight_warnings_of(new_cfg)
         self.last_transition = summary
         if changes:
-            log.info("applied %s: %d OVS and %d eSwitch change(s)", why or "change",
-                     summary["ovs"], summary["eswitch"])
+            log.info("applied %s: %d OVS and %d eSwitch change(s) in %.3f s (%s)", why or "change",
+                     summary["ovs"], summary["eswitch"], clock.total, clock.describe())
         if self.metrics is not None:
             for c in first + last:
                 self.metrics.reconciled("ovs", c.op)
@@ -370,6 +377,26 @@ class Runtime:
         with self.lock:
             self.es_totals.update(c)
         return True
+
+
+class _Phases:
+    """Seconds per phase of a transition: where a slow change spends its time."""
+
+    def __init__(self) -> None:
+        self.start = self.last = time.monotonic()
+        self.laps: Dict[str, float] = {}
+
+    def lap(self, name: str) -> None:
+        now = time.monotonic()
+        self.laps[name] = round(now - self.last, 4)
+        self.last = now
+
+    @property
+    def total(self) -> float:
+        return self.last - self.start
+
+    def describe(self) -> str:
+        return ", ".join("%s %.3f" % kv for kv in self.laps.items())
 
 
 def _moves_backend(c: Change) -> bool:

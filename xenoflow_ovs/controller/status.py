@@ -191,10 +191,10 @@ class Status:
         return (cfg, plan, self.app.bridges.dump_digests(), table, unreachable,
                 bool(counted["fallback"]))
 
-    @staticmethod
-    def _compare(inputs: Tuple[Any, ...]) -> Dict[str, Any]:
+    def _compare(self, inputs: Tuple[Any, ...], verdict_only: bool = False) -> Dict[str, Any]:
         cfg, plan, flows, pipes, entries, unreachable, counted = inputs[:7]
-        rep = consistency.check(cfg, plan, flows, pipes, entries, counted)
+        rep = consistency.check(cfg, plan, flows, pipes, entries, counted, verdict_only=verdict_only,
+                                pause=lambda: self.sleep(0))
         if unreachable:
             rep["drift"].append({"plane": "eswitch", "where": "*", "what": "unreachable",
                                  "expected": "eswitchd answering", "found": unreachable})
@@ -244,7 +244,7 @@ class Status:
                 return
             inputs = self._inputs() if cheap[3] is None else (
                 cheap[:2] + (self.app.bridges.installed_flows(),) + cheap[3:])
-            rep = self._compare(inputs)
+            rep = self._compare(inputs, verdict_only=True)   # only the verdict is kept
         except Exception:  # the status must answer even when the check cannot
             log.exception("check failed")
             rep, fingerprint = {"verdict": "drift"}, None

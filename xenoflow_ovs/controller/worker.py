@@ -20,6 +20,7 @@ import logging
 import time
 from typing import Any, Callable, Dict, Optional
 
+from .. import memory
 from ..eswitch.client import EswitchError
 from . import alarms as alarms_mod
 from . import compat
@@ -39,6 +40,7 @@ class Worker:
         self.status = status
         self.poll = poll                     # posts the poll event to the app
         self.interval = interval
+        self.trimmer = memory.Trimmer()
         self.ensure_every = ensure_every
         self.ovsdb: Optional[ovsdb_mod.Ovsdb] = None
         # written here, read by the event thread: keys fixed from the start
@@ -65,6 +67,7 @@ class Worker:
             # dumps it shows
             self.status.refresh_verdict()
             self.poll()
+            self.trimmer.tick()    # a check or a big change leaves freed heap behind
             n += 1
             self._stop.wait(self.interval)
 

@@ -21,7 +21,7 @@ import threading
 import uuid
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from .. import instance, logsetup, sdnotify
+from .. import instance, logsetup, memory, sdnotify
 from ..exitcodes import EXIT_ERROR, EXIT_OK
 from ..intent import capacity, eswitch_ports
 from ..intent import config as config_mod
@@ -481,6 +481,7 @@ class _Handler(socketserver.StreamRequestHandler):
     def handle(self) -> None:
         try:
             for line in self.rfile:
+                req = None
                 try:
                     req = json.loads(line)
                     reply = self.server.dispatch(req, self)  # type: ignore[attr-defined]
@@ -488,6 +489,10 @@ class _Handler(socketserver.StreamRequestHandler):
                     reply = _error_reply(exc)
                 self.wfile.write(json.dumps(reply).encode() + b"\n")
                 self.wfile.flush()
+                if isinstance(req, dict) and req.get("op") in ("list", "apply"):
+                    # a listing or a large change leaves tens of MB freed but mapped
+                    del reply
+                    memory.give_back()
         finally:
             self.server.sessions.closed(self)  # type: ignore[attr-defined]
 

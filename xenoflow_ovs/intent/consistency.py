@@ -24,6 +24,7 @@ from .plan import Entry, Flow, Pipe, Plan, int_to_ip
 from .render import describe_entry, to_ofctl
 
 LIST_ALL = 4096     # bucket rows: all of them up to this many in the plan; mismatched ones beyond
+PAUSE_MASK = 2047   # pause() every 2048 buckets
 
 
 def _drift_ovs(planned: Sequence[Flow], actual: Dict[str, Sequence[Flow]]) -> List[Dict[str, Any]]:
@@ -94,7 +95,8 @@ def _probes(svc: Service) -> Callable[[int], fate.Packet]:
 
 
 def _check_buckets(cfg: Config, tables: Sequence[Tuple[str, Sequence[str]]], ovs: fate.OvsIndex,
-                   es: Optional[fate.EswitchIndex]) -> Tuple[List[Dict[str, Any]], List[Dict[str, Any]], int]:
+                   es: Optional[fate.EswitchIndex], pause: Optional[Callable[[], Any]] = None
+                   ) -> Tuple[List[Dict[str, Any]], List[Dict[str, Any]], int]:
     """Every bucket's probe through both planes: (rows to list, per-service summary,
     mismatched rows left out by the cap)."""
     list_all = sum(len(tbl) for _, tbl in tables) <= LIST_ALL
@@ -107,6 +109,8 @@ def _check_buckets(cfg: Config, tables: Sequence[Tuple[str, Sequence[str]]], ovs
         wants = {be.name: (svc.egress, be.mac) for be in svc.backends}
         mismatched = 0
         for b, backend in enumerate(tbl):
+            if pause is not None and not b & PAUSE_MASK:
+                pause()
             want = wants.get(backend) or (svc.egress, svc.backend(backend).mac)  # KeyError names it
             pkt = probe(b)
             of = ovs.fate(pkt)
@@ -133,9 +137,14 @@ def _check_buckets(cfg: Config, tables: Sequence[Tuple[str, Sequence[str]]], ovs
 
 def check(cfg: Config, desired: Plan, ovs_flows: Optional[Dict[str, Sequence[Flow]]],
           es_pipes: Sequence[Pipe] = (), es_entries: Sequence[Entry] = (),
-          counters: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+          counters: Optional[Dict[str, Any]] = None, verdict_only: bool = False,
+          pause: Optional[Callable[[], Any]] = None) -> Dict[str, Any]:
     """`ovs_flows` None means OVS could not be read (a bridge not connected): that is drift.
-    The plan's flows, entries and tables are built on each access: each is read once."""
+    The plan's flows, entries and tables are built on each access: each is read once.
+    verdict_only: with drift found, the buckets and routes are not judged (the verdict is
+    drift whatever they say; at 2^16 buckets a service judging them takes seconds).
+    pause: called every few thousand buckets (a cooperative framework's yield: a long
+    check must not starve the switch connections)."""
     counters = counters or {}
     drift: List[Dict[str, Any]] = []
     if ovs_flows is None:
@@ -147,9 +156,14 @@ def check(cfg: Config, desired: Plan, ovs_flows: Optional[Dict[str, Sequence[Flo
     if cfg.has_eswitch:
         drift += _drift_eswitch(desired.pipes, desired.entries, es_pipes, es_entries)
 
+    fallback = counters.get("fallback") if cfg.has_eswitch else None
+    if drift and verdict_only:
+        return {"verdict": "drift", "consistent": False, "drift": drift, "services": [],
+                "buckets": [], "bucket_rows": "not judged", "buckets_left_out": 0, "routes": [],
+                "fallback_packets": fallback, "miss_other_packets": counters.get("miss_other")}
     ovs = fate.OvsIndex(ovs_flows, cfg.bridge_of)
     es = fate.EswitchIndex(es_entries) if cfg.has_eswitch else None
-    buckets_out, summary, left_out = _check_buckets(cfg, desired.tables, ovs, es)
+    buckets_out, summary, left_out = _check_buckets(cfg, desired.tables, ovs, es, pause)
 
     routes_out = []
     for r in cfg.routes:
@@ -171,7 +185,6 @@ def check(cfg: Config, desired: Plan, ovs_flows: Optional[Dict[str, Sequence[Flo
         row["ok"] = ok
         routes_out.append(row)
 
-    fallback = counters.get("fallback") if cfg.has_eswitch else None
     if drift:
         verdict = "drift"
     elif any(s["mismatched"] for s in summary) or not all(r["ok"] for r in routes_out):
