@@ -371,6 +371,7 @@ class XenoFlowApp(compat.BaseApp):
         if self.bridges.repairs > repairs:    # per bridge: flows repaired again and again
             self.alarms.repaired(["bridge %s flows" % b.name], time.time())
         self.status.refresh()
+        self.notify_ready()     # the dump that shows our flows, not the next poll, says so
 
     @set_ev_cls(ofp_event.EventOFPAggregateStatsReply, MAIN_DISPATCHER)
     @guarded

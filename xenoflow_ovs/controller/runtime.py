@@ -135,15 +135,21 @@ class Runtime:
         """First sync after (re)start: adopt what eswitchd holds (no flush, no duplicates).
         OVS is adopted per bridge by the app when each bridge connects."""
         with self.lock:
+            clock = _Phases()
             target = self.desired()
+            clock.lap("plan")
             done = {"eswitch": 0}
             if self.eswitch is not None and self.cfg.has_eswitch:
                 pipes, entries = self.eswitch.installed()
                 self.es_table = getattr(self.eswitch, "listed", None)
+                clock.lap("list")
                 changes = plan_mod.adoption_changes(pipes, entries, target)
+                clock.lap("diff")
                 if changes:
                     self._eswitch_apply(changes)
-                    log.info("eSwitch adopted %d entr(ies), changed %d", len(entries), len(changes))
+                    clock.lap("apply")
+                    log.info("eSwitch adopted %d entr(ies), changed %d in %.3f s (%s)", len(entries),
+                             len(changes), clock.total, clock.describe())
                 done["eswitch"] = len(changes)
                 done["adopted"] = len(entries)
             self._applied, self.started = target, True
