@@ -124,6 +124,12 @@ def measure_lab(lab: Any, p: SP.Point, row: Dict[str, Any], want: Dict[str, int]
     row["check_s"], row["check_rc"] = chk["seconds"], chk["rc"]
 
 
+def point_timeout(base: float, p: SP.Point) -> float:
+    """A point's time limit: `base`, more for the big ones (a check and a reconcile judge
+    every bucket: ~0.1 ms each here, several times per point)."""
+    return max(base, p.buckets / 1500.0)
+
+
 def run_point(lab: Any, p: SP.Point, sweeps: List[str], timeout: float, cpu_window: float) -> Dict[str, Any]:
     row: Dict[str, Any] = {"point": p.name, "services": p.services, "bits": p.bits, "backends": p.backends,
                            "policy": p.policy, "buckets": p.buckets, "sweeps": "+".join(sweeps)}
@@ -274,7 +280,8 @@ forgotten, then:
 - controller CPU: /proc/<pid>/stat over {win:.0f} s at steady state (poll interval as
   configured, default 1 s), as a share of one core; RSS: VmRSS of the controller and eswitchd;
 - check: one `xenoflow check` at steady state (CLI start included).
-Each point has {timeout:.0f} s; one that runs out says where. The machine: 2 shared vCPUs.
+Each point has {timeout:.0f} s (more for the big ones: buckets / 1500 s); one that runs out
+says where. The machine: 2 shared vCPUs.
 
 {points}
 
@@ -401,7 +408,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             lab.up()
         for p, sweeps in points:
             log("point %s (%s)" % (p.name, "+".join(sweeps)))
-            row = run_point(lab, p, sweeps, timeout, window)
+            row = run_point(lab, p, sweeps, point_timeout(timeout, p), window)
             rows.append(row)
             log("  %s" % ", ".join("%s=%s" % (k, _f(row[k]) if isinstance(row[k], float) else row[k])
                                    for k in COLUMNS[9:] if row.get(k) not in (None, "")))
