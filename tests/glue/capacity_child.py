@@ -68,7 +68,7 @@ def move(a: config.Config, b: config.Config) -> List[plan_mod.Change]:
 def attempt(state: EswitchState, changes: List[plan_mod.Change]) -> Dict[str, Any]:
     """Apply; what it did, or the DOCA error it was refused with."""
     try:
-        return {"done": state.apply(changes)}
+        return {"done": state.apply(changes)["applied"]}   # the counts per op, without the versions
     except GlueError as e:
         return {"doca_error": e.doca_error, "call": e.call}
 
