@@ -39,7 +39,7 @@ RUN_DIR = "/tmp/xb-scale"
 COLUMNS = ["point", "services", "bits", "backends", "policy", "buckets", "sweeps", "flows", "entries",
            "plan_s", "replan_s", "diff_s", "plan_diff_s", "changes", "moved_expected",
            "install_s", "api_up_s", "install_rc", "removal_s", "moved_reported", "removal_rc",
-           "ovs_up_s", "reconcile_s", "reconcile_consistent_s", "ctrl_cpu", "cpu_window_s",
+           "removal_phases", "ovs_up_s", "reconcile_s", "reconcile_consistent_s", "ctrl_cpu", "cpu_window_s",
            "ctrl_rss_mb", "esw_rss_mb", "check_s", "check_rc", "point_s", "error"]
 
 
@@ -106,6 +106,8 @@ def measure_lab(lab: Any, p: SP.Point, row: Dict[str, Any], want: Dict[str, int]
     reply = lab.api("POST", "/services/%s/backends/%s/drain" % (svc, be), deadline - time.monotonic())
     row["removal_s"] = time.monotonic() - t
     row["moved_reported"] = reply.get("moved_buckets")
+    # the controller's own account of where the change spent its time
+    row["removal_phases"] = " ".join("%s=%.3f" % kv for kv in (reply.get("seconds") or {}).items())
     step[0] = "check after removal"
     row["removal_rc"] = lab.check(deadline)["rc"]
     step[0] = "OVS restart"
