@@ -16,7 +16,6 @@ the check asks once per bucket, and 2^16 buckets times 2^16 flows is out of reac
 from __future__ import annotations
 
 import operator
-import socket
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Dict, Hashable, List, Optional, Sequence, Tuple
 
@@ -56,13 +55,15 @@ class Fate:
 def _ip_to_int(v: Any) -> int:
     if isinstance(v, int):
         return v
-    # A strict dotted quad without netaddr (a lookup per bucket and plane adds up):
-    # inet_pton accepts exactly what netaddr does by default; anything else, netaddr
-    # decides (and names the problem) as before.
-    try:
-        return int.from_bytes(socket.inet_pton(socket.AF_INET, v), "big")
-    except (OSError, TypeError, ValueError):
-        return int(netaddr.IPAddress(v))
+    # A plain dotted quad without netaddr (a lookup per bucket and plane adds up); anything
+    # else (leading zeros, other forms), netaddr decides and names the problem, as before.
+    parts = v.split(".") if isinstance(v, str) else ()
+    if len(parts) == 4 and all(p.isdigit() and len(p) <= 3 and (p == "0" or p[0] != "0")
+                               for p in parts):
+        a, b, c, d = (int(p) for p in parts)
+        if a < 256 and b < 256 and c < 256 and d < 256:
+            return a << 24 | b << 16 | c << 8 | d
+    return int(netaddr.IPAddress(v))
 
 
 def _masked(want: Any, have: int, conv: Any = int) -> bool:
