@@ -407,7 +407,9 @@ def scale_section(results: str) -> Optional[str]:
              "every column in [scale.md](%s/scale.md)." % (
                  " --smoke" if meta.get("smoke") else "", len(rows), meta.get("duration_s", 0),
                  "; " + "; ".join(meta["notes"]) if meta.get("notes") else "", rel),
-             "", "### Goals at scale", "", bench_scale.goal_table(rows, forward),
+             "", "### Goals at scale", "", bench_scale.goal_table(rows, forward), "",
+             "Where each missed goal spends its time, and what meeting it would take: "
+             "[docs/scaling.md](../docs/scaling.md#where-the-goals-stand-and-why).",
              "", "### Growth of each cost (least squares in relative error; n = the sweep's factor)", "",
              bench_scale.fit_table(rows), "", "### Points", "", bench_scale.points_table(rows)]
     if forward:
