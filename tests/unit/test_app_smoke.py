@@ -283,3 +283,9 @@ def test_launcher_under_ryu_points_to_ryu_manager_and_rejects_a_bad_config(tmp_p
                            env=env, timeout=60)
         assert p.returncode == 2
         assert "ryu-manager" in p.stderr and "XENOFLOW_CONFIG=" in p.stderr
+
+
+def test_large_batches_get_more_time_for_their_barriers():
+    from xenoflow_ovs.controller import app as app_mod
+    assert app_mod.barrier_timeout(0) == app_mod.BARRIER_TIMEOUT
+    assert app_mod.barrier_timeout(16000) > app_mod.barrier_timeout(100) > app_mod.BARRIER_TIMEOUT

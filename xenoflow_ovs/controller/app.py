@@ -58,6 +58,7 @@ ENV_FULL = "XENOFLOW_FULL_DUMP_FLOWS"        # bridges up to this many flows: a 
 ENV_ENSURE = "XENOFLOW_ENSURE_INTERVAL"      # re-check OVSDB this often, s (default 30; and
                                              # at once after a reconnection)
 BARRIER_TIMEOUT = 10.0
+BARRIER_PER_CHANGE = 0.001    # s: a large batch (a 2^16-bucket drain: ~16 000 flow-mods) gets more
 
 
 class EventPoll(compat.event.EventBase):
@@ -144,6 +145,12 @@ def wait_for_eswitchd(cfg: config_mod.Config) -> None:
         logging.getLogger("xenoflow.app").warning(
             "eswitchd not answering at %s: starting with OVS alone (dpu.eswitch.connect_timeout 0)",
             cfg.path(cfg.eswitch.socket))
+
+
+def barrier_timeout(changes: int) -> float:
+    """How long a batch's barriers may take: OVS confirms ~10 000 flow-mods a second here,
+    and a check running meanwhile delays the replies' handling."""
+    return BARRIER_TIMEOUT + BARRIER_PER_CHANGE * changes
 
 
 def planes_programmed(view: Dict[str, Any], started: bool) -> bool:
@@ -280,7 +287,7 @@ class XenoFlowApp(compat.BaseApp):
     def ovs_apply(self, changes: List[Change]) -> None:
         """The runtime's OVS half (bridge.apply_and_wait)."""
         bridge_mod.apply_and_wait(self.bridges, changes, self.run_in_app, compat.make_event,
-                                  BARRIER_TIMEOUT)
+                                  barrier_timeout(len(changes)))
 
     # -- connection handlers
 
