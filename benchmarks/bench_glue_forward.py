@@ -174,6 +174,17 @@ def _latency(cmd: Cmd, nl, g: str, probe: str, args) -> List[Dict]:
     return rows
 
 
+def _paced(cmd: Cmd, nl, g: str, pacer: str, args) -> Tuple[Dict, Dict, Dict]:
+    """One paced burst from the client: (what the pacer sent, forwarder stats before, after)."""
+    before = cmd("stats")
+    p = nl.run_in_ns(g, [pacer, "--dst", VIP, "--port", "53", "--rate", str(args.rate),
+                         "--duration", str(args.seconds), "--size", "18", "--src", CLIENT],
+                     timeout=args.seconds + 60)
+    sent = json.loads(p.stdout)
+    time.sleep(0.2)                 # the last frames reach the forwarder's counters
+    return sent, before, cmd("stats")
+
+
 def _throughput(cmd: Cmd, nl, g: str, pacer: str, args) -> Tuple[List[Dict], Dict[str, List[float]]]:
     """2. throughput, busy-poll: pipeline vs plain io loop, interleaved repetitions.  The
     buckets point at a MAC nobody owns, so in both variants the server's kernel drops the
@@ -186,13 +197,7 @@ def _throughput(cmd: Cmd, nl, g: str, pacer: str, args) -> Tuple[List[Dict], Dic
     for _ in range(args.reps):
         for label in ("io loop", "pipeline"):
             cmd("bypass %d" % (label == "io loop"))
-            before = cmd("stats")
-            p = nl.run_in_ns(g, [pacer, "--dst", VIP, "--port", "53", "--rate", str(args.rate),
-                                 "--duration", str(args.seconds), "--size", "18", "--src", CLIENT],
-                             timeout=args.seconds + 60)
-            sent = json.loads(p.stdout)
-            time.sleep(0.2)
-            after = cmd("stats")
+            sent, before, after = _paced(cmd, nl, g, pacer, args)
             fwd = after["p1"]["tx_pkts"] - before["p1"]["tx_pkts"]
             rates[label].append(fwd / sent["elapsed_s"] / 1000.0)
             dns = after["fwd"]["busy_ns"] - before["fwd"]["busy_ns"]
@@ -235,13 +240,7 @@ def _entries_sweep(nl, g: str, d: str, tag: str, pacer: str, env: Dict[str, str]
                 cmd = Cmd(sw)
                 cmd("poll 1 50 20")
                 cmd("mac 02:00:c6:12:00:99")    # nobody's MAC: the server drops at L2, no echoes
-                before = cmd("stats")
-                p = nl.run_in_ns(g, [pacer, "--dst", VIP, "--port", "53", "--rate", str(args.rate),
-                                     "--duration", str(args.seconds), "--size", "18", "--src", CLIENT],
-                                 timeout=args.seconds + 60)
-                sent = json.loads(p.stdout)
-                time.sleep(0.2)
-                after = cmd("stats")
+                sent, before, after = _paced(cmd, nl, g, pacer, args)
                 sw.stdin.write("quit\n")
                 sw.stdin.flush()
                 sw.wait(timeout=60)

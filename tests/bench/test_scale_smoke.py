@@ -26,6 +26,16 @@ TIMES = ("plan_s", "replan_s", "diff_s", "install_s", "api_up_s", "removal_s", "
          "reconcile_s", "reconcile_consistent_s", "check_s")
 
 
+def bench_module(name):
+    """A module of benchmarks/ (not a package: imported from its folder)."""
+    import importlib
+    sys.path.insert(0, BENCH)
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(BENCH)
+
+
 @pytest.fixture(scope="module")
 def scale(tmp_path_factory):
     import shutil
@@ -44,11 +54,7 @@ def scale(tmp_path_factory):
 
 def test_every_smoke_point_is_measured(scale):
     out, rows, log = scale
-    sys.path.insert(0, BENCH)
-    try:
-        import scale_points
-    finally:
-        sys.path.remove(BENCH)
+    scale_points = bench_module("scale_points")
     assert [r["point"] for r in rows] == [p.name for p, _ in scale_points.smoke_points()], log[-3000:]
     assert {r["policy"] for r in rows} == set(scale_points.POLICIES)
     for r in rows:
@@ -74,11 +80,7 @@ def test_verdicts_consistent_and_removal_moved_what_the_diff_says(scale):
 
 def test_goals_evaluated_and_written(scale):
     out, rows, _ = scale
-    sys.path.insert(0, BENCH)
-    try:
-        import scale_points
-    finally:
-        sys.path.remove(BENCH)
+    scale_points = bench_module("scale_points")
     with open(os.path.join(out, "glue_forward_entries.csv")) as f:
         forward = list(csv.DictReader(f))
     assert [int(r["entries"]) for r in forward] == [2, 65536]
