@@ -18,8 +18,8 @@ PKG = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 INTENT = os.path.join(PKG, "intent")
 
 # what intent/ may import: its own modules and these (pure computation, parsing)
-ALLOWED = {"__future__", "typing", "dataclasses", "array", "operator", "hashlib", "zlib", "os", "re", "itertools",
-           "collections", "functools", "math", "enum", "ipaddress", "yaml", "netaddr"}
+ALLOWED = {"__future__", "typing", "dataclasses", "array", "operator", "hashlib", "zlib", "os", "re",
+           "itertools", "collections", "functools", "math", "enum", "ipaddress", "yaml", "netaddr"}
 # the one place that reads a file: the config loader
 OPEN_ALLOWED = {("config.py", "load_yaml")}
 # os is allowed for os.path only: anything else on os is I/O or process state
