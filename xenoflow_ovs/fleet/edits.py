@@ -1,0 +1,132 @@
+"""Changes of the fleet's intent as pure functions: (the services as read, the whole
+snapshot) -> the services to write, or an exception that writes nothing.
+
+store.Store.change() runs one of these inside a verified transaction (again on a fresh
+read when a concurrent edit got in first). Each validates its result against every
+DPU's published facts and against the facts of the file it was imported from
+(`Fleet.external_ids:facts`), so a change no DPU could take is refused before commit.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Dict, List, Optional, Set
+
+from . import agreement, model
+
+Rows = List[Dict[str, Any]]
+FLAGS = ("drained", "health", "health_seq", "health_why")
+
+
+class Conflict(ValueError):
+    """The request makes no sense in the current state (HTTP 409)."""
+
+
+def _carry(old: Rows, new: Rows) -> Rows:
+    """The new rows with the drain and health state of the backends both have."""
+    flags = {(s["name"], b["name"]): {k: b[k] for k in FLAGS if k in b}
+             for s in old for b in s.get("backends", [])}
+    for s in new:
+        for b in s["backends"]:
+            b.update(flags.get((s["name"], b["name"]), {}))
+    return new
+
+
+def _contexts(snap: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
+    """Every DPU's published facts, and the import's under the name "<imported file>"."""
+    out = {n: d for n, d in snap.get("dpus", {}).items() if d.get("facts")}
+    ref = (snap.get("external_ids") or {}).get("facts")
+    if ref:
+        out["<imported file>"] = {"facts": ref}
+    return out
+
+
+def check(services: List[Dict[str, Any]], snap: Dict[str, Any]) -> None:
+    lines = model.validate(services, _contexts(snap))
+    if lines:
+        raise model.FleetError(lines)
+
+
+def import_services(services: List[Dict[str, Any]], facts: Optional[str] = None):
+    """Replace every service by these (a file's `services:`). Drains and health of the
+    backends that stay are kept. `facts`: the file's local part (the import's context)."""
+    def mutate(before: Rows, snap: Dict[str, Any]) -> Rows:
+        if facts is not None:      # written with the services: the next edits' context
+            snap["external_ids"] = dict(snap.get("external_ids") or {}, facts=facts)
+        check(services, snap)
+        return _carry(before, model.rows_of(services))
+    return mutate
+
+
+def _find(rows: Rows, service: str, backend: Optional[str] = None) -> Dict[str, Any]:
+    for s in rows:
+        if s["name"] == service:
+            if backend is None:
+                return s
+            for b in s["backends"]:
+                if b["name"] == backend:
+                    return b
+            raise LookupError("no backend %r in service %r" % (backend, service))
+    raise LookupError("no service %r" % service)
+
+
+def _out_of_service(rows: Rows) -> Dict[str, Set[str]]:
+    out: Dict[str, Set[str]] = {}
+    for s in rows:
+        for b in s["backends"]:
+            if b.get("drained") or b.get("health") == "down":
+                out.setdefault(s["name"], set()).add(b["name"])
+    return out
+
+
+def drain(service: str, backend: str, on: bool = True):
+    def mutate(before: Rows, snap: Dict[str, Any]) -> Rows:
+        b = _find(before, service, backend)
+        if on and not b.get("drained"):
+            if model.last_in_service(model.services_of(before), _out_of_service(before), service, backend):
+                raise Conflict("cannot drain %s: it is the last backend in service of %s"
+                               % (backend, service))
+        b["drained"] = on
+        return before
+    return mutate
+
+
+def backend_edit(op: str, service: str, backend: str, **fields: Any):
+    """add (ip, mac, weight), remove, weight (weight): the same edits as the API's."""
+    def mutate(before: Rows, snap: Dict[str, Any]) -> Rows:
+        services = model.services_of(before)
+        svc = _find(services, service)
+        names = [b["name"] for b in svc["backends"]]
+        if op == "add":
+            if backend in names:
+                raise Conflict("service %r already has a backend %r" % (service, backend))
+            svc["backends"].append(dict({"name": backend}, **fields))
+        elif backend not in names:
+            raise LookupError("no backend %r in service %r" % (backend, service))
+        elif op == "remove":
+            svc["backends"].pop(names.index(backend))
+        elif op == "weight":
+            svc["backends"][names.index(backend)]["weight"] = fields["weight"]
+        else:
+            raise ValueError("unknown backend edit %r" % op)
+        check(services, snap)
+        return _carry(before, model.rows_of(services))
+    return mutate
+
+
+def agree_health(window: Optional[int] = None):
+    """Write the verdicts the agreement rule reaches on the snapshot read."""
+    def mutate(before: Rows, snap: Dict[str, Any]) -> Rows:
+        for v in agreement.decide(snap, window):
+            b = _find(before, v.service, v.backend)
+            b["health"] = "up" if v.up else "down"
+            b["health_seq"] = int(snap.get("health_seq", 0))
+            b["health_why"] = v.why
+        return before
+    return mutate
+
+
+def file_facts(data: Dict[str, Any]) -> str:
+    """The local part of an imported file, as the import's validation context."""
+    local = {k: v for k, v in data.items() if k not in ("services", "fleet")}
+    return json.dumps(local, sort_keys=True)
