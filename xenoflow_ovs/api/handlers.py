@@ -24,12 +24,22 @@ def _error(code: int, message: str, **extra: Any) -> Reply:
 
 
 def _guard(fn: Any) -> Any:
-    """Map the runtime's exceptions onto HTTP statuses."""
+    """Map the runtime's (and the fleet store's) exceptions onto HTTP statuses."""
+    from ..fleet import edits as fleet_edits
+    from ..fleet.model import FleetError
+    from ..fleet.store import StoreError
+
     def wrapped(body: Any, **params: str) -> Reply:
         try:
             return fn(body, **params)
         except config_mod.ConfigError as exc:
             return _error(400, "the change makes an invalid config", errors=exc.lines())
+        except FleetError as exc:
+            return _error(400, "the change does not fit every DPU of the fleet", errors=exc.lines)
+        except fleet_edits.Conflict as exc:
+            return _error(409, str(exc))
+        except StoreError as exc:
+            return _error(503, str(exc))
         except LookupError as exc:
             return _error(404, str(exc.args[0]) if exc.args else str(exc))
         except Conflict as exc:
@@ -64,12 +74,17 @@ def _backend_index(data: Dict[str, Any], si: int, backend: str) -> int:
 
 
 def install(api: Any, rt: Any, status: Any, reload: Callable[[], Dict[str, Any]],
-            metrics: Any = None) -> None:
+            metrics: Any = None, fleet: Any = None) -> None:
     """The routes over a running controller: `rt` its runtime (runtime.Runtime),
     `status` its status (status.Status: `.snapshot()`, `.check()`), `reload` the
-    reload from its config file, `metrics` its metrics.Metrics (or None)."""
+    reload from its config file, `metrics` its metrics.Metrics (or None), `fleet` the
+    follower of the fleet's store (fleet/follower.py) when the DPU is in one: backend
+    edits are then store transactions, answered once this DPU applied them."""
     _install_views(api, rt, status)
-    _install_edits(api, rt, reload)
+    if fleet is not None:
+        _install_fleet_edits(api, fleet, reload)
+    else:
+        _install_edits(api, rt, reload)
     if metrics is not None:
         api.route("GET", "/metrics", lambda body: (200, metrics.exposition(), metrics.content_type))
     api.route("GET", "/openapi.yaml", lambda body: (200, open(OPENAPI, "rb").read(), "application/yaml"))
@@ -152,6 +167,44 @@ def _install_edits(api: Any, rt: Any, reload: Callable[[], Dict[str, Any]]) -> N
     for action, on in (("drain", True), ("undrain", False)):
         def drain(body: Any, service: str, backend: str, on: bool = on) -> Reply:
             return 200, rt.drain(service, backend, on)
+        api.route("POST", "/services/{service}/backends/{backend}/" + action, _guard(drain))
+
+    @_guard
+    def post_reload(body: Any) -> Reply:
+        return 200, reload()
+    api.route("POST", "/reload", post_reload)
+
+
+def _install_fleet_edits(api: Any, fleet: Any, reload: Callable[[], Dict[str, Any]]) -> None:
+    """The same routes, bodies and errors; the edit is committed to the store (validated
+    against every DPU's facts first) and every DPU applies it."""
+    from ..fleet import edits as fleet_edits
+
+    @_guard
+    def add_backend(body: Any, service: str) -> Reply:
+        spec = dict(_object(body, ("name", "ip", "mac"), ("weight",)))
+        name = spec.pop("name")
+        return 201, fleet.edit(fleet_edits.backend_edit("add", service, name, **spec),
+                               "API: add backend %s/%s" % (service, name))
+    api.route("POST", "/services/{service}/backends", add_backend)
+
+    @_guard
+    def remove_backend(body: Any, service: str, backend: str) -> Reply:
+        return 200, fleet.edit(fleet_edits.backend_edit("remove", service, backend),
+                               "API: remove backend %s/%s" % (service, backend))
+    api.route("DELETE", "/services/{service}/backends/{backend}", remove_backend)
+
+    @_guard
+    def set_weight(body: Any, service: str, backend: str) -> Reply:
+        spec = _object(body, ("weight",))
+        return 200, fleet.edit(fleet_edits.backend_edit("weight", service, backend, weight=spec["weight"]),
+                               "API: weight %s/%s=%s" % (service, backend, spec["weight"]))
+    api.route("PUT", "/services/{service}/backends/{backend}/weight", set_weight)
+
+    for action, on in (("drain", True), ("undrain", False)):
+        def drain(body: Any, service: str, backend: str, on: bool = on) -> Reply:
+            return 200, fleet.edit(fleet_edits.drain(service, backend, on),
+                                   "%s %s/%s" % ("drain" if on else "undrain", service, backend))
         api.route("POST", "/services/{service}/backends/{backend}/" + action, _guard(drain))
 
     @_guard

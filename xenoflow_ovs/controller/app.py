@@ -129,6 +129,16 @@ def start_process(path: Optional[str], launched: bool) -> Tuple[config_mod.Confi
     return cfg, {"generation": gen, "who": "controller pid %d" % os.getpid()}
 
 
+def start_fleet(cfg: config_mod.Config) -> Tuple[config_mod.Config, Any]:
+    """The services from the fleet's store (or the intent applied before): exit 2 without."""
+    from ..fleet import follower as follower_mod
+    try:
+        return follower_mod.bootstrap(cfg)
+    except (follower_mod.FleetStartError, config_mod.ConfigError) as exc:
+        logging.getLogger("xenoflow.app").error("%s", str(exc).replace("\n", "; "))
+        raise SystemExit(EXIT_ERROR)
+
+
 def wait_for_eswitchd(cfg: config_mod.Config) -> None:
     """Up to dpu.eswitch.connect_timeout s for eswitchd's hello (a read: no claim)."""
     if not cfg.has_eswitch:
@@ -187,10 +197,13 @@ class XenoFlowApp(compat.BaseApp):
         # a process of its own (ryu-manager, our launcher), not a test building apps
         self.standalone = cfg is None
         session = None
+        self.fleet: Any = kwargs.pop("xenoflow_fleet", None)
         if self.standalone:
             if not logsetup.configured():      # ryu-manager: our format, levels from env
                 logsetup.from_env("controller")
             cfg, session = start_process(path, launched=instance.held("controller"))
+            if cfg.fleet is not None:          # the services come from the fleet's store
+                cfg, self.fleet = start_fleet(cfg)
         super().__init__(*args, **kwargs)
         self.logger = logging.getLogger("xenoflow.app")
         self.kill_on_exception = os.environ.get(ENV_KILL, "1") != "0"
@@ -204,7 +217,9 @@ class XenoFlowApp(compat.BaseApp):
                                            eswitch=eswitch if eswitch is not None
                                            else make_eswitch(cfg, session),
                                            metrics=self.metrics, lock=compat.make_lock())
-        if self.standalone:   # a controller process: the operator's durable edits are its intent too
+        if self.standalone and self.fleet is None:
+            # a controller process: the operator's durable edits are its intent too (in a
+            # fleet they are the store's)
             try:
                 overlay_mod.attach(self.runtime)
             except overlay_mod.OverlayError as exc:
@@ -229,6 +244,9 @@ class XenoFlowApp(compat.BaseApp):
             ensure_every=float(os.environ.get(ENV_ENSURE, "") or worker_mod.ENSURE_EVERY),
             alarms=self.alarms)
         self.management = management_mod.Management(self, path)
+        if self.fleet is not None:
+            self.fleet.attach(self.runtime, self.management.health, self.status.verdict,
+                              lambda: self.run_in_app(self.follow_runtime))
         self.state_file = statefile.StateFile(statefile.default_path(cfg))
         self.follow_runtime()
         self.status.refresh()
@@ -246,6 +264,8 @@ class XenoFlowApp(compat.BaseApp):
             except ValueError:   # not the main thread
                 pass
         self.threads.append(compat.hub.spawn(self.worker.run))
+        if self.fleet is not None:
+            self.threads.append(compat.hub.spawn(self.fleet.run))
         self.management.start()
         cfg = self.runtime.cfg
         self.logger.info("XenoFlow controller (%s) for %s: %d bridge(s), %d flow(s) planned, "
@@ -258,6 +278,8 @@ class XenoFlowApp(compat.BaseApp):
         if self.standalone:
             sdnotify.stopping()
         self.worker.stop()
+        if self.fleet is not None:
+            self.fleet.stop()
         self.management.stop()
         super().stop()
         self.state_file.write(self.status.app_view())

@@ -56,7 +56,8 @@ class Management:
         self.api = api_mod.Api(a.host, a.port, cfg.path(a.socket) if a.socket else None,
                                token=api_mod.read_token(cfg.path(a.token_file) if a.token_file else None),
                                spawn=compat.hub.spawn)
-        handlers_mod.install(self.api, app.runtime, app.status, self.reload_from_file, app.metrics)
+        handlers_mod.install(self.api, app.runtime, app.status, self.reload_from_file, app.metrics,
+                             fleet=app.fleet)
         self.api.start()
         self.metrics_api = api_mod.start_metrics_listener(cfg, app.metrics, app.status.snapshot,
                                                           spawn=compat.hub.spawn)
@@ -97,7 +98,10 @@ class Management:
         try:
             if not self.config_path:
                 raise runtime_mod.Conflict("the controller was not started from a config file")
-            out = self.apply_config(config_mod.load(self.config_path), why="reload")
+            new_cfg = config_mod.load(self.config_path)
+            if self.app.fleet is not None:    # the file's own part, with the store's services
+                new_cfg = self.app.fleet.with_local(new_cfg)
+            out = self.apply_config(new_cfg, why="reload")
         except Exception:
             metrics.reloaded(False)
             raise

@@ -76,6 +76,8 @@ class Runtime:
         # The operator's durable edits (xenoflow_ovs/overlay.Overlay), or None: drains and
         # API edits are then lost at restart (unit tests, tools that plan only).
         self.overlay: Any = None
+        # In a fleet, the follower of the store (fleet/follower.py): edits go there.
+        self.fleet: Any = None
         # Reads OVS's flow counters now (the app dumps every bridge and waits for the
         # replies), or None: called before a transition modifies a service flow to another
         # backend, so what the flow counted until then stays with the backend it had.

@@ -68,6 +68,9 @@ def build(rt: Any, view: Dict[str, Any], verdict: str, monitor: Any = None,
     overlay = getattr(rt, "overlay", None)
     if overlay is not None:  # {path, edits, dropped}: the operator's durable edits (overlay.py)
         st["overlay"] = overlay.view()
+    fleet = getattr(rt, "fleet", None)
+    if fleet is not None:    # the store this DPU follows, and how far (fleet/follower.py)
+        st["fleet"] = fleet.view()
     # [{"kind": "repeated_repair" | "fenced", "what", "count", "since"}] (controller/alarms.py)
     st["alarms"] = list(alarms or [])
     st["verdict"] = verdict

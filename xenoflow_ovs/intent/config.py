@@ -9,6 +9,7 @@ controller's start and its reloads.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple, Type, TypeVar
 
@@ -168,6 +169,18 @@ class Endpoint:
 
 
 @dataclass(frozen=True)
+class Fleet:
+    """Where the fleet's intent store is (fleet/): with it the services come from the store,
+    and the file holds only what is this DPU's own (ports, bridges, eSwitch)."""
+    remotes: Tuple[str, ...]
+    connect_timeout: float = 10.0   # s to wait for the store at start before using the cached intent
+    heartbeat: float = 1.0          # s between this DPU's health observations (the fleet's clock)
+
+
+STORE_REMOTE = re.compile(r"^(tcp|ssl):(\[[0-9a-fA-F:.]+\]|[^:\[\]]+):\d{1,5}$|^unix:.+$")
+
+
+@dataclass(frozen=True)
 class Config:
     dpu_name: str
     eswitch: Eswitch
@@ -185,6 +198,7 @@ class Config:
     # daemon's default ($STATE_DIRECTORY under systemd, else /var/lib/xenoflow/<dpu name>)
     state_dir: Optional[str] = None
     metrics: Endpoint = Endpoint(host="127.0.0.1", port=9302)
+    fleet: Optional[Fleet] = None
 
     @property
     def has_eswitch(self) -> bool:
@@ -398,21 +412,28 @@ def parse_yaml(text: str, source: str, build: Build[T], reader: Type[Reader] = R
     return out
 
 
-def load(path: str) -> Config:
+def load(path: str, fleet_services: bool = False) -> Config:
+    """A config file. With `fleet:` its services come from the store, and a file that has
+    both is refused, unless `fleet_services` (a file imported into the store)."""
     base_dir = os.path.dirname(os.path.abspath(path))
-    return load_yaml(path, lambda r, data: _parse(r, data, base_dir))
+    return load_yaml(path, lambda r, data: _parse(r, data, base_dir, file=not fleet_services))
 
 
 def parse(text: str, source: str = "<config>", base_dir: str = ".") -> Config:
     return parse_yaml(text, source, lambda r, data: _parse(r, data, base_dir))
 
 
-def _parse(r: Reader, data: Any, base_dir: str) -> Optional[Config]:
+def _parse(r: Reader, data: Any, base_dir: str, file: bool = False) -> Optional[Config]:
     if data is None:
         r.error((), "the file is empty")
         return None
-    top = r.mapping(data, (), ("dpu", "ovs", "routes", "controller", "services"),
-                    required=("dpu", "ovs", "services"))
+    in_fleet = isinstance(data, dict) and data.get("fleet") is not None
+    top = r.mapping(data, (), ("dpu", "ovs", "routes", "controller", "services", "fleet"),
+                    required=("dpu", "ovs") if in_fleet else ("dpu", "ovs", "services"))
+    fleet = _fleet(r, top.get("fleet"), ("fleet",)) if in_fleet else None
+    if in_fleet and file and top.get("services") is not None:
+        r.error(("services",), "with fleet: the services come from the store: remove them from "
+                "this file (`xenoflow fleet import FILE` loads a file's services into the store)")
     dpu = r.mapping(top.get("dpu"), ("dpu",), ("name", "eswitch", "ports", "state_dir"),
                     required=("name", "ports"))
     dpu_name = r.get(dpu, "name", ("dpu",), r.name, "dpu")
@@ -450,7 +471,8 @@ def _parse(r: Reader, data: Any, base_dir: str) -> Optional[Config]:
             openflow.host, openflow.port):
         r.error(("controller", "metrics", "port"), "%s:%d is already the %s listener" % (
             metrics.host, metrics.port, "API's" if metrics.port == api.port else "OpenFlow"))
-    services = _services(r, top.get("services"), ("services",), port_names, bridge_of, connected)
+    services = _services(r, top.get("services"), ("services",), port_names, bridge_of, connected) \
+        if not (in_fleet and file) else ()
     if not r.problems and eswitch.driver != "none":
         # Only on an otherwise valid file: the forwards are indexed by service and route,
         # and a skipped bad item would shift the key paths these errors name.
@@ -462,7 +484,26 @@ def _parse(r: Reader, data: Any, base_dir: str) -> Optional[Config]:
         return None
     return Config(dpu_name=dpu_name, eswitch=eswitch, ports=ports, ovs_db=ovs_db, bridges=bridges,
                   patches=patches, table_miss=table_miss, routes=routes, openflow=openflow,
-                  api=api, services=services, base_dir=base_dir, state_dir=state_dir, metrics=metrics)
+                  api=api, services=services, base_dir=base_dir, state_dir=state_dir, metrics=metrics,
+                  fleet=fleet)
+
+
+def _fleet(r: Reader, v: Any, path: Path) -> Optional[Fleet]:
+    m = r.mapping(v, path, ("remotes", "connect_timeout", "heartbeat"), required=("remotes",))
+    remotes = []
+    for i, rem in enumerate(r.seq(m.get("remotes"), path + ("remotes",))):
+        p = path + ("remotes", i)
+        if r.string(rem, p) is None:
+            continue
+        if not STORE_REMOTE.match(rem):
+            r.error(p, "%r is not a store remote (tcp:HOST:PORT, ssl:HOST:PORT or unix:PATH)" % rem)
+        remotes.append(rem)
+    if isinstance(m.get("remotes"), list) and not m["remotes"]:
+        r.error(path + ("remotes",), "at least one remote of the store's cluster is required")
+    d = Fleet(remotes=())
+    return Fleet(remotes=tuple(remotes),
+                 connect_timeout=r.get(m, "connect_timeout", path, _seconds(0, 3600, r), d.connect_timeout),
+                 heartbeat=r.get(m, "heartbeat", path, _seconds(0.05, 60, r), d.heartbeat))
 
 
 def _loopback(host: str) -> bool:
@@ -901,6 +942,8 @@ def to_data(cfg: Config) -> Dict[str, Any]:
                         **({"dst": str(r.dst)} if r.dst.prefixlen else {})) for r in cfg.routes],
         "controller": {"openflow": endpoint(cfg.openflow, False), "api": endpoint(cfg.api, True),
                        "metrics": endpoint(cfg.metrics, False)},
+        **({"fleet": {"remotes": list(cfg.fleet.remotes), "connect_timeout": cfg.fleet.connect_timeout,
+                      "heartbeat": cfg.fleet.heartbeat}} if cfg.fleet is not None else {}),
         "services": [{"name": s.name, "vip": str(s.vip), "vip_mac": s.vip_mac, "protocol": s.protocol,
                       "port": s.port, "ingress": s.ingress, "egress": s.egress,
                       "policy": {"kind": s.policy.kind, "bits": s.policy.bits},
