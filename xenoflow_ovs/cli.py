@@ -9,6 +9,7 @@ from typing import List, Optional
 
 from . import __version__, logsetup, overlay_cli
 from .exitcodes import EXIT_ERROR, EXIT_FOUND, EXIT_OK
+from .fleet import cli as fleet_cli
 from .intent import config as config_mod
 
 
@@ -188,6 +189,8 @@ def cmd_backend(args: argparse.Namespace) -> int:
     """Operate on one backend through the controller's API (drain keeps its counters)."""
     import json
     from urllib.parse import quote
+    if args.db:
+        return _backend_in_store(args)
     base = "/services/%s/backends" % quote(args.service, safe="")
     one = "%s/%s" % (base, quote(args.name, safe=""))
     if args.action in ("drain", "undrain"):
@@ -209,10 +212,52 @@ def cmd_backend(args: argparse.Namespace) -> int:
         reply = _api_or_error(args, base, "POST", body)
     if reply is None:
         return EXIT_ERROR
+    if "version" in reply and not args.json:    # a fleet's controller: committed to the store
+        here = ("applied here in %.3f s" % reply["seconds"] if reply["applied"]
+                else "not applied here: %s" % (reply.get("error") or "timeout"))
+        print("%s %s/%s: fleet version %d, %s" % (args.action, args.service, args.name,
+                                                  reply["version"], here))
+        return EXIT_OK if reply["applied"] else EXIT_FOUND
     print(json.dumps(reply, sort_keys=True) if args.json else
           "%s %s/%s: applied (%d OpenFlow, %d eSwitch change(s), %d bucket(s) moved)" % (
               args.action, args.service, args.name, reply.get("ovs", 0), reply.get("eswitch", 0),
               reply.get("moved_buckets", 0)))
+    return EXIT_OK
+
+
+def _backend_in_store(args: argparse.Namespace) -> int:
+    """`--db`: the edit as a transaction on the fleet's store, no controller involved."""
+    from .fleet import edits
+    from .fleet.model import FleetError
+    from .fleet.store import Store, StoreError
+    if args.action in ("drain", "undrain"):
+        mutate = edits.drain(args.service, args.name, args.action == "drain")
+    elif args.action == "add" and (not args.ip or not args.mac):
+        print("backend add needs --ip and --mac", file=sys.stderr)
+        return EXIT_ERROR
+    elif args.action == "weight" and args.weight is None:
+        print("backend weight needs --weight N", file=sys.stderr)
+        return EXIT_ERROR
+    else:
+        fields = {"add": {"ip": args.ip, "mac": args.mac},
+                  "weight": {"weight": args.weight}}.get(args.action, {})
+        if args.action == "add" and args.weight is not None:
+            fields["weight"] = args.weight
+        mutate = edits.backend_edit(args.action, args.service, args.name, **fields)
+    try:
+        store = Store(args.db.split(","), timeout=args.timeout).connect()
+        try:
+            version = store.change(mutate, "%s %s/%s" % (args.action, args.service, args.name))
+        finally:
+            store.close()
+    except FleetError as exc:
+        for line in exc.lines:
+            print(line, file=sys.stderr)
+        return EXIT_ERROR
+    except (LookupError, edits.Conflict, StoreError) as exc:
+        print(exc.args[0] if exc.args else exc, file=sys.stderr)
+        return EXIT_ERROR
+    print("%s %s/%s: committed as fleet version %d" % (args.action, args.service, args.name, version))
     return EXIT_OK
 
 
@@ -265,6 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     overlay_cli.add_plan_flag(p)
     p.set_defaults(func=cmd_plan)
     overlay_cli.add_parsers(sub)
+    fleet_cli.add_parsers(sub)
 
     p = sub.add_parser("controller", help="run the OpenFlow controller app (os-ken 4)")
     p.add_argument("-c", "--config", required=True)
@@ -296,6 +342,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mac")
     p.add_argument("--weight", type=int)
     p.add_argument("-c", "--config", help="the controller's config (default: the running lab's)")
+    p.add_argument("--db", help="a fleet's store (comma-separated remotes): commit the edit there "
+                   "directly, without a controller")
     p.add_argument("--socket", help="the API's unix socket")
     p.add_argument("--token-file", help="bearer token file (default: controller.api.token_file)")
     p.add_argument("--json", action="store_true")
