@@ -154,6 +154,9 @@ class Follower:
         self.connected_once = store is not None
         self.disconnected_since: Optional[float] = None if store is not None else time.time()
         self.local_down: Dict[str, Set[str]] = {}   # our own probes' verdicts, used while cut off
+        # the last write to the store failed: a relay may still serve its last copy of a
+        # store whose cluster is gone, so a live replica alone does not mean reachable
+        self.write_failed: Optional[str] = None
         self.published: Dict[str, Any] = {}
         self.last_apply: Dict[str, Any] = {}
         self.applies = 0
@@ -183,15 +186,18 @@ class Follower:
         if self.store is not None:
             self.store.close()
 
+    def reachable(self) -> bool:
+        return self.store is not None and self.store.connected() and self.write_failed is None
+
     @property
     def stale(self) -> bool:
-        return (self.store is None or not self.store.connected()
+        return (not self.reachable()
                 or (self.store_version is not None and self.applied_version != self.store_version
                     and self.rejected_version != self.store_version))
 
     def view(self) -> Dict[str, Any]:
         return {"dpu": self.file_cfg.dpu_name, "remotes": list(self.fleet.remotes),
-                "connected": self.store is not None and self.store.connected(),
+                "connected": self.reachable(), "write_failed": self.write_failed,
                 "stale": self.stale, "state": self.state, "error": self.error or None,
                 "applied_version": self.applied_version, "store_version": self.store_version,
                 "rejected_version": self.rejected_version, "source": self.source,
@@ -208,6 +214,8 @@ class Follower:
             self._wake.clear()
             if self._stop.is_set():
                 break
+            if self.state == "starting" and self.runtime is not None and self.runtime.started:
+                self.state = "ok"          # the intent started with is in force (adopted)
             try:
                 if not self._reachable():
                     continue
@@ -218,8 +226,13 @@ class Follower:
                 if now - last_beat >= self.fleet.heartbeat:
                     last_beat = now
                     self._beat(snap)
+                if self.write_failed is not None:
+                    log.warning("fleet store writable again")
+                    self.write_failed = None
             except StoreError as exc:
-                log.warning("fleet store: %s", exc)
+                if self.write_failed is None:
+                    log.warning("fleet store: %s: stale until a write goes through", exc)
+                    self.write_failed = str(exc)
             except Exception:   # one bad round must not stop following the store
                 log.exception("fleet: round failed")
 
@@ -248,8 +261,6 @@ class Follower:
     def _follow(self, snap: Dict[str, Any]) -> None:
         v = int(snap["version"])
         self.store_version = v
-        if self.state == "starting" and self.runtime is not None and self.runtime.started:
-            self.state = "ok"          # started on this version: the runtime adopted it
         if not snap["services"]:
             return                     # an empty store: nothing imported yet, keep what runs
         if v == self.rejected_version:
@@ -327,7 +338,7 @@ class Follower:
     def local_health(self, service: str, backend: str, up: bool, why: str) -> None:
         """The monitor's verdict: an observation for the fleet, applied here only while the
         store is out of reach."""
-        if self.store is not None and self.store.connected():
+        if self.reachable():
             self._wake.set()
             return
         down = self.local_down.setdefault(service, set())
@@ -343,7 +354,7 @@ class Follower:
 
     def edit(self, mutate: Any, why: str) -> Dict[str, Any]:
         """Commit an edit to the store and wait until this DPU applied it."""
-        if self.store is None or not self.store.connected():
+        if not self.reachable():
             raise StoreError("the fleet store is unreachable (%s): edits need it"
                              % ", ".join(self.fleet.remotes))
         t0 = time.monotonic()

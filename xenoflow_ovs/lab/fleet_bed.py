@@ -3,8 +3,9 @@ that follow it.
 
   store    N ovsdb-server members in `root`, Raft on 127.0.0.1 (ports from `base_port`),
            clients on unix sockets (reachable from every namespace); optionally a relay
-           per DPU (`relay=True`): the DPU then reaches the store only through it, and
-           stopping the relay (SIGSTOP) cuts that DPU off, as a network partition would
+           per DPU (`relays=True`), in the DPU's namespace: the DPU then reaches the store
+           only through it, and stopping the relay (SIGSTOP) cuts that DPU off, as a
+           network partition would
   DPU i    namespace <prefix>-d<i>: ports p0 and p1 (veths with both ends there) on a private OVS (userspace
            datapath), the controller (driver none: no eSwitch) with its API on a unix
            socket, its config's services coming from the store
@@ -103,14 +104,23 @@ class StoreCluster:
 
 
 class Relay:
-    """An ovsdb-server relay of the store for one DPU (its only way to the store)."""
+    """An ovsdb-server relay of the store for one DPU (its only way to the store), inside the
+    DPU's namespace: the DPU reaches it over TCP, whose inactivity probes notice a relay that
+    stopped answering (unix sockets have none), and it reaches the members over their unix
+    sockets."""
 
-    def __init__(self, root: str, name: str, upstream: List[str]):
+    PORT = 6640
+
+    def __init__(self, root: str, name: str, upstream: List[str], ns: str):
         self.member = cluster.Member("relay:xenoflow:" + ",".join(upstream), root, name)
-        self.socket = os.path.join(root, name + ".sock")
+        self.ns = ns
+        self.remote = "tcp:127.0.0.1:%d" % self.PORT
 
     def start(self) -> None:
-        self.member.start(["punix:" + self.socket])
+        m = self.member
+        os.makedirs(m.run_dir, exist_ok=True)
+        env = dict(os.environ, OVS_RUNDIR=m.run_dir, OVS_LOGDIR=m.run_dir)
+        netns.run_in_ns(self.ns, m.argv(["ptcp:%d:127.0.0.1" % self.PORT]), env=env, timeout=30)
 
     def cut(self) -> None:
         pid = self.member.pid()
@@ -164,11 +174,20 @@ class Dpu:
         with open(self.config, "w") as f:
             yaml.safe_dump(self.local_data(), f)
 
+    def argv(self) -> List[str]:
+        """`xenoflow controller` (os-ken), or ryu-manager where only Ryu 4.34 is installed."""
+        try:
+            import os_ken.base.app_manager  # noqa: F401
+            return [sys.executable, "-m", "xenoflow_ovs.cli", "controller", "-c", self.config]
+        except ImportError:
+            return [sys.executable, "-c", "import sys; from ryu.cmd.manager import main; "
+                    "sys.argv[0] = 'ryu-manager'; main()", "--ofp-listen-host", "127.0.0.1",
+                    "--ofp-tcp-listen-port", "6653", "xenoflow_ovs.app"]
+
     def start(self, wait: bool = True) -> None:
         out = open(self.log, "a")
         env = dict(subprocess_env(), XENOFLOW_CONFIG=self.config, **self.bed.env)
-        self.proc = netns.popen_in_ns(self.ns, [sys.executable, "-m", "xenoflow_ovs.cli", "controller",
-                                                "-c", self.config], env=env, stdout=out, stderr=out)
+        self.proc = netns.popen_in_ns(self.ns, self.argv(), env=env, stdout=out, stderr=out)
         out.close()
         if wait:
             self.wait_ready()
@@ -247,9 +266,10 @@ class FleetBed:
         for i in range(1, n + 1):
             remotes = self.cluster.remotes
             if relays:
-                r = Relay(os.path.join(self.root, "store"), "relay%d" % i, self.cluster.remotes)
+                r = Relay(os.path.join(self.root, "store"), "relay%d" % i, self.cluster.remotes,
+                          "%s-d%d" % (prefix, i))
                 self.relays[i] = r
-                remotes = ["unix:" + r.socket]
+                remotes = [r.remote]
             self.dpus.append(Dpu(self, i, remotes))
 
     def import_file(self, services: List[Dict[str, Any]]) -> str:
@@ -266,8 +286,6 @@ class FleetBed:
               start_dpus: bool = True) -> "FleetBed":
         os.makedirs(self.root, exist_ok=True)
         self.cluster.start(election_timer)
-        for r in self.relays.values():
-            r.start()
         p = subprocess.run([sys.executable, "-m", "xenoflow_ovs.cli", "fleet", "import",
                             self.import_file(services), "--db", ",".join(self.cluster.remotes)],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
@@ -276,6 +294,8 @@ class FleetBed:
             raise RuntimeError("fleet import failed: %s" % p.stderr)
         for d in self.dpus:
             d.setup()
+            if d.i in self.relays:
+                self.relays[d.i].start()
         if start_dpus:
             for d in self.dpus:
                 d.start(wait=False)
