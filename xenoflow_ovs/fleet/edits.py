@@ -9,7 +9,6 @@ DPU's published facts and against the facts of the file it was imported from
 
 from __future__ import annotations
 
-import json
 from typing import Any, Dict, List, Optional, Set
 
 from . import agreement, model
@@ -125,8 +124,3 @@ def agree_health(window: Optional[int] = None):
         return before
     return mutate
 
-
-def file_facts(data: Dict[str, Any]) -> str:
-    """The local part of an imported file, as the import's validation context."""
-    local = {k: v for k, v in data.items() if k not in ("services", "fleet")}
-    return json.dumps(local, sort_keys=True)

@@ -146,12 +146,10 @@ class Follower:
         self.cache = cache
         self.source = source
         self.applied_version = intent.version if source == "store" else -1
-        self.cached_version = intent.version
         self.state = "starting"
         self.error = ""
         self.rejected_version: Optional[int] = None
         self.store_version: Optional[int] = None
-        self.connected_once = store is not None
         self.disconnected_since: Optional[float] = None if store is not None else time.time()
         self.local_down: Dict[str, Set[str]] = {}   # our own probes' verdicts, used while cut off
         # the last write to the store failed: a relay may still serve its last copy of a
@@ -293,7 +291,6 @@ class Follower:
         self.follow()
         try:
             write_cache(self.cache, intent)
-            self.cached_version = intent.version
         except OSError as exc:
             log.error("cannot write %s: %s (a restart without the store would start older)",
                       self.cache, exc)

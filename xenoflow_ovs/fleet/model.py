@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Set, Tuple
+from typing import Any, Dict, List, Optional, Set
 
 from ..intent import buckets
 from ..intent import capacity as capacity_mod
@@ -188,15 +188,6 @@ def validate(services: List[Dict[str, Any]], dpus: Dict[str, Dict[str, Any]],
     return lines
 
 
-def check_services(services: List[Dict[str, Any]], local: Dict[str, Any], source: str) -> List[str]:
-    """Problems of these services in the context of one DPU's local part (an import)."""
-    try:
-        compose(local, services, source=source)
-    except config_mod.ConfigError as exc:
-        return exc.lines()
-    return []
-
-
 def last_in_service(services: List[Dict[str, Any]], out: Dict[str, Set[str]], service: str,
                     backend: str) -> bool:
     """Taking `backend` out would leave `service` with no backend of weight > 0 in service."""
@@ -262,11 +253,3 @@ def lagging(dpus: Dict[str, Dict[str, Any]], version: int) -> Dict[str, str]:
             out[name] = "on version %d of %d" % (applied, version)
     return out
 
-
-def tables_of(cfg: config_mod.Config, exclude: Dict[str, Set[str]]) -> Dict[str, buckets.Table]:
-    """Each service's bucket table without the excluded backends (what the plan installs)."""
-    return {s.name: buckets.table(s, tuple(sorted(exclude.get(s.name, ())))) for s in cfg.services}
-
-
-def backend_keys(services: List[Dict[str, Any]]) -> List[Tuple[str, str]]:
-    return [(s["name"], b["name"]) for s in services for b in s["backends"]]

@@ -100,11 +100,6 @@ def read_all(tables: Any) -> Dict[str, Any]:
 # ---------------------------------------------------------------- commands
 
 
-class _Read(command.ReadOnlyCommand):
-    def run_idl(self, txn: Any) -> None:
-        self.result = read_all(self.api.tables)
-
-
 class _Intent(command.BaseCommand):
     """Change the intent: read it, verify its version, write the mutation's result as
     version + 1 (nothing, and no new version, when the mutation changes nothing)."""
@@ -210,7 +205,7 @@ class _Observe(command.BaseCommand):
         root.verify("health_seq")
         seq = root.health_seq + 1
         root.health_seq = seq
-        row.observed_seq = seq
+        row.observed_seq = seq    # noqa: V101 (an OVSDB column)
         row.observations = dict(self.observations)
         self.result = seq
 
@@ -230,7 +225,7 @@ class _Forget(command.BaseCommand):
 def _api_class() -> type:
     class Api(backend.Backend):
         schema = model.SCHEMA_NAME
-        lookup_table: Dict[str, Any] = {}
+        lookup_table: Dict[str, Any] = {}   # noqa: V107 (ovsdbapp reads it)
         _ovsdb_connection = None    # one per Store: ovsdbapp keeps it on the class
     return Api
 
