@@ -217,6 +217,45 @@ def test_leader_killed_writes_resume_and_dpus_keep_forwarding(bed):
     settle(bed)
 
 
+def test_a_member_lost_for_good_is_replaced(bed):
+    """The documented steps: kick the dead member from a live one, create the replacement's
+    file with `fleet init --join`, serve it. The DPUs never notice."""
+    v0 = settle(bed)
+    c = bed.cluster
+    lost = next(i for i, m in enumerate(c.members) if c.leader() is not m)
+    c.members[lost].stop(signal.SIGKILL)
+    os.unlink(c.members[lost].db)
+    live = next(m for i, m in enumerate(c.members) if i != lost)
+    p = xenoflow("fleet", "kick", "--ctl", live.ctl, c.raft[lost])
+    assert p.returncode == 0, p.stderr
+    deadline = time.monotonic() + 10
+    while c.raft[lost] in live.status()["servers"]:
+        assert time.monotonic() < deadline, live.status()
+        time.sleep(0.1)
+    new_raft = "tcp:127.0.0.1:%d" % (16751 + lost)
+    db = c.members[lost].db
+    p = xenoflow("fleet", "init", "--file", db, "--raft", new_raft, "--join",
+                 *[r for i, r in enumerate(c.raft) if i != lost], "--serve", "punix:" + c.sockets[lost],
+                 "--run-dir", c.members[lost].run_dir, "--name", c.members[lost].name)
+    assert p.returncode == 0, p.stderr
+    c.raft[lost] = new_raft
+    deadline = time.monotonic() + 20
+    while True:
+        p = xenoflow("fleet", "members", "--ctl", c.members[lost].ctl, "--json")
+        st = json.loads(p.stdout) if p.returncode == 0 else {}
+        if st.get("Status") == "cluster member" and st.get("servers", "").count(" at tcp:") == 3:
+            break
+        assert time.monotonic() < deadline, (p.stdout, p.stderr)
+        time.sleep(0.2)
+    s = store_of(bed)
+    try:
+        assert s.change(edits.backend_edit("weight", "dns", "be0", weight=5), "after the replacement") == v0 + 1
+        s.change(edits.backend_edit("weight", "dns", "be0", weight=1), "back")
+    finally:
+        s.close()
+    assert settle(bed) == v0 + 2
+
+
 def test_a_partitioned_dpu_keeps_forwarding_and_catches_up(bed):
     v0 = settle(bed)
     cut = bed.dpus[2]
