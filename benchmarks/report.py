@@ -7,9 +7,11 @@ benchmark goals against what the CSVs of the same run show.
     python benchmarks/report.py [--results DIR] [--out FILE]
 
 Sections, in this order when present: throughput, latency, latency_load,
-control, disruption, faults, glue_* and any other results/*.md; last the control
+control, disruption, faults, glue_* and any other results/*.md; then the control
 plane at scale, built here from scale.csv (bench_scale.py): its goals, the fitted
-growth of every cost, the points and softdoca's forwarding against the table size.
+growth of every cost, the points and softdoca's forwarding against the table size;
+last the fleet, built here from fleet.csv (bench_fleet.py): its goals, edit to
+applied per fleet size, the writes the store's cluster sustains, leader kills.
 """
 from __future__ import annotations
 
@@ -385,6 +387,7 @@ def section(results: str, name: str) -> str:
 
 
 SCALE_OWN = ("scale", "glue_forward_entries")     # the scale section shows these itself
+FLEET_OWN = ("fleet",)                            # and the fleet section this one
 
 
 def scale_section(results: str) -> Optional[str]:
@@ -422,13 +425,45 @@ def scale_section(results: str) -> Optional[str]:
     return "\n".join(parts)
 
 
+def fleet_section(results: str) -> Optional[str]:
+    """From fleet.csv and fleet.json (bench_fleet.py): the goals met or missed with the
+    figure, edit to applied per fleet size, writes per second, leader kills; None without
+    fleet.csv."""
+    path = os.path.join(results, "fleet.csv")
+    if not os.path.exists(path):
+        return None
+    import bench_fleet
+    rows = read_csv(path)
+    meta = load_meta(results, "fleet")
+    rel = os.path.relpath(results, HERE)
+    p = meta.get("params") or {}
+    m = meta.get("machine") or {}
+    parts = ["## Fleet: DPUs following one intent", "",
+             "`sudo .venv/bin/python benchmarks/bench_fleet.py%s`: %s controllers, %s edits each, "
+             "%s s write bursts, %s leader kills per election timer; %s UTC on %s × %s, %.0f s, %s%s; "
+             "method in [fleet.md](%s/fleet.md)." % (
+                 " --smoke" if meta.get("smoke") else "", ", ".join(map(str, p.get("sizes", []))) or "?",
+                 p.get("edits", "?"), p.get("write_seconds", "?"), p.get("kills", "?"),
+                 m.get("time_utc", "?"), m.get("cpu", "?"), m.get("cpus", "?"), meta.get("duration_s", 0),
+                 bench_fleet.provenance(meta),
+                 "; " + "; ".join(meta["notes"]) if meta.get("notes") else "", rel),
+             "", "### Goals of the fleet", "", bench_fleet.goal_table(rows),
+             "", "### Edit to applied, per fleet size", "", bench_fleet.edit_table(rows),
+             "", "### At rest, per fleet size", "", bench_fleet.rest_table(rows),
+             "", "### Writes the store's cluster sustains", "", bench_fleet.writes_table(rows),
+             "", "### Leader killed: writes resume", "", bench_fleet.kill_table(rows)]
+    if os.path.exists(os.path.join(results, "fleet.png")):
+        parts += ["", "![fleet](%s/fleet.png)" % rel]
+    return "\n".join(parts)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--results", default=os.path.join(HERE, "results"))
     ap.add_argument("--out", default=os.path.join(HERE, "REPORT.md"))
     a = ap.parse_args(argv)
     mds = [os.path.basename(p)[:-3] for p in glob.glob(os.path.join(a.results, "*.md"))]
-    mds = [n for n in mds if n not in SCALE_OWN]
+    mds = [n for n in mds if n not in SCALE_OWN + FLEET_OWN]
     names = [n for n in ORDER if n in mds]
     names += sorted(n for n in mds if n.startswith("glue_"))
     names += sorted(n for n in mds if n not in names)
@@ -446,6 +481,9 @@ def main(argv=None) -> int:
     scale = scale_section(a.results)
     if scale:
         parts += ["", scale]
+    fleet = fleet_section(a.results)
+    if fleet:
+        parts += ["", fleet]
     with open(a.out, "w") as f:
         f.write("\n".join(parts) + "\n")
     print(a.out)
