@@ -214,6 +214,8 @@ class Follower:
                 break
             if self.state == "starting" and self.runtime is not None and self.runtime.started:
                 self.state = "ok"          # the intent started with is in force (adopted)
+                if self.source == "store":
+                    self._keep(self.intent)
             try:
                 if not self._reachable():
                     continue
@@ -289,6 +291,10 @@ class Follower:
         if self.monitor is not None:
             self.monitor.set_services(list(cfg.services))
         self.follow()
+        self._keep(intent)
+
+    def _keep(self, intent: model.Intent) -> None:
+        """The intent in force, for a restart without the store."""
         try:
             write_cache(self.cache, intent)
         except OSError as exc:

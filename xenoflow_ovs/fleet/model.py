@@ -161,7 +161,7 @@ def compose(local: Dict[str, Any], services: List[Dict[str, Any]], base_dir: str
     """The DPU's config: its local part with these services. ConfigError names the key path."""
     data = dict(local)
     data["services"] = services
-    return config_mod.from_data(data, base_dir=base_dir, source=source)
+    return config_mod.from_plain(data, base_dir=base_dir, source=source)
 
 
 def validate(services: List[Dict[str, Any]], dpus: Dict[str, Dict[str, Any]],

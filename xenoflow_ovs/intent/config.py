@@ -953,6 +953,17 @@ def to_data(cfg: Config) -> Dict[str, Any]:
     }
 
 
+def from_plain(data: Dict[str, Any], base_dir: str = ".", source: str = "<fleet>") -> Config:
+    """Like from_data, for plain JSON-shaped data (dicts, lists, scalars) without a YAML
+    round trip: no line numbers, ~5x faster. A fleet validates every edit this way against
+    each DPU's facts, inside the store transaction."""
+    r = Reader(yamlsrc.Located(data, {}))
+    out = _parse(r, data, base_dir)
+    if r.problems or out is None:
+        raise ConfigError(r.problems or [("<top>", "the file is empty", 0)], source=source)
+    return out
+
+
 def from_data(data: Dict[str, Any], base_dir: str = ".", source: str = "<api>") -> Config:
     import yaml
     return parse(yaml.safe_dump(data, sort_keys=False), source=source, base_dir=base_dir)
