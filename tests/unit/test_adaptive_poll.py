@@ -370,6 +370,17 @@ def test_a_read_before_a_backend_move_dumps_only_bridges_whose_counts_moved(h):
     assert sum(c["ovs_packets"] for c in h.app.status.app_view()["services"]["dns"].values()) == 3
 
 
+def test_a_read_before_a_move_takes_a_dump_owed_now_not_at_the_next_poll(h):
+    """Right after our own sends a full dump is owed (at the next poll); a read before the
+    next change takes it at once instead of waiting for that poll."""
+    from xenoflow_ovs.controller import counters
+    for b in h.app.bridges:
+        b.policy.need("sent")
+    late = counters.read_now(h.app.bridges, h.app.run_in_app, timeout=0.5, full=False)
+    assert late == []
+    assert all(not b.policy.reasons for b in h.app.bridges)
+
+
 def test_raw_bytes_match_the_framework_messages(h):
     """Every message the send path encodes itself is byte for byte what the framework
     would serialize (for every flow of a plan with several services and policies)."""

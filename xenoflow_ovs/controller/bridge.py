@@ -329,7 +329,9 @@ class Bridge:
         self.pending = self.policy.pending(sums)
         self.last_agg = time.time()
         reason = self.policy.on_aggregates(sums, total, planned, now)
-        if reason is None and self.urgent and self.pending:
+        # an urgent read (a flow about to move) waits for no poll: a dump owed for another
+        # reason (our last sends) is taken now, or the read would wait for the next poll
+        if reason is None and self.urgent and (self.pending or self.policy.reasons):
             reason = "read"
         if reason is None and not self.pending and not self.policy.reasons:
             self.counted_at = self.asked_at   # nothing moved since the last full dump
