@@ -65,6 +65,16 @@ def join(db: str, raft: str, peers: Sequence[str]) -> None:
     os.chmod(db, 0o600)
 
 
+def _alive(pid: int) -> bool:
+    """Running, not a zombie: a detached ovsdb-server that exited stays one until init
+    reaps it, which may take a second or more."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
 @dataclass
 class Member:
     """One ovsdb-server serving a member's file; its files live in `run_dir`."""
@@ -105,10 +115,9 @@ class Member:
         try:
             with open(self.pidfile) as f:
                 pid = int(f.read().strip())
-            os.kill(pid, 0)
-            return pid
         except (OSError, ValueError):
             return None
+        return pid if pid > 0 and _alive(pid) else None
 
     def stop(self, sig: int = signal.SIGTERM, wait: float = 10.0) -> None:
         pid = self.pid()
@@ -117,14 +126,8 @@ class Member:
         os.kill(pid, sig)
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except OSError:
+            if not _alive(pid):
                 return
-            try:      # our child when started from this process: reap it
-                os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                pass
             time.sleep(0.02)
         raise ClusterError("ovsdb-server %d did not stop" % pid)
 

@@ -156,6 +156,7 @@ class Follower:
         # store whose cluster is gone, so a live replica alone does not mean reachable
         self.write_failed: Optional[str] = None
         self.published: Dict[str, Any] = {}
+        self._digested: Optional[Tuple[Any, Dict[str, str]]] = None
         self.last_apply: Dict[str, Any] = {}
         self.applies = 0
         self.runtime: Any = None
@@ -219,11 +220,17 @@ class Follower:
             try:
                 if not self._reachable():
                     continue
-                snap = self.store.snapshot()    # type: ignore[union-attr]
-                self._follow(snap)
-                self._publish()
+                assert self.store is not None
                 now = time.monotonic()
-                if now - last_beat >= self.fleet.heartbeat:
+                beat = now - last_beat >= self.fleet.heartbeat
+                # most wake-ups are other DPUs' heartbeats: the whole store is read only
+                # when the intent moved, at our own heartbeat, or to drop local verdicts
+                if (beat or self.store.version() != self.store_version
+                        or any(self.local_down.values())):
+                    snap = self.store.snapshot()
+                    self._follow(snap)
+                self._publish()
+                if beat:
                     last_beat = now
                     self._beat(snap)
                 if self.write_failed is not None:
@@ -307,16 +314,22 @@ class Follower:
         if self.monitor is not None and not getattr(self.monitor, "path_suspect", False):
             obs = agreement.observations({k: h.up for k, h in list(self.monitor.states.items())})
         self.store.observe(self.file_cfg.dpu_name, obs)
-        if agreement.decide(self.store.snapshot()):
+        if agreement.decide(snap):         # decided again on a fresh read in the transaction
             self.store.change(edits.agree_health(), "agreed health")
+
+    def _digests(self) -> Dict[str, str]:
+        """Per service, the digest of the tables in force (computed once per plan)."""
+        rt = self.runtime
+        if rt is None or not rt.started or self.applied_version < 0:
+            return {}
+        plan = rt.in_force
+        if self._digested is None or self._digested[0] is not plan:
+            self._digested = (plan, model.digests(rt.cfg, dict(plan.tables)))
+        return self._digested[1]
 
     def _row(self) -> Dict[str, Any]:
         rt = self.runtime
-        digests: Dict[str, str] = {}
-        if rt is not None and rt.started and self.applied_version >= 0:
-            plan = rt.in_force
-            tables = dict(plan.tables)
-            digests = model.digests(rt.cfg, tables)
+        digests = self._digests()
         cfg = self.file_cfg
         cap = {k: getattr(cfg.eswitch.capacity, k) for k in ("entries_per_pipe", "pipes")
                if getattr(cfg.eswitch.capacity, k) is not None}

@@ -187,7 +187,10 @@ class _Publish(command.BaseCommand):
 
 
 class _Observe(command.BaseCommand):
-    """A DPU's probe results, stamped with the next number of the fleet's health sequence."""
+    """A DPU's probe results, stamped with the fleet's health sequence. The sequence is
+    incremented by the server (a mutation: never a verify conflict, however many DPUs
+    write at once); the stamp is the value read + 1, so DPUs writing in the same instant
+    may share a number, which the freshness window absorbs."""
 
     def __init__(self, api: Any, name: str, observations: Dict[str, str]):
         super().__init__(api)
@@ -202,9 +205,8 @@ class _Observe(command.BaseCommand):
         if row is None:
             row = txn.insert(tables["DPU"])
             row.name, row.state = self.name, "starting"
-        root.verify("health_seq")
         seq = root.health_seq + 1
-        root.health_seq = seq
+        root.increment("health_seq")
         row.observed_seq = seq    # noqa: V101 (an OVSDB column)
         row.observations = dict(self.observations)
         self.result = seq
@@ -319,6 +321,14 @@ class Store:
         api = self._need()
         with api.ovsdb_connection.lock:
             return read_all(api.tables)
+
+    def version(self) -> Optional[int]:
+        """The intent version the replica holds (None before any import): one read, for a
+        watcher woken by every change (most are other DPUs' heartbeats)."""
+        api = self._need()
+        with api.ovsdb_connection.lock:
+            root = _root(api.tables)
+            return root.version if root is not None else None
 
     # -- writing
 
