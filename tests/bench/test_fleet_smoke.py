@@ -106,7 +106,9 @@ def _pos(r, col):
 def test_every_edit_applied_by_every_dpu(fleet):
     _, rows, log, _, _ = fleet
     edits = _of(rows, "edit")
-    assert len(edits) == EDITS + WEIGHT_EDITS, log[-3000:]
+    # on the Maglev intent drains and weights, then drains on the paper's
+    want = ["maglev"] * (EDITS + WEIGHT_EDITS) + ["paper"] * EDITS
+    assert [r["intent"] for r in edits] == want, log[-3000:]
     assert sum(r["op"].startswith("weight") for r in edits) == WEIGHT_EDITS
     versions = [int(r["version"]) for r in edits]
     assert versions == sorted(set(versions)), versions        # each edit its own version
@@ -155,7 +157,8 @@ def test_memory_and_outputs(fleet):
     meta = json.load(open(os.path.join(out, "fleet.json")))
     assert meta["params"]["sizes"] == [2] and meta["params"]["timers"] == [500] and not meta["notes"]
     assert {g["verdict"] for g in meta["goals"]} <= {"met", "missed", "not measured"}
-    assert meta["goals"][1]["verdict"] in ("met", "missed")     # the kill's goal was judged
+    assert len(meta["goals"]) == 3                              # edits (two intents), leader kill
+    assert meta["goals"][-1]["verdict"] in ("met", "missed")    # the kill's goal was judged
     md = open(os.path.join(out, "fleet.md")).read()
     assert "### Goals" in md and "| 2 |" in md
     # nothing left behind: no bed directory, no namespace
