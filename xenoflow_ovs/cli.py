@@ -213,7 +213,7 @@ def cmd_backend(args: argparse.Namespace) -> int:
     if reply is None:
         return EXIT_ERROR
     if "version" in reply and not args.json:    # a fleet's controller: committed to the store
-        here = ("applied here in %.3f s" % reply["seconds"] if reply["applied"]
+        here = ("applied here in %.3f s" % reply["applied_in"] if reply["applied"]
                 else "not applied here: %s" % (reply.get("error") or "timeout"))
         print("%s %s/%s: fleet version %d, %s" % (args.action, args.service, args.name,
                                                   reply["version"], here))

@@ -383,7 +383,7 @@ class Follower:
             compat.hub.sleep(0.005)
         return {"why": why, "version": version, "applied": self.applied_version >= version,
                 "state": self.state, "error": self.error or None,
-                "seconds": round(time.monotonic() - t0, 4)}
+                "applied_in": round(time.monotonic() - t0, 4)}
 
     def with_local(self, file_cfg: config_mod.Config) -> config_mod.Config:
         """A reloaded local file with the services in force: the config to move to."""
