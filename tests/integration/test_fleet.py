@@ -400,4 +400,5 @@ def test_fleet_status_shows_every_dpu(bed):
     for d in view["dpus"].values():
         assert d["state"] == "ok" and d["applied_version"] == view["version"] and d["heard"]
         assert set(d["digests"]) == {"dns"}
+        assert set(d["packets"]) == {"dns/be%d" % i for i in range(4)}    # its counters, per backend
     assert len({tuple(sorted(d["digests"].items())) for d in view["dpus"].values()}) == 1

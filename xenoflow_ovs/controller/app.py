@@ -246,7 +246,7 @@ class XenoFlowApp(compat.BaseApp):
         self.management = management_mod.Management(self, path)
         if self.fleet is not None:
             self.fleet.attach(self.runtime, self.management.health, self.status.verdict,
-                              lambda: self.run_in_app(self.follow_runtime))
+                              lambda: self.run_in_app(self.follow_runtime), self.packets_per_backend)
         self.state_file = statefile.StateFile(statefile.default_path(cfg))
         self.follow_runtime()
         self.status.refresh()
@@ -283,6 +283,15 @@ class XenoFlowApp(compat.BaseApp):
         self.management.stop()
         super().stop()
         self.state_file.write(self.status.app_view())
+
+    def packets_per_backend(self) -> Dict[str, int]:
+        """{"service/backend": packets counted by both planes}: a fleet DPU's row shows them."""
+        out = {}
+        for svc, backends in (self.status.snapshot().get("services") or {}).items():
+            for name, c in backends.items():
+                out["%s/%s" % (svc, name)] = sum(int(c.get(k) or 0)
+                                                 for k in ("ovs_packets", "eswitch_packets"))
+        return out
 
     def _post(self, ev: Any) -> None:
         if self.dispatch is not None:

@@ -259,7 +259,8 @@ def fleet_view(snap: Dict[str, Any]) -> Dict[str, Any]:
                       "verdict": d["verdict"], "announced": d["announced"], "error": d["error"] or None,
                       "rejected_version": (d["rejected_version"] or [None])[0],
                       "heard": name in fresh, "behind_by": snap["health_seq"] - d["observed_seq"],
-                      "digests": d["digests"], "observations": d["observations"]}
+                      "digests": d["digests"], "observations": d["observations"],
+                      "packets": d["counters"]}
     return {"version": version, "health_seq": snap["health_seq"], "dpus": dpus,
             "lagging": model.lagging(snap["dpus"], version),
             "differing": model.differing(snap["dpus"], version),
@@ -281,8 +282,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         return EXIT_OK
     print("fleet version %d, %d DPU(s)" % (view["version"], len(view["dpus"])))
     for name, d in view["dpus"].items():
-        print("  %-12s version %-5s %-9s %-12s%s%s%s" % (
-            name, d["applied_version"], d["state"], d["verdict"] or "-", " stale" if d["stale"] else "",
+        print("  %-12s version %-5s %-9s %-12s %12d pkts%s%s%s" % (
+            name, d["applied_version"], d["state"], d["verdict"] or "-", sum(d["packets"].values()),
+            " stale" if d["stale"] else "",
             "" if d["heard"] else " silent (%d health rounds behind)" % d["behind_by"],
             ": " + d["error"] if d["error"] else ""))
     for key, b in sorted(view["backends"].items()):

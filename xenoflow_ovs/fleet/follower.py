@@ -162,6 +162,7 @@ class Follower:
         self.runtime: Any = None
         self.monitor: Any = None
         self.verdict: Callable[[], str] = lambda: "unknown"
+        self.counters: Callable[[], Dict[str, int]] = lambda: {}
         self.follow: Callable[[], None] = lambda: None
         self._wake = compat.make_event()
         self._stop = compat.make_event()
@@ -171,9 +172,12 @@ class Follower:
     # -- wiring
 
     def attach(self, runtime: Any, monitor: Any, verdict: Callable[[], str],
-               follow: Callable[[], None]) -> None:
-        """The runtime starts from this intent's drains and agreed health."""
+               follow: Callable[[], None], counters: Optional[Callable[[], Dict[str, int]]] = None) -> None:
+        """The runtime starts from this intent's drains and agreed health. `counters`: the
+        packets per "service/backend" both planes counted (published at each heartbeat)."""
         self.runtime, self.monitor, self.verdict, self.follow = runtime, monitor, verdict, follow
+        if counters is not None:
+            self.counters = counters
         runtime.drained = {s: set(n) for s, n in self.intent.drained.items()}
         runtime.down = {s: set(n) for s, n in self.intent.down.items()}
         runtime.fleet = self
@@ -314,6 +318,10 @@ class Follower:
         if self.monitor is not None and not getattr(self.monitor, "path_suspect", False):
             obs = agreement.observations({k: h.up for k, h in list(self.monitor.states.items())})
         self.store.observe(self.file_cfg.dpu_name, obs)
+        counted = self.counters()
+        if counted != self.published.get("counters"):
+            self.store.publish(self.file_cfg.dpu_name, counters=counted)
+            self.published["counters"] = counted
         if agreement.decide(snap):         # decided again on a fresh read in the transaction
             self.store.change(edits.agree_health(), "agreed health")
 
