@@ -308,6 +308,8 @@ def cmd_check(args: argparse.Namespace) -> int:
                  for svc, names in sorted(view["differing"].items()) for d in names]
     problems += ["%s: verdict %s" % (n, d["verdict"] or "none") for n, d in view["dpus"].items()
                  if d["verdict"] != "consistent" and n not in view["lagging"]]
+    if not view["dpus"]:
+        problems.append("no DPU follows the store yet")
     if args.json:
         print(json.dumps({"version": view["version"], "ok": not problems, "problems": problems,
                           "dpus": sorted(view["dpus"])}, sort_keys=True))
@@ -316,8 +318,6 @@ def cmd_check(args: argparse.Namespace) -> int:
                                           if not problems else "%d problem(s)" % len(problems)))
         for p in problems:
             print("  " + p)
-    if not view["dpus"]:
-        return EXIT_FOUND
     return EXIT_OK if not problems else EXIT_FOUND
 
 
