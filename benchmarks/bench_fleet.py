@@ -976,19 +976,6 @@ def _parser() -> argparse.ArgumentParser:
     return ap
 
 
-def _unwind_on_signals() -> None:
-    main_pid = os.getpid()
-
-    def _stop(signum: int, frame: Any) -> None:   # unwind, so every finally cleans up
-        if os.getpid() != main_pid:
-            signal.signal(signum, signal.SIG_DFL)
-            os.kill(os.getpid(), signum)
-            return
-        raise KeyboardInterrupt("signal %d" % signum)
-    for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
-        signal.signal(s, _stop)
-
-
 def params(a: argparse.Namespace) -> Dict[str, Any]:
     return {"sizes": a.sizes or ([2, 4] if a.smoke else [2, 4, 8, 16]),
             "edits": a.edits or (10 if a.smoke else 40), "gap_s": a.gap, "writers": a.writers,
@@ -1049,7 +1036,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     p = params(a)
     STATE.out = out
-    _unwind_on_signals()
+    import bench_scale  # its signal handling: every finally cleans up
+    bench_scale.unwind_on_signals()
     t0 = time.time()
     load = [os.getloadavg()[0]]
     measured = code()

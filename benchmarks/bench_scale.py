@@ -368,7 +368,7 @@ def _parser() -> argparse.ArgumentParser:
     return ap
 
 
-def _unwind_on_signals() -> None:
+def unwind_on_signals() -> None:
     main_pid = os.getpid()
 
     def _stop(signum: int, frame: Any) -> None:   # unwind, so every finally cleans up
@@ -397,7 +397,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not a.no_lab and os.geteuid() != 0:
         sys.stderr.write("bench_scale.py needs root (the paper lab); --no-lab for plan/diff only\n")
         return 2
-    _unwind_on_signals()
+    unwind_on_signals()
     t0 = time.time()
     rows: List[Dict[str, Any]] = []
     notes: List[str] = []

@@ -58,6 +58,15 @@ def store_of(bed):
     return bed.cluster.store()
 
 
+def commit(bed, mutate, why="test"):
+    """One edit through a client of its own; the version it committed."""
+    s = store_of(bed)
+    try:
+        return s.change(mutate, why)
+    finally:
+        s.close()
+
+
 def settle(bed, timeout=20.0):
     """Every DPU on the store's version; the version."""
     s = store_of(bed)
@@ -288,21 +297,13 @@ def test_a_partitioned_dpu_keeps_forwarding_and_catches_up(bed):
     assert mac(3) not in cut.flows()
     assert cut.status()["fleet"]["stale"] is False
     check_ok(bed)
-    s = store_of(bed)
-    try:
-        s.change(edits.drain("dns", "be3", on=False), "undrain")
-    finally:
-        s.close()
+    commit(bed, edits.drain("dns", "be3", on=False), "undrain")
     settle(bed)
 
 
 def test_a_drain_survives_controller_and_store_restarts(bed):
     settle(bed)
-    s = store_of(bed)
-    try:
-        v = s.change(edits.drain("dns", "be0"), "drain")
-    finally:
-        s.close()
+    v = commit(bed, edits.drain("dns", "be0"), "drain")
     settle(bed)
     d = bed.dpus[1]
     d.stop()
@@ -346,11 +347,7 @@ def test_a_drain_survives_controller_and_store_restarts(bed):
     while not (d.status()["fleet"]["source"] == "store" and d.status()["fleet"]["connected"]):
         assert time.monotonic() < deadline, d.status()["fleet"]
         time.sleep(0.3)
-    s = store_of(bed)
-    try:
-        s.change(edits.drain("dns", "be0", on=False), "undrain")
-    finally:
-        s.close()
+    commit(bed, edits.drain("dns", "be0", on=False), "undrain")
     settle(bed)
 
 

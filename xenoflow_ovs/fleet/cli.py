@@ -109,13 +109,18 @@ def _serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
+def _cluster_call(fn: Any, *args: Any) -> int:
+    """fn(*args), a ClusterError printed as one line (exit 2)."""
     from . import cluster
     try:
-        return _serve(args)
+        return fn(*args)
     except cluster.ClusterError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_ERROR
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    return _cluster_call(_serve, args)
 
 
 def _ctl_member(args: argparse.Namespace) -> Any:
@@ -125,16 +130,10 @@ def _ctl_member(args: argparse.Namespace) -> Any:
 
 
 def _appctl(args: argparse.Namespace, fn: Any) -> int:
-    from . import cluster
-    m = _ctl_member(args)
     if not args.ctl.endswith(".ctl"):
         print("--ctl names the member's control socket (NAME.ctl in its run directory)", file=sys.stderr)
         return EXIT_ERROR
-    try:
-        return fn(m)
-    except cluster.ClusterError as exc:
-        print(str(exc), file=sys.stderr)
-        return EXIT_ERROR
+    return _cluster_call(fn, _ctl_member(args))
 
 
 def cmd_members(args: argparse.Namespace) -> int:
