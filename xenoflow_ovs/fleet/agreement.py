@@ -1,8 +1,8 @@
 """Agreed health: from every DPU's probe results to one stored verdict per backend. Pure.
 
 Each DPU writes what its own probes conclude (after its rise/fall hysteresis) into its
-row, in a transaction that takes the next number of the store's health sequence
-(`Fleet.health_seq`, bumped by every such write). The sequence is the fleet's clock:
+row, stamped with the next number of the store's health sequence (`Fleet.health_seq`,
+incremented by the server in every such write). The sequence is the fleet's clock:
 an observation is fresh while fewer than `window` rounds of the whole fleet (window x
 the number of DPUs writes) have been committed since it was written. No host's clock is
 compared with another's.
