@@ -151,6 +151,12 @@ def cmd_status(args: argparse.Namespace) -> int:
                 "" if c.get("in_service", True) else " (out of service)"))
     print("  fallback packets: %s, miss_other packets: %s, packet-ins: %s" % (
         body.get("fallback_packets"), body.get("miss_other_packets"), body.get("packet_ins")))
+    fleet = body.get("fleet")
+    if fleet:   # a DPU of a fleet: which version of the store it applies
+        print("  fleet: version %s of the store's %s, %s%s%s" % (
+            fleet.get("applied_version"), fleet.get("store_version"), fleet.get("state"),
+            ", stale (%s)" % ("store unreachable" if not fleet.get("connected") else "catching up")
+            if fleet.get("stale") else "", ": " + fleet["error"] if fleet.get("error") else ""))
     for line in alarm_lines(body):
         print("  " + line)
     return EXIT_OK

@@ -399,3 +399,6 @@ def test_fleet_status_shows_every_dpu(bed):
         assert set(d["digests"]) == {"dns"}
         assert set(d["packets"]) == {"dns/be%d" % i for i in range(4)}    # its counters, per backend
     assert len({tuple(sorted(d["digests"].items())) for d in view["dpus"].values()}) == 1
+    d = bed.dpus[0]                           # and the DPU's own status says where it stands
+    p = xenoflow("status", "-c", d.config, "--socket", d.api_socket)
+    assert "fleet: version %d of the store's %d, ok" % (view["version"], view["version"]) in p.stdout

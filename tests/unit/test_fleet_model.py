@@ -225,8 +225,9 @@ def test_a_fleet_file_has_no_services(tmp_path):
     with pytest.raises(config.ConfigError, match="services: with fleet: the services come from the store"):
         config.load(fleet_file(tmp_path, services=True))
     assert config.load(fleet_file(tmp_path, services=True), fleet_services=True).services
-    with pytest.raises(config.ConfigError, match=r"fleet.remotes\[0\]: 'db1:6640' is not a store remote"):
-        config.load(fleet_file(tmp_path, remotes=["db1:6640"]))
+    for bad in ("db1:6640", "ssl:198.18.100.1:6640"):     # no TLS set up by the client: refused early
+        with pytest.raises(config.ConfigError, match=r"fleet.remotes\[0\]: '%s' is not a store remote" % bad):
+            config.load(fleet_file(tmp_path, remotes=[bad]))
 
 
 # ---------------------------------------------------------------- the follower
