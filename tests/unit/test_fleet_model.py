@@ -280,10 +280,24 @@ def test_a_version_the_dpu_cannot_apply_is_rejected_and_the_last_good_one_stays(
     assert follower.read_cache(f.cache).version == 6
 
 
+class FakeStore:
+    def __init__(self):
+        self.live = True
+
+    def connected(self):
+        return self.live
+
+
 def test_local_health_applies_only_while_cut_off(tmp_path):
     f, rt = make_follower(tmp_path)
     f.local_health("dns", "fips2", False, "timeout")          # no store: applied here
     assert rt.calls[-1][1] == {"dns": {"fips2"}} and f.local_down == {"dns": {"fips2"}}
     f.applied_version = 4
-    f._follow(snapshot(version=4))                            # back: the agreed state wins
+    f.store, f.write_failed = FakeStore(), "no answer"        # a relay's copy, writes failing
+    f._follow(snapshot(version=4))
+    assert len(rt.calls) == 1                                 # still cut off: kept
+    f._follow(snapshot(version=5))                            # a new version meanwhile: kept on top
+    assert rt.calls[-1][1] == {"dns": {"fips2"}} and f.local_down == {"dns": {"fips2"}}
+    f.write_failed = None                                     # back: the agreed state wins
+    f._follow(snapshot(version=5))
     assert rt.down == {} and f.local_down == {}

@@ -230,7 +230,7 @@ class Follower:
                 # most wake-ups are other DPUs' heartbeats: the whole store is read only
                 # when the intent moved, at our own heartbeat, or to drop local verdicts
                 if (beat or self.store.version() != self.store_version
-                        or any(self.local_down.values())):
+                        or (any(self.local_down.values()) and self.reachable())):
                     snap = self.store.snapshot()
                     self._follow(snap)
                 self._publish()
@@ -276,15 +276,18 @@ class Follower:
             return                     # an empty store: nothing imported yet, keep what runs
         if v == self.rejected_version:
             return
-        if v != self.applied_version or any(self.local_down.values()):
+        # local verdicts go once the store takes writes again (a relay may serve a copy
+        # while the cluster behind it is gone: then they stay)
+        if v != self.applied_version or (any(self.local_down.values()) and self.reachable()):
             self._apply(model.intent_of(snap))
 
     def _apply(self, intent: model.Intent) -> None:
         rt = self.runtime
         t0 = time.monotonic()
+        local = {} if self.reachable() else self.local_down
         try:
             cfg = model.compose(self.local, intent.services, base_dir=self.file_cfg.base_dir)
-            out = rt.transition(cfg, drained=intent.drained, down=intent.down,
+            out = rt.transition(cfg, drained=intent.drained, down=_union(intent.down, local),
                                 why="fleet version %d" % intent.version)
         except Exception as exc:    # ConfigError, TransitionError, Conflict: keep the last good one
             self.state, self.rejected_version = "rejected", intent.version
@@ -293,7 +296,7 @@ class Follower:
                       self.applied_version, self.error)
             return
         self.intent, self.applied_version, self.source = intent, intent.version, "store"
-        self.local_down = {}
+        self.local_down = {s: set(n) for s, n in local.items()}
         self.state, self.error, self.rejected_version = "ok", "", None
         self.applies += 1
         self.last_apply = {"version": intent.version, "seconds": round(time.monotonic() - t0, 4),
@@ -368,11 +371,9 @@ class Follower:
         down = self.local_down.setdefault(service, set())
         (down.discard if up else down.add)(backend)
         try:
-            agreed = {s: set(n) for s, n in self.intent.down.items()}
-            for s, n in self.local_down.items():
-                agreed.setdefault(s, set()).update(n)
-            self.runtime.transition(down=agreed, why="local health %s/%s %s (store unreachable)" % (
-                service, backend, "up" if up else "down"))
+            self.runtime.transition(down=_union(self.intent.down, self.local_down),
+                                    why="local health %s/%s %s (store unreachable)" % (
+                                        service, backend, "up" if up else "down"))
         except Exception as exc:
             log.error("local health %s/%s not applied: %s", service, backend, exc)
 
@@ -398,3 +399,10 @@ class Follower:
         self.file_cfg = file_cfg
         self.local = model.local_data(file_cfg)
         return model.compose(self.local, self.intent.services, base_dir=file_cfg.base_dir)
+
+
+def _union(a: Dict[str, Set[str]], b: Dict[str, Set[str]]) -> Dict[str, Set[str]]:
+    out = {s: set(n) for s, n in a.items()}
+    for s, n in b.items():
+        out.setdefault(s, set()).update(n)
+    return out
