@@ -865,13 +865,10 @@ store; one bed at a time.
 
 def plot(out: str, rows: List[Dict[str, Any]]) -> None:
     """Edit latency against the fleet's size, writes/s, the kill rounds. Needs matplotlib."""
-    try:
-        import matplotlib
-    except ImportError:
-        log("matplotlib missing (pip install -e .[bench]): no plot")
+    import bench_scale
+    plt = bench_scale.pyplot()
+    if plt is None:
         return
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
     ax = axes[0]
     ns = sizes(rows)

@@ -304,16 +304,24 @@ says where. The machine: 2 shared vCPUs.
         f.write(text)
 
 
-def plot(out: str, rows: List[Dict[str, Any]]) -> None:
-    """Log-log, one panel per sweep: the time costs against the sweep's factor. Needs
-    matplotlib (the `bench` extra); without it the suite says so and goes on."""
+def pyplot() -> Any:
+    """matplotlib.pyplot for files (Agg), or None after saying it is missing: plots need
+    the `bench` extra, and a suite without it still writes its CSV and Markdown."""
     try:
         import matplotlib
     except ImportError:
         log("matplotlib missing (pip install -e .[bench]): no plot")
-        return
+        return None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    return plt
+
+
+def plot(out: str, rows: List[Dict[str, Any]]) -> None:
+    """Log-log, one panel per sweep: the time costs against the sweep's factor."""
+    plt = pyplot()
+    if plt is None:
+        return
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.4))
     for ax, sweep in zip(axes, ("bits", "services", "backends")):
         var = SP.sweep_variable(sweep)

@@ -220,13 +220,9 @@ def _services_only(path: str, data: Any) -> List[Dict[str, Any]]:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    store = _store(args)
-    if store is None:
+    snap = _snapshot(args)
+    if snap is None:
         return EXIT_ERROR
-    try:
-        snap = store.snapshot()
-    finally:
-        store.close()
     intent = model.intent_of(snap)
     lines = ["# the fleet's services, version %d (xenoflow fleet export)" % intent.version]
     for s, names in sorted(intent.drained.items()):
@@ -268,14 +264,22 @@ def fleet_view(snap: Dict[str, Any]) -> Dict[str, Any]:
                          for s in snap["services"] for b in s["backends"]}}
 
 
-def cmd_status(args: argparse.Namespace) -> int:
+def _snapshot(args: argparse.Namespace) -> Optional[Dict[str, Any]]:
+    """One read of the store named by the arguments; None after saying why not."""
     store = _store(args)
     if store is None:
-        return EXIT_ERROR
+        return None
     try:
-        view = fleet_view(store.snapshot())
+        return store.snapshot()
     finally:
         store.close()
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    snap = _snapshot(args)
+    if snap is None:
+        return EXIT_ERROR
+    view = fleet_view(snap)
     if args.json:
         print(json.dumps(view, sort_keys=True))
         return EXIT_OK
@@ -295,13 +299,10 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     """Exit 0 when every DPU applied the store's version with identical tables and a
     consistent verdict; else 1, naming each DPU that differs and why."""
-    store = _store(args)
-    if store is None:
+    snap = _snapshot(args)
+    if snap is None:
         return EXIT_ERROR
-    try:
-        view = fleet_view(store.snapshot())
-    finally:
-        store.close()
+    view = fleet_view(snap)
     problems = ["%s: %s" % kv for kv in view["lagging"].items()]
     problems += ["%s: tables of service %s differ from the fleet's" % (d, svc)
                  for svc, names in sorted(view["differing"].items()) for d in names]
