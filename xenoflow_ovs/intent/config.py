@@ -169,12 +169,39 @@ class Endpoint:
 
 
 @dataclass(frozen=True)
+class BgpPeer:
+    address: netaddr.IPAddress
+    asn: int
+
+
+@dataclass(frozen=True)
+class Bgp:
+    """This DPU's BGP speaker (FRR): it announces the service VIPs while the DPU forwards them
+    consistently. Sessions run in-band from `port`, an internal port of the uplink bridge."""
+    asn: int
+    port: str                          # an internal port of ovs.bridges (its address is the speaker's)
+    peers: Tuple[BgpPeer, ...]
+    router_id: Optional[netaddr.IPAddress] = None   # default: the port's address
+    pathspace: Optional[str] = None    # FRR's -N name (vtysh -N); default: dpu.name
+    keepalive: int = 1                 # s; hold = 3 x keepalive unless set
+    hold: int = 3
+    bfd_interval_ms: int = 300         # BFD rx/tx interval; detection = interval x multiplier
+    bfd_multiplier: int = 3
+    med: Optional[int] = None          # MED of the announcements (lower is preferred)
+    stale_med: Optional[int] = None    # MED once stale for stale_after s (fail static, less preferred)
+    stale_after: float = 30.0
+    drain_quiet: float = 1.0           # s the VIP counters must stay flat after a planned withdraw
+    drain_timeout: float = 10.0        # s at most to wait for that
+
+
+@dataclass(frozen=True)
 class Fleet:
     """Where the fleet's intent store is (fleet/): with it the services come from the store,
     and the file holds only what is this DPU's own (ports, bridges, eSwitch)."""
     remotes: Tuple[str, ...]
     connect_timeout: float = 10.0   # s to wait for the store at start before using the cached intent
     heartbeat: float = 1.0          # s between this DPU's health observations (the fleet's clock)
+    bgp: Optional[Bgp] = None
 
 
 # tcp or unix: the store's client sets up no TLS (keys, CA) yet, so ssl: would only fail later
@@ -200,6 +227,16 @@ class Config:
     state_dir: Optional[str] = None
     metrics: Endpoint = Endpoint(host="127.0.0.1", port=9302)
     fleet: Optional[Fleet] = None
+
+    def bgp_speaker(self) -> Optional[Tuple[Bgp, InternalPort]]:
+        """The BGP settings and the internal port the speaker talks from, when configured."""
+        if self.fleet is None or self.fleet.bgp is None:
+            return None
+        for br in self.bridges:
+            for ip in br.internal:
+                if ip.name == self.fleet.bgp.port:
+                    return self.fleet.bgp, ip
+        return None
 
     @property
     def has_eswitch(self) -> bool:
@@ -455,6 +492,12 @@ def _parse(r: Reader, data: Any, base_dir: str, file: bool = False) -> Optional[
         for ip in br.internal:
             bridge_of[ip.name] = br.name
     patches = _patches(r, ovs.get("patches"), ("ovs", "patches"), {b.name for b in bridges})
+    if fleet is not None and fleet.bgp is not None and fleet.bgp.port:
+        internal = {i.name for b in bridges for i in b.internal}
+        if fleet.bgp.port not in internal:
+            r.error(("fleet", "bgp", "port"), "%s is not an internal port of ovs.bridges (%s): the speaker "
+                    "talks in-band from an internal port of the uplink bridge"
+                    % (fleet.bgp.port, ", ".join(sorted(internal)) or "none"))
 
     def connected(a: str, b: str) -> bool:
         ba, bb = bridge_of.get(a), bridge_of.get(b)
@@ -490,7 +533,7 @@ def _parse(r: Reader, data: Any, base_dir: str, file: bool = False) -> Optional[
 
 
 def _fleet(r: Reader, v: Any, path: Path) -> Optional[Fleet]:
-    m = r.mapping(v, path, ("remotes", "connect_timeout", "heartbeat"), required=("remotes",))
+    m = r.mapping(v, path, ("remotes", "connect_timeout", "heartbeat", "bgp"), required=("remotes",))
     remotes = []
     for i, rem in enumerate(r.seq(m.get("remotes"), path + ("remotes",))):
         p = path + ("remotes", i)
@@ -504,7 +547,57 @@ def _fleet(r: Reader, v: Any, path: Path) -> Optional[Fleet]:
     d = Fleet(remotes=())
     return Fleet(remotes=tuple(remotes),
                  connect_timeout=r.get(m, "connect_timeout", path, _seconds(0, 3600, r), d.connect_timeout),
-                 heartbeat=r.get(m, "heartbeat", path, _seconds(0.05, 60, r), d.heartbeat))
+                 heartbeat=r.get(m, "heartbeat", path, _seconds(0.05, 60, r), d.heartbeat),
+                 bgp=_bgp(r, m["bgp"], path + ("bgp",)) if m.get("bgp") is not None else None)
+
+
+ASN_MAX = (1 << 32) - 1
+BGP_KEYS = ("asn", "port", "peers", "router_id", "pathspace", "timers", "bfd", "med", "stale_med",
+            "stale_after", "drain")
+
+
+def _bgp(r: Reader, v: Any, path: Path) -> Optional[Bgp]:
+    m = r.mapping(v, path, BGP_KEYS, required=("asn", "port", "peers"))
+    if not m:
+        return None
+    peers = []
+    for i, pv in enumerate(r.seq(m.get("peers"), path + ("peers",))):
+        p = path + ("peers", i)
+        pm = r.mapping(pv, p, ("address", "asn"), required=("address", "asn"))
+        addr, asn = r.get(pm, "address", p, r.ipv4), r.get(pm, "asn", p, r.integer(1, ASN_MAX))
+        if addr is not None and asn is not None:
+            if any(x.address == addr for x in peers):
+                r.error(p + ("address",), "peer %s is listed twice" % addr)
+            peers.append(BgpPeer(addr, asn))
+    if isinstance(m.get("peers"), list) and not m["peers"]:
+        r.error(path + ("peers",), "at least one BGP peer (the router in front of this DPU) is required")
+    tm = r.mapping(m.get("timers"), path + ("timers",), ("keepalive", "hold"))
+    keepalive = r.get(tm, "keepalive", path + ("timers",), r.integer(1, 600), 1)
+    hold = r.get(tm, "hold", path + ("timers",), r.integer(3, 1800), max(3, 3 * (keepalive or 1)))
+    if keepalive and hold and hold < keepalive:
+        r.error(path + ("timers", "hold"), "hold time %d s is shorter than the keepalive %d s"
+                % (hold, keepalive))
+    bm = r.mapping(m.get("bfd"), path + ("bfd",), ("interval_ms", "multiplier"))
+    dm = r.mapping(m.get("drain"), path + ("drain",), ("quiet", "timeout"))
+    d = Bgp(asn=0, port="", peers=())
+    quiet = r.get(dm, "quiet", path + ("drain",), _seconds(0.1, 60, r), d.drain_quiet)
+    timeout = r.get(dm, "timeout", path + ("drain",), _seconds(0.5, 600, r), d.drain_timeout)
+    if quiet is not None and timeout is not None and timeout < quiet:
+        r.error(path + ("drain", "timeout"), "%g s is shorter than drain.quiet (%g s)" % (timeout, quiet))
+    pathspace = r.get(m, "pathspace", path, r.string)
+    if pathspace is not None and not re.match(r"^[A-Za-z0-9_.-]{1,32}$", pathspace):
+        r.error(path + ("pathspace",), "%r is not an FRR pathspace name (letters, digits, _.-)" % pathspace)
+    return Bgp(asn=r.get(m, "asn", path, r.integer(1, ASN_MAX)) or 0,
+               port=r.get(m, "port", path, r.name) or "", peers=tuple(peers),
+               router_id=r.get(m, "router_id", path, r.ipv4), pathspace=pathspace,
+               keepalive=keepalive or d.keepalive, hold=hold or d.hold,
+               bfd_interval_ms=r.get(bm, "interval_ms", path + ("bfd",), r.integer(10, 60000),
+                                     d.bfd_interval_ms),
+               bfd_multiplier=r.get(bm, "multiplier", path + ("bfd",), r.integer(2, 255), d.bfd_multiplier),
+               med=r.get(m, "med", path, r.integer(0, ASN_MAX)),
+               stale_med=r.get(m, "stale_med", path, r.integer(0, ASN_MAX)),
+               stale_after=r.get(m, "stale_after", path, _seconds(0, 86400, r), d.stale_after),
+               drain_quiet=quiet or d.drain_quiet, drain_timeout=timeout or d.drain_timeout)
 
 
 def _loopback(host: str) -> bool:
@@ -943,8 +1036,10 @@ def to_data(cfg: Config) -> Dict[str, Any]:
                         **({"dst": str(r.dst)} if r.dst.prefixlen else {})) for r in cfg.routes],
         "controller": {"openflow": endpoint(cfg.openflow, False), "api": endpoint(cfg.api, True),
                        "metrics": endpoint(cfg.metrics, False)},
-        **({"fleet": {"remotes": list(cfg.fleet.remotes), "connect_timeout": cfg.fleet.connect_timeout,
-                      "heartbeat": cfg.fleet.heartbeat}} if cfg.fleet is not None else {}),
+        **({"fleet": dict({"remotes": list(cfg.fleet.remotes), "connect_timeout": cfg.fleet.connect_timeout,
+                           "heartbeat": cfg.fleet.heartbeat},
+                          **({"bgp": bgp_plain(cfg.fleet.bgp)} if cfg.fleet.bgp else {}))}
+           if cfg.fleet is not None else {}),
         "services": [{"name": s.name, "vip": str(s.vip), "vip_mac": s.vip_mac, "protocol": s.protocol,
                       "port": s.port, "ingress": s.ingress, "egress": s.egress,
                       "policy": {"kind": s.policy.kind, "bits": s.policy.bits},
@@ -952,6 +1047,18 @@ def to_data(cfg: Config) -> Dict[str, Any]:
                                    for b in s.backends],
                       "health": health(s.health)} for s in cfg.services],
     }
+
+
+def bgp_plain(b: Bgp) -> Dict[str, Any]:
+    out: Dict[str, Any] = {
+        "asn": b.asn, "port": b.port, "peers": [{"address": str(p.address), "asn": p.asn} for p in b.peers],
+        "timers": {"keepalive": b.keepalive, "hold": b.hold},
+        "bfd": {"interval_ms": b.bfd_interval_ms, "multiplier": b.bfd_multiplier},
+        "stale_after": b.stale_after, "drain": {"quiet": b.drain_quiet, "timeout": b.drain_timeout}}
+    for k in ("router_id", "pathspace", "med", "stale_med"):
+        if getattr(b, k) is not None:
+            out[k] = str(getattr(b, k)) if k == "router_id" else getattr(b, k)
+    return out
 
 
 def from_plain(data: Dict[str, Any], base_dir: str = ".", source: str = "<fleet>") -> Config:
