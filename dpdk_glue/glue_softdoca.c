@@ -109,9 +109,24 @@ int xf_set_poll_mode(int busy_poll, uint32_t spin_us, uint32_t sleep_us)
 	return softdoca_set_poll_mode(busy_poll, spin_us, sleep_us);
 }
 
+int xf_set_idle_max(uint32_t idle_max_us)
+{
+	glue_lock(); /* the last error is shared */
+	int rc = softdoca_set_idle_max(idle_max_us);
+	if (rc != DOCA_SUCCESS)
+		rc = glue_fail(rc, "softdoca_set_idle_max", "idle_max_us %u (at most 1000000)", idle_max_us);
+	glue_unlock();
+	return rc;
+}
+
 int xf_fwd_stats(uint64_t *busy_ns, uint64_t *pkts)
 {
 	return softdoca_fwd_stats(busy_ns, pkts);
+}
+
+int xf_fwd_backoff(uint32_t *sleep_us, uint64_t *sleeps, uint64_t *resets)
+{
+	return softdoca_fwd_backoff(sleep_us, sleeps, resets);
 }
 
 int xf_bench_bypass(int on, const uint8_t *dst_mac)

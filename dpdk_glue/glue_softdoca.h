@@ -20,8 +20,13 @@ int xf_set_capacity(uint32_t entries_per_pipe, uint32_t pipes);
 /* Forwarder polling policy: busy-poll (benchmarks), or spin spin_us after the last packet
  * and then sleep sleep_us between empty polls (0 = keep the current value). */
 int xf_set_poll_mode(int busy_poll, uint32_t spin_us, uint32_t sleep_us);
+/* Ceiling the idle sleep doubles up to after idle_max_us without a packet (0 = keep the
+ * current value; <= sleep_us: no growth; at most 1 s). */
+int xf_set_idle_max(uint32_t idle_max_us);
 /* Forwarder busy time (ns) and the packets moved in those iterations. */
 int xf_fwd_stats(uint64_t *busy_ns, uint64_t *pkts);
+/* The idle back-off: current sleep (us), sleeps taken, grown back-offs a packet reset. */
+int xf_fwd_backoff(uint32_t *sleep_us, uint64_t *sleeps, uint64_t *resets);
 /* Benchmarks: plain io loop (port X -> X^1, no lookup) as a baseline. */
 int xf_bench_bypass(int on, const uint8_t *dst_mac); /* dst_mac: NULL or 6 bytes */
 /* Run one frame through port_id's pipes without packet I/O (tests).

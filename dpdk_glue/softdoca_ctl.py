@@ -67,28 +67,39 @@ def set_capacity(sw: ESwitch, entries_per_pipe: Optional[int] = None, pipes: Opt
             _raise_last(rc)
 
 
-def set_busy_poll(sw: ESwitch, busy_poll: bool, spin_us: int = 0, sleep_us: int = 0) -> None:
+def set_busy_poll(sw: ESwitch, busy_poll: bool, spin_us: int = 0, sleep_us: int = 0,
+                  idle_max_us: int = 0) -> None:
     """The forwarder's policy: busy-poll (benchmarks), or spin ``spin_us`` after the last
-    packet and then sleep ``sleep_us`` between empty polls (0 = keep the current value;
-    defaults 50 and 20 us)."""
+    packet and then sleep ``sleep_us`` between empty polls; after ``idle_max_us`` without a
+    packet the sleep doubles up to ``idle_max_us`` (<= sleep_us: a fixed sleep; at most
+    1 s).  0 = keep the current value; defaults 50, 20 and 1000 us."""
     lib, _ = _softdoca_lib("xf_set_poll_mode")
     spin, sleep = _uint(spin_us, 32, "spin_us"), _uint(sleep_us, 32, "sleep_us")
+    ceiling = _uint(idle_max_us, 32, "idle_max_us")
     with sw._lock:
         sw._check_open()
+        if ceiling:
+            rc = lib.xf_set_idle_max(ceiling)
+            if rc:
+                _raise_last(rc)
         lib.xf_set_poll_mode(1 if busy_poll else 0, spin, sleep)
 
 
 def forwarder_stats(sw: ESwitch) -> Dict[str, int]:
     """The forwarder's busy time (ns, iterations that moved packets) and the packets moved
-    then; busy_ns / pkts = its cost per packet."""
+    then; busy_ns / pkts = its cost per packet.  Its idle back-off: ``sleep_us``, the length
+    of its current (or next) idle sleep, ``sleeps`` taken so far, and ``backoff_resets``, the
+    times a packet brought a grown sleep back to sleep_us."""
     lib, ffi = _softdoca_lib("xf_fwd_stats")
     with sw._lock:
         sw._check_open()
         ns, pk = ffi.new("uint64_t *"), ffi.new("uint64_t *")
-        rc = lib.xf_fwd_stats(ns, pk)
+        cur, sleeps, resets = ffi.new("uint32_t *"), ffi.new("uint64_t *"), ffi.new("uint64_t *")
+        rc = lib.xf_fwd_stats(ns, pk) or lib.xf_fwd_backoff(cur, sleeps, resets)
         if rc:
             _raise_last(rc)
-    return {"busy_ns": int(ns[0]), "pkts": int(pk[0])}
+    return {"busy_ns": int(ns[0]), "pkts": int(pk[0]), "sleep_us": int(cur[0]), "sleeps": int(sleeps[0]),
+            "backoff_resets": int(resets[0])}
 
 
 def bench_bypass(sw: ESwitch, on: bool, dst_mac: Optional[Union[str, bytes]] = None) -> None:

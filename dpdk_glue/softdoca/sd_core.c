@@ -19,7 +19,8 @@ struct doca_flow_cfg {
 	doca_flow_entry_process_cb cb;
 };
 
-struct sd_global sd_g = {.spin_us = 50, .sleep_us = 20, .fwd_lcore = -1}; /* back-off: see bench_glue_forward */
+/* back-off: see bench_glue_forward (spin, sleep) and bench_idle (the ceiling) */
+struct sd_global sd_g = {.spin_us = 50, .sleep_us = 20, .idle_max_us = 1000, .fwd_sleep_us = 20, .fwd_lcore = -1};
 
 /* ------------------------------------------------------------------------------------ */
 /* errors                                                                               */

@@ -212,6 +212,7 @@ static int sd_forwarder(void *arg)
 	static struct sd_txbuf tx_wire[SD_MAX_PORTS], tx_rep[SD_MAX_PORTS];
 	uint64_t hz = rte_get_tsc_hz();
 	uint64_t last_busy = rte_get_tsc_cycles();
+	uint32_t cur_sleep = 0; /* the idle sleep in force; 0: not backing off since the last packet */
 
 	while (!atomic_load_explicit(&sd_g.fwd_stop, memory_order_acquire)) {
 		/* quiescent point: no pointer into a pipe or entry is held here */
@@ -255,6 +256,15 @@ static int sd_forwarder(void *arg)
 			last_busy = rte_get_tsc_cycles();
 			RLX_ADD(&sd_g.busy_cycles, last_busy - t_iter);
 			RLX_ADD(&sd_g.busy_pkts, total);
+			if (cur_sleep) {
+				/* traffic again: the next idle period starts from the short sleep */
+				uint32_t base = atomic_load_explicit(&sd_g.sleep_us, memory_order_relaxed);
+				__atomic_store_n(&sd_g.fwd_sleep_us, base, __ATOMIC_RELAXED);
+				if (cur_sleep > base) /* release: whoever sees the reset sees the short sleep */
+					__atomic_store_n(&sd_g.fwd_backoff_resets, sd_g.fwd_backoff_resets + 1,
+							 __ATOMIC_RELEASE);
+				cur_sleep = 0;
+			}
 			continue;
 		}
 		if (atomic_load_explicit(&sd_g.busy_poll, memory_order_relaxed)) {
@@ -262,13 +272,34 @@ static int sd_forwarder(void *arg)
 			continue;
 		}
 		uint64_t now = rte_get_tsc_cycles();
-		if (now - last_busy < hz / 1000000 * atomic_load_explicit(&sd_g.spin_us, memory_order_relaxed)) {
+		uint64_t cyc_us = hz / 1000000;
+		if (now - last_busy < cyc_us * atomic_load_explicit(&sd_g.spin_us, memory_order_relaxed)) {
 			rte_pause();
 			continue;
 		}
-		/* Idle: back off.  Offline while asleep, so grace periods need not wait for us. */
+		/*
+		 * Idle: back off.  Short sleeps (sleep_us) keep the latency of traffic with gaps low;
+		 * each wake-up costs the VM a few µs, so a forwarder that sleeps 20 µs forever burns
+		 * a good part of a core doing nothing.  Once nothing has come for as long as the
+		 * ceiling (a gap no steady traffic leaves), the sleep doubles up to the ceiling: idle
+		 * costs ~1000 wake-ups a second, the first packet after it waits at most one ceiling,
+		 * and any packet rate above 1/ceiling never sees more than sleep_us.
+		 */
+		uint32_t base = atomic_load_explicit(&sd_g.sleep_us, memory_order_relaxed);
+		uint32_t ceil = atomic_load_explicit(&sd_g.idle_max_us, memory_order_relaxed);
+		if (ceil < base)
+			ceil = base;
+		if (cur_sleep < base)
+			cur_sleep = base;
+		else if (cur_sleep < ceil && now - last_busy >= cyc_us * ceil)
+			cur_sleep = cur_sleep > ceil / 2 ? ceil : cur_sleep * 2;
+		if (cur_sleep > ceil) /* the ceiling was lowered */
+			cur_sleep = ceil;
+		__atomic_store_n(&sd_g.fwd_sleep_us, cur_sleep, __ATOMIC_RELAXED);
+		RLX_ADD(&sd_g.fwd_sleeps, 1);
+		/* Offline while asleep, so grace periods need not wait for us. */
 		atomic_store(&sd_g.fwd_offline, 1);
-		struct timespec ts = {0, (long)atomic_load_explicit(&sd_g.sleep_us, memory_order_relaxed) * 1000L};
+		struct timespec ts = {(time_t)(cur_sleep / 1000000), (long)(cur_sleep % 1000000) * 1000L};
 		nanosleep(&ts, NULL);
 		atomic_store(&sd_g.fwd_offline, 0);
 		atomic_thread_fence(memory_order_seq_cst);
@@ -327,6 +358,16 @@ doca_error_t softdoca_fwd_stats(uint64_t *busy_ns, uint64_t *pkts)
 	return DOCA_SUCCESS;
 }
 
+doca_error_t softdoca_fwd_backoff(uint32_t *sleep_us, uint64_t *sleeps, uint64_t *resets)
+{
+	if (sleep_us == NULL || sleeps == NULL || resets == NULL)
+		return DOCA_ERROR_INVALID_VALUE;
+	*resets = __atomic_load_n(&sd_g.fwd_backoff_resets, __ATOMIC_ACQUIRE);
+	*sleep_us = __atomic_load_n(&sd_g.fwd_sleep_us, __ATOMIC_RELAXED);
+	*sleeps = RLX_LOAD(&sd_g.fwd_sleeps);
+	return DOCA_SUCCESS;
+}
+
 doca_error_t softdoca_set_bench_bypass(int on, const uint8_t *dst_mac)
 {
 	atomic_store(&sd_g.bench_mac, dst_mac ? sd_mac_word(dst_mac) : 0);
@@ -341,6 +382,15 @@ doca_error_t softdoca_set_poll_mode(int busy_poll, uint32_t spin_us, uint32_t sl
 		atomic_store(&sd_g.spin_us, spin_us);
 	if (sleep_us)
 		atomic_store(&sd_g.sleep_us, sleep_us);
+	return DOCA_SUCCESS;
+}
+
+doca_error_t softdoca_set_idle_max(uint32_t idle_max_us)
+{
+	if (idle_max_us > 1000000) /* a forwarder asleep for seconds looks dead */
+		return DOCA_ERROR_INVALID_VALUE;
+	if (idle_max_us)
+		atomic_store(&sd_g.idle_max_us, idle_max_us);
 	return DOCA_SUCCESS;
 }
 

@@ -274,7 +274,12 @@ struct sd_global {
 	atomic_int bench_bypass; /* benchmark baseline: plain io loop, port X -> port X^1 */
 	_Atomic uint64_t bench_mac; /* bypass: dst MAC every frame gets (mac_word), 0 = untouched */
 	atomic_uint spin_us, sleep_us;
+	atomic_uint idle_max_us; /* ceiling of the idle sleep; <= sleep_us: a fixed sleep_us */
 	uint64_t busy_cycles, busy_pkts; /* forwarder iterations that moved packets (single writer) */
+	/* the idle back-off as it stands (single writer: the forwarder): the next sleep's length,
+	 * sleeps taken, and back-offs a packet cut short after they had grown */
+	uint32_t fwd_sleep_us;
+	uint64_t fwd_sleeps, fwd_backoff_resets;
 	/* deferred frees (after a grace period) */
 	struct doca_flow_pipe_entry *free_entries;
 	struct doca_flow_pipe *free_pipes;

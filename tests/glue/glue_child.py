@@ -349,6 +349,53 @@ def sc_serve(prefix: str, ports: List[Dict[str, Any]], vip: str, macs: List[str]
     print("CLOSED", flush=True)
 
 
+def sc_idle_backoff(prefix: str, ceiling_us: int, sleep_us: int = 20) -> Dict[str, Any]:
+    """af_packet ports on the veths tests/glue/test_idle_backoff.py made (dpu-pN <-> xN, rep-pN
+    <-> rN): the forwarder's idle sleep grows to the ceiling with no traffic, a frame sent on
+    x0 brings it back to sleep_us, and a ceiling lowered to sleep_us stops the growth.  Waits
+    on the forwarder's counters (events), never on a clock; the deadlines only stop a hang."""
+    import socket
+    import time
+
+    out: Dict[str, Any] = {}
+    ports = [PortSpec("p0", 0, iface="dpu-p0", rep_iface="rep-p0", pair="p1"),
+             PortSpec("p1", 1, iface="dpu-p1", rep_iface="rep-p1", pair="p0")]
+
+    def wait(cond: Callable[[Dict[str, int]], bool], what: str) -> Dict[str, int]:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            st = softdoca_ctl.forwarder_stats(sw)
+            if cond(st):
+                return st
+            time.sleep(0.005)
+        raise AssertionError("forwarder never got %s: %s" % (what, softdoca_ctl.forwarder_stats(sw)))
+
+    with ESwitch(default_eal_args(prefix), ports) as sw:
+        out["bad_ceiling"] = err(lambda: softdoca_ctl.set_busy_poll(sw, False, idle_max_us=2_000_000))
+        softdoca_ctl.set_busy_poll(sw, False, spin_us=50, sleep_us=sleep_us, idle_max_us=ceiling_us)
+        seen = [softdoca_ctl.forwarder_stats(sw)["sleep_us"]]
+
+        def grown(st: Dict[str, int]) -> bool:
+            if st["sleep_us"] != seen[-1]:
+                seen.append(st["sleep_us"])
+            return st["sleep_us"] == ceiling_us
+
+        idle = wait(grown, "to the ceiling")
+        out["seen_idle"] = seen
+        out["idle"] = idle
+        s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+        s.bind(("x0", 0))
+        s.send(udp_frame("198.18.0.10", VIP, 40000, 53))  # no pipes: a miss, out rep-p0
+        s.close()
+        out["after_packet"] = wait(lambda st: st["backoff_resets"] > idle["backoff_resets"], "a reset")
+        out["p0"] = sw.port_stats("p0")
+        # the old fixed back-off: a ceiling at sleep_us, every sleep from the next one on is short
+        softdoca_ctl.set_busy_poll(sw, False, idle_max_us=sleep_us)
+        first = softdoca_ctl.forwarder_stats(sw)["sleeps"]
+        out["fixed"] = wait(lambda st: st["sleeps"] >= first + 200, "200 more sleeps")
+    return out
+
+
 SCENARIOS = {
     "semantics": sc_semantics,
     "rejects": sc_rejects,
@@ -361,6 +408,7 @@ SCENARIOS = {
     "reps_refused": sc_reps_refused,
     "info": sc_info,
     "serve": sc_serve,
+    "idle_backoff": sc_idle_backoff,
 }
 
 

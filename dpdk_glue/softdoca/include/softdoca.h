@@ -47,13 +47,24 @@ doca_error_t softdoca_dev_register(const char *addr, const char *parent, int esw
 doca_error_t softdoca_dev_unregister_all(void);
 
 /* Busy-poll (1) or back off when idle (0, default).  spin_us: how long to keep polling
- * after the last packet; sleep_us: nanosleep length between empty polls after that.
- * Zero keeps the current value. */
+ * after the last packet (default 50); sleep_us: nanosleep length between empty polls after
+ * that (default 20).  Zero keeps the current value. */
 doca_error_t softdoca_set_poll_mode(int busy_poll, uint32_t spin_us, uint32_t sleep_us);
+
+/* The idle back-off's ceiling (default 1000 us): once no packet has come for idle_max_us,
+ * the sleep doubles from sleep_us up to idle_max_us, and the next packet brings it back to
+ * sleep_us.  A value <= sleep_us keeps the sleep fixed at sleep_us.  Zero keeps the current
+ * value; DOCA_ERROR_INVALID_VALUE above 1 s. */
+doca_error_t softdoca_set_idle_max(uint32_t idle_max_us);
 
 /* Forwarder work: time spent in loop iterations that moved packets, and those packets
  * (wire and representor); busy_ns / pkts is the forwarder's cost per packet. */
 doca_error_t softdoca_fwd_stats(uint64_t *busy_ns, uint64_t *pkts);
+
+/* The idle back-off as it stands: sleep_us, the length of the forwarder's current (or next)
+ * idle sleep; sleeps, the idle sleeps taken since the process started; resets, the times a
+ * packet cut a back-off short after it had grown past sleep_us. */
+doca_error_t softdoca_fwd_backoff(uint32_t *sleep_us, uint64_t *sleeps, uint64_t *resets);
 
 /* Benchmarks only: forward every wire frame of port X to the wire of port X^1 with no
  * parsing or lookup (a plain DPDK io loop, the baseline softdoca's pipeline is measured
