@@ -247,6 +247,7 @@ class XenoFlowApp(compat.BaseApp):
         if self.fleet is not None:
             self.fleet.attach(self.runtime, self.management.health, self.status.verdict,
                               lambda: self.run_in_app(self.follow_runtime), self.packets_per_backend)
+        self.announcer = self._announcer(cfg) if self.fleet is not None else None
         self.state_file = statefile.StateFile(statefile.default_path(cfg))
         self.follow_runtime()
         self.status.refresh()
@@ -266,6 +267,8 @@ class XenoFlowApp(compat.BaseApp):
         self.threads.append(compat.hub.spawn(self.worker.run))
         if self.fleet is not None:
             self.threads.append(compat.hub.spawn(self.fleet.run))
+        if self.announcer is not None:
+            self.threads.append(compat.hub.spawn(self.announcer.run))
         self.management.start()
         cfg = self.runtime.cfg
         self.logger.info("XenoFlow controller (%s) for %s: %d bridge(s), %d flow(s) planned, "
@@ -278,11 +281,46 @@ class XenoFlowApp(compat.BaseApp):
         if self.standalone:
             sdnotify.stopping()
         self.worker.stop()
+        if self.announcer is not None:
+            self.announcer.stop()     # bgpd keeps announcing: a controller restart never withdraws
         if self.fleet is not None:
             self.fleet.stop()
         self.management.stop()
         super().stop()
         self.state_file.write(self.status.app_view())
+
+    def _announcer(self, cfg: config_mod.Config) -> Any:
+        """The BGP announcer when the config has fleet.bgp (fleet/announcer.py)."""
+        speaker = self.fleet.file_cfg.bgp_speaker()
+        if speaker is None:
+            return None
+        from ..fleet import announce
+        from ..fleet.announcer import Announcer
+        from ..fleet.frr import Frr
+        bad_since: Dict[str, Optional[float]] = {"at": None}
+
+        def inputs() -> announce.Inputs:
+            rt, f, verdict = self.runtime, self.fleet, self.status.verdict()
+            now = time.monotonic()
+            bad_since["at"] = None if verdict in announce.GOOD_VERDICTS else (bad_since["at"] or now)
+            out: Dict[str, set] = {}
+            for m in (rt.drained, rt.down):
+                for s, n in m.items():
+                    out.setdefault(s, set()).update(n)
+            return announce.Inputs(
+                started=bool(rt.started and self.status.checked), verdict=verdict,
+                bad_for=0.0 if bad_since["at"] is None else now - bad_since["at"], stale=f.stale,
+                drained=f.dpu_drained, rejected=f.state == "rejected",
+                in_service=announce.vip_prefixes(rt.cfg.services, out))
+
+        def vip_packets() -> int:
+            return sum(self.packets_per_backend().values())
+
+        bgp = speaker[0]
+        frr = Frr(bgp.pathspace or self.fleet.file_cfg.dpu_name)
+        a = Announcer(self.fleet.file_cfg, frr, inputs, vip_packets, sleep=compat.hub.sleep)
+        self.fleet.announcer = a
+        return a
 
     def packets_per_backend(self) -> Dict[str, int]:
         """{"service/backend": packets counted by both planes}: a fleet DPU's row shows them."""

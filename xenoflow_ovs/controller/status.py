@@ -71,6 +71,8 @@ def build(rt: Any, view: Dict[str, Any], verdict: str, monitor: Any = None,
     fleet = getattr(rt, "fleet", None)
     if fleet is not None:    # the store this DPU follows, and how far (fleet/follower.py)
         st["fleet"] = fleet.view()
+        if getattr(fleet, "announcer", None) is not None:
+            st["fleet"]["bgp"] = fleet.announcer.view()
     # [{"kind": "repeated_repair" | "fenced", "what", "count", "since"}] (controller/alarms.py)
     st["alarms"] = list(alarms or [])
     st["verdict"] = verdict
@@ -130,6 +132,11 @@ class Status:
         return _copy(self._view)
 
     # -- GET /status
+
+    @property
+    def checked(self) -> bool:
+        """A check has completed since the start (the verdict is not just UNCHECKED)."""
+        return self._last_check is not None
 
     def verdict(self) -> str:
         last = self._last_check

@@ -21,7 +21,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
+import time
 from typing import Any, Dict, List, Optional
 
 import yaml
@@ -255,8 +257,11 @@ def fleet_view(snap: Dict[str, Any]) -> Dict[str, Any]:
                       "rejected_version": (d["rejected_version"] or [None])[0],
                       "heard": name in fresh, "behind_by": snap["health_seq"] - d["observed_seq"],
                       "digests": d["digests"], "observations": d["observations"],
-                      "packets": d["counters"]}
+                      "packets": d["counters"], "drained": name in snap.get("drained_dpus", ()),
+                      "announce_why": d.get("announce_why") or None, "quiet": d.get("quiet"),
+                      "bgp": d.get("bgp") or {}}
     return {"version": version, "health_seq": snap["health_seq"], "dpus": dpus,
+            "drained_dpus": list(snap.get("drained_dpus", ())),
             "lagging": model.lagging(snap["dpus"], version),
             "differing": model.differing(snap["dpus"], version),
             "backends": {"%s/%s" % (s["name"], b["name"]): {"drained": b["drained"], "health": b["health"],
@@ -283,13 +288,25 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(view, sort_keys=True))
         return EXIT_OK
-    print("fleet version %d, %d DPU(s)" % (view["version"], len(view["dpus"])))
+    same = not view["lagging"] and not view["differing"] and all(
+        d["verdict"] == "consistent" for d in view["dpus"].values())
+    print("fleet version %d, %d DPU(s): %s" % (view["version"], len(view["dpus"]),
+                                              "same version and tables on all" if same and view["dpus"]
+                                              else "NOT all on the same version and tables (fleet check)"))
     for name, d in view["dpus"].items():
-        print("  %-12s version %-5s %-9s %-12s %12d pkts%s%s%s" % (
-            name, d["applied_version"], d["state"], d["verdict"] or "-", sum(d["packets"].values()),
+        print("  %-12s version %-5s %-9s %-12s %-13s %12d pkts%s%s%s" % (
+            name, d["applied_version"], d["state"], d["verdict"] or "-",
+            "announced" if d["announced"] else "not announced", sum(d["packets"].values()),
             " stale" if d["stale"] else "",
             "" if d["heard"] else " silent (%d health rounds behind)" % d["behind_by"],
             ": " + d["error"] if d["error"] else ""))
+        if d["announce_why"] or d["drained"]:
+            print("  %-12s   %s%s" % ("", "DRAINED: " if d["drained"] else "", d["announce_why"] or "")
+                  + ("; VIP counters flat: its data plane may go" if d["drained"] and d["quiet"] else ""))
+        for peer, state in sorted(d["bgp"].items()):
+            print("  %-12s   peer %-15s %s" % ("", peer, state))
+        for key, n in sorted(d["packets"].items()):
+            print("  %-12s   %-24s %12d pkts" % ("", key, n))
     for key, b in sorted(view["backends"].items()):
         if b["drained"] or b["health"] == "down":
             print("  %s: %s" % (key, "drained" if b["drained"] else "down (%s)" % b["why"]))
@@ -331,6 +348,111 @@ def cmd_forget(args: argparse.Namespace) -> int:
         store.close()
     print("%s: %s" % (args.dpu, "row removed" if n else "no such DPU"))
     return EXIT_OK if n else EXIT_ERROR
+
+
+def cmd_drain_dpu(args: argparse.Namespace) -> int:
+    """Withdraw a DPU's VIPs (stored in the intent: it stays drained across restarts), and
+    wait until its VIP counters stay flat, when it is safe to stop its data plane."""
+    from . import edits
+    from .store import StoreError
+    store = _store(args)
+    if store is None:
+        return EXIT_ERROR
+    on = not args.undo
+    try:
+        try:
+            version = store.change(edits.drain_dpu(args.dpu, on, force=args.force),
+                                   "%s DPU %s" % ("drain" if on else "undrain", args.dpu))
+        except (LookupError, edits.Conflict) as exc:
+            print("fleet drain-dpu: %s" % str(exc).strip("'\""), file=sys.stderr)
+            return EXIT_ERROR
+        print("%s %s in the store's version %d"
+              % (args.dpu, "drained" if on else "back in the fleet", version))
+        if args.no_wait:
+            return EXIT_OK
+        deadline = time.monotonic() + args.wait
+        t0 = time.monotonic()
+        while time.monotonic() < deadline:
+            d = store.snapshot()["dpus"].get(args.dpu) or {}
+            if on and not d.get("announced") and d.get("quiet"):
+                print("%s: withdrawn, VIP counters flat (after %.1f s): its data plane may go"
+                      % (args.dpu, time.monotonic() - t0))
+                return EXIT_OK
+            if not on and (d.get("announced") or (d.get("announce_why") or "").startswith("no backend")):
+                print("%s: %s (after %.1f s)" % (args.dpu, d.get("announce_why") or "announced",
+                                                 time.monotonic() - t0))
+                return EXIT_OK
+            time.sleep(0.1)
+        d = store.snapshot()["dpus"].get(args.dpu) or {}
+        print("%s: not there after %.0f s: %s (announced %s)" % (
+            args.dpu, args.wait, d.get("announce_why") or "the DPU did not report", d.get("announced")),
+            file=sys.stderr)
+        return EXIT_FOUND
+    except StoreError as exc:
+        print("fleet drain-dpu: %s" % exc, file=sys.stderr)
+        return EXIT_ERROR
+    finally:
+        store.close()
+
+
+def cmd_frr_config(args: argparse.Namespace) -> int:
+    """The FRR files (zebra, bfdd, bgpd) of a DPU's speaker, from its config's fleet.bgp."""
+    from ..intent import config as config_mod
+    from . import bgp
+    try:
+        cfg = config_mod.load(args.config)
+    except config_mod.ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_ERROR
+    speaker = cfg.bgp_speaker()
+    if speaker is None:
+        print("%s: no fleet.bgp: this DPU announces nothing" % args.config, file=sys.stderr)
+        return EXIT_ERROR
+    files = bgp.speaker_files(speaker[0], speaker[1].ip, cfg.dpu_name)
+    if args.output_dir:
+        os.makedirs(args.output_dir, mode=0o750, exist_ok=True)
+        for name, text in sorted(files.items()):
+            with open(os.path.join(args.output_dir, name), "w") as f:
+                f.write(text)
+            print(os.path.join(args.output_dir, name))
+    else:
+        for name, text in sorted(files.items()):
+            print("! ---- %s\n%s" % (name, text))
+    return EXIT_OK
+
+
+def cmd_upgrade(args: argparse.Namespace) -> int:
+    """Convert the store to this version's schema (ovsdb-client convert, through the
+    cluster's leader); a store already on it is left alone."""
+    from .store import SCHEMA, remotes_string
+    remotes = _remotes(args)
+    if not remotes:
+        return EXIT_ERROR
+    with open(SCHEMA) as f:
+        want = json.load(f)["version"]
+    last = "no remote answered"
+    for remote in remotes:
+        try:
+            have = subprocess.run(["ovsdb-client", "get-schema-version", remote, model.SCHEMA_NAME],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
+                                  timeout=args.timeout)
+            if have.returncode != 0:
+                last = "%s: %s" % (remote, have.stderr.strip())
+                continue
+            if have.stdout.strip() == want:
+                print("the store is on schema %s already" % want)
+                return EXIT_OK
+            conv = subprocess.run(["ovsdb-client", "convert", remote, SCHEMA], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, universal_newlines=True,
+                                  timeout=max(30, args.timeout))
+            if conv.returncode == 0:
+                print("store converted from schema %s to %s" % (have.stdout.strip(), want))
+                return EXIT_OK
+            last = "%s: %s" % (remote, conv.stderr.strip())
+        except subprocess.TimeoutExpired:
+            last = "%s: no answer within %g s" % (remote, args.timeout)
+    print("fleet upgrade: %s (remotes %s)" % (last, remotes_string(remotes)), file=sys.stderr)
+    return EXIT_ERROR
 
 
 # ---------------------------------------------------------------- parsers
@@ -400,6 +522,25 @@ def add_parsers(sub: Any) -> None:
         p.add_argument("--json", action="store_true")
         _db_args(p)
         p.set_defaults(func=func)
+
+    p = fsub.add_parser("drain-dpu", help="withdraw a DPU's VIPs (kept in the store) and wait until its "
+                        "VIP counters are flat; --undo puts it back")
+    p.add_argument("dpu")
+    p.add_argument("--undo", action="store_true", help="announce again (once it forwards consistently)")
+    p.add_argument("--force", action="store_true", help="drain even if no other DPU announces the VIPs")
+    p.add_argument("--wait", type=float, default=30.0, metavar="S", help="at most (default %(default)g)")
+    p.add_argument("--no-wait", action="store_true", help="return once the store has it")
+    _db_args(p)
+    p.set_defaults(func=cmd_drain_dpu)
+
+    p = fsub.add_parser("frr-config", help="the FRR files of this DPU's BGP speaker, from fleet.bgp")
+    p.add_argument("-c", "--config", required=True)
+    p.add_argument("-o", "--output-dir", help="write zebra.conf, bfdd.conf, bgpd.conf here (default stdout)")
+    p.set_defaults(func=cmd_frr_config)
+
+    p = fsub.add_parser("upgrade", help="convert the store to this version's schema")
+    _db_args(p)
+    p.set_defaults(func=cmd_upgrade)
 
     p = fsub.add_parser("forget", help="remove a decommissioned DPU's row")
     p.add_argument("dpu")

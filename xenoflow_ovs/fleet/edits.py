@@ -124,3 +124,23 @@ def agree_health(window: Optional[int] = None):
         return before
     return mutate
 
+
+
+def drain_dpu(name: str, on: bool = True, force: bool = False):
+    """Take a DPU out of the announcement (on) or put it back. Refused when it would leave
+    no DPU announcing the VIPs (a whole-fleet outage), unless `force`."""
+    def mutate(before: Rows, snap: Dict[str, Any]) -> Rows:
+        dpus = snap.get("dpus", {})
+        if name not in dpus:
+            raise LookupError("no DPU %r in the store (known: %s)"
+                              % (name, ", ".join(sorted(dpus)) or "none"))
+        drained = set(snap.get("drained_dpus") or [])
+        if on and name not in drained and not force:
+            others = [n for n, d in dpus.items() if n != name and n not in drained and d.get("announced")]
+            if not others:
+                raise Conflict("draining %s would leave no DPU announcing the VIPs (no other DPU announces "
+                               "them now); --force to drain it anyway" % name)
+        (drained.add if on else drained.discard)(name)
+        snap["drained_dpus"] = sorted(drained)
+        return before
+    return mutate

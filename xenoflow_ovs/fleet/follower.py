@@ -161,6 +161,8 @@ class Follower:
         self.applies = 0
         self.runtime: Any = None
         self.monitor: Any = None
+        self.announcer: Any = None          # fleet/announcer.py, with fleet.bgp
+        self.dpu_drained = False            # the operator drained this DPU (as last read)
         self.verdict: Callable[[], str] = lambda: "unknown"
         self.counters: Callable[[], Dict[str, int]] = lambda: {}
         self.follow: Callable[[], None] = lambda: None
@@ -206,7 +208,8 @@ class Follower:
                 "rejected_version": self.rejected_version, "source": self.source,
                 "disconnected_since": self.disconnected_since, "applies": self.applies,
                 "last_apply": dict(self.last_apply),
-                "local_down": {s: sorted(n) for s, n in self.local_down.items() if n}}
+                "local_down": {s: sorted(n) for s, n in self.local_down.items() if n},
+                "drained": self.dpu_drained}
 
     # -- the loop
 
@@ -272,6 +275,11 @@ class Follower:
     def _follow(self, snap: Dict[str, Any]) -> None:
         v = int(snap["version"])
         self.store_version = v
+        drained = self.file_cfg.dpu_name in (snap.get("drained_dpus") or ())
+        if drained != self.dpu_drained:
+            log.warning("fleet: this DPU is %s", "drained: its VIPs are withdrawn" if drained
+                        else "back in the fleet: its VIPs are announced once it forwards them")
+            self.dpu_drained = drained
         if not snap["services"]:
             return                     # an empty store: nothing imported yet, keep what runs
         if v == self.rejected_version:
@@ -350,7 +358,7 @@ class Follower:
                 "state": self.state if rt is not None and rt.started else "starting",
                 "rejected_version": [self.rejected_version] if self.rejected_version is not None else [],
                 "error": self.error, "stale": self.stale, "verdict": self.verdict(),
-                "digests": digests}
+                "digests": digests, **(self.announcer.row() if self.announcer is not None else {})}
 
     def _publish(self) -> None:
         row = self._row()

@@ -49,8 +49,8 @@ _BACKEND_COLS = ("name", "ip", "mac", "weight", "position", "drained", "health",
                  "health_why")
 _BACKEND_DEFAULTS = {"drained": False, "health": "up", "health_seq": 0, "health_why": ""}
 DPU_COLS = ("name", "facts", "driver", "ports", "capacity", "applied_version", "state",
-            "rejected_version", "error", "stale", "verdict", "announced", "digests", "observations",
-            "observed_seq", "counters")
+            "rejected_version", "error", "stale", "verdict", "announced", "announce_why", "quiet", "bgp",
+            "digests", "observations", "observed_seq", "counters")
 
 
 class StoreError(Exception):
@@ -85,6 +85,7 @@ def read_all(tables: Any) -> Dict[str, Any]:
         "health_seq": root.health_seq if root is not None else 0,
         "health_window": root.health_window if root is not None else 0,
         "external_ids": dict(root.external_ids) if root is not None else {},
+        "drained_dpus": sorted(root.drained_dpus) if root is not None else [],
         "services": [], "dpus": {}}
     for s in tables["Service"].rows.values():
         svc = {c: _plain(getattr(s, c)) for c in _SERVICE_COLS}
@@ -124,14 +125,17 @@ class _Intent(command.BaseCommand):
         snap = read_all(tables)
         for d in tables["DPU"].rows.values():     # what a validation against facts read
             d.verify("facts")
-        before, ext = snap["services"], dict(snap["external_ids"])
+        before, ext, dd = snap["services"], dict(snap["external_ids"]), list(snap["drained_dpus"])
         after = self.mutate(copy.deepcopy(before), snap)
-        if after == before and snap["external_ids"] == ext:
+        if after == before and snap["external_ids"] == ext and sorted(snap["drained_dpus"]) == dd:
             self.result = snap["version"]
             return
-        _write_services(txn, tables, after)
+        if after != before:
+            _write_services(txn, tables, after)
         if snap["external_ids"] != ext:
             root.external_ids = snap["external_ids"]
+        if sorted(snap["drained_dpus"]) != dd:
+            root.drained_dpus = sorted(snap["drained_dpus"])
         root.version = snap["version"] + 1
         self.result = root.version
 
