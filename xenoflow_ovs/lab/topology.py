@@ -44,6 +44,7 @@ from ..intent.yamlsrc import Path, format_path
 from . import netns as nsh
 
 __all__ = ["TopologyError", "LabBusy", "End", "Veth", "EswitchPort", "LinuxBridge", "Topology",
+           "DpuSpec", "RouterSpec", "StoreSpec", "StoreMember",
            "run_dirs_in_namespaces", "processes_in_namespaces",
            "load_topology", "topology_candidates", "PACKAGED_TOPOLOGIES",
            "LabState", "Lab", "proc_alive", "proc_start_time", "stop_pid"]
@@ -94,6 +95,7 @@ class LinuxBridge:
     ports: Tuple[str, ...]
     learning_off: Tuple[str, ...]
     fdb: Tuple[Tuple[str, str], ...]   # (mac, port)
+    addresses: Tuple[str, ...] = ()    # on the bridge itself (a management segment's hosts)
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,42 @@ class DnsBackend:
     netns: str
     name: str
     vip: str
+
+
+@dataclass(frozen=True)
+class DpuSpec:
+    """One DPU of a fleet topology (`dpus:`): its namespace, its XenoFlow config, its
+    eSwitch port wiring and the OVS taps made in its namespace."""
+    name: str
+    netns: str
+    config_path: str
+    eswitch_ports: Tuple[EswitchPort, ...]
+    taps: Tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RouterSpec:
+    """The router in front of a fleet's DPUs: FRR (BGP + BFD) in `netns`."""
+    netns: str
+    asn: int
+    router_id: str
+    pathspace: str
+
+
+@dataclass(frozen=True)
+class StoreMember:
+    name: str
+    address: str
+
+
+@dataclass(frozen=True)
+class StoreSpec:
+    """The fleet's intent store: ovsdb-server Raft members in `netns`, clients on
+    tcp:<address>:<client_port>, Raft on tcp:<address>:<raft_port>."""
+    netns: str
+    members: Tuple[StoreMember, ...]
+    client_port: int = 6641
+    raft_port: int = 6643
 
 
 @dataclass(frozen=True)
@@ -120,6 +158,36 @@ class Topology:
     clients: Dict[str, Tuple[str, ...]]
     host: Dict[str, Any] = field(default_factory=dict)
     lines: Dict[Path, int] = field(default_factory=dict, repr=False, compare=False)  # key path -> line
+    # a fleet (`dpus:` instead of `dpu:`): its DPUs, router, store and services file
+    dpus: Tuple[DpuSpec, ...] = ()
+    router: Optional[RouterSpec] = None
+    store: Optional[StoreSpec] = None
+    services_path: Optional[str] = None
+    routes: Dict[str, Tuple[Tuple[str, str], ...]] = field(default_factory=dict)   # ns -> (dst, via)
+    dpu_key: Path = ("dpu",)        # where the DPU's ports are in the file (check_against's errors)
+
+    @property
+    def kind(self) -> str:
+        """"fleet" (dpus:) or "dpu" (one DPU, as the paper lab)."""
+        return "fleet" if self.dpus else "dpu"
+
+    def all_taps(self) -> List[Tuple[str, str]]:
+        """(namespace, tap) of every OVS netdev tap the lab's OVS instances make."""
+        out = [(self.dpu_netns, t) for t in self.taps]
+        for d in self.dpus:
+            out += [(d.netns, t) for t in d.taps]
+        return out
+
+    def dpu_view(self, name: str) -> "Topology":
+        """One DPU of a fleet as a one-DPU topology that makes no namespace, link or bridge
+        of its own: what LabCtl runs a DPU's OVS, eswitchd and controller with."""
+        import dataclasses
+        d = next(x for x in self.dpus if x.name == name)
+        return dataclasses.replace(
+            self, name="%s-%s" % (self.name, d.name), config_path=d.config_path, namespaces=(),
+            sysctls={}, dpu_netns=d.netns, eswitch_ports=d.eswitch_ports, taps=d.taps, links=(),
+            loopback={}, bridges=(), dns=(), clients={}, host={}, routes={}, dpus=(), router=None, store=None,
+            services_path=None, dpu_key=("dpus", d.name))
 
     def veths(self, eswitch: bool = True) -> List[Veth]:
         """Every veth pair of the lab, for the eSwitch wiring or the direct one (driver none)."""
@@ -148,11 +216,11 @@ class Topology:
         want = {p.name: p for p in cfg.ports}
         have = {p.name: p for p in self.eswitch_ports}
         if set(want) != set(have):
-            raise self.error(("dpu", "ports"), "%s do not match the config's dpu.ports %s"
+            raise self.error(self.dpu_key + ("ports",), "%s do not match the config's dpu.ports %s"
                              % (sorted(have), sorted(want)))
         for name, p in have.items():
             c = want[name]
-            w = ("dpu", "ports", name)
+            w = self.dpu_key + ("ports", name)
             if c.iface and c.iface != p.wire.ifname:
                 raise self.error(w + ("wire", "ifname"), "%s, config says iface %s"
                                  % (p.wire.ifname, c.iface))
@@ -166,10 +234,11 @@ class Topology:
 # ---------------------------------------------------------------- reading the file
 
 TOP_KEYS = ("name", "config", "namespaces", "sysctls", "dpu", "links", "loopback", "bridges", "dns",
-            "clients", "host")
+            "clients", "host", "routes", "dpus", "router", "store", "services")
+FLEET_KEYS = ("dpus", "router", "store", "services")     # a fleet's, instead of dpu: and config:
 END_KEYS = ("netns", "ifname", "mac", "addresses")       # a veth end
 DPU_END_KEYS = ("ifname", "mac", "addresses", "peer")   # wire/rep: in dpu.netns, with their peer
-BRIDGE_KEYS = ("netns", "name", "mac", "ports", "learning_off", "fdb")
+BRIDGE_KEYS = ("netns", "name", "mac", "ports", "learning_off", "fdb", "addresses")
 LAB_NET = ipaddress.ip_network("198.18.0.0/15")
 
 
@@ -232,6 +301,15 @@ class _Reader(config_mod.Reader):
     def lab_cidr(self, v: Any, path: Path) -> Optional[str]:
         return self.lab_address(v, path, prefix=True)
 
+    def route(self, v: Any, path: Path) -> Optional[Tuple[str, str]]:
+        """{dst: default | a lab prefix, via: a lab address}."""
+        m = self.mapping(v, path, ("dst", "via"), required=("dst", "via"))
+        dst = m.get("dst")
+        if dst is not None and dst != "default":
+            dst = self.get(m, "dst", path, self.lab_cidr)
+        via = self.get(m, "via", path, self.lab_address)
+        return None if dst is None or via is None else (dst, via)
+
     def each(self, v: Any, path: Path, conv: Callable[[Any, Path], Any]) -> Tuple[Any, ...]:
         """A list converted item by item (the bad ones reported and left out)."""
         items = (conv(x, path + (i,)) for i, x in enumerate(self.seq(v, path)))
@@ -282,22 +360,109 @@ def _topology(r: _Reader, data: Any, path: str) -> Optional[Topology]:
     if not isinstance(data, dict):
         r.error((), "must be a mapping of %s, got %s" % (", ".join(TOP_KEYS), config_mod.kind_of(data)))
         return None
-    top = r.mapping(data, (), TOP_KEYS, required=("namespaces", "dpu"))
+    fleet = "dpus" in data
+    top = r.mapping(data, (), TOP_KEYS, required=("namespaces",) + (("dpus", "router", "store", "services")
+                                                                   if fleet else ("dpu",)))
     r.namespaces = _namespaces(r, top.get("namespaces"), ("namespaces",))
-    dpu = r.mapping(top.get("dpu"), ("dpu",), ("netns", "ports", "taps"), required=("netns", "ports"))
-    dpu_ns = r.get(dpu, "netns", ("dpu",), r.netns)
     base = os.path.dirname(path)
+    if fleet:
+        for key in ("dpu", "config"):
+            if key in top:
+                r.error((key,), "a fleet topology (dpus:) names each DPU's config under dpus.<name>; "
+                        "remove %s:" % key)
+        dpu: Dict[str, Any] = {}
+    else:
+        for key in FLEET_KEYS:
+            if key in top:
+                r.error((key,), "only a fleet topology (dpus: instead of dpu:) has %s:" % key)
+        dpu = r.mapping(top.get("dpu"), ("dpu",), ("netns", "ports", "taps"), required=("netns", "ports"))
+    dpu_ns = r.get(dpu, "netns", ("dpu",), r.netns) if not fleet else None
+    dpus = _dpus(r, top.get("dpus"), ("dpus",), base) if fleet else ()
     return Topology(
         name=r.get(top, "name", (), r.string, os.path.basename(base)), path=path,
-        config_path=os.path.join(base, r.get(top, "config", (), r.string, "xenoflow.yaml")),
+        config_path="" if fleet else os.path.join(base, r.get(top, "config", (), r.string, "xenoflow.yaml")),
         namespaces=r.namespaces, sysctls=_sysctls(r, top.get("sysctls"), ("sysctls",)),
-        dpu_netns=dpu_ns or "", eswitch_ports=_eswitch_ports(r, dpu.get("ports"), ("dpu", "ports"), dpu_ns),
+        dpu_netns=dpu_ns or "",
+        eswitch_ports=(tuple(p for d in dpus for p in d.eswitch_ports) if fleet
+                       else _eswitch_ports(r, dpu.get("ports"), ("dpu", "ports"), dpu_ns)),
         taps=r.each(dpu.get("taps"), ("dpu", "taps"), r.ifname),
         links=_links(r, top.get("links"), ("links",)),
         loopback=_per_netns(r, top.get("loopback"), ("loopback",), r.lab_cidr),
         bridges=_bridges(r, top.get("bridges"), ("bridges",)), dns=_dns(r, top.get("dns"), ("dns",)),
         clients=_per_netns(r, top.get("clients"), ("clients",), r.lab_address),
-        host=_host(r, top.get("host"), ("host",)), lines=r.located.lines)
+        host=_host(r, top.get("host"), ("host",)), lines=r.located.lines,
+        routes=_per_netns(r, top.get("routes"), ("routes",), r.route), dpus=dpus,
+        router=_router(r, top.get("router"), ("router",)) if fleet else None,
+        store=_store(r, top.get("store"), ("store",)) if fleet else None,
+        services_path=(os.path.join(base, r.get(top, "services", (), r.string, "services.yaml"))
+                       if fleet else None))
+
+
+def _dpus(r: _Reader, v: Any, path: Path, base: str) -> Tuple[DpuSpec, ...]:
+    """`dpus:` {name: {netns, config, ports, taps}}: each DPU wired as `dpu:` is."""
+    out = []
+    seen_ns: Dict[str, str] = {}
+    items = r.dict(v, path)
+    if isinstance(v, dict) and not v:
+        r.error(path, "a fleet needs at least one DPU")
+    for name, dv in items.items():
+        w = path + (name,)
+        m = r.mapping(dv, w, ("netns", "config", "ports", "taps"), required=("netns", "config", "ports"))
+        if not m:
+            continue
+        ns = r.get(m, "netns", w, r.netns)
+        if ns is not None and ns in seen_ns:
+            r.error(w + ("netns",), "namespace %s is already DPU %s's" % (ns, seen_ns[ns]))
+        elif ns is not None:
+            seen_ns[ns] = str(name)
+        cfg = r.get(m, "config", w, r.string)
+        ports = _eswitch_ports(r, m.get("ports"), w + ("ports",), ns)
+        taps = r.each(m.get("taps"), w + ("taps",), r.ifname)
+        if ns is not None and cfg is not None:
+            out.append(DpuSpec(str(name), ns, os.path.join(base, cfg), ports, taps))
+    return tuple(out)
+
+
+def _router(r: _Reader, v: Any, path: Path) -> Optional[RouterSpec]:
+    m = r.mapping(v, path, ("netns", "asn", "router_id", "pathspace"),
+                  required=("netns", "asn", "router_id", "pathspace"))
+    if not m:
+        return None
+    ns = r.get(m, "netns", path, r.netns)
+    asn = r.get(m, "asn", path, r.integer(1, (1 << 32) - 1))
+    rid = r.get(m, "router_id", path, r.lab_address)
+    ps = r.get(m, "pathspace", path, r.string)
+    if ps is not None and not all(c.isalnum() or c in "_.-" for c in ps):
+        r.error(path + ("pathspace",), "%r is not an FRR pathspace name (letters, digits, _.-)" % ps)
+        ps = None
+    if None in (ns, asn, rid, ps):
+        return None
+    return RouterSpec(ns, asn, rid, ps)
+
+
+def _store(r: _Reader, v: Any, path: Path) -> Optional[StoreSpec]:
+    m = r.mapping(v, path, ("netns", "members", "client_port", "raft_port"), required=("netns", "members"))
+    if not m:
+        return None
+    ns = r.get(m, "netns", path, r.netns)
+    port = r.integer(1, 65535)
+    client, raft = r.get(m, "client_port", path, port, 6641), r.get(m, "raft_port", path, port, 6643)
+    if client is not None and client == raft:
+        r.error(path + ("raft_port",), "%d is the client port too" % raft)
+    members: List[StoreMember] = []
+    for i, mv in enumerate(r.seq(m.get("members"), path + ("members",))):
+        w = path + ("members", i)
+        mm = r.mapping(mv, w, ("name", "address"), required=("name", "address"))
+        name, addr = r.get(mm, "name", w, r.name), r.get(mm, "address", w, r.lab_address)
+        if name is not None and any(x.name == name for x in members):
+            r.error(w + ("name",), "member %s is listed twice" % name)
+        elif name is not None and addr is not None:
+            members.append(StoreMember(name, addr))
+    if isinstance(m.get("members"), list) and not m["members"]:
+        r.error(path + ("members",), "at least one member of the store's Raft cluster is required")
+    if ns is None or client is None or raft is None:
+        return None
+    return StoreSpec(ns, tuple(members), client, raft)
 
 
 def _namespaces(r: _Reader, v: Any, path: Path) -> Tuple[str, ...]:
@@ -397,7 +562,8 @@ def _bridges(r: _Reader, v: Any, path: Path) -> Tuple[LinuxBridge, ...]:
         br = LinuxBridge(r.get(m, "netns", w, r.netns), r.get(m, "name", w, r.ifname),
                          r.get(m, "mac", w, r.lab_mac), ports,
                          r.each(m.get("learning_off"), w + ("learning_off",), port),
-                         r.each(m.get("fdb"), w + ("fdb",), fdb))
+                         r.each(m.get("fdb"), w + ("fdb",), fdb),
+                         r.each(m.get("addresses"), w + ("addresses",), r.lab_cidr))
         if br.netns is not None and br.name is not None:
             out.append(br)
     return tuple(out)
@@ -665,7 +831,7 @@ class Lab:
             kv = self.topo.sysctls_of(ns)
             if kv:
                 _run(ns, ["sysctl", "-q", "-w"] + ["%s=%s" % (k, v) for k, v in sorted(kv.items())])
-        for ns, name in ((self.topo.dpu_netns, t) for t in self.topo.taps):
+        for ns, name in self.topo.all_taps():
             self.state.add_tap(ns, name)
         for v in self.topo.veths(self.eswitch):
             self._veth(v)
@@ -674,6 +840,9 @@ class Lab:
         for ns, addrs in self.topo.loopback.items():
             for a in addrs:
                 nsh.add_lo_address(ns, a)
+        for ns, routes in self.topo.routes.items():
+            for dst, via in routes:
+                _run(ns, ["ip", "route", "replace", dst, "via", via])
 
     def _veth(self, v: Veth) -> None:
         a_there = nsh.link_exists(v.a.ifname, v.a.netns)
@@ -709,6 +878,8 @@ class Lab:
                                           % (br.name, port, br.netns))
                 ipr.link("set", index=pidx[0], master=idx)
             ipr.link("set", index=idx, state="up")
+        for a in br.addresses:
+            nsh.add_address(br.name, a, ns=br.netns)
         for port in br.learning_off:
             _run(br.netns, ["ip", "link", "set", "dev", port, "type", "bridge_slave", "learning", "off"])
         for mac, port in br.fdb:
