@@ -81,6 +81,7 @@ class Member:
     db: str
     run_dir: str
     name: str = "store"
+    netns: Optional[str] = None     # run ovsdb-server inside this network namespace (a lab's)
 
     @property
     def pidfile(self) -> str:
@@ -102,7 +103,11 @@ class Member:
     def start(self, remotes: Sequence[str]) -> int:
         os.makedirs(self.run_dir, mode=0o700, exist_ok=True)
         env = dict(os.environ, OVS_RUNDIR=self.run_dir, OVS_LOGDIR=self.run_dir)
-        p = subprocess.run(self.argv(remotes), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        argv = self.argv(remotes)
+        if self.netns:
+            from ..lab.netns import ns_argv
+            argv = ns_argv(self.netns, argv)
+        p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                            universal_newlines=True, env=env, timeout=30)
         if p.returncode != 0:
             raise ClusterError("ovsdb-server for %s: %s" % (self.db, p.stderr.strip()))
