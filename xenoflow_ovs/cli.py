@@ -157,6 +157,13 @@ def cmd_status(args: argparse.Namespace) -> int:
             fleet.get("applied_version"), fleet.get("store_version"), fleet.get("state"),
             ", stale (%s)" % ("store unreachable" if not fleet.get("connected") else "catching up")
             if fleet.get("stale") else "", ": " + fleet["error"] if fleet.get("error") else ""))
+        bgp = fleet.get("bgp")
+        if bgp:
+            peers = ", ".join("peer %s %s, bfd %s" % (p, s.get("bgp"), s.get("bfd") or "off")
+                              for p, s in sorted((bgp.get("peers") or {}).items()))
+            print("  bgp: %s (%s); %s" % (
+                "announcing " + ", ".join(bgp["announced"]) if bgp.get("announced") else "not announcing",
+                bgp.get("why"), peers or "no peers"))
     for line in alarm_lines(body):
         print("  " + line)
     return EXIT_OK

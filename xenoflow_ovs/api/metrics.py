@@ -122,6 +122,25 @@ def _totals(dpu: str, st: Dict[str, Any]) -> Iterator[Any]:
     yield ok
 
 
+def _bgp(dpu: str, st: Dict[str, Any]) -> Iterator[Any]:
+    """A fleet DPU's announcements and its BGP/BFD peers (fleet.bgp)."""
+    b = (st.get("fleet") or {}).get("bgp")
+    if not b:
+        return
+    ann = GaugeMetricFamily("xenoflow_fleet_announced", "1 if this DPU announces the VIP over BGP",
+                            labels=["dpu", "vip"])
+    vips = set(b.get("announced") or []) | set(b.get("vips") or [])
+    for vip in sorted(vips):
+        ann.add_metric([dpu, vip], 1 if vip in (b.get("announced") or []) else 0)
+    yield ann
+    up = GaugeMetricFamily("xenoflow_bgp_peer_up", "1 if the BGP session is Established (bfd: 1 if "
+                           "BFD is up)", labels=["dpu", "peer", "protocol"])
+    for peer, p in sorted((b.get("peers") or {}).items()):
+        up.add_metric([dpu, peer, "bgp"], 1 if p.get("bgp") == "Established" else 0)
+        up.add_metric([dpu, peer, "bfd"], 1 if p.get("bfd") == "up" else 0)
+    yield up
+
+
 class _StateCollector:
     """Turns the status snapshot (the shape of GET /status) into metric families."""
 
@@ -131,7 +150,7 @@ class _StateCollector:
 
     def collect(self) -> Iterator[Any]:
         st = self.state()
-        for part in (_backends, _totals, _planes, _health, _operator):
+        for part in (_backends, _totals, _planes, _health, _operator, _bgp):
             yield from part(self.dpu, st)
         info = GaugeMetricFamily("xenoflow_build_info", "Always 1: the version of XenoFlow-OVS and "
                                  "the OpenFlow runtime (osken, ryu)", labels=["dpu", "version", "runtime"])

@@ -49,6 +49,7 @@ class Announcer:
         self.quiet_state: Optional[bool] = None
         self.stale_since: Optional[float] = None
         self.changes = 0
+        self.vips: list = []
         self._last_read = 0.0
         self._stop = False
 
@@ -79,6 +80,7 @@ class Announcer:
             self.peers = self.frr.peers()
             self._last_read = now
         inp = self.inputs()
+        self.vips = sorted(inp.in_service)
         d = announce.decide(inp, self.current)
         if d.why != self.decision.why:
             log.info("announcement: %s (%s)", ", ".join(sorted(d.want)) or "nothing", d.why)
@@ -131,7 +133,8 @@ class Announcer:
                 "bgp": {p: _peer_text(s) for p, s in sorted(self.peers.items())}}
 
     def view(self) -> Dict[str, Any]:
-        return {"announced": sorted(self.current or ()), "why": self.error or self.decision.why,
+        return {"announced": sorted(self.current or ()), "vips": self.vips,
+                "why": self.error or self.decision.why,
                 "asn": self.bgp.asn, "speaker": str(self.port.ip.ip), "pathspace": self.frr.pathspace,
                 "med": self.med, "peers": self.peers, "error": self.error,
                 "drain": None if self.quiet.since is None else {

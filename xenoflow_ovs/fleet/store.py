@@ -85,7 +85,7 @@ def read_all(tables: Any) -> Dict[str, Any]:
         "health_seq": root.health_seq if root is not None else 0,
         "health_window": root.health_window if root is not None else 0,
         "external_ids": dict(root.external_ids) if root is not None else {},
-        "drained_dpus": sorted(root.drained_dpus) if root is not None else [],
+        "drained_dpus": sorted(getattr(root, "drained_dpus", None) or []) if root is not None else [],
         "services": [], "dpus": {}}
     for s in tables["Service"].rows.values():
         svc = {c: _plain(getattr(s, c)) for c in _SERVICE_COLS}
@@ -119,7 +119,7 @@ class _Intent(command.BaseCommand):
         if root is None:
             root = txn.insert(tables["Fleet"])
             root.version, root.health_seq, root.health_window = 0, 0, agreement.DEFAULT_WINDOW
-            root.external_ids = {}
+            root.external_ids, root.drained_dpus = {}, []
         else:
             root.verify("version")
         snap = read_all(tables)
