@@ -297,7 +297,7 @@ class XenoFlowApp(compat.BaseApp):
         from ..fleet import announce
         from ..fleet.announcer import Announcer
         from ..fleet.frr import Frr
-        bad_since: Dict[str, Optional[float]] = {"at": None}
+        bad_since: Dict[str, Optional[float]] = {"at": None, "suspect": None}
 
         def inputs() -> announce.Inputs:
             rt, f, verdict = self.runtime, self.fleet, self.status.verdict()
@@ -307,6 +307,18 @@ class XenoFlowApp(compat.BaseApp):
             for m in (rt.drained, rt.down):
                 for s, n in m.items():
                     out.setdefault(s, set()).update(n)
+            # this DPU's own probes: a backend it cannot reach is out here even while the fleet
+            # agrees it is up (a broken egress path withdraws this DPU, not the backend)
+            monitor = self.management.health
+            suspect = bool(getattr(monitor, "path_suspect", False))
+            bad_since["suspect"] = (bad_since["suspect"] or now) if suspect else None
+            # every probe failing at once keeps the backends' states (the probe path is
+            # suspect): for the announcement it means nothing is reachable from here, once
+            # it has lasted the hold-down
+            cut_off = suspect and now - (bad_since["suspect"] or now) >= announce.HOLD_DOWN
+            for (s, b), h in list(getattr(monitor, "states", {}).items()):
+                if not h.up or cut_off:
+                    out.setdefault(s, set()).add(b)
             return announce.Inputs(
                 started=bool(rt.started and self.status.checked), verdict=verdict,
                 bad_for=0.0 if bad_since["at"] is None else now - bad_since["at"], stale=f.stale,

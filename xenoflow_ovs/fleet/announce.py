@@ -56,7 +56,7 @@ def decide(inp: Inputs, current: FrozenSet[str], hold_down: float = HOLD_DOWN) -
     want = frozenset(p for p, n in inp.in_service.items() if n > 0)
     out = sorted(set(inp.in_service) - want)
     if out and not want:
-        return Decision(want, "no backend in service")
+        return Decision(want, "no backend in service (or reachable from this DPU)")
     return Decision(want, "announced" + ("; no backend in service for %s" % ", ".join(out) if out else ""))
 
 
