@@ -19,6 +19,7 @@ APT_PACKAGES=(
   dpdk libdpdk-dev pkg-config             # softdoca / dpdk_glue build (DPDK 22.11)
   clang llvm libbpf-dev bpftool libclang-rt-14-dev   # XDP and sanitizers
   netsniff-ng                             # trafgen
+  frr nftables                            # BGP/BFD speaker and router of the fleet lab; nft for the silent-failure test
   build-essential python3-venv python3-dev git make curl ca-certificates   # -dev: the glue's cffi build
 )
 

@@ -89,6 +89,20 @@ def _write_file(path: str, text: str, gid: int) -> None:
         raise
 
 
+def _check_reachable(path: str, uid: int, gid: int) -> None:
+    """A daemon that cannot read its file starts all the same, with no configuration: make
+    sure user frr can get through every directory above conf_dir (a mkdtemp one is 0700)."""
+    while True:
+        st = os.stat(path)
+        bit = 0o100 if st.st_uid == uid else 0o010 if st.st_gid == gid else 0o001
+        if not st.st_mode & bit:
+            raise FrrError("user %s cannot enter %s (mode %o)" % (FRR_USER, path, st.st_mode & 0o777))
+        parent = os.path.dirname(path)
+        if parent == path:
+            return
+        path = parent
+
+
 class Frr:
     def __init__(self, pathspace: str, netns: Optional[str] = None, conf_dir: Optional[str] = None,
                  daemons: Sequence[str] = DAEMONS) -> None:
@@ -130,6 +144,7 @@ class Frr:
     def _prepare(self, files: Dict[str, str]) -> None:
         uid, gid = _frr_ids()
         os.makedirs(self.conf_dir, mode=0o750, exist_ok=True)
+        _check_reachable(os.path.dirname(os.path.abspath(self.conf_dir)), uid, gid)
         os.chown(self.conf_dir, 0, gid)
         os.chmod(self.conf_dir, 0o750)
         for name, text in files.items():
