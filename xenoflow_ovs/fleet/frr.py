@@ -199,7 +199,7 @@ class Frr:
                 try:
                     self.vtysh("show version", timeout=max(1.0, deadline - time.monotonic()))
                     return
-                except (FrrError, subprocess.TimeoutExpired) as e:
+                except FrrError as e:
                     last = str(e)
             if time.monotonic() > deadline:
                 raise FrrError("vtysh -N %s does not answer: %s" % (self.pathspace, last or "no sockets"))
@@ -238,8 +238,11 @@ class Frr:
         argv = ["vtysh", "-N", self.pathspace]
         for c in commands:
             argv += ["-c", c]
-        p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           universal_newlines=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        try:
+            p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               universal_newlines=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            raise FrrError("vtysh -N %s %r: no answer in %.1f s" % (self.pathspace, list(commands), timeout))
         err = _NOISE.sub("", p.stderr).strip()
         refused = _ERROR_LINE.search(p.stdout)
         if p.returncode != 0 or refused:
@@ -263,6 +266,7 @@ class Frr:
             self.configure(bgp.network_commands(asn, prefix, False))
 
     def networks(self, asn: int) -> Set[str]:
+        """What bgpd announces; empty while bgpd is down (and so after it restarts)."""
         return bgp.parse_networks(self.vtysh("show running-config"), asn)
 
     def peers(self) -> Dict[str, Dict[str, Any]]:
