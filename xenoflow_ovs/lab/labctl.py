@@ -171,11 +171,15 @@ def _tail(path: str, n: int = 15) -> str:
 
 
 class LabCtl:
-    def __init__(self, args: argparse.Namespace, progress: Optional[Progress] = None) -> None:
+    def __init__(self, args: argparse.Namespace, progress: Optional[Progress] = None,
+                 topo: Optional[Topology] = None, run_dir: Optional[str] = None) -> None:
+        """`topo`/`run_dir`: given by the fleet lab, which runs one LabCtl per DPU on a
+        one-DPU view of its topology (fleet_lab.py); else from the command line."""
         self.args = args
         self.say = progress or Progress()
-        self.topo = load_topology(topology_path(getattr(args, "topology", None) or "paper"))
-        self.run_dir = os.path.abspath(getattr(args, "run_dir", None) or default_run_dir(self.topo))
+        self.topo = topo or load_topology(topology_path(getattr(args, "topology", None) or "paper"))
+        self.run_dir = os.path.abspath(run_dir or getattr(args, "run_dir", None)
+                                       or default_run_dir(self.topo))
         # the driver: command line, else what the running lab was brought up with, else the config
         from .topology import LabState
         st = LabState(self.run_dir)
@@ -283,6 +287,13 @@ class LabCtl:
         self.start_bind9()
         say("bind9 answering on %s" % ", ".join(
             "%s (pid %d)" % (b.netns, self.state.process("bind9-" + b.netns)["pid"]) for b in self.topo.dns))
+        ovs = self.start_dpu_daemons()
+        how = self.start_controller()
+        self.wait_dpu(ovs, how)
+
+    def start_dpu_daemons(self):
+        """The DPU's private OVS and (with an eSwitch) eswitchd; returns the OVS."""
+        say, cfg = self.say, self.load_cfg()
         ovs = self.start_ovs()
         say("private OVS in namespace %s (ovsdb-server %d, ovs-vswitchd %d)" % (
             self.topo.dpu_netns, ovs.pid("ovsdb-server"), ovs.pid("ovs-vswitchd")))
@@ -290,7 +301,11 @@ class LabCtl:
             self.start_eswitchd()
             say("eswitchd (%s, %s mode) serving %s" % (cfg.eswitch.driver, cfg.eswitch.mode,
                                                      os.path.relpath(cfg.path(cfg.eswitch.socket))))
-        how = self.start_controller()
+        return ovs
+
+    def wait_dpu(self, ovs: Any, how: str) -> None:
+        """Until the controller has programmed both planes; then the internal ports get
+        their addresses."""
         try:
             self.planes.wait_programmed(ovs, lambda: self._alive("controller"))
         except NotProgrammed as exc:
@@ -298,7 +313,7 @@ class LabCtl:
                 exc, _tail(os.path.join(self.run_dir, "controller.log"))))
         self.ensure_mgmt_port()
         es = self.planes.entry_counts()
-        say("both planes programmed (%s): %s%s" % (how, ", ".join(
+        self.say("both planes programmed (%s): %s%s" % (how, ", ".join(
             "%s %d flows" % (b, n) for b, n in sorted(self.planes.flow_counts(ovs).items())),
             "" if es is None else ", eSwitch %d entries" % es["installed"]))
 
@@ -815,13 +830,22 @@ def main(args: argparse.Namespace) -> int:
     from ..intent.config import ConfigError
     action = args.action
     say = Progress()
+    fleet = None
     try:
-        ctl = LabCtl(args, say)
+        topo = load_topology(topology_path(getattr(args, "topology", None) or "paper"))
+        if topo.kind == "fleet":     # dpus: two DPUs behind a BGP router, one intent in a store
+            from .fleet_lab import FleetLab
+            ctl = fleet = FleetLab(args, say, topo)
+        else:
+            ctl = LabCtl(args, say, topo=topo)
     except (LabError, ConfigError) as e:
         for line in _error_lines(e):
             print("xenoflow lab: %s" % line, file=sys.stderr)
         return EXIT_ERROR
     try:
+        if fleet is not None:
+            from .fleet_lab import run
+            return run(action, fleet, say)
         if action == "up":
             return _up(ctl, say)
         if action == "down":
