@@ -403,7 +403,9 @@ class FleetLab(LabCtl):
         deadline = time.monotonic() + timeout
         while True:
             peers = self.router_peers()
-            est = sorted(a for a in want if (peers.get(a) or {}).get("bgp") == "Established")
+            # Established and BFD up: BFD runs through the eSwitch and OVS like the sessions
+            est = sorted(a for a in want if (peers.get(a) or {}).get("bgp") == "Established"
+                         and (peers.get(a) or {}).get("bfd") == "up")
             hops = self.vip_nexthops(vip)
             if len(est) == len(want) and set(hops) >= set(want):
                 self.say("BGP: %s established with %s (BFD %s); %s via %s" % (
@@ -696,7 +698,8 @@ class FleetDemo:
             chk = d.api("/check") or {}
             st = d.api("/status") or {}
             fleet = st.get("fleet") or {}
-            ann = fleet.get("announced", "n/a")
+            # the controller's announcer: fleet.bgp.announced (the prefixes its bgpd announces)
+            ann = (fleet.get("bgp") or {}).get("announced", fleet.get("announced", "n/a"))
             carried_n = per_dpu.get(d.spec.name, 0) * self.QUERIES_PER_FLOW
             say("%s: eSwitch packets %d (flows it carried: %d queries), OVS packets %d, fallback %s, "
                 "verdict %s, announced %s" % (d.spec.name, es, carried_n, ovs, dd["fallback"],
