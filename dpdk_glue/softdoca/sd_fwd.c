@@ -282,8 +282,8 @@ static int sd_forwarder(void *arg)
 		 * each wake-up costs the VM a few µs, so a forwarder that sleeps 20 µs forever burns
 		 * a good part of a core doing nothing.  Once nothing has come for as long as the
 		 * ceiling (a gap no steady traffic leaves), the sleep doubles up to the ceiling: idle
-		 * costs ~1000 wake-ups a second, the first packet after it waits at most one ceiling,
-		 * and any packet rate above 1/ceiling never sees more than sleep_us.
+		 * costs one wake-up per ceiling, the first packet after it waits at most one ceiling,
+		 * and traffic whose gaps stay under the ceiling never sees more than sleep_us.
 		 */
 		uint32_t base = atomic_load_explicit(&sd_g.sleep_us, memory_order_relaxed);
 		uint32_t ceil = atomic_load_explicit(&sd_g.idle_max_us, memory_order_relaxed);
