@@ -135,7 +135,10 @@ def _row(test: str, variant: str, **kw) -> Dict:
 
 def _med(vals: List[float], nd: int = 1):
     vals = [v for v in vals if v is not None]
-    return round(statistics.median(vals), nd) if vals else ""
+    if not vals:
+        return ""
+    m = statistics.median(vals)
+    return round(m, nd) if nd else int(round(m))
 
 
 def measure(cmd: bgf.Cmd, pid: int, nl, g: str, probe: str, pacer: str, args) -> List[Dict]:
