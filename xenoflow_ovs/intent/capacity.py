@@ -102,7 +102,12 @@ def action_entries(cfg: "Config") -> Dict[str, int]:
     """Per port: how many entries with actions its actions memory is sized for -- what the
     plan can need there, rounded up to a power of two, within [FLOOR, MAX]."""
     need = {o: n.action_entries for o, n in needs(cfg).items()}
-    return {p.name: min(ACTION_ENTRIES_MAX, pow2_at_least(max(ACTION_ENTRIES_FLOOR, need.get(p.name, 0))))
+    floor = ACTION_ENTRIES_FLOOR
+    if cfg.fleet is not None and cfg.eswitch.capacity.entries_per_pipe:
+        # a fleet DPU opens its ports before the store tells it the services: it is sized
+        # for what it declares it can hold (a pipe's entries, twice during a change)
+        floor = max(floor, 2 * cfg.eswitch.capacity.entries_per_pipe)
+    return {p.name: min(ACTION_ENTRIES_MAX, pow2_at_least(max(floor, need.get(p.name, 0))))
             for p in cfg.ports}
 
 

@@ -55,6 +55,7 @@ class Port:
     devargs: Optional[str] = None
     pci: Optional[str] = None    # doca: the PCI function (a representor: the function it represents)
     of: Optional[str] = None     # a representor: the name of its device port
+    pair: Optional[str] = None   # vnf mode: the port it is paired with, fixed at start
 
 
 @dataclass(frozen=True)
@@ -520,7 +521,8 @@ def _parse(r: Reader, data: Any, base_dir: str, file: bool = False) -> Optional[
     if not r.problems and eswitch.driver != "none":
         # Only on an otherwise valid file: the forwards are indexed by service and route,
         # and a skipped bad item would shift the key paths these errors name.
-        fwds = eswitch_ports.needed_forwards(services, routes, eswitch.mirror_routes)
+        fwds = eswitch_ports.declared_pairs(ports) + eswitch_ports.needed_forwards(
+            services, routes, eswitch.mirror_routes)
         for where, msg in eswitch_ports.problems(ports, fwds, eswitch.mode, eswitch.multiport):
             r.error(where, msg)
 
@@ -647,11 +649,12 @@ def _ports(r: Reader, v: Any, path: Path, eswitch: Eswitch) -> Tuple[Port, ...]:
     for name, spec in m.items():
         p = path + (name,)
         r.name(name, p)
-        s = r.mapping(spec, p, ("id", "iface", "rep_iface", "devargs", "pci", "of"), required=("id",))
+        s = r.mapping(spec, p, ("id", "iface", "rep_iface", "devargs", "pci", "of", "pair"),
+                      required=("id",))
         port = Port(name=name, id=r.get(s, "id", p, r.integer(0, 15)),
                     iface=r.get(s, "iface", p, r.name), rep_iface=r.get(s, "rep_iface", p, r.name),
                     devargs=r.get(s, "devargs", p, _devargs(r)), pci=r.get(s, "pci", p, _pci(r)),
-                    of=r.get(s, "of", p, r.name))
+                    of=r.get(s, "of", p, r.name), pair=r.get(s, "pair", p, r.name))
         if port.id is not None:
             if port.id in ids:
                 r.error(p + ("id",), "port id %d is already used by port %r" % (port.id, ids[port.id]))
@@ -668,6 +671,14 @@ def _ports(r: Reader, v: Any, path: Path, eswitch: Eswitch) -> Tuple[Port, ...]:
             r.error(p, "doca needs pci for every port (the PCI address of the function; for a "
                     "representor, of the function it represents)")
         out.append(port)
+    names = {p.name for p in out}
+    for port in out:
+        if port.pair is not None and (port.pair not in names or port.pair == port.name):
+            r.error(path + (port.name, "pair"), "%r is not another port of dpu.ports (%s)"
+                    % (port.pair, ", ".join(sorted(names - {port.name}))))
+        elif port.pair is not None and eswitch.mode != "vnf":
+            r.error(path + (port.name, "pair"), "ports pair in vnf mode only (dpu.eswitch.mode is %s)"
+                    % eswitch.mode)
     _representors(r, path, out, eswitch)
     return tuple(out)
 
@@ -1003,7 +1014,8 @@ def to_data(cfg: Config) -> Dict[str, Any]:
 
     def port(p: Port) -> Dict[str, Any]:
         return {k: v for k, v in (("id", p.id), ("iface", p.iface), ("rep_iface", p.rep_iface),
-                                  ("devargs", p.devargs), ("pci", p.pci), ("of", p.of)) if v is not None}
+                                  ("devargs", p.devargs), ("pci", p.pci), ("of", p.of), ("pair", p.pair))
+                if v is not None}
 
     def internal(i: InternalPort) -> Any:
         return {"ip": str(i.ip), "mac": i.mac} if i.mac else str(i.ip)

@@ -112,8 +112,17 @@ def needed_forwards(services: Iterable["Service"], routes: Iterable["Route"],
     return out
 
 
+def declared_pairs(ports: Iterable["Port"]) -> List[Forward]:
+    """The vnf pairs the file declares (dpu.ports.X.pair). A DPU that follows a fleet's store
+    opens its ports before it knows the services, so its file fixes how they pair; the
+    services' forwards must then agree with it."""
+    return [Forward(p.name, p.pair, "dpu.ports.%s.pair" % p.name, ("dpu", "ports", p.name, "pair"))
+            for p in ports if getattr(p, "pair", None)]
+
+
 def forwards(cfg: "Config") -> List[Forward]:
-    return needed_forwards(cfg.services, cfg.routes, cfg.eswitch.mirror_routes)
+    """The declared pairs first (they win), then what the services and routes need."""
+    return declared_pairs(cfg.ports) + needed_forwards(cfg.services, cfg.routes, cfg.eswitch.mirror_routes)
 
 
 def _pairing(fwds: Sequence[Forward]) -> Tuple[Dict[str, str], List[Tuple[Forward, Forward]]]:

@@ -112,42 +112,6 @@ class DpuCtl(LabCtl):
         self.cfg = None
         return self.load_cfg()
 
-    # -- eswitchd
-    def start_eswitchd(self) -> None:
-        """eswitchd on a config composed with the store's services. It pairs the ports in vnf
-        mode (and sizes their actions memory) from its config's services when it opens them,
-        and a fleet DPU's own file has none: with its file alone p0 could not forward to p1."""
-        saved = self.cfg_path
-        self.cfg_path = self.write_eswitchd_config()
-        try:
-            super().start_eswitchd()
-        finally:
-            self.cfg_path = saved
-
-    def write_eswitchd_config(self) -> str:
-        import yaml
-
-        from ..fleet import model
-        from ..fleet.store import Store
-        from ..intent import config as config_mod
-        cfg = self.load_cfg()
-        store = Store(self.planes.remotes, timeout=5).connect()
-        try:
-            services = model.intent_of(store.snapshot()).services
-        finally:
-            store.close()
-        data = config_mod.to_data(model.compose(model.local_data(cfg), services, base_dir=cfg.base_dir))
-        data.pop("fleet", None)
-        path = os.path.join(self.run_dir, "eswitchd.yaml")
-        fd = os.open(path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write("# Derived by `xenoflow lab up`: %s with the store's services, for eswitchd (vnf "
-                    "pairs)\n" % self.cfg_path)
-            yaml.safe_dump(data, f, sort_keys=False, default_flow_style=None)
-        os.replace(path + ".tmp", path)
-        config_mod.load(path)
-        return path
-
     # -- FRR
     def frr(self) -> Any:
         from ..fleet.frr import Frr
