@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from typing import List, Optional
 
 from . import __version__, logsetup, overlay_cli
@@ -385,6 +386,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    # the ovs library imports eventlet when it is installed (the controller's runtime), which
+    # warns about its own future on every command that reads an OVSDB: not the user's concern
+    warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
     ap = build_parser()
     args = ap.parse_args(argv)
     try:

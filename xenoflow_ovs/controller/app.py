@@ -315,7 +315,7 @@ class XenoFlowApp(compat.BaseApp):
             # every probe failing at once keeps the backends' states (the probe path is
             # suspect): for the announcement it means nothing is reachable from here, once
             # it has lasted the hold-down
-            cut_off = suspect and now - (bad_since["suspect"] or now) >= announce.HOLD_DOWN
+            cut_off = suspect and now - (bad_since["suspect"] or now) >= announce.SUSPECT_HOLD
             for (s, b), h in list(getattr(monitor, "states", {}).items()):
                 if not h.up or cut_off:
                     out.setdefault(s, set()).add(b)

@@ -21,6 +21,9 @@ from typing import Dict, FrozenSet, Optional, Tuple
 
 GOOD_VERDICTS = ("consistent", "fallback")   # both planes hold the planned tables
 HOLD_DOWN = 1.0
+# every probe failing at once, this long: nothing is reachable from here (a false one costs a
+# graceful withdraw and re-announce, no lost query: the other DPUs carry the same tables)
+SUSPECT_HOLD = 0.5
 
 
 @dataclass(frozen=True)

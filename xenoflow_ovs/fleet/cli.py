@@ -300,7 +300,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             " stale" if d["stale"] else "",
             "" if d["heard"] else " silent (%d health rounds behind)" % d["behind_by"],
             ": " + d["error"] if d["error"] else ""))
-        if d["announce_why"] or d["drained"]:
+        if (d["announce_why"] and d["announce_why"] != "announced") or d["drained"]:
             print("  %-12s   %s%s" % ("", "DRAINED: " if d["drained"] else "", d["announce_why"] or "")
                   + ("; VIP counters flat: its data plane may go" if d["drained"] and d["quiet"] else ""))
         for peer, state in sorted(d["bgp"].items()):
