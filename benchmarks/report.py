@@ -387,7 +387,7 @@ def section(results: str, name: str) -> str:
 
 
 SCALE_OWN = ("scale", "glue_forward_entries")     # the scale section shows these itself
-FLEET_OWN = ("fleet",)                            # and the fleet section this one
+FLEET_OWN = ("fleet", "fleet_events")            # and the fleet sections these
 
 
 def scale_section(results: str) -> Optional[str]:
@@ -484,6 +484,8 @@ def main(argv=None) -> int:
     fleet = fleet_section(a.results)
     if fleet:
         parts += ["", fleet]
+    if os.path.exists(os.path.join(a.results, "fleet_events.md")):     # bench_fleet_events.py
+        parts += ["", section(a.results, "fleet_events")]
     with open(a.out, "w") as f:
         f.write("\n".join(parts) + "\n")
     print(a.out)
