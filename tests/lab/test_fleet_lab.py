@@ -221,3 +221,125 @@ def test_a_paper_lab_is_refused_while_the_fleet_is_up(fleet, tmp_path):
         ctl.up()
     ctl.down()
     assert json.loads(json.dumps(fleet.status()["namespaces"])) == {ns: True for ns in fleet.topo.namespaces}
+
+
+# ---------------------------------------------------------------- DPU events under load
+# Goals (loss windows, re-announce times) are measured by benchmarks/bench_fleet_events.py;
+# these tests check the behaviour: who withdraws, that it comes back consistent, that no
+# client changes backend, and bounds far from the goals.
+
+RATE = 2000.0
+
+
+@pytest.fixture(scope="module")
+def events(fleet):
+    import fleet_lab_events as ev
+    fr = ev.FleetRun(fleet)
+    fr.bfd_at_start = ev.bfd_down_events(fr)
+    fr.caused = {}
+    yield fr
+    for ld in fr.loads:
+        ld.kill()
+
+
+def _run(events, kind, dpu="dpu1"):
+    import fleet_lab_events as ev
+    out = ev.run_event(events, kind, dpu=dpu, rate=RATE)
+    if kind in ("eswitchd_killed", "silent_failure"):
+        events.caused[dpu] = events.caused.get(dpu, 0) + 1
+    return out
+
+
+def test_planned_drain_dpu_loses_nothing(events):
+    r = _run(events, "planned_drain")
+    assert r["drain_rc"] == 0 and "its data plane may go" in r["drain_output"], r
+    assert r["withdrawn_in"] is not None, r
+    assert r["lost"] == 0, r
+    assert r["changed_share"] == 0.0 and r["changed_share_back"] == 0.0, r
+    assert r["verdict_when_back"] == "consistent", r
+
+
+def test_eswitchd_killed_fails_over_and_returns_consistent(events):
+    r = _run(events, "eswitchd_killed")
+    assert r["withdrawn_in"] is not None and r["announced_again_in"] is not None, r
+    assert 0 < r["lost"] and r["loss_window"] < 3.0, r        # BFD, not the 3 s hold timer
+    assert r["changed_share"] == 0.0 and r["changed_share_back"] == 0.0, r
+    assert r["verdict_when_back"] == "consistent", r
+
+
+def test_silent_failure_fails_over_by_bfd(events):
+    r = _run(events, "silent_failure", dpu="dpu2")
+    assert r["withdrawn_in"] is not None and r["withdrawn_in"] < 2.9, r
+    assert r["loss_window"] < 3.0, r
+    assert r["changed_share"] == 0.0 and r["changed_share_back"] == 0.0, r
+
+
+def test_dpu_that_reaches_no_backend_withdraws(events):
+    r = _run(events, "backends_out")
+    assert r["withdrawn_in"] is not None, r
+    assert r["changed_share"] == 0.0, r
+    st = events.status("dpu1")
+    assert st["fleet"]["bgp"]["announced"] == ["198.18.0.53/32"], st["fleet"]["bgp"]
+
+
+def test_a_backend_drain_moves_the_same_buckets_on_both_dpus_losing_nothing(events):
+    """Drained once in the store, applied by both DPUs make-before-break: only the drained
+    backend's clients move, to the same new backend whichever DPU carries them."""
+    fr = events
+    db = fr.db()
+    ld = fr.load(RATE, 8.0)
+    time.sleep(2.5)
+    t_event = time.time()
+    p = subprocess.run([sys.executable, "-m", "xenoflow_ovs.cli", "backend", "drain", "fips3", "--db", db],
+                       env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
+                       timeout=60)
+    assert p.returncode == 0, p.stdout
+    try:
+        res = ld.wait()
+    finally:
+        subprocess.run([sys.executable, "-m", "xenoflow_ovs.cli", "backend", "undrain", "fips3", "--db", db],
+                       env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+    import fleet_events as fe
+    assert res.lost == 0, res.summary()
+    share, changed = fe.changed_share(res.records, t_event, settle=2.0, window=1.5, t_end=t_event + 5.0)
+    before = fe.backends_by_source(res.records, t_event - 2.0, t_event)
+    after = fe.backends_by_source(res.records, t_event + 2.0, t_event + 5.0)
+    moved = {i for i, b in before.items() if b == "fips3"}
+    assert set(changed) == moved and moved, (changed, moved)
+    assert set(after.values()) == {"fips2"}, after
+
+
+def test_a_controller_restart_never_withdraws(events):
+    fr = events
+    d = fr.by_name["dpu1"]
+    rec = d.state.process("controller")
+    seen = []
+    os.kill(rec["pid"], 15)
+    t_end = time.monotonic() + 4.0
+    while time.monotonic() < t_end:
+        seen.append(tuple(fr.nexthops()))
+        time.sleep(0.05)
+    d.state.drop_process("controller")
+    d.start_controller()
+    t_end = time.monotonic() + 6.0
+    while time.monotonic() < t_end:
+        seen.append(tuple(fr.nexthops()))
+        time.sleep(0.05)
+    assert set(seen) == {("dpu1", "dpu2")}, sorted(set(seen))
+    st = lh_wait_status(fr, "dpu1")
+    assert st["fleet"]["bgp"]["announced"] == ["198.18.0.53/32"], st["fleet"]["bgp"]
+
+
+def lh_wait_status(fr, dpu, timeout=30.0):
+    import lab_harness as lh
+    return lh.wait_until(lambda: (fr.status(dpu) or {}).get("verdict") == "consistent" and fr.status(dpu),
+                         timeout, 0.2, "%s's controller back and consistent" % dpu)
+
+
+def test_no_false_bfd_failovers(events):
+    """BFD went down only for the events that kill a DPU's path (300 ms x 3 through two
+    user-space hops on a busy 2-core machine)."""
+    import fleet_lab_events as ev
+    now = ev.bfd_down_events(events)
+    false = {d: now.get(d, 0) - events.bfd_at_start.get(d, 0) - events.caused.get(d, 0) for d in now}
+    assert all(v == 0 for v in false.values()), (false, now, events.caused)

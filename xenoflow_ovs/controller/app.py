@@ -213,6 +213,7 @@ class XenoFlowApp(compat.BaseApp):
         self.metrics = metrics_mod.Metrics(cfg.dpu_name, self.status.snapshot)
         self.alarms = alarms_mod.Alarms()
         self.ready = False       # READY=1 sent (both planes programmed once)
+        self.ready_at: Optional[float] = None
         self.runtime = runtime_mod.Runtime(cfg, self.ovs_apply,
                                            eswitch=eswitch if eswitch is not None
                                            else make_eswitch(cfg, session),
@@ -320,7 +321,9 @@ class XenoFlowApp(compat.BaseApp):
                 if not h.up or cut_off:
                     out.setdefault(s, set()).add(b)
             return announce.Inputs(
-                started=bool(rt.started and self.status.checked), verdict=verdict,
+                # a verdict from before both planes were read again after a (re)start says
+                # nothing about them: only a check since then counts
+                started=bool(rt.started and self.status.checked_since(self.ready_at)), verdict=verdict,
                 bad_for=0.0 if bad_since["at"] is None else now - bad_since["at"], stale=f.stale,
                 drained=f.dpu_drained, rejected=f.state == "rejected",
                 in_service=announce.vip_prefixes(rt.cfg.services, out))
@@ -358,6 +361,7 @@ class XenoFlowApp(compat.BaseApp):
         if self.ready or not planes_programmed(self.status.app_view(), self.runtime.started):
             return
         self.ready = True
+        self.ready_at = time.monotonic()
         self.logger.info("both planes programmed: ready")
         if self.standalone:
             sdnotify.ready("both planes programmed")

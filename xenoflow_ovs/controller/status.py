@@ -90,6 +90,7 @@ class Status:
         self.fresh_timeout = fresh_timeout
         self._view: Dict[str, Any] = {}
         self._last_check: Optional[Dict[str, Any]] = None
+        self.checked_at: Optional[float] = None     # monotonic time the last check was kept
         self._last_fingerprint: Any = None
 
     # -- the app view (event thread)
@@ -133,10 +134,9 @@ class Status:
 
     # -- GET /status
 
-    @property
-    def checked(self) -> bool:
-        """A check has completed since the start (the verdict is not just UNCHECKED)."""
-        return self._last_check is not None
+    def checked_since(self, t: Optional[float]) -> bool:
+        """A check has been kept since monotonic time `t` (None: never)."""
+        return t is not None and self.checked_at is not None and self.checked_at >= t
 
     def verdict(self) -> str:
         last = self._last_check
@@ -220,6 +220,7 @@ class Status:
         planes and the plan in force did not match meanwhile)."""
         if marker[0] == 0 and marker == self._marker():
             self._last_check, self._last_fingerprint = rep, fingerprint
+            self.checked_at = time.monotonic()
 
     def check(self) -> Dict[str, Any]:
         """`GET /check`: reads a fresh full dump of every bridge (the polls mostly read
