@@ -25,7 +25,7 @@ help:
 	@echo "make test-osken   only the os-ken 4.2 / Python 3.11 env (ARGS='...' go to pytest)"
 	@echo "make test-ryu     only the Ryu 4.34 / Python 3.9 env"
 	@echo "make lint         ruff and vulture over the tree (part of make test)"
-	@echo "make bench        every benchmark suite (~70 min, the scale and fleet suites included), then benchmarks/REPORT.md"
+	@echo "make bench        every benchmark suite (~80 min, the scale and fleet suites included), then benchmarks/REPORT.md"
 	@echo "make bench-smoke  a CI-sized run of every suite (~5 min), into results/smoke/"
 	@echo "make venv         dev venv .venv (3.11, editable, extras osken,test,bench)"
 	@echo "make deps         apt packages, Python 3.11 and 3.9, tox (idempotent, fast when nothing is missing)"
@@ -59,6 +59,8 @@ bench: deps-311 venv
 	$(VENV)/bin/python benchmarks/bench_glue_install.py
 	$(VENV)/bin/python benchmarks/bench_scale.py
 	$(VENV)/bin/python benchmarks/bench_fleet.py
+	$(VENV)/bin/python benchmarks/bench_fleet_events.py
+	$(VENV)/bin/python benchmarks/bench_idle.py
 	$(VENV)/bin/python benchmarks/report.py
 
 bench-smoke: deps-311 venv

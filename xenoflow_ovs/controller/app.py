@@ -332,7 +332,7 @@ class XenoFlowApp(compat.BaseApp):
             return sum(self.packets_per_backend().values())
 
         bgp = speaker[0]
-        frr = Frr(bgp.pathspace or self.fleet.file_cfg.dpu_name)
+        frr = Frr(bgp.pathspace)        # None: the system's FRR (frr.service)
         a = Announcer(self.fleet.file_cfg, frr, inputs, vip_packets, sleep=compat.hub.sleep)
         self.fleet.announcer = a
         return a

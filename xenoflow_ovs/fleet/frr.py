@@ -104,21 +104,27 @@ def _check_reachable(path: str, uid: int, gid: int) -> None:
 
 
 class Frr:
-    def __init__(self, pathspace: str, netns: Optional[str] = None, conf_dir: Optional[str] = None,
+    def __init__(self, pathspace: Optional[str], netns: Optional[str] = None, conf_dir: Optional[str] = None,
                  daemons: Sequence[str] = DAEMONS) -> None:
-        if not _PATHSPACE.match(pathspace or ""):
+        # None: the system's FRR (frr.service, no -N), driven through vtysh only
+        if pathspace is not None and not _PATHSPACE.match(pathspace):
             raise FrrError("bad path space %r" % (pathspace,))
         unknown = [d for d in daemons if d not in DAEMONS]
         if unknown or not daemons:
             raise FrrError("unsupported daemons %r (known: %s)" % (unknown, ", ".join(DAEMONS)))
         self.pathspace = pathspace
         self.netns = netns
-        self.conf_dir = conf_dir or os.path.join(CONF_ROOT, pathspace)
-        self.run_dir = os.path.join(RUN_ROOT, pathspace)
+        self.conf_dir = conf_dir or os.path.join(CONF_ROOT, pathspace or "")
+        self.run_dir = os.path.join(RUN_ROOT, pathspace or "")
         # zebra first: the others connect to it
         self.daemons = tuple(d for d in DAEMONS if d in daemons)
 
     # --- processes -------------------------------------------------------------------
+
+    def _own(self) -> None:
+        if self.pathspace is None:
+            raise FrrError("the system's FRR (no path space) is started and stopped by its service "
+                           "(systemctl restart frr), not by us")
 
     def _pid_file(self, daemon: str) -> str:
         return os.path.join(self.run_dir, daemon + ".pid")
@@ -182,6 +188,7 @@ class Frr:
         """Write `files` (name -> text) into conf_dir, start the daemons not running yet,
         wait until vtysh answers. Daemons already running keep their configuration: a
         changed file takes effect at their next start."""
+        self._own()
         deadline = time.monotonic() + timeout
         self._prepare(files)
         pids: Dict[str, int] = {}
@@ -209,6 +216,7 @@ class Frr:
         """Stop our daemons (SIGTERM, SIGKILL after `grace` s), bgpd first so its peers see
         a notification rather than a timeout, then remove the run directory unless a
         daemon this instance does not manage still runs from it."""
+        self._own()
         stopped = []
         for d in reversed(self.daemons):
             pid = self._pid(d)
@@ -235,7 +243,7 @@ class Frr:
 
     def vtysh(self, *commands: str, timeout: float = 10.0) -> str:
         """Run `commands` in one vtysh session; FrrError when vtysh fails or refuses one."""
-        argv = ["vtysh", "-N", self.pathspace]
+        argv = ["vtysh"] + (["-N", self.pathspace] if self.pathspace else [])
         for c in commands:
             argv += ["-c", c]
         try:

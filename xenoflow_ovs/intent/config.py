@@ -183,7 +183,7 @@ class Bgp:
     port: str                          # an internal port of ovs.bridges (its address is the speaker's)
     peers: Tuple[BgpPeer, ...]
     router_id: Optional[netaddr.IPAddress] = None   # default: the port's address
-    pathspace: Optional[str] = None    # FRR's -N name (vtysh -N); default: dpu.name
+    pathspace: Optional[str] = None    # FRR's -N name (vtysh -N); default: the system's FRR
     keepalive: int = 1                 # s; hold = 3 x keepalive unless set
     hold: int = 3
     bfd_interval_ms: int = 300         # BFD rx/tx interval; detection = interval x multiplier

@@ -115,7 +115,12 @@ class DpuCtl(LabCtl):
     # -- FRR
     def frr(self) -> Any:
         from ..fleet.frr import Frr
-        ps = self.state.data["extra"].get("frr_pathspace") or self.speaker()[0].pathspace or self.spec.name
+        ps = self.state.data["extra"].get("frr_pathspace") or self.speaker()[0].pathspace
+        if not ps:
+            # the controller talks to the FRR its config names; without a path space that is
+            # the host's own frr.service, which the lab must not touch
+            raise LabError("%s: fleet.bgp.pathspace is required in the lab (one FRR per DPU on one host)"
+                           % self.cfg_path)
         return Frr(ps, netns=self.spec.netns, conf_dir=frr_conf_dir(ps))
 
     def speaker(self) -> Tuple[Any, Any]:
