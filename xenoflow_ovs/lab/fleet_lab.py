@@ -33,7 +33,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from ..exitcodes import EXIT_ERROR, EXIT_FOUND, EXIT_OK
 from . import netns as nsh
-from .labctl import Demo, LabCtl, LabError, Progress, _delta, preflight, write_derived_config
+from .labctl import Demo, LabCtl, LabError, Progress, _cmdline_has, _delta, preflight, write_derived_config
 from .planes import PlaneReadings
 from .pyenv import subprocess_env
 from .topology import DpuSpec, Lab, LabBusy, Topology, stop_pid
@@ -407,7 +407,7 @@ class FleetLab(LabCtl):
         for m in (self.members() if self.topo.store else []):
             name = "store-" + m.name
             rec = self.state.process(name)
-            if rec is not None or (m.pid() is not None and _cmdline_names(m.pid(), m.db)):
+            if rec is not None or (m.pid() is not None and _cmdline_has(m.pid(), m.db)):
                 pid = rec["pid"] if rec else m.pid()
                 if stop_pid(pid, rec.get("start") if rec else None):
                     done.append(name)
@@ -477,16 +477,6 @@ class FleetLab(LabCtl):
                     and want and all((st["bgp"].get(a) or {}).get("bgp") == "Established" for a in want)
                     and set(st["nexthops"]) >= want
                     and all(d["processes"] and d["bridges"] for d in st["dpus"].values()))
-
-
-def _cmdline_names(pid: Optional[int], text: str) -> bool:
-    if not pid:
-        return False
-    try:
-        with open("/proc/%d/cmdline" % pid, "rb") as f:
-            return text in f.read().decode(errors="replace")
-    except OSError:
-        return False
 
 
 def _file_prefix(config_path: str) -> Optional[str]:
