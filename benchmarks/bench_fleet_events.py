@@ -65,17 +65,19 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--events", default=",".join(("eswitchd_killed", "silent_failure", "planned_drain",
                                                    "backends_out")))
     ap.add_argument("--run-dir", default="/tmp/xb-fleet-events")
+    ap.add_argument("--topology", default="fleet", help="the fleet lab's topology (name, dir or file; "
+                    "e.g. a copy with other BFD timers)")
     ap.add_argument("--out", help="results dir (default benchmarks/results, smoke: results/smoke)")
     return ap
 
 
-def lab_of(run_dir: str) -> Any:
+def lab_of(run_dir: str, topology: str = "fleet") -> Any:
     from xenoflow_ovs.lab.fleet_lab import FleetLab
     from xenoflow_ovs.lab.labctl import Progress, topology_path
     from xenoflow_ovs.lab.topology import load_topology
-    args = argparse.Namespace(topology="fleet", run_dir=run_dir, eswitch=None, mirror_routes=None,
+    args = argparse.Namespace(topology=topology, run_dir=run_dir, eswitch=None, mirror_routes=None,
                               eswitch_mode=None)
-    return FleetLab(args, Progress(out=sys.stderr), load_topology(topology_path("fleet")))
+    return FleetLab(args, Progress(out=sys.stderr), load_topology(topology_path(topology)))
 
 
 def idle_cpu(lab: Any, seconds: float = 10.0) -> Dict[str, float]:
@@ -195,14 +197,14 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     if a.smoke:
         a.rounds, a.hold = 1, 3.0
-    out = a.out or os.path.join(HERE, "results", "smoke" if a.smoke else "")
+    out = a.out or (os.path.join(HERE, "results", "smoke") if a.smoke else os.path.join(HERE, "results"))
     os.makedirs(out, exist_ok=True)
     import bench_fleet
     import bench_scale
     import fleet_lab_events as ev
     bench_scale.unwind_on_signals()
     t0 = time.time()
-    lab = lab_of(a.run_dir)
+    lab = lab_of(a.run_dir, a.topology)
     rows: List[Dict[str, Any]] = []
     notes: List[str] = []
     meta: Dict[str, Any] = {"suite": "fleet_events", "smoke": a.smoke, "rounds": a.rounds, "rate": a.rate,
@@ -210,7 +212,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                             "code": bench_fleet.code()}
     try:
         lab.up()
-        lab = lab_of(a.run_dir)
+        lab = lab_of(a.run_dir, a.topology)
         fr = ev.FleetRun(lab)
         b = lab.dpus[0].load_cfg().fleet.bgp
         meta["bfd"] = "%d ms × %d" % (b.bfd_interval_ms, b.bfd_multiplier)
@@ -238,7 +240,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         notes.append("interrupted after %d events" % len(rows))
     finally:
         try:
-            lab_of(a.run_dir).down()
+            lab_of(a.run_dir, a.topology).down()
         except Exception as exc:
             notes.append("lab down: %s" % exc)
     meta["notes"] = notes
