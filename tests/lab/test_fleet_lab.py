@@ -343,3 +343,39 @@ def test_no_false_bfd_failovers(events):
     now = ev.bfd_down_events(events)
     false = {d: now.get(d, 0) - events.bfd_at_start.get(d, 0) - events.caused.get(d, 0) for d in now}
     assert all(v == 0 for v in false.values()), (false, now, events.caused)
+
+
+def test_fleet_status_json_shows_announcements_and_peers(fleet):
+    from xenoflow_ovs.lab.fleet_lab import _remotes_unix
+    p = subprocess.run([sys.executable, "-m", "xenoflow_ovs.cli", "fleet", "status", "--json", "--db",
+                        ",".join(_remotes_unix(fleet.run_dir, fleet.topo))], env=_env(),
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    view = json.loads(p.stdout)
+    assert not view["lagging"] and not view["differing"], view
+    for name, gw in (("dpu1", "198.18.11.1"), ("dpu2", "198.18.12.1")):
+        d = view["dpus"][name]
+        assert d["announced"] is True and d["announce_why"] == "announced", d
+        assert d["bgp"] == {gw: "Established, bfd up"}, d["bgp"]
+        assert set(d["packets"]) == {"dns/fips2", "dns/fips3"}, d["packets"]
+
+
+def test_a_dpu_cut_off_from_the_store_keeps_announcing(fleet):
+    """Fail static: dpu1 loses its management link (the store); it turns stale and keeps
+    forwarding and announcing; back, it is not stale any more."""
+    import lab_harness as lh
+
+    from xenoflow_ovs.lab import netns as nsh
+    d = next(x for x in fleet.dpus if x.spec.name == "dpu1")
+    nsh.run_in_ns("dpu1", ["ip", "link", "set", "mgmt0", "down"])
+    try:
+        lh.wait_until(lambda: (d.api("/status") or {}).get("fleet", {}).get("stale"), 30, 0.2,
+                      "dpu1 to notice the store is gone")
+        hops = {_dpu_by_gateway(fleet).get(h) for h in fleet.vip_nexthops(fleet.vip())}
+        assert hops == {"dpu1", "dpu2"}, hops
+        st = d.api("/status")["fleet"]["bgp"]
+        assert st["announced"] == ["198.18.0.53/32"] and "stale" in st["why"], st
+    finally:
+        nsh.run_in_ns("dpu1", ["ip", "link", "set", "mgmt0", "up"])
+    lh.wait_until(lambda: not (d.api("/status") or {}).get("fleet", {}).get("stale", True), 60, 0.5,
+                  "dpu1 back on the store")

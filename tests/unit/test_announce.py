@@ -98,3 +98,58 @@ def test_drain_dpu_refuses_to_withdraw_the_whole_fleet():
 def test_drain_dpu_names_unknown_dpus():
     with pytest.raises(LookupError, match="no DPU 'dpu9'.*dpu1"):
         edits.drain_dpu("dpu9")([], snap({"dpu1": True}))
+
+
+class FakeFrr:
+    """bgpd's networks as a set (the real FRR is driven in tests/integration/test_frr_speaker.py)."""
+    pathspace = "xf-test"
+
+    def __init__(self, networks=()):
+        self.nets, self.calls = set(networks), []
+
+    def networks(self, asn):
+        return set(self.nets)
+
+    def peers(self):
+        return {"198.18.11.1": {"bgp": "Established", "bfd": "up"}}
+
+    def announce(self, asn, prefix):
+        self.calls.append(("announce", prefix))
+        self.nets.add(prefix)
+
+    def withdraw(self, asn, prefix):
+        self.calls.append(("withdraw", prefix))
+        self.nets.discard(prefix)
+
+
+def announcer(frr, state, packets):
+    import os
+
+    from xenoflow_ovs.fleet.announcer import Announcer
+    from xenoflow_ovs.intent import config
+    cfg = config.load(os.path.join(os.path.dirname(__file__), "..", "..", "topologies", "fleet", "dpu1.yaml"))
+    return Announcer(cfg, frr, lambda: inputs(**state), lambda: packets[0], sleep=lambda s: None)
+
+
+def test_announcer_adopts_reannounces_after_bgpd_restart_and_reports_a_quiet_drain():
+    frr = FakeFrr({VIP})
+    state, packets = {"started": False}, [100]
+    a = announcer(frr, state, packets)
+    a.round(0.0)
+    assert frr.calls == [] and a.row()["announced"] is True          # a restart adopts, changes nothing
+    state["started"] = True
+    a.round(0.5)
+    assert frr.calls == []
+    frr.nets.clear()                                                 # bgpd restarted: it forgot
+    a.round(3.0)
+    assert frr.calls == [("announce", VIP)]
+    state["drained"] = True
+    a.round(3.5)
+    assert frr.calls[-1] == ("withdraw", VIP) and a.row()["quiet"] is False
+    packets[0] = 150                                                 # the router still sends a little
+    a.round(3.8)
+    a.round(4.5)
+    assert a.row()["quiet"] is False
+    a.round(5.0)
+    assert a.row() == {"announced": False, "announce_why": "drained (fleet drain-dpu)", "quiet": True,
+                       "bgp": {"198.18.11.1": "Established, bfd up"}}

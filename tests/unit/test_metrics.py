@@ -77,3 +77,20 @@ def test_planes_health_alarms_overlay_and_build_info():
     got = scrape(Metrics("bf3", lambda: {"eswitch": {"driver": "none", "connected": False}}))
     names = {k[0] for k in got}
     assert not names & {"xenoflow_eswitch_connected", "xenoflow_alarm", "xenoflow_overlay_edits"}
+
+
+def test_a_fleet_dpu_exposes_its_announcements_and_peers():
+    state = {"services": {}, "verdict": "consistent",
+             "fleet": {"bgp": {"announced": ["198.18.0.53/32"], "vips": ["198.18.0.53/32", "198.18.0.54/32"],
+                               "peers": {"198.18.11.1": {"bgp": "Established", "bfd": "up"},
+                                         "198.18.11.5": {"bgp": "Active", "bfd": None}}}}}
+    got = scrape(Metrics("dpu1", lambda: state))
+    lab = lambda **kw: tuple(sorted(dict(dpu="dpu1", **kw).items()))  # noqa: E731
+    assert got[("xenoflow_fleet_announced", lab(vip="198.18.0.53/32"))] == 1
+    assert got[("xenoflow_fleet_announced", lab(vip="198.18.0.54/32"))] == 0
+    assert got[("xenoflow_bgp_peer_up", lab(peer="198.18.11.1", protocol="bgp"))] == 1
+    assert got[("xenoflow_bgp_peer_up", lab(peer="198.18.11.1", protocol="bfd"))] == 1
+    assert got[("xenoflow_bgp_peer_up", lab(peer="198.18.11.5", protocol="bgp"))] == 0
+    assert got[("xenoflow_bgp_peer_up", lab(peer="198.18.11.5", protocol="bfd"))] == 0
+    del state["fleet"]
+    assert not [k for k in scrape(Metrics("dpu1", lambda: state)) if k[0].startswith("xenoflow_bgp")]
