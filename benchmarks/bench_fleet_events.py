@@ -68,6 +68,9 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--topology", default="fleet", help="the fleet lab's topology (name, dir or file; "
                     "e.g. a copy with other BFD timers)")
     ap.add_argument("--out", help="results dir (default benchmarks/results, smoke: results/smoke)")
+    ap.add_argument("--name", default="fleet_events", help="the results' file names (default %(default)s; "
+                    "report.py shows every fleet_events*.md, e.g. fleet_events_bfd150 for a run with "
+                    "other timers)")
     return ap
 
 
@@ -156,9 +159,9 @@ def _f(x: Any) -> str:
     return "–" if x is None else ("%.3f" % x if isinstance(x, float) else str(x))
 
 
-def write_md(out: str, rows: List[Dict[str, Any]], meta: Dict[str, Any]) -> None:
+def write_md(out: str, rows: List[Dict[str, Any]], meta: Dict[str, Any], name: str = "fleet_events") -> None:
     summary = meta["summary"]
-    lines = ["## Fleet: DPU events under load (BGP, ECMP, BFD)", "",
+    lines = ["## Fleet: DPU events under load (BGP, ECMP, BFD %s)" % meta.get("bfd", "?"), "",
              "`sudo .venv/bin/python benchmarks/bench_fleet_events.py%s`: the fleet lab (two DPUs on "
              "softdoca behind an FRR router with L4 ECMP, BFD %s), %d round(s) per event, %g queries/s "
              "from 64 sources, DPU out for %g s. Loss window: the longest run of unanswered queries "
@@ -186,7 +189,7 @@ def write_md(out: str, rows: List[Dict[str, Any]], meta: Dict[str, Any]) -> None
               "for 0.5 s; the queries it got meanwhile are its loss window."]
     if meta.get("notes"):
         lines += [""] + ["- " + n for n in meta["notes"]]
-    with open(os.path.join(out, "fleet_events.md"), "w") as f:
+    with open(os.path.join(out, name + ".md"), "w") as f:
         f.write("\n".join(lines) + "\n")
 
 
@@ -207,7 +210,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     lab = lab_of(a.run_dir, a.topology)
     rows: List[Dict[str, Any]] = []
     notes: List[str] = []
-    meta: Dict[str, Any] = {"suite": "fleet_events", "smoke": a.smoke, "rounds": a.rounds, "rate": a.rate,
+    meta: Dict[str, Any] = {"suite": a.name, "smoke": a.smoke, "rounds": a.rounds, "rate": a.rate,
                             "hold": a.hold, "lab": "fleet (%s)" % a.run_dir, "machine": bench_fleet.machine(),
                             "code": bench_fleet.code()}
     try:
@@ -249,18 +252,18 @@ def main(argv: Optional[List[str]] = None) -> int:
     cols = ["round", "event", "dpu", "rate", "sent", "lost", "loss_window", "withdrawn_in",
             "announced_again_in", "verdict_when_back", "changed_share", "changed_share_back", "drain_rc",
             "error"]
-    with open(os.path.join(out, "fleet_events.csv"), "w", newline="") as f:
+    with open(os.path.join(out, a.name + ".csv"), "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
         w.writeheader()
         for r in rows:
             w.writerow(r)
-    with open(os.path.join(out, "fleet_events.json"), "w") as f:
+    with open(os.path.join(out, a.name + ".json"), "w") as f:
         json.dump(meta, f, indent=1, default=str)
     if rows:
-        write_md(out, rows, meta)
+        write_md(out, rows, meta, a.name)
         for line in goal_lines(meta["summary"], meta.get("false_failovers")):
             log(line)
-    log("wrote %s/fleet_events.csv, fleet_events.md, fleet_events.json" % out)
+    log("wrote %s/%s.csv, .md, .json" % (out, a.name))
     return 1 if notes else 0
 
 

@@ -387,7 +387,7 @@ def section(results: str, name: str) -> str:
 
 
 SCALE_OWN = ("scale", "glue_forward_entries")     # the scale section shows these itself
-FLEET_OWN = ("fleet", "fleet_events")            # and the fleet sections these
+FLEET_OWN = ("fleet",)                            # and the fleet section this one
 
 
 def scale_section(results: str) -> Optional[str]:
@@ -463,7 +463,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=os.path.join(HERE, "REPORT.md"))
     a = ap.parse_args(argv)
     mds = [os.path.basename(p)[:-3] for p in glob.glob(os.path.join(a.results, "*.md"))]
-    mds = [n for n in mds if n not in SCALE_OWN + FLEET_OWN]
+    mds = [n for n in mds if n not in SCALE_OWN + FLEET_OWN and not n.startswith("fleet_events")]
     names = [n for n in ORDER if n in mds]
     names += sorted(n for n in mds if n.startswith("glue_"))
     names += sorted(n for n in mds if n not in names)
@@ -484,8 +484,11 @@ def main(argv=None) -> int:
     fleet = fleet_section(a.results)
     if fleet:
         parts += ["", fleet]
-    if os.path.exists(os.path.join(a.results, "fleet_events.md")):     # bench_fleet_events.py
-        parts += ["", section(a.results, "fleet_events")]
+    # bench_fleet_events.py: the lab's timers first, then runs with others (--name fleet_events_*)
+    found = glob.glob(os.path.join(a.results, "fleet_events*.md"))
+    events = sorted((os.path.basename(p)[:-3] for p in found), key=lambda n: (n != "fleet_events", n))
+    for n in events:
+        parts += ["", section(a.results, n)]
     with open(a.out, "w") as f:
         f.write("\n".join(parts) + "\n")
     print(a.out)

@@ -25,14 +25,25 @@ def loss_windows(records: Sequence[Record], gap: float = 0.25) -> List[Tuple[flo
     return out
 
 
-def loss_window(records: Sequence[Record], rate: float, gap: float = 0.25) -> float:
-    """The longest loss window in seconds, counted as the time between the last answered
-    query before it and the first answered one after it, less one sending interval (so one
-    lost query at rate r is 1/r, none is 0)."""
-    wins = loss_windows(records, gap)
-    if not wins:
-        return 0.0
-    return max(w[1] - w[0] for w in wins) + 1.0 / rate
+def loss_window(records: Sequence[Record], rate: float) -> float:
+    """The longest loss window in seconds, per flow (source): from the first to the last
+    query of one unbroken run of its lost queries, plus one of its sending intervals (so one
+    lost query is one interval, none is 0). Per flow, a pause of the sender inside the window
+    cannot split it, and other flows' answers do not hide it."""
+    flows: Dict[int, List[Record]] = {}
+    for r in records:
+        flows.setdefault(r[0], []).append(r)
+    interval = len(flows) / rate if flows else 0.0
+    longest = 0.0
+    for recs in flows.values():
+        run_start: Optional[float] = None
+        for r in sorted(recs, key=lambda x: x[1]):
+            if r[2] is None:
+                run_start = r[1] if run_start is None else run_start
+                longest = max(longest, r[1] - run_start + interval)
+            else:
+                run_start = None
+    return longest
 
 
 def backends_by_source(records: Sequence[Record], t_from: float, t_to: float) -> Dict[int, str]:

@@ -17,6 +17,15 @@ def test_one_window_spans_its_lost_queries():
     assert fe.loss_windows(rs)[0][2] == 30
 
 
+def test_the_window_is_per_flow_and_a_sender_pause_does_not_split_it():
+    rs = []
+    for t in range(200):
+        now = t / 100 + (0.5 if t >= 60 else 0.0)            # the sender paused 0.5 s at t=60
+        rs.append(rec(0, now, ok=not (50 <= t < 80)))        # flow 0 lost from 0.50 to 1.29
+        rs.append(rec(1, now + 0.001))                      # flow 1 answered throughout
+    assert abs(fe.loss_window(rs, rate=200) - (1.29 - 0.50 + 0.01)) < 1e-9
+
+
 def test_separate_windows_the_longest_counts():
     rs = [rec(0, t / 100, ok=t not in (10, 11, 150)) for t in range(200)]
     wins = fe.loss_windows(rs)
