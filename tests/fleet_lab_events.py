@@ -22,7 +22,6 @@ import lab_harness as lh
 
 from xenoflow_ovs.lab import netns as nsh
 
-EVENTS = ("eswitchd_killed", "silent_failure", "planned_drain", "backends_out")
 NFT_TABLE = "xf_silent"
 NFT_CUT = "xf_cut"
 

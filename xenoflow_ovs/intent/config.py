@@ -562,7 +562,7 @@ def _bgp(r: Reader, v: Any, path: Path) -> Optional[Bgp]:
     m = r.mapping(v, path, BGP_KEYS, required=("asn", "port", "peers"))
     if not m:
         return None
-    peers = []
+    peers: List[BgpPeer] = []
     for i, pv in enumerate(r.seq(m.get("peers"), path + ("peers",))):
         p = path + ("peers", i)
         pm = r.mapping(pv, p, ("address", "asn"), required=("address", "asn"))

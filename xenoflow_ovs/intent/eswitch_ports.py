@@ -117,7 +117,7 @@ def declared_pairs(ports: Iterable["Port"]) -> List[Forward]:
     opens its ports before it knows the services, so its file fixes how they pair; the
     services' forwards must then agree with it."""
     return [Forward(p.name, p.pair, "dpu.ports.%s.pair" % p.name, ("dpu", "ports", p.name, "pair"))
-            for p in ports if getattr(p, "pair", None)]
+            for p in ports if p.pair is not None]
 
 
 def forwards(cfg: "Config") -> List[Forward]:
