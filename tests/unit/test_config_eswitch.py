@@ -196,3 +196,22 @@ def test_bad_capacity_names_the_key(capacity, path, words):
     d = paper_data()
     d["dpu"]["eswitch"]["capacity"] = capacity
     assert_error(d, path, *words)
+
+
+def test_idle_max_us_is_a_bounded_softdoca_knob(tmp_path):
+    import yaml
+
+    from xenoflow_ovs.intent import config
+    src = os.path.join(os.path.dirname(__file__), "..", "..", "topologies", "paper", "xenoflow.yaml")
+    with open(src) as f:
+        data = yaml.safe_load(f)
+    data["dpu"]["eswitch"]["idle_max_us"] = 2000
+    p = tmp_path / "x.yaml"
+    p.write_text(yaml.safe_dump(data))
+    cfg = config.load(str(p))
+    assert cfg.eswitch.idle_max_us == 2000
+    assert config.to_data(cfg)["dpu"]["eswitch"]["idle_max_us"] == 2000
+    data["dpu"]["eswitch"]["idle_max_us"] = 0
+    p.write_text(yaml.safe_dump(data))
+    with pytest.raises(config.ConfigError, match="dpu.eswitch.idle_max_us"):
+        config.load(str(p))

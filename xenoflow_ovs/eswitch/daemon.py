@@ -67,6 +67,11 @@ class GlueDriver:
                 self.softdoca.set_busy_poll(self.sw, True)
             else:
                 log.warning("dpu.eswitch.busy_poll is a softdoca knob: ignored on %s", self.sw.target)
+        elif self.cfg.eswitch.idle_max_us:
+            if self.softdoca.available():
+                self.softdoca.set_busy_poll(self.sw, False, idle_max_us=self.cfg.eswitch.idle_max_us)
+            else:
+                log.warning("dpu.eswitch.idle_max_us is a softdoca knob: ignored on %s", self.sw.target)
         cap = self.cfg.eswitch.capacity
         if (cap.entries_per_pipe or cap.pipes) and self.softdoca.available():
             # softdoca fails past the declared limits as the hardware does; real DOCA needs

@@ -75,6 +75,7 @@ class Eswitch:
     socket: str = "run/eswitchd.sock"
     eal_args: Tuple[str, ...] = LAB_DEFAULT_EAL
     busy_poll: bool = False
+    idle_max_us: Optional[int] = None   # softdoca: the idle sleep's ceiling (None: its default, 1 ms)
     multiport: bool = False      # the device ports share one e-switch (switch mode)
     connect_timeout: int = 30    # s the controller waits for eswitchd at start before giving up
     capacity: Capacity = Capacity()
@@ -611,7 +612,7 @@ def _loopback(host: str) -> bool:
 
 def _eswitch(r: Reader, v: Any, path: Path) -> Eswitch:
     m = r.mapping(v, path, ("driver", "mode", "mirror_routes", "socket", "eal_args", "busy_poll",
-                            "multiport", "connect_timeout", "capacity"))
+                            "idle_max_us", "multiport", "connect_timeout", "capacity"))
     eal = r.seq(m.get("eal_args"), path + ("eal_args",)) if "eal_args" in m else list(LAB_DEFAULT_EAL)
     for i, a in enumerate(eal):
         if not isinstance(a, str):
@@ -625,6 +626,7 @@ def _eswitch(r: Reader, v: Any, path: Path) -> Eswitch:
         socket=r.get(m, "socket", path, r.string, d.socket),
         eal_args=tuple(str(a) for a in eal),
         busy_poll=r.get(m, "busy_poll", path, r.boolean, d.busy_poll),
+        idle_max_us=r.get(m, "idle_max_us", path, r.integer(1, 1000000), None),
         multiport=r.get(m, "multiport", path, r.boolean, d.multiport),
         connect_timeout=r.get(m, "connect_timeout", path, r.integer(0, 3600), d.connect_timeout),
         capacity=_capacity(r, m.get("capacity"), path + ("capacity",)),
@@ -1035,6 +1037,7 @@ def to_data(cfg: Config) -> Dict[str, Any]:
         "dpu": dict({"name": cfg.dpu_name,
                      "eswitch": {"driver": e.driver, "mode": e.mode, "mirror_routes": e.mirror_routes,
                                  "socket": e.socket, "eal_args": list(e.eal_args), "busy_poll": e.busy_poll,
+                                 **({"idle_max_us": e.idle_max_us} if e.idle_max_us else {}),
                                  "multiport": e.multiport, "connect_timeout": e.connect_timeout,
                                  **({"capacity": capacity} if capacity else {})},
                      "ports": {p.name: port(p) for p in cfg.ports}},
