@@ -290,9 +290,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         return EXIT_OK
     same = not view["lagging"] and not view["differing"] and all(
         d["verdict"] == "consistent" for d in view["dpus"].values())
-    print("fleet version %d, %d DPU(s): %s" % (view["version"], len(view["dpus"]),
-                                              "same version and tables on all" if same and view["dpus"]
-                                              else "NOT all on the same version and tables (fleet check)"))
+    verdict = ("no DPU follows the store yet" if not view["dpus"] else "same version and tables on all"
+               if same else "NOT all on the same version and tables (fleet check)")
+    print("fleet version %d, %d DPU(s): %s" % (view["version"], len(view["dpus"]), verdict))
     for name, d in view["dpus"].items():
         print("  %-12s version %-5s %-9s %-12s %-13s %12d pkts%s%s%s" % (
             name, d["applied_version"], d["state"], d["verdict"] or "-",
