@@ -198,7 +198,7 @@ def report(rows: List[Dict], args) -> None:
         w.writeheader()
         w.writerows(rows)
     by = {(r["test"], r["variant"]): r for r in rows}
-    md = ["# softdoca's idle back-off: fixed vs adaptive", "",
+    md = ["## softdoca's idle back-off: fixed vs adaptive", "",
           "`python benchmarks/bench_idle.py%s` (%s, %d vCPUs): one eSwitch child on af_packet vdevs "
           "(veths), spin 50 us after the last packet, then 20 us sleeps; fixed: for ever (idle_max_us = 20), "
           "adaptive: after 1000 us without a packet the sleep doubles up to 1000 us. Idle CPU: median of %d "
