@@ -66,8 +66,9 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--events", default=",".join(("eswitchd_killed", "silent_failure", "planned_drain",
                                                    "backends_out")))
     ap.add_argument("--run-dir", default="/tmp/xb-fleet-events")
-    ap.add_argument("--topology", default="fleet", help="the fleet lab's topology (name, dir or file; "
-                    "e.g. a copy with other BFD timers)")
+    ap.add_argument("--topology", default="fleet", help="the fleet lab's topology (name, dir or file)")
+    ap.add_argument("--bfd-ms", type=int, help="run on a copy of the topology whose DPUs (and so the "
+                    "router) use this BFD interval (the multiplier stays)")
     ap.add_argument("--out", help="results dir (default benchmarks/results, smoke: results/smoke)")
     ap.add_argument("--name", default="fleet_events", help="the results' file names (default %(default)s; "
                     "report.py shows every fleet_events*.md, e.g. fleet_events_bfd150 for a run with "
@@ -113,6 +114,30 @@ def idle_cpu(lab: Any, seconds: float = 10.0) -> Dict[str, float]:
             kinds[kind] = kinds.get(kind, 0.0) + 100.0 * (b[pid] - a[pid]) / hz / seconds
     kinds["total"] = sum(kinds.values())
     return {k: round(v, 2) for k, v in sorted(kinds.items())}
+
+
+def with_bfd(topology: str, ms: int, into: str) -> str:
+    """A copy of the topology's directory whose DPU configs have BFD at `ms` (the router takes
+    its timers from them)."""
+    import shutil
+
+    import yaml
+
+    from xenoflow_ovs.lab.labctl import topology_path
+    src = os.path.dirname(topology_path(topology))
+    dst = os.path.join(into, "topology-bfd%d" % ms)
+    shutil.rmtree(dst, ignore_errors=True)
+    shutil.copytree(src, dst)
+    for name in os.listdir(dst):
+        path = os.path.join(dst, name)
+        with open(path) as f:
+            data = yaml.safe_load(f)
+        bgp = ((data or {}).get("fleet") or {}).get("bgp") if isinstance(data, dict) else None
+        if bgp is not None:
+            bgp.setdefault("bfd", {})["interval_ms"] = ms
+            with open(path, "w") as f:
+                yaml.safe_dump(data, f, sort_keys=False)
+    return dst
 
 
 def summarize(rows: List[Dict[str, Any]], false_failovers: Optional[int]) -> List[Dict[str, Any]]:
@@ -163,11 +188,14 @@ def _f(x: Any) -> str:
 def write_md(out: str, rows: List[Dict[str, Any]], meta: Dict[str, Any], name: str = "fleet_events") -> None:
     summary = meta["summary"]
     lines = ["## Fleet: DPU events under load (BGP, ECMP, BFD %s)" % meta.get("bfd", "?"), "",
-             "`sudo .venv/bin/python benchmarks/bench_fleet_events.py%s`: the fleet lab (two DPUs on "
+             "`sudo .venv/bin/python benchmarks/bench_fleet_events.py%s%s`: the fleet lab (two DPUs on "
              "softdoca behind an FRR router with L4 ECMP, BFD %s), %d round(s) per event, %g queries/s "
-             "from 64 sources, DPU out for %g s. Loss window: the longest run of unanswered queries "
-             "(send time) plus one sending interval." % (
-                 " --smoke" if meta["smoke"] else "", meta.get("bfd", "?"), meta["rounds"], meta["rate"],
+             "from 64 sources (one flow each), DPU out for %g s. Loss window: per flow, the longest run "
+             "of its unanswered queries (send time) plus one of its sending intervals; the table's "
+             "figure is the worst flow's." % (
+                 " --smoke" if meta["smoke"] else "",
+                 "".join(" %s %s" % (k, v) for k, v in (meta.get("flags") or {}).items()),
+                 meta.get("bfd", "?"), meta["rounds"], meta["rate"],
                  meta["hold"]),
              "", "| goal | target | measured | verdict |", "|---|---|---|---|"]
     lines += goal_lines(summary, meta.get("false_failovers"))
@@ -207,13 +235,20 @@ def main(argv: Optional[List[str]] = None) -> int:
     import bench_scale
     import fleet_lab_events as ev
     bench_scale.unwind_on_signals()
+    copy_dir = None
+    if a.bfd_ms:
+        import tempfile
+        copy_dir = tempfile.mkdtemp(prefix="xb-fleet-topology-")
+        a.topology = with_bfd(a.topology, a.bfd_ms, copy_dir)
     t0 = time.time()
     lab = lab_of(a.run_dir, a.topology)
     rows: List[Dict[str, Any]] = []
     notes: List[str] = []
     meta: Dict[str, Any] = {"suite": a.name, "smoke": a.smoke, "rounds": a.rounds, "rate": a.rate,
                             "hold": a.hold, "lab": "fleet (%s)" % a.run_dir, "machine": bench_fleet.machine(),
-                            "code": bench_fleet.code()}
+                            "code": bench_fleet.code(),
+                            "flags": {k: v for k, v in (("--bfd-ms", a.bfd_ms), ("--name", a.name))
+                                      if v and v != "fleet_events"}}
     try:
         lab.up()
         lab = lab_of(a.run_dir, a.topology)
@@ -247,6 +282,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             lab_of(a.run_dir, a.topology).down()
         except Exception as exc:
             notes.append("lab down: %s" % exc)
+    if copy_dir:
+        import shutil
+        shutil.rmtree(copy_dir, ignore_errors=True)
     meta["notes"] = notes
     meta["duration_s"] = round(time.time() - t0, 1)
     meta["summary"] = summarize(rows, meta.get("false_failovers")) if rows else []
