@@ -44,6 +44,10 @@ def run(tmp_path_factory):
                         "--rate", "1000", "--events", "planned_drain,eswitchd_killed", "--out", out,
                         "--run-dir", run_dir],
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, timeout=600)
+    if not os.path.exists(os.path.join(out, "fleet_events.csv")):
+        shutil.rmtree(run_dir, ignore_errors=True)
+        pytest.fail("bench_fleet_events.py wrote no results (exit %d):\n%s"
+                    % (p.returncode, p.stdout[-4000:]))
     with open(os.path.join(out, "fleet_events.csv")) as f:
         rows = list(csv.DictReader(f))
     with open(os.path.join(out, "fleet_events.json")) as f:

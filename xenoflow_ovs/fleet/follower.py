@@ -240,7 +240,9 @@ class Follower:
                 if beat:
                     last_beat = now
                     self._beat(snap)
-                if self.write_failed is not None:
+                # writable again only once a heartbeat's writes went through: a round that
+                # wrote nothing proves nothing (the session may just not have noticed yet)
+                if self.write_failed is not None and beat:
                     log.warning("fleet store writable again")
                     self.write_failed = None
             except StoreError as exc:
