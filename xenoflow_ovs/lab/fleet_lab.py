@@ -33,7 +33,17 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from ..exitcodes import EXIT_ERROR, EXIT_FOUND, EXIT_OK
 from . import netns as nsh
-from .labctl import Demo, LabCtl, LabError, Progress, _cmdline_has, _delta, preflight, write_derived_config
+from .labctl import (
+    Demo,
+    LabCtl,
+    LabError,
+    Progress,
+    _cmdline_has,
+    _delta,
+    _demo,
+    preflight,
+    write_derived_config,
+)
 from .planes import PlaneReadings
 from .pyenv import subprocess_env
 from .topology import DpuSpec, Lab, LabBusy, Topology, stop_pid
@@ -705,21 +715,7 @@ def run(action: str, lab: FleetLab, say: Progress) -> int:
         print_status(st)
         return EXIT_OK if lab.status_ok(st) else EXIT_FOUND
     if action == "demo":
-        t0 = time.monotonic()
-        rc = EXIT_ERROR
-        was_up = lab.is_up()
-        if was_up:
-            say("the lab in %s is already up: the demo uses it and leaves it up"
-                % os.path.relpath(lab.run_dir))
-        try:
-            lab.up()
-            rc = FleetDemo(lab).run()
-        finally:
-            if not was_up:
-                done = lab.down()
-                say("lab down: %s" % (", ".join(done) if done else "nothing was up"))
-        say("demo %s in %.0f s" % ("passed" if rc == EXIT_OK else "FAILED", time.monotonic() - t0))
-        return rc
+        return _demo(lab, say, lambda: FleetDemo(lab).run())
     print("unknown action %r" % action, file=sys.stderr)
     return EXIT_ERROR
 

@@ -803,7 +803,8 @@ def _up(ctl: LabCtl, say: Progress) -> int:
     return EXIT_OK
 
 
-def _demo(ctl: LabCtl, say: Progress) -> int:
+def _demo(ctl: LabCtl, say: Progress, demo: Optional[Any] = None) -> int:
+    """Up, the demo (`demo()`, default the paper lab's), down unless the lab was up before."""
     t0 = time.monotonic()
     rc = EXIT_ERROR
     # a lab somebody brought up before the demo is theirs: used, and left up
@@ -812,7 +813,7 @@ def _demo(ctl: LabCtl, say: Progress) -> int:
         say("the lab in %s is already up: the demo uses it and leaves it up" % os.path.relpath(ctl.run_dir))
     try:
         ctl.up()
-        rc = Demo(ctl).run()
+        rc = demo() if demo is not None else Demo(ctl).run()
     finally:
         if not was_up:
             done = ctl.down()
