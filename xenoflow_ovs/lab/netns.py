@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from pyroute2 import IPRoute, NetNS
 from pyroute2 import netns as _pr_netns
@@ -22,7 +22,8 @@ IFNAMSIZ_MAX = 15
 __all__ = [
     "IFNAMSIZ_MAX", "check_ifname", "ns_exists", "create_ns", "delete_ns", "ns_argv",
     "run_in_ns", "popen_in_ns", "add_veth", "link_exists", "delete_link", "set_link",
-    "add_address", "add_lo_address", "disable_tx_offload", "disable_ipv6", "set_sysctl",
+    "add_address", "add_lo_address", "set_if_sysctls", "if_sysctl_key", "IFA_F_NODAD",
+    "disable_tx_offload", "disable_ipv6", "set_sysctl",
     "set_arp_dsr", "prepare_link", "wait_oper_up", "ns_pids", "unix_peer_inodes",
     "pids_of_socket_inodes", "unix_socket_clients", "named_namespaces", "ancestors",
 ]
@@ -153,24 +154,57 @@ def set_link(ifname: str, ns: Optional[str] = None, mac: Optional[str] = None,
             ipr.link("set", index=idx, state="up" if up else "down")
 
 
+IFA_F_NODAD = 0x02   # linux/if_addr.h: no duplicate address detection for this address
+
+
+def _family(addr: str) -> int:
+    return 10 if ":" in addr else 2   # AF_INET6 / AF_INET
+
+
 def add_address(ifname: str, cidr: str, ns: Optional[str] = None) -> None:
-    """Add IPv4 address 'a.b.c.d/len' to ifname (idempotent)."""
+    """Add address 'a.b.c.d/len' or 'x:y::z/len' to ifname (idempotent). IPv6 addresses are
+    added with ``nodad``: usable at once (never ``tentative``), and no DAD probe on the wire."""
     addr, _, plen = cidr.partition("/")
-    plen_i = int(plen or 32)
+    fam = _family(addr)
+    plen_i = int(plen or (128 if fam == 10 else 32))
     with _ipr(ns) as ipr:
         idx = _index(ipr, ifname)
-        for a in ipr.get_addr(index=idx, family=2):
-            if a.get_attr("IFA_ADDRESS") == addr and a["prefixlen"] == plen_i:
+        for a in ipr.get_addr(index=idx, family=fam):
+            if _same_ip(a.get_attr("IFA_ADDRESS"), addr, fam) and a["prefixlen"] == plen_i:
                 return
-        ipr.addr("add", index=idx, address=addr, prefixlen=plen_i)
+        if fam == 10:
+            ipr.addr("add", index=idx, address=addr, prefixlen=plen_i, family=fam, flags=IFA_F_NODAD)
+        else:
+            ipr.addr("add", index=idx, address=addr, prefixlen=plen_i)
+
+
+def _same_ip(have: Optional[str], want: str, fam: int) -> bool:
+    """Compare as addresses (the kernel reports IPv6 in its compressed form)."""
+    if fam == 2 or have is None:
+        return have == want
+    import ipaddress
+    return ipaddress.ip_address(have) == ipaddress.ip_address(want)
 
 
 def add_lo_address(ns: str, cidr: str) -> None:
-    """Add an address to the namespace's loopback (e.g. a DSR VIP, /32)."""
+    """Add an address to the namespace's loopback (e.g. a DSR VIP, /32 or /128)."""
     if "/" not in cidr:
-        cidr += "/32"
+        cidr += "/128" if _family(cidr) == 10 else "/32"
     set_link("lo", ns=ns, up=True)
     add_address("lo", cidr, ns=ns)
+
+
+def set_if_sysctls(ns: Optional[str], ifname: str, kv: Sequence[Tuple[str, str]]) -> None:
+    """Per-interface sysctls: ("ipv6.accept_ra", "0") is net/ipv6/conf/<ifname>/accept_ra ('/'
+    separators: an interface name may hold dots). One ``sysctl`` call, in the given order."""
+    if kv:
+        run_in_ns(ns, ["sysctl", "-q", "-w"] + ["%s=%s" % (if_sysctl_key(ifname, k), v) for k, v in kv])
+
+
+def if_sysctl_key(ifname: str, key: str) -> str:
+    """'ipv6.disable_ipv6' of eth0 -> 'net/ipv6/conf/eth0/disable_ipv6'."""
+    family, _, name = key.partition(".")
+    return "net/%s/conf/%s/%s" % (family, ifname, name)
 
 
 def disable_tx_offload(ifname: str, ns: Optional[str] = None) -> None:

@@ -1,10 +1,14 @@
 """The lab builder: a topology file (topologies/<name>/topology.yaml) made real.
 
 One builder for every topology: it reads the file (namespaces, veth pairs with
-their MACs and addresses, loopback addresses, sysctls, Linux bridges with
-static FDB entries, the DPU's eSwitch port wiring, bind9 backends), creates it
-with pyroute2 (+ ``ethtool``/``sysctl``/``bridge`` inside the namespaces), and
-destroys it again.
+their MACs, addresses and per-interface sysctls, loopback addresses, sysctls,
+Linux bridges with static FDB entries, the DPU's eSwitch port wiring, bind9
+backends), creates it with pyroute2 (+ ``ethtool``/``sysctl``/``bridge`` inside
+the namespaces), and destroys it again.
+
+Addresses are IPv4 from 198.18.0.0/15 or IPv6 from 2001:db8::/32. IPv6 ones are
+added with ``nodad`` on interfaces whose IPv6 the file turns on (the loader
+refuses an IPv6 address where the sysctls leave IPv6 off).
 
 Everything it makes is recorded in a state file under the run dir *before* it
 is made (:class:`LabState`, owner-only permissions), so :meth:`Lab.down`
@@ -44,6 +48,7 @@ from ..intent.yamlsrc import Path, format_path
 from . import netns as nsh
 
 __all__ = ["TopologyError", "LabBusy", "End", "Veth", "EswitchPort", "LinuxBridge", "Topology",
+           "ipv6_off", "sysctl_order",
            "DpuSpec", "RouterSpec", "StoreSpec", "StoreMember",
            "run_dirs_in_namespaces", "processes_in_namespaces",
            "load_topology", "topology_candidates", "PACKAGED_TOPOLOGIES",
@@ -67,7 +72,9 @@ class End:
     netns: str
     ifname: str
     mac: Optional[str] = None
-    addresses: Tuple[str, ...] = ()
+    addresses: Tuple[str, ...] = ()            # IPv4 (198.18.0.0/15)
+    addresses6: Tuple[str, ...] = ()           # IPv6 (2001:db8::/32), added with nodad
+    sysctls: Tuple[Tuple[str, str], ...] = ()  # per interface: ("ipv6.accept_ra", "0"), in file order
 
 
 @dataclass(frozen=True)
@@ -157,6 +164,7 @@ class Topology:
     dns: Tuple[DnsBackend, ...]
     clients: Dict[str, Tuple[str, ...]]
     host: Dict[str, Any] = field(default_factory=dict)
+    clients6: Dict[str, Tuple[str, ...]] = field(default_factory=dict)   # IPv6 traffic sources
     lines: Dict[Path, int] = field(default_factory=dict, repr=False, compare=False)  # key path -> line
     # a fleet (`dpus:` instead of `dpu:`): its DPUs, router, store and services file
     dpus: Tuple[DpuSpec, ...] = ()
@@ -186,8 +194,8 @@ class Topology:
         return dataclasses.replace(
             self, name="%s-%s" % (self.name, d.name), config_path=d.config_path, namespaces=(),
             sysctls={}, dpu_netns=d.netns, eswitch_ports=d.eswitch_ports, taps=d.taps, links=(),
-            loopback={}, bridges=(), dns=(), clients={}, host={}, routes={}, dpus=(), router=None, store=None,
-            services_path=None, dpu_key=("dpus", d.name))
+            loopback={}, bridges=(), dns=(), clients={}, clients6={}, host={}, routes={}, dpus=(),
+            router=None, store=None, services_path=None, dpu_key=("dpus", d.name))
 
     def veths(self, eswitch: bool = True) -> List[Veth]:
         """Every veth pair of the lab, for the eSwitch wiring or the direct one (driver none)."""
@@ -204,6 +212,15 @@ class Topology:
         out = dict(self.sysctls.get("*", {}))
         out.update(self.sysctls.get(ns, {}))
         return out
+
+    def ends(self) -> List[End]:
+        """Every veth end of either wiring, each once."""
+        seen: Dict[Tuple[str, str], End] = {}
+        for wiring in (True, False):
+            for v in self.veths(wiring):
+                for e in (v.a, v.b):
+                    seen.setdefault((e.netns, e.ifname), e)
+        return list(seen.values())
 
     def error(self, path: Path, msg: str) -> TopologyError:
         """A TopologyError about `path` in this file, with its line."""
@@ -234,12 +251,14 @@ class Topology:
 # ---------------------------------------------------------------- reading the file
 
 TOP_KEYS = ("name", "config", "namespaces", "sysctls", "dpu", "links", "loopback", "bridges", "dns",
-            "clients", "host", "routes", "dpus", "router", "store", "services")
+            "clients", "clients6", "host", "routes", "dpus", "router", "store", "services")
 FLEET_KEYS = ("dpus", "router", "store", "services")     # a fleet's, instead of dpu: and config:
-END_KEYS = ("netns", "ifname", "mac", "addresses")       # a veth end
-DPU_END_KEYS = ("ifname", "mac", "addresses", "peer")   # wire/rep: in dpu.netns, with their peer
+END_KEYS = ("netns", "ifname", "mac", "addresses", "sysctls")       # a veth end
+DPU_END_KEYS = ("ifname", "mac", "addresses", "sysctls", "peer")   # wire/rep: in dpu.netns, with their peer
 BRIDGE_KEYS = ("netns", "name", "mac", "ports", "learning_off", "fdb", "addresses")
 LAB_NET = ipaddress.ip_network("198.18.0.0/15")
+LAB_NET6 = ipaddress.ip_network("2001:db8::/32")
+IF_SYSCTL_FAMILIES = ("ipv4", "ipv6")    # per-interface sysctls: net/<family>/conf/<ifname>/<name>
 
 
 class _Reader(config_mod.Reader):
@@ -282,8 +301,10 @@ class _Reader(config_mod.Reader):
             return None
         return mac
 
-    def lab_address(self, v: Any, path: Path, prefix: bool = False) -> Optional[str]:
-        """An IPv4 address of the lab (198.18.0.0/15), with a prefix length if `prefix`."""
+    def lab_address(self, v: Any, path: Path, prefix: bool = False,
+                    versions: Tuple[int, ...] = (4,)) -> Optional[str]:
+        """An address of the lab, with a prefix length if `prefix`: IPv4 from 198.18.0.0/15,
+        IPv6 (when 6 is in `versions`) from 2001:db8::/32."""
         if not isinstance(v, str):
             self.error(path, "must be an address like %s, got %s"
                        % ("198.18.0.2/24" if prefix else "198.18.0.2", config_mod.kind_of(v)))
@@ -293,13 +314,40 @@ class _Reader(config_mod.Reader):
         except ValueError as e:
             self.error(path, str(e))
             return None
-        if ip.version != 4 or ip not in LAB_NET:
-            self.error(path, "%s is outside 198.18.0.0/15 (the lab's only addresses)" % v)
+        if ip.version == 6 and 6 in versions:
+            if ip not in LAB_NET6:
+                self.error(path, "%s is outside 2001:db8::/32 (the lab's only IPv6 addresses)" % v)
+                return None
+        elif ip.version != 4 or ip not in LAB_NET or 4 not in versions:
+            self.error(path, "%s is outside 198.18.0.0/15 (the lab's only addresses)" % v
+                       if 4 in versions else "%s is not an IPv6 address of 2001:db8::/32" % v)
             return None
         return v
 
     def lab_cidr(self, v: Any, path: Path) -> Optional[str]:
         return self.lab_address(v, path, prefix=True)
+
+    def lab_cidr46(self, v: Any, path: Path) -> Optional[str]:
+        """An interface address of either family (IPv6 needs its prefix length too)."""
+        return self.lab_address(v, path, prefix=True, versions=(4, 6))
+
+    def lab_address6(self, v: Any, path: Path) -> Optional[str]:
+        return self.lab_address(v, path, versions=(6,))
+
+    def if_sysctls(self, v: Any, path: Path) -> Tuple[Tuple[str, str], ...]:
+        """Per-interface sysctls {ipv6.<name>: value}: net/ipv6/conf/<ifname>/<name>, set once
+        the interface exists, before its addresses (disable_ipv6: 0 must come first)."""
+        out = []
+        for key, value in self.dict(v, path).items():
+            family, _, name = str(key).partition(".")
+            if family not in IF_SYSCTL_FAMILIES or not name or not all(c.isalnum() or c == "_" for c in name):
+                self.error(path + (key,), "%r is not a per-interface sysctl (ipv4.<name> or ipv6.<name>)"
+                           % key)
+            elif value is None or isinstance(value, (dict, list)):
+                self.error(path + (key,), "must be a value, got %s" % config_mod.kind_of(value))
+            else:
+                out.append((str(key), str(int(value) if isinstance(value, bool) else value)))
+        return tuple(out)
 
     def route(self, v: Any, path: Path) -> Optional[Tuple[str, str]]:
         """{dst: default | a lab prefix, via: a lab address}."""
@@ -326,14 +374,16 @@ class _Reader(config_mod.Reader):
         ns = self.get(m, "netns", path, self.netns, netns)
         ifname = self.get(m, "ifname", path, self.ifname)
         mac = self.get(m, "mac", path, self.lab_mac)
-        addrs = self.each(m.get("addresses"), path + ("addresses",), self.lab_cidr)
+        addrs = self.each(m.get("addresses"), path + ("addresses",), self.lab_cidr46)
+        kv = self.if_sysctls(m.get("sysctls"), path + ("sysctls",))
         if ns is None or ifname is None:
             return None
         first = self.ifnames.setdefault((ns, ifname), path)
         if first != path:
             self.error(path + ("ifname",), "interface %s/%s is already defined at %s"
                        % (ns, ifname, format_path(first)))
-        return End(ns, ifname, mac, addrs)
+        return End(ns, ifname, mac, tuple(a for a in addrs if ":" not in a),
+                   tuple(a for a in addrs if ":" in a), kv)
 
 
 # A wheel carries the checkout's topologies/ here (setup.py copies them in at build
@@ -378,7 +428,7 @@ def _topology(r: _Reader, data: Any, path: str) -> Optional[Topology]:
         dpu = r.mapping(top.get("dpu"), ("dpu",), ("netns", "ports", "taps"), required=("netns", "ports"))
     dpu_ns = r.get(dpu, "netns", ("dpu",), r.netns) if not fleet else None
     dpus = _dpus(r, top.get("dpus"), ("dpus",), base) if fleet else ()
-    return Topology(
+    topo = Topology(
         name=r.get(top, "name", (), r.string, os.path.basename(base)), path=path,
         config_path="" if fleet else os.path.join(base, r.get(top, "config", (), r.string, "xenoflow.yaml")),
         namespaces=r.namespaces, sysctls=_sysctls(r, top.get("sysctls"), ("sysctls",)),
@@ -387,15 +437,62 @@ def _topology(r: _Reader, data: Any, path: str) -> Optional[Topology]:
                        else _eswitch_ports(r, dpu.get("ports"), ("dpu", "ports"), dpu_ns)),
         taps=r.each(dpu.get("taps"), ("dpu", "taps"), r.ifname),
         links=_links(r, top.get("links"), ("links",)),
-        loopback=_per_netns(r, top.get("loopback"), ("loopback",), r.lab_cidr),
+        loopback=_per_netns(r, top.get("loopback"), ("loopback",), r.lab_cidr46),
         bridges=_bridges(r, top.get("bridges"), ("bridges",)), dns=_dns(r, top.get("dns"), ("dns",)),
         clients=_per_netns(r, top.get("clients"), ("clients",), r.lab_address),
+        clients6=_per_netns(r, top.get("clients6"), ("clients6",), r.lab_address6),
         host=_host(r, top.get("host"), ("host",)), lines=r.located.lines,
         routes=_per_netns(r, top.get("routes"), ("routes",), r.route), dpus=dpus,
         router=_router(r, top.get("router"), ("router",)) if fleet else None,
         store=_store(r, top.get("store"), ("store",)) if fleet else None,
         services_path=(os.path.join(base, r.get(top, "services", (), r.string, "services.yaml"))
                        if fleet else None))
+    _check_ipv6_on(r, topo)
+    return topo
+
+
+def _sysctl_value(kv: Dict[str, str], key: str) -> Optional[str]:
+    """`key` (dotted) in a namespace's sysctls, written with dots or slashes."""
+    for k, v in kv.items():
+        if k.replace("/", ".") == key:
+            return v
+    return None
+
+
+def ipv6_off(ns_sysctls: Dict[str, str], ifname: str, if_sysctls: Sequence[Tuple[str, str]] = ()) -> bool:
+    """Whether IPv6 ends up off on `ifname` once the lab has set its sysctls: its own
+    ipv6.disable_ipv6, else the namespace's conf.<ifname> (lo exists when they are applied),
+    else what it inherits: lo from conf.all (a write to all reaches existing interfaces), a
+    veth made later from conf.default (which a write to all sets as well)."""
+    own = dict(if_sysctls).get("ipv6.disable_ipv6")
+    if own is None:
+        own = _sysctl_value(ns_sysctls, "net.ipv6.conf.%s.disable_ipv6" % ifname)
+    for scope in ("all",) if ifname == "lo" else ("default", "all"):
+        if own is None:
+            own = _sysctl_value(ns_sysctls, "net.ipv6.conf.%s.disable_ipv6" % scope)
+    return own not in (None, "0")
+
+
+def _check_ipv6_on(r: _Reader, topo: Topology) -> None:
+    """An IPv6 address where IPv6 is off would fail half-way through `lab up`: say where now."""
+    for e in topo.ends():
+        if e.addresses6 and ipv6_off(topo.sysctls_of(e.netns), e.ifname, e.sysctls):
+            r.error(r.ifnames[(e.netns, e.ifname)] + ("addresses",),
+                    "IPv6 is off on %s/%s (sysctls of %s): add sysctls: {ipv6.disable_ipv6: 0} to it"
+                    % (e.netns, e.ifname, e.netns))
+    for ns, addrs in topo.loopback.items():
+        if any(":" in a for a in addrs) and ipv6_off(topo.sysctls_of(ns), "lo"):
+            r.error(("loopback", ns), "IPv6 is off on lo in %s: set net.ipv6.conf.lo.disable_ipv6: 0 "
+                    "in sysctls.%s" % (ns, ns))
+
+
+def sysctl_order(kv: Dict[str, str]) -> List[Tuple[str, str]]:
+    """A namespace's sysctls in the order they must be written: conf.all and conf.default
+    first (a write to all reaches every interface), then those of one interface."""
+    def generic(key: str) -> bool:
+        parts = key.replace("/", ".").split(".")
+        return not (len(parts) > 3 and parts[2] == "conf" and parts[3] not in ("all", "default"))
+    return sorted(kv.items(), key=lambda item: (not generic(item[0]), item[0]))
 
 
 def _dpus(r: _Reader, v: Any, path: Path, base: str) -> Tuple[DpuSpec, ...]:
@@ -828,9 +925,9 @@ class Lab:
             nsh.create_ns(ns, exist_ok=True)
             self.state.data.setdefault("ns_inodes", {})[ns] = ns_inode(ns)
             self.state.save()
-            kv = self.topo.sysctls_of(ns)
+            kv = sysctl_order(self.topo.sysctls_of(ns))
             if kv:
-                _run(ns, ["sysctl", "-q", "-w"] + ["%s=%s" % (k, v) for k, v in sorted(kv.items())])
+                _run(ns, ["sysctl", "-q", "-w"] + ["%s=%s" % (k, v) for k, v in kv])
         for ns, name in self.topo.all_taps():
             self.state.add_tap(ns, name)
         for v in self.topo.veths(self.eswitch):
@@ -856,7 +953,8 @@ class Lab:
             nsh.add_veth(v.a.ifname, v.b.ifname, ns=v.a.netns, peer_ns=v.b.netns)
         for e in (v.a, v.b):
             nsh.set_link(e.ifname, ns=e.netns, mac=e.mac, up=None)
-            for a in e.addresses:
+            nsh.set_if_sysctls(e.netns, e.ifname, e.sysctls)    # before addresses: IPv6 may be off
+            for a in e.addresses + e.addresses6:
                 nsh.add_address(e.ifname, a, ns=e.netns)
             # TX checksum offload off on every end (else UDP checksums stay partial and UDP breaks)
             _run(e.netns, ["ethtool", "-K", e.ifname, "tx", "off"])
