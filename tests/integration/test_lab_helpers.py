@@ -1,7 +1,7 @@
 """The lab helpers themselves: private OVS, namespaces, bind9, the DNS client.
 
 Runs in both tox envs (Python 3.11/dnspython 2 and Python 3.9/dnspython 1.16).
-Addresses: 198.18.0.0/15 only, inside namespaces these tests create.
+Addresses: 198.18.0.0/15 and 2001:db8::/32 only, inside namespaces these tests create.
 """
 from __future__ import annotations
 
@@ -60,6 +60,49 @@ def test_dnsclient_query_many_loopback():
     finally:
         t.join(5)
         s.close()
+
+
+def _tiny_tcp_txt_server(sock, txt, n):
+    """Answer `n` TCP connections, one query each (2-byte length prefix, RFC 1035 4.2.2)."""
+    import struct
+
+    import dns.message
+    import dns.rrset
+
+    for _ in range(n):
+        conn, _ = sock.accept()
+        with conn:
+            (size,) = struct.unpack("!H", conn.recv(2, socket.MSG_WAITALL))
+            q = dns.message.from_wire(conn.recv(size, socket.MSG_WAITALL))
+            r = dns.message.make_response(q)
+            r.answer.append(dns.rrset.from_text(q.question[0].name, 60, "IN", "TXT", '"%s"' % txt))
+            wire = r.to_wire()
+            conn.sendall(struct.pack("!H", len(wire)) + wire)
+
+
+def test_dnsclient_tcp_loopback(capsys):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.1", 0))
+    s.listen(4)
+    port = s.getsockname()[1]
+    t = threading.Thread(target=_tiny_tcp_txt_server, args=(s, "be-t", 3), daemon=True)
+    t.start()
+    try:
+        r = dnsclient.query_many("127.0.0.1", src="127.0.0.1", count=2, port=port, timeout=2, tcp=True)
+        assert r["answers"] == ["be-t"] * 2 and r["tcp"] is True and r["errors"] == 0, r
+        assert dnsclient.main(["--server", "127.0.0.1", "--port", str(port), "--tcp"]) == 0
+    finally:
+        t.join(5)
+        s.close()
+    import json
+
+    out = json.loads(capsys.readouterr().out)
+    assert out["answers"] == ["be-t"] and out["tcp"] is True
+    # over UDP nobody listens on that port: no answer, no exception
+    assert dnsclient.query_txt("127.0.0.1", port=port, timeout=0.2) is None
+    # nobody accepts any more: a refused connection is counted, not raised
+    r = dnsclient.query_many("127.0.0.1", count=1, port=port, timeout=0.5, tcp=True)
+    assert r["answers"] == [None] and r["timeouts"] + r["errors"] == 1, r
 
 
 def test_dnsclient_cli_json(capsys):
@@ -153,6 +196,60 @@ def test_bind9_answers_and_counts(netns, short_tmp):
     finally:
         b.stop()
     assert b.pid is None and not _pid_alive(pid)
+
+
+def _dual_stack_pair(c, s):
+    """c -- s over one veth, both families; IPv6 static (no RA, no DAD: the server's
+    link-local, which its neighbour solicitations come from, is never tentative)."""
+    for ns in (c, s):
+        for key in ("accept_ra", "autoconf", "router_solicitations", "dad_transmits"):
+            nsh.set_sysctl(ns, "net/ipv6/conf/default/%s" % key, 0)
+    nsh.add_veth("eth0", "eth0", ns=c, peer_ns=s)
+    for ns, mac, v4, v6 in ((c, "02:00:c6:12:05:01", "198.18.5.1/24", "2001:db8:5::11/64"),
+                            (s, "02:00:c6:12:05:02", "198.18.5.2/24", "2001:db8:5::2/64")):
+        nsh.prepare_link("eth0", ns, mac=mac, cidr=v4, ipv6_off=False)
+        nsh.add_address("eth0", v6, ns=ns)
+    assert nsh.wait_oper_up("eth0", c)
+
+
+@pytest.mark.root
+def test_ipv6_addresses_are_added_without_dad(netns):
+    c, s = netns("c"), netns("s")
+    _dual_stack_pair(c, s)
+    nsh.add_address("eth0", "2001:db8:5::11/64", ns=c)          # again: idempotent
+    nsh.add_lo_address(s, "2001:db8:5::53")                     # /128 by default
+    p = nsh.run_in_ns(c, ["ip", "-6", "-o", "address", "show", "dev", "eth0", "scope", "global"])
+    assert len(p.stdout.splitlines()) == 1 and "nodad" in p.stdout and "tentative" not in p.stdout
+    p = nsh.run_in_ns(s, ["ip", "-6", "-o", "address", "show", "dev", "lo"])
+    assert "2001:db8:5::53/128" in p.stdout
+
+
+@pytest.mark.root
+def test_bind9_answers_both_families_udp_and_tcp(netns, short_tmp):
+    """named listens on IPv6 and TCP too: on its own addresses, and on the VIP6 held on lo
+    (direct server return), answering from the address asked (the client checks)."""
+    c, s = netns("c"), netns("s")
+    _dual_stack_pair(c, s)
+    nsh.add_lo_address(s, "198.18.5.53/32")
+    nsh.add_lo_address(s, "2001:db8:5::53/128")
+    nsh.set_arp_dsr(s)
+    nsh.run_in_ns(c, ["ip", "-6", "route", "add", "2001:db8:5::53/128", "via", "2001:db8:5::2"])
+    nsh.run_in_ns(c, ["ip", "route", "add", "198.18.5.53/32", "via", "198.18.5.2"])
+    b = Bind9(s, os.path.join(short_tmp, "bind"), "fips2", "198.18.5.53")
+    try:
+        b.start()
+        before = b.queries_answered()
+        asked = 0
+        for server, src in (("2001:db8:5::2", "2001:db8:5::11"), ("2001:db8:5::53", "2001:db8:5::11"),
+                            ("198.18.5.2", "198.18.5.1"), ("198.18.5.53", "198.18.5.1")):
+            for tcp in (False, True):
+                r = dnsclient.query_many_in_ns(c, server, src=src, count=2, timeout=2.0, tcp=tcp)
+                assert r["answers"] == ["fips2"] * 2, (server, tcp, r)
+                asked += 2
+        assert dnsclient.query_txt_in_ns(c, "2001:db8:5::53", tcp=True) == "fips2"
+        assert b.queries_answered() - before == asked + 1
+    finally:
+        b.stop()
 
 
 @pytest.mark.root

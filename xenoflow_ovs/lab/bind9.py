@@ -1,6 +1,11 @@
 """A bind9 backend in a network namespace.
 
 Zone ``example.lab``: A ``www`` -> `www_ip`, TXT ``who`` -> "<name>", NS/SOA.
+named listens on every address of both families (``listen-on``/``listen-on-v6
+{ any; }``), over UDP and TCP: a VIP or VIP6 held on ``lo`` (direct server
+return) is one of them, and named answers from the address that was asked.
+Where the namespace has no IPv6 (none on any interface) the v6 side just has
+nothing to listen on.
 named runs as root in the foreground (``named -g``: logs to stderr, which goes
 to <workdir>/named.log) in the backend namespace, started with ``ip netns exec``;
 every path it writes (pid, lock, session key, managed keys) is in `workdir`, so
@@ -41,7 +46,7 @@ options {{
     dump-file "{wd}/named_dump.db";
     statistics-file "{wd}/named.stats";
     listen-on port 53 {{ any; }};
-    listen-on-v6 {{ none; }};
+    listen-on-v6 port 53 {{ any; }};
     recursion no;
     allow-query {{ any; }};
     dnssec-validation no;

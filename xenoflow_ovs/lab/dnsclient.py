@@ -2,13 +2,16 @@
 
 Works with dnspython 1.16 (Ryu env) and 2.x: the query and the reading of its
 answer come from :mod:`xenoflow_ovs.lab.frames`, the exchange is
-``dns.query.udp(q, where, timeout=, port=, source=)``.
+``dns.query.udp(q, where, timeout=, port=, source=)``, or ``dns.query.tcp``
+with the same arguments when `tcp` (one connection per query). The server may
+be an IPv4 or an IPv6 address (a VIP or a VIP6); a source address, when given,
+must be of the same family.
 
 In a namespace, run it as a module (JSON on stdout)::
 
     ip netns exec NS python -m xenoflow_ovs.lab.dnsclient \\
-        --server 198.18.0.53 --src 198.18.0.101 --count 10
-    {"server": ..., "src": ..., "count": 10, "answers": ["fips2", ...],
+        --server 198.18.0.53 --src 198.18.0.101 --count 10 [--tcp]
+    {"server": ..., "src": ..., "count": 10, "tcp": false, "answers": ["fips2", ...],
      "by_answer": {"fips2": 10}, "timeouts": 0, "errors": 0}
 
 or from Python with :func:`query_many_in_ns` / :func:`query_txt_in_ns`, which
@@ -32,12 +35,13 @@ class _NoAnswer(Exception):
     pass
 
 
-def _one(server: str, src: Optional[str], name: str, timeout: float, port: int) -> str:
+def _one(server: str, src: Optional[str], name: str, timeout: float, port: int, tcp: bool = False) -> str:
     import dns.query
 
     from .frames import answer_txt, make_query
 
-    r = dns.query.udp(make_query(name, "TXT"), server, timeout=timeout, port=port, source=src)
+    exchange = dns.query.tcp if tcp else dns.query.udp
+    r = exchange(make_query(name, "TXT"), server, timeout=timeout, port=port, source=src)
     txt = answer_txt(r)
     if txt is None:
         raise _NoAnswer("no TXT in answer (rcode %s)" % r.rcode())
@@ -45,18 +49,18 @@ def _one(server: str, src: Optional[str], name: str, timeout: float, port: int) 
 
 
 def query_txt(server: str, src: Optional[str] = None, name: str = DEFAULT_NAME,
-              timeout: float = 1.0, port: int = 53) -> Optional[str]:
+              timeout: float = 1.0, port: int = 53, tcp: bool = False) -> Optional[str]:
     """One query; the TXT string, or None on timeout or a reply without TXT."""
     import dns.exception
 
     try:
-        return _one(server, src, name, timeout, port)
+        return _one(server, src, name, timeout, port, tcp)
     except (dns.exception.Timeout, _NoAnswer):
         return None
 
 
 def query_many(server: str, src: Optional[str] = None, count: int = 1,
-               name: str = DEFAULT_NAME, timeout: float = 1.0, port: int = 53) -> Dict:
+               name: str = DEFAULT_NAME, timeout: float = 1.0, port: int = 53, tcp: bool = False) -> Dict:
     """`count` sequential queries; a summary dict (see the module doc)."""
     import dns.exception
 
@@ -67,16 +71,16 @@ def query_many(server: str, src: Optional[str] = None, count: int = 1,
     for _ in range(count):
         ans = None
         try:
-            ans = _one(server, src, name, timeout, port)
+            ans = _one(server, src, name, timeout, port, tcp)
         except dns.exception.Timeout:
             timeouts += 1
-        except Exception as e:  # wrong source (DSR trap), malformed reply, no TXT...
+        except Exception as e:  # wrong source (DSR trap), refused connection, malformed reply, no TXT...
             errors += 1
             last_error = "%s: %s" % (type(e).__name__, e)
         answers.append(ans)
         if ans is not None:
             by[ans] = by.get(ans, 0) + 1
-    out = {"server": server, "src": src, "name": name, "count": count, "answers": answers,
+    out = {"server": server, "src": src, "name": name, "count": count, "tcp": tcp, "answers": answers,
            "by_answer": by, "timeouts": timeouts, "errors": errors}
     if last_error:
         out["last_error"] = last_error
@@ -85,7 +89,7 @@ def query_many(server: str, src: Optional[str] = None, count: int = 1,
 
 def query_many_in_ns(ns: Optional[str], server: str, src: Optional[str] = None, count: int = 1,
                      name: str = DEFAULT_NAME, timeout: float = 1.0, port: int = 53,
-                     python: Optional[str] = None) -> Dict:
+                     python: Optional[str] = None, tcp: bool = False) -> Dict:
     """query_many() run inside namespace `ns` (``ip netns exec``)."""
     from .netns import run_in_ns
 
@@ -93,28 +97,31 @@ def query_many_in_ns(ns: Optional[str], server: str, src: Optional[str] = None, 
             "--count", str(count), "--name", name, "--timeout", str(timeout), "--port", str(port)]
     if src:
         argv += ["--src", src]
+    if tcp:
+        argv += ["--tcp"]
     p = run_in_ns(ns, argv, env=_subprocess_env(), timeout=30 + count * (timeout + 1))
     return json.loads(p.stdout)
 
 
 def query_txt_in_ns(ns: Optional[str], server: str, src: Optional[str] = None,
                     name: str = DEFAULT_NAME, timeout: float = 1.0, port: int = 53,
-                    python: Optional[str] = None) -> Optional[str]:
+                    python: Optional[str] = None, tcp: bool = False) -> Optional[str]:
     """One query from inside `ns`; the TXT string or None."""
-    return query_many_in_ns(ns, server, src, 1, name, timeout, port, python)["answers"][0]
+    return query_many_in_ns(ns, server, src, 1, name, timeout, port, python, tcp)["answers"][0]
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m xenoflow_ovs.lab.dnsclient",
                                  description="query who.example.lab TXT; print a JSON summary")
-    ap.add_argument("--server", required=True, help="server address (the VIP)")
-    ap.add_argument("--src", default=None, help="source address to send from")
+    ap.add_argument("--server", required=True, help="server address (the VIP or VIP6)")
+    ap.add_argument("--src", default=None, help="source address to send from (the server's family)")
     ap.add_argument("--count", type=int, default=1)
     ap.add_argument("--name", default=DEFAULT_NAME)
     ap.add_argument("--timeout", type=float, default=1.0)
     ap.add_argument("--port", type=int, default=53)
+    ap.add_argument("--tcp", action="store_true", help="over TCP (one connection per query)")
     a = ap.parse_args(argv)
-    res = query_many(a.server, a.src, a.count, a.name, a.timeout, a.port)
+    res = query_many(a.server, a.src, a.count, a.name, a.timeout, a.port, a.tcp)
     sys.stdout.write(json.dumps(res) + "\n")
     return 0
 
