@@ -16,6 +16,8 @@ order and Nicira field aliases cannot make equal flows look different.
 
 from __future__ import annotations
 
+import base64
+import ipaddress
 import socket
 import struct
 from dataclasses import dataclass
@@ -35,9 +37,20 @@ FIELD_BITS = {
     "arp_op": 16, "arp_spa": 32, "arp_tpa": 32, "arp_sha": 48, "arp_tha": 48,
     "ip_proto": 8, "ipv4_src": 32, "ipv4_dst": 32,
     "udp_src": 16, "udp_dst": 16, "tcp_src": 16, "tcp_dst": 16,
+    "ipv6_src": 128, "ipv6_dst": 128, "icmpv6_type": 8, "icmpv6_code": 8,
+    "ipv6_nd_target": 128, "ipv6_nd_sll": 48, "ipv6_nd_tll": 48,
+    "nd_reserved": 32, "nd_options_type": 8,
 }
-MAC_FIELDS = ("eth_dst", "eth_src", "arp_sha", "arp_tha")
+MAC_FIELDS = ("eth_dst", "eth_src", "arp_sha", "arp_tha", "ipv6_nd_sll", "ipv6_nd_tll")
 IPV4_FIELDS = ("ipv4_src", "ipv4_dst", "arp_spa", "arp_tpa")
+IPV6_FIELDS = frozenset(("ipv6_src", "ipv6_dst", "ipv6_nd_target"))
+# OVS's ND extension fields (nd.py): OXM class 0x1000 (Ericsson), field number and
+# bytes. The frameworks know them only as their generic 'field_<class << 7 | field>'
+# with a base64 value, which they encode and decode as OVS does.
+ERIC_CLASS = 0x1000
+ERIC_FIELDS = {"nd_reserved": (1, 4), "nd_options_type": (2, 1)}
+_ERIC_BY_FW = {"field_%d" % (ERIC_CLASS << 7 | num): name for name, (num, _) in ERIC_FIELDS.items()}
+_FW_BY_ERIC = {name: fw for fw, name in _ERIC_BY_FW.items()}
 OFPP_IN_PORT, OFPP_NORMAL = 0xFFFFFFF8, 0xFFFFFFFA   # OF 1.3 reserved ports
 CanonMatch = Tuple[Tuple[str, int, Optional[int]], ...]
 CanonActions = Tuple[Tuple[Any, ...], ...]
@@ -53,8 +66,11 @@ class UnresolvedPort(LookupError):
 
 def field_name(name: str) -> str:
     """OXM name of a field: Ryu/os-ken decode Nicira-class (NXM_OF_*) fields as
-    '<name>_nxm'; OVS may report a move's fields in either class."""
-    return name[:-4] if name.endswith("_nxm") else name
+    '<name>_nxm'; OVS may report a move's fields in either class. The ND extension
+    fields come back under their generic names."""
+    if name.endswith("_nxm"):
+        return name[:-4]
+    return _ERIC_BY_FW.get(name, name)
 
 
 def _num(v: Any) -> int:
@@ -97,17 +113,37 @@ def canon_field(name: str, value: Any) -> Optional[Tuple[str, int, Optional[int]
     return c
 
 
+def _num6(v: Any) -> int:
+    """An IPv6 address in any spelling (text, bytes, int) as an int."""
+    if isinstance(v, str):
+        return int.from_bytes(socket.inet_pton(socket.AF_INET6, v), "big")
+    return _num(v)
+
+
+def _num_eric(v: Any) -> int:
+    """An ND extension field's value: an int (the plan), or the frameworks' base64."""
+    if isinstance(v, str):
+        return int.from_bytes(base64.b64decode(v), "big")
+    return _num(v)
+
+
+# Fields whose values a string spells otherwise than _num reads it (an IPv6 address
+# can have 17 characters and colons, like a MAC).
+_NUM_BY_FIELD = dict({f: _num6 for f in IPV6_FIELDS}, **{f: _num_eric for f in ERIC_FIELDS})
+
+
 def _canon_field(name: str, value: Any) -> Optional[Tuple[str, int, Optional[int]]]:
     name = field_name(name)
+    num = _NUM_BY_FIELD.get(name, _num)
     if isinstance(value, tuple):
-        val, mask = _num(value[0]), _num(value[1])
+        val, mask = num(value[0]), num(value[1])
         bits = FIELD_BITS.get(name)
         if mask == 0:
             return None
         if bits is not None and mask == (1 << bits) - 1:
             return (name, val, None)
         return (name, val & mask, mask)
-    return (name, _num(value), None)
+    return (name, num(value), None)
 
 
 def canon_match(match: Any) -> CanonMatch:
@@ -124,6 +160,9 @@ def canon_actions(instructions: Sequence[Any], ofp: Any) -> CanonActions:
     out: List[Tuple[Any, ...]] = []
     for inst in instructions:
         actions = getattr(inst, "actions", None)
+        if inst.type == ofp.OFPIT_GOTO_TABLE:
+            out.append(("goto_table", inst.table_id))
+            continue
         if actions is None or inst.type != ofp.OFPIT_APPLY_ACTIONS:
             out.append(("instruction", inst.type, repr(getattr(inst, "to_jsondict", lambda: inst)())))
             continue
@@ -220,10 +259,12 @@ class Rules:
             elif a[0] == "normal":
                 out.append(p.OFPActionOutput(ofp.OFPP_NORMAL, 0))
             elif a[0] == "set_field":
-                out.append(p.OFPActionSetField(**{a[1]: a[2]}))
+                out.append(p.OFPActionSetField(**dict((_set_field_arg(a[1], a[2]),))))
             elif a[0] == "move":
                 out.append(p.NXActionRegMove(src_field=a[1], dst_field=a[2],
                                              n_bits=FIELD_BITS[a[1]]))
+            elif a[0] == "goto_table":
+                continue      # an instruction of its own (instructions())
             else:
                 raise ValueError("unknown action %r in %s" % (a, render.to_ofctl(flow)))
         return out
@@ -231,7 +272,10 @@ class Rules:
     def instructions(self, flow: Flow, ports: Mapping[str, int]) -> List[Any]:
         acts = self.actions(flow, ports)
         # A drop is no instruction at all (what a switch reports back for it).
-        return [self.parser.OFPInstructionActions(self.ofp.OFPIT_APPLY_ACTIONS, acts)] if acts else []
+        out = [self.parser.OFPInstructionActions(self.ofp.OFPIT_APPLY_ACTIONS, acts)] if acts else []
+        # goto_table: after the actions (OF 1.3 runs apply-actions first, in any order given)
+        out += [self.parser.OFPInstructionGotoTable(a[1]) for a in flow.actions if a[0] == "goto_table"]
+        return out
 
     def key(self, flow: Flow, ports: Mapping[str, int]) -> Key:
         """The flow's identity as a switch would report it. Straight from the plan's
@@ -260,8 +304,12 @@ class Rules:
                 out.append(("set_field", c[0], c[1]) if c else ("set_field", a[1]))
             elif a[0] == "move":
                 out.append(("move", a[1], a[2], FIELD_BITS[a[1]], 0, 0))
+            elif a[0] == "goto_table":
+                continue
             else:
                 raise ValueError("unknown action %r in %s" % (a, render.to_ofctl(flow)))
+        # a switch reports the goto instruction after the apply-actions
+        out += [("goto_table", a[1]) for a in flow.actions if a[0] == "goto_table"]
         return tuple(out)
 
     # -- messages (datapath=None: the send path fills it in)
@@ -500,7 +548,11 @@ OXM_BY_NUM = {num: (name, n) for name, (num, n) in {
     "vlan_vid": (6, 2), "ip_proto": (10, 1), "ipv4_src": (11, 4), "ipv4_dst": (12, 4),
     "tcp_src": (13, 2), "tcp_dst": (14, 2), "udp_src": (15, 2), "udp_dst": (16, 2),
     "arp_op": (21, 2), "arp_spa": (22, 4), "arp_tpa": (23, 4), "arp_sha": (24, 6),
-    "arp_tha": (25, 6)}.items()}
+    "arp_tha": (25, 6), "ipv6_src": (26, 16), "ipv6_dst": (27, 16), "icmpv6_type": (29, 1),
+    "icmpv6_code": (30, 1), "ipv6_nd_target": (31, 16), "ipv6_nd_sll": (32, 6),
+    "ipv6_nd_tll": (33, 6)}.items()}
+ERIC_BY_NUM = {num: (name, n) for name, (num, n) in ERIC_FIELDS.items()}
+_OXM_CLASSES = {0x8000: OXM_BY_NUM, ERIC_CLASS: ERIC_BY_NUM}
 _HDR = struct.Struct("!HBB")
 _HH = struct.Struct("!HH")
 
@@ -511,7 +563,8 @@ _UNKNOWN = ("?",)
 
 def _tlv(tlv: bytes) -> Any:
     cls_, fh, _ = _HDR.unpack_from(tlv, 0)
-    f = OXM_BY_NUM.get(fh >> 1) if cls_ == 0x8000 else None
+    known = _OXM_CLASSES.get(cls_)
+    f = known.get(fh >> 1) if known is not None else None
     if f is None:
         return _UNKNOWN
     name, width = f
@@ -569,6 +622,10 @@ def _raw_actions(raw: bytes, at: int, ofp: Any) -> Optional[CanonActions]:
     acts: List[Tuple[Any, ...]] = []
     while at + 8 <= len(raw):
         itype, ilen = _HH.unpack_from(raw, at)
+        if itype == ofp.OFPIT_GOTO_TABLE and ilen == 8:
+            acts.append(("goto_table", raw[at + 4]))
+            at += 8
+            continue
         if itype != ofp.OFPIT_APPLY_ACTIONS or ilen < 8:
             return None
         a, end = at + 8, at + ilen
@@ -604,7 +661,9 @@ OXM_FIELDS = {
     "vlan_vid": (6, 2), "ip_proto": (10, 1), "ipv4_src": (11, 4), "ipv4_dst": (12, 4),
     "tcp_src": (13, 2), "tcp_dst": (14, 2), "udp_src": (15, 2), "udp_dst": (16, 2),
     "arp_op": (21, 2), "arp_spa": (22, 4), "arp_tpa": (23, 4), "arp_sha": (24, 6),
-    "arp_tha": (25, 6),
+    "arp_tha": (25, 6), "ipv6_src": (26, 16), "ipv6_dst": (27, 16), "icmpv6_type": (29, 1),
+    "icmpv6_code": (30, 1), "ipv6_nd_target": (31, 16), "ipv6_nd_sll": (32, 6),
+    "ipv6_nd_tll": (33, 6),
 }
 
 
@@ -663,6 +722,16 @@ def _encode_actions(actions: Sequence[Any], rules: Rules, ports: Mapping[str, in
         else:
             return None
     return b"".join(out)
+
+
+def _set_field_arg(name: str, value: Any) -> Tuple[str, Any]:
+    """OFPActionSetField's keyword and value: an ND extension field under its generic
+    name, its value as the base64 of its bytes."""
+    fw = _FW_BY_ERIC.get(name)
+    if fw is None:
+        return name, value
+    n = ERIC_FIELDS[name][1]
+    return fw, base64.b64encode(_num(value).to_bytes(n, "big")).decode("ascii")
 
 
 def split_by_bridge(changes: Iterable[Change]) -> Dict[str, List[Change]]:
@@ -751,6 +820,8 @@ def _plain(name: str, v: int) -> Any:
         return ":".join("%02x" % (v >> s & 0xFF) for s in range(40, -8, -8))
     if name in IPV4_FIELDS:
         return str(netaddr.IPAddress(v))
+    if name in IPV6_FIELDS:
+        return ipaddress.IPv6Address(v).compressed
     return v
 
 
@@ -778,6 +849,8 @@ def to_plan_flow(inst: Installed, port_names: Mapping[int, str],
             actions.append(("set_field", a[1], _plain(a[1], a[2])))
         elif a[0] == "move":
             actions.append(("move", a[1], a[2]))
+        elif a[0] == "goto_table":
+            actions.append(a)
         else:
             actions.append(("unknown",) + tuple(a))
     attr = attribution(inst.cookie, inst.canon_actions) if attribution else None

@@ -6,14 +6,21 @@ print; pure, like the rest of intent/.
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any, Sequence
 
 from .plan import ETH_ARP, ETH_IP, UNTAGGED, Action, Entry, Flow, Match, int_to_ip
 
+ETH_IPV6 = 0x86DD
+
 _OFCTL_FIELD = {"in_port": "in_port", "eth_dst": "dl_dst", "arp_op": "arp_op", "arp_tpa": "arp_tpa",
                 "ipv4_src": "nw_src", "ipv4_dst": "nw_dst", "udp_src": "tp_src", "udp_dst": "tp_dst",
-                "tcp_src": "tp_src", "tcp_dst": "tp_dst"}
+                "tcp_src": "tp_src", "tcp_dst": "tp_dst", "ipv6_src": "ipv6_src", "ipv6_dst": "ipv6_dst",
+                "icmpv6_type": "icmp_type", "icmpv6_code": "icmp_code", "ipv6_nd_target": "nd_target"}
 _PROTO_NAME = {17: "udp", 6: "tcp", 1: "icmp"}
+_PROTO6_NAME = {17: "udp6", 6: "tcp6", 58: "icmp6"}
+# ovs-ofctl's names of the fields a set_field writes, where they differ from the plan's (OXM)
+_SET_FIELD = {"ipv6_nd_target": "nd_target", "ipv6_nd_sll": "nd_sll", "ipv6_nd_tll": "nd_tll"}
 
 
 def _fmt_value(v: Any) -> str:
@@ -36,6 +43,12 @@ def ofctl_match(match: Match) -> str:
         parts.append("ip")
         if proto is not None:
             parts.append("nw_proto=%d" % proto)
+    elif eth_type == ETH_IPV6 and proto in _PROTO6_NAME:
+        parts.append(_PROTO6_NAME[proto])
+    elif eth_type == ETH_IPV6:
+        parts.append("ipv6")
+        if proto is not None:
+            parts.append("nw_proto=%d" % proto)
     elif eth_type == ETH_ARP:
         parts.append("arp")
     elif eth_type is not None:
@@ -51,7 +64,8 @@ def ofctl_match(match: Match) -> str:
 
 
 _NXM = {"eth_src": "NXM_OF_ETH_SRC[]", "eth_dst": "NXM_OF_ETH_DST[]", "arp_sha": "NXM_NX_ARP_SHA[]",
-        "arp_tha": "NXM_NX_ARP_THA[]", "arp_spa": "NXM_OF_ARP_SPA[]", "arp_tpa": "NXM_OF_ARP_TPA[]"}
+        "arp_tha": "NXM_NX_ARP_THA[]", "arp_spa": "NXM_OF_ARP_SPA[]", "arp_tpa": "NXM_OF_ARP_TPA[]",
+        "ipv6_src": "NXM_NX_IPV6_SRC[]", "ipv6_dst": "NXM_NX_IPV6_DST[]"}
 
 
 def ofctl_actions(actions: Sequence[Action]) -> str:
@@ -62,11 +76,13 @@ def ofctl_actions(actions: Sequence[Action]) -> str:
         if a[0] == "output":
             out.append("IN_PORT" if a[1] == "IN_PORT" else "output:%s" % a[1])
         elif a[0] == "set_field":
-            out.append("set_field:%s->%s" % (a[2], a[1]))
+            out.append("set_field:%s->%s" % (a[2], _SET_FIELD.get(a[1], a[1])))
         elif a[0] == "move":
             out.append("move:%s->%s" % (_NXM[a[1]], _NXM[a[2]]))
         elif a[0] == "normal":
             out.append("NORMAL")
+        elif a[0] == "goto_table":
+            out.append("goto_table:%d" % a[1])
         else:
             raise ValueError("unknown action %r" % (a,))
     return ",".join(out)
@@ -78,10 +94,17 @@ def to_ofctl(f: Flow) -> str:
         f.cookie, f.table, f.priority, "," + m if m else "", ofctl_actions(f.actions))
 
 
+def _ip6(n: int) -> str:
+    """An IPv6 address (or mask) held as an integer, compressed."""
+    return ipaddress.IPv6Address(n).compressed
+
+
 def describe_entry(e: Entry) -> str:
     def fmt(fld: str, v: int, m: int) -> str:
         if fld.startswith("ipv4"):
             return "%s=%s/%s" % (fld, int_to_ip(v), int_to_ip(m))
+        if fld.startswith("ipv6"):
+            return "%s=%s/%s" % (fld, _ip6(v), _ip6(m))
         return "%s=%#x/%#x" % (fld, v, m)
     match = ",".join(fmt(*t) for t in e.match)
     if e.pipe == "root":
