@@ -30,6 +30,7 @@ __all__ = [
 ]
 
 IPv4 = Union[int, str]
+IPv6 = Union[int, str, ipaddress.IPv6Address]
 
 # ------------------------------------------------------------------------------------------
 # errors
@@ -158,6 +159,36 @@ def _ipv4(value: IPv4, field: str) -> int:
     raise TypeError("%s: expected int or dotted IPv4 string, got %s" % (field, type(value).__name__))
 
 
+def _ipv6(value: IPv6, field: str) -> int:
+    if isinstance(value, bool):
+        raise TypeError("%s: expected an IPv6 address, got a bool" % field)
+    if isinstance(value, int):
+        if not 0 <= value < (1 << 128):
+            raise ValueError("%s: %d does not fit in 128 bits" % (field, value))
+        return value
+    if isinstance(value, ipaddress.IPv6Address):
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(ipaddress.IPv6Address(value))
+        except ipaddress.AddressValueError as exc:
+            raise ValueError("%s: %s" % (field, exc)) from None
+    raise TypeError("%s: expected int or IPv6 address string, got %s" % (field, type(value).__name__))
+
+
+_ZERO16 = bytes(16)
+_WORDS4 = struct.Struct("=4I")
+
+
+def _ipv6_words(value: int) -> bytes:
+    """An IPv6 address as struct xf_match carries it: four host-order 32-bit words, most
+    significant first."""
+    if not value:
+        return _ZERO16
+    return _WORDS4.pack((value >> 96) & 0xFFFFFFFF, (value >> 64) & 0xFFFFFFFF, (value >> 32) & 0xFFFFFFFF,
+                        value & 0xFFFFFFFF)
+
+
 def _uint(value: int, bits: int, field: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError("%s: expected int, got %s" % (field, type(value).__name__))
@@ -166,11 +197,29 @@ def _uint(value: int, bits: int, field: str) -> int:
     return value
 
 
+def _family(l3: int, v4: List[str], v6: List[str]) -> int:
+    """The family a match is about: l3 as given (0 = derived by the glue), 6 when IPv6
+    fields are set; a contradiction is a ValueError naming the fields."""
+    if l3 not in (0, 4, 6):
+        raise ValueError("l3 must be 0 (derive), 4 or 6, not %r" % (l3,))
+    if v4 and v6:
+        raise ValueError("a match is IPv4 or IPv6: %s with %s" % (", ".join(v4), ", ".join(v6)))
+    if l3 == 4 and v6:
+        raise ValueError("l3=4 with the IPv6 field(s) %s" % ", ".join(v6))
+    if l3 == 6 and v4:
+        raise ValueError("l3=6 with the IPv4 field(s) %s" % ", ".join(v4))
+    return 6 if v6 else l3
+
+
 class GlueMatch:
     """Outer-header fields (host order).  Unset fields are 0 (= not matched in a mask).
-    IPv4 addresses as int or dotted string."""
+    IPv4 addresses as int or dotted string, IPv6 addresses as int (0 .. 2**128-1) or string.
+    ``l3``: the family, 0 = derived (IPv6 with ipv6_* fields, else IPv4 when an IPv4,
+    ip_proto or port field is set), 4 or 6 (say 6 for a match of ports alone of an IPv6
+    service).  IPv4 with IPv6 fields, or l3 against them, is a ValueError."""
 
-    __slots__ = ("eth_type", "ip_proto", "ipv4_src", "ipv4_dst", "l4_src", "l4_dst")
+    __slots__ = ("eth_type", "ip_proto", "ipv4_src", "ipv4_dst", "l4_src", "l4_dst", "ipv6_src", "ipv6_dst",
+                 "l3", "_v6")
 
     def __init__(
         self,
@@ -180,6 +229,9 @@ class GlueMatch:
         ipv4_dst: IPv4 = 0,
         l4_src: int = 0,
         l4_dst: int = 0,
+        ipv6_src: IPv6 = 0,
+        ipv6_dst: IPv6 = 0,
+        l3: int = 0,
     ) -> None:
         self.eth_type = _uint(eth_type, 16, "eth_type") if eth_type else 0
         self.ip_proto = _uint(ip_proto, 8, "ip_proto") if ip_proto else 0
@@ -187,9 +239,19 @@ class GlueMatch:
         self.ipv4_dst = _ipv4(ipv4_dst, "ipv4_dst") if ipv4_dst else 0
         self.l4_src = _uint(l4_src, 16, "l4_src") if l4_src else 0
         self.l4_dst = _uint(l4_dst, 16, "l4_dst") if l4_dst else 0
+        self.ipv6_src = self.ipv6_dst = self.l3 = 0
+        self._v6 = (_ZERO16, _ZERO16)
+        if ipv6_src or ipv6_dst or l3:  # IPv4 matches skip all of this
+            self.ipv6_src = _ipv6(ipv6_src, "ipv6_src") if ipv6_src else 0
+            self.ipv6_dst = _ipv6(ipv6_dst, "ipv6_dst") if ipv6_dst else 0
+            v4 = [f for f in ("ipv4_src", "ipv4_dst") if getattr(self, f)]
+            v6 = [f for f in ("ipv6_src", "ipv6_dst") if getattr(self, f)]
+            self.l3 = _family(l3, v4, v6)
+            self._v6 = (_ipv6_words(self.ipv6_src), _ipv6_words(self.ipv6_dst))
 
     def full_mask(self) -> "GlueMatch":
-        """All bits of every field set in this match (an exact match on those fields)."""
+        """All bits of every field set in this match (an exact match on those fields); the
+        family (l3) is kept."""
         return GlueMatch(
             eth_type=0xFFFF if self.eth_type else 0,
             ip_proto=0xFF if self.ip_proto else 0,
@@ -197,11 +259,15 @@ class GlueMatch:
             ipv4_dst=0xFFFFFFFF if self.ipv4_dst else 0,
             l4_src=0xFFFF if self.l4_src else 0,
             l4_dst=0xFFFF if self.l4_dst else 0,
+            ipv6_src=_ALL128 if self.ipv6_src else 0,
+            ipv6_dst=_ALL128 if self.ipv6_dst else 0,
+            l3=self.l3,
         )
 
-    def _packed(self) -> Tuple[int, int, int, int, int, int]:
-        # order of struct xf_match
-        return (self.ipv4_src, self.ipv4_dst, self.eth_type, self.l4_src, self.l4_dst, self.ip_proto)
+    def _packed(self) -> Tuple[int, int, int, int, int, int, int, bytes, bytes]:
+        # order of struct xf_match (the IPv6 addresses as its four host-order words)
+        return (self.ipv4_src, self.ipv4_dst, self.eth_type, self.l4_src, self.l4_dst, self.ip_proto, self.l3,
+                self._v6[0], self._v6[1])
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, GlueMatch) and self._packed() == other._packed()
@@ -211,14 +277,20 @@ class GlueMatch:
 
     def __repr__(self) -> str:
         parts = []
-        for name in self.__slots__:
+        for name in self.__slots__[:-1]:
             v = getattr(self, name)
             if v:
-                shown = str(ipaddress.IPv4Address(v)) if name.startswith("ipv4") else hex(v)
+                if name.startswith("ipv4"):
+                    shown = str(ipaddress.IPv4Address(v))
+                elif name.startswith("ipv6"):
+                    shown = str(ipaddress.IPv6Address(v))
+                else:
+                    shown = str(v) if name == "l3" else hex(v)
                 parts.append("%s=%s" % (name, shown))
         return "GlueMatch(%s)" % ", ".join(parts)
 
 
+_ALL128 = (1 << 128) - 1
 _ZERO_MATCH = GlueMatch()
 
 
@@ -320,9 +392,9 @@ def default_eal_args(file_prefix: str, lcores: str = "0-1", memory_mb: int = 256
 # pipes and entries
 
 _FWD_NONE, _FWD_PORT, _FWD_PIPE, _FWD_DROP = 0, 1, 2, 3
-# struct xf_entry_spec: pipe, priority, match{src,dst,eth,l4s,l4d,proto,pad}, mask{...},
-# fwd_target, fwd_kind, has_mac, dst_mac[6], pad[4]  (56 bytes, asserted against cffi)
-_SPEC = struct.Struct("=II" + "IIHHHBx" * 2 + "IBB6s4x")
+# struct xf_entry_spec: pipe, priority, match{src,dst,eth,l4s,l4d,proto,l3,ipv6_src[4],ipv6_dst[4]},
+# mask{...}, fwd_target, fwd_kind, has_mac, dst_mac[6], pad[4]  (120 bytes, asserted against cffi)
+_SPEC = struct.Struct("=II" + "IIHHHBB16s16s" * 2 + "IBB6s4x")
 
 
 class _Pipe:
@@ -574,7 +646,10 @@ class ESwitch:
             self._check_open()
             pid, eg = self._port_id(port), self._port_id(fwd_port)
             cm = ffi.new("struct xf_match *")
-            (cm.ipv4_src, cm.ipv4_dst, cm.eth_type, cm.l4_src, cm.l4_dst, cm.ip_proto) = mask._packed()
+            k = mask._packed()
+            (cm.ipv4_src, cm.ipv4_dst, cm.eth_type, cm.l4_src, cm.l4_dst, cm.ip_proto, cm.l3) = k[:7]
+            cm.ipv6_src = list(_WORDS4.unpack(k[7]))
+            cm.ipv6_dst = list(_WORDS4.unpack(k[8]))
             out = ffi.new("uint32_t *")
             rc = lib.xf_pipe_create_basic(pid, name.encode(), cm, eg, nr_entries, out)
             if rc:
@@ -624,8 +699,7 @@ class ESwitch:
                     raise RuntimeError("pipe %r (forward target) was destroyed" % tgt.name)
                 tgt = tgt._handle
             mac = s.mac
-            pack(buf, off, s.pipe._handle, s.priority, m[0], m[1], m[2], m[3], m[4], m[5],
-                 k[0], k[1], k[2], k[3], k[4], k[5], tgt, s.fwd_kind, mac is not None, mac or b"")
+            pack(buf, off, s.pipe._handle, s.priority, *m, *k, tgt, s.fwd_kind, mac is not None, mac or b"")
             off += size
         handles = ffi.new("uint64_t[]", n)
         errs = ffi.new("int32_t[]", n)

@@ -55,8 +55,8 @@
 #define XF_PROCESS_DEADLINE_NS 2000000000LL /* give up waiting for completions after 2 s */
 #define XF_DEFAULT_PIPE_ENTRIES 8192
 
-_Static_assert(sizeof(struct xf_match) == 16, "xf_match layout is shared with Python");
-_Static_assert(sizeof(struct xf_entry_spec) == 56, "xf_entry_spec layout is shared with Python");
+_Static_assert(sizeof(struct xf_match) == 48, "xf_match layout is shared with Python");
+_Static_assert(sizeof(struct xf_entry_spec) == 120, "xf_entry_spec layout is shared with Python");
 
 enum { XF_ST_FRESH = 0, XF_ST_OPEN = 1, XF_ST_CLOSED = 2 };
 enum { XF_P_FREE = 0, XF_P_ROOT, XF_P_BASIC };
@@ -69,6 +69,7 @@ struct xf_pipe {
 	uint8_t kind;
 	uint32_t refs; /* control entries forwarding here */
 	struct xf_match mask; /* basic pipes: the match mask (entries' selectors follow it) */
+	int8_t fam;           /* basic pipes: the family of its template (0, 4 or 6) */
 };
 
 struct xf_ent {
@@ -412,10 +413,38 @@ out:
 /* ------------------------------------------------------------------------------------ */
 /* pipes                                                                                 */
 
-static void set_l3l4_selectors(struct doca_flow_match *m, const struct xf_match *mask)
+static bool ip6_set(const uint32_t *a)
 {
-	if (mask->ipv4_src || mask->ipv4_dst || mask->ip_proto || mask->l4_src || mask->l4_dst)
-		m->outer.l3_type = DOCA_FLOW_L3_TYPE_IP4;
+	return (a[0] | a[1] | a[2] | a[3]) != 0;
+}
+
+/* The family a match states by itself: its l3, else its addresses (0: none stated);
+ * -1 when it contradicts itself (IPv4 and IPv6 addresses, an l3 not 0/4/6 or against them). */
+static int stated_family(const struct xf_match *x)
+{
+	bool v6 = ip6_set(x->ipv6_src) || ip6_set(x->ipv6_dst);
+	bool v4 = x->ipv4_src || x->ipv4_dst;
+	if ((x->l3 != 0 && x->l3 != 4 && x->l3 != 6) || (v4 && v6))
+		return -1;
+	int f = v6 ? 6 : v4 ? 4 : 0;
+	if (x->l3 && f && x->l3 != f)
+		return -1;
+	return x->l3 ? x->l3 : f;
+}
+
+/* The family (the l3 selector) of a value and its mask: IPv6 when either states it; else
+ * IPv4 when the mask needs an L3 header (addresses, ip_proto, ports) or l3=4 is stated --
+ * for IPv4 exactly the rule the glue always had (the mask decides).  -1: they disagree. */
+static int match_family(const struct xf_match *val, const struct xf_match *mask)
+{
+	int a = stated_family(val), b = stated_family(mask);
+	if (a < 0 || b < 0)
+		return -1;
+	if (a == 6 || b == 6)
+		return a == 4 || b == 4 ? -1 : 6;
+	if (b == 4 || val->l3 == 4 || mask->ip_proto || mask->l4_src || mask->l4_dst)
+		return 4;
+	return 0;
 }
 
 static enum doca_flow_l4_type_ext l4_selector(const struct xf_match *val, const struct xf_match *mask)
@@ -429,17 +458,28 @@ static enum doca_flow_l4_type_ext l4_selector(const struct xf_match *val, const 
 	return DOCA_FLOW_L4_TYPE_EXT_TRANSPORT; /* UDP or TCP ports */
 }
 
-/* xf_match (host order) -> doca_flow_match (network order).  The l3/l4 selectors (union
- * discriminators) come from the mask: the same in the value and the mask struct. */
-static void fill_match(struct doca_flow_match *m, const struct xf_match *x, const struct xf_match *sel_val,
+/* xf_match (host order) -> doca_flow_match (network order).  fam is the l3 selector
+ * (match_family); the l4 selector comes from the mask.  Both are union discriminators, the
+ * same in the value and the mask struct. */
+static void fill_match(struct doca_flow_match *m, const struct xf_match *x, int fam, const struct xf_match *sel_val,
 		       const struct xf_match *sel_mask)
 {
 	memset(m, 0, sizeof(*m));
 	m->outer.eth.type = htons(x->eth_type);
-	set_l3l4_selectors(m, sel_mask);
-	m->outer.ip4.src_ip = htonl(x->ipv4_src);
-	m->outer.ip4.dst_ip = htonl(x->ipv4_dst);
-	m->outer.ip4.next_proto = x->ip_proto;
+	if (fam == 6) {
+		m->outer.l3_type = DOCA_FLOW_L3_TYPE_IP6;
+		for (int i = 0; i < 4; i++) {
+			m->outer.ip6.src_ip[i] = htonl(x->ipv6_src[i]);
+			m->outer.ip6.dst_ip[i] = htonl(x->ipv6_dst[i]);
+		}
+		m->outer.ip6.next_proto = x->ip_proto;
+	} else {
+		if (fam == 4)
+			m->outer.l3_type = DOCA_FLOW_L3_TYPE_IP4;
+		m->outer.ip4.src_ip = htonl(x->ipv4_src);
+		m->outer.ip4.dst_ip = htonl(x->ipv4_dst);
+		m->outer.ip4.next_proto = x->ip_proto;
+	}
 	m->outer.l4_type_ext = l4_selector(sel_val, sel_mask);
 	/* udp and tcp both begin with l4_port {src_port, dst_port} */
 	m->outer.udp.l4_port.src_port = htons(x->l4_src);
@@ -482,8 +522,11 @@ static int create_pipe(uint16_t port_id, const char *name, bool root, const stru
 			.l4_dst = mask->l4_dst ? 0xffff : 0,
 			.ip_proto = mask->ip_proto ? 0xff : 0,
 		};
-		fill_match(&tmpl, &ones, mask, mask);
-		fill_match(&msk, mask, mask, mask);
+		memset(ones.ipv6_src, ip6_set(mask->ipv6_src) ? 0xff : 0, sizeof(ones.ipv6_src));
+		memset(ones.ipv6_dst, ip6_set(mask->ipv6_dst) ? 0xff : 0, sizeof(ones.ipv6_dst));
+		int fam = match_family(mask, mask);
+		fill_match(&tmpl, &ones, fam, mask, mask);
+		fill_match(&msk, mask, fam, mask, mask);
 		struct doca_flow_actions act;
 		memset(&act, 0, sizeof(act));
 		memset(act.outer.eth.dst_mac, 0xff, 6); /* dst MAC: per entry */
@@ -581,6 +624,12 @@ int xf_pipe_create_basic(uint16_t port_id, const char *name, const struct xf_mat
 			  fwd_port);
 		goto out;
 	}
+	int fam = match_family(mask, mask);
+	if (fam < 0) {
+		rc = fail(DOCA_ERROR_INVALID_VALUE, "dpdk_glue",
+			  "pipe '%s': the mask mixes IPv4 and IPv6 (l3=%u, ipv4_* with ipv6_* fields)", name, mask->l3);
+		goto out;
+	}
 	rc = pipe_alloc(&idx);
 	if (rc != DOCA_SUCCESS) {
 		rc = fail(rc, "dpdk_glue", "too many pipes");
@@ -591,7 +640,7 @@ int xf_pipe_create_basic(uint16_t port_id, const char *name, const struct xf_mat
 	if (rc != DOCA_SUCCESS)
 		goto out;
 	X.pipes[idx] = (struct xf_pipe){.p = p, .gen = X.pipes[idx].gen, .port = port_id, .kind = XF_P_BASIC,
-					.mask = *mask};
+					.mask = *mask, .fam = (int8_t)fam};
 	*out_pipe = pipe_handle(idx);
 out:
 	pthread_mutex_unlock(&X.mu);
@@ -701,8 +750,21 @@ static doca_error_t add_one(const struct xf_entry_spec *s, uint32_t slot, struct
 		*stage = XF_STAGE_ADD_BASIC;
 		if (!s->has_mac)
 			return DOCA_ERROR_INVALID_VALUE;
-		/* the l3/l4 selectors are set exactly as in the pipe's template */
-		fill_match(&match, &s->match, &p->mask, &p->mask);
+		/* the selectors are the pipe's; an entry of the other family (IPv6 in an IPv4 pipe
+		 * or the reverse) keeps its own, which DOCA refuses against the template */
+		int fam = stated_family(&s->match);
+		if (fam < 0) {
+			*stage = XF_STAGE_GLUE;
+			return DOCA_ERROR_INVALID_VALUE;
+		}
+		bool other = fam && fam != p->fam && (fam == 6 || p->fam == 6);
+#ifndef SOFTDOCA_VERSION
+		if (other) { /* refused here: what the hardware makes of it is not documented */
+			*stage = XF_STAGE_GLUE;
+			return DOCA_ERROR_INVALID_VALUE;
+		}
+#endif
+		fill_match(&match, &s->match, other ? fam : p->fam, &p->mask, &p->mask);
 		/* one action template: index 0 (an argument from 3.2 on, a field of actions before) */
 #if XF_DOCA_AT_LEAST(3, 3)
 		return doca_flow_pipe_basic_add_entry(0, p->p, &match, 0, &act, NULL, NULL, flags, ctx, &e->e);
@@ -715,8 +777,13 @@ static doca_error_t add_one(const struct xf_entry_spec *s, uint32_t slot, struct
 	}
 
 	*stage = XF_STAGE_ADD_CONTROL;
-	fill_match(&match, &s->match, &s->match, &s->mask);
-	fill_match(&mask, &s->mask, &s->match, &s->mask);
+	int fam = match_family(&s->match, &s->mask);
+	if (fam < 0) {
+		*stage = XF_STAGE_GLUE;
+		return DOCA_ERROR_INVALID_VALUE;
+	}
+	fill_match(&match, &s->match, fam, &s->match, &s->mask);
+	fill_match(&mask, &s->mask, fam, &s->match, &s->mask);
 	if (X.switch_mode) {
 		set_match_port(&match, glue_doca_port_id(p->port));
 		set_match_port(&mask, 0xffff);

@@ -17,7 +17,11 @@
 
 #include <stdint.h>
 
-/* Match fields in HOST byte order (the glue converts to network order). */
+/* Match fields in HOST byte order (the glue converts to network order).  An IPv6 address is
+ * four host-order 32-bit words, most significant first.  l3: the family a match is about --
+ * 0 derive (IPv6 if an ipv6_* field is set, else IPv4 if any IPv4, ip_proto or L4 field is),
+ * 4 or 6 (a match of L4 fields alone for an IPv6 service says 6).  ipv4_* with ipv6_* fields,
+ * or a family that contradicts them, is refused (DOCA_ERROR_INVALID_VALUE).  48 bytes. */
 struct xf_match {
 	uint32_t ipv4_src;
 	uint32_t ipv4_dst;
@@ -25,12 +29,14 @@ struct xf_match {
 	uint16_t l4_src;
 	uint16_t l4_dst;
 	uint8_t ip_proto;
-	uint8_t pad;
+	uint8_t l3;
+	uint32_t ipv6_src[4];
+	uint32_t ipv6_dst[4];
 };
 
 enum xf_fwd_kind { XF_FWD_NONE = 0, XF_FWD_PORT = 1, XF_FWD_PIPE = 2, XF_FWD_DROP = 3 };
 
-/* One entry to add.  56 bytes, no implicit padding: Python packs these with struct. */
+/* One entry to add.  120 bytes, no implicit padding: Python packs these with struct. */
 struct xf_entry_spec {
 	uint32_t pipe;        /* pipe handle from xf_pipe_create_* */
 	uint32_t priority;    /* control (root) entries: 0 = highest */

@@ -120,8 +120,12 @@ static doca_error_t basic_add(uint16_t pipe_queue, struct doca_flow_pipe *pipe, 
 		rc = sd_match_to_key(match, &v);
 		if (rc != DOCA_SUCCESS)
 			return rc;
-		struct sd_key m = pipe->mask;
-		sd_mask_finish(&m, &v);
+		/* an IPv6 entry in a pipe whose template is not IPv6, or an IPv4 one in an IPv6 pipe */
+		if (v.l3 && v.l3 != pipe->fam && (v.l3 == 6 || pipe->fam == 6))
+			return DOCA_ERROR_INVALID_VALUE;
+		const struct sd_key m = pipe->mask; /* finished at create: the validity bits are the pipe's */
+		v.l3 = pipe->fam;
+		v.l4_ok = m.l4_ok ? 1 : 0;
 		if (!sd_key_within(&v, &m))
 			return DOCA_ERROR_INVALID_VALUE; /* value outside the pipe's mask */
 		rc = sd_port_match_allowed(pipe->port, &v, &m);
@@ -134,6 +138,7 @@ static doca_error_t basic_add(uint16_t pipe_queue, struct doca_flow_pipe *pipe, 
 		return rc;
 	e->val = v;
 	e->mask = pipe->mask;
+	e->nw = pipe->nw;
 	e->fwd = pipe->fwd;
 	if (pipe->mac_mode == 2)
 		atomic_init(&e->act_mac, sd_mac_word(actions->outer.eth.dst_mac));
@@ -162,7 +167,10 @@ static doca_error_t control_add(uint16_t pipe_queue, uint32_t priority, struct d
 		sd_key_full_mask(&v, &m);
 	if (rc != DOCA_SUCCESS)
 		return rc;
-	sd_mask_finish(&m, &v);
+	uint8_t fam;
+	rc = sd_mask_finish(&m, &v, &fam); /* INVALID_VALUE: value and mask of other families */
+	if (rc != DOCA_SUCCESS)
+		return rc;
 	if (!sd_key_within(&v, &m))
 		return DOCA_ERROR_INVALID_VALUE; /* value outside the entry's own mask */
 	uint64_t mac = 0;
@@ -189,6 +197,7 @@ static doca_error_t control_add(uint16_t pipe_queue, uint32_t priority, struct d
 		return rc;
 	e->val = v;
 	e->mask = m;
+	e->nw = (uint8_t)sd_key_words(&m);
 	e->priority = priority;
 	e->fwd = f;
 	atomic_init(&e->act_mac, mac);
@@ -379,7 +388,7 @@ static doca_error_t htab_rebuild(struct doca_flow_pipe *p)
 		struct doca_flow_pipe_entry *e = atomic_load_explicit(&old->slot[i], memory_order_relaxed);
 		if (e == NULL || (uintptr_t)e == 1)
 			continue;
-		uint32_t j = sd_key_hash(&e->val) & t->mask;
+		uint32_t j = sd_key_hash(&e->val, p->nw) & t->mask;
 		while (atomic_load_explicit(&t->slot[j], memory_order_relaxed))
 			j = (j + 1) & t->mask;
 		atomic_store_explicit(&t->slot[j], e, memory_order_relaxed);
@@ -400,7 +409,7 @@ static doca_error_t htab_insert(struct doca_flow_pipe *p, struct doca_flow_pipe_
 			return rc;
 		t = atomic_load(&p->htab);
 	}
-	uint32_t i = sd_key_hash(&e->val) & t->mask;
+	uint32_t i = sd_key_hash(&e->val, p->nw) & t->mask;
 	int64_t tomb = -1;
 	for (;;) {
 		struct doca_flow_pipe_entry *x = atomic_load_explicit(&t->slot[i], memory_order_relaxed);
@@ -409,7 +418,7 @@ static doca_error_t htab_insert(struct doca_flow_pipe *p, struct doca_flow_pipe_
 		if ((uintptr_t)x == 1) {
 			if (tomb < 0)
 				tomb = i;
-		} else if (sd_key_eq(&x->val, &e->val)) {
+		} else if (sd_key_eq(&x->val, &e->val, p->nw)) {
 			return DOCA_ERROR_ALREADY_EXIST;
 		}
 		i = (i + 1) & t->mask;
@@ -428,7 +437,7 @@ static void htab_delete(struct doca_flow_pipe *p, struct doca_flow_pipe_entry *e
 	struct sd_htab *t = atomic_load(&p->htab);
 	if (t == NULL)
 		return;
-	uint32_t i = sd_key_hash(&e->val) & t->mask;
+	uint32_t i = sd_key_hash(&e->val, p->nw) & t->mask;
 	for (uint32_t n = 0; n <= t->mask; n++, i = (i + 1) & t->mask) {
 		struct doca_flow_pipe_entry *x = atomic_load_explicit(&t->slot[i], memory_order_relaxed);
 		if (x == NULL)

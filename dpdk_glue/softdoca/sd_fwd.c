@@ -35,7 +35,7 @@ static inline struct doca_flow_pipe_entry *ctl_lookup(const struct doca_flow_pip
 	if (s == NULL)
 		return NULL;
 	for (uint32_t i = 0; i < s->n; i++) /* sorted: first match = best priority */
-		if (sd_key_match(k, &s->e[i]->mask, &s->e[i]->val))
+		if (sd_key_match(k, &s->e[i]->mask, &s->e[i]->val, s->e[i]->nw))
 			return s->e[i];
 	return NULL;
 }
@@ -46,14 +46,18 @@ static inline struct doca_flow_pipe_entry *basic_lookup(const struct doca_flow_p
 	if (t == NULL)
 		return NULL;
 	struct sd_key mk;
-	for (int i = 0; i < 3; i++)
+	unsigned nw = p->nw;
+	mk.w[0] = k->w[0] & p->mask.w[0];
+	mk.w[1] = k->w[1] & p->mask.w[1];
+	mk.w[2] = k->w[2] & p->mask.w[2];
+	for (unsigned i = SD_KEY_V4_WORDS; i < nw; i++) /* IPv6 addresses: only when matched */
 		mk.w[i] = k->w[i] & p->mask.w[i];
-	uint32_t i = sd_key_hash(&mk) & t->mask;
+	uint32_t i = sd_key_hash(&mk, nw) & t->mask;
 	for (uint32_t n = 0; n <= t->mask; n++, i = (i + 1) & t->mask) {
 		struct doca_flow_pipe_entry *e = LOAD_ACQ(&t->slot[i]);
 		if (e == NULL)
 			return NULL;
-		if ((uintptr_t)e != 1 && sd_key_eq(&e->val, &mk))
+		if ((uintptr_t)e != 1 && sd_key_eq(&e->val, &mk, nw))
 			return e;
 	}
 	return NULL;

@@ -54,47 +54,71 @@
 
 /*
  * The lookup key: the header fields softdoca can match, as they sit in the packet (network
- * byte order), plus validity bits.  A pipe/entry mask that touches an IPv4 field also
- * requires l3_ok=1, one that touches an L4 port requires l4_ok=1; so an ARP frame never
- * matches "ipv4_src & 1 == 0" just because its (absent) source address reads as zero.
- * 24 bytes = three 64-bit words: a masked compare is three AND/XOR/OR.
+ * byte order), plus validity bits.  l3 is the frame's family (4 or 6; 0: no L3 header
+ * parsed); a pipe/entry mask that touches an address, ip_proto or an L4 port requires it
+ * (mask 0xff, value 4 or 6), one that touches an L4 port also requires l4_ok=1.  So an ARP
+ * frame never matches "ipv4_src & 1 == 0" just because its (absent) source address reads as
+ * zero, and an IPv4 entry never matches an IPv6 frame nor the reverse.
+ * Words 0-2 hold everything IPv4 needs, words 3-6 the IPv6 addresses.  A pipe or entry
+ * compares only the words its mask touches (sd_key_words: 3 for IPv4, more only when an
+ * IPv6 address is matched), so an IPv4 lookup is the three AND/XOR/OR it always was.
  */
+#define SD_KEY_WORDS 7
+#define SD_KEY_V4_WORDS 3
+
 struct sd_key {
 	union {
 		struct {
-			uint32_t ip_src;
+			uint32_t ip_src; /* IPv4 */
 			uint32_t ip_dst;
 			uint16_t l4_src;
 			uint16_t l4_dst;
 			uint16_t eth_type;
 			uint16_t port_id; /* ingress DOCA port id (host order) */
-			uint8_t ip_proto;
-			uint8_t l3_ok;
+			uint8_t ip_proto; /* IPv6: the upper-layer protocol after the extension headers */
+			uint8_t l3;
 			uint8_t l4_ok;
 			uint8_t pad[5];
+			uint32_t ip6_src[4];
+			uint32_t ip6_dst[4];
 		};
-		uint64_t w[3];
+		uint64_t w[SD_KEY_WORDS];
 	};
 };
 
-_Static_assert(sizeof(struct sd_key) == 24, "sd_key must be three words");
+_Static_assert(sizeof(struct sd_key) == 8 * SD_KEY_WORDS, "sd_key is whole words");
 
-static inline bool sd_key_match(const struct sd_key *pkt, const struct sd_key *mask, const struct sd_key *val)
+/* nw: the words the mask touches (sd_key_words), at least the three IPv4 ones */
+static inline bool sd_key_match(const struct sd_key *pkt, const struct sd_key *mask, const struct sd_key *val,
+				unsigned nw)
 {
-	return (((pkt->w[0] & mask->w[0]) ^ val->w[0]) | ((pkt->w[1] & mask->w[1]) ^ val->w[1]) |
-		((pkt->w[2] & mask->w[2]) ^ val->w[2])) == 0;
+	uint64_t d = ((pkt->w[0] & mask->w[0]) ^ val->w[0]) | ((pkt->w[1] & mask->w[1]) ^ val->w[1]) |
+		     ((pkt->w[2] & mask->w[2]) ^ val->w[2]);
+	if (__builtin_expect(nw > SD_KEY_V4_WORDS, 0))
+		for (unsigned i = SD_KEY_V4_WORDS; i < nw; i++)
+			d |= (pkt->w[i] & mask->w[i]) ^ val->w[i];
+	return d == 0;
 }
 
-static inline bool sd_key_eq(const struct sd_key *a, const struct sd_key *b)
+static inline bool sd_key_eq(const struct sd_key *a, const struct sd_key *b, unsigned nw)
 {
-	return ((a->w[0] ^ b->w[0]) | (a->w[1] ^ b->w[1]) | (a->w[2] ^ b->w[2])) == 0;
+	uint64_t d = (a->w[0] ^ b->w[0]) | (a->w[1] ^ b->w[1]) | (a->w[2] ^ b->w[2]);
+	if (__builtin_expect(nw > SD_KEY_V4_WORDS, 0))
+		for (unsigned i = SD_KEY_V4_WORDS; i < nw; i++)
+			d |= a->w[i] ^ b->w[i];
+	return d == 0;
 }
 
-static inline uint32_t sd_key_hash(const struct sd_key *k)
+static inline uint32_t sd_key_hash(const struct sd_key *k, unsigned nw)
 {
 	uint64_t h = k->w[0] * 0x9E3779B97F4A7C15ULL;
 	h ^= (k->w[1] + 0x632BE59BD9B4E019ULL) * 0xC2B2AE3D27D4EB4FULL;
 	h ^= (k->w[2] + 0x165667B19E3779F9ULL) * 0x27D4EB2F165667C5ULL;
+	if (__builtin_expect(nw > SD_KEY_V4_WORDS, 0))
+		for (unsigned i = SD_KEY_V4_WORDS; i < nw; i++) {
+			h ^= h >> 31;
+			h = (h ^ k->w[i]) * 0x9E3779B97F4A7C15ULL;
+		}
 	h ^= h >> 29;
 	h *= 0xBF58476D1CE4E5B9ULL;
 	h ^= h >> 32;
@@ -144,6 +168,7 @@ struct doca_flow_pipe_entry {
 	struct doca_flow_pipe *pipe;
 	struct sd_key val;  /* value (already within the mask) */
 	struct sd_key mask; /* control entries: own mask; basic entries: copy of the pipe mask */
+	uint8_t nw;         /* key words the mask touches (sd_key_words) */
 	uint32_t priority;
 	uint64_t seq; /* insertion order: tie-break among equal priorities */
 	_Atomic uint64_t act_mac;
@@ -169,6 +194,8 @@ struct doca_flow_pipe {
 	uint32_t nr_entries;   /* capacity */
 	uint32_t nr_used;      /* entries added and not yet removed */
 	struct sd_key mask;    /* basic: the pipe's match mask */
+	uint8_t nw;            /* basic: key words its mask touches (sd_key_words) */
+	uint8_t fam;           /* basic: the family its mask requires (4, 6; 0 none) */
 	uint8_t mac_mode;      /* 0 no MAC action, 1 constant, 2 per entry */
 	uint64_t const_mac;
 	struct sd_fwd fwd, fwd_miss;
@@ -315,9 +342,10 @@ doca_error_t sd_port_match_allowed(const struct doca_flow_port *owner, const str
 /* sd_match.c */
 bool sd_mem_is_zero(const void *p, size_t n);
 doca_error_t sd_match_to_key(const struct doca_flow_match *m, struct sd_key *k);
-void sd_mask_finish(struct sd_key *mask, struct sd_key *val);
+doca_error_t sd_mask_finish(struct sd_key *mask, struct sd_key *val, uint8_t *fam);
 bool sd_key_within(const struct sd_key *val, const struct sd_key *mask);
 void sd_key_full_mask(const struct sd_key *m, struct sd_key *mask);
+unsigned sd_key_words(const struct sd_key *mask);
 uint64_t sd_mac_word(const uint8_t *mac);
 bool sd_mac_all_ones(const uint8_t *mac);
 doca_error_t sd_fwd_convert(const struct doca_flow_fwd *f, struct doca_flow_port *owner, struct sd_fwd *out,

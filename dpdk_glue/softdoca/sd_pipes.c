@@ -181,13 +181,14 @@ doca_error_t doca_flow_pipe_create(const struct doca_flow_pipe_cfg *cfg, const s
 		if (rc == DOCA_SUCCESS && !cfg->has_mask) {
 			/* no explicit mask: all-ones fields are per-entry; other constants not modelled */
 			sd_key_full_mask(&m, &k);
-			if (!sd_key_eq(&k, &m))
+			if (!sd_key_eq(&k, &m, SD_KEY_WORDS))
 				rc = DOCA_ERROR_NOT_SUPPORTED;
 		}
 		if (rc == DOCA_SUCCESS) {
 			struct sd_key unused = {0};
-			sd_mask_finish(&m, &unused);
+			rc = sd_mask_finish(&m, &unused, &p->fam);
 			p->mask = m;
+			p->nw = (uint8_t)sd_key_words(&m);
 		}
 		if (rc == DOCA_SUCCESS && cfg->has_actions) {
 			const uint8_t *mac = cfg->actions.outer.eth.dst_mac;

@@ -12,6 +12,7 @@ typedef uint32_t doca_be32_t;
 
 #define DOCA_FLOW_ETHER_ADDR_LEN 6
 #define DOCA_FLOW_ETHER_TYPE_IPV4 0x0800
+#define DOCA_FLOW_ETHER_TYPE_IPV6 0x86DD
 #define DOCA_FLOW_PROTO_TCP 6
 #define DOCA_FLOW_PROTO_UDP 17
 
@@ -43,10 +44,13 @@ struct doca_flow_header_ip4 {
 	uint8_t ttl;
 };
 
+/* DOCA's fields in DOCA's order; softdoca matches src_ip, dst_ip and next_proto, refuses the rest */
 struct doca_flow_header_ip6 {
 	doca_be32_t src_ip[4];
 	doca_be32_t dst_ip[4];
 	uint8_t traffic_class;
+	doca_be32_t flow_label; /* reserved (12) + flow label (20) */
+	doca_be16_t payload_len;
 	uint8_t next_proto;
 	uint8_t hop_limit;
 };
