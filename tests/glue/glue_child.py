@@ -7,7 +7,9 @@ scenario is interactive (stdin commands) for the end-to-end test.
 """
 from __future__ import annotations
 
+import ipaddress
 import json
+import struct
 import sys
 import traceback
 from typing import Any, Callable, Dict, List, Optional, Sequence
@@ -38,6 +40,45 @@ def tcp_frame(src: str, dst: str, sport: int, dport: int) -> bytes:
 
 def arp_frame(target: str) -> bytes:
     return fr.arp_frame(SRC_MAC, "198.18.0.10", target)
+
+
+# --- IPv6 frames (built here byte by byte: the extension headers and the broken ones too) --
+
+VIP6 = "2001:db8:53::53"
+MAC4_A = "02:00:c6:12:04:02"
+MAC4_B = "02:00:c6:12:04:03"
+
+
+def ipv6(src: str, dst: str, nh: int, payload: bytes, plen: Optional[int] = None, version: int = 6) -> bytes:
+    """A 40-byte IPv6 header + payload; ``plen`` overrides the payload length field."""
+    head = struct.pack("!IHBB", version << 28, len(payload) if plen is None else plen, nh, 64)
+    return head + ipaddress.IPv6Address(src).packed + ipaddress.IPv6Address(dst).packed + payload
+
+
+def eth6(ip_packet: bytes) -> bytes:
+    return fr.ethernet(VIP_MAC, SRC_MAC, fr.ETH_P_IPV6, ip_packet)
+
+
+def udp6_frame(src: str, dst: str, sport: int, dport: int, data: bytes = b"q" * 18) -> bytes:
+    return eth6(ipv6(src, dst, 17, fr.udp(sport, dport, data)))
+
+
+def tcp6_frame(src: str, dst: str, sport: int, dport: int) -> bytes:
+    return eth6(ipv6(src, dst, 6, fr.tcp_syn(sport, dport)))
+
+
+def opt_hdr(nh: int, units: int = 0) -> bytes:
+    """Hop-by-hop / destination options / routing: (units + 1) * 8 bytes."""
+    return bytes([nh, units]) + b"\0" * (6 + 8 * units)
+
+
+def ah_hdr(nh: int) -> bytes:
+    """An AH header of 16 bytes (payload length field 2: (2 + 2) * 4)."""
+    return bytes([nh, 2]) + b"\0" * 14
+
+
+def frag_hdr(nh: int, offset: int, more: bool) -> bytes:
+    return struct.pack("!BBHI", nh, 0, (offset << 3) | int(more), 0x1234)
 
 
 # --- helpers ----------------------------------------------------------------------------
@@ -396,6 +437,120 @@ def sc_idle_backoff(prefix: str, ceiling_us: int, sleep_us: int = 20) -> Dict[st
     return out
 
 
+def ipv6_setup(sw: ESwitch) -> Dict[str, Any]:
+    """p0's root: UDP/53 to VIP6 -> a pipe on the source's low bit, TCP/53 to VIP6 -> a pipe
+    on the source port's low bit (l3=6), UDP/53 to the IPv4 VIP -> an IPv4 pipe, the VIP6's
+    /64 as a route, ESP and non-first fragments (protocol 44) to VIP6 dropped, and one entry
+    per family on ports alone (5353: IPv6, 5454: IPv4)."""
+    root = sw.create_root_pipe("p0", nr_entries=32)
+    svc6 = sw.create_basic_pipe("p0", name="dns6", mask=GlueMatch(ipv6_src=1), fwd_port="p1", nr_entries=4)
+    svc6p = sw.create_basic_pipe("p0", name="dns6tcp", mask=GlueMatch(l4_src=1, l3=6), fwd_port="p1",
+                                 nr_entries=4)
+    svc4 = sw.create_basic_pipe("p0", name="dns4", mask=GlueMatch(ipv4_src=1), fwd_port="p1", nr_entries=2)
+    udp6 = GlueMatch(eth_type=0x86DD, ip_proto=17, ipv6_dst=VIP6, l4_dst=53)
+    tcp6 = GlueMatch(eth_type=0x86DD, ip_proto=6, ipv6_dst=VIP6, l4_dst=53)
+    udp4 = GlueMatch(eth_type=0x0800, ip_proto=17, ipv4_dst=VIP, l4_dst=53)
+    net6 = int(ipaddress.IPv6Address(VIP6)) & ~((1 << 64) - 1)
+    route = GlueMatch(eth_type=0x86DD, ipv6_dst=net6)
+    route_mask = GlueMatch(eth_type=0xFFFF, ipv6_dst=((1 << 64) - 1) << 64)
+    entries = sw.add_entries([
+        root.entry(udp6, priority=10, fwd_pipe=svc6),
+        root.entry(tcp6, priority=10, fwd_pipe=svc6p),
+        root.entry(udp4, priority=10, fwd_pipe=svc4),
+        root.entry(route, mask=route_mask, priority=20, fwd_port="p1"),
+        root.entry(GlueMatch(eth_type=0x86DD, ip_proto=50, ipv6_dst=VIP6), priority=5, drop=True),
+        root.entry(GlueMatch(eth_type=0x86DD, ip_proto=44, ipv6_dst=VIP6), priority=6, drop=True),
+        root.entry(GlueMatch(ip_proto=17, l4_dst=5353, l3=6), priority=30, drop=True),
+        root.entry(GlueMatch(ip_proto=17, l4_dst=5454), priority=30, fwd_port="p1"),
+        svc6.entry(GlueMatch(ipv6_src=0), MAC_A),
+        svc6.entry(GlueMatch(ipv6_src=1), MAC_B),
+        svc6p.entry(GlueMatch(l4_src=0, l3=6), MAC_A),
+        svc6p.entry(GlueMatch(l4_src=1), MAC_B),  # no family stated: the pipe's
+        svc4.entry(GlueMatch(ipv4_src=0), MAC4_A),
+        svc4.entry(GlueMatch(ipv4_src=1), MAC4_B),
+    ])
+    return {"root": root, "svc6": svc6, "svc6p": svc6p, "svc4": svc4, "entries": entries}
+
+
+def ipv6_frames() -> Dict[str, bytes]:
+    even, odd = "2001:db8::10", "2001:db8::11"
+    udp = fr.udp(40000, 53, b"q" * 18)
+    return {
+        # the service, both families, both transports
+        "u_even": udp6_frame(even, VIP6, 40000, 53),
+        "u_odd": udp6_frame(odd, VIP6, 40000, 53),
+        "u_odd_hi": udp6_frame("2001:db8:ffff::7:1", VIP6, 1, 53),  # only the masked bit counts
+        "t_even_port": tcp6_frame(odd, VIP6, 40000, 53),
+        "t_odd_port": tcp6_frame(even, VIP6, 40001, 53),
+        "v4_even": udp_frame("198.18.0.10", VIP, 40000, 53),
+        "v4_odd": udp_frame("198.18.0.11", VIP, 40000, 53),
+        # one family's entries never take the other's frames
+        "v6_5353": udp6_frame(even, "2001:db8:99::1", 1, 5353),
+        "v4_5353": udp_frame("198.18.0.10", "198.18.0.99", 1, 5353),
+        "v6_5454": udp6_frame(even, "2001:db8:99::1", 1, 5454),
+        "v4_5454": udp_frame("198.18.0.10", "198.18.0.99", 1, 5454),
+        "v6_other_net": udp6_frame(even, "2001:db8:54::53", 40000, 53),
+        # extension headers
+        "hbh_dst_udp": eth6(ipv6(even, VIP6, 0, opt_hdr(60) + opt_hdr(17, 1) + udp)),
+        "routing_udp": eth6(ipv6(even, VIP6, 43, opt_hdr(17, 2) + udp)),
+        "ah_udp": eth6(ipv6(even, VIP6, 51, ah_hdr(17) + udp)),
+        "frag_first": eth6(ipv6(even, VIP6, 44, frag_hdr(17, 0, True) + udp)),
+        "frag_later": eth6(ipv6(even, VIP6, 44, frag_hdr(17, 100, True) + udp)),
+        "esp": eth6(ipv6(even, VIP6, 50, b"\0" * 24)),
+        "no_next": eth6(ipv6(even, VIP6, 59, b"")),
+        # odd ones classified as OVS extracts them
+        "version4": eth6(ipv6(even, VIP6, 17, udp, version=4)),
+        "padding": eth6(ipv6(even, VIP6, 17, udp) + b"\0" * 20),
+        "padding_cuts_udp": eth6(ipv6(even, VIP6, 17, udp, plen=6)),
+        "udp_short": eth6(ipv6(even, VIP6, 17, udp[:6])),
+        "tcp_short": eth6(ipv6(even, VIP6, 6, fr.tcp_syn(40000, 53)[:12])),
+        # malformed: misses
+        "short_hdr": eth6(ipv6(even, VIP6, 17, udp)[:39]),
+        "plen_long": eth6(ipv6(even, VIP6, 17, udp, plen=len(udp) + 1)),
+        "trunc_chain": eth6(ipv6(even, VIP6, 0, opt_hdr(17, 1)[:12])),
+        "trunc_chain_hdr": eth6(ipv6(even, VIP6, 60, b"\x11\0\0\0")),
+        "trunc_frag": eth6(ipv6(even, VIP6, 44, frag_hdr(17, 0, False)[:6])),
+    }
+
+
+def sc_ipv6(prefix: str) -> Dict[str, Any]:
+    out: Dict[str, Any] = {}
+    with ESwitch(default_eal_args(prefix), none_ports(3)) as sw:
+        st = ipv6_setup(sw)
+        frames = ipv6_frames()
+        out["res"] = {k: classify(sw, "p0", f) for k, f in frames.items()}
+        out["sizes"] = {k: len(f) for k, f in frames.items()}
+        out["counters"] = sw.query_entries(st["entries"])
+        out["stats"] = sw.port_stats("p0")
+    return out
+
+
+def sc_ipv6_rejects(prefix: str) -> Dict[str, Any]:
+    out: Dict[str, Any] = {}
+    with ESwitch(default_eal_args(prefix), none_ports(3)) as sw:
+        st = ipv6_setup(sw)
+        root, svc6, svc6p, svc4 = st["root"], st["svc6"], st["svc6p"], st["svc4"]
+        out["outside_mask"] = err(lambda: sw.add_entries([svc6.entry(GlueMatch(ipv6_src=2), MAC_A)]))
+        out["v6_in_v4_pipe"] = err(lambda: sw.add_entries([svc4.entry(GlueMatch(ipv6_src=1), MAC_A)]))
+        out["v4_in_v6_pipe"] = err(lambda: sw.add_entries([svc6.entry(GlueMatch(ipv4_src=1), MAC_A)]))
+        out["l3_4_in_v6_port_pipe"] = err(lambda: sw.add_entries([svc6p.entry(GlueMatch(l4_src=1, l3=4),
+                                                                                MAC_A)]))
+        out["duplicate"] = err(lambda: sw.add_entries([svc6.entry(GlueMatch(ipv6_src=1), MAC_A)]))
+        out["families_of_entry"] = err(lambda: sw.add_entries([
+            root.entry(GlueMatch(ipv6_dst=VIP6), mask=GlueMatch(ipv4_dst=0xFFFFFFFF), fwd_port="p1")]))
+        # a batch with one bad IPv6 entry leaves nothing behind
+        out["batch"] = err(lambda: sw.add_entries([
+            svc6p.entry(GlueMatch(l4_src=1, l3=6), MAC_A),  # duplicate of the setup's
+            root.entry(GlueMatch(eth_type=0x86DD, ipv6_src="2001:db8::1"), priority=40, drop=True)]))
+        out["after_batch"] = classify(sw, "p0", udp6_frame("2001:db8::1", "2001:db8:1::1", 1, 1))
+    for name, kw in (("mix_fields", {"ipv4_src": 1, "ipv6_src": 1}), ("l3_4_v6", {"l3": 4, "ipv6_dst": 1}),
+                     ("l3_6_v4", {"l3": 6, "ipv4_dst": "198.18.0.1"}), ("l3_5", {"l3": 5}),
+                     ("too_wide", {"ipv6_src": 1 << 128}), ("bad_str", {"ipv6_src": "2001:db8::zz"}),
+                     ("v4_str", {"ipv6_src": "198.18.0.1"}), ("bool", {"ipv6_dst": True})):
+        out[name] = err(lambda: GlueMatch(**kw))
+    return out
+
+
 SCENARIOS = {
     "semantics": sc_semantics,
     "rejects": sc_rejects,
@@ -409,6 +564,8 @@ SCENARIOS = {
     "info": sc_info,
     "serve": sc_serve,
     "idle_backoff": sc_idle_backoff,
+    "ipv6": sc_ipv6,
+    "ipv6_rejects": sc_ipv6_rejects,
 }
 
 
