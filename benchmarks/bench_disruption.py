@@ -26,7 +26,7 @@ def service(n: int, bits: int, kind: str) -> Service:
     bes = tuple(Backend(name="be%02d" % i, ip=netaddr.IPAddress(int(netaddr.IPAddress("198.18.1.0")) + i),
                         mac="02:00:c6:12:01:%02x" % i) for i in range(n))
     return Service(name="s", vip=netaddr.IPAddress("198.18.0.53"), vip_mac="02:00:c6:12:00:35",
-                   protocol="udp", port=53, ingress="p0", egress="p1",
+                   protocols=("udp",), port=53, ingress="p0", egress="p1",
                    policy=Policy(kind=kind, bits=bits), backends=bes)
 
 

@@ -19,7 +19,7 @@ def backend(i, weight=1):
 def service(n, bits, kind="src-ip-bits", weights=None):
     weights = weights or [1] * n
     return Service(name="s", vip=netaddr.IPAddress("198.18.0.53"), vip_mac="02:00:c6:12:00:35",
-                   protocol="udp", port=53, ingress="p0", egress="p1",
+                   protocols=("udp",), port=53, ingress="p0", egress="p1",
                    policy=Policy(kind=kind, bits=bits),
                    backends=tuple(backend(i, w) for i, w in enumerate(weights)))
 

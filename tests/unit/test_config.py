@@ -28,7 +28,7 @@ def test_paper_config_parses_to_frozen_objects():
 @pytest.mark.parametrize("mutate,path,words", [
     (lambda d: d["dpu"].update(colour="red"), "dpu.colour", "unknown key"),
     (lambda d: d["services"][0].update(vip="198.18.0.300"), "services[0].vip", "not an IPv4"),
-    (lambda d: d["services"][0].update(vip="fe80::1"), "services[0].vip", "not an IPv4"),
+    (lambda d: d["services"][0].update(vip="fe80::1"), "services[0].vip", "give it as vip6"),
     (lambda d: d["services"][0].update(vip_mac="01:00:5e:00:00:01"), "services[0].vip_mac", "multicast"),
     (lambda d: d["services"][0].update(vip_mac="zz:00"), "services[0].vip_mac", "not a MAC"),
     (lambda d: d["services"][0]["backends"][1].update(name="fips2"),

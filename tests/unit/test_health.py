@@ -74,7 +74,7 @@ def test_monitor_reports_transitions_once(responder):
     from xenoflow_ovs.intent.config import Backend, Policy, Service
     port, mode = responder
     svc = Service(name="dns", vip=netaddr.IPAddress("198.18.0.53"), vip_mac="02:00:c6:12:00:35",
-                  protocol="udp", port=port, ingress="p0", egress="p1", policy=Policy(bits=1),
+                  protocols=("udp",), port=port, ingress="p0", egress="p1", policy=Policy(bits=1),
                   backends=(Backend(name="lo", ip=netaddr.IPAddress("127.0.0.1"), mac="02:00:00:00:00:01"),),
                   health=Health(enabled=True, timeout=0.2, interval=0.3, rise=2, fall=2))
     seen = []
@@ -99,7 +99,7 @@ def test_a_round_where_every_probe_fails_changes_nothing():
 
     from xenoflow_ovs.intent.config import Backend, Policy, Service
     svc = Service(name="dns", vip=netaddr.IPAddress("198.18.0.53"), vip_mac="02:00:c6:12:00:35",
-                  protocol="udp", port=53, ingress="p0", egress="p1", policy=Policy(bits=1),
+                  protocols=("udp",), port=53, ingress="p0", egress="p1", policy=Policy(bits=1),
                   backends=(Backend(name="a", ip=netaddr.IPAddress("198.18.0.2"), mac="02:00:c6:12:00:02"),
                             Backend(name="b", ip=netaddr.IPAddress("198.18.0.3"), mac="02:00:c6:12:00:03")),
                   health=Health(enabled=True, timeout=0.1, interval=0.2, rise=2, fall=2))

@@ -100,6 +100,7 @@ class Route:
     src_port: str            # `from` in YAML
     dst_port: str            # `to`
     dst: netaddr.IPNetwork   # 0.0.0.0/0 when the route has no `dst`
+    families: Tuple[int, ...] = (4,)   # no `dst`: (4, 6), all IP traffic; else the prefix's family
 
     @property
     def label(self) -> str:
@@ -119,9 +120,14 @@ class Policy:
 @dataclass(frozen=True)
 class Backend:
     name: str
-    ip: netaddr.IPAddress
+    ip: Optional[netaddr.IPAddress]      # IPv4 (probes, the lab); at least one of ip and ip6
     mac: str
     weight: int = 1
+    ip6: Optional[netaddr.IPAddress] = None
+
+    @property
+    def addresses(self) -> Tuple[netaddr.IPAddress, ...]:
+        return tuple(a for a in (self.ip, self.ip6) if a is not None)
 
 
 @dataclass(frozen=True)
@@ -136,20 +142,47 @@ class Health:
     rise: int = 2
     fall: int = 3
     source: Optional[str] = None     # source IPv4 (the management port's); None: the kernel picks
+    protocols: Tuple[str, ...] = ("udp",)    # transports each probe round uses
+    families: Tuple[int, ...] = ()           # 4 and/or 6; (): every family the backend has an address of
+    source6: Optional[str] = None            # source IPv6; None: the kernel picks
 
 
 @dataclass(frozen=True)
 class Service:
+    """One DNS service: an IPv4 VIP, an IPv6 VIP or both, over one or both transports.
+    Every (family, transport) pair is a listener; all of them share one bucket table, so a
+    source address gets the same backend over UDP and TCP (and a drain applies to all)."""
     name: str
-    vip: netaddr.IPAddress
+    vip: Optional[netaddr.IPAddress]     # IPv4 VIP
     vip_mac: str
-    protocol: str
+    protocols: Tuple[str, ...]
     port: int
     ingress: str
     egress: str
     policy: Policy
     backends: Tuple[Backend, ...]
     health: Health = Health()
+    vip6: Optional[netaddr.IPAddress] = None
+
+    @property
+    def families(self) -> Tuple[int, ...]:
+        return tuple(f for f, v in ((4, self.vip), (6, self.vip6)) if v is not None)
+
+    def vip_of(self, family: int) -> netaddr.IPAddress:
+        v = self.vip if family == 4 else self.vip6
+        if v is None:
+            raise KeyError("service %s has no IPv%d VIP" % (self.name, family))
+        return v
+
+    @property
+    def listeners(self) -> Tuple[Tuple[int, str], ...]:
+        """(family, transport) pairs served, IPv4 first, in the order of `protocols`."""
+        return tuple((f, p) for f in self.families for p in self.protocols)
+
+    @property
+    def protocol(self) -> str:
+        """The first transport (probes and tools that pick one)."""
+        return self.protocols[0]
 
     @property
     def ip_proto(self) -> int:
@@ -369,6 +402,28 @@ class Reader:
             return None
         return addr
 
+    def ipv6(self, v: Any, path: Path) -> Optional[netaddr.IPAddress]:
+        if not isinstance(v, str):
+            self.error(path, "must be an IPv6 address string, got %s" % kind_of(v))
+            return None
+        try:
+            addr = netaddr.IPAddress(v, version=6)
+        except (netaddr.AddrFormatError, ValueError):
+            self.error(path, "%r is not an IPv6 address" % v)
+            return None
+        if (addr.is_multicast() or int(addr) <= 1 or addr.is_link_local()
+                or addr.is_ipv4_mapped() or addr.is_ipv4_compat()):
+            self.error(path, "%s is not a global unicast IPv6 address" % addr)
+            return None
+        return addr
+
+    def ipv4_only(self, v: Any, path: Path) -> Optional[netaddr.IPAddress]:
+        """An IPv4 address where an IPv6 one has its own key (`key6`): says so."""
+        if isinstance(v, str) and ":" in v:
+            self.error(path, "%r is an IPv6 address: give it as %s6" % (v, path[-1] if path else "vip"))
+            return None
+        return self.ipv4(v, path)
+
     def ipv4_net(self, v: Any, path: Path, host_bits_ok: bool = False) -> Optional[netaddr.IPNetwork]:
         if not isinstance(v, str) or "/" not in v:
             self.error(path, "must be an IPv4 prefix like 198.18.0.0/24, got %r" % (v,))
@@ -380,6 +435,23 @@ class Reader:
             self.error(path, "%r is not an IPv4 prefix" % v)
             return None
         if not host_bits_ok and net.ip != net.network:
+            self.error(path, "%s has host bits set (did you mean %s?)" % (v, net.cidr))
+            return None
+        return net
+
+    def ip_net(self, v: Any, path: Path) -> Optional[netaddr.IPNetwork]:
+        """An IPv4 or an IPv6 prefix."""
+        if not isinstance(v, str) or ":" not in v:
+            return self.ipv4_net(v, path)
+        try:
+            net = netaddr.IPNetwork(v, version=6)
+        except (netaddr.AddrFormatError, ValueError):
+            self.error(path, "%r is not an IPv6 prefix like 2001:db8::/32" % v)
+            return None
+        if "/" not in v:
+            self.error(path, "must be a prefix like 2001:db8::/32, got %r" % v)
+            return None
+        if net.ip != net.network:
             self.error(path, "%s has host bits set (did you mean %s?)" % (v, net.cidr))
             return None
         return net
@@ -810,7 +882,8 @@ def _routes(r: Reader, v: Any, path: Path, port_names: set, bridge_of: dict,
         s = r.mapping(spec, p, ("from", "to", "dst"), required=("from", "to"))
         src = r.get(s, "from", p, r.name)
         dst_port = r.get(s, "to", p, r.name)
-        dst = r.get(s, "dst", p, r.ipv4_net, netaddr.IPNetwork("0.0.0.0/0"))
+        dst = r.get(s, "dst", p, r.ip_net, netaddr.IPNetwork("0.0.0.0/0"))
+        families = (4, 6) if s.get("dst") is None else (dst.version,) if dst is not None else ()
         ok = True
         for side, port in (("from", src), ("to", dst_port)):
             if port is not None and port not in port_names:
@@ -828,12 +901,14 @@ def _routes(r: Reader, v: Any, path: Path, port_names: set, bridge_of: dict,
             r.error(p, "ports %r and %r are on bridges with no patch between them (ovs.patches)"
                     % (src, dst_port))
             continue
-        key = (src, str(dst.cidr))
-        if key in seen:
-            r.error(p, "route for %s from %r duplicates routes[%d]" % (dst.cidr, src, seen[key]))
+        # a route without dst holds both families' /0
+        keys = [(src, str(dst.cidr))] + ([(src, "::/0")] if families == (4, 6) else [])
+        dup = [k for k in keys if k in seen]
+        if dup:
+            r.error(p, "route for %s from %r duplicates routes[%d]" % (dup[0][1], src, seen[dup[0]]))
             continue
-        seen[key] = i
-        out.append(Route(src_port=src, dst_port=dst_port, dst=dst.cidr))
+        seen.update((k, i) for k in keys)
+        out.append(Route(src_port=src, dst_port=dst_port, dst=dst.cidr, families=families))
     return tuple(out)
 
 
@@ -861,13 +936,16 @@ def _services(r: Reader, v: Any, path: Path, port_names: set, bridge_of: dict,
     listeners: Dict[Tuple[str, str, int], int] = {}
     for i, spec in enumerate(items):
         p = path + (i,)
-        s = r.mapping(spec, p, ("name", "vip", "vip_mac", "protocol", "port", "ingress", "egress",
-                                "policy", "backends", "health"),
-                      required=("name", "vip", "vip_mac", "port", "ingress", "egress", "backends"))
+        s = r.mapping(spec, p, ("name", "vip", "vip6", "vip_mac", "protocol", "protocols", "port", "ingress",
+                                "egress", "policy", "backends", "health"),
+                      required=("name", "vip_mac", "port", "ingress", "egress", "backends"))
         name = r.get(s, "name", p, r.name)
-        vip = r.get(s, "vip", p, r.ipv4)
+        vip = r.get(s, "vip", p, r.ipv4_only, None)
+        vip6 = r.get(s, "vip6", p, r.ipv6, None)
+        if isinstance(spec, dict) and spec.get("vip") is None and spec.get("vip6") is None:
+            r.error(p, "a service needs a VIP: vip (IPv4), vip6 (IPv6) or both")
         vip_mac = r.get(s, "vip_mac", p, r.mac)
-        protocol = r.get(s, "protocol", p, r.choice(tuple(PROTOCOLS)), "udp")
+        protocols = _protocols(r, s, p)
         l4port = r.get(s, "port", p, r.integer(1, 65535))
         ports = _service_ports(r, s, p, port_names, bridge_of, connected)
         policy = _policy(r, s.get("policy"), p + ("policy",))
@@ -877,22 +955,47 @@ def _services(r: Reader, v: Any, path: Path, port_names: set, bridge_of: dict,
             if name in names:
                 r.error(p + ("name",), "duplicate service name %r (also services[%d])" % (name, names[name]))
             names[name] = i
-        if vip is not None and l4port is not None and protocol is not None:
-            key = (str(vip), protocol, l4port)
-            if key in listeners:
-                r.error(p, "%s %s/%d is already served by services[%d]" % (vip, protocol, l4port,
-                                                                           listeners[key]))
-            listeners[key] = i
+        if l4port is not None and protocols:
+            for addr in (a for a in (vip, vip6) if a is not None):
+                for proto in protocols:
+                    key = (str(addr), proto, l4port)
+                    if key in listeners:
+                        r.error(p, "%s %s/%d is already served by services[%d]" % (addr, proto, l4port,
+                                                                                   listeners[key]))
+                    listeners[key] = i
         if policy is not None and backends:
             _check_capacity(r, p, policy, backends)
+        _check_health_addresses(r, p, health, backends)
         ingress, egress = ports["ingress"], ports["egress"]
-        if (name is None or vip is None or vip_mac is None or protocol is None or l4port is None
-                or ingress is None or egress is None or policy is None or not backends):
+        if (name is None or (vip is None and vip6 is None) or vip_mac is None or not protocols
+                or l4port is None or ingress is None or egress is None or policy is None or not backends):
             continue
-        out.append(Service(name=name, vip=vip, vip_mac=vip_mac, protocol=protocol, port=l4port,
+        out.append(Service(name=name, vip=vip, vip6=vip6, vip_mac=vip_mac, protocols=protocols, port=l4port,
                            ingress=ingress, egress=egress, policy=policy,
                            backends=tuple(backends), health=health))
     return tuple(out)
+
+
+def _protocols(r: Reader, s: Dict[str, Any], p: Path) -> Tuple[str, ...]:
+    """`protocols: [udp, tcp]`, or the older single `protocol: udp` (an alias); default udp."""
+    if "protocol" in s and "protocols" in s:
+        r.error(p + ("protocol",), "give either protocol or protocols, not both (protocols: [udp, tcp])")
+        return ()
+    if "protocols" not in s:
+        one = r.get(s, "protocol", p, r.choice(tuple(PROTOCOLS)), "udp")
+        return (one,) if one is not None else ()
+    return _choices(r, s, "protocols", p, tuple(PROTOCOLS), ())
+
+
+def _check_health_addresses(r: Reader, p: Path, health: Health, backends: List[Backend]) -> None:
+    """Probes over a family need every backend to have an address in it."""
+    if not health.enabled:
+        return
+    for fam in health.families:
+        for j, b in enumerate(backends):
+            if (b.ip if fam == 4 else b.ip6) is None:
+                r.error(p + ("backends", j), "health probes over IPv%d need %s here (health.families)"
+                        % (fam, "ip" if fam == 4 else "ip6"))
 
 
 def _service_ports(r: Reader, s: Dict[str, Any], p: Path, port_names: set, bridge_of: dict,
@@ -944,7 +1047,7 @@ def _health(r: Reader, v: Any, path: Path) -> Health:
     if v is None:
         return Health()
     m = r.mapping(v, path, ("enabled", "query", "qtype", "expect", "interval", "timeout", "rise",
-                            "fall", "source"))
+                            "fall", "source", "source6", "protocols", "families"))
     d = Health()
     h = Health(enabled=r.get(m, "enabled", path, r.boolean, True),
                query=r.get(m, "query", path, r.string, d.query),
@@ -954,11 +1057,34 @@ def _health(r: Reader, v: Any, path: Path) -> Health:
                timeout=r.get(m, "timeout", path, _seconds(0.01, 60, r), d.timeout),
                rise=r.get(m, "rise", path, r.integer(1, 100), d.rise),
                fall=r.get(m, "fall", path, r.integer(1, 100), d.fall),
-               source=r.get(m, "source", path, r.ipv4, None))
+               source=r.get(m, "source", path, r.ipv4_only, None),
+               source6=r.get(m, "source6", path, r.ipv6, None),
+               protocols=_choices(r, m, "protocols", path, tuple(PROTOCOLS), d.protocols),
+               families=tuple(int(f[-1]) for f in _choices(r, m, "families", path, ("ipv4", "ipv6"), ())))
     if h.timeout is not None and h.interval is not None and h.timeout > h.interval:
         r.error(path + ("timeout",), "timeout %gs exceeds interval %gs: probes would overlap"
                 % (h.timeout, h.interval))
     return h
+
+
+def _choices(r: Reader, m: Dict[str, Any], key: str, path: Path, options: Tuple[str, ...],
+             default: Tuple[str, ...]) -> Tuple[str, ...]:
+    """A non-empty list of distinct options; the default when absent or bad (the error is kept)."""
+    if key not in m or m[key] is None:
+        return default
+    items = m[key]
+    if not isinstance(items, list) or not items:
+        r.error(path + (key,), "must be a non-empty list of %s, got %r" % (", ".join(options), items))
+        return default
+    out: List[str] = []
+    for j, item in enumerate(items):
+        if item not in options:
+            r.error(path + (key, j), "must be one of %s, got %r" % (", ".join(options), item))
+        elif item in out:
+            r.error(path + (key, j), "%s is listed twice" % item)
+        else:
+            out.append(item)
+    return tuple(out) if len(out) == len(items) else default
 
 
 def _policy(r: Reader, v: Any, path: Path) -> Optional[Policy]:
@@ -975,17 +1101,20 @@ def _backends(r: Reader, v: Any, path: Path) -> List[Backend]:
     if isinstance(v, list) and not items:
         r.error(path, "a service needs at least one backend")
     out: List[Backend] = []
-    seen: Dict[str, Dict[str, int]] = {"name": {}, "ip": {}, "mac": {}}
+    seen: Dict[str, Dict[str, int]] = {"name": {}, "ip": {}, "ip6": {}, "mac": {}}
     for i, spec in enumerate(items):
         p = path + (i,)
-        s = r.mapping(spec, p, ("name", "ip", "mac", "weight"), required=("name", "ip", "mac"))
-        b = Backend(name=r.get(s, "name", p, r.name), ip=r.get(s, "ip", p, r.ipv4),
+        s = r.mapping(spec, p, ("name", "ip", "ip6", "mac", "weight"), required=("name", "mac"))
+        if isinstance(spec, dict) and spec.get("ip") is None and spec.get("ip6") is None:
+            r.error(p, "a backend needs an address: ip (IPv4), ip6 (IPv6) or both")
+        b = Backend(name=r.get(s, "name", p, r.name), ip=r.get(s, "ip", p, r.ipv4_only),
+                    ip6=r.get(s, "ip6", p, r.ipv6),
                     mac=r.get(s, "mac", p, r.mac), weight=r.get(s, "weight", p, r.integer(0, 1000), 1))
-        bad = False
-        for key in ("name", "ip", "mac"):
+        bad = not b.addresses
+        for key in ("name", "ip", "ip6", "mac"):
             val = getattr(b, key)
             if val is None:
-                bad = True
+                bad = bad or key in ("name", "mac") or key in s
                 continue
             if str(val) in seen[key]:
                 r.error(p + (key,), "duplicate backend %s %s (also backends[%d])"
@@ -1010,8 +1139,13 @@ def to_data(cfg: Config) -> Dict[str, Any]:
                                           "fall")}
         if h.expect is not None:
             out["expect"] = h.expect
-        if h.source is not None:
-            out["source"] = str(h.source)
+        for k in ("source", "source6"):
+            if getattr(h, k) is not None:
+                out[k] = str(getattr(h, k))
+        if h.protocols != Health().protocols:
+            out["protocols"] = list(h.protocols)
+        if h.families:
+            out["families"] = ["ipv%d" % f for f in h.families]
         return out
 
     def port(p: Port) -> Dict[str, Any]:
@@ -1048,20 +1182,44 @@ def to_data(cfg: Config) -> Dict[str, Any]:
                                             if b.internal else {}))
                             for b in cfg.bridges}},
         "routes": [dict({"from": r.src_port, "to": r.dst_port},
-                        **({"dst": str(r.dst)} if r.dst.prefixlen else {})) for r in cfg.routes],
+                        **({"dst": str(r.dst)} if r.families != (4, 6) else {})) for r in cfg.routes],
         "controller": {"openflow": endpoint(cfg.openflow, False), "api": endpoint(cfg.api, True),
                        "metrics": endpoint(cfg.metrics, False)},
         **({"fleet": dict({"remotes": list(cfg.fleet.remotes), "connect_timeout": cfg.fleet.connect_timeout,
                            "heartbeat": cfg.fleet.heartbeat},
                           **({"bgp": bgp_plain(cfg.fleet.bgp)} if cfg.fleet.bgp else {}))}
            if cfg.fleet is not None else {}),
-        "services": [{"name": s.name, "vip": str(s.vip), "vip_mac": s.vip_mac, "protocol": s.protocol,
-                      "port": s.port, "ingress": s.ingress, "egress": s.egress,
-                      "policy": {"kind": s.policy.kind, "bits": s.policy.bits},
-                      "backends": [{"name": b.name, "ip": str(b.ip), "mac": b.mac, "weight": b.weight}
-                                   for b in s.backends],
-                      "health": health(s.health)} for s in cfg.services],
+        "services": [service_plain(s, health(s.health)) for s in cfg.services],
     }
+
+
+def service_plain(s: Service, health: Dict[str, Any]) -> Dict[str, Any]:
+    """A service as plain data: one transport as `protocol` (the older key, still what most
+    files say), several as `protocols`; absent addresses are left out."""
+    out: Dict[str, Any] = {"name": s.name}
+    if s.vip is not None:
+        out["vip"] = str(s.vip)
+    if s.vip6 is not None:
+        out["vip6"] = str(s.vip6)
+    out["vip_mac"] = s.vip_mac
+    if len(s.protocols) == 1:
+        out["protocol"] = s.protocols[0]
+    else:
+        out["protocols"] = list(s.protocols)
+    out.update({"port": s.port, "ingress": s.ingress, "egress": s.egress,
+                "policy": {"kind": s.policy.kind, "bits": s.policy.bits},
+                "backends": [backend_plain(b) for b in s.backends], "health": health})
+    return out
+
+
+def backend_plain(b: Backend) -> Dict[str, Any]:
+    out: Dict[str, Any] = {"name": b.name}
+    if b.ip is not None:
+        out["ip"] = str(b.ip)
+    if b.ip6 is not None:
+        out["ip6"] = str(b.ip6)
+    out.update({"mac": b.mac, "weight": b.weight})
+    return out
 
 
 def bgp_plain(b: Bgp) -> Dict[str, Any]:
