@@ -42,7 +42,7 @@ def test_needs_count_pipes_and_entries_per_port():
     assert p0.action_entries == 2 * 48 + 3
     routes_from = {r.src_port for r in cfg.routes}
     for port in routes_from:
-        assert need[port].root_entries == sum(r.src_port == port for r in cfg.routes)
+        assert need[port].root_entries == sum(len(r.families) for r in cfg.routes if r.src_port == port)
         assert need[port].pipes == 1
 
 
@@ -58,7 +58,7 @@ def test_switch_mode_counts_on_the_eswitch_manager():
     assert list(need) == ["p0"]
     n = need["p0"]
     # every port's root entries are in the manager's one root
-    assert n.root_entries == 2 + len(cfg.routes)
+    assert n.root_entries == 2 + sum(len(r.families) for r in cfg.routes)   # no dst: both families
     assert n.root_limit == capacity.ROOT_ENTRIES * capacity.GLUE_MAX_PORTS
 
 

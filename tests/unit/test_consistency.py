@@ -1,5 +1,6 @@
 """The consistency check: both planes compared bucket by bucket and route by route."""
 
+import dataclasses
 import os
 
 import netaddr
@@ -49,7 +50,11 @@ def test_consistent_when_installed_equals_plan():
     rep = consistency.check(cfg, p, flows, p.pipes, p.entries, {"fallback": 0, "miss_other": 2})
     assert rep["verdict"] == "consistent" and rep["consistent"]
     assert len(rep["buckets"]) == 2 and all(b["ok"] for b in rep["buckets"])
-    assert len(rep["routes"]) == 2 and all(r["ok"] for r in rep["routes"])
+    # the route without dst is judged once per family
+    assert [(r["route"], r.get("family")) for r in rep["routes"]] == [
+        ("pf1hpf->p1 0.0.0.0/0", "ipv4"), ("pf1hpf->p1 0.0.0.0/0", "ipv6"),
+        ("p1->pf1hpf 198.18.0.5/32", None)]
+    assert all(r["ok"] for r in rep["routes"])
 
 
 def test_drift_in_both_planes_is_reported_with_expected_and_found():
@@ -191,9 +196,14 @@ def test_each_bucket_probe_carries_its_bucket_up_to_16_bits():
             data["services"][0]["policy"] = {"kind": kind, "bits": bits}
             svc = config.from_data(data, base_dir=os.path.dirname(PAPER)).service("dns")
             for b in (0, 1, (1 << bits) - 1):
-                pkt = consistency._probes(svc)(b)
+                pkt = consistency._probes(svc, (4, "udp"))(b)
                 got = pkt.l4_src if kind == "src-port-bits" else int(netaddr.IPAddress(pkt.ipv4_src))
                 assert got & ((1 << bits) - 1) == b, (kind, bits, b)
+            svc6 = dataclasses.replace(svc, vip6=netaddr.IPAddress("2001:db8::53"))
+            for b in (0, 1, (1 << bits) - 1):
+                pkt = consistency._probes(svc6, (6, "tcp"))(b)
+                got = pkt.l4_src if kind == "src-port-bits" else int(netaddr.IPAddress(pkt.ipv6_src))
+                assert got & ((1 << bits) - 1) == b and pkt.ip_proto == 6 and not pkt.ipv4_src
 
 
 def test_verdict_only_skips_judging_buckets_when_drift_decides_and_pauses_otherwise():

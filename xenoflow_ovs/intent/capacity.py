@@ -83,12 +83,13 @@ def needs(cfg: "Config") -> Dict[str, PortNeed]:
     root: Dict[str, int] = {o: 0 for o in owner.values()}
     for svc in cfg.services:
         o = owner.get(svc.ingress, svc.ingress)
-        pipes.setdefault(o, []).append((svc.name, svc.policy.buckets))
-        root[o] = root.get(o, 0) + 1
+        # a basic pipe per address family, a dispatch entry per listener (family x transport)
+        pipes.setdefault(o, []).extend((svc.name, svc.policy.buckets) for _ in svc.families)
+        root[o] = root.get(o, 0) + len(svc.listeners)
     if cfg.eswitch.mirror_routes:
         for route in cfg.routes:
             o = owner.get(route.src_port, route.src_port)
-            root[o] = root.get(o, 0) + 1
+            root[o] = root.get(o, 0) + len(route.families)
     limit = ROOT_ENTRIES * GLUE_MAX_PORTS if switch else ROOT_ENTRIES
     return {o: PortNeed(port=o, pipe_entries=tuple(pipes.get(o, ())), root_entries=root[o],
                         root_limit=limit) for o in root}

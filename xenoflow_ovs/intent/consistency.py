@@ -19,8 +19,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import netaddr
 
 from . import fate
-from .config import Config, Service
-from .plan import Entry, Flow, Pipe, Plan, int_to_ip
+from .config import PROTOCOLS, Config, Service
+from .plan import Entry, Flow, Listener, Pipe, Plan, int_to_ip, int_to_ip6
 from .render import describe_entry, to_ofctl
 
 LIST_ALL = 4096     # bucket rows: all of them up to this many in the plan; mismatched ones beyond
@@ -76,22 +76,37 @@ def _drift_eswitch(planned_pipes: Sequence[Pipe], planned: Sequence[Entry], pipe
     return out
 
 
-def _probe_base(svc: Service) -> Tuple[int, int]:
-    """Source address and port of bucket 0's probe: off the VIP's /16, a high port;
-    the bucket's bits are or-ed in below (none of the base under the policy's mask)."""
+def _probe_base(svc: Service, family: int) -> Tuple[int, int]:
+    """Source address and port of bucket 0's probe: off the VIP's /16 (/112 for IPv6), a
+    high port; the bucket's bits are or-ed in below (none of the base under the policy's mask)."""
     keep = ~((1 << svc.policy.bits) - 1)
-    return (int(svc.vip) & 0xFFFF0000 | 0x8000) & keep, 0x8000 & keep
+    vip = int(svc.vip_of(family))
+    net = vip & ~0xFFFF
+    return (net | 0x8000) & keep, 0x8000 & keep
 
 
-def _probes(svc: Service) -> Callable[[int], fate.Packet]:
-    """bucket -> the probe packet of that bucket (the service's constants read once)."""
-    src, sport = _probe_base(svc)
-    common: Dict[str, Any] = dict(in_port=svc.ingress, eth_dst=svc.vip_mac, ip_proto=svc.ip_proto,
-                                  ipv4_dst=str(svc.vip), l4_dst=svc.port)
+def _probes(svc: Service, listener: Listener) -> Callable[[int], fate.Packet]:
+    """bucket -> the probe packet of that bucket on one listener (the service's constants
+    read once)."""
+    family, proto = listener
+    src, sport = _probe_base(svc, family)
+    common: Dict[str, Any] = dict(in_port=svc.ingress, eth_dst=svc.vip_mac, ip_proto=PROTOCOLS[proto],
+                                  l4_dst=svc.port)
+    if family == 6:
+        common.update(eth_type=fate.ETH_IPV6, ipv4_src="", ipv4_dst="", ipv6_dst=str(svc.vip6))
+        if svc.policy.kind == "src-port-bits":
+            src_ip6 = int_to_ip6(src)
+            return lambda b: fate.Packet(ipv6_src=src_ip6, l4_src=sport | b, **common)
+        return lambda b: fate.Packet(ipv6_src=int_to_ip6(src | b), l4_src=sport, **common)
+    common["ipv4_dst"] = str(svc.vip)
     if svc.policy.kind == "src-port-bits":
         src_ip = int_to_ip(src)
         return lambda b: fate.Packet(ipv4_src=src_ip, l4_src=sport | b, **common)
     return lambda b: fate.Packet(ipv4_src=int_to_ip(src | b), l4_src=sport, **common)
+
+
+def listener_label(listener: Listener) -> str:
+    return "ipv%d/%s" % listener
 
 
 def _check_buckets(cfg: Config, tables: Sequence[Tuple[str, Sequence[str]]], ovs: fate.OvsIndex,
@@ -105,20 +120,24 @@ def _check_buckets(cfg: Config, tables: Sequence[Tuple[str, Sequence[str]]], ovs
     left_out = 0
     for name, tbl in tables:
         svc = cfg.service(name)
-        probe = _probes(svc)
+        probes = [(lis, _probes(svc, lis)) for lis in svc.listeners]
         wants = {be.name: (svc.egress, be.mac) for be in svc.backends}
         mismatched = 0
         for b, backend in enumerate(tbl):
             if pause is not None and not b & PAUSE_MASK:
                 pause()
             want = wants.get(backend) or (svc.egress, svc.backend(backend).mac)  # KeyError names it
-            pkt = probe(b)
-            of = ovs.fate(pkt)
-            ok = of.verdict == "output" and (of.port, of.eth_dst) == want
-            ef = None
-            if es is not None:
-                ef = es.fate(pkt)
-                ok = ok and ef.verdict == "output" and (ef.port, ef.eth_dst) == want
+            # every listener of the bucket must agree; the row shows the first that does not
+            for lis, probe in probes:
+                pkt = probe(b)
+                of = ovs.fate(pkt)
+                ok = of.verdict == "output" and (of.port, of.eth_dst) == want
+                ef = None
+                if es is not None:
+                    ef = es.fate(pkt)
+                    ok = ok and ef.verdict == "output" and (ef.port, ef.eth_dst) == want
+                if not ok:
+                    break
             if not ok:
                 mismatched += 1
             if not (list_all or not ok and len(rows) < LIST_ALL):
@@ -126,6 +145,8 @@ def _check_buckets(cfg: Config, tables: Sequence[Tuple[str, Sequence[str]]], ovs
                 continue
             row: Dict[str, Any] = {"service": name, "bucket": b, "backend": backend,
                                    "expected": "%s (dst %s)" % want, "ovs": of.where()}
+            if len(probes) > 1:
+                row["listener"] = listener_label(lis) if not ok else "all"
             if ef is not None:
                 row["eswitch"] = ef.where()
             row["ok"] = ok
@@ -167,23 +188,8 @@ def check(cfg: Config, desired: Plan, ovs_flows: Optional[Dict[str, Sequence[Flo
 
     routes_out = []
     for r in cfg.routes:
-        # A probe address inside the route's prefix (any address for a default route).
-        dst = r.dst.ip if r.dst.prefixlen >= 31 else netaddr.IPAddress(int(r.dst.network) | 1)
-        if r.dst.prefixlen == 0:
-            dst = netaddr.IPAddress("198.18.1.1")
-        pkt = fate.Packet(in_port=r.src_port, ipv4_src="198.18.1.2", ipv4_dst=str(dst), l4_dst=9)
-        of = ovs.fate(pkt)
-        row: Dict[str, Any] = {"route": r.label, "expected": r.dst_port, "ovs": of.port or of.verdict}
-        ok = of.verdict == "output" and of.port == r.dst_port
-        if es is not None:
-            ef = es.fate(pkt)
-            row["eswitch"] = ef.port or ef.verdict
-            if cfg.eswitch.mirror_routes:
-                ok = ok and ef.verdict == "output" and ef.port == r.dst_port
-            else:
-                row["note"] = "not mirrored: its traffic runs through OVS (fallback by design)"
-        row["ok"] = ok
-        routes_out.append(row)
+        for family in r.families:
+            routes_out.append(_check_route(cfg, r, family, ovs, es))
 
     if drift:
         verdict = "drift"
@@ -200,6 +206,38 @@ def check(cfg: Config, desired: Plan, ovs_flows: Optional[Dict[str, Sequence[Flo
             "fallback_packets": fallback, "miss_other_packets": counters.get("miss_other")}
 
 
+def _route_probe(r: Any, family: int) -> fate.Packet:
+    """A probe address inside the route's prefix (any address for a default route)."""
+    if r.dst.version != family or r.dst.prefixlen == 0:
+        dst = netaddr.IPAddress("198.18.1.1" if family == 4 else "2001:db8:1::1")
+    elif r.dst.prefixlen >= (31 if family == 4 else 127):
+        dst = r.dst.ip
+    else:
+        dst = netaddr.IPAddress(int(r.dst.network) | 1, family)
+    if family == 6:
+        return fate.ipv6_packet(r.src_port, "2001:db8:1::2", str(dst), l4_dst=9)
+    return fate.Packet(in_port=r.src_port, ipv4_src="198.18.1.2", ipv4_dst=str(dst), l4_dst=9)
+
+
+def _check_route(cfg: Config, r: Any, family: int, ovs: fate.OvsIndex,
+                 es: Optional[fate.EswitchIndex]) -> Dict[str, Any]:
+    pkt = _route_probe(r, family)
+    of = ovs.fate(pkt)
+    row: Dict[str, Any] = {"route": r.label, "expected": r.dst_port, "ovs": of.port or of.verdict}
+    if len(r.families) > 1:
+        row["family"] = "ipv%d" % family
+    ok = of.verdict == "output" and of.port == r.dst_port
+    if es is not None:
+        ef = es.fate(pkt)
+        row["eswitch"] = ef.port or ef.verdict
+        if cfg.eswitch.mirror_routes:
+            ok = ok and ef.verdict == "output" and ef.port == r.dst_port
+        else:
+            row["note"] = "not mirrored: its traffic runs through OVS (fallback by design)"
+    row["ok"] = ok
+    return row
+
+
 def format_report(rep: Dict[str, Any]) -> str:
     """The report as text, the same rows as the JSON: every bucket of a small plan,
     only the mismatched ones of a large one (then a line says so)."""
@@ -212,12 +250,14 @@ def format_report(rep: Dict[str, Any]) -> str:
             LIST_ALL, ", %d more not shown" % rep["buckets_left_out"]
             if rep.get("buckets_left_out") else ""))
     for b in rep["buckets"]:
-        lines.append("  bucket %s/%d -> %s: ovs %s%s  %s" % (
-            b["service"], b["bucket"], b["backend"], b["ovs"],
+        lines.append("  bucket %s/%d%s -> %s: ovs %s%s  %s" % (
+            b["service"], b["bucket"], " " + b["listener"] if "listener" in b else "", b["backend"],
+            b["ovs"],
             ", eswitch %s" % b["eswitch"] if "eswitch" in b else "", "ok" if b["ok"] else "MISMATCH"))
     for r in rep["routes"]:
-        lines.append("  route %s: ovs %s%s  %s%s" % (
-            r["route"], r["ovs"], ", eswitch %s" % r["eswitch"] if "eswitch" in r else "",
+        lines.append("  route %s%s: ovs %s%s  %s%s" % (
+            r["route"], " " + r["family"] if "family" in r else "", r["ovs"],
+            ", eswitch %s" % r["eswitch"] if "eswitch" in r else "",
             "ok" if r["ok"] else "MISMATCH", " (%s)" % r["note"] if "note" in r else ""))
     for d in rep["drift"]:
         lines.append("  drift %s %s %s: expected %s, found %s" % (

@@ -15,13 +15,14 @@ the check asks once per bucket, and 2^16 buckets times 2^16 flows is out of reac
 
 from __future__ import annotations
 
+import ipaddress
 import operator
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Dict, Hashable, List, Optional, Sequence, Tuple
 
 import netaddr
 
-from .plan import ETH_ARP, ETH_IP, Entry, Flow
+from .plan import ETH_ARP, ETH_IP, ETH_IPV6, Entry, Flow
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,16 @@ class Packet:
     arp_op: int = 0
     arp_tpa: str = ""
     vlan: Optional[int] = None          # an 802.1Q VLAN id, None when untagged
+    ipv6_src: str = ""                  # with eth_type ETH_IPV6 (the ipv4 fields then unused)
+    ipv6_dst: str = ""
+    icmpv6_type: int = 0
+    ipv6_nd_target: str = ""
+
+
+def ipv6_packet(in_port: str, src: str, dst: str, **kw: Any) -> Packet:
+    """An IPv6 packet: the IPv4 fields empty, so no IPv4 rule can match it."""
+    return Packet(in_port=in_port, eth_type=ETH_IPV6, ipv4_src="", ipv4_dst="", ipv6_src=src,
+                  ipv6_dst=dst, **kw)
 
 
 @dataclass(frozen=True)
@@ -66,6 +77,16 @@ def _ip_to_int(v: Any) -> int:
     return int(netaddr.IPAddress(v))
 
 
+def _ip6_to_int(v: Any) -> int:
+    if isinstance(v, int):
+        return v
+    return int(ipaddress.IPv6Address(v))
+
+
+IP6_FIELDS = ("ipv6_src", "ipv6_dst", "ipv6_nd_target")
+L3_TYPES = (ETH_IP, ETH_IPV6)
+
+
 def _masked(want: Any, have: int, conv: Any = int) -> bool:
     if isinstance(want, tuple):
         value, mask = conv(want[0]), conv(want[1])
@@ -87,13 +108,17 @@ def flow_matches(f: Flow, pkt: Packet) -> bool:
             have = getattr(pkt, name)
             if not have or not _masked(want, _ip_to_int(have), _ip_to_int):
                 return False
+        elif name in IP6_FIELDS:
+            have = getattr(pkt, name)
+            if not have or not _masked(want, _ip6_to_int(have), _ip6_to_int):
+                return False
         elif name == "vlan_vid":
             if want == 0 and pkt.vlan is not None or want != 0 and pkt.vlan != want & 0xFFF:
                 return False
         elif name == "eth_dst":
             if str(want).lower() != pkt.eth_dst.lower():
                 return False
-        elif name in ("in_port", "eth_type", "ip_proto", "arp_op"):
+        elif name in ("in_port", "eth_type", "ip_proto", "arp_op", "icmpv6_type"):
             if _field(pkt, name) != want:
                 return False
         elif name.endswith(("_src", "_dst")):
@@ -105,31 +130,41 @@ def flow_matches(f: Flow, pkt: Packet) -> bool:
     return True
 
 
-def _scan_flows(flows: Dict[str, Sequence[Flow]]) -> Callable[[str, Packet], Optional[Flow]]:
-    def pick(bridge: str, pkt: Packet) -> Optional[Flow]:
-        candidates = sorted((f for f in flows.get(bridge, ()) if flow_matches(f, pkt)),
+Pick = Callable[[str, Packet, int], Optional[Flow]]
+
+
+def _scan_flows(flows: Dict[str, Sequence[Flow]]) -> Pick:
+    def pick(bridge: str, pkt: Packet, table: int = 0) -> Optional[Flow]:
+        candidates = sorted((f for f in flows.get(bridge, ()) if f.table == table and flow_matches(f, pkt)),
                             key=lambda f: -f.priority)
         return candidates[0] if candidates else None
     return pick
 
 
-def _follow(pick: Callable[[str, Packet], Optional[Flow]], bridge_of: Any, pkt: Packet,
-            max_hops: int) -> Fate:
+_SETTABLE = frozenset(Packet.__dataclass_fields__)   # set_field on what the model carries
+
+
+def _follow(pick: Pick, bridge_of: Any, pkt: Packet, max_hops: int) -> Fate:
     path: List[str] = []
     bridge = bridge_of(pkt.in_port)
     for _ in range(max_hops):
         path.append(bridge)
-        f = pick(bridge, pkt)
-        if f is None:
-            return Fate(None, pkt.eth_dst, "drop", tuple(path))  # OpenFlow 1.3 table miss
+        table: Optional[int] = 0
         out: Optional[str] = None
-        for action in f.actions:
-            if action[0] == "set_field" and action[1] == "eth_dst":
-                pkt = replace(pkt, eth_dst=action[2])
-            elif action[0] == "output":
-                out = pkt.in_port if action[1] == "IN_PORT" else action[1]
-            elif action[0] == "normal":
-                return Fate(None, pkt.eth_dst, "normal", tuple(path))
+        while table is not None:
+            f = pick(bridge, pkt, table)
+            if f is None:
+                return Fate(None, pkt.eth_dst, "drop", tuple(path))  # OpenFlow 1.3 table miss
+            table = None
+            for action in f.actions:
+                if action[0] == "set_field" and action[1] in _SETTABLE:
+                    pkt = replace(pkt, **{action[1]: action[2]})
+                elif action[0] == "output":
+                    out = pkt.in_port if action[1] == "IN_PORT" else action[1]
+                elif action[0] == "normal":
+                    return Fate(None, pkt.eth_dst, "normal", tuple(path))
+                elif action[0] == "goto_table":
+                    table = action[1]
         if out is None:
             return Fate(None, pkt.eth_dst, "drop", tuple(path))
         if out.startswith("patch-"):
@@ -147,7 +182,8 @@ def ovs_fate(flows: Dict[str, Sequence[Flow]], bridge_of: Any, pkt: Packet, max_
 
 
 _ES_FIELDS = {"eth_type": "eth_type", "ip_proto": "ip_proto", "ipv4_src": "ipv4_src",
-              "ipv4_dst": "ipv4_dst", "l4_src": "l4_src", "l4_dst": "l4_dst"}
+              "ipv4_dst": "ipv4_dst", "ipv6_src": "ipv6_src", "ipv6_dst": "ipv6_dst",
+              "l4_src": "l4_src", "l4_dst": "l4_dst"}
 
 
 def _entry_matches(e: Entry, pkt: Packet) -> bool:
@@ -156,8 +192,14 @@ def _entry_matches(e: Entry, pkt: Packet) -> bool:
         if name == "eth_type" and pkt.vlan is not None:
             have = 0x8100   # the eSwitch matches the outer ethertype
         if name.startswith("ipv4"):
+            if not have:
+                return False
             have = _ip_to_int(have)
-        if name.startswith("l4") and pkt.eth_type != ETH_IP:
+        elif name.startswith("ipv6"):
+            if not have:
+                return False
+            have = _ip6_to_int(have)
+        if name.startswith("l4") and pkt.eth_type not in L3_TYPES:
             return False
         if have & mask != value & mask:
             return False
@@ -336,13 +378,18 @@ def _flow_part(name: str, want: Any) -> Part:
             mask = _ip_to_int(want[1])
             return "ip " + name, mask, _ip_to_int(want[0]) & mask
         return "ip " + name, None, _ip_to_int(want)
+    if name in IP6_FIELDS:
+        if isinstance(want, tuple):
+            mask = _ip6_to_int(want[1])
+            return "ip6 " + name, mask, _ip6_to_int(want[0]) & mask
+        return "ip6 " + name, None, _ip6_to_int(want)
     if name == "vlan_vid":
         if type(want) is not int:
             raise TypeError("vlan_vid %r" % (want,))
         return "vlan", None, None if want == 0 else want & 0xFFF
     if name == "eth_dst":
         return "eth_dst", None, str(want).lower()
-    if name in ("in_port", "eth_type", "ip_proto", "arp_op"):
+    if name in ("in_port", "eth_type", "ip_proto", "arp_op", "icmpv6_type"):
         hash(want)
         return "eq " + name, None, want
     if name.startswith(("udp_", "tcp_")) and name.endswith(("_src", "_dst")):
@@ -358,10 +405,12 @@ def _flow_part(name: str, want: Any) -> Part:
 def _flow_reader(elem: Elem) -> Callable[[Packet], Any]:
     """How a packet's value of `elem` is read, as flow_matches reads it."""
     kind, _, arg = elem.partition(" ")
-    if kind == "ip":
+    if kind in ("ip", "ip6"):
+        conv = _ip_to_int if kind == "ip" else _ip6_to_int
+
         def ip(pkt: Packet) -> Any:
             have = getattr(pkt, arg)
-            return _ip_to_int(have) if have else _NO
+            return conv(have) if have else _NO
         return ip
     if kind == "eq":
         return operator.attrgetter(arg)
@@ -380,11 +429,11 @@ class OvsIndex:
     def __init__(self, flows: Dict[str, Sequence[Flow]], bridge_of: Any) -> None:
         self._bridge_of = bridge_of
         self._bridges: Dict[str, str] = {}     # config lookups are linear: ask once per port
-        self._spaces: Dict[str, _Space] = {}
+        self._spaces: Dict[Tuple[str, int], _Space] = {}
         self._readers: Dict[Elem, Callable[[Packet], Any]] = {}
         for bridge, fs in flows.items():
-            space = _Space()
             for i, f in enumerate(fs):
+                space = self._spaces.setdefault((bridge, f.table), _Space())
                 rank = _rank(f.priority, i)
                 try:
                     parts = [_flow_part(name, want) for name, want in f.match]
@@ -395,7 +444,8 @@ class OvsIndex:
                 for elem, _, _ in parts:
                     if elem not in self._readers:
                         self._readers[elem] = _flow_reader(elem)
-            self._spaces[bridge] = space.freeze()
+        for space in self._spaces.values():
+            space.freeze()
 
     def bridge_of(self, port: str) -> str:
         got = self._bridges.get(port)
@@ -403,8 +453,8 @@ class OvsIndex:
             got = self._bridges[port] = self._bridge_of(port)
         return got
 
-    def pick(self, bridge: str, pkt: Packet) -> Optional[Flow]:
-        space = self._spaces.get(bridge)
+    def pick(self, bridge: str, pkt: Packet, table: int = 0) -> Optional[Flow]:
+        space = self._spaces.get((bridge, table))
         if space is None:
             return None
         return space.best(_Fields(pkt, self._readers), lambda f: flow_matches(f, pkt))
@@ -416,14 +466,16 @@ class OvsIndex:
 def _entry_reader(name: Elem) -> Callable[[Packet], Any]:
     """How a packet's value of field `name` is read, as _entry_matches reads it."""
     def read(pkt: Packet) -> Any:
-        if name.startswith("l4") and pkt.eth_type != ETH_IP:
+        if name.startswith("l4") and pkt.eth_type not in L3_TYPES:
             return _NO
         have = getattr(pkt, _ES_FIELDS[name])
         if name == "eth_type" and pkt.vlan is not None:
             return 0x8100   # the eSwitch matches the outer ethertype
         if name.startswith("ipv4"):
-            # a packet without the address (ARP) cannot match; the scan raises instead
+            # a packet without the address (ARP, IPv6) cannot match
             return _ip_to_int(have) if have != "" else _NO
+        if name.startswith("ipv6"):
+            return _ip6_to_int(have) if have != "" else _NO
         return have
     return read
 

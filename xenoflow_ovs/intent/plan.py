@@ -5,11 +5,14 @@ traffic class goes to the same place in each; `diff(old, new)` returns the
 ordered change set that moves from one plan to the next make-before-break.
 
 Priorities (higher wins, in both planes):
-  ARP_VIP    300       the VIP's ARP, answered inside OVS, on the ingress port only
+  ARP_VIP    300       the VIP's ARP and the VIP6's Neighbor Solicitation (nd.py; its second
+                       step in table nd.ND_TABLE), answered inside OVS, on the ingress port only
   PATCH_IN   250       frames arriving from a patch port, delivered to the egress port
   SERVICE    200 + m   balancing buckets; m = fixed bits of the bucket match, so
                        during an update a finer new rule wins over a coarser old one
   ROUTE      100 + len representor routes, longest prefix first
+  ROUTE6      50 + len IPv6 representor routes (/0../128 stay below SERVICE; the families'
+                       rules never overlap, so the bands may)
   GUARD       40       VIP / VIP-MAC frames no rule claims: dropped, miss_other
   PATCH_DROP  30       anything else from a patch port
   MGMT        20       ARP and management-port switching when table_miss is drop
@@ -18,18 +21,22 @@ Priorities (higher wins, in both planes):
 
 from __future__ import annotations
 
+import ipaddress
 import zlib
 from array import array
 from dataclasses import dataclass
 from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
-from . import buckets
-from .config import Config, Route, Service
+from . import buckets, nd
+from .config import PROTOCOLS, Config, Route, Service
 
-ARP_VIP, PATCH_IN, SERVICE, ROUTE, GUARD, PATCH_DROP, MGMT, TABLE_MISS = 300, 250, 200, 100, 40, 30, 20, 0
+ARP_VIP, PATCH_IN, SERVICE, ROUTE, ROUTE6, GUARD, PATCH_DROP, MGMT, TABLE_MISS = \
+    300, 250, 200, 100, 50, 40, 30, 20, 0
 
-ETH_IP, ETH_ARP = 0x0800, 0x0806
-FULL32, FULL16, FULL8 = 0xFFFFFFFF, 0xFFFF, 0xFF
+ETH_IP, ETH_ARP, ETH_IPV6 = 0x0800, 0x0806, 0x86DD
+ETH_OF_FAMILY = {4: ETH_IP, 6: ETH_IPV6}
+IPPROTO_ICMPV6, ND_SOLICIT, ND_ADVERT = 58, 135, 136
+FULL128, FULL32, FULL16, FULL8 = (1 << 128) - 1, 0xFFFFFFFF, 0xFFFF, 0xFF
 
 # Cookies: the top 16 bits say "ours" (ASCII "XF"), the next 8 the rule kind,
 # the low 32 a hash of the owner (service, route, bridge). Ownership is a
@@ -37,13 +44,14 @@ FULL32, FULL16, FULL8 = 0xFFFFFFFF, 0xFFFF, 0xFF
 COOKIE_BASE = 0x5846 << 48
 COOKIE_MASK = 0xFFFF << 48
 KINDS = ("service", "route", "arp", "patch_in", "guard", "patch_drop", "mgmt", "table_miss")
-# Kinds whose IPv4 packets, seen by OVS while an eSwitch is configured, are fallback.
+# Kinds whose IP packets (IPv4 and IPv6), seen by OVS while an eSwitch is configured, are fallback.
 FALLBACK_KINDS = ("service", "route")
 MISS_OTHER_KINDS = ("arp", "guard", "patch_drop", "mgmt", "table_miss")
 
 # Canonical match field order (OXM prerequisites come first).
 FIELD_ORDER = ("in_port", "vlan_vid", "eth_dst", "eth_type", "arp_op", "arp_tpa", "ip_proto",
-               "ipv4_src", "ipv4_dst", "udp_src", "udp_dst", "tcp_src", "tcp_dst")
+               "ipv4_src", "ipv4_dst", "ipv6_src", "ipv6_dst", "icmpv6_type", "ipv6_nd_target",
+               "udp_src", "udp_dst", "tcp_src", "tcp_dst")
 
 Match = Tuple[Tuple[str, Any], ...]   # (field, value) or (field, (value, mask))
 
@@ -97,7 +105,9 @@ class Flow:
 
 @dataclass(frozen=True)
 class Pipe:
-    """A service's basic pipe: one mask for all entries, action set-dst-MAC, fwd egress."""
+    """A service's basic pipe, one per address family: one mask for all entries, action
+    set-dst-MAC, fwd egress. An IPv6 pipe whose mask names no IPv6 field (the source-port
+    policy) carries ("l3", 6) in its mask: the glue's union selector for the family."""
     port: str
     name: str
     mask: Tuple[Tuple[str, int], ...]
@@ -134,9 +144,13 @@ class Entry:
         return cookie("service" if self.kind in ("dispatch", "bucket") else "route", self.owner)
 
 
+Listener = Tuple[int, str]    # (address family 4|6, transport udp|tcp)
+
+
 class ServicePlan:
-    """One service's part of a plan: its bucket table, the merged terms OVS holds for it,
-    and its eSwitch pipe and dispatch entry.
+    """One service's part of a plan: its bucket table, the merged terms OVS holds for it
+    (once per listener: family x transport), and its eSwitch pipes (one per family) and
+    dispatch entries (one per listener). Every listener shares the one bucket table.
 
     The per-term flows and per-bucket entries are generated on demand, never stored: at
     2^16 buckets a service is ~100 000 rule objects (~100 MB of Python objects), and a
@@ -145,8 +159,7 @@ class ServicePlan:
     (`plan(..., reuse=)`), and `diff` skips a part both plans share."""
 
     __slots__ = ("svc", "exclude", "table", "macs", "shape", "ingress_br", "first_hop",
-                 "_values", "_masks", "_names", "pipe", "dispatch",
-                 "_match_any", "_src_is_port", "_src", "_head", "_tail")
+                 "_values", "_masks", "_names", "pipes", "dispatches", "_parts", "_src_is_port")
 
     def __init__(self, cfg: Config, svc: Service, exclude: Tuple[str, ...]):
         self.svc = svc
@@ -155,84 +168,92 @@ class ServicePlan:
         self.macs = {b.name: b.mac for b in svc.backends}
         self.ingress_br = cfg.bridge_of(svc.ingress)
         self.first_hop = _towards(cfg, svc.ingress, svc.egress)[0]
-        self._match_parts()
+        self._src_is_port = svc.policy.kind == "src-port-bits"
+        self._parts = {lis: self._match_parts(lis) for lis in svc.listeners}
         terms = buckets.merge(self.table)
         self._values = array("l", (t[0] for t in terms))
         self._masks = array("l", (t[1] for t in terms))
         self._names = tuple(t[2] for t in terms)
-        self.pipe: Optional[Pipe] = None
-        self.dispatch: Optional[Entry] = None
+        self.pipes: Dict[int, Pipe] = {}
+        self.dispatches: Tuple[Entry, ...] = ()
         if cfg.has_eswitch:
-            self.pipe, self.dispatch = _service_pipe(svc, len(self.table))
+            self.pipes, self.dispatches = _service_pipes(svc, len(self.table))
         # What fixes every rule's key: two parts of one shape hold the same flow keys per
         # term and the same entry keys per bucket, so they differ only in backends.
-        self.shape = (svc.name, svc.vip, svc.protocol, svc.port, svc.ingress, svc.egress,
+        self.shape = (svc.name, svc.vip, svc.vip6, svc.protocols, svc.port, svc.ingress, svc.egress,
                       svc.policy, self.ingress_br, self.first_hop, cfg.has_eswitch)
 
     def reusable_for(self, cfg: Config, svc: Service, exclude: Tuple[str, ...]) -> bool:
         return (self.svc == svc and self.exclude == exclude and self.ingress_br == cfg.bridge_of(svc.ingress)
                 and self.first_hop == _towards(cfg, svc.ingress, svc.egress)[0]
-                and (self.pipe is not None) == cfg.has_eswitch)
+                and bool(self.pipes) == cfg.has_eswitch)
 
     @property
     def identity(self) -> Tuple[Any, ...]:
         return (self.svc, self.exclude, self.shape)
 
+    @property
+    def listeners(self) -> Tuple[Listener, ...]:
+        return self.svc.listeners
+
     def terms(self) -> Iterator[Tuple[int, int, str]]:
         return zip(self._values, self._masks, self._names)
 
-    def term_flow(self, value: int, mask: int, backend: str) -> Flow:
+    def term_flow(self, listener: Listener, value: int, mask: int, backend: str) -> Flow:
+        match_any, head, src, tail = self._parts[listener]
         if not mask:
-            match = self._match_any
+            match = match_any
         elif self._src_is_port:
-            match = self._head + ((self._src, (value, mask)),) + self._tail
+            match = head + ((src, (value, mask)),) + tail
+        elif listener[0] == 6:
+            match = head + ((src, (int_to_ip6(value), int_to_ip6(mask))),) + tail
         else:
-            match = self._head + ((self._src, (int_to_ip(value), int_to_ip(mask))),) + self._tail
+            match = head + ((src, (int_to_ip(value), int_to_ip(mask))),) + tail
         return Flow(self.ingress_br, SERVICE + bin(mask).count("1"), match,
                     (("set_field", "eth_dst", self.macs[backend]), ("output", self.first_hop)),
                     "service", self.svc.name, backend=backend)
 
-    def _match_parts(self) -> None:
-        """The match every term shares, split around the bucket field: a term only adds
-        its (value, mask) there (one tuple to build per flow, not a canonical sort)."""
+    def _match_parts(self, listener: Listener) -> Tuple[Match, Match, str, Match]:
+        """The match every term of a listener shares, split around the bucket field: a term
+        only adds its (value, mask) there (one tuple to build per flow, not a canonical sort)."""
         svc = self.svc
-        fields: Dict[str, Any] = dict(in_port=svc.ingress, vlan_vid=UNTAGGED, eth_type=ETH_IP,
-                                      ip_proto=svc.ip_proto, ipv4_dst=str(svc.vip))
-        fields[svc.protocol + "_dst"] = svc.port
-        self._match_any = _match(**fields)
-        self._src_is_port = svc.policy.kind == "src-port-bits"
-        self._src = svc.protocol + "_src" if self._src_is_port else "ipv4_src"
-        fields[self._src] = (0, 0)
+        family, proto = listener
+        fields: Dict[str, Any] = dict(in_port=svc.ingress, vlan_vid=UNTAGGED, eth_type=ETH_OF_FAMILY[family],
+                                      ip_proto=PROTOCOLS[proto])
+        fields["ipv4_dst" if family == 4 else "ipv6_dst"] = str(svc.vip_of(family))
+        fields[proto + "_dst"] = svc.port
+        match_any = _match(**fields)
+        src = proto + "_src" if self._src_is_port else "ipv%d_src" % family
+        fields[src] = (0, 0)
         full = _match(**fields)
-        at = [f for f, _ in full].index(self._src)
-        self._head, self._tail = full[:at], full[at + 1:]
+        at = [f for f, _ in full].index(src)
+        return match_any, full[:at], src, full[at + 1:]
 
     def flows(self) -> Iterator[Flow]:
-        """The balancing flows, one per merged term (OVS's copy of the table)."""
-        for v, m, name in self.terms():
-            yield self.term_flow(v, m, name)
+        """The balancing flows, one per merged term and listener (OVS's copy of the table)."""
+        for lis in self.listeners:
+            for v, m, name in self.terms():
+                yield self.term_flow(lis, v, m, name)
 
-    def bucket_entry(self, i: int, backend: str) -> Entry:
-        assert self.pipe is not None
-        field_, mask = self.pipe.mask[0]
-        return Entry(port=self.svc.ingress, pipe=self.pipe.name, match=((field_, i, mask),),
+    def bucket_entry(self, family: int, i: int, backend: str) -> Entry:
+        pipe = self.pipes[family]
+        field_, mask = pipe.mask[0]
+        return Entry(port=self.svc.ingress, pipe=pipe.name, match=((field_, i, mask),),
                      kind="bucket", owner=self.svc.name, fwd=("port", self.svc.egress),
                      dst_mac=self.macs[backend], backend=backend, bucket=i)
 
     def entries(self) -> Iterator[Entry]:
-        """The pipe's bucket entries, then the root entry that dispatches to the pipe."""
-        if self.pipe is None:
-            return
-        for i, name in enumerate(self.table):
-            yield self.bucket_entry(i, name)
-        assert self.dispatch is not None
-        yield self.dispatch
+        """Each pipe's bucket entries, then the root entries that dispatch to them."""
+        for family in self.pipes:
+            for i, name in enumerate(self.table):
+                yield self.bucket_entry(family, i, name)
+        yield from self.dispatches
 
     def flow_count(self) -> int:
-        return len(self._names)
+        return len(self._names) * len(self.listeners)
 
     def entry_count(self) -> int:
-        return len(self.table) + 1 if self.pipe is not None else 0
+        return (len(self.table) * len(self.pipes) + len(self.dispatches)) if self.pipes else 0
 
 
 class Plan:
@@ -269,7 +290,7 @@ class Plan:
 
     @property
     def pipes(self) -> Tuple[Pipe, ...]:
-        return tuple(s.pipe for s in self.services if s.pipe is not None) + self.flat_pipes
+        return tuple(p for s in self.services for p in s.pipes.values()) + self.flat_pipes
 
     @property
     def entries(self) -> Tuple[Entry, ...]:
@@ -348,7 +369,7 @@ def plan(cfg: Config, exclude: Optional[Mapping[str, Iterable[str]]] = None,
     for route in cfg.routes:
         flows.extend(_route_flows(cfg, route))
         if cfg.has_eswitch and cfg.eswitch.mirror_routes:
-            entries.append(_route_entry(route))
+            entries.extend(_route_entries(route))
     return Plan(flows=_dedup(flows), entries=entries, services=parts)
 
 
@@ -373,23 +394,38 @@ def _bridge_base_flows(cfg: Config, bridge: str) -> List[Flow]:
             out.append(Flow(bridge, PATCH_DROP, _match(in_port=cfg.patch_port(bridge, peer)), (),
                             "patch_drop", bridge))
     if cfg.table_miss == "drop":
-        # Without NORMAL as the table miss, ARP and the management port still need a switch.
+        # Without NORMAL as the table miss, ARP (and IPv6's Neighbor Discovery) and the
+        # management port still need a switch.
         out.append(Flow(bridge, MGMT, _match(eth_type=ETH_ARP), (("normal",),), "mgmt", bridge))
+        for nd_type in (ND_SOLICIT, ND_ADVERT) if _uses_ipv6(cfg) else ():
+            out.append(Flow(bridge, MGMT,
+                            _match(eth_type=ETH_IPV6, ip_proto=IPPROTO_ICMPV6, icmpv6_type=nd_type),
+                            (("normal",),), "mgmt", bridge))
         for ip in cfg.bridge(bridge).internal:
             out.append(Flow(bridge, MGMT, _match(in_port=ip.name), (("normal",),), "mgmt", bridge))
             out.append(Flow(bridge, MGMT, _match(eth_type=ETH_IP, ipv4_dst=str(ip.ip.ip)),
                             (("normal",),), "mgmt", bridge))
     # Guards: the VIPs' traffic that no rule claims is dropped on every bridge.
     for svc in cfg.services:
-        vip = str(svc.vip)
-        out.append(Flow(bridge, GUARD, _match(eth_type=ETH_ARP, arp_tpa=vip), (), "guard", svc.name))
-        out.append(Flow(bridge, GUARD, _match(eth_type=ETH_IP, ipv4_dst=vip), (), "guard", svc.name))
+        if svc.vip is not None:
+            vip = str(svc.vip)
+            out.append(Flow(bridge, GUARD, _match(eth_type=ETH_ARP, arp_tpa=vip), (), "guard", svc.name))
+            out.append(Flow(bridge, GUARD, _match(eth_type=ETH_IP, ipv4_dst=vip), (), "guard", svc.name))
+        if svc.vip6 is not None:
+            out.append(Flow(bridge, GUARD, _match(**nd.guard_fields(str(svc.vip6))), (), "guard", svc.name))
+            out.append(Flow(bridge, GUARD, _match(eth_type=ETH_IPV6, ipv6_dst=str(svc.vip6)), (), "guard",
+                            svc.name))
         out.append(Flow(bridge, GUARD, _match(eth_dst=svc.vip_mac), (), "guard", svc.name))
     return out
 
 
+def _uses_ipv6(cfg: Config) -> bool:
+    """IPv6 VIPs or backend addresses: the management side then needs Neighbor Discovery."""
+    return any(s.vip6 is not None or any(b.ip6 is not None for b in s.backends) for s in cfg.services)
+
+
 def _arp_responder(svc: Service) -> Tuple[Action, ...]:
-    vip, mac = str(svc.vip), svc.vip_mac
+    vip, mac = str(svc.vip_of(4)), svc.vip_mac
     return (("move", "eth_src", "eth_dst"), ("set_field", "eth_src", mac),
             ("set_field", "arp_op", 2), ("move", "arp_sha", "arp_tha"),
             ("set_field", "arp_sha", mac), ("move", "arp_spa", "arp_tpa"),
@@ -410,9 +446,17 @@ def _service_flows(cfg: Config, svc: Service) -> List[Flow]:
     and, across a patch, delivery to the egress port. Backends shared by services give
     the same patch rule, deduplicated with the bridge rules."""
     ingress_br = cfg.bridge_of(svc.ingress)
-    out = [Flow(ingress_br, ARP_VIP, _match(in_port=svc.ingress, eth_type=ETH_ARP, arp_op=1,
-                                            arp_tpa=str(svc.vip)),
-                _arp_responder(svc), "arp", svc.name)]
+    out = []
+    if svc.vip is not None:
+        out.append(Flow(ingress_br, ARP_VIP, _match(in_port=svc.ingress, eth_type=ETH_ARP, arp_op=1,
+                                                    arp_tpa=str(svc.vip)),
+                        _arp_responder(svc), "arp", svc.name))
+    if svc.vip6 is not None:
+        # Neighbor Solicitation for the VIP6, answered inside OVS like ARP (same rule kind:
+        # it is the VIP's address resolution, whichever family)
+        for rule in nd.responder_rules(str(svc.vip6), svc.vip_mac):
+            out.append(Flow(ingress_br, ARP_VIP + rule.above, _match(in_port=svc.ingress, **rule.fields),
+                            rule.actions, "arp", svc.name, table=rule.table))
     egress_br = _towards(cfg, svc.ingress, svc.egress)[1]
     if egress_br is not None:
         patch_in = cfg.patch_port(egress_br, ingress_br)
@@ -424,22 +468,35 @@ def _service_flows(cfg: Config, svc: Service) -> List[Flow]:
 
 def _route_flows(cfg: Config, route: Route) -> List[Flow]:
     first_hop, peer_br = _towards(cfg, route.src_port, route.dst_port)
-    dst = None if route.dst.prefixlen == 0 else _prefix(route)
-    prio = ROUTE + route.dst.prefixlen
-    out = [Flow(cfg.bridge_of(route.src_port), prio,
-                _match(in_port=route.src_port, vlan_vid=UNTAGGED, eth_type=ETH_IP, ipv4_dst=dst),
-                (("output", first_hop),), "route", route.label)]
-    if peer_br is not None:
-        patch_in = cfg.patch_port(peer_br, cfg.bridge_of(route.src_port))
-        out.append(Flow(peer_br, prio, _match(in_port=patch_in, eth_type=ETH_IP, ipv4_dst=dst),
-                        (("output", route.dst_port),), "patch_in", route.label))
+    out = []
+    for family in route.families:
+        prio = route_priority(route, family)
+        dst = _prefix(route, family)
+        dst_field = "ipv4_dst" if family == 4 else "ipv6_dst"
+        out.append(Flow(cfg.bridge_of(route.src_port), prio,
+                        _match(in_port=route.src_port, vlan_vid=UNTAGGED, eth_type=ETH_OF_FAMILY[family],
+                               **{dst_field: dst}),
+                        (("output", first_hop),), "route", route.label))
+        if peer_br is not None:
+            patch_in = cfg.patch_port(peer_br, cfg.bridge_of(route.src_port))
+            out.append(Flow(peer_br, prio, _match(in_port=patch_in, eth_type=ETH_OF_FAMILY[family],
+                                                  **{dst_field: dst}),
+                            (("output", route.dst_port),), "patch_in", route.label))
     return out
 
 
-def _prefix(route: Route) -> Any:
-    if route.dst.prefixlen == 32:
+def _prefix(route: Route, family: int) -> Any:
+    """The route's destination in a flow match; None: the whole family (no dst field)."""
+    if route.dst.prefixlen == 0 or route.dst.version != family:
+        return None
+    if route.dst.prefixlen == (32 if family == 4 else 128):
         return str(route.dst.ip)
     return (str(route.dst.network), str(route.dst.netmask))
+
+
+def route_priority(route: Route, family: int) -> int:
+    length = route.dst.prefixlen if route.dst.version == family else 0
+    return (ROUTE if family == 4 else ROUTE6) + length
 
 
 def int_to_ip(n: int) -> str:
@@ -447,32 +504,56 @@ def int_to_ip(n: int) -> str:
     return "%d.%d.%d.%d" % (n >> 24 & 255, n >> 16 & 255, n >> 8 & 255, n & 255)
 
 
-def pipe_name(svc: Service) -> str:
+def int_to_ip6(n: int) -> str:
+    """An IPv6 address (or mask) held as an integer, in its compressed form."""
+    return str(ipaddress.IPv6Address(n))
+
+
+def _src_field(svc: Service, family: int) -> str:
+    return "l4_src" if svc.policy.kind == "src-port-bits" else "ipv%d_src" % family
+
+
+def pipe_name(svc: Service, family: int = 4) -> str:
     # The name carries the pipe's shape: a change of mask or egress makes a new
     # pipe, which the root entry is switched to in place (make-before-break).
-    field_ = "l4_src" if svc.policy.kind == "src-port-bits" else "ipv4_src"
-    return "%s.%s%d.%s" % (svc.name, field_, svc.policy.bits, svc.egress)
+    field_ = _src_field(svc, family)
+    name = "%s.%s%d.%s" % (svc.name, field_, svc.policy.bits, svc.egress)
+    return name + ".ip6" if family == 6 and field_ == "l4_src" else name
 
 
-def _service_pipe(svc: Service, size: int) -> Tuple[Pipe, Entry]:
-    field_ = "l4_src" if svc.policy.kind == "src-port-bits" else "ipv4_src"
-    mask = (1 << svc.policy.bits) - 1
-    pipe = Pipe(port=svc.ingress, name=pipe_name(svc), mask=((field_, mask),),
-                fwd_port=svc.egress, nr_entries=size, owner=svc.name)
-    dispatch = Entry(port=svc.ingress, pipe="root",
-                     match=(("eth_type", ETH_IP, FULL16), ("ip_proto", svc.ip_proto, FULL8),
-                            ("ipv4_dst", int(svc.vip), FULL32), ("l4_dst", svc.port, FULL16)),
-                     kind="dispatch", owner=svc.name, fwd=("pipe", pipe.name), priority=SERVICE)
-    return pipe, dispatch
+def _service_pipes(svc: Service, size: int) -> Tuple[Dict[int, Pipe], Tuple[Entry, ...]]:
+    """A basic pipe per family and a root entry per listener (family x transport)."""
+    pipes: Dict[int, Pipe] = {}
+    for family in svc.families:
+        field_ = _src_field(svc, family)
+        mask: Tuple[Tuple[str, int], ...] = ((field_, (1 << svc.policy.bits) - 1),)
+        if family == 6 and field_ == "l4_src":
+            mask += (("l3", 6),)
+        pipes[family] = Pipe(port=svc.ingress, name=pipe_name(svc, family), mask=mask,
+                             fwd_port=svc.egress, nr_entries=size, owner=svc.name)
+    dispatches = []
+    for family, proto in svc.listeners:
+        vip = svc.vip_of(family)
+        dst = ("ipv4_dst", int(vip), FULL32) if family == 4 else ("ipv6_dst", int(vip), FULL128)
+        dispatches.append(Entry(port=svc.ingress, pipe="root",
+                                match=(("eth_type", ETH_OF_FAMILY[family], FULL16),
+                                       ("ip_proto", PROTOCOLS[proto], FULL8), dst,
+                                       ("l4_dst", svc.port, FULL16)),
+                                kind="dispatch", owner=svc.name, fwd=("pipe", pipes[family].name),
+                                priority=SERVICE))
+    return pipes, tuple(dispatches)
 
 
-def _route_entry(route: Route) -> Entry:
-    match = [("eth_type", ETH_IP, FULL16)]
-    if route.dst.prefixlen:
-        match.append(("ipv4_dst", int(route.dst.network), int(route.dst.netmask)))
-    return Entry(port=route.src_port, pipe="root", match=tuple(match), kind="route",
-                 owner=route.label, fwd=("port", route.dst_port),
-                 priority=ROUTE + route.dst.prefixlen)
+def _route_entries(route: Route) -> List[Entry]:
+    out = []
+    for family in route.families:
+        match = [("eth_type", ETH_OF_FAMILY[family], FULL16)]
+        if route.dst.prefixlen and route.dst.version == family:
+            match.append(("ipv%d_dst" % family, int(route.dst.network), int(route.dst.netmask)))
+        out.append(Entry(port=route.src_port, pipe="root", match=tuple(match), kind="route",
+                         owner=route.label, fwd=("port", route.dst_port),
+                         priority=route_priority(route, family)))
+    return out
 
 
 # ---------------------------------------------------------------- diff
@@ -564,21 +645,22 @@ def _diff_same_shape(a: ServicePlan, b: ServicePlan, adds: List[Change], mods: L
     key, the same bucket the same entry key; only the backend (its MAC) may differ."""
     old_terms = {(v, m): n for v, m, n in a.terms()}
     new_terms = {(v, m): n for v, m, n in b.terms()}
-    for vm, n in new_terms.items():
-        was = old_terms.get(vm)
-        if was is None:
-            adds.append(Change("ovs", "add", b.term_flow(vm[0], vm[1], n)))
-        elif a.macs[was] != b.macs[n]:
-            mods.append(Change("ovs", "modify", b.term_flow(vm[0], vm[1], n),
-                               a.term_flow(vm[0], vm[1], was)))
-    for vm, was in old_terms.items():
-        if vm not in new_terms:
-            dels.append(Change("ovs", "delete", a.term_flow(vm[0], vm[1], was)))
-    if b.pipe is None:
-        return
-    for i, (was, n) in enumerate(zip(a.table, b.table)):
-        if was != n or a.macs[was] != b.macs[n]:
-            updates.append(Change("eswitch", "update", b.bucket_entry(i, n), a.bucket_entry(i, was)))
+    for lis in b.listeners:
+        for vm, n in new_terms.items():
+            was = old_terms.get(vm)
+            if was is None:
+                adds.append(Change("ovs", "add", b.term_flow(lis, vm[0], vm[1], n)))
+            elif a.macs[was] != b.macs[n]:
+                mods.append(Change("ovs", "modify", b.term_flow(lis, vm[0], vm[1], n),
+                                   a.term_flow(lis, vm[0], vm[1], was)))
+        for vm, was in old_terms.items():
+            if vm not in new_terms:
+                dels.append(Change("ovs", "delete", a.term_flow(lis, vm[0], vm[1], was)))
+    for family in b.pipes:
+        for i, (was, n) in enumerate(zip(a.table, b.table)):
+            if was != n or a.macs[was] != b.macs[n]:
+                updates.append(Change("eswitch", "update", b.bucket_entry(family, i, n),
+                                      a.bucket_entry(family, i, was)))
 
 
 def _leaf_first(e: Entry) -> int:
