@@ -217,10 +217,11 @@ def cmd_backend(args: argparse.Namespace) -> int:
             return EXIT_ERROR
         reply = _api_or_error(args, one + "/weight", "PUT", {"weight": args.weight})
     else:  # add
-        if not args.ip or not args.mac:
-            print("backend add needs --ip and --mac", file=sys.stderr)
+        if not (args.ip or args.ip6) or not args.mac:
+            print("backend add needs --ip and/or --ip6, and --mac", file=sys.stderr)
             return EXIT_ERROR
-        body = {"name": args.name, "ip": args.ip, "mac": args.mac}
+        body = {"name": args.name, "mac": args.mac}
+        body.update((k, getattr(args, k)) for k in ("ip", "ip6") if getattr(args, k))
         if args.weight is not None:
             body["weight"] = args.weight
         reply = _api_or_error(args, base, "POST", body)
@@ -246,14 +247,15 @@ def _backend_in_store(args: argparse.Namespace) -> int:
     from .fleet.store import Store, StoreError
     if args.action in ("drain", "undrain"):
         mutate = edits.drain(args.service, args.name, args.action == "drain")
-    elif args.action == "add" and (not args.ip or not args.mac):
-        print("backend add needs --ip and --mac", file=sys.stderr)
+    elif args.action == "add" and (not (args.ip or args.ip6) or not args.mac):
+        print("backend add needs --ip and/or --ip6, and --mac", file=sys.stderr)
         return EXIT_ERROR
     elif args.action == "weight" and args.weight is None:
         print("backend weight needs --weight N", file=sys.stderr)
         return EXIT_ERROR
     else:
-        fields = {"add": {"ip": args.ip, "mac": args.mac},
+        fields = {"add": dict({"mac": args.mac}, **{k: getattr(args, k) for k in ("ip", "ip6")
+                                                    if getattr(args, k)}),
                   "weight": {"weight": args.weight}}.get(args.action, {})
         if args.action == "add" and args.weight is not None:
             fields["weight"] = args.weight
@@ -352,7 +354,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=("drain", "undrain", "add", "remove", "weight"))
     p.add_argument("name", help="backend name")
     p.add_argument("--service", default="dns", help="service name (default dns)")
-    p.add_argument("--ip")
+    p.add_argument("--ip", help="the backend's IPv4 address")
+    p.add_argument("--ip6", help="the backend's IPv6 address")
     p.add_argument("--mac")
     p.add_argument("--weight", type=int)
     p.add_argument("-c", "--config", help="the controller's config (default: the running lab's)")

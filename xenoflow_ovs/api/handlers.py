@@ -9,7 +9,7 @@ validated like a config file, and applied as one all-or-nothing transition.
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Dict, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 from ..controller.runtime import Conflict, TransitionError
 from ..intent import buckets, render
@@ -90,6 +90,10 @@ def install(api: Any, rt: Any, status: Any, reload: Callable[[], Dict[str, Any]]
     api.route("GET", "/openapi.yaml", lambda body: (200, open(OPENAPI, "rb").read(), "application/yaml"))
 
 
+def _opt(addr: Any) -> Optional[str]:
+    return None if addr is None else str(addr)
+
+
 def _install_views(api: Any, rt: Any, status: Any) -> None:
     def services_view() -> Dict[str, Any]:
         cfg, plan = rt.cfg, rt.in_force
@@ -99,13 +103,14 @@ def _install_views(api: Any, rt: Any, status: Any) -> None:
         for s in cfg.services:
             seen = counters.get(s.name, {})
             out.append({
-                "name": s.name, "vip": str(s.vip), "vip_mac": s.vip_mac, "protocol": s.protocol,
+                "name": s.name, "vip": _opt(s.vip), "vip6": _opt(s.vip6), "vip_mac": s.vip_mac,
+                "protocol": s.protocol, "protocols": list(s.protocols),
                 "port": s.port, "ingress": s.ingress, "egress": s.egress,
                 "policy": {"kind": s.policy.kind, "bits": s.policy.bits},
                 "warnings": buckets.weight_warnings(s),
                 "buckets": list(tables[s.name]) if s.name in tables else [],
-                "backends": [dict(seen.get(b.name, {}), name=b.name, ip=str(b.ip), mac=b.mac,
-                                  weight=b.weight) for b in s.backends]})
+                "backends": [dict(seen.get(b.name, {}), name=b.name, ip=_opt(b.ip), ip6=_opt(b.ip6),
+                                  mac=b.mac, weight=b.weight) for b in s.backends]})
         return {"services": out}
 
     api.route("GET", "/status", lambda body: (200, status.snapshot()))
@@ -133,7 +138,7 @@ def _install_views(api: Any, rt: Any, status: Any) -> None:
 def _install_edits(api: Any, rt: Any, reload: Callable[[], Dict[str, Any]]) -> None:
     @_guard
     def add_backend(body: Any, service: str) -> Reply:
-        spec = _object(body, ("name", "ip", "mac"), ("weight",))
+        spec = _object(body, ("name", "mac"), ("ip", "ip6", "weight"))
 
         def mutate(data: Dict[str, Any]) -> None:
             si = _service_index(data, service)
@@ -182,7 +187,7 @@ def _install_fleet_edits(api: Any, fleet: Any, reload: Callable[[], Dict[str, An
 
     @_guard
     def add_backend(body: Any, service: str) -> Reply:
-        spec = dict(_object(body, ("name", "ip", "mac"), ("weight",)))
+        spec = dict(_object(body, ("name", "mac"), ("ip", "ip6", "weight")))
         name = spec.pop("name")
         return 201, fleet.edit(fleet_edits.backend_edit("add", service, name, **spec),
                                "API: add backend %s/%s" % (service, name))

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from ..intent.config import Health, Service
+from ..intent.config import Backend, Health, Service
 
 log = logging.getLogger("xenoflow.health")
 
@@ -52,7 +52,8 @@ def probe(server: str, port: int, protocol: str, h: Health) -> Tuple[bool, str]:
     import dns.rcode
 
     q = dns.message.make_query(h.query, h.qtype)
-    source = str(h.source) if h.source is not None else None   # the config holds an IPAddress
+    src = h.source6 if ":" in server else h.source
+    source = str(src) if src is not None else None   # the config holds an IPAddress
     try:
         if protocol == "tcp":
             r = dns.query.tcp(q, server, timeout=h.timeout, port=port, source=source)
@@ -71,6 +72,28 @@ def probe(server: str, port: int, protocol: str, h: Health) -> Tuple[bool, str]:
 
 
 Transition = Callable[[str, str, bool, str], None]   # (service, backend, up, why)
+
+
+def probe_targets(svc: Service, b: Backend) -> List[Tuple[str, str]]:
+    """(address, transport) of each probe a round sends to a backend: every configured
+    transport over every configured family (default: each family the backend has an
+    address of). The backend is healthy in a round only when all of them answer."""
+    h = svc.health
+    addrs = [(4, b.ip), (6, b.ip6)]
+    fams = [(f, a) for f, a in addrs if a is not None and (not h.families or f in h.families)]
+    return [(str(a), proto) for _, a in fams for proto in h.protocols]
+
+
+def probe_all(probe_fn: Callable[[str, int, str, Health], Tuple[bool, str]], svc: Service,
+              b: Backend) -> Tuple[bool, str]:
+    """A backend's round: stops at the first failure, which names its address and transport."""
+    why = ""
+    targets = probe_targets(svc, b)
+    for addr, proto in targets:
+        ok, why = probe_fn(addr, svc.port, proto, svc.health)
+        if not ok:
+            return False, why if len(targets) == 1 else "%s %s: %s" % (proto, addr, why)
+    return True, why
 
 
 class Monitor:
@@ -116,7 +139,7 @@ class Monitor:
         for s in list(self.services):
             for b in s.backends:
                 t0 = time.monotonic()
-                ok, why = self.probe_fn(str(b.ip), s.port, s.protocol, s.health)
+                ok, why = probe_all(self.probe_fn, s, b)
                 self.probed[(s.name, b.name)] = (ok, time.monotonic() - t0)
                 self.last[(s.name, b.name)] = why
                 results.append((s, b, ok, why))
