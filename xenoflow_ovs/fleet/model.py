@@ -12,7 +12,7 @@ Snapshot:
      "services": [{"name", "vip", "vip6": [..], "vip_mac", "protocols": [..], "port",
                    "ingress", "egress", "policy_kind", "policy_bits", "health": {str: str},
                    "limits": {str: int}, "position",
-                   "backends": [{"name", "ip", "mac", "weight", "position", "drained",
+                   "backends": [{"name", "ip", "ip6": [..], "mac", "weight", "position", "drained",
                                  "health": "up"|"down", "health_seq", "health_why"}]}],
      "dpus": {name: {"facts", "applied_version", "state", "stale", "verdict", "digests",
                      "observations", "observed_seq", ...}}}
@@ -32,7 +32,8 @@ from ..intent import config as config_mod
 SCHEMA_NAME = "xenoflow"
 # health keys of a service, and how their text in the store's map turns back into YAML values
 _HEALTH_TYPES = {"enabled": "bool", "query": "str", "qtype": "str", "expect": "str", "interval": "float",
-                 "timeout": "float", "rise": "int", "fall": "int", "source": "str"}
+                 "timeout": "float", "rise": "int", "fall": "int", "source": "str", "source6": "str",
+                 "protocols": "list", "families": "list"}
 
 
 class FleetError(ValueError):
@@ -60,7 +61,12 @@ def _health_to_store(h: Dict[str, Any]) -> Dict[str, str]:
     for k, v in h.items():
         if v is None:
             continue
-        out[k] = ("true" if v else "false") if isinstance(v, bool) else str(v)
+        if isinstance(v, bool):
+            out[k] = "true" if v else "false"
+        elif isinstance(v, (list, tuple)):
+            out[k] = ",".join(str(x) for x in v)
+        else:
+            out[k] = str(v)
     return out
 
 
@@ -75,6 +81,8 @@ def _health_from_store(m: Dict[str, str]) -> Dict[str, Any]:
                 out[k] = float(text)
             elif kind == "int":
                 out[k] = int(text)
+            elif kind == "list":
+                out[k] = text.split(",") if text else []
             else:
                 out[k] = text
         except (KeyError, ValueError):
@@ -89,13 +97,15 @@ def rows_of(services: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
         protocols = s.get("protocols") or [s.get("protocol", "udp")]
         policy = s.get("policy") or {}
         out.append({
-            "name": s["name"], "vip": str(s["vip"]), "vip6": [str(s["vip6"])] if s.get("vip6") else [],
+            "name": s["name"], "vip": str(s.get("vip") or ""),
+            "vip6": [str(s["vip6"])] if s.get("vip6") else [],
             "vip_mac": s["vip_mac"], "protocols": sorted(protocols), "port": int(s["port"]),
             "ingress": s["ingress"], "egress": s["egress"],
             "policy_kind": policy.get("kind", "src-ip-bits"), "policy_bits": int(policy.get("bits", 1)),
             "health": _health_to_store(s.get("health") or {}), "limits": dict(s.get("limits") or {}),
             "position": i,
-            "backends": [{"name": b["name"], "ip": str(b["ip"]), "mac": b["mac"],
+            "backends": [{"name": b["name"], "ip": str(b.get("ip") or ""),
+                          "ip6": [str(b["ip6"])] if b.get("ip6") else [], "mac": b["mac"],
                           "weight": int(b.get("weight", 1)), "position": j}
                          for j, b in enumerate(s["backends"])],
         })
@@ -106,7 +116,9 @@ def services_of(rows: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
     """A file's `services:` data from the store's service rows (in their stored order)."""
     out = []
     for s in sorted(rows, key=lambda r: (r.get("position", 0), r["name"])):
-        svc: Dict[str, Any] = {"name": s["name"], "vip": s["vip"], "vip_mac": s["vip_mac"]}
+        svc: Dict[str, Any] = {"name": s["name"], "vip_mac": s["vip_mac"]}
+        if s.get("vip"):              # "" in the store: an IPv6-only service
+            svc["vip"] = s["vip"]
         protocols = list(s.get("protocols") or ["udp"])
         if len(protocols) == 1:
             svc["protocol"] = protocols[0]
@@ -116,14 +128,23 @@ def services_of(rows: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
             svc["vip6"] = s["vip6"][0]
         svc.update({"port": s["port"], "ingress": s["ingress"], "egress": s["egress"],
                     "policy": {"kind": s["policy_kind"], "bits": s["policy_bits"]},
-                    "backends": [{"name": b["name"], "ip": b["ip"], "mac": b["mac"], "weight": b["weight"]}
-                                 for b in sorted(s.get("backends", []),
-                                                 key=lambda b: (b.get("position", 0), b["name"]))]})
+                    "backends": [_backend_of(b) for b in sorted(
+                        s.get("backends", []), key=lambda b: (b.get("position", 0), b["name"]))]})
         if s.get("health"):
             svc["health"] = _health_from_store(s["health"])
         if s.get("limits"):
             svc["limits"] = dict(s["limits"])
         out.append(svc)
+    return out
+
+
+def _backend_of(b: Dict[str, Any]) -> Dict[str, Any]:
+    out: Dict[str, Any] = {"name": b["name"]}
+    if b.get("ip"):
+        out["ip"] = b["ip"]
+    if b.get("ip6"):
+        out["ip6"] = b["ip6"][0]
+    out.update({"mac": b["mac"], "weight": b["weight"]})
     return out
 
 
@@ -207,11 +228,16 @@ def service_digest(svc: config_mod.Service, table: buckets.Table) -> str:
     are left out: two DPUs with equal digests send every client to the same backend."""
     by_name = {b.name: b for b in svc.backends}
     h = hashlib.sha256()
-    h.update(repr((svc.name, str(svc.vip), svc.protocol, svc.port, svc.policy.kind,
-                   svc.policy.bits)).encode())
+    # an IPv4, single-transport service hashes as it always has: DPUs on older versions agree
+    if svc.vip6 is None and len(svc.protocols) == 1:
+        h.update(repr((svc.name, str(svc.vip), svc.protocol, svc.port, svc.policy.kind,
+                       svc.policy.bits)).encode())
+    else:
+        h.update(repr((svc.name, str(svc.vip), str(svc.vip6), svc.protocols, svc.port, svc.policy.kind,
+                       svc.policy.bits)).encode())
     for name in table:
         b = by_name[name]
-        h.update(("%s %s %s;" % (name, b.ip, b.mac.lower())).encode())
+        h.update(("%s %s %s%s;" % (name, b.ip, b.mac.lower(), " " + str(b.ip6) if b.ip6 else "")).encode())
     return h.hexdigest()[:16]
 
 

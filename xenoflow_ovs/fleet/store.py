@@ -45,7 +45,7 @@ Mutate = Callable[[List[Dict[str, Any]], Dict[str, Any]], List[Dict[str, Any]]]
 
 _SERVICE_COLS = ("name", "vip", "vip6", "vip_mac", "protocols", "port", "ingress", "egress", "policy_kind",
                  "policy_bits", "health", "limits", "position")
-_BACKEND_COLS = ("name", "ip", "mac", "weight", "position", "drained", "health", "health_seq",
+_BACKEND_COLS = ("name", "ip", "ip6", "mac", "weight", "position", "drained", "health", "health_seq",
                  "health_why")
 _BACKEND_DEFAULTS = {"drained": False, "health": "up", "health_seq": 0, "health_why": ""}
 DPU_COLS = ("name", "facts", "driver", "ports", "capacity", "applied_version", "state",
