@@ -14,9 +14,14 @@ raises. Frames that are wrong on purpose (a bad version nibble or IHL, a total l
 the end, a VLAN tag, a cut-off frame) come only from the ``malformed_*`` / ``vlan_tagged`` /
 ``truncated`` functions at the end, so a test that sends one says so by name.
 
+IPv6: :func:`ipv6` (a 40-byte header), the extension headers :func:`ext_options` (hop-by-hop,
+destination options, routing), :func:`ext_ah` and :func:`ext_fragment`, and :func:`udp6` /
+:func:`udp6_frame` / :func:`tcp6_frame` with the checksum IPv6 requires. :func:`ipv6` also
+writes a wrong version or payload length when asked (``version=``, ``plen=``).
+
 MAC addresses are strings (any form netaddr reads) or 6 bytes; IPv4 addresses are
-dotted-quad strings. Standard library, netaddr and dnspython only: safe to import in a
-child process inside a namespace and on Python 3.9.
+dotted-quad strings, IPv6 ones any form ``ipaddress`` reads. Standard library, netaddr and
+dnspython only: safe to import in a child process inside a namespace and on Python 3.9.
 """
 from __future__ import annotations
 
@@ -36,6 +41,9 @@ __all__ = [
     "make_query", "dns_query", "dns_response", "dns_message", "dns_id", "answer_txt", "dns_answer",
     "mac_bytes", "mac_str", "ip_bytes", "checksum",
     "ethernet", "ipv4", "udp", "tcp_syn", "arp_request", "udp_frame", "tcp_frame", "arp_frame",
+    "IPPROTO_HOPOPTS", "IPPROTO_ROUTING", "IPPROTO_FRAGMENT", "IPPROTO_ESP", "IPPROTO_AH",
+    "IPPROTO_DSTOPTS",
+    "ipv6", "ext_options", "ext_ah", "ext_fragment", "udp6", "tcp6_syn", "udp6_frame", "tcp6_frame",
     "ParsedFrame", "parse_frame",
     "malformed_ipv4", "vlan_tagged", "truncated",
 ]
@@ -46,6 +54,8 @@ ETH_P_8021Q = 0x8100
 ETH_P_IPV6 = 0x86DD
 IPPROTO_TCP = 6
 IPPROTO_UDP = 17
+IPPROTO_HOPOPTS, IPPROTO_ROUTING, IPPROTO_FRAGMENT = 0, 43, 44
+IPPROTO_ESP, IPPROTO_AH, IPPROTO_DSTOPTS = 50, 51, 60
 BROADCAST = b"\xff" * 6
 
 Mac = Union[str, bytes]
@@ -198,6 +208,60 @@ def tcp_frame(dst_mac: Mac, src_mac: Mac, src: str, dst: str, sport: int, dport:
 def arp_frame(src_mac: Mac, sender_ip: str, target_ip: str, dst_mac: Mac = BROADCAST) -> bytes:
     """An ARP request frame, broadcast unless `dst_mac`."""
     return ethernet(dst_mac, src_mac, ETH_P_ARP, arp_request(src_mac, sender_ip, target_ip))
+
+
+# ================================================================ IPv6
+
+
+def ipv6(src: str, dst: str, nh: int, payload: bytes, plen: Optional[int] = None, version: int = 6,
+         hop_limit: int = 64) -> bytes:
+    """A 40-byte IPv6 header + payload. ``nh``: the first next header (an extension header's
+    or the transport's); ``plen`` and ``version`` write a lie on purpose."""
+    head = struct.pack("!IHBB", version << 28, len(payload) if plen is None else plen, nh, hop_limit)
+    return head + ipaddress.IPv6Address(src).packed + ipaddress.IPv6Address(dst).packed + payload
+
+
+def ext_options(nh: int, units: int = 0) -> bytes:
+    """A hop-by-hop, destination options or routing header of (units + 1) * 8 bytes (padding)."""
+    return bytes([nh, units]) + b"\0" * (6 + 8 * units)
+
+
+def ext_ah(nh: int) -> bytes:
+    """An authentication header of 16 bytes (its length field counts 4-byte words, minus 2)."""
+    return bytes([nh, 2]) + b"\0" * 14
+
+
+def ext_fragment(nh: int, offset: int, more: bool, ident: int = 1) -> bytes:
+    """A fragment header; `offset` in 8-byte units (non-zero: a non-first fragment)."""
+    return struct.pack("!BBHI", nh, 0, (offset << 3) | int(more), ident)
+
+
+def _l4_checksum6(src: str, dst: str, proto: int, segment: bytes) -> int:
+    pseudo = (ipaddress.IPv6Address(src).packed + ipaddress.IPv6Address(dst).packed
+              + struct.pack("!IxxxB", len(segment), proto))
+    return checksum(pseudo + segment) or 0xFFFF
+
+
+def udp6(src: str, dst: str, sport: int, dport: int, payload: bytes) -> bytes:
+    """A UDP header + payload with the checksum IPv6 requires (RFC 8200: zero is invalid)."""
+    seg = _UDP.pack(sport, dport, 8 + len(payload), 0) + payload
+    return seg[:6] + struct.pack("!H", _l4_checksum6(src, dst, IPPROTO_UDP, seg)) + seg[8:]
+
+
+def tcp6_syn(src: str, dst: str, sport: int, dport: int) -> bytes:
+    seg = tcp_syn(sport, dport)
+    return seg[:16] + struct.pack("!H", _l4_checksum6(src, dst, IPPROTO_TCP, seg)) + seg[18:]
+
+
+def udp6_frame(dst_mac: Mac, src_mac: Mac, src: str, dst: str, sport: int, dport: int,
+               payload: bytes) -> bytes:
+    return ethernet(dst_mac, src_mac, ETH_P_IPV6,
+                    ipv6(src, dst, IPPROTO_UDP, udp6(src, dst, sport, dport, payload)))
+
+
+def tcp6_frame(dst_mac: Mac, src_mac: Mac, src: str, dst: str, sport: int, dport: int) -> bytes:
+    return ethernet(dst_mac, src_mac, ETH_P_IPV6,
+                    ipv6(src, dst, IPPROTO_TCP, tcp6_syn(src, dst, sport, dport)))
 
 
 # ================================================================ parsing

@@ -32,7 +32,7 @@ import shutil
 import subprocess
 import sys
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import yaml
 
@@ -656,17 +656,35 @@ class Demo:
             return None
         return body if code == 200 else None
 
-    def queries(self, ns: str, sources: List[str], server: str, count: int) -> Dict[str, Dict]:
+    def queries(self, ns: str, sources: List[str], server: str, count: int,
+                tcp: bool = False) -> Dict[str, Dict]:
         """`count` sequential queries from every source address, in one process in `ns`."""
         snippet = ("import json, sys\n"
                    "from xenoflow_ovs.lab.dnsclient import query_many\n"
                    "a = json.loads(sys.argv[1])\n"
-                   "print(json.dumps({s: query_many(a['server'], s, a['count'], timeout=1.0)"
+                   "print(json.dumps({s: query_many(a['server'], s, a['count'], timeout=1.0, tcp=a['tcp'])"
                    " for s in a['sources']}))\n")
-        arg = json.dumps({"server": server, "sources": sources, "count": count})
+        arg = json.dumps({"server": server, "sources": sources, "count": count, "tcp": tcp})
         p = nsh.run_in_ns(ns, [sys.executable, "-c", snippet, arg], env=_subprocess_env(),
                           timeout=30 + len(sources) * count * 2)
         return json.loads(p.stdout)
+
+    def listener_queries(self, svc: Any, table: Any, clients: Dict[str, Any], family: int,
+                         proto: str) -> Tuple[int, int, int]:
+        """One listener (family x transport) queried from the lab's clients of its family:
+        (sent, answered, answered by another backend than the table says)."""
+        sent = answered = wrong = 0
+        for ns, sources in sorted(clients.items()):
+            res = self.queries(ns, list(sources), str(svc.vip_of(family)), self.QUERIES_PER_SOURCE,
+                               tcp=proto == "tcp")
+            for src, r in res.items():
+                exp = self.expected_backend(svc, table, src)
+                sent += r["count"]
+                for ans, n in r["by_answer"].items():
+                    answered += n
+                    if ans != exp:
+                        wrong += n
+        return sent, answered, wrong
 
     def run(self) -> int:
         say = self.say
@@ -677,24 +695,16 @@ class Demo:
         before = self.counters()
         for svc in cfg.services:
             table = p.table(svc.name)
-            sent = answered = wrong = 0
-            by_be: Dict[str, int] = {}
-            for ns, sources in sorted(ctl.topo.clients.items()):
-                res = self.queries(ns, list(sources), str(svc.vip), self.QUERIES_PER_SOURCE)
-                for src, r in res.items():
-                    exp = self.expected_backend(svc, table, src)
-                    sent += r["count"]
-                    for ans, n in r["by_answer"].items():
-                        answered += n
-                        by_be[ans] = by_be.get(ans, 0) + n
-                        if ans != exp:
-                            wrong += n
-            say("service %s: %d queries from %d source addresses (%s): %d answered, %d by the wrong "
-                "backend, %d lost" % (svc.name, sent, sum(len(s) for s in ctl.topo.clients.values()),
-                                       ", ".join(sorted(ctl.topo.clients)), answered, wrong,
-                                       sent - answered))
-            if wrong or answered != sent:
-                rc = EXIT_FOUND
+            for family, proto in svc.listeners:
+                clients = ctl.topo.clients if family == 4 else ctl.topo.clients6
+                sent, answered, wrong = self.listener_queries(svc, table, clients, family, proto)
+                say("service %s over IPv%d/%s: %d queries from %d source addresses (%s): %d answered, "
+                    "%d by the wrong backend, %d lost" % (
+                        svc.name, family, proto.upper(), sent, sum(len(s) for s in clients.values()),
+                        ", ".join(sorted(clients)) or "none in this topology", answered, wrong,
+                        sent - answered))
+                if wrong or answered != sent or not sent:
+                    rc = EXIT_FOUND
         after = self.settled_counters()
         d = _delta(before, after)
         say("per backend (deltas; OVS counters from %s):" % after["source"])
