@@ -2,8 +2,10 @@
 through the same C glue the Python module calls. Bounded in time for CI."""
 
 import glob
+import ipaddress
 import os
 import shutil
+import struct
 import subprocess
 
 import pytest
@@ -17,6 +19,23 @@ SECONDS = int(os.environ.get("XF_FUZZ_SECONDS", "20"))
 def pkg_config(*args):
     return subprocess.run(["pkg-config"] + list(args) + ["libdpdk"], check=True, capture_output=True,
                           text=True).stdout.split()
+
+
+def ipv6_seeds():
+    """IPv6 frames to the fuzzed eSwitch's VIP6 (UDP/53): plain, behind each extension header,
+    fragments, ESP; the fuzzer mutates from these into the odd and broken ones."""
+    src, vip6 = ipaddress.IPv6Address("2001:db8::7").packed, ipaddress.IPv6Address("2001:db8:53::53").packed
+    udp = struct.pack("!HHHH", 40000, 53, 12, 0) + b"qqqq"
+
+    def frame(nh, payload):
+        ip = struct.pack("!IHBB", 6 << 28, len(payload), nh, 64) + src + vip6 + payload
+        return bytes.fromhex("0200c61200350200c612000786dd") + ip
+
+    opt = bytes([17, 0]) + bytes(6)
+    return [frame(17, udp), frame(0, bytes([60, 0]) + bytes(6) + opt + udp), frame(43, opt + udp),
+            frame(51, bytes([17, 2]) + bytes(14) + udp), frame(44, struct.pack("!BBHI", 17, 0, 1, 9) + udp),
+            frame(44, struct.pack("!BBHI", 17, 0, 800, 9) + udp), frame(50, bytes(16)),
+            frame(6, struct.pack("!HHIIBBHHH", 40000, 53, 0, 0, 0x50, 2, 1024, 0, 0))]
 
 
 @pytest.mark.slow
@@ -36,6 +55,8 @@ def test_softdoca_fuzz(tmp_path):
     assert build.returncode == 0, build.stderr[-4000:]
     corpus = tmp_path / "corpus"
     corpus.mkdir()
+    for i, seed in enumerate(ipv6_seeds()):
+        (corpus / ("ipv6-%d" % i)).write_bytes(b"\0" + seed)  # first byte even: a frame
     proc = subprocess.Popen([binary, "-max_total_time=%d" % SECONDS, "-rss_limit_mb=4096", str(corpus)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

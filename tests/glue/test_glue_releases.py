@@ -3,7 +3,7 @@
 Two checks per release: the glue's real-DOCA code path compiles against that release's
 prototypes (the calls a BlueField build makes: device opening, probing, set_dev_rep, port
 pairing, the default miss, the entry-add forms), and the whole Python API runs on softdoca
-built as that release (semantics, DOCA-like rejections, update/remove, switch mode,
+built as that release (semantics, IPv6, DOCA-like rejections, update/remove, switch mode,
 representors from 3.1 on)."""
 from __future__ import annotations
 
@@ -73,6 +73,10 @@ def test_python_api_on_softdoca_as_the_release(glue, tmp_path, api):
     upd = glue.run("update_remove", pkg_parent=parent)
     assert upd["after_update"] == [["p1", MAC_B], ["p1", MAC_A]]
     assert upd["after_readd"][1] == ["p1", "0200c6120009"]
+    v6 = glue.run("ipv6", pkg_parent=parent)["res"]
+    assert v6["u_even"] == ["p1", MAC_A] and v6["u_odd"] == ["p1", MAC_B]
+    assert v6["t_odd_port"] == ["p1", MAC_B] and v6["hbh_dst_udp"] == ["p1", MAC_A]
+    assert v6["v4_5353"][0] == "miss" and v6["trunc_chain"][0] == "miss"
     sw = glue.run("switch", pkg_parent=parent)
     assert sw["p0"] == ["p1", MAC_A] and sw["cross_eswitch"]["doca_error"] == "DOCA_ERROR_INVALID_VALUE"
     if api >= "301":

@@ -2,7 +2,8 @@
  * libFuzzer harness for softdoca, through the same C glue the Python module uses.
  *
  * One eSwitch with two ports doing no packet I/O, holding the paper's plan (a root
- * dispatch entry, a 2-bucket basic pipe, a route, a drop entry). Each input is
+ * dispatch entry, a 2-bucket basic pipe, a route, a drop entry) and its IPv6 twin (a
+ * dispatch entry to a pipe on the source address's low bit; a pipe on the source port, l3=6). Each input is
  * either a frame classified on port 0 (first byte even) or a batch of entry specs
  * added and removed again (first byte odd): both the packet parser and the entry
  * validation see arbitrary bytes. Built with ASan/UBSan; any report fails the run.
@@ -16,12 +17,49 @@
 #include "glue.h"
 #include "glue_softdoca.h"
 
-static uint32_t root, svc;
+static uint32_t root, svc, svc6, svc6p;
 
 static void die(const char *what)
 {
 	fprintf(stderr, "fuzz setup failed in %s: %s (%s)\n", what, xf_last_call(), xf_last_detail());
 	abort();
+}
+
+/* The IPv6 half: UDP/53 to 2001:db8:53::53 -> a pipe on the source's low bit, and a pipe on
+ * the source port's low bit (l3=6) that no root entry reaches but random specs may target. */
+static void add_ipv6(void)
+{
+	struct xf_match mask6 = {.ipv6_src = {0, 0, 0, 1}};
+	struct xf_match mask6p = {.l4_src = 1, .l3 = 6};
+	if (xf_pipe_create_basic(0, "dns6", &mask6, 1, 2, &svc6) ||
+	    xf_pipe_create_basic(0, "dns6p", &mask6p, 1, 2, &svc6p))
+		die("pipe create (IPv6)");
+	struct xf_entry_spec s[3];
+	memset(s, 0, sizeof(s));
+	s[0] = (struct xf_entry_spec){.pipe = svc6, .match = {.ipv6_src = {0, 0, 0, 0}}, .has_mac = 1,
+				      .dst_mac = {2, 0, 0xc6, 0x12, 0, 2}};
+	s[1] = (struct xf_entry_spec){.pipe = svc6, .match = {.ipv6_src = {0, 0, 0, 1}}, .has_mac = 1,
+				      .dst_mac = {2, 0, 0xc6, 0x12, 0, 3}};
+	s[2] = (struct xf_entry_spec){.pipe = root, .priority = 800,
+				      .match = {.eth_type = 0x86dd, .ip_proto = 17, .l4_dst = 53,
+						.ipv6_dst = {0x20010db8, 0x00530000, 0, 0x53}},
+				      .mask = {.eth_type = 0xffff, .ip_proto = 0xff, .l4_dst = 0xffff,
+					       .ipv6_dst = {~0u, ~0u, ~0u, ~0u}},
+				      .fwd_kind = XF_FWD_PIPE, .fwd_target = svc6};
+	uint64_t h[3];
+	int32_t err[3];
+	uint8_t stage[3];
+	uint32_t nfailed = 0;
+	if (xf_entries_add(s, 3, h, err, stage, &nfailed) != 0)
+		die("xf_entries_add (IPv6)");
+	/* Sanity: a UDP query from 2001:db8::7 (odd) to the IPv6 VIP leaves port 1 with fips3's MAC. */
+	uint8_t f[80] = {0x02, 0, 0xc6, 0x12, 0, 0x35, 0x02, 0, 0xc6, 0x12, 0, 0x07, 0x86, 0xdd,
+			 0x60, 0, 0, 0, 0, 8, 17, 64,
+			 0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7,
+			 0x20, 0x01, 0x0d, 0xb8, 0, 0x53, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x53,
+			 0x9c, 0x40, 0, 53, 0, 8, 0, 0};
+	if (xf_classify(0, f, 62) != 1 || f[5] != 3)
+		die("sanity classify (IPv6 VIP query)");
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
@@ -75,6 +113,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	f[37] = 54; /* another UDP port: the eSwitch misses */
 	if (xf_classify(0, f, sizeof(f)) != -1)
 		die("sanity classify (miss)");
+	add_ipv6();
 	return 0;
 }
 
@@ -101,8 +140,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		n = 4;
 	memcpy(specs, data + 1, n * sizeof(specs[0]));
 	for (size_t i = 0; i < n; i++) {
-		if (specs[i].pipe & 0x80000000u)
-			specs[i].pipe = (specs[i].pipe & 1) ? svc : root;
+		if (specs[i].pipe & 0x80000000u) {
+			const uint32_t pipes[4] = {root, svc, svc6, svc6p};
+			specs[i].pipe = pipes[specs[i].pipe & 3];
+		}
 		if (specs[i].fwd_kind == XF_FWD_PIPE && (specs[i].fwd_target & 0x80000000u))
 			specs[i].fwd_target = svc;
 	}
