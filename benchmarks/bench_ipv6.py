@@ -9,20 +9,22 @@ A/A run (IPv4 against IPv4) beside each to show the machine's noise.
 
 bench_glue_forward.py's lab and methods, dual stack: one eSwitch child holds both families'
 dispatch (UDP/53 to the VIP, UDP/53 to the VIP6, in that order at one priority) and buckets, so
-the variants differ only in the frames.  Variants alternate in blocks (their order rotating),
-the A/A pair being two separate IPv4 variants, "IPv4 A" and "IPv4 B".
+the variants differ only in the frames.  The A/A pair is two separate IPv4 variants, "IPv4 A"
+and "IPv4 B", measured like the others.
 1. Forwarding: the forwarder's own time per packet (busy_ns / pkts, busy-poll) at the same
    offered load (smooth, tools/pacer46.c: one sender binary for both families, 18-B UDP
-   payload: 60-B IPv4 and 80-B IPv6 frames); rate = 1 / time per packet.  A fourth variant,
+   payload: 60-B IPv4 and 80-B IPv6 frames), in short blocks that alternate, in a random
+   order each round; rate = 1 / time per packet.  A fourth variant,
    IPv4 with IPv6's frame size (38-B payload), separates the 20 header bytes from the IPv6
    parse and lookup.  The buckets point at a MAC nobody owns: the server drops at L2.
 2. Added latency: sequential DNS queries (tools/rtt_probe46.py, one code path for both
-   families) through the eSwitch (the forwarder's default back-off) and over the plain veth;
-   added = median RTT through the eSwitch - median RTT direct, of the same family.
+   families) through the eSwitch (the forwarder's default back-off) and over the plain veth,
+   the variants taking turns query by query (a random order each round); added = median RTT
+   through the eSwitch - median RTT direct, of the same family.
 Goals: IPv6 rate >= 0.95x IPv4 A's; IPv6 added latency <= 1.1x IPv4 A's.  Writes
 results/ipv6.csv and ipv6.md (--smoke: results/smoke/).  Namespaces are removed by exact name.
 
-    sudo .venv/bin/python benchmarks/bench_ipv6.py [--seconds 3] [--reps 5] [--rtt 4000]
+    sudo .venv/bin/python benchmarks/bench_ipv6.py [--seconds 1] [--reps 20] [--rtt 4000]   # ~2 min
     sudo .venv/bin/python benchmarks/bench_ipv6.py --smoke      # ~20 s
 """
 from __future__ import annotations
@@ -31,6 +33,7 @@ import argparse
 import csv
 import json
 import os
+import random
 import secrets
 import statistics
 import subprocess
@@ -164,10 +167,12 @@ def lab(nl, g: str, d: str, s: str) -> None:
 
 # --- measurements --------------------------------------------------------------------------
 
-def rotated(seq: Sequence, k: int) -> List:
-    """seq starting at its k-th item (mod len): each block puts another variant first."""
-    k %= len(seq)
-    return list(seq[k:]) + list(seq[:k])
+def shuffled(seq: Sequence, rng: random.Random) -> List:
+    """seq in a random order: no variant always follows the same one (a forwarder left spinning
+    or asleep, a cache warmed by the variant before, fall on all alike)."""
+    out = list(seq)
+    rng.shuffle(out)
+    return out
 
 
 def per_packet(before: Dict, after: Dict) -> Tuple[float, int, int]:
@@ -182,8 +187,9 @@ def forwarding(cmd: bgf.Cmd, nl, g: str, pacer: str, args) -> Dict[str, List[Dic
     cmd("poll 1 50 20")
     cmd("mac " + NOBODY_MAC)
     out: Dict[str, List[Dict]] = {v[0]: [] for v in FWD}
+    rng = random.Random(args.seed)
     for b in range(args.reps):
-        for name, dst, src, size in rotated(FWD, b):
+        for name, dst, src, size in shuffled(FWD, rng):
             before = cmd("stats")
             p = nl.run_in_ns(g, [pacer, "--dst", dst, "--port", "53", "--rate", str(args.rate), "--duration",
                                  str(args.seconds), "--size", str(size), "--src", src],
@@ -205,26 +211,36 @@ def forwarding(cmd: bgf.Cmd, nl, g: str, pacer: str, args) -> Dict[str, List[Dic
     return out
 
 
-def _probe(nl, g: str, probe: str, server: str, src: str, count: int) -> Dict:
+def _probe(nl, g: str, probe: str, targets: Sequence[Tuple[str, str]], count: int, seed: int) -> List[Dict]:
+    """One rtt_probe46 run, the targets taking turns query by query in a random order per round:
+    per target its summary plus every RTT (us) in "samples"."""
     with tempfile.NamedTemporaryFile(prefix="xf-ipv6-rtt-", suffix=".txt") as fh:
-        p = nl.run_in_ns(g, [sys.executable, probe, "--server", server, "--port", "53", "--src", src,
-                             "--count", str(count), "--warmup", "20", "--samples", fh.name],
-                         timeout=120 + count)
-        out = json.loads(p.stdout)
-        out["samples"] = [float(x) for x in open(fh.name).read().split()]
+        argv = [sys.executable, probe, "--port", "53", "--count", str(count), "--warmup", "20",
+                "--shuffle", str(seed), "--samples", fh.name]
+        for server, src in targets:
+            argv += ["--target", "%s,%s" % (server, src)]
+        p = nl.run_in_ns(g, argv, timeout=120 + count * len(targets))
+        out = json.loads(p.stdout)["targets"]
+        for r in out:
+            r["samples"] = []
+        for line in open(fh.name):
+            k, rtt = line.split()
+            out[int(k)]["samples"].append(float(rtt))
     return out
 
 
 def latency(cmd: bgf.Cmd, nl, g: str, probe: str, args) -> Dict[str, Dict]:
-    """2. RTTs pooled per variant over alternating blocks (the forwarder's default back-off)."""
+    """2. RTTs pooled per variant (the forwarder's default back-off): the variants take turns
+    query by query, in a random order each round."""
     cmd("poll 0 50 20")
-    pooled: Dict[str, Dict] = {v[0]: {"samples": [], "lost": 0} for v in LAT}
+    pooled: Dict[str, Dict] = {v[0]: {"samples": [], "lost": 0, "blocks": []} for v in LAT}
     per_block = max(50, args.rtt // args.blocks)
     for b in range(args.blocks):
-        for name, server, src in rotated(LAT, b):
-            r = _probe(nl, g, probe, server, src, per_block)
+        res = _probe(nl, g, probe, [(server, src) for _, server, src in LAT], per_block, args.seed + b)
+        for (name, _, _), r in zip(LAT, res):
             pooled[name]["samples"] += r["samples"]
             pooled[name]["lost"] += r["lost"]
+            pooled[name]["blocks"].append(r.get("median_us"))
             print("block %d %-12s median %s us, p99 %s us, lost %d" % (
                 b, name, r.get("median_us"), r.get("p99_us"), r["lost"]), flush=True)
     return pooled
@@ -249,6 +265,14 @@ def _r(x: Optional[float], nd: int = 1):
     return "" if x is None else round(x, nd)
 
 
+def _spread(paired: Sequence[float]) -> Dict:
+    """The paired ratios' median and range (columns of a row; empty when none)."""
+    if not paired:
+        return {}
+    return {"paired_vs_ipv4_a": _r(statistics.median(paired), 3), "paired_min": _r(min(paired), 3),
+            "paired_max": _r(max(paired), 3)}
+
+
 def fwd_rows(res: Dict[str, List[Dict]]) -> List[Dict]:
     """One row per forwarding variant: medians over blocks; rate relative to IPv4 A, both as the
     ratio of medians and as the median of the blocks' paired ratios (same block, minutes apart
@@ -262,24 +286,32 @@ def fwd_rows(res: Dict[str, List[Dict]]) -> List[Dict]:
         rows.append(_row("forwarding", name, frame_b=rs[0]["frame"], ns_per_pkt=_r(ns_pp),
                          rate_kpps=_r(1e6 / ns_pp),
                          forwarded_kpps=_r(statistics.median(r["kpps"] for r in rs)),
-                         vs_ipv4_a=_r(base / ns_pp, 3), paired_vs_ipv4_a=_r(statistics.median(paired), 3),
-                         paired_min=_r(min(paired), 3), paired_max=_r(max(paired), 3),
+                         vs_ipv4_a=_r(base / ns_pp, 3), **_spread(paired),
                          entry_hits=sum(r["hits"] for r in rs), sent=sum(r["sent"] for r in rs), n=len(rs)))
     return rows
 
 
-def lat_rows(pooled: Dict[str, Dict]) -> List[Dict]:
-    """One row per latency variant; added = its median - the same family's direct median."""
-    med = {k: pct(v["samples"], 50) for k, v in pooled.items()}
+def _added(med: Dict[str, Optional[float]]) -> Dict[str, Optional[float]]:
+    """Each eSwitch variant's median RTT minus the direct median of its family."""
     floor = {4: med["direct IPv4"], 6: med["direct IPv6"]}
-    added = {k: None if k.startswith("direct") or med[k] is None else
-             med[k] - floor[6 if k == "IPv6" else 4] for k in med}
+    return {k: None if k.startswith("direct") or med[k] is None or floor[6 if k == "IPv6" else 4] is None
+            else med[k] - floor[6 if k == "IPv6" else 4] for k in med}
+
+
+def lat_rows(pooled: Dict[str, Dict]) -> List[Dict]:
+    """One row per latency variant: added over direct, from the pooled RTTs; relative to IPv4 A
+    as the ratio of those, and the median (range) of each block's own ratio."""
+    added = _added({k: pct(v["samples"], 50) for k, v in pooled.items()})
+    nblocks = min(len(v["blocks"]) for v in pooled.values())
+    per_block = [_added({k: v["blocks"][b] for k, v in pooled.items()}) for b in range(nblocks)]
     rows = []
     for name, server, _ in LAT:
         v = pooled[name]
-        rows.append(_row("latency", name, median_us=_r(med[name]), p99_us=_r(pct(v["samples"], 99)),
-                         added_us=_r(added[name]), vs_ipv4_a=_r(_ratio(added[name], added["IPv4 A"]), 3),
-                         lost=v["lost"], n=len(v["samples"])))
+        paired = [x for x in (_ratio(a[name], a["IPv4 A"]) for a in per_block) if x is not None]
+        rows.append(_row("latency", name, median_us=_r(pct(v["samples"], 50)),
+                         p99_us=_r(pct(v["samples"], 99)), added_us=_r(added[name]),
+                         vs_ipv4_a=_r(_ratio(added[name], added["IPv4 A"]), 3), lost=v["lost"],
+                         n=len(v["samples"]), **_spread(paired)))
     return rows
 
 
@@ -327,16 +359,17 @@ def markdown(rows: List[Dict], args) -> str:
     md = ["## softdoca: IPv6 against IPv4", "",
           "`python benchmarks/bench_ipv6.py%s` (%s, %d vCPUs): bench_glue_forward.py's lab, dual stack; one "
           "eSwitch child holds both families' dispatch (UDP/53 to the VIP, then to the VIP6, one priority) "
-          "and a 2-entry bucket pipe each, so the variants differ only in their frames. The variants "
-          "alternate in blocks, their order rotating; \"IPv4 A\" and \"IPv4 B\" are the same IPv4 traffic "
-          "measured as two variants (the A/A run: what the machine's noise alone does to a ratio)." % (
+          "and a 2-entry bucket pipe each, so the variants differ only in their frames. \"IPv4 A\" and "
+          "\"IPv4 B\" are the same IPv4 traffic measured as two variants (the A/A run: what the machine's "
+          "noise alone does to a ratio)." % (
               " --smoke" if args.smoke else "", time.strftime("%Y-%m-%d"), os.cpu_count() or 0), "",
           "| goal | measured | A/A (IPv4 B / IPv4 A) | verdict |", "|---|---:|---:|---|",
           "| IPv6 forwarding rate ≥ %.2f× IPv4's | %s× | %s× | %s |" % (
               RATE_GOAL, v["rate"]["value"], v["rate"]["aa"], verdict[v["rate"]["met"]]),
           "| IPv6 added latency ≤ %.1f× IPv4's | %s× | %s× | %s |" % (
               LAT_GOAL, v["latency"]["value"], v["latency"]["aa"], verdict[v["latency"]["met"]]),
-          "", "### Forwarding rate (busy-poll, %d pps offered, %g s per block, %d blocks)" % (
+          "", "### Forwarding rate (busy-poll, %d pps offered, %g-s blocks, %d per variant, a random "
+          "order each round)" % (
               args.rate, args.seconds, args.reps), "",
           "| variant | frame B | forwarder ns/pkt | rate kpps | forwarded kpps | × IPv4 A | paired × IPv4 A "
           "(min–max) | entry hits / sent |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
@@ -351,18 +384,24 @@ def markdown(rows: List[Dict], args) -> str:
            "shares the 2 vCPUs, so the forwarded rate is what it offered, not a maximum. × IPv4 A: the "
            "ratio of the medians; paired: the median (and range) of each block's own ratio. IPv6's frames "
            "are 20 B longer (the header); IPv4 with the same frame size costs %s ns/packet against IPv4 A's "
-           "%s, IPv6 %s: the header bytes account for %s of IPv6's difference." % (
+           "%s, IPv6 %s: %s." % (
                fs["ns_per_pkt"], f4["ns_per_pkt"], f6["ns_per_pkt"], _share(f4, fs, f6)),
            "", "### Added latency (the forwarder's default back-off, %d queries per variant in %d blocks)" % (
                sum(r["n"] or 0 for r in rows if r["variant"] == "IPv4 A" and r["test"] == "latency"),
                args.blocks), "",
-           "| variant | median RTT µs | p99 RTT µs | added µs | × IPv4 A | lost | n |",
-           "|---|---:|---:|---:|---:|---:|---:|"]
+           "| variant | median RTT µs | p99 RTT µs | added µs | × IPv4 A | paired × IPv4 A (min–max) | lost "
+           "| n |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         if r["test"] == "latency":
-            md.append("| %s | %s | %s | %s | %s | %s | %s |" % (
-                r["variant"], r["median_us"], r["p99_us"], r["added_us"], r["vs_ipv4_a"], r["lost"], r["n"]))
-    md += ["", "One DNS query at a time (tools/rtt_probe46.py); RTTs pooled per variant over the blocks. "
+            paired = "%s (%s–%s)" % (r["paired_vs_ipv4_a"], r["paired_min"], r["paired_max"]) \
+                if r["paired_vs_ipv4_a"] != "" else ""
+            md.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
+                r["variant"], r["median_us"], r["p99_us"], r["added_us"], r["vs_ipv4_a"], paired, r["lost"],
+                r["n"]))
+    md += ["", "One DNS query at a time (tools/rtt_probe46.py), the variants taking turns query by query "
+           "in a random order each round (no variant always follows the same one: the forwarder is "
+           "asleep or still spinning after the variant before); RTTs pooled per variant; paired: the "
+           "median (and range) of each block's own ratio of added latencies. "
            "Added = the median RTT through the eSwitch (two forwarder traversals: query and DSR reply) minus "
            "the median RTT over a plain veth of the same family (direct), so the kernel's own IPv6 cost is "
            "not charged to softdoca: IPv6 adds %s µs, IPv4 %s µs." % (l6["added_us"], l4["added_us"]), ""]
@@ -373,8 +412,8 @@ def _share(f4: Dict, fs: Dict, f6: Dict) -> str:
     """How much of IPv6's extra time per packet IPv4 at the same frame size also pays."""
     d6, ds = f6["ns_per_pkt"] - f4["ns_per_pkt"], fs["ns_per_pkt"] - f4["ns_per_pkt"]
     if d6 <= 0:
-        return "nothing (IPv6 is not slower)"
-    return "%.0f %%" % (100.0 * ds / d6)
+        return "IPv6 costs no more than IPv4 A here (%+.0f ns/packet)" % d6
+    return "the header bytes account for %.0f %% of IPv6's extra %.0f ns/packet" % (100.0 * ds / d6, d6)
 
 
 # --- orchestration -------------------------------------------------------------------------
@@ -423,11 +462,12 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--child", metavar="PREFIX", help=argparse.SUPPRESS)
     ap.add_argument("--echo", nargs=2, metavar=("ADDRS", "PORT"), help=argparse.SUPPRESS)
-    ap.add_argument("--seconds", type=float, default=3.0, help="s per forwarding block")
-    ap.add_argument("--reps", type=int, default=5, help="forwarding blocks per variant")
+    ap.add_argument("--seconds", type=float, default=1.0, help="s per forwarding block")
+    ap.add_argument("--reps", type=int, default=20, help="forwarding blocks per variant")
     ap.add_argument("--rate", type=int, default=150000, help="offered pps in the forwarding test (paced)")
     ap.add_argument("--rtt", type=int, default=4000, help="queries per latency variant (all blocks)")
-    ap.add_argument("--blocks", type=int, default=8, help="alternating blocks of the latency test")
+    ap.add_argument("--blocks", type=int, default=5, help="latency blocks (one probe process each)")
+    ap.add_argument("--seed", type=int, default=1, help="of the variants' random orders")
     ap.add_argument("--smoke", "--quick", action="store_true", help="CI-sized (~20 s), into results/smoke/")
     ap.add_argument("--out", default=None, help="default benchmarks/results (results/smoke with --smoke)")
     args = ap.parse_args()
