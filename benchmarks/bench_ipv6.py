@@ -201,6 +201,7 @@ def forwarding(cmd: bgf.Cmd, nl, g: str, pacer: str, args) -> Dict[str, List[Dic
             six = ":" in dst
             fam = "hits6" if six else "hits4"
             r = {"ns_per_pkt": ns_pp, "pkts": pk, "tx": tx, "sent": sent["sent"],
+                 "misses": after["p0"]["miss_pkts"] - before["p0"]["miss_pkts"],
                  "hits": after[fam] - before[fam], "offered": sent["achieved_pps"],
                  "kpps": tx / sent["elapsed_s"] / 1e3, "frame": 14 + (40 if six else 20) + 8 + size}
             out[name].append(r)
@@ -287,7 +288,8 @@ def fwd_rows(res: Dict[str, List[Dict]]) -> List[Dict]:
                          rate_kpps=_r(1e6 / ns_pp),
                          forwarded_kpps=_r(statistics.median(r["kpps"] for r in rs)),
                          vs_ipv4_a=_r(base / ns_pp, 3), **_spread(paired),
-                         entry_hits=sum(r["hits"] for r in rs), sent=sum(r["sent"] for r in rs), n=len(rs)))
+                         entry_hits=sum(r["hits"] for r in rs), misses=sum(r["misses"] for r in rs),
+                         sent=sum(r["sent"] for r in rs), n=len(rs)))
     return rows
 
 
@@ -316,8 +318,8 @@ def lat_rows(pooled: Dict[str, Dict]) -> List[Dict]:
 
 
 COLUMNS = ("test", "variant", "frame_b", "ns_per_pkt", "rate_kpps", "forwarded_kpps", "median_us", "p99_us",
-           "added_us", "vs_ipv4_a", "paired_vs_ipv4_a", "paired_min", "paired_max", "entry_hits", "sent",
-           "lost", "n")
+           "added_us", "vs_ipv4_a", "paired_vs_ipv4_a", "paired_min", "paired_max", "entry_hits", "misses",
+           "sent", "lost", "n")
 
 
 def _row(test: str, variant: str, **kw) -> Dict:
@@ -326,94 +328,132 @@ def _row(test: str, variant: str, **kw) -> Dict:
     return row
 
 
+def _c(x) -> str:
+    """A table cell: empty for a missing value ("" here, None once read back from the CSV)."""
+    return "" if x is None or x == "" else str(x)
+
+
+def _num(x) -> Optional[float]:
+    return None if x is None or x == "" else float(x)
+
+
 def verdicts(rows: List[Dict]) -> Dict[str, Dict]:
-    """The two goals and their A/A runs, from the rows."""
+    """The two goals and their A/A runs, from the rows (as written, or read back from the CSV)."""
     by = {(r["test"], r["variant"]): r for r in rows}
-    rate6, rate_aa = by[("forwarding", "IPv6")]["vs_ipv4_a"], by[("forwarding", "IPv4 B")]["vs_ipv4_a"]
-    lat6, lat_aa = by[("latency", "IPv6")]["vs_ipv4_a"], by[("latency", "IPv4 B")]["vs_ipv4_a"]
-    return {"rate": {"value": rate6, "aa": rate_aa, "met": rate6 != "" and rate6 >= RATE_GOAL},
-            "latency": {"value": lat6, "aa": lat_aa, "met": lat6 != "" and lat6 <= LAT_GOAL}}
+    out = {}
+    for goal, test, limit, ok in (("rate", "forwarding", RATE_GOAL, lambda v: v >= RATE_GOAL),
+                                  ("latency", "latency", LAT_GOAL, lambda v: v <= LAT_GOAL)):
+        v6 = _num(by.get((test, "IPv6"), {}).get("vs_ipv4_a"))
+        aa = _num(by.get((test, "IPv4 B"), {}).get("vs_ipv4_a"))
+        out[goal] = {"value": v6, "aa": aa, "limit": limit,
+                     "verdict": "not measured" if v6 is None else "met" if ok(v6) else "missed"}
+    return out
 
 
-# --- output --------------------------------------------------------------------------------
-
-def write(rows: List[Dict], args) -> None:
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "ipv6.csv"), "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(COLUMNS))
-        w.writeheader()
-        w.writerows(rows)
-    md = markdown(rows, args)
-    with open(os.path.join(args.out, "ipv6.md"), "w") as fh:
-        fh.write(md)
-    print(md)
-
-
-def markdown(rows: List[Dict], args) -> str:
-    by = {(r["test"], r["variant"]): r for r in rows}
+def goal_table(rows: List[Dict]) -> List[str]:
     v = verdicts(rows)
-    f6, f4 = by[("forwarding", "IPv6")], by[("forwarding", "IPv4 A")]
-    fs = by[("forwarding", "IPv4, IPv6's frame size")]
-    l6, l4 = by[("latency", "IPv6")], by[("latency", "IPv4 A")]
-    verdict = {True: "met", False: "missed"}
-    md = ["## softdoca: IPv6 against IPv4", "",
-          "`python benchmarks/bench_ipv6.py%s` (%s, %d vCPUs): bench_glue_forward.py's lab, dual stack; one "
-          "eSwitch child holds both families' dispatch (UDP/53 to the VIP, then to the VIP6, one priority) "
-          "and a 2-entry bucket pipe each, so the variants differ only in their frames. \"IPv4 A\" and "
-          "\"IPv4 B\" are the same IPv4 traffic measured as two variants (the A/A run: what the machine's "
-          "noise alone does to a ratio)." % (
-              " --smoke" if args.smoke else "", time.strftime("%Y-%m-%d"), os.cpu_count() or 0), "",
-          "| goal | measured | A/A (IPv4 B / IPv4 A) | verdict |", "|---|---:|---:|---|",
-          "| IPv6 forwarding rate ≥ %.2f× IPv4's | %s× | %s× | %s |" % (
-              RATE_GOAL, v["rate"]["value"], v["rate"]["aa"], verdict[v["rate"]["met"]]),
-          "| IPv6 added latency ≤ %.1f× IPv4's | %s× | %s× | %s |" % (
-              LAT_GOAL, v["latency"]["value"], v["latency"]["aa"], verdict[v["latency"]["met"]]),
-          "", "### Forwarding rate (busy-poll, %d pps offered, %g-s blocks, %d per variant, a random "
-          "order each round)" % (
-              args.rate, args.seconds, args.reps), "",
-          "| variant | frame B | forwarder ns/pkt | rate kpps | forwarded kpps | × IPv4 A | paired × IPv4 A "
-          "(min–max) | entry hits / sent |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    return ["| goal | IPv6 / IPv4 A | A/A: IPv4 B / IPv4 A | verdict |", "|---|---:|---:|---|",
+            "| softdoca IPv6 forwarding rate ≥ %.2f× IPv4's | %s× | %s× | %s |" % (
+                RATE_GOAL, _c(v["rate"]["value"]), _c(v["rate"]["aa"]), v["rate"]["verdict"]),
+            "| softdoca IPv6 added latency ≤ %.1f× IPv4's | %s× | %s× | %s |" % (
+                LAT_GOAL, _c(v["latency"]["value"]), _c(v["latency"]["aa"]), v["latency"]["verdict"])]
+
+
+FWD_CELLS = ("variant", "frame_b", "ns_per_pkt", "rate_kpps", "forwarded_kpps", "vs_ipv4_a",
+             "paired_vs_ipv4_a", "paired_min", "paired_max", "entry_hits", "sent", "misses")
+
+
+def fwd_table(rows: List[Dict]) -> List[str]:
+    out = ["| variant | frame B | forwarder ns/pkt | rate kpps | forwarded kpps | × IPv4 A | paired × IPv4 A "
+           "(min–max) | entry hits / sent | misses |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         if r["test"] == "forwarding":
-            md.append("| %s | %s | %s | %s | %s | %s | %s (%s–%s) | %s / %s |" % (
-                r["variant"], r["frame_b"], r["ns_per_pkt"], r["rate_kpps"], r["forwarded_kpps"],
-                r["vs_ipv4_a"], r["paired_vs_ipv4_a"], r["paired_min"], r["paired_max"], r["entry_hits"],
-                r["sent"]))
-    md += ["", "Rate = 1 / the forwarder's own time per packet (rx burst, parse, root and bucket lookups, "
-           "MAC rewrite, counters, tx burst: its busy-iteration clock), a median over blocks; the sender "
-           "shares the 2 vCPUs, so the forwarded rate is what it offered, not a maximum. × IPv4 A: the "
-           "ratio of the medians; paired: the median (and range) of each block's own ratio. IPv6's frames "
-           "are 20 B longer (the header); IPv4 with the same frame size costs %s ns/packet against IPv4 A's "
-           "%s, IPv6 %s: %s." % (
-               fs["ns_per_pkt"], f4["ns_per_pkt"], f6["ns_per_pkt"], _share(f4, fs, f6)),
-           "", "### Added latency (the forwarder's default back-off, %d queries per variant in %d blocks)" % (
-               sum(r["n"] or 0 for r in rows if r["variant"] == "IPv4 A" and r["test"] == "latency"),
-               args.blocks), "",
-           "| variant | median RTT µs | p99 RTT µs | added µs | × IPv4 A | paired × IPv4 A (min–max) | lost "
+            cells = tuple(_c(r[k]) for k in FWD_CELLS)
+            out.append("| %s | %s | %s | %s | %s | %s | %s (%s–%s) | %s / %s | %s |" % cells)
+    return out
+
+
+def lat_table(rows: List[Dict]) -> List[str]:
+    out = ["| variant | median RTT µs | p99 RTT µs | added µs | × IPv4 A | paired × IPv4 A (min–max) | lost "
            "| n |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         if r["test"] == "latency":
             paired = "%s (%s–%s)" % (r["paired_vs_ipv4_a"], r["paired_min"], r["paired_max"]) \
-                if r["paired_vs_ipv4_a"] != "" else ""
-            md.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
+                if _c(r["paired_vs_ipv4_a"]) else ""
+            out.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % tuple(_c(x) for x in (
                 r["variant"], r["median_us"], r["p99_us"], r["added_us"], r["vs_ipv4_a"], paired, r["lost"],
-                r["n"]))
+                r["n"])))
+    return out
+
+
+def write(rows: List[Dict], meta: Dict, out: str) -> None:
+    """ipv6.csv (the rows), ipv6.json (the run's parameters), ipv6.md (both, as text)."""
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "ipv6.csv"), "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(COLUMNS))
+        w.writeheader()
+        w.writerows(rows)
+    with open(os.path.join(out, "ipv6.json"), "w") as fh:
+        json.dump(meta, fh, indent=1)
+    md = markdown(rows, meta)
+    with open(os.path.join(out, "ipv6.md"), "w") as fh:
+        fh.write(md)
+    print(md)
+
+
+def markdown(rows: List[Dict], meta: Dict) -> str:
+    """The section: goals with their A/A runs, then each test's table and what its figures are.
+    report.py builds REPORT.md's section with it from ipv6.csv and ipv6.json."""
+    by = {(r["test"], r["variant"]): r for r in rows}
+    p = meta.get("params", {})
+    f6, f4 = by[("forwarding", "IPv6")], by[("forwarding", "IPv4 A")]
+    fs = by[("forwarding", "IPv4, IPv6's frame size")]
+    l6, l4 = by[("latency", "IPv6")], by[("latency", "IPv4 A")]
+    md = ["## softdoca: IPv6 against IPv4", "",
+          "`sudo .venv/bin/python benchmarks/bench_ipv6.py%s` (%s UTC, %s vCPUs, %.0f s): "
+          "bench_glue_forward.py's lab, dual stack; one eSwitch child holds both families' dispatch "
+          "(UDP/53 to the VIP, then to the VIP6, one priority) and a 2-entry bucket pipe each, so the "
+          "variants differ only in their frames. \"IPv4 A\" and \"IPv4 B\" are the same IPv4 traffic "
+          "measured as two variants: the A/A run, what the machine's noise alone does to a ratio (the "
+          "vCPUs are shared)." % (
+              " --smoke" if meta.get("smoke") else "", meta.get("time_utc", "?"), meta.get("cpus", "?"),
+              meta.get("duration_s", 0)), ""]
+    md += goal_table(rows)
+    md += ["", "### Forwarding rate (busy-poll, %s pps offered, %s-s blocks, %s per variant, a random "
+           "order each round)" % (p.get("rate", "?"), p.get("seconds", "?"), p.get("reps", "?")), ""]
+    md += fwd_table(rows)
+    md += ["", "Rate = 1 / the forwarder's own time per packet (rx burst, parse, root and bucket lookups, "
+           "MAC rewrite, counters, tx burst: its busy-iteration clock), the median over blocks; the sender "
+           "shares the vCPUs, so the forwarded rate is what it offered, not a maximum. × IPv4 A: the "
+           "ratio of the medians (the goal's figure); paired: the median (and range) of each block's own "
+           "ratio. Entry hits: frames the family's dispatch entry took, of those the sender sent (the rest "
+           "never reached the forwarder); misses: frames of p0 that no entry took (to the Arm). IPv6's "
+           "frames are 20 B longer (the header); IPv4 with the same frame size costs %s ns/packet "
+           "against IPv4 A's %s, IPv6 %s: %s." % (
+               _c(fs["ns_per_pkt"]), _c(f4["ns_per_pkt"]), _c(f6["ns_per_pkt"]), _share(f4, fs, f6)),
+           "", "### Added latency (the forwarder's default back-off, %s queries per variant in %s blocks)" % (
+               _c(l4["n"]), p.get("blocks", "?")), ""]
+    md += lat_table(rows)
     md += ["", "One DNS query at a time (tools/rtt_probe46.py), the variants taking turns query by query "
            "in a random order each round (no variant always follows the same one: the forwarder is "
-           "asleep or still spinning after the variant before); RTTs pooled per variant; paired: the "
-           "median (and range) of each block's own ratio of added latencies. "
+           "asleep or still spinning after the variant before); RTTs pooled per variant. "
            "Added = the median RTT through the eSwitch (two forwarder traversals: query and DSR reply) minus "
            "the median RTT over a plain veth of the same family (direct), so the kernel's own IPv6 cost is "
-           "not charged to softdoca: IPv6 adds %s µs, IPv4 %s µs." % (l6["added_us"], l4["added_us"]), ""]
+           "not charged to softdoca: IPv6 adds %s µs, IPv4 %s µs. × IPv4 A: the ratio of those (the goal's "
+           "figure); paired: the median (and range) of each block's own ratio." % (
+               _c(l6["added_us"]), _c(l4["added_us"])), ""]
     return "\n".join(md)
 
 
 def _share(f4: Dict, fs: Dict, f6: Dict) -> str:
     """How much of IPv6's extra time per packet IPv4 at the same frame size also pays."""
-    d6, ds = f6["ns_per_pkt"] - f4["ns_per_pkt"], fs["ns_per_pkt"] - f4["ns_per_pkt"]
-    if d6 <= 0:
-        return "IPv6 costs no more than IPv4 A here (%+.0f ns/packet)" % d6
-    return "the header bytes account for %.0f %% of IPv6's extra %.0f ns/packet" % (100.0 * ds / d6, d6)
+    a, b, c = _num(f4["ns_per_pkt"]), _num(fs["ns_per_pkt"]), _num(f6["ns_per_pkt"])
+    if a is None or b is None or c is None:
+        return "not measured"
+    if c <= a:
+        return "IPv6 costs no more than IPv4 A here (%+.0f ns/packet)" % (c - a)
+    return "the header bytes account for %.0f %% of IPv6's extra %.0f ns/packet" % (100.0 * (b - a) / (c - a),
+                                                                                       c - a)
 
 
 # --- orchestration -------------------------------------------------------------------------
@@ -480,7 +520,13 @@ def main() -> int:
     args.out = args.out or os.path.join(HERE, "results", "smoke" if args.smoke else "")
     if os.geteuid() != 0:
         raise SystemExit("bench_ipv6.py needs root (namespaces, veths)")
-    write(run(args), args)
+    t0 = time.monotonic()
+    rows = run(args)
+    meta = {"suite": "ipv6", "smoke": args.smoke, "cpus": os.cpu_count(),
+            "time_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+            "duration_s": round(time.monotonic() - t0),
+            "params": {k: getattr(args, k) for k in ("rate", "seconds", "reps", "rtt", "blocks", "seed")}}
+    write(rows, meta, args.out)
     return 0
 
 
