@@ -46,7 +46,7 @@ QNAME = "who.example.lab"
 # Health probes in the lab: every 200 ms, down after 2 bad, up after 2 good,
 # from the management port pf1sf0.
 HEALTH = {"enabled": True, "query": QNAME, "qtype": "TXT", "interval": 0.2, "timeout": 0.15,
-          "rise": 2, "fall": 2, "source": "198.18.0.250"}
+          "rise": 2, "fall": 2, "source": "198.18.0.250", "source6": "2001:db8::250"}
 BITS = 2
 
 
@@ -638,9 +638,11 @@ def failover(lab, stop, start, rate=400.0, label="bind9 stopped"):
 # ================================================================ raw frames
 
 
-def bad_frames(dst_mac: str, src_mac: str, src_ip: str, vip: str) -> Dict[str, Tuple[str, bytes]]:
+def bad_frames(dst_mac: str, src_mac: str, src_ip: str, vip: str, src_ip6: Optional[str] = None,
+               vip6: Optional[str] = None) -> Dict[str, Tuple[str, bytes]]:
     """name -> (class, frame). class: 'malformed' (softdoca's parser rejects it), 'miss'
-    (well formed, no eSwitch entry claims it), 'hit' (reaches the service's buckets)."""
+    (well formed, no eSwitch entry claims it), 'hit' (reaches the service's buckets).
+    With `vip6`: the IPv6 kinds too (IPV6_KINDS), classified as Open vSwitch extracts them."""
     def eth(ethertype: int, payload: bytes) -> bytes:
         return frames.ethernet(dst_mac, src_mac, ethertype, payload)
 
@@ -659,14 +661,43 @@ def bad_frames(dst_mac: str, src_mac: str, src_ip: str, vip: str) -> Dict[str, T
         "IPv4 non-first fragment to the VIP": ("miss", eth(frames.ETH_P_IP, frames.ipv4(
             src_ip, vip, 17, b"\0" * 64, frag=100))),
         "non-IP frame (ethertype 0x88b5)": ("miss", eth(0x88B5, b"\xab" * 46)),
-        "IPv6 ethertype, garbage": ("miss", eth(frames.ETH_P_IPV6, b"\x60" + b"\0" * 45)),
+        # a hop-by-hop header announced, none there: a cut chain
+        "IPv6 ethertype, garbage": ("malformed", eth(frames.ETH_P_IPV6, b"\x60" + b"\0" * 45)),
         "VLAN-tagged IPv4 query": ("miss", frames.vlan_tagged(dst_mac, src_mac, 5, frames.ETH_P_IP,
                                                               frames.ipv4(src_ip, vip, 17, query))),
         "ARP request to the VIP MAC for another address": (
             "miss", eth(frames.ETH_P_ARP, frames.arp_request(src_mac, src_ip, "198.18.0.99"))),
         "DNS payload truncated (3 bytes)": ("hit", ip(frames.udp(5353, 53, dns_query(0x4242)[:3]))),
         "oversized: 1514-byte frame, garbage DNS": ("hit", ip(frames.udp(5353, 53, b"\xff" * 1472))),
+        **(ipv6_frames(eth, src_ip6 or "", vip6) if vip6 else {}),
     }
+
+
+IPV6_KINDS = ("IPv6 query behind hop-by-hop and destination options", "IPv6 first fragment of a query",
+              "IPv6 non-first fragment to the VIP6", "IPv6 ESP to the VIP6",
+              "IPv6 payload length past the frame", "IPv6 extension header chain cut short",
+              "IPv6 version 4 in an IPv6 frame")
+
+
+def ipv6_frames(eth: Any, src: str, vip6: str) -> Dict[str, Tuple[str, bytes]]:
+    """The IPv6 kinds: extension headers are skipped to the transport, a non-first fragment has
+    no ports, a payload length past the frame or a cut chain is malformed, the version nibble is
+    not checked (as Open vSwitch's flow extraction: both planes classify them alike)."""
+    def ip6(nh: int, payload: bytes, **lie: int) -> bytes:
+        return eth(frames.ETH_P_IPV6, frames.ipv6(src, vip6, nh, payload, **lie))
+
+    q6 = frames.udp6(src, vip6, 5353, 53, dns_query(0x4343))
+    kinds = dict(zip(IPV6_KINDS, (
+        ("hit", ip6(frames.IPPROTO_HOPOPTS, frames.ext_options(frames.IPPROTO_DSTOPTS)
+                    + frames.ext_options(frames.IPPROTO_UDP) + q6)),
+        ("hit", ip6(frames.IPPROTO_FRAGMENT, frames.ext_fragment(frames.IPPROTO_UDP, 0, True) + q6)),
+        ("miss", ip6(frames.IPPROTO_FRAGMENT, frames.ext_fragment(frames.IPPROTO_UDP, 100, False)
+                     + b"\0" * 64)),
+        ("miss", ip6(frames.IPPROTO_ESP, b"\0" * 24)),
+        ("malformed", ip6(frames.IPPROTO_UDP, q6, plen=len(q6) + 1)),
+        ("malformed", ip6(frames.IPPROTO_HOPOPTS, frames.ext_options(frames.IPPROTO_UDP, 1)[:12])),
+        ("hit", ip6(frames.IPPROTO_UDP, q6, version=4)))))
+    return kinds
 
 
 def send_frames(ns: str, iface: str, frames: Sequence[bytes], count: int) -> Dict[str, Any]:

@@ -312,8 +312,10 @@ def _frames(lab):
     fips1_mac = [ln.a.mac for ln in topo.links if ln.a.netns == "fips1"][0]
     pf0_mac = [p.wire_peer.mac for p in topo.eswitch_ports if p.name == "pf0hpf"][0]
     vip, vmac = str(lab.svc.vip), lab.svc.vip_mac
-    return (fl.bad_frames(vmac, fips1_mac, "198.18.0.11", vip),
-            fl.bad_frames(vmac, pf0_mac, "198.18.0.5", vip))
+    vip6 = str(lab.svc.vip6) if lab.svc.vip6 is not None else None
+    src6 = sorted(topo.clients6.get("fips1", ("2001:db8::11",)))[0]
+    return (fl.bad_frames(vmac, fips1_mac, "198.18.0.11", vip, src6, vip6),
+            fl.bad_frames(vmac, pf0_mac, "198.18.0.5", vip, src6, vip6))
 
 
 VLAN = "VLAN-tagged IPv4 query"
@@ -404,10 +406,13 @@ def test_bad_packets_at_the_eswitch_and_at_ovs(lab, table):
 def test_frames_both_planes_leave_alone_or_both_balance(lab, table):
     """A VLAN-tagged query (the eSwitch matches the outer ethertype, so OVS's rules match
     untagged frames only) and an IPv4 frame with another version nibble (neither parser
-    checks it): each plane classifies them as the other does, so no fallback."""
+    checks it): each plane classifies them as the other does, so no fallback. The same for the
+    IPv6 kinds: extension headers before the transport, fragments, a payload length past the
+    frame, a cut extension header chain, another version nibble."""
     via_p0, _ = _frames(lab)
+    assert all(k in via_p0 for k in fl.IPV6_KINDS), "the lab's service has no vip6"
     found = []
-    for name in DISAGREE:
+    for name in DISAGREE + fl.IPV6_KINDS:
         st0 = _settled_status(lab)
         p0 = lab.port_stats()["p0"]
         r = fl.send_frames("tor", "t-p0", [via_p0[name][1]], COUNT)
@@ -420,11 +425,14 @@ def test_frames_both_planes_leave_alone_or_both_balance(lab, table):
     table.extra.append(("Frames the two planes once classified differently", [
         "| frame (x%d, into p0) | p0 arrived | miss (to OVS) | malformed | OVS fallback |" % COUNT,
         "|---|---|---|---|---|"] + ["| %s | %d | %d | %d | %d |" % f for f in found] + [
-        "", "This suite found that the eSwitch missed them while OVS balanced them on the Arm "
-        "(counted as fallback). Now OVS's service and route rules match untagged frames only "
-        "(`vlan_tci=0x0000/0x1fff`) and softdoca, like OVS, does not check the IPv4 version "
+        "", "This suite found that the eSwitch missed the first two while OVS balanced them on "
+        "the Arm (counted as fallback). Now OVS's service and route rules match untagged frames "
+        "only (`vlan_tci=0x0000/0x1fff`) and softdoca, like OVS, does not check the IPv4 version "
         "nibble: a tagged query is nobody's class in both planes (miss_other), a version-6 "
-        "one is balanced by the eSwitch; fallback stays 0."]))
+        "one is balanced by the eSwitch. softdoca parses IPv6 as OVS's flow extraction does "
+        "(extension headers skipped to the transport, no ports in a non-first fragment, a "
+        "payload length past the frame or a cut chain malformed, the version not checked); "
+        "fallback stays 0."]))
     print("\nframes the planes classify differently: %s" % found)
     assert all(f[4] == 0 for f in found), found
 

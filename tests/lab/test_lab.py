@@ -97,7 +97,7 @@ def _settled(ctl):
 
 
 def _bucket_counters(ctl):
-    """{(service, bucket): pkts} from eswitchd."""
+    """{(service, bucket): pkts} from eswitchd, over the service's pipes (one per family)."""
     from xenoflow_ovs.eswitch.client import EswitchClient
     cfg = ctl.load_cfg()
     c = EswitchClient(cfg.path(cfg.eswitch.socket))
@@ -105,8 +105,12 @@ def _bucket_counters(ctl):
         res = c.counters()
     finally:
         c.close()
-    return {(e["entry"]["owner"], e["entry"]["bucket"]): e["pkts"] for e in res["entries"]
-            if e["entry"]["kind"] == "bucket"}
+    out = {}
+    for e in res["entries"]:
+        if e["entry"]["kind"] == "bucket":
+            key = (e["entry"]["owner"], e["entry"]["bucket"])
+            out[key] = out.get(key, 0) + e["pkts"]
+    return out
 
 
 def test_up_is_idempotent_and_status_shows_it(lab):

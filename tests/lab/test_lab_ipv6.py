@@ -1,8 +1,10 @@
-"""The paper lab with IPv6 on where the topology wants it: static addresses (never tentative,
-nothing outside 2001:db8::/32), none at all on the DPU's plane interfaces, the tor or the host;
-backends answering DNS over IPv6 (UDP and TCP) and IPv4 TCP on their own addresses; the VIP6 on
-their lo not answered for in neighbour discovery; and the IPv4 demo as before (fallback 0,
-consistent), with whatever ND/MLD the hosts send reaching the DPU.
+"""The paper lab dual stack: IPv6 on where the topology wants it (static addresses, never
+tentative, nothing outside 2001:db8::/32), none at all on the DPU's plane interfaces, the tor or
+the host; backends answering DNS over IPv6 (UDP and TCP) and IPv4 TCP on their own addresses; the
+VIP6 on their lo not answered for in neighbour discovery; every listener of the service (IPv4 and
+IPv6, UDP and TCP) balanced by the eSwitch to the backend the plan names, with exact counters; and
+the demo over all of them (fallback 0, consistent), with whatever ND/MLD the hosts send reaching
+the DPU.
 
 One lab per module, in a private run dir (as tests/lab/test_lab.py). The namespace names are
 fixed: run one lab test session at a time (`flock /tmp/xf/lab.lock`).
@@ -171,7 +173,7 @@ def test_the_vip6_on_lo_is_not_answered_for_in_neighbour_discovery(lab):
     assert {ns: _snmp6(ns, "Icmp6InNeighborSolicits") for ns in ns0} == ns0
 
 
-def test_the_ipv4_demo_still_passes(lab, capsys):
+def test_the_demo_passes_over_every_listener(lab, capsys):
     from xenoflow_ovs.lab.labctl import Demo, Progress
     quiet, lab.say = lab.say, Progress()
     try:
@@ -180,7 +182,9 @@ def test_the_ipv4_demo_still_passes(lab, capsys):
         lab.say = quiet
     out = capsys.readouterr().out
     assert rc == 0, out
-    assert "0 by the wrong backend, 0 lost" in out, out
+    for listener in ("IPv4/UDP", "IPv4/TCP", "IPv6/UDP", "IPv6/TCP"):
+        assert "service dns over %s:" % listener in out, out
+    assert out.count("0 by the wrong backend, 0 lost") == 4, out
     assert "consistency: verdict: consistent" in out, out
     if DRIVER != "none":
         assert "fallback 0 (routes mirrored)" in out, out
@@ -198,3 +202,48 @@ def test_ipv6_noise_is_never_fallback(lab):
         None if now["fallback"] is None else now["fallback"] - (t0["fallback"] or 0)))
     if DRIVER != "none":
         assert now["fallback"] == t0["fallback"], (t0, now)
+
+
+def _through_the_vips(lab, demo, listeners, count):
+    """Queries to the VIPs from every client of each listener's family: per backend, the
+    queries the plan sends it; asserts each source got the backend its bucket names."""
+    cfg = lab.load_cfg()
+    svc = cfg.service("dns")
+    table = lab.planes.planned().table("dns")
+    per_backend = {b.name: 0 for b in svc.backends}
+    for family, proto in listeners:
+        clients = lab.topo.clients if family == 4 else lab.topo.clients6
+        assert sum(len(s) for s in clients.values()) >= 16, clients
+        for ns, sources in sorted(clients.items()):
+            res = demo.queries(ns, list(sources), str(svc.vip_of(family)), count, tcp=proto == "tcp")
+            for src, r in res.items():
+                want = demo.expected_backend(svc, table, src)
+                assert r["answers"] == [want] * count, (family, proto, src, r)
+                per_backend[want] += count
+    return per_backend
+
+
+def test_every_listener_reaches_the_planned_backend_with_exact_counters(lab):
+    """The service is dual stack over UDP and TCP: from >= 16 sources per family, each query
+    through the VIP (IPv4) or the VIP6 reaches the backend the plan's bucket table names, over
+    UDP and over TCP. UDP: the eSwitch's bucket entries count exactly one packet per query, OVS
+    none, fallback 0. TCP: every segment of the connections rides the eSwitch too (at least the
+    SYN, the query and the closing ACKs: 3 per query), OVS none, fallback 0."""
+    from xenoflow_ovs.lab.labctl import Demo, _delta
+    cfg = lab.load_cfg()
+    svc = cfg.service("dns")
+    assert set(svc.listeners) == {(4, "udp"), (4, "tcp"), (6, "udp"), (6, "tcp")}, svc.listeners
+    demo = Demo(lab)
+    for proto in ("udp", "tcp"):
+        before = demo.settled_counters()
+        want = _through_the_vips(lab, demo, [(4, proto), (6, proto)], 3)
+        d = _delta(before, demo.settled_counters())
+        print("%s: sent per backend %s; delta %s" % (proto, want, d))
+        assert {b: d["bind9"].get(b, 0) for b in want} == want, (proto, d)
+        assert all(d["ovs"].get(b, 0) == 0 for b in want), (proto, d)
+        if DRIVER != "none":
+            assert d["fallback"] == 0, (proto, d)
+            if proto == "udp":
+                assert {b: d["eswitch"].get(b, 0) for b in want} == want, d
+            else:
+                assert all(d["eswitch"].get(b, 0) >= 3 * n for b, n in want.items()), d

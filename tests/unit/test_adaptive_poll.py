@@ -391,11 +391,11 @@ def test_raw_bytes_match_the_framework_messages(h):
              "patch-ovsbr1": 200, "pf1sf0": 3}
     data = config.to_data(config.load(PAPER))
     svc = dict(data["services"][0])
-    data["services"].append(dict(svc, name="web", vip="198.18.0.80", vip_mac="02:00:c6:12:00:50",
-                                 protocol="tcp", port=80,
+    data["services"].append(dict(svc, name="web", vip="198.18.0.80", vip6="2001:db8::80",
+                                 vip_mac="02:00:c6:12:00:50", protocols=["tcp"], port=80,
                                  policy={"kind": "src-port-bits", "bits": 3}))
-    data["services"].append(dict(svc, name="mg", vip="198.18.0.81", vip_mac="02:00:c6:12:00:51",
-                                 policy={"kind": "maglev", "bits": 6}))
+    data["services"].append(dict(svc, name="mg", vip="198.18.0.81", vip6="2001:db8::81",
+                                 vip_mac="02:00:c6:12:00:51", policy={"kind": "maglev", "bits": 6}))
     cfg = config.from_data(data, base_dir=os.path.dirname(PAPER))
     flows = list(plan.plan(cfg).iter_flows())
     assert len(flows) > 60

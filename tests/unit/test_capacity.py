@@ -5,7 +5,8 @@ import copy
 
 import pytest
 import yaml
-from config_samples import paper_data, parse  # noqa: E402  (tests/unit, beside this file)
+from config_samples import paper_v4_data as paper_data  # noqa: E402  (tests/unit, beside this file)
+from config_samples import parse
 
 from xenoflow_ovs.cli import main as cli_main
 from xenoflow_ovs.intent import capacity, eswitch_ports
@@ -44,6 +45,16 @@ def test_needs_count_pipes_and_entries_per_port():
     for port in routes_from:
         assert need[port].root_entries == sum(len(r.families) for r in cfg.routes if r.src_port == port)
         assert need[port].pipes == 1
+
+
+def test_a_dual_stack_service_needs_a_pipe_per_family_and_a_dispatch_per_listener():
+    d = _services(paper_data(), 2, 3)
+    d["services"][1].update(vip6="2001:db8::101", protocols=["udp", "tcp"])
+    d["services"][1].pop("protocol")
+    p0 = capacity.needs(parse(d))["p0"]
+    assert p0.pipe_entries == (("svc0", 8), ("svc1", 8), ("svc1", 8))
+    assert p0.root_entries == 1 + 4
+    assert p0.action_entries == 2 * 24 + 5
 
 
 def test_unmirrored_routes_take_no_root_entries():

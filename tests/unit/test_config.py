@@ -54,7 +54,20 @@ def test_paper_config_parses_to_frozen_objects():
     (lambda d: d["services"][0]["policy"].update(bits=0), "services[0].policy.bits", "cannot hold"),
     (lambda d: d["services"][0]["policy"].update(kind="random"), "services[0].policy.kind", "one of"),
     (lambda d: d["services"][0].update(port="53"), "services[0].port", "integer"),
-    (lambda d: d["services"][0].update(protocol="sctp"), "services[0].protocol", "one of"),
+    (lambda d: d["services"][0].update(protocols=["udp", "sctp"]), "services[0].protocols[1]", "one of"),
+    (lambda d: d["services"][0].update(protocols=[]), "services[0].protocols", "non-empty"),
+    (lambda d: d["services"][0].update(protocols=["tcp", "tcp"]), "services[0].protocols[1]", "twice"),
+    (lambda d: d["services"][0].update(protocol="udp"), "services[0].protocol", "not both"),
+    (lambda d: d["services"][0].update(vip6="2001:db8::zz"), "services[0].vip6", "not an IPv6"),
+    (lambda d: d["services"][0].update(vip6="ff02::1"), "services[0].vip6", "not a global unicast"),
+    (lambda d: d["services"][0]["backends"][0].update(ip6="198.18.0.2"), "services[0].backends[0].ip6",
+     "not an IPv6"),
+    (lambda d: d["services"][0]["backends"][1].update(ip6="2001:db8::2"), "services[0].backends[1].ip6",
+     "duplicate backend ip6"),
+    (lambda d: d["routes"].append({"from": "p1", "to": "pf1hpf", "dst": "2001:db8::5/48"}), "routes[2].dst",
+     "host bits"),
+    (lambda d: d["services"][0].update(health={"families": ["ipv7"]}), "services[0].health.families[0]",
+     "one of"),
     (lambda d: [b.update(weight=0) for b in d["services"][0]["backends"]], "services[0].backends",
      "weight 0"),
     (lambda d: d["services"].append(copy.deepcopy(d["services"][0])), "services[1].name",
@@ -86,10 +99,10 @@ def test_errors_carry_line_numbers_and_all_are_reported():
 
 
 def test_duplicate_yaml_key_is_an_error():
-    text = open(PAPER).read().replace("    protocol: udp\n", "    protocol: udp\n    protocol: tcp\n")
+    text = open(PAPER).read().replace("    port: 53\n", "    port: 53\n    port: 54\n")
     with pytest.raises(config.ConfigError) as exc:
         config.parse(text)
-    assert any("duplicate key 'protocol'" in msg for _, msg, _ in exc.value.problems)
+    assert any("duplicate key 'port'" in msg for _, msg, _ in exc.value.problems)
 
 
 @pytest.mark.parametrize("text,words", [

@@ -74,7 +74,9 @@ def test_changed_entry_and_foreign_backend_are_drift():
     entries = [e if e.bucket != 1 else plan.Entry(**{**e.__dict__, "dst_mac": "02:00:c6:12:00:02"})
                for e in p.entries]
     rep = consistency.check(cfg, p, flows, p.pipes, entries, {"fallback": 0})
-    assert [d["what"] for d in rep["drift"]] == ["changed"]
+    # bucket 1's entry in each family's pipe
+    assert [(d["what"], d["expected"].split()[1]) for d in rep["drift"]] == [
+        ("changed", "pipe=dns.ipv4_src1.p1"), ("changed", "pipe=dns.ipv6_src1.p1")]
     assert rep["buckets"][1]["ok"] is False
 
 

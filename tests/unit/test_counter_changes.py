@@ -5,6 +5,7 @@ backend it sent those packets to, not the one it names afterwards."""
 import os
 
 import pytest
+from config_samples import ipv4_udp  # noqa: E402  (tests/unit, beside this file)
 
 from xenoflow_ovs.controller.runtime import EswitchTotals, Runtime
 from xenoflow_ovs.eswitch import wire
@@ -55,7 +56,7 @@ class CountingEswitch:
 
 
 def cfg(bits=2):
-    data = config.to_data(config.load(PAPER))
+    data = ipv4_udp(config.to_data(config.load(PAPER)))   # one pipe: a bucket is one entry
     data["services"][0]["policy"]["bits"] = bits
     return config.from_data(data, base_dir=os.path.dirname(PAPER))
 

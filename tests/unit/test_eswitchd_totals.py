@@ -8,6 +8,7 @@ import tempfile
 import threading
 
 import pytest
+from config_samples import ipv4_udp  # noqa: E402  (tests/unit, beside this file)
 
 from xenoflow_ovs.controller.runtime import EswitchTotals, Runtime
 from xenoflow_ovs.eswitch import daemon, wire
@@ -87,7 +88,7 @@ class FakeDriver:
 
 
 def cfg(bits=2):
-    data = config.to_data(config.load(PAPER))
+    data = ipv4_udp(config.to_data(config.load(PAPER)))   # one pipe: a bucket is one entry
     data["services"][0]["policy"]["bits"] = bits
     return config.from_data(data, base_dir=os.path.dirname(PAPER))
 

@@ -17,11 +17,13 @@ def variant(kind="src-ip-bits", bits=3, proto="udp", table_miss="normal", extra_
     data["ovs"]["table_miss"] = table_miss
     svc = data["services"][0]
     svc["policy"] = {"kind": kind, "bits": bits}
-    svc["protocol"] = proto
+    svc.pop("protocol", None)
+    svc["protocols"] = [proto]          # the paper's service is dual stack: both families stay
     svc["backends"].append({"name": "fips6", "ip": "198.18.0.6", "mac": "02:00:c6:12:00:06",
                             "weight": 2})
     second = dict(svc, name="web", vip="198.18.0.80", vip_mac="02:00:c6:12:00:50", port=80,
-                  protocol="tcp", policy={"kind": "src-ip-bits", "bits": 2})
+                  protocols=["tcp"], policy={"kind": "src-ip-bits", "bits": 2})
+    del second["vip6"]                  # IPv4 only
     data["services"].append(second)
     data["routes"] = list(data["routes"]) + list(extra_routes)
     return config.from_data(data, base_dir=os.path.dirname(PAPER))
@@ -91,6 +93,17 @@ def packets(cfg, rng, n):
             out.append(pkt if rng.random() < 0.7 else fate.Packet(
                 **dict(pkt.__dict__, arp_op=2, eth_dst=rng.choice(macs))))
             continue
+        if rng.random() < 0.25:     # IPv6: the VIP6s, other addresses, Neighbor Solicitations
+            addrs6 = [str(s.vip6) for s in cfg.services if s.vip6] + ["2001:db8::5", "2001:db8:1::9"]
+            nd = rng.random() < 0.3
+            out.append(fate.ipv6_packet(
+                rng.choice(ports), rng.choice(("2001:db8::7", "::", "2001:db8::%x" % rng.randrange(65536))),
+                rng.choice(addrs6), eth_dst=rng.choice(macs), ip_proto=58 if nd else rng.choice((17, 6)),
+                icmpv6_type=rng.choice((135, 136)) if nd else 0,
+                ipv6_nd_target=rng.choice(addrs6) if nd else "",
+                l4_src=rng.randrange(65536), l4_dst=rng.choice((53, 80, 9)),
+                vlan=rng.choice((None, None, 0, 5))))
+            continue
         out.append(fate.Packet(
             in_port=rng.choice(ports), eth_dst=rng.choice(macs), eth_type=ETH_IP,
             ip_proto=rng.choice((17, 6, 1)),
@@ -110,6 +123,11 @@ def aimed_at(flow, pkt, rng):
             if isinstance(want, tuple):
                 value, mask = (int(netaddr.IPAddress(w)) for w in want)
                 want = str(netaddr.IPAddress(value & mask | rng.randrange(1 << 32) & ~mask))
+            got[name] = want
+        elif name in ("ipv6_src", "ipv6_dst", "ipv6_nd_target"):
+            if isinstance(want, tuple):
+                value, mask = (int(netaddr.IPAddress(w, 6)) for w in want)
+                want = str(netaddr.IPAddress(value & mask | rng.randrange(1 << 128) & ~mask, 6))
             got[name] = want
         elif name == "vlan_vid":
             got["vlan"] = None if want == 0 else want & 0xFFF

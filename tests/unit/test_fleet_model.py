@@ -34,7 +34,10 @@ def snapshot(cfg=None, version=1, dpus=None):
 def test_services_round_trip_through_the_store_rows():
     data = config.to_data(paper())
     rows = model.rows_of(data["services"])
-    assert rows[0]["protocols"] == ["udp"] and rows[0]["policy_kind"] == data["services"][0]["policy"]["kind"]
+    # the store holds the transports as a set, an IPv6 VIP and the backends' ip6 as optional columns
+    assert rows[0]["protocols"] == ["tcp", "udp"]
+    assert rows[0]["policy_kind"] == data["services"][0]["policy"]["kind"]
+    assert rows[0]["vip6"] == ["2001:db8::53"] and rows[0]["backends"][0]["ip6"] == ["2001:db8::2"]
     assert rows[0]["health"]["enabled"] in ("true", "false")       # a map of strings in the store
     back = model.services_of(rows)
     assert back == data["services"]

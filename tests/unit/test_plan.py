@@ -4,6 +4,7 @@ import os
 
 import pytest
 import yaml
+from config_samples import paper_v4_data
 
 from xenoflow_ovs.cli import main as cli_main
 from xenoflow_ovs.intent import config, plan, render
@@ -13,8 +14,9 @@ PAPER = os.path.join(ROOT, "topologies", "paper", "xenoflow.yaml")
 
 
 def paper_data():
-    with open(PAPER) as f:
-        return yaml.safe_load(f)
+    """The paper's config, its service IPv4/UDP as the paper ran it (tests derive services from
+    it); the dual-stack service as configured: config.load(PAPER)."""
+    return paper_v4_data()
 
 
 def cfg_of(data):
@@ -26,23 +28,40 @@ def ofctl_lines(p, bridge):
 
 
 def test_paper_plan_has_the_two_entries_and_the_route():
+    """The paper's service, dual stack over UDP and TCP: one bucket table, an eSwitch pipe per
+    family (the low bit of the IPv4 or IPv6 source) with the same backend per bucket, a
+    dispatch entry per listener, OVS's copy per listener, the VIP6's Neighbor Solicitation
+    answered in OVS, and the paper's route for both families."""
     p = plan.plan(config.load(PAPER))
     buckets_ = [e for e in p.entries if e.kind == "bucket"]
     assert [(e.match, e.dst_mac, e.fwd) for e in buckets_] == [
         ((("ipv4_src", 0, 1),), "02:00:c6:12:00:02", ("port", "p1")),
         ((("ipv4_src", 1, 1),), "02:00:c6:12:00:03", ("port", "p1")),
+        ((("ipv6_src", 0, 1),), "02:00:c6:12:00:02", ("port", "p1")),
+        ((("ipv6_src", 1, 1),), "02:00:c6:12:00:03", ("port", "p1")),
     ]
-    [pipe] = p.pipes
-    assert pipe.mask == (("ipv4_src", 1),) and pipe.nr_entries == 2 and pipe.port == "p0"
+    assert [(x.mask, x.nr_entries, x.port) for x in p.pipes] == [
+        ((("ipv4_src", 1),), 2, "p0"), ((("ipv6_src", 1),), 2, "p0")]
+    fields = [(dict((f, v) for f, v, _ in e.match), e.fwd[1]) for e in p.entries if e.kind == "dispatch"]
+    dispatch = {(m["eth_type"], m["ip_proto"], target) for m, target in fields}
+    assert dispatch == {(0x0800, 17, "dns.ipv4_src1.p1"), (0x0800, 6, "dns.ipv4_src1.p1"),
+                        (0x86DD, 17, "dns.ipv6_src1.p1"), (0x86DD, 6, "dns.ipv6_src1.p1")}
     br1 = ofctl_lines(p, "ovsbr1")
     assert ("table=0,priority=201,udp,in_port=p0,vlan_tci=0x0000/0x1fff,nw_src=0.0.0.0/0.0.0.1,"
             "nw_dst=198.18.0.53,tp_dst=53 "
             "actions=set_field:02:00:c6:12:00:02->eth_dst,output:patch-ovsbr2") in br1
+    assert ("table=0,priority=201,tcp6,in_port=p0,vlan_tci=0x0000/0x1fff,ipv6_src=::1/::1,"
+            "ipv6_dst=2001:db8::53,tp_dst=53 "
+            "actions=set_field:02:00:c6:12:00:03->eth_dst,output:patch-ovsbr2") in br1
+    assert any(line.startswith("table=1,") and "nd_target=2001:db8::53" in line for line in br1), br1
     br2 = ofctl_lines(p, "ovsbr2")
     # The paper's rule, for untagged frames (the class the eSwitch's route entry carries).
     assert "table=0,priority=100,ip,in_port=pf1hpf,vlan_tci=0x0000/0x1fff actions=output:p1" in br2
+    assert "table=0,priority=50,ipv6,in_port=pf1hpf,vlan_tci=0x0000/0x1fff actions=output:p1" in br2
     routes = [e for e in p.entries if e.kind == "route"]
-    assert {(e.port, e.fwd) for e in routes} == {("pf1hpf", ("port", "p1")), ("p1", ("port", "pf1hpf"))}
+    assert sorted((e.port, e.match[0][1], e.fwd) for e in routes) == [
+        ("p1", 0x0800, ("port", "pf1hpf")), ("pf1hpf", 0x0800, ("port", "p1")),
+        ("pf1hpf", 0x86DD, ("port", "p1"))]
 
 
 def test_every_flow_is_ours_and_keys_are_unique():

@@ -119,7 +119,8 @@ def services_of(rows: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
         svc: Dict[str, Any] = {"name": s["name"], "vip_mac": s["vip_mac"]}
         if s.get("vip"):              # "" in the store: an IPv6-only service
             svc["vip"] = s["vip"]
-        protocols = list(s.get("protocols") or ["udp"])
+        order = list(config_mod.PROTOCOLS)      # the store holds a set: back in canonical order
+        protocols = sorted(s.get("protocols") or ["udp"], key=order.index)
         if len(protocols) == 1:
             svc["protocol"] = protocols[0]
         else:                 # the parser says whether this controller serves both

@@ -86,6 +86,7 @@ class InternalPort:
     name: str
     ip: netaddr.IPNetwork
     mac: Optional[str] = None
+    ip6: Optional[netaddr.IPNetwork] = None   # for IPv6 health probes from the DPU
 
 
 @dataclass(frozen=True)
@@ -416,6 +417,21 @@ class Reader:
             self.error(path, "%s is not a global unicast IPv6 address" % addr)
             return None
         return addr
+
+    def ipv6_iface(self, v: Any, path: Path) -> Optional[netaddr.IPNetwork]:
+        """An interface's IPv6 address with its prefix length (2001:db8::250/64)."""
+        if not isinstance(v, str) or "/" not in v:
+            self.error(path, "must be an IPv6 address with prefix length like 2001:db8::250/64, got %r"
+                       % (v,))
+            return None
+        addr, _, _ = v.partition("/")
+        if self.ipv6(addr, path) is None:
+            return None
+        try:
+            return netaddr.IPNetwork(v, version=6)
+        except (netaddr.AddrFormatError, ValueError):
+            self.error(path, "%r is not an IPv6 address with prefix length" % v)
+            return None
 
     def ipv4_only(self, v: Any, path: Path) -> Optional[netaddr.IPAddress]:
         """An IPv4 address where an IPv6 one has its own key (`key6`): says so."""
@@ -843,12 +859,13 @@ def _bridges(r: Reader, v: Any, path: Path, port_names: set) -> Tuple[Bridge, ..
                 r.error(ip_path, "internal port %r clashes with another port" % iname)
             owner[iname] = name
             if isinstance(ispec, dict):
-                sm = r.mapping(ispec, ip_path, ("ip", "mac"), required=("ip",))
+                sm = r.mapping(ispec, ip_path, ("ip", "ip6", "mac"), required=("ip",))
                 ip = r.get(sm, "ip", ip_path, lambda x, pp: r.ipv4_net(x, pp, host_bits_ok=True))
+                ip6 = r.get(sm, "ip6", ip_path, r.ipv6_iface)
                 mac = r.get(sm, "mac", ip_path, r.mac)
             else:
-                ip, mac = r.ipv4_net(ispec, ip_path, host_bits_ok=True), None
-            internal.append(InternalPort(name=iname, ip=ip, mac=mac))
+                ip, ip6, mac = r.ipv4_net(ispec, ip_path, host_bits_ok=True), None, None
+            internal.append(InternalPort(name=iname, ip=ip, mac=mac, ip6=ip6))
         out.append(Bridge(name=name, ports=tuple(ports), internal=tuple(internal)))
     return tuple(out)
 
@@ -984,7 +1001,8 @@ def _protocols(r: Reader, s: Dict[str, Any], p: Path) -> Tuple[str, ...]:
     if "protocols" not in s:
         one = r.get(s, "protocol", p, r.choice(tuple(PROTOCOLS)), "udp")
         return (one,) if one is not None else ()
-    return _choices(r, s, "protocols", p, tuple(PROTOCOLS), ())
+    # canonical order (udp, tcp): the fleet's store holds a set, and equal intents must compare equal
+    return tuple(sorted(_choices(r, s, "protocols", p, tuple(PROTOCOLS), ()), key=list(PROTOCOLS).index))
 
 
 def _check_health_addresses(r: Reader, p: Path, health: Health, backends: List[Backend]) -> None:
@@ -1154,7 +1172,14 @@ def to_data(cfg: Config) -> Dict[str, Any]:
                 if v is not None}
 
     def internal(i: InternalPort) -> Any:
-        return {"ip": str(i.ip), "mac": i.mac} if i.mac else str(i.ip)
+        if not i.mac and i.ip6 is None:
+            return str(i.ip)
+        out = {"ip": str(i.ip)}
+        if i.ip6 is not None:
+            out["ip6"] = str(i.ip6)
+        if i.mac:
+            out["mac"] = i.mac
+        return out
 
     def endpoint(e: Endpoint, api: bool) -> Dict[str, Any]:
         out: Dict[str, Any] = {"host": e.host, "port": e.port}

@@ -405,6 +405,9 @@ def _bridge_base_flows(cfg: Config, bridge: str) -> List[Flow]:
             out.append(Flow(bridge, MGMT, _match(in_port=ip.name), (("normal",),), "mgmt", bridge))
             out.append(Flow(bridge, MGMT, _match(eth_type=ETH_IP, ipv4_dst=str(ip.ip.ip)),
                             (("normal",),), "mgmt", bridge))
+            if ip.ip6 is not None:
+                out.append(Flow(bridge, MGMT, _match(eth_type=ETH_IPV6, ipv6_dst=str(ip.ip6.ip)),
+                                (("normal",),), "mgmt", bridge))
     # Guards: the VIPs' traffic that no rule claims is dropped on every bridge.
     for svc in cfg.services:
         if svc.vip is not None:

@@ -391,6 +391,12 @@ class LabCtl:
                     continue
                 nsh.set_link(ip.name, ns=self.topo.dpu_netns, mac=ip.mac, up=None)
                 nsh.add_address(ip.name, str(ip.ip), ns=self.topo.dpu_netns)
+                if ip.ip6 is not None:
+                    # IPv6 only on this port of the dpu namespace: static, no RA, no DAD
+                    nsh.set_if_sysctls(self.topo.dpu_netns, ip.name, [
+                        ("ipv6.accept_ra", "0"), ("ipv6.autoconf", "0"), ("ipv6.router_solicitations", "0"),
+                        ("ipv6.dad_transmits", "0"), ("ipv6.disable_ipv6", "0")])
+                    nsh.add_address(ip.name, str(ip.ip6), ns=self.topo.dpu_netns)
                 nsh.run_in_ns(self.topo.dpu_netns, ["ethtool", "-K", ip.name, "tx", "off"], check=False)
                 nsh.set_link(ip.name, ns=self.topo.dpu_netns, up=True)
 
