@@ -368,7 +368,7 @@ def fwd_table(rows: List[Dict]) -> List[str]:
            "(min–max) | entry hits / sent | misses |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         if r["test"] == "forwarding":
-            cells = tuple(_c(r[k]) for k in FWD_CELLS)
+            cells = tuple(_c(r.get(k)) for k in FWD_CELLS)
             out.append("| %s | %s | %s | %s | %s | %s | %s (%s–%s) | %s / %s | %s |" % cells)
     return out
 

@@ -7,7 +7,8 @@ benchmark goals against what the CSVs of the same run show.
     python benchmarks/report.py [--results DIR] [--out FILE]
 
 Sections, in this order when present: throughput, latency, latency_load,
-control, disruption, faults, glue_* and any other results/*.md; then the control
+control, disruption, faults, glue_* and any other results/*.md; then softdoca's IPv6
+against IPv4, built here from ipv6.csv and ipv6.json (bench_ipv6.py); then the control
 plane at scale, built here from scale.csv (bench_scale.py): its goals, the fitted
 growth of every cost, the points and softdoca's forwarding against the table size;
 last the fleet, built here from fleet.csv (bench_fleet.py): its goals, edit to
@@ -287,6 +288,23 @@ class _Goals:
                               "%d lossy steps, worst %.3g" % (len(bad), worst),
                               "met" if not bad else "missed", note])
 
+    def ipv6_rows(self):
+        """bench_ipv6.py's two goals (a separate run, IPv6 and IPv4 side by side in one eSwitch),
+        each with its A/A run (IPv4 against IPv4: the noise) beside it."""
+        rows = read_csv(os.path.join(self.results, "ipv6.csv"))
+        if not rows:
+            return
+        import bench_ipv6
+        v = bench_ipv6.verdicts(rows)
+        for key, goal in (("rate", "softdoca IPv6 forwarding rate ≥ %.2f× IPv4's" % bench_ipv6.RATE_GOAL),
+                          ("latency", "softdoca IPv6 added latency ≤ %.1f× IPv4's" % bench_ipv6.LAT_GOAL)):
+            g = v[key]
+            aa = "%.2f×" % g["aa"] if g["aa"] is not None else "–"
+            detail = "%.2f× (ipv6.csv, a separate run; A/A, IPv4 against IPv4: %s)" % (
+                g["value"], aa) if g["value"] is not None else ""
+            self.row(goal, g["value"], g["verdict"] == "met", detail, [],
+                     "see the IPv6 section: the A/A run beside it, where IPv6's extra time goes")
+
     def fallback_row(self):
         ctl = read_csv(os.path.join(self.results, "control.csv"))
         llat = read_csv(os.path.join(self.results, "latency_load.csv"))
@@ -340,6 +358,7 @@ class _Goals:
         self.latency_rows()
         if self.tput:
             self.loss_rows()
+        self.ipv6_rows()
         self.fallback_row()
         out = ["| goal | measured | verdict | why missed or not measured (from this run) |",
                "|---|---|---|---|"]
@@ -388,6 +407,19 @@ def section(results: str, name: str) -> str:
 
 SCALE_OWN = ("scale", "glue_forward_entries")     # the scale section shows these itself
 FLEET_OWN = ("fleet",)                            # and the fleet section this one
+IPV6_OWN = ("ipv6",)                              # and the IPv6 section this one
+
+
+def ipv6_section(results: str) -> Optional[str]:
+    """From ipv6.csv and ipv6.json (bench_ipv6.py): the goals with their A/A runs, the
+    forwarding rate and the added latency per variant; None without ipv6.csv."""
+    rows = read_csv(os.path.join(results, "ipv6.csv"))
+    if not rows:
+        return None
+    import bench_ipv6
+    text = bench_ipv6.markdown(rows, load_meta(results, "ipv6")).strip()
+    return text + ("\n\nMethod and lab: `benchmarks/bench_ipv6.py`'s docstring; every row: "
+                   "[ipv6.csv](%s/ipv6.csv)." % os.path.relpath(results, HERE))
 
 
 def scale_section(results: str) -> Optional[str]:
@@ -463,7 +495,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=os.path.join(HERE, "REPORT.md"))
     a = ap.parse_args(argv)
     mds = [os.path.basename(p)[:-3] for p in glob.glob(os.path.join(a.results, "*.md"))]
-    mds = [n for n in mds if n not in SCALE_OWN + FLEET_OWN and not n.startswith("fleet_events")]
+    mds = [n for n in mds if n not in SCALE_OWN + FLEET_OWN + IPV6_OWN and not n.startswith("fleet_events")]
     names = [n for n in ORDER if n in mds]
     names += sorted(n for n in mds if n.startswith("glue_"))
     names += sorted(n for n in mds if n not in names)
@@ -478,6 +510,9 @@ def main(argv=None) -> int:
     parts += ["", "## Goals against this run", "", goals(a.results)]
     for n in names:
         parts += ["", section(a.results, n)]
+    ipv6 = ipv6_section(a.results)
+    if ipv6:
+        parts += ["", ipv6]
     scale = scale_section(a.results)
     if scale:
         parts += ["", scale]
