@@ -26,10 +26,14 @@ PAPER = os.path.join(ROOT, "topologies", "paper", "xenoflow.yaml")
 
 
 def make_cfg(n: int, bits: int, capacity: Optional[Dict[str, int]] = None) -> config.Config:
-    """The paper's testbed with n services of 2^bits buckets entering at p0."""
+    """The paper's testbed with n services of 2^bits buckets entering at p0, each IPv4 and UDP
+    as the paper ran it (one pipe and one dispatch entry per service)."""
     with open(PAPER) as f:
         d = yaml.safe_load(f)
     base = d["services"][0]
+    base.pop("vip6", None)
+    base.pop("protocols", None)
+    base["protocol"] = "udp"
     d["services"] = []
     for i in range(n):
         s = copy.deepcopy(base)

@@ -25,7 +25,8 @@ def run(glue, scenario, timeout=300, **kwargs):
 
 def test_declared_capacity_refuses_whole_changes(glue):
     r = run(glue, "limits")
-    assert r["install"]["done"]["add"] == 8 + 1 + 2, r          # 8 buckets, dispatch, 2 routes
+    # 8 buckets, dispatch, 3 route entries (the route without dst: both families)
+    assert r["install"]["done"]["add"] == 8 + 1 + 3, r
     # 2^4 buckets in a pipe of at most 8: the 9th add fails, the new pipe goes again
     assert r["entries"] == {"doca_error": "DOCA_ERROR_DRIVER", "call": r["entries"]["call"],
                             "unchanged": True}, r
@@ -35,7 +36,7 @@ def test_declared_capacity_refuses_whole_changes(glue):
     assert r["pipes"] == {"doca_error": "DOCA_ERROR_DRIVER", "call": "doca_flow_pipe_create",
                           "unchanged": True}, r
     assert r["fits_after"]["done"]["update"] > 0, r
-    assert r["entries_installed"] == 2 * (8 + 1) + 2, r
+    assert r["entries_installed"] == 2 * (8 + 1) + 3, r
 
 
 def test_actions_memory_follows_the_intent(glue):
@@ -43,7 +44,7 @@ def test_actions_memory_follows_the_intent(glue):
     every port had before; eswitchd sizes the port for them and they install."""
     r = run(glue, "actions", start_bits=16, then_bits=16, n=3, timeout=600)
     assert r["action_entries"]["p0"] == 1 << 19 and r["action_entries"]["p1"] == 1024, r
-    assert r["install"]["done"]["add"] == 3 * (65536 + 1) + 2, r
+    assert r["install"]["done"]["add"] == 3 * (65536 + 1) + 3, r
 
 
 def test_actions_memory_is_refused_past_its_size(glue):
@@ -54,4 +55,4 @@ def test_actions_memory_is_refused_past_its_size(glue):
     assert r["action_entries"]["p0"] == 1024 and "done" in r["install"], r
     assert r["reload"]["doca_error"] == "DOCA_ERROR_NO_MEMORY" and r["reload"]["unchanged"], r
     r = run(glue, "actions", start_bits=11, then_bits=11)
-    assert r["action_entries"]["p0"] == 1 << 13 and r["install"]["done"]["add"] == 2048 + 1 + 2, r
+    assert r["action_entries"]["p0"] == 1 << 13 and r["install"]["done"]["add"] == 2048 + 1 + 3, r
