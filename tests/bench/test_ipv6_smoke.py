@@ -95,6 +95,15 @@ def test_latency_rows(run):
     assert abs(float(six["vs_ipv4_a"]) - float(six["added_us"]) / a) < 0.01
 
 
+def test_forwarder_time_per_traversal_per_family(run):
+    _, rows, meta, _ = run
+    for fam in ("IPv4", "IPv6"):
+        r = rows[("latency_own", fam)]
+        assert int(r["n"]) == meta["params"]["blocks"], r
+        # one traversal: an rx and a tx burst at least, far below a round trip's added latency
+        assert 100 < float(r["ns_per_pkt"]) < 1000 * float(rows[("latency", "IPv4 A")]["median_us"]), r
+
+
 def test_verdicts_follow_the_figures(run):
     out, rows, _, _ = run
     sys.path.insert(0, BENCH)
