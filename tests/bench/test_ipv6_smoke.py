@@ -99,7 +99,8 @@ def test_forwarder_time_per_traversal_per_family(run):
     _, rows, meta, _ = run
     for fam in ("IPv4", "IPv6"):
         r = rows[("latency_own", fam)]
-        assert int(r["n"]) == meta["params"]["blocks"], r
+        assert int(r["n"]) == 2 * meta["params"]["blocks"], r
+        assert float(r["ns_min"]) <= float(r["ns_per_pkt"]) <= float(r["ns_max"]), r
         # one traversal: an rx and a tx burst at least, far below a round trip's added latency
         assert 100 < float(r["ns_per_pkt"]) < 1000 * float(rows[("latency", "IPv4 A")]["median_us"]), r
 
