@@ -390,6 +390,22 @@ FWD_CELLS = ("variant", "frame_b", "ns_per_pkt", "rate_kpps", "forwarded_kpps", 
              "paired_vs_ipv4_a", "paired_min", "paired_max", "entry_hits", "sent", "misses")
 
 
+def margin_notes(rows: List[Dict]) -> List[str]:
+    """A verdict whose margin to its limit is smaller than the A/A run's distance from 1 is
+    within this run's noise: say so beside it."""
+    out = []
+    for key, what in (("rate", "forwarding rate"), ("latency", "added latency")):
+        g = verdicts(rows)[key]
+        if g["value"] is None or g["aa"] is None:
+            continue
+        margin, noise = abs(g["value"] - g["limit"]), abs(1.0 - g["aa"])
+        if margin < noise:
+            out.append("The %s verdict is within this run's noise: %.3f× is %.3f from the %.2f× limit, less "
+                       "than the A/A run's %.3f from 1; another run may give the other verdict." % (
+                           what, g["value"], margin, g["limit"], noise))
+    return out
+
+
 def fwd_table(rows: List[Dict]) -> List[str]:
     out = ["| variant | frame B | forwarder ns/pkt | rate kpps | forwarded kpps | × IPv4 A | paired × IPv4 A "
            "(min–max) | entry hits / sent | misses |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -446,6 +462,9 @@ def markdown(rows: List[Dict], meta: Dict) -> str:
               " --smoke" if meta.get("smoke") else "", meta.get("time_utc", "?"), meta.get("cpus", "?"),
               meta.get("duration_s", 0)), ""]
     md += goal_table(rows)
+    notes = margin_notes(rows)
+    if notes:
+        md += [""] + notes
     md += ["", "### Forwarding rate (busy-poll, %s pps offered, %s-s blocks, %s per variant, a random "
            "order each round)" % (p.get("rate", "?"), p.get("seconds", "?"), p.get("reps", "?")), ""]
     md += fwd_table(rows)
@@ -481,12 +500,12 @@ def _own_text(by: Dict, l4: Dict, l6: Dict) -> str:
         return ""
     return ("Where it goes: the forwarder's own time per traversal (rx, parse, lookups, MAC rewrite, "
             "counters, tx: its busy-iteration clock), each family's queries alone, one in flight, in %s "
-            "alternating blocks: IPv4 %.0f ns (blocks %s–%s), IPv6 %.0f ns (%s–%s). Two traversals make "
-            "%+.2f µs per round trip for IPv6 against IPv4, set against IPv6's %+.1f µs of added latency; "
-            "what the forwarder's time does not explain lies outside it (its wake-ups from the back-off, "
-            "the kernel's veth and af_packet work) or in the noise (the A/A run)." % (
-                _c(o4.get("n")), t4, _c(o4.get("ns_min")), _c(o4.get("ns_max")), t6, _c(o6.get("ns_min")),
-                _c(o6.get("ns_max")), 2 * (t6 - t4) / 1000.0, a6 - a4))
+            "alternating blocks: IPv4 %.0f ns (blocks %.0f–%.0f), IPv6 %.0f ns (%.0f–%.0f). Two "
+            "traversals make %+.2f µs per round trip for IPv6 against IPv4, set against IPv6's %+.1f µs "
+            "of added latency; what the forwarder's time does not explain lies outside it (its wake-ups "
+            "from the back-off, the kernel's veth and af_packet work) or in the noise (the A/A run)." % (
+                _c(o4.get("n")), t4, _num(o4.get("ns_min")) or 0, _num(o4.get("ns_max")) or 0, t6,
+                _num(o6.get("ns_min")) or 0, _num(o6.get("ns_max")) or 0, 2 * (t6 - t4) / 1000.0, a6 - a4))
 
 
 def _share(f4: Dict, fs: Dict, f6: Dict) -> str:
