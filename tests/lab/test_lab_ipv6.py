@@ -120,15 +120,27 @@ def test_no_global_ipv6_outside_the_documentation_prefix(lab):
 
 def test_no_ipv6_on_the_dpu_the_tor_and_the_host(lab):
     """The DPU's eSwitch/OVS veths and taps (which OVS made after the lab's sysctls), the tor's
-    ports and the host's PFs: IPv6 off, so their kernels send no RS, MLD or ND into the planes."""
+    ports and the host's PFs: IPv6 off, so their kernels send no RS, MLD or ND into the planes.
+    The one exception is the DPU's management port pf1sf0, whose IPv6 address (the config's
+    `ip6`, static, no router advertisements) the health probes over IPv6 leave from."""
     dpu = lab.topo.dpu_netns
     plane = {e.ifname for e in lab.topo.ends() if e.netns == dpu} | set(lab.topo.taps)
     present = set(_ifnames(dpu))
     assert plane - {"pf1sf0"} <= present and "pf1sf0" in present, (plane, present)
+    mgmt6 = [str(i.ip6) for br in lab.load_cfg().bridges for i in br.internal if i.name == "pf1sf0"]
+    assert mgmt6 == ["2001:db8::250/64"], mgmt6
     for ns in (dpu, "tor", lab.topo.host["netns"]):
-        assert not any(_inet6(ns).values()), (ns, _inet6(ns))
+        have = {ifname: addrs for ifname, addrs in _inet6(ns).items() if addrs}
+        if ns == dpu:
+            assert set(have) == {"pf1sf0"}, have
+            glob = [a for a in have["pf1sf0"] if a["scope"] == "global"]
+            assert ["%s/%d" % (a["local"], a["prefixlen"]) for a in glob] == mgmt6, glob
+            assert _sysctl(ns, "pf1sf0", "accept_ra") == "0"
+        else:
+            assert not have, (ns, have)
         for ifname in _ifnames(ns):
-            assert _sysctl(ns, ifname, "disable_ipv6") == "1", (ns, ifname)
+            if (ns, ifname) != (dpu, "pf1sf0"):
+                assert _sysctl(ns, ifname, "disable_ipv6") == "1", (ns, ifname)
 
 
 def test_backends_answer_on_their_own_addresses_ipv6_udp_tcp_and_ipv4_tcp(lab):
