@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 
 import pytest
 
@@ -259,3 +260,58 @@ def test_every_listener_reaches_the_planned_backend_with_exact_counters(lab):
                 assert {b: d["eswitch"].get(b, 0) for b in want} == want, d
             else:
                 assert all(d["eswitch"].get(b, 0) >= 3 * n for b, n in want.items()), d
+
+
+def test_a_config_with_only_ipv6_works(lab):
+    """The service reloaded as IPv6 only (no `vip`, backends with `ip6` alone): both planes
+    check consistent, every IPv6 listener is balanced by the eSwitch to the planned backend with
+    exact UDP counters, and the IPv4 VIP is served no more. The dual-stack config comes back
+    after (and the check is consistent again)."""
+    import yaml
+
+    from xenoflow_ovs.api import server as api_mod
+    from xenoflow_ovs.lab.dnsclient import query_many_in_ns
+    from xenoflow_ovs.lab.labctl import Demo, _delta
+    with open(lab.cfg_path) as f:
+        original = f.read()
+    data = yaml.safe_load(original)
+    svc = data["services"][0]
+    del svc["vip"]
+    for b in svc["backends"]:
+        del b["ip"]
+    cfg = lab.load_cfg()
+    sock = cfg.path(cfg.api.socket)
+
+    def reload_and_check(text):
+        with open(lab.cfg_path, "w") as f:
+            f.write(text)
+        lab.cfg = None                           # the lab reads its config once: again
+        code, body = api_mod.request("POST", "/reload", unix_path=sock, timeout=30)
+        assert code == 200, body
+        verdict = None
+        for _ in range(50):
+            code, chk = api_mod.request("GET", "/check", unix_path=sock, timeout=30)
+            verdict = chk.get("verdict") if code == 200 else None
+            if verdict == "consistent":
+                return chk
+            time.sleep(0.2)
+        raise AssertionError("verdict %s after the reload" % verdict)
+    try:
+        chk = reload_and_check(yaml.safe_dump(data, sort_keys=False))
+        only6 = lab.load_cfg().service("dns")
+        assert only6.vip is None and only6.listeners == ((6, "udp"), (6, "tcp")), only6
+        assert all(r.get("listener", "all") == "all" for r in chk["buckets"]), chk["buckets"]
+        demo = Demo(lab)
+        before = demo.settled_counters()
+        want = _through_the_vips(lab, demo, [(6, "udp")], 2)
+        d = _delta(before, demo.settled_counters())
+        assert {b: d["bind9"].get(b, 0) for b in want} == want, d
+        assert all(d["ovs"].get(b, 0) == 0 for b in want), d
+        if DRIVER != "none":
+            assert {b: d["eswitch"].get(b, 0) for b in want} == want and d["fallback"] == 0, d
+        _through_the_vips(lab, demo, [(6, "tcp")], 1)
+        src = sorted(lab.topo.clients["fips1"])[0]
+        r = query_many_in_ns("fips1", "198.18.0.53", src=src, count=1, timeout=1.0)
+        assert r["answers"] == [None], r       # the IPv4 VIP is no longer a service
+    finally:
+        reload_and_check(original)

@@ -246,3 +246,30 @@ def test_diff_by_parts_equals_diff_rule_by_rule(policy):
         slow = plan.diff(_flat(old), _flat(new))
         assert fast and _canon(fast) == _canon(slow)
         old = new
+
+
+def test_ipv6_only_and_source_port_services_get_a_pipe_per_family():
+    """An IPv6-only service: no IPv4 rule, pipe or ARP answer at all. The source-port policy:
+    each family's pipe masks the port, the IPv6 one says its family (("l3", 6): the glue's
+    union selector), and both carry the same backend per bucket."""
+    data = paper_data()
+    svc = data["services"][0]
+    svc.pop("vip")
+    svc.update(vip6="2001:db8::53", protocols=["udp"], policy={"kind": "src-port-bits", "bits": 2})
+    svc.pop("protocol")
+    for i, b in enumerate(svc["backends"]):
+        b.pop("ip")
+        b["ip6"] = "2001:db8::%d" % (i + 2)
+    p = plan.plan(cfg_of(data))
+    assert [(x.name, x.mask) for x in p.pipes] == [("dns.l4_src2.p1.ip6", (("l4_src", 3), ("l3", 6)))]
+    assert not [f for f in p.flows if f.owner == "dns" and (
+        ("eth_type", plan.ETH_IP) in f.match or any(k in ("arp_tpa", "ipv4_dst") for k, _ in f.match))]
+    svc_flows = [f for f in p.flows if f.kind == "service"]
+    assert {dict(f.match)["eth_type"] for f in svc_flows} == {plan.ETH_IPV6}
+    # merged terms: masks within the policy's two bits
+    assert all(dict(f.match)["udp_src"][1] & ~3 == 0 for f in svc_flows if dict(f.match).get("udp_src"))
+    data["services"][0]["vip"] = "198.18.0.53"
+    both = plan.plan(cfg_of(data))
+    tables = {x.name: [(e.bucket, e.backend) for e in both.entries if e.pipe == x.name] for x in both.pipes}
+    assert list(tables) == ["dns.l4_src2.p1", "dns.l4_src2.p1.ip6"]
+    assert tables["dns.l4_src2.p1"] == tables["dns.l4_src2.p1.ip6"] and len(tables["dns.l4_src2.p1"]) == 4
