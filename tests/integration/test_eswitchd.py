@@ -215,3 +215,47 @@ def test_runtime_never_applies_half_when_the_eswitch_refuses(eswitchd):
     repaired = rt2.reconcile_eswitch()
     assert len(repaired) == 1 and repaired[0].startswith("add ")
     assert rt2.reconcile_eswitch() == []
+
+
+SENDER6 = """
+import socket, sys
+src, dst, sport, n = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((src, sport))
+for i in range(n):
+    s.sendto(b"x" * 32, (dst, 53))
+"""
+VIP6 = "2001:db8::53"
+
+
+def test_a_dual_stack_source_port_service_through_eswitchd(eswitchd):
+    """The same service over IPv4 and IPv6, UDP and TCP, balanced by source port: eswitchd
+    installs a pipe per family (the IPv6 one masks the port with its family said, ("l3", 6)),
+    reads back exactly what the plan holds, and real IPv6 datagrams from an even and an odd
+    source port land in the IPv6 pipe's buckets 0 and 1, counted exactly; IPv4 buckets stay 0."""
+    cfg, client, proc, ns, logpath = eswitchd
+    data = yaml.safe_load(open(os.path.join(os.path.dirname(client.path), "xf.yaml")))
+    data["services"][0].update(vip6=VIP6, protocols=["udp", "tcp"],
+                               policy={"kind": "src-port-bits", "bits": 1})
+    dual = plan.plan(config.parse(yaml.safe_dump(data)))
+    applied = client.apply(plan.adoption_changes([], [], dual))["applied"]
+    assert applied["add_pipe"] == 2 and applied["add"] == 2 * 2 + 4, applied
+    assert plan.adoption_changes(*client.installed(), dual) == []
+    cl = ns["client"]
+    N.set_if_sysctls(cl, "c0", [("ipv6.accept_ra", "0"), ("ipv6.autoconf", "0"),
+                                ("ipv6.dad_transmits", "0"), ("ipv6.disable_ipv6", "0")])
+    N.add_address("c0", "2001:db8::11/64", ns=cl)
+    N.run_in_ns(cl, ["ip", "-6", "neigh", "replace", VIP6, "lladdr", VIP_MAC, "dev", "c0",
+                     "nud", "permanent"])
+    for sport, n in ((40000, 7), (40001, 4)):
+        N.run_in_ns(cl, [sys.executable, "-c", SENDER6, "2001:db8::11", VIP6, str(sport), str(n)])
+
+    def counted():
+        c = client.counters()
+        got = {(e["entry"]["pipe"], e["entry"]["bucket"]): e["pkts"] for e in c["entries"]
+               if e["entry"]["kind"] == "bucket"}
+        want = {("dns.l4_src1.p1.ip6", 0): 7, ("dns.l4_src1.p1.ip6", 1): 4,
+                ("dns.l4_src1.p1", 0): 0, ("dns.l4_src1.p1", 1): 0}
+        return got if got == want else None
+    assert wait_for(counted), client.counters()["entries"]
