@@ -300,7 +300,7 @@ class _Goals:
                           ("latency", "softdoca IPv6 added latency ≤ %.1f× IPv4's" % bench_ipv6.LAT_GOAL)):
             g = v[key]
             aa = "%.2f×" % g["aa"] if g["aa"] is not None else "–"
-            detail = "%.2f× (ipv6.csv, a separate run; A/A, IPv4 against IPv4: %s)" % (
+            detail = "%.2f× (ipv6.csv, a separate run, paired median; A/A, IPv4 against IPv4: %s)" % (
                 g["value"], aa) if g["value"] is not None else ""
             self.row(goal, g["value"], g["verdict"] == "met", detail, [],
                      "see the IPv6 section: the A/A run beside it, where IPv6's extra time goes")
