@@ -313,7 +313,9 @@ def _frames(lab):
     pf0_mac = [p.wire_peer.mac for p in topo.eswitch_ports if p.name == "pf0hpf"][0]
     vip, vmac = str(lab.svc.vip), lab.svc.vip_mac
     vip6 = str(lab.svc.vip6) if lab.svc.vip6 is not None else None
-    src6 = sorted(topo.clients6.get("fips1", ("2001:db8::11",)))[0]
+    # an IPv6 source on no lab segment: the backends cannot answer the frames that reach them,
+    # so no Neighbor Solicitation of theirs (flooded by the tor into p0) counts in a kind's window
+    src6 = "2001:db8:ff::11"
     return (fl.bad_frames(vmac, fips1_mac, "198.18.0.11", vip, src6, vip6),
             fl.bad_frames(vmac, pf0_mac, "198.18.0.5", vip, src6, vip6))
 
