@@ -379,7 +379,8 @@ def test_bad_packets_at_the_eswitch_and_at_ovs(lab, table):
     print("\n" + "\n".join(lines))
     print("OVS miss_other +%d, fallback +%d; alive %s; load %s" % (miss_other, fallback, alive,
                                                                   res.summary()))
-    table.add("bad packets: %d kinds x %d (malformed, truncated, oversized IPv4/UDP/DNS, non-IP) into "
+    table.add("bad packets: %d kinds x %d (malformed, truncated, oversized IPv4/UDP/DNS, IPv6 extension "
+              "headers and fragments, non-IP) into "
               "p0 and pf0hpf, then all again under load" % (len(p0_rows), COUNT),
               res.sent, res.lost, "n/a: softdoca and the controller never went down; every frame "
               "counted (table below); OVS miss_other +%d, fallback +%d" % (miss_other, fallback),
