@@ -12,12 +12,12 @@ dispatch (UDP/53 to the VIP, UDP/53 to the VIP6, in that order at one priority) 
 the variants differ only in the frames.  The A/A pair is two separate IPv4 variants, "IPv4 A"
 and "IPv4 B", measured like the others.
 1. Forwarding: the forwarder's own time per packet (busy_ns / pkts, busy-poll) at the same
-   offered load (smooth, tools/pacer46.c: one sender binary for both families, 18-B UDP
+   offered load (smooth, tools/pacer.c: one sender binary for both families, 18-B UDP
    payload: 60-B IPv4 and 80-B IPv6 frames), in short blocks that alternate, in a random
    order each round; rate = 1 / time per packet.  A fourth variant,
    IPv4 with IPv6's frame size (38-B payload), separates the 20 header bytes from the IPv6
    parse and lookup.  The buckets point at a MAC nobody owns: the server drops at L2.
-2. Added latency: sequential DNS queries (tools/rtt_probe46.py, one code path for both
+2. Added latency: sequential DNS queries (tools/rtt_probe.py, one code path for both
    families) through the eSwitch (the forwarder's default back-off) and over the plain veth,
    the variants taking turns query by query (a random order each round); added = median RTT
    through the eSwitch - median RTT direct, of the same family.
@@ -215,7 +215,7 @@ def forwarding(cmd: bgf.Cmd, nl, g: str, pacer: str, args) -> Dict[str, List[Dic
 
 
 def _probe(nl, g: str, probe: str, targets: Sequence[Tuple[str, str]], count: int, seed: int) -> List[Dict]:
-    """One rtt_probe46 run, the targets taking turns query by query in a random order per round:
+    """One rtt_probe run, the targets taking turns query by query in a random order per round:
     per target its summary plus every RTT (us) in "samples"."""
     with tempfile.NamedTemporaryFile(prefix="xf-ipv6-rtt-", suffix=".txt") as fh:
         argv = [sys.executable, probe, "--port", "53", "--count", str(count), "--warmup", "20",
@@ -484,7 +484,7 @@ def markdown(rows: List[Dict], meta: Dict) -> str:
            "", "### Added latency (the forwarder's default back-off, %s queries per variant in %s blocks)" % (
                _c(l4["n"]), p.get("blocks", "?")), ""]
     md += lat_table(rows)
-    md += ["", "One DNS query at a time (tools/rtt_probe46.py), the variants taking turns query by query "
+    md += ["", "One DNS query at a time (tools/rtt_probe.py), the variants taking turns query by query "
            "in a random order each round (no variant always follows the same one: the forwarder is "
            "asleep or still spinning after the variant before); RTTs pooled per variant. "
            "Added = the median RTT through the eSwitch (two forwarder traversals: query and DSR reply) minus "
@@ -548,9 +548,9 @@ def run(args) -> List[Dict]:
     g, d, s = tag + "-g", tag + "-d", tag + "-s"
     procs: List[subprocess.Popen] = []
     tmp = tempfile.mkdtemp(prefix="xf-bench-ipv6-")
-    pacer = os.path.join(tmp, "pacer46")
-    subprocess.run(["gcc", "-O2", "-Wall", "-o", pacer, os.path.join(HERE, "tools", "pacer46.c")], check=True)
-    probe = os.path.join(HERE, "tools", "rtt_probe46.py")
+    pacer = os.path.join(tmp, "pacer")
+    subprocess.run(["gcc", "-O2", "-Wall", "-o", pacer, os.path.join(HERE, "tools", "pacer.c")], check=True)
+    probe = os.path.join(HERE, "tools", "rtt_probe.py")
     try:
         lab(nl, g, d, s)
         procs = _start(nl, _subprocess_env(), s, d, tag)
