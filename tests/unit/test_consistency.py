@@ -222,3 +222,21 @@ def test_verdict_only_skips_judging_buckets_when_drift_decides_and_pauses_otherw
     assert rep["verdict"] == "drift" and rep["drift"] and not rep["buckets"] and pauses == []
     full = consistency.check(cfg, p, flows, p.pipes, entries, {})
     assert full["verdict"] == "drift" and full["services"][0]["buckets"] == 4096
+
+
+def test_the_vip6_neighbor_solicitation_is_answered_on_the_ingress_port_only():
+    """The fate model follows the responder through its two tables: a client's solicitation
+    for the VIP6 on p0 goes back out of p0 (with the VIP MAC as source: the rewrite), a
+    duplicate address detection's is dropped, and one arriving on p1 meets the guard."""
+    cfg = config.load(PAPER)
+    p = plan.plan(cfg)
+    flows = {}
+    for f in p.flows:
+        flows.setdefault(f.bridge, []).append(f)
+    index = fate.OvsIndex(flows, cfg.bridge_of)
+    for pkt, want in ((fate.neighbor_solicitation("p0", "2001:db8::11", "2001:db8::53"), ("output", "p0")),
+                      (fate.neighbor_solicitation("p0", "::", "2001:db8::53"), ("drop", None)),
+                      (fate.neighbor_solicitation("p1", "2001:db8::2", "2001:db8::53"), ("drop", None)),
+                      (fate.neighbor_solicitation("p0", "2001:db8::11", "2001:db8::2"), ("normal", None))):
+        for got in (fate.ovs_fate(flows, cfg.bridge_of, pkt), index.fate(pkt)):
+            assert (got.verdict, got.port) == want, (pkt, got)

@@ -50,6 +50,15 @@ def ipv6_packet(in_port: str, src: str, dst: str, **kw: Any) -> Packet:
                   ipv6_dst=dst, **kw)
 
 
+def neighbor_solicitation(in_port: str, src: str, target: str) -> Packet:
+    """A Neighbor Solicitation for `target` (to its solicited-node group), as a client sends
+    it to resolve the VIP6; `src` "::" is a duplicate address detection's."""
+    low = _ip6_to_int(target) & 0xFFFFFF
+    group = "ff02::1:ff%02x:%04x" % (low >> 16, low & 0xFFFF)
+    return ipv6_packet(in_port, src, group, ip_proto=58, icmpv6_type=135, ipv6_nd_target=target,
+                       l4_src=0, l4_dst=0)
+
+
 @dataclass(frozen=True)
 class Fate:
     port: Optional[str]                 # where it leaves (None: dropped or NORMAL)

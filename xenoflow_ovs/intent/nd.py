@@ -32,7 +32,7 @@ from typing import Any, Dict, NamedTuple, Tuple
 ETH_IPV6, IPPROTO_ICMPV6 = 0x86DD, 58
 ND_SOLICIT, ND_ADVERT = 135, 136
 NA_SOLICITED, NA_OVERRIDE = 0x40000000, 0x20000000
-OPT_SOURCE_LL, OPT_TARGET_LL = 1, 2
+OPT_TARGET_LL = 2       # the option's type in the NA (the NS carried a source link-layer one, 1)
 ND_TABLE = 1            # the responder's second step (the NA's target link-layer address)
 UNSPECIFIED = "::"      # the source of a duplicate address detection's NS
 
