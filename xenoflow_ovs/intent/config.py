@@ -24,6 +24,10 @@ TABLE_MISS = ("normal", "drop")
 PROTOCOLS = {"udp": 17, "tcp": 6}
 POLICIES = ("src-ip-bits", "src-port-bits", "maglev")
 MAX_BITS = 16  # 2^16 buckets: an eSwitch pipe takes it; OVS still merges it into few rules
+# Rate limits: OpenFlow meter bands carry 32-bit rates and bursts. The eSwitch's meter budgets
+# (declared to DOCA at start) bound how many per-bucket meters all services may hold.
+MAX_PPS = 0xFFFFFFFF
+ESWITCH_ENTRY_METERS, ESWITCH_SHARED_METERS = 131072, 1024
 LAB_DEFAULT_EAL = ("--no-huge", "-m", "256", "--no-pci", "-l", "0-1")
 
 
@@ -149,6 +153,39 @@ class Health:
 
 
 @dataclass(frozen=True)
+class Limits:
+    """A service's DoS guard: token buckets (packets/s, burst in packets) in both planes.
+    `pps` limits the whole service (all listeners, one shared meter); `per_bucket_pps` gives
+    every bucket its own meter, so with 2^k buckets each 1/2^k slice of the source space is
+    held to it. A burst left out is a tenth of a second's worth (at least one packet)."""
+    pps: Optional[int] = None
+    burst: Optional[int] = None
+    per_bucket_pps: Optional[int] = None
+    per_bucket_burst: Optional[int] = None
+
+    @property
+    def service(self) -> Optional[Tuple[int, int]]:
+        """(rate, burst) of the service-wide meter; None: no service-wide limit."""
+        return None if self.pps is None else (self.pps, self.burst or default_burst(self.pps))
+
+    @property
+    def bucket(self) -> Optional[Tuple[int, int]]:
+        """(rate, burst) of every bucket's meter; None: no per-bucket limit."""
+        if self.per_bucket_pps is None:
+            return None
+        return (self.per_bucket_pps, self.per_bucket_burst or default_burst(self.per_bucket_pps))
+
+    @property
+    def kind(self) -> str:
+        """Which meters the planes need: "", "service", "bucket" or "bucket+service"."""
+        return "+".join(k for k, v in (("bucket", self.bucket), ("service", self.service)) if v)
+
+
+def default_burst(pps: int) -> int:
+    return max(1, pps // 10)
+
+
+@dataclass(frozen=True)
 class Service:
     """One DNS service: an IPv4 VIP, an IPv6 VIP or both, over one or both transports.
     Every (family, transport) pair is a listener; all of them share one bucket table, so a
@@ -164,6 +201,7 @@ class Service:
     backends: Tuple[Backend, ...]
     health: Health = Health()
     vip6: Optional[netaddr.IPAddress] = None
+    limits: Limits = Limits()
 
     @property
     def families(self) -> Tuple[int, ...]:
@@ -951,10 +989,11 @@ def _services(r: Reader, v: Any, path: Path, port_names: set, bridge_of: dict,
     out: List[Service] = []
     names: Dict[str, int] = {}
     listeners: Dict[Tuple[str, str, int], int] = {}
+    bucket_meters = 0
     for i, spec in enumerate(items):
         p = path + (i,)
         s = r.mapping(spec, p, ("name", "vip", "vip6", "vip_mac", "protocol", "protocols", "port", "ingress",
-                                "egress", "policy", "backends", "health"),
+                                "egress", "policy", "backends", "health", "limits"),
                       required=("name", "vip_mac", "port", "ingress", "egress", "backends"))
         name = r.get(s, "name", p, r.name)
         vip = r.get(s, "vip", p, r.ipv4_only, None)
@@ -968,6 +1007,7 @@ def _services(r: Reader, v: Any, path: Path, port_names: set, bridge_of: dict,
         policy = _policy(r, s.get("policy"), p + ("policy",))
         backends = _backends(r, s.get("backends"), p + ("backends",))
         health = _health(r, s.get("health"), p + ("health",))
+        limits = _limits(r, s.get("limits"), p + ("limits",))
         if name is not None:
             if name in names:
                 r.error(p + ("name",), "duplicate service name %r (also services[%d])" % (name, names[name]))
@@ -985,12 +1025,44 @@ def _services(r: Reader, v: Any, path: Path, port_names: set, bridge_of: dict,
         _check_health_addresses(r, p, health, backends)
         ingress, egress = ports["ingress"], ports["egress"]
         if (name is None or (vip is None and vip6 is None) or vip_mac is None or not protocols
-                or l4port is None or ingress is None or egress is None or policy is None or not backends):
+                or l4port is None or ingress is None or egress is None or policy is None or not backends
+                or limits is None):
             continue
         out.append(Service(name=name, vip=vip, vip6=vip6, vip_mac=vip_mac, protocols=protocols, port=l4port,
                            ingress=ingress, egress=egress, policy=policy,
-                           backends=tuple(backends), health=health))
+                           backends=tuple(backends), health=health, limits=limits))
+        if limits.bucket is not None:
+            bucket_meters += policy.buckets * len(out[-1].families)
+            if bucket_meters > ESWITCH_ENTRY_METERS:
+                r.error(p + ("limits", "per_bucket_pps"),
+                        "per-bucket limits need one meter per bucket and address family: %d in all with"
+                        " this service, past the eSwitch's %d (lower policy.bits, or limit the service"
+                        " as a whole with pps)" % (bucket_meters, ESWITCH_ENTRY_METERS))
     return tuple(out)
+
+
+def _limits(r: Reader, v: Any, path: Path) -> Optional[Limits]:
+    """`limits: {pps, burst, per_bucket_pps, per_bucket_burst}`; None: the mapping has errors."""
+    if v is None:
+        return Limits()
+    m = r.mapping(v, path, ("pps", "burst", "per_bucket_pps", "per_bucket_burst"))
+    keys = ("pps", "burst", "per_bucket_pps", "per_bucket_burst")
+    rate = r.integer(1, MAX_PPS)
+    vals = {k: r.get(m, k, path, rate, None) for k in keys}
+    bad = any(k not in keys for k in m)
+    for k in keys:
+        if k in m and vals[k] is None:
+            if m[k] is None:
+                r.error(path + (k,), "must be a whole number of packets (at least 1), got nothing")
+            bad = True
+    for burst, pps in (("burst", "pps"), ("per_bucket_burst", "per_bucket_pps")):
+        if burst in m and pps not in m:
+            r.error(path + (burst,), "a burst needs its rate: set %s too" % pps)
+            bad = True
+    if isinstance(v, dict) and not v:
+        r.error(path, "limits needs pps and/or per_bucket_pps (or leave limits out)")
+        bad = True
+    return None if bad else Limits(**vals)
 
 
 def _protocols(r: Reader, s: Dict[str, Any], p: Path) -> Tuple[str, ...]:
@@ -1234,6 +1306,10 @@ def service_plain(s: Service, health: Dict[str, Any]) -> Dict[str, Any]:
     out.update({"port": s.port, "ingress": s.ingress, "egress": s.egress,
                 "policy": {"kind": s.policy.kind, "bits": s.policy.bits},
                 "backends": [backend_plain(b) for b in s.backends], "health": health})
+    limits = {k: getattr(s.limits, k) for k in ("pps", "burst", "per_bucket_pps", "per_bucket_burst")
+              if getattr(s.limits, k) is not None}
+    if limits:
+        out["limits"] = limits
     return out
 
 

@@ -17,6 +17,13 @@ Priorities (higher wins, in both planes):
   PATCH_DROP  30       anything else from a patch port
   MGMT        20       ARP and management-port switching when table_miss is drop
   TABLE_MISS   0
+
+Rate limits (a service's `limits`) are meters in both planes: a bucket's own meter (per-bucket
+limits) and/or the service's shared one. In OVS a balancing flow carries the bucket's meter, or the
+service's when that is the only one; with both it goes on to table METER_TABLE, where the service's
+meter and the output are. In the eSwitch a meter only colours the packet: the bucket pipe forwards
+to a drop stage that drops red packets (counting them per bucket) and passes the rest on, to the
+port or to the service's meter pipe and its own drop stage (DOCA's meter chain).
 """
 
 from __future__ import annotations
@@ -28,10 +35,16 @@ from dataclasses import dataclass
 from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from . import buckets, nd
-from .config import PROTOCOLS, Config, Route, Service
+from .config import PROTOCOLS, Config, Limits, Route, Service
 
 ARP_VIP, PATCH_IN, SERVICE, ROUTE, ROUTE6, GUARD, PATCH_DROP, MGMT, TABLE_MISS = \
     300, 250, 200, 100, 50, 40, 30, 20, 0
+
+METER_TABLE = 2        # OVS: the service-wide meter when a bucket's meter comes first
+COLOR_RED = 2          # the glue's colour of a packet past its meter's rate (green 0, yellow 1)
+# OpenFlow meter ids of ours: a service tag (13 bits), the family (1 bit), the meter's index
+# (0: the service's, 1 + b: bucket b's). Ids below 1 << 18 are never ours: other controllers'.
+METER_TAG_SHIFT, METER_TAGS = 18, (1 << 13) - 1
 
 ETH_IP, ETH_ARP, ETH_IPV6 = 0x0800, 0x0806, 0x86DD
 ETH_OF_FAMILY = {4: ETH_IP, 6: ETH_IPV6}
@@ -104,16 +117,67 @@ class Flow:
 
 
 @dataclass(frozen=True)
+class Meter:
+    """A token bucket (packets/s, burst in packets): an OpenFlow meter with one drop band on a
+    bridge, or an eSwitch shared meter on a port (the service-wide limit; per-bucket meters
+    in the eSwitch belong to their entries, `Entry.meter`)."""
+    plane: str                  # ovs | eswitch
+    where: str                  # bridge | port
+    meter_id: int
+    pps: int
+    burst: int
+    owner: str
+    scope: str                  # service | bucket
+    bucket: Optional[int] = None
+    family: Optional[int] = None
+
+    @property
+    def key(self) -> Tuple[str, str, int]:
+        return (self.plane, self.where, self.meter_id)
+
+
+def meter_id(tag: int, family: int, index: int) -> int:
+    return tag << METER_TAG_SHIFT | (1 << 17 if family == 6 else 0) | index
+
+
+def is_our_meter(mid: int) -> bool:
+    return mid >> METER_TAG_SHIFT != 0
+
+
+def meter_tags(cfg: Config) -> Dict[str, int]:
+    """A tag per service, from its name: stable across reloads unless two names collide (then
+    the later name in sorted order takes the next free tag; ids then move make-before-break)."""
+    taken: Dict[int, str] = {}
+    out = {}
+    for name in sorted(s.name for s in cfg.services):
+        tag = zlib.crc32(name.encode()) % METER_TAGS + 1
+        while tag in taken:
+            tag = tag % METER_TAGS + 1
+        taken[tag] = name
+        out[name] = tag
+    return out
+
+
+@dataclass(frozen=True)
 class Pipe:
     """A service's basic pipe, one per address family: one mask for all entries, action
     set-dst-MAC, fwd egress. An IPv6 pipe whose mask names no IPv6 field (the source-port
-    policy) carries ("l3", 6) in its mask: the glue's union selector for the family."""
+    policy) carries ("l3", 6) in its mask: the glue's union selector for the family.
+
+    With limits, a service also has stage pipes: the bucket pipe meters (`meter` "entry": each
+    entry its own meter; "shared": entries name a shared meter) and forwards to `fwd_pipe`,
+    a drop stage (`drop`: its entries match red packets and drop them; the rest go on at
+    `miss`); a match-all "shared" pipe holds the service's meter after the buckets' stage."""
     port: str
     name: str
     mask: Tuple[Tuple[str, int], ...]
     fwd_port: str
     nr_entries: int
     owner: str
+    meter: str = ""
+    fwd_pipe: Optional[str] = None
+    drop: bool = False
+    miss: Tuple[str, ...] = ()      # ("port", name) | ("pipe", name)
 
     @property
     def key(self) -> Tuple[str, str]:
@@ -127,13 +191,15 @@ class Entry:
     port: str
     pipe: str
     match: Tuple[Tuple[str, int, int], ...]   # (field, value, mask); mask is the pipe's for buckets
-    kind: str                                 # dispatch | route | bucket
+    kind: str                                 # dispatch | route | bucket | drop | meter
     owner: str
     fwd: Tuple[str, ...] = ()                 # ("pipe", name) | ("port", name) | ("drop",)
     priority: int = 0
     dst_mac: Optional[str] = None
     backend: Optional[str] = None
     bucket: Optional[int] = None
+    meter: Optional[Tuple[int, int]] = None   # the entry's own meter: (packets/s, burst)
+    shared_meter: Optional[int] = None        # the shared meter (its id) the entry's packets meet
 
     @property
     def key(self) -> Tuple[str, str, Tuple[Tuple[str, int, int], ...]]:
@@ -141,7 +207,7 @@ class Entry:
 
     @property
     def cookie(self) -> int:
-        return cookie("service" if self.kind in ("dispatch", "bucket") else "route", self.owner)
+        return cookie("route" if self.kind == "route" else "service", self.owner)
 
 
 Listener = Tuple[int, str]    # (address family 4|6, transport udp|tcp)
@@ -158,35 +224,68 @@ class ServicePlan:
     Immutable: plans rendered from one another share the parts of unchanged services
     (`plan(..., reuse=)`), and `diff` skips a part both plans share."""
 
-    __slots__ = ("svc", "exclude", "table", "macs", "shape", "ingress_br", "first_hop",
-                 "_values", "_masks", "_names", "pipes", "dispatches", "_parts", "_src_is_port")
+    __slots__ = ("svc", "exclude", "table", "macs", "shape", "ingress_br", "first_hop", "tag",
+                 "_values", "_masks", "_names", "pipes", "dispatches", "_parts", "_src_is_port",
+                 "stage_pipes", "stage_entries")
 
-    def __init__(self, cfg: Config, svc: Service, exclude: Tuple[str, ...]):
+    def __init__(self, cfg: Config, svc: Service, exclude: Tuple[str, ...], tag: int = 0):
         self.svc = svc
         self.exclude = exclude
+        self.tag = tag
         self.table = buckets.table(svc, exclude)
         self.macs = {b.name: b.mac for b in svc.backends}
         self.ingress_br = cfg.bridge_of(svc.ingress)
         self.first_hop = _towards(cfg, svc.ingress, svc.egress)[0]
         self._src_is_port = svc.policy.kind == "src-port-bits"
         self._parts = {lis: self._match_parts(lis) for lis in svc.listeners}
-        terms = buckets.merge(self.table)
+        # per-bucket meters need a rule per bucket: merged neighbours would share one meter
+        terms = buckets.merge(self.table) if svc.limits.bucket is None else [
+            (i, (1 << svc.policy.bits) - 1, name) for i, name in enumerate(self.table)]
         self._values = array("l", (t[0] for t in terms))
         self._masks = array("l", (t[1] for t in terms))
         self._names = tuple(t[2] for t in terms)
         self.pipes: Dict[int, Pipe] = {}
+        self.stage_pipes: Tuple[Pipe, ...] = ()
+        self.stage_entries: Tuple[Entry, ...] = ()
         self.dispatches: Tuple[Entry, ...] = ()
         if cfg.has_eswitch:
             self.pipes, self.dispatches = _service_pipes(svc, len(self.table))
+            self.stage_pipes, self.stage_entries = _stage_pipes(svc, self.pipes, self.service_meter_id)
         # What fixes every rule's key: two parts of one shape hold the same flow keys per
-        # term and the same entry keys per bucket, so they differ only in backends.
+        # term and the same entry keys per bucket, so they differ only in backends (and rates).
         self.shape = (svc.name, svc.vip, svc.vip6, svc.protocols, svc.port, svc.ingress, svc.egress,
-                      svc.policy, self.ingress_br, self.first_hop, cfg.has_eswitch)
+                      svc.policy, self.ingress_br, self.first_hop, cfg.has_eswitch, svc.limits.kind, tag)
 
-    def reusable_for(self, cfg: Config, svc: Service, exclude: Tuple[str, ...]) -> bool:
+    def reusable_for(self, cfg: Config, svc: Service, exclude: Tuple[str, ...], tag: int = 0) -> bool:
         return (self.svc == svc and self.exclude == exclude and self.ingress_br == cfg.bridge_of(svc.ingress)
                 and self.first_hop == _towards(cfg, svc.ingress, svc.egress)[0]
-                and bool(self.pipes) == cfg.has_eswitch)
+                and bool(self.pipes) == cfg.has_eswitch and self.tag == tag)
+
+    @property
+    def service_meter_id(self) -> int:
+        return meter_id(self.tag, 4, 0)
+
+    def bucket_meter_id(self, family: int, bucket: int) -> int:
+        return meter_id(self.tag, family, bucket + 1)
+
+    def ovs_meters(self) -> Iterator[Meter]:
+        """The OpenFlow meters the service's flows use, on its ingress bridge."""
+        lim, name = self.svc.limits, self.svc.name
+        if lim.service:
+            yield Meter("ovs", self.ingress_br, self.service_meter_id, lim.service[0], lim.service[1], name,
+                        "service")
+        if lim.bucket:
+            for family in self.svc.families:
+                for i in range(len(self.table)):
+                    yield Meter("ovs", self.ingress_br, self.bucket_meter_id(family, i), lim.bucket[0],
+                                lim.bucket[1], name, "bucket", bucket=i, family=family)
+
+    def es_meters(self) -> Iterator[Meter]:
+        """The eSwitch's shared meter of a service-wide limit (per-bucket meters are entries')."""
+        lim = self.svc.limits
+        if self.pipes and lim.service:
+            yield Meter("eswitch", self.svc.ingress, self.service_meter_id, lim.service[0], lim.service[1],
+                        self.svc.name, "service")
 
     @property
     def identity(self) -> Tuple[Any, ...]:
@@ -201,6 +300,7 @@ class ServicePlan:
 
     def term_flow(self, listener: Listener, value: int, mask: int, backend: str) -> Flow:
         match_any, head, src, tail = self._parts[listener]
+        lim = self.svc.limits
         if not mask:
             match = match_any
         elif self._src_is_port:
@@ -209,9 +309,22 @@ class ServicePlan:
             match = head + ((src, (int_to_ip6(value), int_to_ip6(mask))),) + tail
         else:
             match = head + ((src, (int_to_ip(value), int_to_ip(mask))),) + tail
-        return Flow(self.ingress_br, SERVICE + bin(mask).count("1"), match,
-                    (("set_field", "eth_dst", self.macs[backend]), ("output", self.first_hop)),
+        actions: Tuple[Action, ...] = (("set_field", "eth_dst", self.macs[backend]),)
+        if lim.bucket:   # unmerged terms: the value is the bucket
+            actions = (("meter", self.bucket_meter_id(listener[0], value)),) + actions
+        elif lim.service:
+            actions = (("meter", self.service_meter_id),) + actions
+        actions += (("goto_table", METER_TABLE),) if lim.bucket and lim.service else (("output", self.first_hop),)
+        return Flow(self.ingress_br, SERVICE + bin(mask).count("1"), match, actions,
                     "service", self.svc.name, backend=backend)
+
+    def meter_flows(self) -> Iterator[Flow]:
+        """With both limits: table METER_TABLE's rule per listener, the service meter and the output."""
+        if self.svc.limits.kind == "bucket+service":
+            for lis in self.listeners:
+                yield Flow(self.ingress_br, SERVICE, self._parts[lis][0],
+                           (("meter", self.service_meter_id), ("output", self.first_hop)), "service",
+                           self.svc.name, table=METER_TABLE)
 
     def _match_parts(self, listener: Listener) -> Tuple[Match, Match, str, Match]:
         """The match every term of a listener shares, split around the bucket field: a term
@@ -234,26 +347,33 @@ class ServicePlan:
         for lis in self.listeners:
             for v, m, name in self.terms():
                 yield self.term_flow(lis, v, m, name)
+        yield from self.meter_flows()
 
     def bucket_entry(self, family: int, i: int, backend: str) -> Entry:
         pipe = self.pipes[family]
         field_, mask = pipe.mask[0]
+        lim = self.svc.limits
         return Entry(port=self.svc.ingress, pipe=pipe.name, match=((field_, i, mask),),
                      kind="bucket", owner=self.svc.name, fwd=("port", self.svc.egress),
-                     dst_mac=self.macs[backend], backend=backend, bucket=i)
+                     dst_mac=self.macs[backend], backend=backend, bucket=i, meter=lim.bucket,
+                     shared_meter=self.service_meter_id if pipe.meter == "shared" else None)
 
     def entries(self) -> Iterator[Entry]:
-        """Each pipe's bucket entries, then the root entries that dispatch to them."""
+        """Each pipe's bucket entries, the drop stages' entries, then the root entries that
+        dispatch to them."""
         for family in self.pipes:
             for i, name in enumerate(self.table):
                 yield self.bucket_entry(family, i, name)
+        yield from self.stage_entries
         yield from self.dispatches
 
     def flow_count(self) -> int:
-        return len(self._names) * len(self.listeners)
+        both = self.svc.limits.kind == "bucket+service"
+        return len(self._names) * len(self.listeners) + (len(self.listeners) if both else 0)
 
     def entry_count(self) -> int:
-        return (len(self.table) * len(self.pipes) + len(self.dispatches)) if self.pipes else 0
+        return ((len(self.table) * len(self.pipes) + len(self.stage_entries) + len(self.dispatches))
+                if self.pipes else 0)
 
 
 class Plan:
@@ -290,7 +410,20 @@ class Plan:
 
     @property
     def pipes(self) -> Tuple[Pipe, ...]:
-        return tuple(p for s in self.services for p in s.pipes.values()) + self.flat_pipes
+        """Every pipe, each after the pipes it forwards to (the order to create them in)."""
+        return tuple(p for s in self.services for p in s.stage_pipes + tuple(s.pipes.values())) + self.flat_pipes
+
+    def meters(self, bridge: Optional[str] = None) -> Iterator[Meter]:
+        """The OpenFlow meters (on `bridge`, or all)."""
+        for s in self.services:
+            if bridge is None or s.ingress_br == bridge:
+                yield from s.ovs_meters()
+
+    def es_meters(self, port: Optional[str] = None) -> Iterator[Meter]:
+        """The eSwitch's shared meters (on `port`, or all)."""
+        for s in self.services:
+            if port is None or s.svc.ingress == port:
+                yield from s.es_meters()
 
     @property
     def entries(self) -> Tuple[Entry, ...]:
@@ -354,6 +487,7 @@ def plan(cfg: Config, exclude: Optional[Mapping[str, Iterable[str]]] = None,
     rendering would not change are taken from it as they are, so one backend's drain
     re-renders one service, not every table."""
     exclude = exclude or {}
+    tags = meter_tags(cfg)
     before = {s.svc.name: s for s in reuse.services} if reuse is not None else {}
     flows: List[Flow] = []
     parts: List[ServicePlan] = []
@@ -363,8 +497,9 @@ def plan(cfg: Config, exclude: Optional[Mapping[str, Iterable[str]]] = None,
     for svc in cfg.services:
         excl = tuple(sorted(exclude.get(svc.name, ())))
         old = before.get(svc.name)
-        parts.append(old if old is not None and old.reusable_for(cfg, svc, excl)
-                     else ServicePlan(cfg, svc, excl))
+        tag = tags[svc.name]
+        parts.append(old if old is not None and old.reusable_for(cfg, svc, excl, tag)
+                     else ServicePlan(cfg, svc, excl, tag))
         flows.extend(_service_flows(cfg, svc))
     for route in cfg.routes:
         flows.extend(_route_flows(cfg, route))
@@ -517,23 +652,31 @@ def _src_field(svc: Service, family: int) -> str:
 
 
 def pipe_name(svc: Service, family: int = 4) -> str:
-    # The name carries the pipe's shape: a change of mask or egress makes a new
+    # The name carries the pipe's shape: a change of mask, egress or meters makes a new
     # pipe, which the root entry is switched to in place (make-before-break).
     field_ = _src_field(svc, family)
     name = "%s.%s%d.%s" % (svc.name, field_, svc.policy.bits, svc.egress)
-    return name + ".ip6" if family == 6 and field_ == "l4_src" else name
+    name = name + ".ip6" if family == 6 and field_ == "l4_src" else name
+    return name + _METERED.get(svc.limits.kind, "")
+
+
+_METERED = {"bucket": ".mb", "service": ".ms", "bucket+service": ".mbs"}
+_COLOR_MASK = ("meter_color", 0xFF)
 
 
 def _service_pipes(svc: Service, size: int) -> Tuple[Dict[int, Pipe], Tuple[Entry, ...]]:
     """A basic pipe per family and a root entry per listener (family x transport)."""
     pipes: Dict[int, Pipe] = {}
+    kind = svc.limits.kind
     for family in svc.families:
         field_ = _src_field(svc, family)
         mask: Tuple[Tuple[str, int], ...] = ((field_, (1 << svc.policy.bits) - 1),)
         if family == 6 and field_ == "l4_src":
             mask += (("l3", 6),)
-        pipes[family] = Pipe(port=svc.ingress, name=pipe_name(svc, family), mask=mask,
-                             fwd_port=svc.egress, nr_entries=size, owner=svc.name)
+        name = pipe_name(svc, family)
+        pipes[family] = Pipe(port=svc.ingress, name=name, mask=mask, fwd_port=svc.egress, nr_entries=size,
+                             owner=svc.name, meter={"": "", "service": "shared"}.get(kind, "entry"),
+                             fwd_pipe=name + ".red" if kind else None)
     dispatches = []
     for family, proto in svc.listeners:
         vip = svc.vip_of(family)
@@ -545,6 +688,47 @@ def _service_pipes(svc: Service, size: int) -> Tuple[Dict[int, Pipe], Tuple[Entr
                                 kind="dispatch", owner=svc.name, fwd=("pipe", pipes[family].name),
                                 priority=SERVICE))
     return pipes, tuple(dispatches)
+
+
+def _stage_pipes(svc: Service, pipes: Dict[int, Pipe], service_meter: int
+                 ) -> Tuple[Tuple[Pipe, ...], Tuple[Entry, ...]]:
+    """A metered service's drop stages (and service meter pipe) behind each bucket pipe, each
+    pipe after the pipes it forwards to. The first drop stage matches the bucket too when
+    buckets have meters, so its entries count each bucket's drops."""
+    kind = svc.limits.kind
+    out: List[Pipe] = []
+    entries: List[Entry] = []
+    if not kind:
+        return (), ()
+    red = (("meter_color", COLOR_RED, 0xFF),)
+    for family, bp in pipes.items():
+        to_port = ("port", svc.egress)
+        first_miss = to_port
+        if kind == "bucket+service":
+            svc_pipe, svc_red = bp.name + ".svc", bp.name + ".svc.red"
+            out.append(Pipe(port=svc.ingress, name=svc_red, mask=(_COLOR_MASK,), fwd_port=svc.egress,
+                            nr_entries=1, owner=svc.name, drop=True, miss=to_port))
+            out.append(Pipe(port=svc.ingress, name=svc_pipe, mask=(), fwd_port=svc.egress, nr_entries=1,
+                            owner=svc.name, meter="shared", fwd_pipe=svc_red))
+            entries.append(Entry(port=svc.ingress, pipe=svc_red, match=red, kind="drop", owner=svc.name,
+                                 fwd=("drop",)))
+            entries.append(Entry(port=svc.ingress, pipe=svc_pipe, match=(), kind="meter", owner=svc.name,
+                                 fwd=("pipe", svc_red), shared_meter=service_meter))
+            first_miss = ("pipe", svc_pipe)
+        field_, bits = bp.mask[0]
+        per_bucket = kind != "service"
+        mask = ((field_, bits), _COLOR_MASK) + bp.mask[1:] if per_bucket else (_COLOR_MASK,)
+        out.append(Pipe(port=svc.ingress, name=bp.fwd_pipe or "", mask=mask, fwd_port=svc.egress,
+                        nr_entries=bp.nr_entries if per_bucket else 1, owner=svc.name, drop=True,
+                        miss=first_miss))
+        if per_bucket:
+            entries.extend(Entry(port=svc.ingress, pipe=bp.fwd_pipe or "", match=((field_, i, bits),) + red,
+                                 kind="drop", owner=svc.name, fwd=("drop",), bucket=i)
+                           for i in range(bp.nr_entries))
+        else:
+            entries.append(Entry(port=svc.ingress, pipe=bp.fwd_pipe or "", match=red, kind="drop",
+                                 owner=svc.name, fwd=("drop",)))
+    return tuple(out), tuple(entries)
 
 
 def _route_entries(route: Route) -> List[Entry]:
@@ -565,21 +749,26 @@ def _route_entries(route: Route) -> List[Entry]:
 @dataclass(frozen=True)
 class Change:
     plane: str      # ovs | eswitch
-    op: str         # ovs: add, modify, delete; eswitch: add_pipe, add, update, remove, remove_pipe
-    item: Any       # Flow | Entry | Pipe (the new one for add/modify/update)
+    op: str         # ovs: add, modify, delete, add_meter, modify_meter, delete_meter;
+                    # eswitch: add_meter, add_pipe, add, update, update_meter, remove, remove_pipe,
+                    # remove_meter
+    item: Any       # Flow | Entry | Pipe | Meter (the new one for add/modify/update)
     old: Any = None
 
 
 def diff(old: Plan, new: Plan) -> List[Change]:
     """The minimal ordered change set from `old` to `new`, make-before-break:
 
-    1. OVS adds and modifies (the slow path can carry everything new first);
-    2. eSwitch pipes, then bucket entries, then the root entries that lead to them;
-    3. eSwitch in-place updates (a bucket's backend, a root entry's target pipe),
-       after OVS's copy has moved, so no gap opens;
-    4. eSwitch removals, root entries before the buckets behind them, then pipes:
-       a packet that misses meanwhile falls to OVS, which still has its rule;
-    5. OVS deletes last.
+    1. OVS meters added, then OVS adds and modifies (the slow path can carry everything
+       new first), then meters' new rates;
+    2. eSwitch shared meters, pipes (each after the pipes it forwards to), then bucket
+       entries, then the root entries that lead to them;
+    3. eSwitch in-place updates (a bucket's backend or rate, a root entry's target pipe,
+       a shared meter's rate), after OVS's copy has moved, so no gap opens;
+    4. eSwitch removals, root entries before the buckets behind them, then pipes (each
+       before the pipes it forwards to), then shared meters: a packet that misses
+       meanwhile falls to OVS, which still has its rule;
+    5. OVS deletes last, then the meters no flow uses any more.
 
     A service part both plans share is skipped; one whose shape is unchanged (only its
     backends moved) is compared term by term and bucket by bucket, without building
@@ -598,8 +787,47 @@ def diff(old: Plan, new: Plan) -> List[Change]:
         a, b = old_parts[name], new_parts[name]
         if a is not b:
             _diff_same_shape(a, b, ovs_add, ovs_mod, ovs_del, es_update)
-    return (ovs_add + ovs_mod + es["add_pipe"] + es["add"] + es_update + es["remove"]
-            + es["remove_pipe"] + ovs_del)
+    m = _diff_meters(old_parts, new_parts)
+    return (m["ovs_add"] + ovs_add + ovs_mod + m["ovs_mod"] + m["es_add"] + es["add_pipe"] + es["add"]
+            + es_update + m["es_mod"] + es["remove"] + es["remove_pipe"] + m["es_del"] + ovs_del
+            + m["ovs_del"])
+
+
+def _same_meters(a: ServicePlan, b: ServicePlan) -> bool:
+    return a is b or (a.svc.limits == b.svc.limits and a.tag == b.tag and a.svc.families == b.svc.families
+                      and a.ingress_br == b.ingress_br and len(a.table) == len(b.table)
+                      and bool(a.pipes) == bool(b.pipes) and a.svc.ingress == b.svc.ingress)
+
+
+def _diff_meters(old_parts: Mapping[str, ServicePlan], new_parts: Mapping[str, ServicePlan]
+                 ) -> Dict[str, List[Change]]:
+    """Meters added, re-rated and deleted, per plane; services whose meters cannot differ
+    are skipped (a per-bucket service holds one meter per bucket)."""
+    olds: Dict[Any, Meter] = {}
+    news: Dict[Any, Meter] = {}
+    for name in set(old_parts) | set(new_parts):
+        a, b = old_parts.get(name), new_parts.get(name)
+        if a is not None and b is not None and _same_meters(a, b):
+            continue
+        for part, into in ((a, olds), (b, news)):
+            if part is not None:
+                into.update((m.key, m) for m in part.ovs_meters())
+                into.update((m.key, m) for m in part.es_meters())
+    out: Dict[str, List[Change]] = {k: [] for k in ("ovs_add", "ovs_mod", "ovs_del", "es_add", "es_mod",
+                                                    "es_del")}
+    ops = {"ovs": ("add_meter", "modify_meter", "delete_meter"),
+           "eswitch": ("add_meter", "update_meter", "remove_meter")}
+    for key, m in sorted(news.items()):
+        pre = "ovs_" if m.plane == "ovs" else "es_"
+        if key not in olds:
+            out[pre + "add"].append(Change(m.plane, ops[m.plane][0], m))
+        elif olds[key] != m:
+            out[pre + "mod"].append(Change(m.plane, ops[m.plane][1], m, olds[key]))
+    for key, m in sorted(olds.items()):
+        if key not in news:
+            pre = "ovs_" if m.plane == "ovs" else "es_"
+            out[pre + "del"].append(Change(m.plane, ops[m.plane][2], m))
+    return out
 
 
 def _diff_rules(old: Plan, new: Plan) -> Tuple[List[Change], List[Change], List[Change], List[Change]]:
@@ -637,7 +865,8 @@ def _diff_eswitch(old: Plan, new: Plan) -> Dict[str, List[Change]]:
     out["add"] = [Change("eswitch", "add", e) for e in sorted(added, key=_leaf_first)]
     out["remove"] = [Change("eswitch", "remove", e)
                      for e in sorted(removed, key=_leaf_first, reverse=True)]
-    out["remove_pipe"] = [Change("eswitch", "remove_pipe", p) for k, p in old_pipes.items()
+    # a pipe goes before the pipes it forwards to: `pipes` lists them the other way round
+    out["remove_pipe"] = [Change("eswitch", "remove_pipe", p) for k, p in reversed(list(old_pipes.items()))
                           if k not in new_pipes]
     return out
 
@@ -659,9 +888,10 @@ def _diff_same_shape(a: ServicePlan, b: ServicePlan, adds: List[Change], mods: L
         for vm, was in old_terms.items():
             if vm not in new_terms:
                 dels.append(Change("ovs", "delete", a.term_flow(lis, vm[0], vm[1], was)))
+    rerated = a.svc.limits.bucket != b.svc.limits.bucket
     for family in b.pipes:
         for i, (was, n) in enumerate(zip(a.table, b.table)):
-            if was != n or a.macs[was] != b.macs[n]:
+            if rerated or was != n or a.macs[was] != b.macs[n]:
                 updates.append(Change("eswitch", "update", b.bucket_entry(family, i, n),
                                       a.bucket_entry(family, i, was)))
 
