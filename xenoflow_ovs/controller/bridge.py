@@ -6,7 +6,12 @@ settles it, with the batch's first OpenFlow error), its polls (aggregates per ru
 kind, and a full flow dump when counters.DumpPolicy says so: multipart replies
 collected into one list of `ofrules.Installed`), the counting of a full dump and
 the reconcile of OUR cookie's flows to the plan in force (add missing, modify
-changed, delete stale ours; never flush, never touch a foreign flow).
+changed, delete stale ours; never flush, never touch a foreign flow). Meters alike:
+on a bridge with planned meters read with every full dump (asked just before it, so
+answered first: a flow is never added before its meter), else once per connection
+after the first dump;
+reconciled by id (meters carry no cookie: ours are the ids plan.is_our_meter names);
+their stats read at every poll of a bridge with meters.
 `Bridges` holds every bridge of the config with the OVS counters and their
 attribution. Both are used from the app's event thread only, except
 `apply_and_wait` (the runtime's OVS half), which waits from another thread.
@@ -87,6 +92,14 @@ class Bridge:
         self.batch_of: Dict[int, int] = {}   # xid of a sent flow-mod -> its batch's barrier xid
         self.errors: Dict[int, str] = {}     # barrier xid -> first error of that batch
         self.warned: set = set()
+        self.metered = False                 # the plan in force has meters here (stats polled)
+        self.meter_xids: Dict[int, str] = {}     # meter request xid -> "config" | "stats"
+        self.meter_parts: Dict[int, List[Any]] = {}
+        self.meter_asked: Dict[str, float] = {}  # kind -> monotonic time asked
+        self.meter_seq: Optional[int] = None     # sent_seq when the meter config was asked
+        self.meters: Optional[Dict[int, ofrules.MeterConfig]] = None   # every meter, last read
+        self.meter_counts: Dict[int, Tuple[int, int, int]] = {}   # ours: packets, bytes, drops
+        self.meters_in_sync = True
 
     # -- connection
 
@@ -99,12 +112,14 @@ class Bridge:
         self.ports = switch_ports(dp)
         self.agg_xids = {}
         log.info("%s: ready (dpid %016x, ports %s), dumping flows", self.name, dp.id, self.ports)
+        self.meters, self.meter_counts = None, {}
         self.request_dump("connect")
 
     def detach(self) -> None:
         self.dp, self.connected, self.synced = None, False, False
         self.dump_xid = None
         self.agg_xids = {}
+        self.meter_xids, self.meter_parts, self.meter_asked = {}, {}, {}
         self.policy.need("connect")
         log.warning("%s: switch disconnected (flows stay in OVS)", self.name)
         # batches in flight are not confirmed; the reconcile on the next connect
@@ -221,6 +236,8 @@ class Bridge:
         (counters.DumpPolicy). Returns the full dump's reason, if one was asked for."""
         if self.dp is None:
             return None
+        if self.metered:           # its own question: meter stats are no flow counters
+            self.request_meters("stats", now)
         if self.dump_xid is not None and now - self.dump_asked < DUMP_STALE:
             return None           # a dump in flight (2^16 flows take a while): not another
         if self.agg_xids:
@@ -235,7 +252,64 @@ class Bridge:
         self.request_aggregates(now)
         return None
 
+    def request_meters(self, kind: str, now: Optional[float] = None) -> None:
+        """Ask for every meter's config or stats, unless that question is in flight (and
+        not stale)."""
+        now = time.monotonic() if now is None else now
+        if kind in self.meter_xids.values() and now - self.meter_asked.get(kind, 0.0) < DUMP_STALE:
+            return
+        for xid in [x for x, k in self.meter_xids.items() if k == kind]:
+            del self.meter_xids[xid]
+            self.meter_parts.pop(xid, None)
+        msg = self.rules.meter_config_request() if kind == "config" else self.rules.meter_stats_request()
+        msg.datapath = self.dp
+        self.dp.set_xid(msg)
+        self.meter_xids[msg.xid], self.meter_asked[kind] = kind, now
+        if kind == "config":
+            self.meter_seq = self.sent_seq
+        self.dp.send_msg(msg)
+
+    def meter_reply(self, msg: Any) -> Optional[Tuple[str, List[Any]]]:
+        """One part of a meter config or stats reply; (kind, every entry) once its last
+        part is in (then also kept: `meters`, `meter_counts`)."""
+        kind = self.meter_xids.get(msg.xid)
+        if kind is None:
+            return None
+        parts = self.meter_parts.setdefault(msg.xid, [])
+        parts.extend(msg.body)
+        if msg.flags & msg.datapath.ofproto.OFPMPF_REPLY_MORE:
+            return None
+        del self.meter_xids[msg.xid], self.meter_parts[msg.xid]
+        if kind == "config":
+            self.meters = self.rules.meter_configs(parts)
+        else:
+            self.meter_counts = {k: v for k, v in self.rules.meter_counts(parts).items()
+                                 if plan_mod.is_our_meter(k)}
+        return kind, parts
+
+    def meters_predate_sends(self) -> bool:
+        """Changes were sent after the meter config was asked for: it may not show them."""
+        return self.meter_seq != self.sent_seq
+
+    def reconcile_meters(self, meters: Iterable[Any]) -> List[Change]:
+        """Bring our meters on the switch to `meters` (the plan in force for this bridge),
+        from the last meter config read; foreign ids untouched."""
+        changes = ofrules.reconcile_meters(self.rules, self.name, meters, self.meters or {})
+        say = log.warning if self.synced else log.info
+        for ch in changes[:LOG_CHANGES]:
+            say("%s: %s", "repaired" if self.synced else "synced", ofrules.describe_change(ch))
+        if len(changes) > LOG_CHANGES:
+            say("%s: and %d more meter change(s)", self.name, len(changes) - LOG_CHANGES)
+        self.send(changes)
+        self.meters_in_sync = not changes
+        return changes
+
     def request_dump(self, reason: str = "asked", now: Optional[float] = None) -> None:
+        # with meters planned here, the meters first: their reply comes first, and a
+        # reconcile adds a missing meter before the flow reconcile of this dump's reply
+        # could add a flow that uses it
+        if self.metered:
+            self.request_meters("config", now)
         msg = self.rules.flow_stats_request()
         msg.datapath = self.dp
         self.dp.set_xid(msg)
@@ -288,6 +362,10 @@ class Bridge:
             return None
         self.dump, self.dump_parts, self.dump_xid = self.dump_parts, [], None
         self._derived = {}
+        if self.meters is None and not self.meter_xids:
+            # no meters planned here: read once per connection (after the first dump: no
+            # flow waits for it), so ours left by an older plan are deleted
+            self.request_meters("config")
         self.last_dump = time.time()
         return self.dump
 
@@ -396,8 +474,11 @@ class Bridge:
         return got + (tuple(sorted(self.ports.items())),)
 
     def report(self) -> Dict[str, Any]:
+        ours = [m for m in self.meters or () if plan_mod.is_our_meter(m)]
         return {"connected": self.connected, "dpid": "%016x" % self.dpid,
                 "flows": self.ours, "foreign_flows": self.foreign, "in_sync": self.in_sync,
+                "meters": len(ours), "foreign_meters": len(self.meters or ()) - len(ours),
+                "meters_in_sync": self.meters_in_sync,
                 "last_dump": self.last_dump, "last_aggregates": self.last_agg,
                 "full_dumps": dict(sorted(self.dumps.items())),
                 "ports": dict(sorted(self.ports.items()))}
@@ -444,6 +525,8 @@ class Bridges:
             for name in [n for n in self._by_name if all(b.name != n for b in cfg.bridges)]:
                 del self._by_name[name]   # no longer ours: left as it is, no more reconcile
         if self._seen != (cfg, plan):
+            for b in self:
+                b.metered = any(True for _ in plan.meters(b.name))
             macs = {(s.name, b.name): b.mac for s in cfg.services for b in s.backends}
             self.attribution.learn(plan.cookies(), macs)
             self._seen = (cfg, plan)
@@ -508,6 +591,22 @@ class Bridges:
         if r.changes or r.conflicts or r.unresolved or self.last_reconcile is None:
             self.last_reconcile = {"time": time.time(), "bridge": b.name, "kind": verb,
                                    "actions": r.counts()}
+
+    def meter_reply(self, b: Bridge, msg: Any, plan: plan_mod.Plan, may_reconcile: bool) -> None:
+        """A meter config or stats reply (part); a complete config is reconciled to the
+        plan's meters unless a transition owns the order of changes or our sends since
+        make it stale (the next dump asks again)."""
+        got = b.meter_reply(msg)
+        if got is None or got[0] != "config":
+            return
+        if may_reconcile and not b.meters_predate_sends():
+            b.reconcile_meters(plan.meters(b.name))
+
+    def meter_drops(self, bridge: str) -> Dict[int, int]:
+        """{meter id: packets its drop band dropped} of our meters on this bridge, as last
+        read (the poll of a bridge with meters asks every interval); empty when unknown."""
+        b = self.get(bridge)
+        return {} if b is None else {k: v[2] for k, v in b.meter_counts.items()}
 
     def flow_removed(self, b: Bridge, msg: Any) -> None:
         """A flow of ours was removed: its final counts (OFPFlowRemoved)."""

@@ -55,6 +55,8 @@ OFPP_IN_PORT, OFPP_NORMAL = 0xFFFFFFF8, 0xFFFFFFFA   # OF 1.3 reserved ports
 CanonMatch = Tuple[Tuple[str, int, Optional[int]], ...]
 CanonActions = Tuple[Tuple[Any, ...], ...]
 Key = Tuple[int, int, CanonMatch]  # (table, priority, match): a flow's identity in OF 1.3
+# a meter change's op -> its OFPMeterMod command
+METER_OPS = {"add_meter": "add", "modify_meter": "modify", "delete_meter": "delete"}
 
 
 class UnresolvedPort(LookupError):
@@ -157,9 +159,15 @@ def canon_match(match: Any) -> CanonMatch:
 
 
 def canon_actions(instructions: Sequence[Any], ofp: Any) -> CanonActions:
+    """The instructions as one tuple: ("meter", id) first (OF 1.3 runs the meter before
+    the actions, and OVS reports it first), then the applied actions, then goto_table."""
+    meters: List[Tuple[Any, ...]] = []
     out: List[Tuple[Any, ...]] = []
     for inst in instructions:
         actions = getattr(inst, "actions", None)
+        if inst.type == ofp.OFPIT_METER:
+            meters.append(("meter", inst.meter_id))
+            continue
         if inst.type == ofp.OFPIT_GOTO_TABLE:
             out.append(("goto_table", inst.table_id))
             continue
@@ -168,7 +176,7 @@ def canon_actions(instructions: Sequence[Any], ofp: Any) -> CanonActions:
             continue
         for a in actions:
             out.append(_canon_action(a, ofp))
-    return tuple(out)
+    return tuple(meters + out)
 
 
 def _canon_action(a: Any, ofp: Any) -> Tuple[Any, ...]:
@@ -221,6 +229,27 @@ class Installed(NamedTuple):
         return plan_mod.is_ours(self.cookie)
 
 
+class MeterConfig(NamedTuple):
+    """A meter as a switch reports it: its one drop band's rate and burst (None when it
+    is not one drop band) and its flags."""
+    pps: Optional[int]
+    burst: Optional[int]
+    flags: int
+
+
+class InstalledMeter(NamedTuple):
+    """A meter on a bridge that no plan meter stands for (what reconcile deletes)."""
+    where: str
+    meter_id: int
+    pps: Optional[int] = None
+    burst: Optional[int] = None
+
+
+def meter_key(m: Any) -> Key:
+    """A meter's place among a batch's keys (flows' keys start with a table number)."""
+    return ("meter", m.meter_id)  # type: ignore[return-value]
+
+
 class Rules:
     """Builds OF 1.3 messages from plan flows with a given ofproto + parser pair."""
 
@@ -263,16 +292,19 @@ class Rules:
             elif a[0] == "move":
                 out.append(p.NXActionRegMove(src_field=a[1], dst_field=a[2],
                                              n_bits=FIELD_BITS[a[1]]))
-            elif a[0] == "goto_table":
-                continue      # an instruction of its own (instructions())
+            elif a[0] in ("goto_table", "meter"):
+                continue      # instructions of their own (instructions())
             else:
                 raise ValueError("unknown action %r in %s" % (a, render.to_ofctl(flow)))
         return out
 
     def instructions(self, flow: Flow, ports: Mapping[str, int]) -> List[Any]:
         acts = self.actions(flow, ports)
+        # the meter first: the order OF 1.3 runs instructions in (and OVS reports them)
+        out = [self.parser.OFPInstructionMeter(a[1]) for a in flow.actions if a[0] == "meter"]
         # A drop is no instruction at all (what a switch reports back for it).
-        out = [self.parser.OFPInstructionActions(self.ofp.OFPIT_APPLY_ACTIONS, acts)] if acts else []
+        if acts:
+            out.append(self.parser.OFPInstructionActions(self.ofp.OFPIT_APPLY_ACTIONS, acts))
         # goto_table: after the actions (OF 1.3 runs apply-actions first, in any order given)
         out += [self.parser.OFPInstructionGotoTable(a[1]) for a in flow.actions if a[0] == "goto_table"]
         return out
@@ -304,13 +336,14 @@ class Rules:
                 out.append(("set_field", c[0], c[1]) if c else ("set_field", a[1]))
             elif a[0] == "move":
                 out.append(("move", a[1], a[2], FIELD_BITS[a[1]], 0, 0))
-            elif a[0] == "goto_table":
+            elif a[0] in ("goto_table", "meter"):
                 continue
             else:
                 raise ValueError("unknown action %r in %s" % (a, render.to_ofctl(flow)))
-        # a switch reports the goto instruction after the apply-actions
+        # a switch reports the meter first and the goto instruction after the apply-actions
+        meters = [("meter", a[1]) for a in flow.actions if a[0] == "meter"]
         out += [("goto_table", a[1]) for a in flow.actions if a[0] == "goto_table"]
-        return tuple(out)
+        return tuple(meters + out)
 
     # -- messages (datapath=None: the send path fills it in)
 
@@ -360,6 +393,48 @@ class Rules:
             None, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY, ofp.OFPG_ANY, cookie, cookie_mask,
             self.parser.OFPMatch())
 
+    # -- meters (no cookie: ours by id, plan.is_our_meter)
+
+    def meter_flags(self) -> int:
+        ofp = self.ofp
+        return ofp.OFPMF_PKTPS | ofp.OFPMF_BURST | ofp.OFPMF_STATS
+
+    def meter_mod(self, command: str, m: Any) -> Any:
+        """OFPMeterMod of a plan meter (or an InstalledMeter, to delete): command add |
+        modify (one drop band: m.pps packets/s, m.burst packets) | delete."""
+        ofp, p = self.ofp, self.parser
+        if command == "delete":
+            return p.OFPMeterMod(None, command=ofp.OFPMC_DELETE, flags=0, meter_id=m.meter_id,
+                                 bands=[])
+        cmd = {"add": ofp.OFPMC_ADD, "modify": ofp.OFPMC_MODIFY}[command]
+        return p.OFPMeterMod(None, command=cmd, flags=self.meter_flags(), meter_id=m.meter_id,
+                             bands=[p.OFPMeterBandDrop(rate=m.pps, burst_size=m.burst)])
+
+    def meter_config_request(self) -> Any:
+        return self.parser.OFPMeterConfigStatsRequest(None, 0, self.ofp.OFPM_ALL)
+
+    def meter_stats_request(self) -> Any:
+        return self.parser.OFPMeterStatsRequest(None, 0, self.ofp.OFPM_ALL)
+
+    def meter_configs(self, body: Iterable[Any]) -> Dict[int, "MeterConfig"]:
+        """A meter config reply's body: {meter id: MeterConfig}. A meter that is not one
+        drop band reads as pps/burst None (unequal to any plan meter: modified)."""
+        out = {}
+        for st in body:
+            bands = list(st.bands or ())
+            if len(bands) == 1 and bands[0].type == self.ofp.OFPMBT_DROP:
+                out[st.meter_id] = MeterConfig(bands[0].rate, bands[0].burst_size, st.flags)
+            else:
+                out[st.meter_id] = MeterConfig(None, None, st.flags)
+        return out
+
+    def meter_counts(self, body: Iterable[Any]) -> Dict[int, Tuple[int, int, int]]:
+        """A meter stats reply's body: {meter id: (packets in, bytes in, packets its
+        bands dropped)}."""
+        return {st.meter_id: (st.packet_in_count, st.byte_in_count,
+                              sum(b.packet_band_count for b in st.band_stats or ()))
+                for st in body}
+
     def installed(self, bridge: str, stat: Any) -> Installed:
         """A flow stats entry, normalised: from its bytes when it is a RawFlowStats (the
         framework's objects are never built for a plain flow), else from its objects."""
@@ -380,6 +455,8 @@ class Rules:
     # -- the send path
 
     def change_key(self, ch: Change, ports: Mapping[str, int]) -> Key:
+        if ch.op in METER_OPS:
+            return meter_key(ch.item)
         if isinstance(ch.item, Installed):
             return ch.item.key
         return self.key(ch.item, ports)
@@ -389,10 +466,15 @@ class Rules:
         """One bridge's OVS changes as the (op, item, key) to send, op add | modify |
         delete | barrier: adds and modifies in the given order, then deletes in the given
         order (make-before-break), without duplicates, a delete dropped when the same flow
-        is (re)installed in the batch, and a final barrier. A change naming a port the
-        switch lacks raises UnresolvedPort, or with `held` is left out and listed there."""
+        is (re)installed in the batch, and a final barrier. Meters alike, around the flows:
+        theirs adds and modifies first (a flow naming a missing meter is refused), their
+        deletes last (deleting a meter deletes the flows that use it). A change naming a
+        port the switch lacks raises UnresolvedPort, or with `held` is left out and listed
+        there."""
         installs: Dict[Key, Change] = {}
         deletes: Dict[Key, Change] = {}
+        m_installs: Dict[Key, Change] = {}
+        m_deletes: Dict[Key, Change] = {}
         for ch in changes:
             if ch.plane != "ovs":
                 continue
@@ -408,14 +490,20 @@ class Rules:
             elif ch.op in ("add", "modify"):
                 installs.pop(k, None)   # the later intent for the same flow wins
                 installs[k] = ch
+            elif ch.op == "delete_meter":
+                m_deletes.setdefault(k, ch)
+            elif ch.op in METER_OPS:
+                m_installs.pop(k, None)
+                m_installs[k] = ch
             else:
                 raise ValueError("unknown OVS change %r" % ch.op)
-        out: List[Tuple[str, Any, Any]] = []
+        out: List[Tuple[str, Any, Any]] = [(ch.op, ch.item, k) for k, ch in m_installs.items()]
         for k, ch in installs.items():
             old_cookie = getattr(ch.old, "cookie", None)
             same = ch.op == "modify" and old_cookie == ch.item.cookie
             out.append(("modify" if same else "add", ch.item, k))
         out += [("delete", ch.item, k) for k, ch in deletes.items() if k not in installs]
+        out += [("delete_meter", ch.item, k) for k, ch in m_deletes.items() if k not in m_installs]
         if out:
             out.append(("barrier", None, None))
         return out
@@ -423,6 +511,8 @@ class Rules:
     def message(self, op: str, item: Any, ports: Mapping[str, int]) -> Any:
         if op == "barrier":
             return self.barrier()
+        if op in METER_OPS:
+            return self.meter_mod(METER_OPS[op], item)
         return {"add": self.add, "modify": self.modify, "delete": self.delete}[op](item, ports)
 
     def batch(self, changes: Iterable[Change], ports: Mapping[str, int],
@@ -448,26 +538,20 @@ class Rules:
             return struct.pack("!BBHI", ofp.OFP_VERSION, ofp.OFPT_BARRIER_REQUEST, 8, 0)
         if key is None:
             key = self.change_key(Change("ovs", op, item), ports)
+        if op in METER_OPS:      # few: the framework's way
+            return self.serialized(self.message(op, item, ports))
         match = _encode_oxm(key[2])
-        insts = b""
+        insts: Optional[bytes] = b""
         if op != "delete":
             if acts_cache is None:
-                acts = _encode_actions(item.actions, self, ports)
+                insts = _encode_instructions(item.actions, self, ports)
             else:
                 try:
-                    acts = acts_cache[item.actions]
+                    insts = acts_cache[item.actions]
                 except KeyError:
-                    acts = acts_cache[item.actions] = _encode_actions(item.actions, self, ports)
-            if acts is None:
-                match = None
-            elif acts:
-                insts = struct.pack("!HH4x", ofp.OFPIT_APPLY_ACTIONS, 8 + len(acts)) + acts
-        if match is None:    # something the fast path does not know: the framework's way
-            msg = self.message(op, item, ports)
-            msg.datapath = _Stub(self.ofp, self.parser)
-            msg.set_xid(0)
-            msg.serialize()
-            return bytes(msg.buf)
+                    insts = acts_cache[item.actions] = _encode_instructions(item.actions, self, ports)
+        if match is None or insts is None:    # something the fast path does not know
+            return self.serialized(self.message(op, item, ports))
         if op == "delete":
             command, cookie, mask, flags = (ofp.OFPFC_DELETE_STRICT, plan_mod.COOKIE_BASE,
                                             plan_mod.COOKIE_MASK, 0)
@@ -481,6 +565,13 @@ class Rules:
                            cookie, mask, item.table, command, 0, 0, item.priority,
                            ofp.OFP_NO_BUFFER, ofp.OFPP_ANY, ofp.OFPG_ANY, flags)
         return head + match + insts
+
+    def serialized(self, msg: Any) -> bytes:
+        """A framework message's bytes, xid 0."""
+        msg.datapath = _Stub(self.ofp, self.parser)
+        msg.set_xid(0)
+        msg.serialize()
+        return bytes(msg.buf)
 
     def aggregate_request(self, cookie: int = 0, cookie_mask: int = 0) -> Any:
         """Packets, bytes and flows of the flows under cookie/cookie_mask, all tables."""
@@ -555,6 +646,7 @@ ERIC_BY_NUM = {num: (name, n) for name, (num, n) in ERIC_FIELDS.items()}
 _OXM_CLASSES = {0x8000: OXM_BY_NUM, ERIC_CLASS: ERIC_BY_NUM}
 _HDR = struct.Struct("!HBB")
 _HH = struct.Struct("!HH")
+_U32 = struct.Struct("!I")
 
 
 _TLV: Dict[bytes, Any] = {}       # one OXM TLV's bytes -> its canonical field (they repeat)
@@ -619,9 +711,14 @@ _ACTS: Dict[bytes, CanonActions] = {}
 
 
 def _raw_actions(raw: bytes, at: int, ofp: Any) -> Optional[CanonActions]:
+    meters: List[Tuple[Any, ...]] = []
     acts: List[Tuple[Any, ...]] = []
     while at + 8 <= len(raw):
         itype, ilen = _HH.unpack_from(raw, at)
+        if itype == ofp.OFPIT_METER and ilen == 8:       # type, len, meter_id
+            meters.append(("meter", _U32.unpack_from(raw, at + 4)[0]))
+            at += 8
+            continue
         if itype == ofp.OFPIT_GOTO_TABLE and ilen == 8:
             acts.append(("goto_table", raw[at + 4]))
             at += 8
@@ -645,7 +742,7 @@ def _raw_actions(raw: bytes, at: int, ofp: Any) -> Optional[CanonActions]:
                 return None
             a += alen
         at = end
-    return tuple(acts)
+    return tuple(meters + acts)
 
 
 class _Stub:
@@ -724,6 +821,21 @@ def _encode_actions(actions: Sequence[Any], rules: Rules, ports: Mapping[str, in
     return b"".join(out)
 
 
+def _encode_instructions(actions: Sequence[Any], rules: Rules,
+                         ports: Mapping[str, int]) -> Optional[bytes]:
+    """A plan flow's instructions as `Rules.instructions` builds them: meter, apply-actions
+    (none for a drop), goto_table; None when an action is not one _encode_actions knows."""
+    ofp = rules.ofp
+    acts = _encode_actions([a for a in actions if a[0] not in ("meter", "goto_table")], rules, ports)
+    if acts is None:
+        return None
+    out = [struct.pack("!HHI", ofp.OFPIT_METER, 8, a[1]) for a in actions if a[0] == "meter"]
+    if acts:
+        out.append(struct.pack("!HH4x", ofp.OFPIT_APPLY_ACTIONS, 8 + len(acts)) + acts)
+    out += [struct.pack("!HHB3x", ofp.OFPIT_GOTO_TABLE, 8, a[1]) for a in actions if a[0] == "goto_table"]
+    return b"".join(out)
+
+
 def _set_field_arg(name: str, value: Any) -> Tuple[str, Any]:
     """OFPActionSetField's keyword and value: an ND extension field under its generic
     name, its value as the base64 of its bytes."""
@@ -738,8 +850,13 @@ def split_by_bridge(changes: Iterable[Change]) -> Dict[str, List[Change]]:
     out: Dict[str, List[Change]] = {}
     for ch in changes:
         if ch.plane == "ovs":
-            out.setdefault(ch.item.bridge, []).append(ch)
+            out.setdefault(change_bridge(ch), []).append(ch)
     return out
+
+
+def change_bridge(ch: Change) -> str:
+    """The bridge an OVS change is for (a meter names it `where`)."""
+    return ch.item.where if ch.op in METER_OPS else ch.item.bridge
 
 
 def phases(changes: Sequence[Change]) -> List[Tuple[str, List[Change]]]:
@@ -814,6 +931,29 @@ def reconcile(rules: Rules, desired: Iterable[Flow], installed: Sequence[Install
                      ours=n_ours, foreign=len(foreign))
 
 
+def reconcile_meters(rules: Rules, bridge: str, desired: Iterable[Any],
+                     installed: Mapping[int, MeterConfig]) -> List[Change]:
+    """Changes that make a bridge's meters of OUR ids (plan.is_our_meter) the desired
+    ones: missing -> add_meter; other rate, burst or flags -> modify_meter (in place: the
+    flows using it stay); ours but desired by none -> delete_meter. Meters of other ids
+    are never touched."""
+    flags = rules.meter_flags()
+    changes: List[Change] = []
+    wanted = set()
+    for m in desired:
+        wanted.add(m.meter_id)
+        have = installed.get(m.meter_id)
+        if have is None:
+            changes.append(Change("ovs", "add_meter", m))
+        elif have != (m.pps, m.burst, flags):
+            changes.append(Change("ovs", "modify_meter", m,
+                                  InstalledMeter(bridge, m.meter_id, have.pps, have.burst)))
+    changes += [Change("ovs", "delete_meter", InstalledMeter(bridge, mid, c.pps, c.burst))
+                for mid, c in sorted(installed.items())
+                if plan_mod.is_our_meter(mid) and mid not in wanted]
+    return changes
+
+
 def _plain(name: str, v: int) -> Any:
     """A canonical int back in the plan's spelling (MAC / dotted quad / int)."""
     if name in MAC_FIELDS:
@@ -849,7 +989,7 @@ def to_plan_flow(inst: Installed, port_names: Mapping[int, str],
             actions.append(("set_field", a[1], _plain(a[1], a[2])))
         elif a[0] == "move":
             actions.append(("move", a[1], a[2]))
-        elif a[0] == "goto_table":
+        elif a[0] in ("goto_table", "meter"):
             actions.append(a)
         else:
             actions.append(("unknown",) + tuple(a))
@@ -861,6 +1001,10 @@ def to_plan_flow(inst: Installed, port_names: Mapping[int, str],
 
 
 def describe_change(ch: Change) -> str:
+    if ch.op == "delete_meter":
+        return "%s %s: meter=%d" % (ch.op, ch.item.where, ch.item.meter_id)
+    if ch.op in METER_OPS:
+        return "%s %s: %s" % (ch.op, ch.item.where, render.meter_to_ofctl(ch.item))
     if isinstance(ch.item, Installed):
         return "%s %s: %s" % (ch.op, ch.item.bridge, ch.item.text)
     return "%s %s: %s" % (ch.op, ch.item.bridge, render.to_ofctl(ch.item))

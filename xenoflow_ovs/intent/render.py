@@ -83,6 +83,8 @@ def ofctl_actions(actions: Sequence[Action]) -> str:
             out.append("NORMAL")
         elif a[0] == "goto_table":
             out.append("goto_table:%d" % a[1])
+        elif a[0] == "meter":
+            out.append("meter:%d" % a[1])
         else:
             raise ValueError("unknown action %r" % (a,))
     return ",".join(out)
@@ -92,6 +94,12 @@ def to_ofctl(f: Flow) -> str:
     m = ofctl_match(f.match)
     return "cookie=%#x,table=%d,priority=%d%s actions=%s" % (
         f.cookie, f.table, f.priority, "," + m if m else "", ofctl_actions(f.actions))
+
+
+def meter_to_ofctl(m: Any) -> str:
+    """An OpenFlow meter as `ovs-ofctl -O OpenFlow13 add-meter` takes it: packets/s, one drop band."""
+    return "meter=%d,pktps,burst,stats,bands=type=drop,rate=%d,burst_size=%d" % (
+        m.meter_id, m.pps, m.burst)
 
 
 def _ip6(n: int) -> str:
