@@ -22,12 +22,19 @@ __all__ = [
     "EntrySpec",
     "RootPipe",
     "BasicPipe",
+    "Meter",
+    "COLOR_GREEN",
+    "COLOR_YELLOW",
+    "COLOR_RED",
     "GlueError",
     "GlueMissing",
     "default_eal_args",
     "glue_info",
     "glue_target",
 ]
+
+# Meter colours as GlueMatch(meter_color=...) takes them (the glue maps them to DOCA's enum).
+COLOR_GREEN, COLOR_YELLOW, COLOR_RED = 0, 1, 2
 
 IPv4 = Union[int, str]
 IPv6 = Union[int, str, ipaddress.IPv6Address]
@@ -216,10 +223,12 @@ class GlueMatch:
     IPv4 addresses as int or dotted string, IPv6 addresses as int (0 .. 2**128-1) or string.
     ``l3``: the family, 0 = derived (IPv6 with ipv6_* fields, else IPv4 when an IPv4,
     ip_proto or port field is set), 4 or 6 (say 6 for a match of ports alone of an IPv6
-    service).  IPv4 with IPv6 fields, or l3 against them, is a ValueError."""
+    service).  IPv4 with IPv6 fields, or l3 against them, is a ValueError.
+    ``meter_color``: the colour the last meter marked the packet with (COLOR_GREEN,
+    COLOR_YELLOW, COLOR_RED); in a mask any non-zero value means "match the colour"."""
 
     __slots__ = ("eth_type", "ip_proto", "ipv4_src", "ipv4_dst", "l4_src", "l4_dst", "ipv6_src", "ipv6_dst",
-                 "l3", "_v6")
+                 "l3", "meter_color", "_v6")
 
     def __init__(
         self,
@@ -232,7 +241,9 @@ class GlueMatch:
         ipv6_src: IPv6 = 0,
         ipv6_dst: IPv6 = 0,
         l3: int = 0,
+        meter_color: int = 0,
     ) -> None:
+        self.meter_color = _uint(meter_color, 8, "meter_color") if meter_color else 0
         self.eth_type = _uint(eth_type, 16, "eth_type") if eth_type else 0
         self.ip_proto = _uint(ip_proto, 8, "ip_proto") if ip_proto else 0
         self.ipv4_src = _ipv4(ipv4_src, "ipv4_src") if ipv4_src else 0
@@ -262,12 +273,13 @@ class GlueMatch:
             ipv6_src=_ALL128 if self.ipv6_src else 0,
             ipv6_dst=_ALL128 if self.ipv6_dst else 0,
             l3=self.l3,
+            meter_color=0xFF if self.meter_color else 0,
         )
 
-    def _packed(self) -> Tuple[int, int, int, int, int, int, int, bytes, bytes]:
+    def _packed(self) -> Tuple[int, int, int, int, int, int, int, bytes, bytes, int]:
         # order of struct xf_match (the IPv6 addresses as its four host-order words)
         return (self.ipv4_src, self.ipv4_dst, self.eth_type, self.l4_src, self.l4_dst, self.ip_proto, self.l3,
-                self._v6[0], self._v6[1])
+                self._v6[0], self._v6[1], self.meter_color)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, GlueMatch) and self._packed() == other._packed()
@@ -285,7 +297,7 @@ class GlueMatch:
                 elif name.startswith("ipv6"):
                     shown = str(ipaddress.IPv6Address(v))
                 else:
-                    shown = str(v) if name == "l3" else hex(v)
+                    shown = str(v) if name in ("l3", "meter_color") else hex(v)
                 parts.append("%s=%s" % (name, shown))
         return "GlueMatch(%s)" % ", ".join(parts)
 
@@ -392,9 +404,13 @@ def default_eal_args(file_prefix: str, lcores: str = "0-1", memory_mb: int = 256
 # pipes and entries
 
 _FWD_NONE, _FWD_PORT, _FWD_PIPE, _FWD_DROP = 0, 1, 2, 3
-# struct xf_entry_spec: pipe, priority, match{src,dst,eth,l4s,l4d,proto,l3,ipv6_src[4],ipv6_dst[4]},
-# mask{...}, fwd_target, fwd_kind, has_mac, dst_mac[6], pad[4]  (120 bytes, asserted against cffi)
-_SPEC = struct.Struct("=II" + "IIHHHBB16s16s" * 2 + "IBB6s4x")
+_METER_NONE, _METER_ENTRY, _METER_SHARED = 0, 1, 2
+_METER_KINDS = {None: _METER_NONE, "entry": _METER_ENTRY, "shared": _METER_SHARED}
+# struct xf_entry_spec: pipe, priority, match{src,dst,eth,l4s,l4d,proto,l3,ipv6_src[4],ipv6_dst[4],
+# meter_color,pad[3]}, mask{...}, fwd_target, fwd_kind, has_mac, dst_mac[6], meter_kind, meter_bytes,
+# pad[2], cir, cbs, shared_meter, pad2  (152 bytes, asserted against cffi)
+_SPEC = struct.Struct("=II" + "IIHHHBB16s16sB3x" * 2 + "IBB6sBB2xQQI4x")
+_NO_METER = (_METER_NONE, 0, 0, 0)
 
 
 class _Pipe:
@@ -419,12 +435,13 @@ class _Pipe:
 class EntrySpec:
     """An entry not yet installed; made by RootPipe.entry / BasicPipe.entry."""
 
-    __slots__ = ("pipe", "match", "mask", "priority", "fwd_kind", "fwd_target", "mac")
+    __slots__ = ("pipe", "match", "mask", "priority", "fwd_kind", "fwd_target", "mac", "meter")
 
     def __init__(self, pipe: _Pipe, match: GlueMatch, mask: GlueMatch, priority: int, fwd_kind: int,
-                 fwd_target: Any, mac: Optional[bytes]) -> None:
+                 fwd_target: Any, mac: Optional[bytes], meter: Tuple[int, int, int, Any] = _NO_METER) -> None:
         self.pipe, self.match, self.mask, self.priority = pipe, match, mask, priority
         self.fwd_kind, self.fwd_target, self.mac = fwd_kind, fwd_target, mac
+        self.meter = meter  # (kind, cir, cbs, shared Meter or 0)
 
 
 class RootPipe(_Pipe):
@@ -462,21 +479,92 @@ class RootPipe(_Pipe):
                          None if dst_mac is None else _mac_bytes(dst_mac))
 
 
-class BasicPipe(_Pipe):
-    """A service pipe: one match mask for all entries; each entry sets a destination MAC and
-    goes out ``fwd_port``."""
+def _meter_rate(value: Any, what: str) -> Tuple[int, int]:
+    """(cir, cbs), both > 0, as a meter takes them."""
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise ValueError("%s must be (cir, cbs), not %r" % (what, value))
+    cir, cbs = _uint(value[0], 64, what + " cir"), _uint(value[1], 64, what + " cbs")
+    if cir == 0 or cbs == 0:
+        raise ValueError("%s: cir and cbs must be > 0 (to drop everything use a drop entry)" % what)
+    return cir, cbs
 
-    __slots__ = ("mask", "fwd_port")
+
+class Meter:
+    """A shared meter (ESwitch.create_meter): RFC 2697 srTCM, colour-blind, committed rate
+    ``cir`` per second and burst ``cbs``, in packets or bytes (``unit``), for the pipes of
+    ``port`` (its e-switch's in switch mode)."""
+
+    __slots__ = ("_sw", "_handle", "port", "cir", "cbs", "unit", "_alive")
+
+    def __init__(self, sw: "ESwitch", handle: int, port: str, cir: int, cbs: int, unit: str) -> None:
+        self._sw, self._handle, self.port = sw, handle, port
+        self.cir, self.cbs, self.unit = cir, cbs, unit
+        self._alive = True
+
+    @property
+    def alive(self) -> bool:
+        return self._alive and self._sw._open
+
+    def __repr__(self) -> str:
+        return "Meter(port=%r, cir=%d, cbs=%d, unit=%r%s)" % (self.port, self.cir, self.cbs, self.unit,
+                                                               "" if self.alive else ", destroyed")
+
+
+class BasicPipe(_Pipe):
+    """A basic pipe: one match mask for all entries.  It forwards to ``fwd_port``, to the
+    next pipe ``fwd_pipe`` or drops (``drop``); a frame no entry matches goes to
+    ``miss_port`` / ``miss_pipe`` (None: the port's default miss).  Its entries set a
+    destination MAC when ``set_mac``, and carry a meter when ``meter`` is "entry" (each its
+    own) or "shared" (each names a Meter)."""
+
+    __slots__ = ("mask", "fwd_port", "fwd_pipe", "drop", "miss_port", "miss_pipe", "meter", "set_mac")
 
     def __init__(self, sw: "ESwitch", handle: int, name: str, port: str, nr_entries: int, mask: GlueMatch,
-                 fwd_port: str) -> None:
+                 fwd_port: Optional[str], **kw: Any) -> None:
         super().__init__(sw, handle, name, port, nr_entries)
         self.mask = mask
         self.fwd_port = fwd_port
+        self.fwd_pipe: Optional[BasicPipe] = kw.get("fwd_pipe")
+        self.drop: bool = kw.get("drop", False)
+        self.miss_port: Optional[str] = kw.get("miss_port")
+        self.miss_pipe: Optional[BasicPipe] = kw.get("miss_pipe")
+        self.meter: Optional[str] = kw.get("meter")
+        self.set_mac: bool = kw.get("set_mac", True)
 
-    def entry(self, match: GlueMatch, dst_mac: Union[str, bytes]) -> EntrySpec:
+    def entry(self, match: GlueMatch, dst_mac: Optional[Union[str, bytes]] = None, *,
+              meter: Optional[Tuple[int, int]] = None, shared_meter: Optional[Meter] = None) -> EntrySpec:
+        """``dst_mac``: required when the pipe sets a MAC, refused otherwise.  ``meter``:
+        (cir pps, cbs packets) for a meter="entry" pipe; ``shared_meter``: a Meter for a
+        meter="shared" pipe."""
         self._check()
-        return EntrySpec(self, match, _ZERO_MATCH, 0, _FWD_NONE, 0, _mac_bytes(dst_mac))
+        if self.set_mac and dst_mac is None:
+            raise ValueError("pipe %r sets a destination MAC: its entries need dst_mac" % self.name)
+        if not self.set_mac and dst_mac is not None:
+            raise ValueError("pipe %r sets no MAC (set_mac=False or a drop stage): no dst_mac" % self.name)
+        mac = None if dst_mac is None else _mac_bytes(dst_mac)
+        metering = self._entry_meter(meter, shared_meter)
+        return EntrySpec(self, match, _ZERO_MATCH, 0, _FWD_NONE, 0, mac, metering)
+
+    def _entry_meter(self, meter: Any, shared_meter: Optional[Meter]) -> Tuple[int, int, int, Any]:
+        if self.meter != "entry" and meter is not None:
+            raise ValueError("pipe %r has no per-entry meter (meter=%r): meter=(cir, cbs) not allowed"
+                             % (self.name, self.meter))
+        if self.meter != "shared" and shared_meter is not None:
+            raise ValueError("pipe %r has no shared meter (meter=%r): shared_meter not allowed"
+                             % (self.name, self.meter))
+        if self.meter == "entry":
+            if meter is None:
+                raise ValueError("pipe %r has a meter per entry: give meter=(cir, cbs)" % self.name)
+            cir, cbs = _meter_rate(meter, "meter")
+            return (_METER_ENTRY, cir, cbs, 0)
+        if self.meter == "shared":
+            if not isinstance(shared_meter, Meter) or shared_meter._sw is not self._sw:
+                raise ValueError("pipe %r has a shared meter: give shared_meter=<a Meter of this eSwitch>"
+                                 % self.name)
+            if not shared_meter.alive:
+                raise RuntimeError("shared meter %r was destroyed" % (shared_meter,))
+            return (_METER_SHARED, 0, 0, shared_meter)
+        return _NO_METER
 
 
 class GlueEntry:
@@ -504,18 +592,27 @@ _process_lock = threading.Lock()
 _process_used = False  # the EAL was (being) initialised in this process
 
 
+DEFAULT_METERS = 131072
+DEFAULT_SHARED_METERS = 1024
+
+
 class ESwitch:
     """Open with ``with ESwitch(...) as sw`` (or open()/close()).  ``mode`` is the DOCA Flow
-    mode, "vnf" or "switch"."""
+    mode, "vnf" or "switch".  ``meters`` / ``shared_meters``: the per-entry and shared meters
+    declared to DOCA Flow at init (adds past them fail, naming the budget)."""
 
     def __init__(
         self,
         eal_args: Sequence[str],
         ports: Sequence[PortSpec],
         mode: str = "vnf",
+        meters: int = DEFAULT_METERS,
+        shared_meters: int = DEFAULT_SHARED_METERS,
     ) -> None:
         if mode not in ("vnf", "switch"):
             raise ValueError("mode must be 'vnf' or 'switch', not %r" % mode)
+        self.meters = _uint(meters, 32, "meters")
+        self.shared_meters = _uint(shared_meters, 20, "shared_meters")
         names = [p.name for p in ports]
         ids = [p.id for p in ports]
         if len(set(names)) != len(names) or len(set(ids)) != len(ids):
@@ -538,6 +635,7 @@ class ESwitch:
         self._lock = threading.RLock()
         self._open = False
         self._pipes: List[_Pipe] = []
+        self._meters: List[Meter] = []
 
     # -- lifecycle ---------------------------------------------------------------------
     def open(self) -> "ESwitch":
@@ -552,7 +650,7 @@ class ESwitch:
             _process_used = True
         argv_keep = [ffi.new("char[]", a.encode()) for a in ["dpdk_glue"] + self.eal_args]
         argv = ffi.new("char *[]", argv_keep)
-        rc = lib.xf_init(len(argv_keep), argv, self.mode.encode())
+        rc = lib.xf_init_ex(len(argv_keep), argv, self.mode.encode(), self.meters, self.shared_meters)
         if rc:
             _raise_last(rc)
         self._open = True
@@ -593,6 +691,9 @@ class ESwitch:
             for p in self._pipes:
                 p._alive = False
             self._pipes.clear()
+            for m in self._meters:
+                m._alive = False
+            self._meters.clear()
             lib, _ = _load()
             rc = lib.xf_close()
             if rc:
@@ -634,29 +735,131 @@ class ESwitch:
             self._pipes.append(pipe)
             return pipe
 
-    def create_basic_pipe(self, port: str, name: str, mask: GlueMatch, fwd_port: str,
-                          nr_entries: int) -> BasicPipe:
+    def _fwd_of(self, what: str, port: Optional[str], pipe: Optional[BasicPipe],
+                drop: bool) -> Tuple[int, int]:
+        """(kind, target) of a pipe's forward or miss: a port, a basic pipe of this eSwitch,
+        drop, or (none given) _FWD_NONE."""
+        if sum((port is not None, pipe is not None, bool(drop))) > 1:
+            raise ValueError("%s: at most one of a port, a pipe, drop" % what)
+        if pipe is not None:
+            if not isinstance(pipe, BasicPipe) or pipe._sw is not self:
+                raise ValueError("%s: the pipe must be a BasicPipe of this eSwitch" % what)
+            pipe._check()
+            return _FWD_PIPE, pipe._handle
+        if port is not None:
+            return _FWD_PORT, self._port_id(port)
+        return (_FWD_DROP, 0) if drop else (_FWD_NONE, 0)
+
+    def create_basic_pipe(self, port: str, name: str, mask: GlueMatch, fwd_port: Optional[str] = None,
+                          nr_entries: int = 8192, *, fwd_pipe: Optional[BasicPipe] = None, drop: bool = False,
+                          miss_port: Optional[str] = None, miss_pipe: Optional[BasicPipe] = None,
+                          meter: Optional[str] = None, set_mac: Optional[bool] = None) -> BasicPipe:
+        """A basic pipe on ``port`` matching ``mask`` (may be empty: every frame; may hold
+        meter_color).  Exactly one of fwd_port / fwd_pipe / drop; miss_port / miss_pipe: where a
+        frame no entry matches goes (default: the port's default miss, the kernel).  ``meter``:
+        None, "entry" (each entry its own meter) or "shared" (each entry names a Meter).
+        ``set_mac``: entries set a destination MAC (default: True, False for a drop pipe)."""
         lib, ffi = _load()
         _uint(nr_entries, 24, "nr_entries")
         if nr_entries == 0:
             raise ValueError("nr_entries must be > 0")
         if not isinstance(mask, GlueMatch):
             raise TypeError("mask must be a GlueMatch")
+        if meter not in _METER_KINDS:
+            raise ValueError("meter must be None, 'entry' or 'shared', not %r" % (meter,))
+        if sum((fwd_port is not None, fwd_pipe is not None, bool(drop))) != 1:
+            raise ValueError("pipe %r needs exactly one of fwd_port, fwd_pipe, drop" % name)
+        mac = (not drop) if set_mac is None else bool(set_mac)
         with self._lock:
             self._check_open()
-            pid, eg = self._port_id(port), self._port_id(fwd_port)
+            pid = self._port_id(port)
+            opts = ffi.new("struct xf_pipe_opts *")
+            opts.fwd_kind, opts.fwd_target = self._fwd_of("pipe %r forward" % name, fwd_port, fwd_pipe, drop)
+            miss = self._fwd_of("pipe %r miss" % name, miss_port, miss_pipe, False)
+            opts.miss_kind, opts.miss_target = miss
+            opts.meter_kind = _METER_KINDS[meter]
+            opts.set_mac = 1 if mac else 0
             cm = ffi.new("struct xf_match *")
             k = mask._packed()
             (cm.ipv4_src, cm.ipv4_dst, cm.eth_type, cm.l4_src, cm.l4_dst, cm.ip_proto, cm.l3) = k[:7]
             cm.ipv6_src = list(_WORDS4.unpack(k[7]))
             cm.ipv6_dst = list(_WORDS4.unpack(k[8]))
+            cm.meter_color = k[9]
             out = ffi.new("uint32_t *")
-            rc = lib.xf_pipe_create_basic(pid, name.encode(), cm, eg, nr_entries, out)
+            rc = lib.xf_pipe_create_basic_ex(pid, name.encode(), cm, opts, nr_entries, out)
             if rc:
                 _raise_last(rc)
-            pipe = BasicPipe(self, out[0], name, port, nr_entries, mask, fwd_port)
+            pipe = BasicPipe(self, out[0], name, port, nr_entries, mask, fwd_port, fwd_pipe=fwd_pipe,
+                             drop=drop, miss_port=miss_port, miss_pipe=miss_pipe, meter=meter, set_mac=mac)
             self._pipes.append(pipe)
             return pipe
+
+    # -- shared meters -------------------------------------------------------------------
+    def create_meter(self, port: str, cir: int, cbs: int, unit: str = "packets") -> Meter:
+        """A shared meter for the pipes of ``port``: ``cir`` per second, burst ``cbs``, in
+        ``unit`` "packets" or "bytes".  Fails past shared_meters (naming it)."""
+        lib, ffi = _load()
+        if unit not in ("packets", "bytes"):
+            raise ValueError("unit must be 'packets' or 'bytes', not %r" % (unit,))
+        cir, cbs = _meter_rate((cir, cbs), "shared meter")
+        with self._lock:
+            self._check_open()
+            out = ffi.new("uint32_t *")
+            rc = lib.xf_meter_create(self._port_id(port), cir, cbs, 1 if unit == "bytes" else 0, out)
+            if rc:
+                _raise_last(rc)
+            m = Meter(self, out[0], port, cir, cbs, unit)
+            self._meters.append(m)
+            return m
+
+    def _own_meter(self, meter: Meter) -> None:
+        if not isinstance(meter, Meter) or meter._sw is not self:
+            raise ValueError("not a meter of this eSwitch: %r" % (meter,))
+        if not meter.alive:
+            raise RuntimeError("meter %r was destroyed" % (meter,))
+
+    def modify_meter(self, meter: Meter, cir: int, cbs: int) -> None:
+        """A new rate for a shared meter, in place: the entries using it keep it."""
+        lib, _ = _load()
+        cir, cbs = _meter_rate((cir, cbs), "shared meter")
+        with self._lock:
+            self._check_open()
+            self._own_meter(meter)
+            rc = lib.xf_meter_modify(meter._handle, cir, cbs)
+            if rc:
+                _raise_last(rc)
+            meter.cir, meter.cbs = cir, cbs
+
+    def destroy_meter(self, meter: Meter) -> None:
+        """Refused (DOCA_ERROR_IN_USE) while entries use it."""
+        lib, _ = _load()
+        with self._lock:
+            self._check_open()
+            self._own_meter(meter)
+            rc = lib.xf_meter_destroy(meter._handle)
+            if rc:
+                _raise_last(rc)
+            meter._alive = False
+            self._meters.remove(meter)
+
+    def update_entry_meters(self, updates: Sequence[Tuple[GlueEntry, Tuple[int, int]]]) -> None:
+        """New rates (cir, cbs) for entries with their own meter, in place (counters kept, the
+        new rate applies from the change); all-or-nothing."""
+        lib, ffi = _load()
+        if not updates:
+            return
+        rates = [_meter_rate(r, "meter") for _, r in updates]
+        for e, _ in updates:
+            if isinstance(e, GlueEntry) and not (isinstance(e.pipe, BasicPipe) and e.pipe.meter == "entry"):
+                raise ValueError("entry %r has no meter of its own (its pipe's meter is not 'entry')" % (e,))
+        with self._lock:
+            self._check_open()
+            h = self._handles([e for e, _ in updates])
+            n = len(updates)
+            errs = ffi.new("int32_t[]", n)
+            rc = lib.xf_entries_update_meter(h, [c for c, _ in rates], [b for _, b in rates], n, errs)
+            if rc:
+                _raise_last(rc)
 
     def destroy_pipe(self, pipe: _Pipe) -> None:
         """Destroy a pipe with its entries.  Refused (DOCA_ERROR_IN_USE) while root entries
@@ -699,7 +902,13 @@ class ESwitch:
                     raise RuntimeError("pipe %r (forward target) was destroyed" % tgt.name)
                 tgt = tgt._handle
             mac = s.mac
-            pack(buf, off, s.pipe._handle, s.priority, *m, *k, tgt, s.fwd_kind, mac is not None, mac or b"")
+            mk, cir, cbs, shm = s.meter
+            if mk == _METER_SHARED:
+                if not shm.alive:
+                    raise RuntimeError("shared meter %r was destroyed" % (shm,))
+                shm = shm._handle
+            pack(buf, off, s.pipe._handle, s.priority, *m, *k, tgt, s.fwd_kind, mac is not None, mac or b"",
+                 mk, 0, cir, cbs, shm)
             off += size
         handles = ffi.new("uint64_t[]", n)
         errs = ffi.new("int32_t[]", n)
@@ -734,8 +943,8 @@ class ESwitch:
         if not updates:
             return
         for e, _ in updates:
-            if isinstance(e, GlueEntry) and not isinstance(e.pipe, BasicPipe):
-                raise ValueError("only service (basic pipe) entries carry a destination MAC to update")
+            if isinstance(e, GlueEntry) and not (isinstance(e.pipe, BasicPipe) and e.pipe.set_mac):
+                raise ValueError("only entries of basic pipes that set a MAC carry a MAC to update")
         macs = b"".join(_mac_bytes(m) for _, m in updates)
         with self._lock:
             self._check_open()

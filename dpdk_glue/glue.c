@@ -54,9 +54,12 @@
 #define XF_PROCESS_TIMEOUT_US 10000
 #define XF_PROCESS_DEADLINE_NS 2000000000LL /* give up waiting for completions after 2 s */
 #define XF_DEFAULT_PIPE_ENTRIES 8192
+#define XF_DEFAULT_METERS 131072
+#define XF_DEFAULT_SHARED_METERS 1024
+#define XF_COLOR_MASK 3 /* the colour's two bits, as the samples mask it */
 
-_Static_assert(sizeof(struct xf_match) == 48, "xf_match layout is shared with Python");
-_Static_assert(sizeof(struct xf_entry_spec) == 120, "xf_entry_spec layout is shared with Python");
+_Static_assert(sizeof(struct xf_match) == 52, "xf_match layout is shared with Python");
+_Static_assert(sizeof(struct xf_entry_spec) == 152, "xf_entry_spec layout is shared with Python");
 
 enum { XF_ST_FRESH = 0, XF_ST_OPEN = 1, XF_ST_CLOSED = 2 };
 enum { XF_P_FREE = 0, XF_P_ROOT, XF_P_BASIC };
@@ -70,6 +73,9 @@ struct xf_pipe {
 	uint32_t refs; /* control entries forwarding here */
 	struct xf_match mask; /* basic pipes: the match mask (entries' selectors follow it) */
 	int8_t fam;           /* basic pipes: the family of its template (0, 4 or 6) */
+	uint8_t set_mac;      /* basic pipes: entries set a destination MAC */
+	uint8_t meter_kind;   /* basic pipes: enum xf_meter_kind */
+	int32_t next[2];      /* basic pipes: the pipes its fwd / fwd_miss go to (-1: none) */
 };
 
 struct xf_ent {
@@ -80,7 +86,24 @@ struct xf_ent {
 	uint8_t state;
 	uint8_t done;       /* completion seen (callback) */
 	uint8_t status;     /* enum doca_flow_entry_status from the callback */
+	uint8_t has_mac, mac[6]; /* basic entries: kept to restate in updates */
+	uint8_t meter_kind, meter_bytes;
+	uint64_t cir, cbs;  /* XF_METER_ENTRY */
+	int32_t shared;     /* XF_METER_SHARED: index into meters[], or -1 */
 	uint32_t next_free;
+};
+
+/* A shared meter: its DOCA id (<= 3.1 the glue's pick, its index; 3.2+ handed out by the
+ * port, kept for reuse when the meter is destroyed), the port it was bound to / got from. */
+struct xf_meter {
+	uint32_t doca_id;
+	uint32_t gen;
+	uint32_t refs;  /* entries using it */
+	uint16_t port;  /* DOCA owner: its index in glue_port order (logical id) */
+	uint8_t used;
+	uint8_t has_id; /* doca_id valid (3.2+: got from port) */
+	uint8_t bytes;
+	uint64_t cir, cbs;
 };
 
 /* switch mode: one root pipe per switch manager (e-switch), shared by its ports' root views */
@@ -100,6 +123,8 @@ static struct {
 	uint32_t ents_cap;
 	uint32_t free_head; /* 1-based, 0 = none */
 	uint32_t pending;   /* completions still expected */
+	uint32_t nr_meters, nr_shared;
+	struct xf_meter *meters; /* nr_shared of them */
 	char last_call[96];
 	char last_detail[256];
 } X = {.mu = PTHREAD_MUTEX_INITIALIZER};
@@ -250,6 +275,7 @@ static int ent_alloc(uint32_t *idx_out)
 	memset(e, 0, sizeof(*e));
 	e->gen = gen ? gen : 1;
 	e->fwd_pipe = -1;
+	e->shared = -1;
 	*idx_out = idx;
 	return DOCA_SUCCESS;
 }
@@ -259,6 +285,9 @@ static void ent_free(uint32_t idx)
 	struct xf_ent *e = &X.ents[idx];
 	if (e->fwd_pipe >= 0 && e->state == XF_E_ACTIVE)
 		X.pipes[e->fwd_pipe].refs--;
+	if (e->shared >= 0)
+		X.meters[e->shared].refs--;
+	e->shared = -1;
 	e->state = XF_E_FREE;
 	e->e = NULL;
 	e->next_free = X.free_head;
@@ -361,6 +390,11 @@ static int process_all(const bool *touched)
 
 int xf_init(int argc, char **argv, const char *mode)
 {
+	return xf_init_ex(argc, argv, mode, XF_DEFAULT_METERS, XF_DEFAULT_SHARED_METERS);
+}
+
+int xf_init_ex(int argc, char **argv, const char *mode, uint32_t nr_meters, uint32_t nr_shared_meters)
+{
 	pthread_mutex_lock(&X.mu);
 	int rc = DOCA_SUCCESS;
 	if (X.state != XF_ST_FRESH) {
@@ -376,6 +410,19 @@ int xf_init(int argc, char **argv, const char *mode)
 		rc = fail(DOCA_ERROR_INVALID_VALUE, "dpdk_glue", "mode must be 'vnf' or 'switch'");
 		goto out;
 	}
+	if (nr_shared_meters >= (1u << 20)) {
+		rc = fail(DOCA_ERROR_INVALID_VALUE, "dpdk_glue", "at most %u shared meters, not %u", (1u << 20) - 1,
+			  nr_shared_meters);
+		goto out;
+	}
+	free(X.meters);
+	X.meters = nr_shared_meters ? calloc(nr_shared_meters, sizeof(*X.meters)) : NULL;
+	if (nr_shared_meters && X.meters == NULL) {
+		rc = fail(DOCA_ERROR_NO_MEMORY, "dpdk_glue", "%u shared meters", nr_shared_meters);
+		goto out;
+	}
+	X.nr_meters = nr_meters;
+	X.nr_shared = nr_shared_meters;
 	X.state = XF_ST_CLOSED; /* a failed rte_eal_init cannot be retried either */
 	static char *eal_argv[XF_MAX_EAL_ARGS + 5]; /* the EAL may keep pointers into it */
 	memcpy(eal_argv, argv, sizeof(argv[0]) * (size_t)argc);
@@ -394,6 +441,10 @@ int xf_init(int argc, char **argv, const char *mode)
 	STEP("doca_flow_cfg_set_pipe_queues", doca_flow_cfg_set_pipe_queues(cfg, 1));
 	STEP("doca_flow_cfg_set_mode_args", doca_flow_cfg_set_mode_args(cfg, mode_args));
 	STEP("doca_flow_cfg_set_nr_counters", doca_flow_cfg_set_nr_counters(cfg, 1u << 20));
+	/* meters, declared like the counters (system resource mode) */
+	STEP("doca_flow_cfg_set_nr_meters", doca_flow_cfg_set_nr_meters(cfg, nr_meters));
+	STEP("doca_flow_cfg_set_nr_shared_resource",
+	     doca_flow_cfg_set_nr_shared_resource(cfg, nr_shared_meters, DOCA_FLOW_SHARED_RESOURCE_METER));
 	STEP("doca_flow_cfg_set_cb_entry_process", doca_flow_cfg_set_cb_entry_process(cfg, entry_cb));
 	STEP("doca_flow_init", doca_flow_init(cfg));
 	if (cfg)
@@ -458,13 +509,23 @@ static enum doca_flow_l4_type_ext l4_selector(const struct xf_match *val, const 
 	return DOCA_FLOW_L4_TYPE_EXT_TRANSPORT; /* UDP or TCP ports */
 }
 
+/* The glue's colour -> DOCA's enum (whose numbers differ). */
+static enum doca_flow_meter_color doca_color(uint8_t c)
+{
+	return c == XF_COLOR_RED ? DOCA_FLOW_METER_COLOR_RED :
+	       c == XF_COLOR_YELLOW ? DOCA_FLOW_METER_COLOR_YELLOW : DOCA_FLOW_METER_COLOR_GREEN;
+}
+
 /* xf_match (host order) -> doca_flow_match (network order).  fam is the l3 selector
  * (match_family); the l4 selector comes from the mask.  Both are union discriminators, the
- * same in the value and the mask struct. */
+ * same in the value and the mask struct.  is_mask: x is a mask (or a template), so its
+ * meter colour is the colour's bits, not a colour. */
 static void fill_match(struct doca_flow_match *m, const struct xf_match *x, int fam, const struct xf_match *sel_val,
-		       const struct xf_match *sel_mask)
+		       const struct xf_match *sel_mask, bool is_mask)
 {
 	memset(m, 0, sizeof(*m));
+	if (sel_mask->meter_color)
+		m->parser_meta.meter_color = is_mask ? (enum doca_flow_meter_color)XF_COLOR_MASK : doca_color(x->meter_color);
 	m->outer.eth.type = htons(x->eth_type);
 	if (fam == 6) {
 		m->outer.l3_type = DOCA_FLOW_L3_TYPE_IP6;
@@ -495,16 +556,62 @@ static void set_match_port(struct doca_flow_match *m, uint16_t port)
 #endif
 }
 
+/* An xf forward (kind, target) -> doca_flow_fwd; *next: the pipe index it goes to (or -1). */
+static int fill_fwd(struct doca_flow_fwd *f, uint8_t kind, uint32_t target, int32_t *next)
+{
+	memset(f, 0, sizeof(*f));
+	*next = -1;
+	switch (kind) {
+	case XF_FWD_PORT:
+		if (target >= XF_MAX_PORTS || glue_port((uint16_t)target) == NULL)
+			return DOCA_ERROR_INVALID_VALUE;
+		f->type = DOCA_FLOW_FWD_PORT;
+		f->port_id = glue_doca_port_id((uint16_t)target);
+		return DOCA_SUCCESS;
+	case XF_FWD_PIPE: {
+		uint32_t tidx;
+		struct xf_pipe *t = pipe_lookup(target, &tidx);
+		if (t == NULL || t->kind != XF_P_BASIC)
+			return DOCA_ERROR_INVALID_VALUE;
+		f->type = DOCA_FLOW_FWD_PIPE;
+		f->next_pipe = t->p;
+		*next = (int32_t)tidx;
+		return DOCA_SUCCESS;
+	}
+	case XF_FWD_DROP:
+		f->type = DOCA_FLOW_FWD_DROP;
+		return DOCA_SUCCESS;
+	default:
+		return DOCA_ERROR_INVALID_VALUE;
+	}
+}
+
+/* The pipe template's monitor: a counter per entry, and the meter given per entry (all ones). */
+static void pipe_monitor(struct doca_flow_monitor *mon, uint8_t meter_kind)
+{
+	memset(mon, 0, sizeof(*mon));
+	mon->counter_type = DOCA_FLOW_RESOURCE_TYPE_NON_SHARED;
+	if (meter_kind == XF_METER_ENTRY) {
+		mon->meter_type = DOCA_FLOW_RESOURCE_TYPE_NON_SHARED;
+		mon->non_shared_meter.limit_type = DOCA_FLOW_METER_LIMIT_TYPE_PACKETS;
+		mon->non_shared_meter.cir = UINT64_MAX;
+		mon->non_shared_meter.cbs = UINT64_MAX;
+	} else if (meter_kind == XF_METER_SHARED) {
+		mon->meter_type = DOCA_FLOW_RESOURCE_TYPE_SHARED;
+		mon->shared_meter.shared_meter_id = UINT32_MAX;
+	}
+}
+
 static int create_pipe(uint16_t port_id, const char *name, bool root, const struct xf_match *mask,
-		       uint16_t fwd_port, uint32_t nr_entries, struct doca_flow_pipe **out)
+		       const struct xf_pipe_opts *o, const struct doca_flow_fwd *fwd_miss, uint32_t nr_entries,
+		       struct doca_flow_pipe **out)
 {
 	struct doca_flow_pipe_cfg *cfg = NULL;
 	struct doca_flow_port *owner = owner_port(port_id);
 	const char *call = "doca_flow_pipe_cfg_create";
 	doca_error_t rc = doca_flow_pipe_cfg_create(&cfg, owner);
 	struct doca_flow_monitor mon;
-	memset(&mon, 0, sizeof(mon));
-	mon.counter_type = DOCA_FLOW_RESOURCE_TYPE_NON_SHARED;
+	pipe_monitor(&mon, root ? XF_METER_NONE : o->meter_kind);
 	STEP("doca_flow_pipe_cfg_set_name", doca_flow_pipe_cfg_set_name(cfg, name));
 	STEP("doca_flow_pipe_cfg_set_type", doca_flow_pipe_cfg_set_type(cfg, root ? DOCA_FLOW_PIPE_CONTROL : DOCA_FLOW_PIPE_BASIC));
 	STEP("doca_flow_pipe_cfg_set_is_root", doca_flow_pipe_cfg_set_is_root(cfg, root));
@@ -521,24 +628,26 @@ static int create_pipe(uint16_t port_id, const char *name, bool root, const stru
 			.l4_src = mask->l4_src ? 0xffff : 0,
 			.l4_dst = mask->l4_dst ? 0xffff : 0,
 			.ip_proto = mask->ip_proto ? 0xff : 0,
+			.meter_color = mask->meter_color ? XF_COLOR_MASK : 0,
 		};
 		memset(ones.ipv6_src, ip6_set(mask->ipv6_src) ? 0xff : 0, sizeof(ones.ipv6_src));
 		memset(ones.ipv6_dst, ip6_set(mask->ipv6_dst) ? 0xff : 0, sizeof(ones.ipv6_dst));
 		int fam = match_family(mask, mask);
-		fill_match(&tmpl, &ones, fam, mask, mask);
-		fill_match(&msk, mask, fam, mask, mask);
+		fill_match(&tmpl, &ones, fam, mask, mask, true);
+		fill_match(&msk, mask, fam, mask, mask, true);
 		struct doca_flow_actions act;
 		memset(&act, 0, sizeof(act));
 		memset(act.outer.eth.dst_mac, 0xff, 6); /* dst MAC: per entry */
 		struct doca_flow_actions *acts[1] = {&act};
 		STEP("doca_flow_pipe_cfg_set_match", doca_flow_pipe_cfg_set_match(cfg, &tmpl, &msk));
-		STEP("doca_flow_pipe_cfg_set_actions", doca_flow_pipe_cfg_set_actions(cfg, acts, NULL, NULL, 1));
+		if (o->set_mac)
+			STEP("doca_flow_pipe_cfg_set_actions", doca_flow_pipe_cfg_set_actions(cfg, acts, NULL, NULL, 1));
 		STEP("doca_flow_pipe_cfg_set_monitor", doca_flow_pipe_cfg_set_monitor(cfg, &mon));
-		fwd.type = DOCA_FLOW_FWD_PORT;
-		fwd.port_id = glue_doca_port_id(fwd_port);
+		int32_t unused;
+		fill_fwd(&fwd, o->fwd_kind, o->fwd_target, &unused); /* validated by the caller */
 	}
 	/* fwd_miss NULL: the port's default miss, which bring-up set to the kernel (glue_ports.c) */
-	STEP("doca_flow_pipe_create", doca_flow_pipe_create(cfg, root ? NULL : &fwd, NULL, out));
+	STEP("doca_flow_pipe_create", doca_flow_pipe_create(cfg, root ? NULL : &fwd, fwd_miss, out));
 	if (cfg)
 		doca_flow_pipe_cfg_destroy(cfg);
 	if (rc != DOCA_SUCCESS)
@@ -593,12 +702,13 @@ int xf_pipe_create_root(uint16_t port_id, const char *name, uint32_t nr_entries,
 			goto out;
 		}
 		if (sr->pipe == NULL)
-			rc = create_pipe(port_id, "xf_switch_root", true, NULL, 0, nr_entries * XF_MAX_PORTS, &sr->pipe);
+			rc = create_pipe(port_id, "xf_switch_root", true, NULL, NULL, NULL, nr_entries * XF_MAX_PORTS,
+					 &sr->pipe);
 		p = sr->pipe;
 		if (rc == DOCA_SUCCESS)
 			sr->users++;
 	} else {
-		rc = create_pipe(port_id, name, true, NULL, 0, nr_entries, &p);
+		rc = create_pipe(port_id, name, true, NULL, NULL, NULL, nr_entries, &p);
 	}
 	if (rc != DOCA_SUCCESS)
 		goto out;
@@ -612,6 +722,31 @@ out:
 int xf_pipe_create_basic(uint16_t port_id, const char *name, const struct xf_match *mask, uint16_t fwd_port,
 			 uint32_t nr_entries, uint32_t *out_pipe)
 {
+	struct xf_pipe_opts o = {.fwd_kind = XF_FWD_PORT, .fwd_target = fwd_port, .set_mac = 1};
+	return xf_pipe_create_basic_ex(port_id, name, mask, &o, nr_entries, out_pipe);
+}
+
+/* What is wrong with a basic pipe's options (NULL: nothing); fills its fwd_miss. */
+static const char *check_opts(const struct xf_pipe_opts *o, struct doca_flow_fwd *miss, int32_t next[2])
+{
+	struct doca_flow_fwd fwd;
+	if (o->fwd_kind == XF_FWD_NONE || fill_fwd(&fwd, o->fwd_kind, o->fwd_target, &next[0]) != DOCA_SUCCESS)
+		return "its forward is not a started port, a basic pipe or drop";
+	next[1] = -1;
+	if (o->miss_kind != XF_FWD_NONE && fill_fwd(miss, o->miss_kind, o->miss_target, &next[1]) != DOCA_SUCCESS)
+		return "its miss forward is not a started port, a basic pipe or drop";
+	if (o->meter_kind > XF_METER_SHARED)
+		return "meter kind not none, entry or shared";
+	if (o->meter_kind == XF_METER_ENTRY && X.nr_meters == 0)
+		return "per-entry meters need a budget (meters=0 at init)";
+	if (o->meter_kind == XF_METER_SHARED && X.nr_shared == 0)
+		return "shared meters need a budget (shared_meters=0 at init)";
+	return NULL;
+}
+
+int xf_pipe_create_basic_ex(uint16_t port_id, const char *name, const struct xf_match *mask,
+			    const struct xf_pipe_opts *opts, uint32_t nr_entries, uint32_t *out_pipe)
+{
 	pthread_mutex_lock(&X.mu);
 	int rc;
 	uint32_t idx = 0;
@@ -619,9 +754,15 @@ int xf_pipe_create_basic(uint16_t port_id, const char *name, const struct xf_mat
 		rc = fail(DOCA_ERROR_BAD_STATE, "dpdk_glue", "the eSwitch is not open");
 		goto out;
 	}
-	if (glue_port(port_id) == NULL || glue_port(fwd_port) == NULL) {
-		rc = fail(DOCA_ERROR_INVALID_VALUE, "dpdk_glue", "port %u or egress port %u is not started", port_id,
-			  fwd_port);
+	if (glue_port(port_id) == NULL) {
+		rc = fail(DOCA_ERROR_INVALID_VALUE, "dpdk_glue", "port %u is not started", port_id);
+		goto out;
+	}
+	struct doca_flow_fwd miss;
+	int32_t next[2];
+	const char *bad = check_opts(opts, &miss, next);
+	if (bad != NULL) {
+		rc = fail(DOCA_ERROR_INVALID_VALUE, "dpdk_glue", "pipe '%s': %s", name, bad);
 		goto out;
 	}
 	int fam = match_family(mask, mask);
@@ -636,13 +777,188 @@ int xf_pipe_create_basic(uint16_t port_id, const char *name, const struct xf_mat
 		goto out;
 	}
 	struct doca_flow_pipe *p = NULL;
-	rc = create_pipe(port_id, name, false, mask, fwd_port, nr_entries, &p);
+	rc = create_pipe(port_id, name, false, mask, opts, opts->miss_kind != XF_FWD_NONE ? &miss : NULL, nr_entries,
+			 &p);
 	if (rc != DOCA_SUCCESS)
 		goto out;
 	X.pipes[idx] = (struct xf_pipe){.p = p, .gen = X.pipes[idx].gen, .port = port_id, .kind = XF_P_BASIC,
-					.mask = *mask, .fam = (int8_t)fam};
+					.mask = *mask, .fam = (int8_t)fam, .set_mac = opts->set_mac,
+					.meter_kind = opts->meter_kind, .next = {next[0], next[1]}};
+	for (int i = 0; i < 2; i++) /* pipes this one forwards to stay until it is gone */
+		if (next[i] >= 0)
+			X.pipes[next[i]].refs++;
 	*out_pipe = pipe_handle(idx);
 out:
+	pthread_mutex_unlock(&X.mu);
+	return rc;
+}
+
+static struct xf_meter *meter_lookup(uint32_t h, uint32_t *idx_out)
+{
+	uint32_t idx = h & 0xfffffu;
+	if (idx == 0 || idx > X.nr_shared || X.meters == NULL)
+		return NULL;
+	struct xf_meter *m = &X.meters[idx - 1];
+	if (!m->used || (m->gen & 0xfffu) != (h >> 20))
+		return NULL;
+	if (idx_out)
+		*idx_out = idx - 1;
+	return m;
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* shared meters                                                                         */
+
+static void meter_cfg(struct doca_flow_shared_resource_cfg *c, const struct xf_meter *m)
+{
+	memset(c, 0, sizeof(*c));
+	c->meter_cfg.limit_type = m->bytes ? DOCA_FLOW_METER_LIMIT_TYPE_BYTES : DOCA_FLOW_METER_LIMIT_TYPE_PACKETS;
+	c->meter_cfg.color_mode = DOCA_FLOW_METER_COLOR_MODE_BLIND;
+	c->meter_cfg.alg = DOCA_FLOW_METER_ALGORITHM_TYPE_RFC2697;
+	c->meter_cfg.cir = m->cir;
+	c->meter_cfg.cbs = m->cbs;
+	c->meter_cfg.rfc2697.ebs = 0; /* green or red: the drop stage drops red */
+}
+
+/* Configure the meter's DOCA id (getting one first where the release hands them out). */
+static int meter_configure(struct xf_meter *m, const char **call_out)
+{
+	const char *call = "dpdk_glue";
+	struct doca_flow_shared_resource_cfg c;
+	meter_cfg(&c, m);
+	struct doca_flow_port *owner = owner_port(m->port);
+	int rc = DOCA_SUCCESS;
+#if XF_DOCA_AT_LEAST(3, 2)
+	if (!m->has_id) {
+		STEP("doca_flow_port_shared_resource_get",
+		     doca_flow_port_shared_resource_get(owner, DOCA_FLOW_SHARED_RESOURCE_METER, &m->doca_id));
+		m->has_id = rc == DOCA_SUCCESS;
+	}
+	STEP("doca_flow_port_shared_resource_set_cfg",
+	     doca_flow_port_shared_resource_set_cfg(owner, DOCA_FLOW_SHARED_RESOURCE_METER, m->doca_id, &c));
+#else
+	STEP("doca_flow_shared_resource_set_cfg",
+	     doca_flow_shared_resource_set_cfg(DOCA_FLOW_SHARED_RESOURCE_METER, m->doca_id, &c));
+	STEP("doca_flow_shared_resources_bind",
+	     doca_flow_shared_resources_bind(DOCA_FLOW_SHARED_RESOURCE_METER, &m->doca_id, 1, owner));
+#endif
+	*call_out = call;
+	return rc;
+}
+
+/* A free slot: 3.2+ one whose id the same owner handed out, else one never used. */
+static int meter_slot(uint16_t port_id)
+{
+	int fresh = -1;
+	for (uint32_t i = 0; i < X.nr_shared; i++) {
+		struct xf_meter *m = &X.meters[i];
+		if (m->used)
+			continue;
+		if (!m->has_id && fresh < 0)
+			fresh = (int)i;
+		if (m->has_id && owner_port(m->port) == owner_port(port_id))
+			return (int)i;
+	}
+	return fresh;
+}
+
+int xf_meter_create(uint16_t port_id, uint64_t cir, uint64_t cbs, uint8_t bytes, uint32_t *out_meter)
+{
+	pthread_mutex_lock(&X.mu);
+	int rc = DOCA_SUCCESS;
+	const char *call = "dpdk_glue";
+	if (X.state != XF_ST_OPEN || glue_port(port_id) == NULL) {
+		rc = fail(DOCA_ERROR_INVALID_VALUE, "dpdk_glue", "port %u is not started", port_id);
+		goto out;
+	}
+	if (cir == 0 || cbs == 0) {
+		rc = fail(DOCA_ERROR_INVALID_VALUE, "dpdk_glue", "a meter's cir and cbs must be > 0");
+		goto out;
+	}
+	int i = meter_slot(port_id);
+	if (i < 0) {
+		rc = fail(DOCA_ERROR_FULL, "dpdk_glue", "the shared meters declared at init (shared_meters=%u) are used up",
+			  X.nr_shared);
+		goto out;
+	}
+	struct xf_meter *m = &X.meters[i];
+	m->port = port_id;
+	m->cir = cir;
+	m->cbs = cbs;
+	m->bytes = bytes ? 1 : 0;
+#if !XF_DOCA_AT_LEAST(3, 2)
+	m->doca_id = (uint32_t)i; /* ids 0 .. nr_shared_resource - 1 are the application's */
+	m->has_id = 1;
+#endif
+	rc = meter_configure(m, &call);
+	if (rc != DOCA_SUCCESS) {
+		rc = fail(rc, call, "shared meter on port %u (shared_meters=%u declared at init)", port_id, X.nr_shared);
+		goto out;
+	}
+	m->used = 1;
+	m->refs = 0;
+	m->gen = (m->gen + 1) & 0xfffu;
+	*out_meter = (m->gen << 20) | (uint32_t)(i + 1);
+out:
+	pthread_mutex_unlock(&X.mu);
+	return rc;
+}
+
+int xf_meter_modify(uint32_t meter, uint64_t cir, uint64_t cbs)
+{
+	pthread_mutex_lock(&X.mu);
+	int rc = DOCA_SUCCESS;
+	const char *call = "dpdk_glue";
+	struct xf_meter *m = X.state == XF_ST_OPEN ? meter_lookup(meter, NULL) : NULL;
+	if (m == NULL) {
+		rc = fail(DOCA_ERROR_INVALID_VALUE, "dpdk_glue", "unknown or destroyed meter");
+		goto out;
+	}
+	if (cir == 0 || cbs == 0) {
+		rc = fail(DOCA_ERROR_INVALID_VALUE, "dpdk_glue", "a meter's cir and cbs must be > 0");
+		goto out;
+	}
+	uint64_t oc = m->cir, ob = m->cbs;
+	m->cir = cir;
+	m->cbs = cbs;
+	rc = meter_configure(m, &call); /* in place: the entries using it keep it */
+	if (rc != DOCA_SUCCESS) {
+		m->cir = oc;
+		m->cbs = ob;
+		rc = fail(rc, call, "shared meter %u", m->doca_id);
+	}
+out:
+	pthread_mutex_unlock(&X.mu);
+	return rc;
+}
+
+struct doca_flow_pipe_entry *glue_entry_of(uint64_t handle)
+{
+	struct xf_ent *e = X.state == XF_ST_OPEN ? ent_lookup(handle, NULL) : NULL;
+	return e && e->state == XF_E_ACTIVE ? e->e : NULL;
+}
+
+int glue_meter_doca_id(uint32_t meter, uint32_t *doca_id)
+{
+	struct xf_meter *m = X.state == XF_ST_OPEN ? meter_lookup(meter, NULL) : NULL;
+	if (m == NULL)
+		return DOCA_ERROR_INVALID_VALUE;
+	*doca_id = m->doca_id;
+	return DOCA_SUCCESS;
+}
+
+int xf_meter_destroy(uint32_t meter)
+{
+	pthread_mutex_lock(&X.mu);
+	int rc = DOCA_SUCCESS;
+	struct xf_meter *m = X.state == XF_ST_OPEN ? meter_lookup(meter, NULL) : NULL;
+	if (m == NULL) {
+		rc = fail(DOCA_ERROR_INVALID_VALUE, "dpdk_glue", "unknown or destroyed meter");
+	} else if (m->refs) {
+		rc = fail(DOCA_ERROR_IN_USE, "dpdk_glue", "%u entries still use this meter", m->refs);
+	} else {
+		m->used = 0; /* its DOCA id stays the glue's, for the next meter */
+	}
 	pthread_mutex_unlock(&X.mu);
 	return rc;
 }
@@ -688,10 +1004,13 @@ int xf_pipe_destroy(uint32_t pipe)
 		goto out;
 	}
 	if (p->refs) {
-		rc = fail(DOCA_ERROR_IN_USE, "doca_flow_pipe_destroy", "%u root entries still forward to this pipe",
-			  p->refs);
+		rc = fail(DOCA_ERROR_IN_USE, "doca_flow_pipe_destroy",
+			  "%u root entries or pipes still forward to this pipe", p->refs);
 		goto out;
 	}
+	for (int i = 0; i < 2 && p->kind == XF_P_BASIC; i++)
+		if (p->next[i] >= 0)
+			X.pipes[p->next[i]].refs--;
 	bool shared_root = X.switch_mode && p->kind == XF_P_ROOT;
 	/* release the glue's records of the pipe's entries (DOCA destroys them with the pipe;
 	 * a shared switch root keeps living, so its entries of this port are removed) */
@@ -729,6 +1048,50 @@ out:
 /* ------------------------------------------------------------------------------------ */
 /* entries                                                                               */
 
+/* An entry's monitor: its counter and, in a metered pipe, its meter. */
+static void entry_monitor(struct doca_flow_monitor *mon, const struct xf_ent *e)
+{
+	memset(mon, 0, sizeof(*mon));
+	mon->counter_type = DOCA_FLOW_RESOURCE_TYPE_NON_SHARED;
+	if (e->meter_kind == XF_METER_ENTRY) {
+		mon->meter_type = DOCA_FLOW_RESOURCE_TYPE_NON_SHARED;
+		mon->non_shared_meter.limit_type =
+			e->meter_bytes ? DOCA_FLOW_METER_LIMIT_TYPE_BYTES : DOCA_FLOW_METER_LIMIT_TYPE_PACKETS;
+		mon->non_shared_meter.cir = e->cir;
+		mon->non_shared_meter.cbs = e->cbs;
+	} else if (e->meter_kind == XF_METER_SHARED) {
+		mon->meter_type = DOCA_FLOW_RESOURCE_TYPE_SHARED;
+		mon->shared_meter.shared_meter_id = X.meters[e->shared].doca_id;
+	}
+}
+
+/* A basic entry's meter and MAC, checked against its pipe and kept in its record. */
+static doca_error_t basic_entry_record(const struct xf_entry_spec *s, const struct xf_pipe *p, struct xf_ent *e)
+{
+	if (s->has_mac != p->set_mac || s->meter_kind != p->meter_kind)
+		return DOCA_ERROR_INVALID_VALUE; /* a MAC or a meter the pipe has none of, or none it needs */
+	if (p->mask.meter_color && s->match.meter_color > XF_COLOR_RED)
+		return DOCA_ERROR_INVALID_VALUE;
+	e->has_mac = s->has_mac;
+	memcpy(e->mac, s->dst_mac, 6);
+	e->meter_kind = s->meter_kind;
+	if (s->meter_kind == XF_METER_ENTRY) {
+		if (s->cir == 0 || s->cbs == 0)
+			return DOCA_ERROR_INVALID_VALUE;
+		e->cir = s->cir;
+		e->cbs = s->cbs;
+		e->meter_bytes = s->meter_bytes;
+	} else if (s->meter_kind == XF_METER_SHARED) {
+		uint32_t midx;
+		struct xf_meter *m = meter_lookup(s->shared_meter, &midx);
+		if (m == NULL || owner_port(m->port) != owner_port(p->port))
+			return DOCA_ERROR_INVALID_VALUE; /* unknown, destroyed, or another e-switch's */
+		e->shared = (int32_t)midx;
+		m->refs++; /* released in ent_free */
+	}
+	return DOCA_SUCCESS;
+}
+
 static doca_error_t add_one(const struct xf_entry_spec *s, uint32_t slot, struct xf_pipe *p, uint32_t flags,
 			    uint8_t *stage, int32_t *fwd_pipe)
 {
@@ -747,9 +1110,13 @@ static doca_error_t add_one(const struct xf_entry_spec *s, uint32_t slot, struct
 		memcpy(act.outer.eth.dst_mac, s->dst_mac, 6);
 
 	if (p->kind == XF_P_BASIC) {
+		*stage = XF_STAGE_GLUE;
+		doca_error_t r = basic_entry_record(s, p, e);
+		if (r != DOCA_SUCCESS)
+			return r;
 		*stage = XF_STAGE_ADD_BASIC;
-		if (!s->has_mac)
-			return DOCA_ERROR_INVALID_VALUE;
+		entry_monitor(&mon, e);
+		const struct doca_flow_actions *pa = p->set_mac ? &act : NULL;
 		/* the selectors are the pipe's; an entry of the other family (IPv6 in an IPv4 pipe
 		 * or the reverse) keeps its own, which DOCA refuses against the template */
 		int fam = stated_family(&s->match);
@@ -764,15 +1131,15 @@ static doca_error_t add_one(const struct xf_entry_spec *s, uint32_t slot, struct
 			return DOCA_ERROR_INVALID_VALUE;
 		}
 #endif
-		fill_match(&match, &s->match, other ? fam : p->fam, &p->mask, &p->mask);
+		fill_match(&match, &s->match, other ? fam : p->fam, &p->mask, &p->mask, false);
 		/* one action template: index 0 (an argument from 3.2 on, a field of actions before) */
 #if XF_DOCA_AT_LEAST(3, 3)
-		return doca_flow_pipe_basic_add_entry(0, p->p, &match, 0, &act, NULL, NULL, flags, ctx, &e->e);
+		return doca_flow_pipe_basic_add_entry(0, p->p, &match, 0, pa, &mon, NULL, flags, ctx, &e->e);
 #elif XF_DOCA_AT_LEAST(3, 2)
-		return doca_flow_pipe_add_entry(0, p->p, &match, 0, &act, NULL, NULL, flags, ctx, &e->e);
+		return doca_flow_pipe_add_entry(0, p->p, &match, 0, pa, &mon, NULL, flags, ctx, &e->e);
 #else
 		act.action_idx = 0;
-		return doca_flow_pipe_add_entry(0, p->p, &match, &act, NULL, NULL, flags, ctx, &e->e);
+		return doca_flow_pipe_add_entry(0, p->p, &match, pa, &mon, NULL, flags, ctx, &e->e);
 #endif
 	}
 
@@ -782,8 +1149,12 @@ static doca_error_t add_one(const struct xf_entry_spec *s, uint32_t slot, struct
 		*stage = XF_STAGE_GLUE;
 		return DOCA_ERROR_INVALID_VALUE;
 	}
-	fill_match(&match, &s->match, fam, &s->match, &s->mask);
-	fill_match(&mask, &s->mask, fam, &s->match, &s->mask);
+	if (s->mask.meter_color && s->match.meter_color > XF_COLOR_RED) {
+		*stage = XF_STAGE_GLUE;
+		return DOCA_ERROR_INVALID_VALUE;
+	}
+	fill_match(&match, &s->match, fam, &s->match, &s->mask, false);
+	fill_match(&mask, &s->mask, fam, &s->match, &s->mask, true);
 	if (X.switch_mode) {
 		set_match_port(&match, glue_doca_port_id(p->port));
 		set_match_port(&mask, 0xffff);
@@ -914,8 +1285,14 @@ int xf_entries_add(const struct xf_entry_spec *specs, uint32_t n, uint64_t *out_
 		if (rc == DOCA_SUCCESS) {
 			for (uint32_t i = 0; i < n; i++)
 				if (out_err[i] != DOCA_SUCCESS) {
-					rc = fail(out_err[i], xf_stage_call(out_stage[i]), "%u of %u entries failed; entry %u first",
-						  nfailed, n, i);
+					if (out_err[i] == DOCA_ERROR_FULL && specs[i].meter_kind == XF_METER_ENTRY &&
+					    out_stage[i] == XF_STAGE_ADD_BASIC)
+						rc = fail(out_err[i], xf_stage_call(out_stage[i]),
+							  "%u of %u entries failed; entry %u first: the per-entry meters "
+							  "declared at init (meters=%u) are used up", nfailed, n, i, X.nr_meters);
+					else
+						rc = fail(out_err[i], xf_stage_call(out_stage[i]),
+							  "%u of %u entries failed; entry %u first", nfailed, n, i);
 					break;
 				}
 		}
@@ -928,6 +1305,90 @@ out:
 	if (out_nfailed)
 		*out_nfailed = nfailed;
 	pthread_mutex_unlock(&X.mu);
+	return rc;
+}
+
+/* Queue an in-place update restating the entry's record (MAC and meter): DOCA's update
+ * takes the entry's actions and monitor as a whole. */
+static doca_error_t queue_update(struct xf_ent *e, uint32_t flags)
+{
+	struct xf_pipe *p = &X.pipes[e->pipe];
+	struct doca_flow_actions act;
+	struct doca_flow_monitor mon;
+	memset(&act, 0, sizeof(act));
+	memcpy(act.outer.eth.dst_mac, e->mac, 6);
+	entry_monitor(&mon, e);
+	const struct doca_flow_actions *pa = e->has_mac ? &act : NULL;
+	const struct doca_flow_monitor *pm = e->meter_kind ? &mon : NULL;
+	e->done = 0;
+#if XF_DOCA_AT_LEAST(3, 3)
+	return doca_flow_pipe_basic_update_entry(0, p->p, 0, pa, pm, NULL, flags, e->e);
+#else
+	return doca_flow_pipe_update_entry(0, p->p, pa, pm, NULL, flags, e->e);
+#endif
+}
+
+/* Queue the updates of idx[0..n) and wait for them; out_err per entry; 0 or the first error. */
+static int update_batch(const uint32_t *idx, uint32_t n, int32_t *out_err)
+{
+	int rc = DOCA_SUCCESS;
+	bool touched[XF_MAX_PORTS] = {false};
+	X.pending = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		struct xf_ent *e = &X.ents[idx[i]];
+		uint32_t flags = i + 1 == n ? XF_FLAG_NO_WAIT : XF_FLAG_BATCH;
+		e->status = DOCA_FLOW_ENTRY_STATUS_ERROR;
+		doca_error_t r = queue_update(e, flags);
+		if (r != DOCA_SUCCESS) {
+			out_err[i] = r;
+			if (rc == DOCA_SUCCESS)
+				rc = fail(r, XF_CALL_UPDATE, "entry %u of the batch", i);
+			continue;
+		}
+		X.pending++;
+		touch(touched, process_port(&X.pipes[e->pipe]));
+	}
+	int prc = process_all(touched);
+	if (rc == DOCA_SUCCESS)
+		rc = prc;
+	for (uint32_t i = 0; i < n; i++) {
+		struct xf_ent *e = &X.ents[idx[i]];
+		if (out_err[i] == DOCA_SUCCESS && (!e->done || e->status != DOCA_FLOW_ENTRY_STATUS_SUCCESS)) {
+			out_err[i] = DOCA_ERROR_DRIVER;
+			if (rc == DOCA_SUCCESS)
+				rc = fail(DOCA_ERROR_DRIVER, "doca_flow_entries_process", "update of entry %u failed", i);
+		}
+	}
+	return rc;
+}
+
+/* Validate a batch of handles: installed basic entries (with their own meter if meter). */
+static int update_targets(const uint64_t *handles, uint32_t n, bool meter, uint32_t *idx, int32_t *out_err)
+{
+	int rc = DOCA_SUCCESS;
+	for (uint32_t i = 0; i < n; i++) {
+		out_err[i] = DOCA_SUCCESS;
+		struct xf_ent *e = ent_lookup(handles[i], &idx[i]);
+		bool ok = e != NULL && e->state == XF_E_ACTIVE && X.pipes[e->pipe].kind == XF_P_BASIC;
+		const char *what = "an installed service (basic) entry";
+		if (ok && meter && e->meter_kind != XF_METER_ENTRY) {
+			ok = false;
+			what = "an entry with its own meter (a pipe with meter=entry)";
+		} else if (ok && !meter && !e->has_mac) {
+			ok = false;
+			what = "an entry that sets a destination MAC";
+		}
+		for (uint32_t j = 0; j < i && ok; j++)
+			if (idx[j] == idx[i]) {
+				ok = false;
+				what = "given once in the batch";
+			}
+		if (!ok) {
+			out_err[i] = DOCA_ERROR_INVALID_VALUE;
+			if (rc == DOCA_SUCCESS)
+				rc = fail(DOCA_ERROR_INVALID_VALUE, "dpdk_glue", "entry %u is not %s", i, what);
+		}
+	}
 	return rc;
 }
 
@@ -946,54 +1407,71 @@ int xf_entries_update_mac(const uint64_t *handles, const uint8_t *macs, uint32_t
 		goto out;
 	}
 	/* validate the whole batch before queueing anything */
-	for (uint32_t i = 0; i < n; i++) {
-		out_err[i] = DOCA_SUCCESS;
-		struct xf_ent *e = ent_lookup(handles[i], &idx[i]);
-		if (e == NULL || e->state != XF_E_ACTIVE || X.pipes[e->pipe].kind != XF_P_BASIC) {
-			out_err[i] = DOCA_ERROR_INVALID_VALUE;
-			if (rc == DOCA_SUCCESS)
-				rc = fail(DOCA_ERROR_INVALID_VALUE, "dpdk_glue",
-					  "entry %u is not an installed service (basic) entry", i);
-		}
-	}
+	rc = update_targets(handles, n, false, idx, out_err);
 	if (rc != DOCA_SUCCESS)
 		goto out;
-	bool touched[XF_MAX_PORTS] = {false};
-	X.pending = 0;
+	for (uint32_t i = 0; i < n; i++)
+		memcpy(X.ents[idx[i]].mac, macs + 6 * (size_t)i, 6);
+	rc = update_batch(idx, n, out_err);
+out:
+	free(idx);
+	pthread_mutex_unlock(&X.mu);
+	return rc;
+}
+
+int xf_entries_update_meter(const uint64_t *handles, const uint64_t *cir, const uint64_t *cbs, uint32_t n,
+			    int32_t *out_err)
+{
+	pthread_mutex_lock(&X.mu);
+	int rc = DOCA_SUCCESS;
+	uint32_t *idx = NULL;
+	uint64_t *old = NULL;
+	if (X.state != XF_ST_OPEN) {
+		rc = fail(DOCA_ERROR_BAD_STATE, "dpdk_glue", "the eSwitch is not open");
+		goto out;
+	}
+	idx = malloc(sizeof(*idx) * (n ? n : 1));
+	old = malloc(sizeof(*old) * 2 * (n ? n : 1));
+	if (idx == NULL || old == NULL) {
+		rc = fail(DOCA_ERROR_NO_MEMORY, "dpdk_glue", "batch of %u", n);
+		goto out;
+	}
+	rc = update_targets(handles, n, true, idx, out_err);
+	for (uint32_t i = 0; i < n && rc == DOCA_SUCCESS; i++)
+		if (cir[i] == 0 || cbs[i] == 0)
+			rc = fail(DOCA_ERROR_INVALID_VALUE, "dpdk_glue", "entry %u: cir and cbs must be > 0", i);
+	if (rc != DOCA_SUCCESS)
+		goto out;
 	for (uint32_t i = 0; i < n; i++) {
 		struct xf_ent *e = &X.ents[idx[i]];
-		struct xf_pipe *p = &X.pipes[e->pipe];
-		struct doca_flow_actions act;
-		memset(&act, 0, sizeof(act));
-		memcpy(act.outer.eth.dst_mac, macs + 6 * (size_t)i, 6);
-		uint32_t flags = i + 1 == n ? XF_FLAG_NO_WAIT : XF_FLAG_BATCH;
-		e->done = 0;
-#if XF_DOCA_AT_LEAST(3, 3)
-		doca_error_t r = doca_flow_pipe_basic_update_entry(0, p->p, 0, &act, NULL, NULL, flags, e->e);
-#else
-		doca_error_t r = doca_flow_pipe_update_entry(0, p->p, &act, NULL, NULL, flags, e->e);
-#endif
-		if (r != DOCA_SUCCESS) {
-			out_err[i] = r;
-			if (rc == DOCA_SUCCESS)
-				rc = fail(r, XF_CALL_UPDATE, "entry %u of the batch", i);
-			continue;
-		}
-		X.pending++;
-		touch(touched, process_port(p));
+		old[2 * i] = e->cir;
+		old[2 * i + 1] = e->cbs;
+		e->cir = cir[i];
+		e->cbs = cbs[i];
 	}
-	int prc = process_all(touched);
-	if (rc == DOCA_SUCCESS)
-		rc = prc;
-	for (uint32_t i = 0; i < n && rc == DOCA_SUCCESS; i++) {
-		struct xf_ent *e = &X.ents[idx[i]];
-		if (!e->done || e->status != DOCA_FLOW_ENTRY_STATUS_SUCCESS) {
-			out_err[i] = DOCA_ERROR_DRIVER;
-			rc = fail(DOCA_ERROR_DRIVER, "doca_flow_entries_process", "update of entry %u failed", i);
+	rc = update_batch(idx, n, out_err);
+	if (rc != DOCA_SUCCESS) {
+		/* all-or-nothing: the entries that took the new rate get their old one back */
+		uint32_t nb = 0;
+		for (uint32_t i = 0; i < n; i++) {
+			struct xf_ent *e = &X.ents[idx[i]];
+			e->cir = old[2 * i];
+			e->cbs = old[2 * i + 1];
+			if (out_err[i] == DOCA_SUCCESS)
+				idx[nb++] = idx[i];
 		}
+		int32_t *tmp = calloc(nb ? nb : 1, sizeof(*tmp));
+		char call[96], detail[256];
+		snprintf(call, sizeof(call), "%s", X.last_call);
+		snprintf(detail, sizeof(detail), "%s", X.last_detail);
+		if (tmp && nb)
+			update_batch(idx, nb, tmp);
+		free(tmp);
+		fail(rc, call, "%s (the batch was rolled back)", detail);
 	}
 out:
 	free(idx);
+	free(old);
 	pthread_mutex_unlock(&X.mu);
 	return rc;
 }
@@ -1108,6 +1586,9 @@ int xf_close(void)
 	memset(X.sroots, 0, sizeof(X.sroots));
 	doca_flow_destroy();
 	memset(X.pipes, 0, sizeof(X.pipes));
+	free(X.meters);
+	X.meters = NULL;
+	X.nr_shared = 0;
 	free(X.ents);
 	X.ents = NULL;
 	X.ents_cap = 0;

@@ -48,6 +48,9 @@ bool glue_is_open(void);
 int glue_fail(int rc, const char *call, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 bool glue_switch_mode(void);
+/* An installed entry's DOCA entry (NULL: none); a shared meter's DOCA id. */
+struct doca_flow_pipe_entry *glue_entry_of(uint64_t handle);
+int glue_meter_doca_id(uint32_t meter, uint32_t *doca_id);
 
 /* glue_ports.c: bring-up and teardown as the samples do it (called with the mutex held).
  * glue_port: the started DOCA port of a logical port id (NULL if none); glue_doca_port_id:

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <doca_flow.h>
 #include <softdoca.h>
 
 #include "glue.h"
@@ -132,6 +133,55 @@ int xf_fwd_backoff(uint32_t *sleep_us, uint64_t *sleeps, uint64_t *resets)
 int xf_bench_bypass(int on, const uint8_t *dst_mac)
 {
 	return softdoca_set_bench_bypass(on, dst_mac);
+}
+
+int xf_set_clock(int manual, uint64_t ns)
+{
+	return softdoca_set_clock(manual, ns);
+}
+
+int xf_advance_clock(uint64_t ns)
+{
+	glue_lock();
+	int rc = softdoca_advance_clock(ns);
+	if (rc != DOCA_SUCCESS)
+		rc = glue_fail(rc, "softdoca_advance_clock", "the manual clock is off (set_manual_clock first)");
+	glue_unlock();
+	return rc;
+}
+
+int xf_meter_stats(uint32_t meter, uint64_t *green, uint64_t *red)
+{
+	glue_lock();
+	uint32_t id;
+	int rc = glue_meter_doca_id(meter, &id);
+	if (rc == DOCA_SUCCESS)
+		rc = softdoca_shared_meter_stats(id, green, red);
+	if (rc != DOCA_SUCCESS)
+		rc = glue_fail(rc, "softdoca_shared_meter_stats", "unknown or destroyed meter");
+	glue_unlock();
+	return rc;
+}
+
+int xf_entry_meter_stats(uint64_t entry, uint64_t *green, uint64_t *red)
+{
+	glue_lock();
+	int rc = softdoca_entry_meter_stats(glue_entry_of(entry), green, red);
+	if (rc != DOCA_SUCCESS)
+		rc = glue_fail(rc, "softdoca_entry_meter_stats", "not an installed entry with its own meter");
+	glue_unlock();
+	return rc;
+}
+
+int xf_classify_trace(uint32_t *meters, uint8_t *color)
+{
+	glue_lock();
+	uint8_t c = 0;
+	int rc = softdoca_classify_trace(meters, &c);
+	*color = c == DOCA_FLOW_METER_COLOR_RED ? XF_COLOR_RED :
+		 c == DOCA_FLOW_METER_COLOR_YELLOW ? XF_COLOR_YELLOW : XF_COLOR_GREEN;
+	glue_unlock();
+	return rc;
 }
 
 int xf_classify(uint16_t port_id, uint8_t *frame, uint32_t len)

@@ -34,4 +34,16 @@ int xf_bench_bypass(int on, const uint8_t *dst_mac); /* dst_mac: NULL or 6 bytes
  * port, -4 the forwarder runs, -5 miss to the application's queues (lost). */
 int xf_classify(uint16_t port_id, uint8_t *frame, uint32_t len);
 
+/* Meters: the clock softdoca's meters read -- CLOCK_MONOTONIC, or (manual=1) a manual clock
+ * standing at ns until advanced (advancing needs the manual clock). */
+int xf_set_clock(int manual, uint64_t ns);
+int xf_advance_clock(uint64_t ns);
+/* Colour counters (green, red packets) of a shared meter (meter handle) or of a basic entry's
+ * own meter (entry handle).  Tests only: DOCA has no such query. */
+int xf_meter_stats(uint32_t meter, uint64_t *green, uint64_t *red);
+int xf_entry_meter_stats(uint64_t entry, uint64_t *green, uint64_t *red);
+/* The last xf_classify: meters that marked the frame and the colour it was left with (enum
+ * xf_color; green when none marked it). */
+int xf_classify_trace(uint32_t *meters, uint8_t *color);
+
 #endif

@@ -18,10 +18,21 @@ from __future__ import annotations
 
 from typing import Any, Dict, Optional, Tuple, Union
 
-from dpdk_glue.binding import ESwitch, GlueError, _load, _mac_bytes, _raise_last, _uint, glue_target
+from dpdk_glue.binding import (
+    ESwitch,
+    GlueEntry,
+    GlueError,
+    Meter,
+    _load,
+    _mac_bytes,
+    _raise_last,
+    _uint,
+    glue_target,
+)
 
 __all__ = ["available", "fault_inject", "set_capacity", "set_busy_poll", "forwarder_stats", "bench_bypass",
-           "classify"]
+           "classify", "classify_meters", "set_manual_clock", "advance_clock", "use_real_clock",
+           "meter_stats"]
 
 _SOFTDOCA_ONLY = ("softdoca-only knob: this dpdk_glue is built against the real DOCA SDK, "
                   "whose eSwitch has no such knob")
@@ -136,3 +147,62 @@ def classify(sw: ESwitch, port: str, frame: bytes) -> Tuple[Union[str, None], by
         raise GlueError("DOCA_ERROR_BAD_STATE" if r == -4 else "DOCA_ERROR_NOT_SUPPORTED",
                         "softdoca_classify_frame", "classify needs softdoca with no port doing packet I/O")
     return res, ffi.buffer(buf, len(frame))[:]
+
+
+def classify_meters(sw: ESwitch, port: str, frame: bytes) -> Tuple[Union[str, None], bytes, int, int]:
+    """classify, and what the frame met on its way: (result, frame after actions, the number
+    of meters that marked it, the colour it was left with -- COLOR_GREEN when none did)."""
+    res, out = classify(sw, port, frame)
+    lib, ffi = _softdoca_lib("softdoca_classify_trace")
+    n, color = ffi.new("uint32_t *"), ffi.new("uint8_t *")
+    with sw._lock:
+        rc = lib.xf_classify_trace(n, color)
+        if rc:
+            _raise_last(rc)
+    return res, out, int(n[0]), int(color[0])
+
+
+def set_manual_clock(sw: ESwitch, ns: int) -> None:
+    """Meters read a manual clock standing at ``ns`` nanoseconds from now on (tests: exact
+    token arithmetic); it moves only with advance_clock."""
+    lib, _ = _softdoca_lib("xf_set_clock")
+    with sw._lock:
+        sw._check_open()
+        lib.xf_set_clock(1, _uint(ns, 64, "ns"))
+
+
+def advance_clock(sw: ESwitch, ns: int) -> None:
+    """Move the manual clock ``ns`` nanoseconds on (needs set_manual_clock)."""
+    lib, _ = _softdoca_lib("xf_advance_clock")
+    with sw._lock:
+        sw._check_open()
+        rc = lib.xf_advance_clock(_uint(ns, 64, "ns"))
+        if rc:
+            _raise_last(rc)
+
+
+def use_real_clock(sw: ESwitch) -> None:
+    """Meters read CLOCK_MONOTONIC again (the default)."""
+    lib, _ = _softdoca_lib("xf_set_clock")
+    with sw._lock:
+        sw._check_open()
+        lib.xf_set_clock(0, 0)
+
+
+def meter_stats(sw: ESwitch, x: Union[Meter, GlueEntry]) -> Dict[str, int]:
+    """Colour counters {"green": packets, "red": packets} of a shared Meter or of an entry with
+    its own meter.  Tests only: DOCA has no such query (the product counts drops with the drop
+    stage's entry counters)."""
+    lib, ffi = _softdoca_lib("softdoca_meter_stats")
+    g, r = ffi.new("uint64_t *"), ffi.new("uint64_t *")
+    with sw._lock:
+        sw._check_open()
+        if isinstance(x, Meter) and x._sw is sw and x.alive:
+            rc = lib.xf_meter_stats(x._handle, g, r)
+        elif isinstance(x, GlueEntry) and x.pipe._sw is sw and x.alive:
+            rc = lib.xf_entry_meter_stats(x._handle, g, r)
+        else:
+            raise ValueError("not a live Meter or entry of this eSwitch: %r" % (x,))
+        if rc:
+            _raise_last(rc)
+    return {"green": int(g[0]), "red": int(r[0])}

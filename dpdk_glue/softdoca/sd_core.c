@@ -15,6 +15,7 @@
 
 struct doca_flow_cfg {
 	uint16_t queues;
+	uint32_t nr_meters, nr_shared_meters;
 	bool mode_set, switch_mode, isolated;
 	doca_flow_entry_process_cb cb;
 };
@@ -115,6 +116,7 @@ void sd_reclaim(void)
 		sd_g.free_entries = e->free_next;
 		if (e->fwd.kind == SD_FWD_PIPE && e->fwd.pipe)
 			sd_pipe_unref(e->fwd.pipe); /* may queue the target pipe on free_pipes */
+		free(atomic_load(&e->own_meter.cfg));
 		free(e);
 	}
 	while (sd_g.free_pipes) {
@@ -210,6 +212,24 @@ doca_error_t doca_flow_cfg_set_nr_counters(struct doca_flow_cfg *cfg, uint32_t n
 	return cfg ? DOCA_SUCCESS : DOCA_ERROR_INVALID_VALUE;
 }
 
+doca_error_t doca_flow_cfg_set_nr_meters(struct doca_flow_cfg *cfg, uint32_t nr_meters)
+{
+	if (cfg == NULL)
+		return DOCA_ERROR_INVALID_VALUE;
+	cfg->nr_meters = nr_meters;
+	return DOCA_SUCCESS;
+}
+
+doca_error_t doca_flow_cfg_set_nr_shared_resource(struct doca_flow_cfg *cfg, uint32_t nr_shared_resource,
+						  enum doca_flow_shared_resource_type type)
+{
+	if (cfg == NULL || (unsigned)type > DOCA_FLOW_SHARED_RESOURCE_IPSEC_SA)
+		return DOCA_ERROR_INVALID_VALUE;
+	if (type == DOCA_FLOW_SHARED_RESOURCE_METER)
+		cfg->nr_shared_meters = nr_shared_resource; /* other types: accepted, not modelled */
+	return DOCA_SUCCESS;
+}
+
 doca_error_t doca_flow_cfg_set_queue_depth(struct doca_flow_cfg *cfg, uint32_t queue_depth)
 {
 	(void)queue_depth;
@@ -230,6 +250,9 @@ doca_error_t doca_flow_init(struct doca_flow_cfg *cfg)
 		return DOCA_ERROR_INVALID_VALUE;
 	if (sd_g.inited)
 		return DOCA_ERROR_BAD_STATE;
+	doca_error_t rc = sd_meters_init(cfg->nr_meters, cfg->nr_shared_meters);
+	if (rc != DOCA_SUCCESS)
+		return rc;
 	sd_g.inited = true;
 	sd_g.switch_mode = cfg->switch_mode;
 	sd_g.isolated = cfg->isolated;
@@ -250,5 +273,6 @@ void doca_flow_destroy(void)
 				doca_flow_port_stop(sd_g.ports[i]);
 	sd_fwd_stop();
 	sd_reclaim();
+	sd_meters_fini();
 	sd_g.inited = false;
 }

@@ -84,6 +84,8 @@ static doca_error_t entry_commit(uint16_t queue, struct doca_flow_pipe_entry *e,
 	if (rc == DOCA_SUCCESS)
 		rc = queue_push(pipe->port, queue, SD_OP_ADD, e, 0);
 	if (rc != DOCA_SUCCESS) {
+		sd_entry_release_meter(e);
+		free(atomic_load(&e->own_meter.cfg));
 		free(e);
 		return rc;
 	}
@@ -107,7 +109,6 @@ static doca_error_t basic_add(uint16_t pipe_queue, struct doca_flow_pipe *pipe, 
 			      const struct doca_flow_fwd *fwd, uint32_t flags, void *usr_ctx,
 			      struct doca_flow_pipe_entry **entry)
 {
-	(void)monitor;
 	doca_error_t rc = check_flags(flags);
 	if (rc != DOCA_SUCCESS)
 		return rc;
@@ -145,6 +146,11 @@ static doca_error_t basic_add(uint16_t pipe_queue, struct doca_flow_pipe *pipe, 
 	else if (pipe->mac_mode == 1)
 		atomic_init(&e->act_mac, pipe->const_mac);
 	e->has_action = pipe->mac_mode != 0;
+	rc = sd_entry_take_meter(e, monitor); /* FULL: past nr_meters */
+	if (rc != DOCA_SUCCESS) {
+		free(e);
+		return rc;
+	}
 	return entry_commit(pipe_queue, e, usr_ctx, entry);
 }
 
@@ -274,9 +280,29 @@ doca_error_t doca_flow_pipe_control_add_entry(uint16_t pipe_queue, uint32_t prio
 }
 #endif
 
+/* A new rate for an entry's non-shared meter (NULL: none asked); a shared meter stays. */
+static doca_error_t update_meter(const struct doca_flow_pipe_entry *entry, const struct doca_flow_monitor *mon,
+				 struct sd_meter_cfg **out)
+{
+	*out = NULL;
+	if (mon == NULL || mon->meter_type == DOCA_FLOW_RESOURCE_TYPE_NONE)
+		return DOCA_SUCCESS;
+	if (mon->meter_type != entry->pipe->meter_kind)
+		return DOCA_ERROR_INVALID_VALUE;
+	if (mon->meter_type == DOCA_FLOW_RESOURCE_TYPE_SHARED)
+		return (int32_t)mon->shared_meter.shared_meter_id == entry->shared_id ? DOCA_SUCCESS :
+										       DOCA_ERROR_NOT_SUPPORTED;
+	const typeof(mon->non_shared_meter) *n = &mon->non_shared_meter;
+	doca_error_t rc = sd_meter_check(n->limit_type, n->cir, n->cbs);
+	if (rc != DOCA_SUCCESS)
+		return rc;
+	*out = sd_meter_cfg_new(n->cir, n->cbs, n->limit_type == DOCA_FLOW_METER_LIMIT_TYPE_BYTES, false);
+	return *out ? DOCA_SUCCESS : DOCA_ERROR_NO_MEMORY;
+}
+
 static doca_error_t update_common(uint16_t pipe_queue, struct doca_flow_pipe *pipe,
-				  const struct doca_flow_actions *actions, const struct doca_flow_fwd *fwd,
-				  uint32_t flags, struct doca_flow_pipe_entry *entry)
+				  const struct doca_flow_actions *actions, const struct doca_flow_monitor *monitor,
+				  const struct doca_flow_fwd *fwd, uint32_t flags, struct doca_flow_pipe_entry *entry)
 {
 	doca_error_t rc = check_flags(flags);
 	if (rc != DOCA_SUCCESS)
@@ -289,9 +315,21 @@ static doca_error_t update_common(uint16_t pipe_queue, struct doca_flow_pipe *pi
 		return DOCA_ERROR_INVALID_VALUE;
 	if (fwd != NULL && fwd->type != DOCA_FLOW_FWD_NONE)
 		return DOCA_ERROR_NOT_SUPPORTED;
-	if (pipe->mac_mode != 2 || actions == NULL)
-		return DOCA_ERROR_INVALID_VALUE; /* only the per-entry dst MAC is changeable */
-	return queue_push(pipe->port, pipe_queue, SD_OP_UPD, entry, sd_mac_word(actions->outer.eth.dst_mac));
+	/* changeable: the per-entry dst MAC and the entry's non-shared meter */
+	if (actions != NULL && pipe->mac_mode != 2)
+		return DOCA_ERROR_INVALID_VALUE;
+	struct sd_meter_cfg *mc;
+	rc = update_meter(entry, monitor, &mc);
+	if (rc != DOCA_SUCCESS)
+		return rc;
+	if (actions == NULL && mc == NULL)
+		return DOCA_ERROR_INVALID_VALUE; /* nothing to update */
+	rc = queue_push(pipe->port, pipe_queue, SD_OP_UPD, entry, actions ? sd_mac_word(actions->outer.eth.dst_mac) : 0);
+	if (rc != DOCA_SUCCESS)
+		free(mc);
+	else
+		pipe->port->q[pipe_queue].ops[pipe->port->q[pipe_queue].n - 1].meter = mc;
+	return rc;
 }
 
 #if SOFTDOCA_API >= 303
@@ -300,10 +338,9 @@ doca_error_t doca_flow_pipe_basic_update_entry(uint16_t pipe_queue, struct doca_
 					       const struct doca_flow_monitor *monitor, const struct doca_flow_fwd *fwd,
 					       uint32_t flags, struct doca_flow_pipe_entry *entry)
 {
-	(void)monitor;
 	if (action_idx != 0)
 		return DOCA_ERROR_INVALID_VALUE;
-	return update_common(pipe_queue, pipe, actions, fwd, flags, entry);
+	return update_common(pipe_queue, pipe, actions, monitor, fwd, flags, entry);
 }
 #else
 doca_error_t doca_flow_pipe_update_entry(uint16_t pipe_queue, struct doca_flow_pipe *pipe,
@@ -311,8 +348,7 @@ doca_error_t doca_flow_pipe_update_entry(uint16_t pipe_queue, struct doca_flow_p
 					 const struct doca_flow_fwd *fwd, uint32_t flags,
 					 struct doca_flow_pipe_entry *entry)
 {
-	(void)monitor;
-	return update_common(pipe_queue, pipe, actions, fwd, flags, entry);
+	return update_common(pipe_queue, pipe, actions, monitor, fwd, flags, entry);
 }
 #endif
 
@@ -546,8 +582,12 @@ doca_error_t doca_flow_entries_process(struct doca_flow_port *port, uint16_t pip
 		case SD_OP_UPD:
 			if (e->state == SD_E_ACTIVE) {
 				/* the one store the forwarder can observe: old MAC or new MAC */
-				atomic_store_explicit(&e->act_mac, op->mac, memory_order_release);
+				if (op->mac)
+					atomic_store_explicit(&e->act_mac, op->mac, memory_order_release);
+				if (op->meter) /* one pointer store: old rate or new rate */
+					sd_meter_publish(&e->own_meter, op->meter);
 			} else {
+				free(op->meter);
 				st = DOCA_FLOW_ENTRY_STATUS_ERROR;
 			}
 			e->status = st;
@@ -564,6 +604,7 @@ doca_error_t doca_flow_entries_process(struct doca_flow_port *port, uint16_t pip
 			p->nr_used--;
 			if (e->has_action)
 				p->port->actions_used -= DOCA_FLOW_MAX_ENTRY_ACTIONS_MEM_SIZE;
+			sd_entry_release_meter(e);
 			e->state = SD_E_GONE;
 			notify(e, pipe_queue, st, DOCA_FLOW_ENTRY_OP_DEL);
 			e->free_next = sd_g.free_entries;

@@ -73,13 +73,14 @@ static inline struct doca_flow_pipe_entry *basic_lookup(const struct doca_flow_p
  * SD_RES_MISS or SD_RES_DROP.  Updates entry and pipe counters (forwarder thread only).
  */
 static int sd_classify(struct doca_flow_port *in, const uint8_t *frame, uint32_t len, uint64_t *mac_out,
-		       bool *malformed)
+		       bool *malformed, uint32_t *meters)
 {
 	struct sd_key k;
 	*mac_out = 0;
 	*malformed = !sd_parse(frame, len, in->id, &k);
 	if (*malformed)
 		return SD_RES_MISS;
+	k.color = DOCA_FLOW_METER_COLOR_GREEN; /* until a meter marks it (see README) */
 	struct doca_flow_port *owner = sd_g.switch_mode ? in->mgr : in; /* switch: its e-switch's pipes */
 	struct doca_flow_pipe *p = owner ? LOAD_ACQ(&owner->root) : NULL;
 	for (int hop = 0; p != NULL && hop < SD_MAX_CHAIN; hop++) {
@@ -96,6 +97,13 @@ static int sd_classify(struct doca_flow_port *in, const uint8_t *frame, uint32_t
 			uint64_t w = atomic_load_explicit(&e->act_mac, memory_order_relaxed);
 			if (w & SD_MAC_SET)
 				*mac_out = w;
+			if (e->meter) { /* marks the colour a later pipe matches */
+				k.color = sd_meter_mark(e->meter, len);
+				if (meters) {
+					(*meters)++;
+					sd_g.trace_color = k.color;
+				}
+			}
 			f = &e->fwd;
 		}
 		switch (f->kind) {
@@ -182,7 +190,7 @@ static void process_wire_burst(struct doca_flow_port *in, struct rte_mbuf **bufs
 		bool malformed;
 		/* af_packet/af_xdp deliver single-segment mbufs; only the first segment is parsed */
 		int res = sd_classify(in, rte_pktmbuf_mtod(m, const uint8_t *), rte_pktmbuf_data_len(m), &mac,
-				      &malformed);
+				      &malformed, NULL);
 		if (res >= 0) {
 			struct doca_flow_port *out = sd_g.ports[res];
 			if (out == NULL || !atomic_load_explicit(&out->active, memory_order_acquire) || !out->has_io) {
@@ -412,7 +420,9 @@ int softdoca_classify_frame(uint16_t port_id, uint8_t *frame, uint32_t len)
 	bool malformed;
 	RLX_ADD(&in->st.wire_rx_pkts, 1);
 	RLX_ADD(&in->st.wire_rx_bytes, len);
-	int res = sd_classify(in, frame, len, &mac, &malformed);
+	sd_g.trace_meters = 0;
+	sd_g.trace_color = DOCA_FLOW_METER_COLOR_GREEN;
+	int res = sd_classify(in, frame, len, &mac, &malformed, &sd_g.trace_meters);
 	if (res >= 0 && mac && len >= 6)
 		for (int i = 0; i < 6; i++)
 			frame[i] = (uint8_t)(mac >> (8 * i));

@@ -78,7 +78,8 @@ struct sd_key {
 			uint8_t ip_proto; /* IPv6: the upper-layer protocol after the extension headers */
 			uint8_t l3;
 			uint8_t l4_ok;
-			uint8_t pad[5];
+			uint8_t color; /* meter colour (DOCA's enum); GREEN until a meter marks it */
+			uint8_t pad[4];
 			uint32_t ip6_src[4];
 			uint32_t ip6_dst[4];
 		};
@@ -143,6 +144,46 @@ struct sd_fwd {
 
 struct doca_flow_pipe_entry;
 
+/*
+ * A meter: RFC 2697 srTCM, colour-blind, EBS 0 (green or red).  The bucket holds tokens
+ * scaled by 1e9 (one token = SD_NS units), refilled by cir units per nanosecond, so the
+ * arithmetic is exact integers.  Its configuration is an immutable blob the control plane
+ * publishes (one atomic pointer store); the bucket state has one writer, the forwarder (or
+ * softdoca_classify_frame when none runs), which adopts a new blob when its gen changes:
+ * it refills at the old rate up to the change (since_ns), then caps the tokens at the new
+ * cbs -- the new rate applies from the change on.  A blob with reset set (a shared meter
+ * configured afresh) starts the bucket full and the colour counters at zero.
+ */
+#define SD_NS 1000000000ULL
+#define SD_METER_MAX 18000000000ULL /* cir and cbs: cbs * 1e9 must fit in 64 bits */
+
+struct sd_meter_cfg {
+	uint64_t gen;
+	uint64_t cir, cbs;
+	uint64_t since_ns;
+	uint8_t bytes; /* limit_type BYTES: a packet costs its length */
+	uint8_t reset;
+};
+
+struct sd_meter {
+	_Atomic(struct sd_meter_cfg *) cfg;
+	/* forwarder-owned state */
+	uint64_t gen, cir, cbs;
+	uint8_t bytes;
+	uint64_t tokens; /* scaled by SD_NS */
+	uint64_t last_ns;
+	uint64_t green, red; /* single writer: the forwarder */
+};
+
+/* A shared meter (ids 0 .. nr_shared - 1). */
+struct sd_shared_meter {
+	struct sd_meter m;
+	bool configured;
+	bool taken;       /* 3.2+: handed out by doca_flow_port_shared_resource_get */
+	uint32_t ports;   /* bit per DOCA port id it is bound to (<= 3.1) or was got from (3.2+) */
+	uint32_t refs;    /* entries using it */
+};
+
 struct sd_htab {
 	uint32_t mask;   /* slots - 1 (power of two) */
 	uint32_t used;   /* live entries */
@@ -178,6 +219,9 @@ struct doca_flow_pipe_entry {
 	enum sd_estate state;
 	bool inject_fail;
 	bool has_action;  /* it rewrites the frame: it holds actions memory of its pipe's port */
+	struct sd_meter *meter;    /* the meter it marks packets with (NULL: none) */
+	struct sd_meter own_meter; /* a non-shared meter lives here */
+	int32_t shared_id;         /* the shared meter it uses, or -1 */
 	doca_error_t err; /* why the add failed in entries_process */
 	void *usr_ctx;
 	struct doca_flow_pipe_entry *prev, *next; /* all entries of the pipe */
@@ -197,6 +241,7 @@ struct doca_flow_pipe {
 	uint8_t nw;            /* basic: key words its mask touches (sd_key_words) */
 	uint8_t fam;           /* basic: the family its mask requires (4, 6; 0 none) */
 	uint8_t mac_mode;      /* 0 no MAC action, 1 constant, 2 per entry */
+	uint8_t meter_kind;    /* doca_flow_resource_type of its monitor's meter (per entry) */
 	uint64_t const_mac;
 	struct sd_fwd fwd, fwd_miss;
 	bool ctl_dirty;
@@ -213,7 +258,8 @@ enum sd_op_kind { SD_OP_ADD, SD_OP_UPD, SD_OP_DEL };
 struct sd_op {
 	uint8_t kind;
 	struct doca_flow_pipe_entry *e;
-	uint64_t mac;
+	uint64_t mac; /* UPD: new MAC word, 0 = keep */
+	struct sd_meter_cfg *meter; /* UPD: new non-shared meter configuration, NULL = keep */
 };
 
 struct sd_queue {
@@ -315,6 +361,16 @@ struct sd_global {
 	/* the hardware's limits (softdoca_set_capacity), 0 = none */
 	uint32_t cap_entries_per_pipe;
 	uint32_t cap_pipes;
+	/* meters: the budgets declared at init, what is in use, the shared ones, the clock */
+	uint32_t nr_meters, meters_used;
+	uint32_t nr_shared_meters;
+	struct sd_shared_meter *shm;
+	uint64_t meter_gen;
+	atomic_int manual_clock;
+	_Atomic uint64_t clock_ns;
+	/* softdoca_classify_frame's trace of the last frame: meters met, the colour left */
+	uint32_t trace_meters;
+	uint8_t trace_color;
 	/* fault injection */
 	uint32_t inject_nth;
 	int inject_at_process;
@@ -359,6 +415,17 @@ void sd_fwd_stop(void);
 struct sd_htab *sd_htab_new(uint32_t nr_entries);
 void sd_pipe_destroy_now(struct doca_flow_pipe *p);
 void sd_pipe_unref(struct doca_flow_pipe *p);
+
+/* sd_meter.c: the clock, marking, configuration blobs, monitor validation. */
+uint64_t sd_now_ns(void);
+uint8_t sd_meter_mark(struct sd_meter *m, uint32_t len);
+struct sd_meter_cfg *sd_meter_cfg_new(uint64_t cir, uint64_t cbs, bool bytes, bool reset);
+void sd_meter_publish(struct sd_meter *m, struct sd_meter_cfg *c);
+doca_error_t sd_meter_check(enum doca_flow_meter_limit_type lt, uint64_t cir, uint64_t cbs);
+doca_error_t sd_meters_init(uint32_t nr_meters, uint32_t nr_shared);
+void sd_meters_fini(void);
+doca_error_t sd_entry_take_meter(struct doca_flow_pipe_entry *e, const struct doca_flow_monitor *mon);
+void sd_entry_release_meter(struct doca_flow_pipe_entry *e);
 
 /* sd_entries.c */
 void sd_entry_unlink_tables(struct doca_flow_pipe_entry *e);

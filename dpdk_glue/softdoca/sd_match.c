@@ -30,7 +30,7 @@ static bool ip6_is_zero(const doca_be32_t *a)
 }
 
 /*
- * Fields softdoca models: outer eth type, IPv4 src/dst/proto, IPv6 src/dst/next header, UDP/TCP
+ * Fields softdoca models: the meter colour, outer eth type, IPv4 src/dst/proto, IPv6 src/dst/next header, UDP/TCP
  * ports, ingress port.  Anything else set in a match or mask is refused (NOT_SUPPORTED)
  * instead of ignored.  k->l3 receives the family the l3_type selector states (4, 6; 0 none);
  * sd_mask_finish turns it into the validity bits.
@@ -45,6 +45,9 @@ doca_error_t sd_match_to_key(const struct doca_flow_match *m, struct sd_key *k)
 	    o->eth_vlan[0].tci || o->eth_vlan[1].tci || !sd_mem_is_zero(&m->meta, sizeof(m->meta)) ||
 	    m->parser_meta.outer_l3_type || m->parser_meta.outer_l4_type)
 		return DOCA_ERROR_NOT_SUPPORTED;
+	if ((unsigned)m->parser_meta.meter_color > 0xff)
+		return DOCA_ERROR_NOT_SUPPORTED;
+	k->color = (uint8_t)m->parser_meta.meter_color; /* a value, or its mask (the samples: 3) */
 	k->eth_type = o->eth.type;
 	k->port_id = match_port(m);
 	if (o->l3_type == DOCA_FLOW_L3_TYPE_IP6) {

@@ -19,6 +19,7 @@ struct doca_flow_pipe_cfg {
 	bool has_actions;
 	struct doca_flow_actions actions;
 	bool counters;
+	uint8_t meter_kind;
 };
 
 doca_error_t doca_flow_pipe_cfg_create(struct doca_flow_pipe_cfg **cfg, struct doca_flow_port *port)
@@ -117,9 +118,18 @@ doca_error_t doca_flow_pipe_cfg_set_monitor(struct doca_flow_pipe_cfg *cfg, cons
 {
 	if (cfg == NULL || monitor == NULL)
 		return DOCA_ERROR_INVALID_VALUE;
-	if (monitor->meter_type != DOCA_FLOW_RESOURCE_TYPE_NONE || monitor->aging_sec ||
-	    monitor->counter_type == DOCA_FLOW_RESOURCE_TYPE_SHARED)
+	if (monitor->aging_sec || monitor->counter_type == DOCA_FLOW_RESOURCE_TYPE_SHARED)
 		return DOCA_ERROR_NOT_SUPPORTED;
+	/* meters: given per entry (the template's all-ones); one rate or id for every entry of
+	 * the pipe is not modelled */
+	if (monitor->meter_type == DOCA_FLOW_RESOURCE_TYPE_NON_SHARED &&
+	    (monitor->non_shared_meter.cir != UINT64_MAX || monitor->non_shared_meter.cbs != UINT64_MAX))
+		return DOCA_ERROR_NOT_SUPPORTED;
+	if (monitor->meter_type == DOCA_FLOW_RESOURCE_TYPE_SHARED && monitor->shared_meter.shared_meter_id != UINT32_MAX)
+		return DOCA_ERROR_NOT_SUPPORTED;
+	if ((unsigned)monitor->meter_type > DOCA_FLOW_RESOURCE_TYPE_NON_SHARED)
+		return DOCA_ERROR_INVALID_VALUE;
+	cfg->meter_kind = (uint8_t)monitor->meter_type;
 	cfg->counters = monitor->counter_type == DOCA_FLOW_RESOURCE_TYPE_NON_SHARED;
 	return DOCA_SUCCESS;
 }
@@ -199,11 +209,9 @@ doca_error_t doca_flow_pipe_create(const struct doca_flow_pipe_cfg *cfg, const s
 				p->const_mac = sd_mac_word(mac);
 			}
 		}
-		if (rc == DOCA_SUCCESS) {
-			rc = sd_fwd_convert(fwd, port, &p->fwd, false);
-			if (rc == DOCA_SUCCESS && fwd && fwd->type == DOCA_FLOW_FWD_PIPE)
-				rc = DOCA_ERROR_NOT_SUPPORTED; /* basic -> pipe chaining: not needed, not modelled */
-		}
+		if (rc == DOCA_SUCCESS)
+			rc = sd_fwd_convert(fwd, port, &p->fwd, false); /* a port, a (non-root) pipe, or drop */
+		p->meter_kind = cfg->meter_kind;
 		if (rc == DOCA_SUCCESS) {
 			struct sd_htab *t = sd_htab_new(p->nr_entries);
 			if (t == NULL)
@@ -214,7 +222,7 @@ doca_error_t doca_flow_pipe_create(const struct doca_flow_pipe_cfg *cfg, const s
 	} else {
 		if (fwd != NULL && fwd->type != DOCA_FLOW_FWD_NONE)
 			rc = DOCA_ERROR_INVALID_VALUE; /* control pipes forward per entry */
-		if (cfg->has_actions)
+		if (cfg->has_actions || cfg->meter_kind)
 			rc = DOCA_ERROR_NOT_SUPPORTED;
 	}
 	if (rc == DOCA_SUCCESS) {
@@ -222,6 +230,8 @@ doca_error_t doca_flow_pipe_create(const struct doca_flow_pipe_cfg *cfg, const s
 		rc = sd_fwd_convert(fwd_miss, port, &p->fwd_miss, true);
 		if (rc == DOCA_SUCCESS && fwd_miss && fwd_miss->type == DOCA_FLOW_FWD_PIPE)
 			p->fwd_miss.pipe->refs++;
+		if (rc == DOCA_SUCCESS && p->fwd.kind == SD_FWD_PIPE)
+			p->fwd.pipe->refs++; /* a basic pipe's forward to the next pipe */
 	}
 	if (rc != DOCA_SUCCESS) {
 		free(atomic_load(&p->htab));
@@ -267,6 +277,7 @@ void sd_pipe_destroy_now(struct doca_flow_pipe *p)
 		sd_entry_unlink_tables(e);
 		if (e->has_action)
 			port->actions_used -= DOCA_FLOW_MAX_ENTRY_ACTIONS_MEM_SIZE;
+		sd_entry_release_meter(e);
 		e->state = SD_E_GONE;
 		e->free_next = sd_g.free_entries;
 		sd_g.free_entries = e;
@@ -282,6 +293,8 @@ void sd_pipe_destroy_now(struct doca_flow_pipe *p)
 	p->dead = true;
 	if (p->fwd_miss.kind == SD_FWD_PIPE)
 		sd_pipe_unref(p->fwd_miss.pipe);
+	if (p->type == DOCA_FLOW_PIPE_BASIC && p->fwd.kind == SD_FWD_PIPE)
+		sd_pipe_unref(p->fwd.pipe);
 	if (p->refs == 0) {
 		p->free_next = sd_g.free_pipes;
 		sd_g.free_pipes = p;

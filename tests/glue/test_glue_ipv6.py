@@ -29,8 +29,8 @@ def rejects(glue):
 def test_entry_spec_layout_matches_the_glue(glue_pkg_parent):
     from dpdk_glue import _glue  # built by the fixture
 
-    assert _glue.ffi.sizeof("struct xf_entry_spec") == _SPEC.size == 120
-    assert _glue.ffi.sizeof("struct xf_match") == 48
+    assert _glue.ffi.sizeof("struct xf_entry_spec") == _SPEC.size == 152
+    assert _glue.ffi.sizeof("struct xf_match") == 52
 
 
 def test_ipv6_values_and_family():

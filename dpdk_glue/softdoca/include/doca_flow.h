@@ -113,6 +113,70 @@ enum doca_flow_port_default_miss_type {
 };
 #endif
 
+/* Meters (DOCA's names and numbers).  A meter only marks a packet's colour; a later pipe
+ * matches parser_meta.meter_color (the samples mask it with 3, its two bits). */
+enum doca_flow_meter_color {
+	DOCA_FLOW_METER_COLOR_RED = 0,
+	DOCA_FLOW_METER_COLOR_YELLOW,
+	DOCA_FLOW_METER_COLOR_GREEN,
+};
+
+enum doca_flow_meter_limit_type {
+	DOCA_FLOW_METER_LIMIT_TYPE_BYTES = 0,
+	DOCA_FLOW_METER_LIMIT_TYPE_PACKETS,
+};
+
+enum doca_flow_meter_algorithm_type {
+	DOCA_FLOW_METER_ALGORITHM_TYPE_RFC2697 = 0,
+	DOCA_FLOW_METER_ALGORITHM_TYPE_RFC2698,
+	DOCA_FLOW_METER_ALGORITHM_TYPE_RFC4115,
+};
+
+enum doca_flow_meter_color_mode {
+	DOCA_FLOW_METER_COLOR_MODE_BLIND = 0,
+	DOCA_FLOW_METER_COLOR_MODE_AWARE,
+};
+
+enum doca_flow_shared_resource_type {
+	DOCA_FLOW_SHARED_RESOURCE_METER = 0,
+	DOCA_FLOW_SHARED_RESOURCE_COUNTER,
+	DOCA_FLOW_SHARED_RESOURCE_RSS,
+	DOCA_FLOW_SHARED_RESOURCE_MIRROR,
+	DOCA_FLOW_SHARED_RESOURCE_PSP,
+	DOCA_FLOW_SHARED_RESOURCE_ENCAP,
+	DOCA_FLOW_SHARED_RESOURCE_DECAP,
+	DOCA_FLOW_SHARED_RESOURCE_IPSEC_SA,
+};
+
+/* A shared meter's configuration (shared_resource_set_cfg). */
+struct doca_flow_resource_meter_cfg {
+	enum doca_flow_meter_limit_type limit_type;
+	enum doca_flow_meter_color_mode color_mode;
+	enum doca_flow_meter_algorithm_type alg;
+	uint64_t cir; /* committed rate: bytes or packets per second */
+	uint64_t cbs; /* committed burst: bytes or packets */
+	union {
+		struct {
+			uint64_t ebs;
+		} rfc2697;
+		struct {
+			uint64_t pir;
+			uint64_t pbs;
+		} rfc2698;
+		struct {
+			uint64_t eir;
+			uint64_t ebs;
+		} rfc4115;
+	};
+};
+
+struct doca_flow_shared_resource_cfg {
+	enum doca_flow_pipe_domain domain;
+	union {
+		struct doca_flow_resource_meter_cfg meter_cfg;
+	};
+};
+
 #define DOCA_FLOW_META_U32_WORDS 7
 
 /* Actions memory one entry may use at most (sizing doca_flow_port_cfg_set_actions_mem_size). */
@@ -131,6 +195,7 @@ struct doca_flow_parser_meta {
 #endif
 	enum doca_flow_l3_meta outer_l3_type;
 	enum doca_flow_l4_meta outer_l4_type;
+	enum doca_flow_meter_color meter_color; /* the colour the last meter marked */
 };
 
 struct doca_flow_match {
@@ -151,8 +216,21 @@ struct doca_flow_actions {
 	struct doca_flow_header_format outer;
 };
 
+/* Pipe template: a non-shared meter with cir and cbs all ones, or a shared meter id all
+ * ones, is given per entry. */
 struct doca_flow_monitor {
 	enum doca_flow_resource_type meter_type;
+	union {
+		struct {
+			enum doca_flow_meter_limit_type limit_type;
+			uint64_t cir;
+			uint64_t cbs;
+		} non_shared_meter;
+		struct {
+			uint32_t shared_meter_id;
+			enum doca_flow_meter_color meter_init_color;
+		} shared_meter;
+	};
 	enum doca_flow_resource_type counter_type;
 	uint32_t aging_sec;
 };
@@ -185,6 +263,11 @@ doca_error_t doca_flow_cfg_destroy(struct doca_flow_cfg *cfg);
 doca_error_t doca_flow_cfg_set_pipe_queues(struct doca_flow_cfg *cfg, uint16_t pipe_queues);
 doca_error_t doca_flow_cfg_set_mode_args(struct doca_flow_cfg *cfg, const char *mode_args);
 doca_error_t doca_flow_cfg_set_nr_counters(struct doca_flow_cfg *cfg, uint32_t nr_counters);
+/* Resources declared at init (the "system" resource mode the glue uses): non-shared meters,
+ * and shared resources of one type (their ids are 0 .. nr - 1). */
+doca_error_t doca_flow_cfg_set_nr_meters(struct doca_flow_cfg *cfg, uint32_t nr_meters);
+doca_error_t doca_flow_cfg_set_nr_shared_resource(struct doca_flow_cfg *cfg, uint32_t nr_shared_resource,
+						  enum doca_flow_shared_resource_type type);
 doca_error_t doca_flow_cfg_set_queue_depth(struct doca_flow_cfg *cfg, uint32_t queue_depth);
 doca_error_t doca_flow_cfg_set_cb_entry_process(struct doca_flow_cfg *cfg, doca_flow_entry_process_cb cb);
 doca_error_t doca_flow_init(struct doca_flow_cfg *cfg);
@@ -291,6 +374,23 @@ doca_error_t doca_flow_resource_query_entry(struct doca_flow_pipe_entry *entry,
 					    struct doca_flow_resource_query *query_stats);
 doca_error_t doca_flow_resource_query_pipe_miss(struct doca_flow_pipe *pipe,
 						struct doca_flow_resource_query *query_stats);
+
+/* Shared meters.  Up to 3.1: the application picks an id below nr_shared_resource,
+ * configures it, and binds it to the port whose pipes use it.  3.2 on (the samples' form): the
+ * port hands out an id, which is configured through the port. */
+#if SOFTDOCA_API <= 302
+doca_error_t doca_flow_shared_resource_set_cfg(enum doca_flow_shared_resource_type type, uint32_t id,
+					       struct doca_flow_shared_resource_cfg *cfg);
+doca_error_t doca_flow_shared_resources_bind(enum doca_flow_shared_resource_type type, uint32_t *res_array,
+					     uint32_t res_array_len, void *bindable_obj);
+#endif
+#if SOFTDOCA_API >= 302
+doca_error_t doca_flow_port_shared_resource_get(struct doca_flow_port *port,
+						enum doca_flow_shared_resource_type type, uint32_t *res_id);
+doca_error_t doca_flow_port_shared_resource_set_cfg(struct doca_flow_port *port,
+						    enum doca_flow_shared_resource_type type, uint32_t res_id,
+						    struct doca_flow_shared_resource_cfg *cfg);
+#endif
 
 doca_error_t doca_flow_entries_process(struct doca_flow_port *port, uint16_t pipe_queue, uint64_t timeout,
 				       uint32_t max_processed_entries);

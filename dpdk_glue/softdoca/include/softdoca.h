@@ -103,6 +103,19 @@ doca_error_t softdoca_entry_error(struct doca_flow_pipe_entry *entry);
  * tests (ASan, fuzzing) of the parser and lookup without packet I/O. */
 int softdoca_classify_frame(uint16_t port_id, uint8_t *frame, uint32_t len);
 
+/* Meters.  The clock they read: CLOCK_MONOTONIC, or (manual=1) a manual clock that stands
+ * at ns until advanced (tests: exact token arithmetic).  Advancing needs the manual clock. */
+doca_error_t softdoca_set_clock(int manual, uint64_t ns);
+doca_error_t softdoca_advance_clock(uint64_t ns);
+/* Colour counters (green, red packets) of a configured shared meter, or of an entry's
+ * non-shared meter.  DOCA has no such query: the product counts drops with the drop stage's
+ * entry counters; these are for tests. */
+doca_error_t softdoca_shared_meter_stats(uint32_t id, uint64_t *green, uint64_t *red);
+doca_error_t softdoca_entry_meter_stats(struct doca_flow_pipe_entry *entry, uint64_t *green, uint64_t *red);
+/* What the last softdoca_classify_frame met: the number of meters that marked the frame and
+ * the colour it was left with (DOCA's enum; GREEN when no meter marked it). */
+doca_error_t softdoca_classify_trace(uint32_t *meters, uint8_t *color);
+
 #ifdef __cplusplus
 }
 #endif
