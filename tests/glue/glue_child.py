@@ -15,6 +15,7 @@ import traceback
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from dpdk_glue import ESwitch, GlueError, GlueMatch, PortSpec, default_eal_args, softdoca_ctl
+from dpdk_glue.binding import COLOR_GREEN, COLOR_RED
 from xenoflow_ovs.lab import frames as fr
 
 VIP = "198.18.0.53"
@@ -551,6 +552,135 @@ def sc_ipv6_rejects(prefix: str) -> Dict[str, Any]:
     return out
 
 
+# --- meters (the DoS guard's chain: a service-wide shared meter, then per-bucket meters) ---
+
+EVEN, ODD = "198.18.0.10", "198.18.0.11"
+MS = 1000000  # ns
+
+
+def meter_chain(sw: ESwitch, shared_cir: int, shared_cbs: int) -> Dict[str, Any]:
+    """p0's root: UDP/53 to VIP -> "svc" (match-all, the shared meter) -> "drop1" (red: drop;
+    else miss to) "buckets" (source's low bit: MAC + its own meter) -> "drop2" (red: drop; else
+    miss to p1).  TCP/53 to VIP -> p1 directly (meets no meter)."""
+    root = sw.create_root_pipe("p0", nr_entries=8)
+    drop2 = sw.create_basic_pipe("p0", "drop2", GlueMatch(meter_color=1), drop=True, miss_port="p1",
+                                 nr_entries=2)
+    buckets = sw.create_basic_pipe("p0", "buckets", GlueMatch(ipv4_src=1), fwd_pipe=drop2, meter="entry",
+                                   nr_entries=4)
+    drop1 = sw.create_basic_pipe("p0", "drop1", GlueMatch(meter_color=1), drop=True, miss_pipe=buckets,
+                                 nr_entries=2)
+    svc = sw.create_basic_pipe("p0", "svc", GlueMatch(), fwd_pipe=drop1, meter="shared", set_mac=False,
+                               nr_entries=1)
+    shared = sw.create_meter("p0", shared_cir, shared_cbs)
+    ents = sw.add_entries([
+        svc.entry(GlueMatch(), shared_meter=shared),
+        drop1.entry(GlueMatch(meter_color=COLOR_RED)),
+        buckets.entry(GlueMatch(ipv4_src=0), MAC_A, meter=(5, 3)),
+        buckets.entry(GlueMatch(ipv4_src=1), MAC_B, meter=(1000, 1000)),
+        drop2.entry(GlueMatch(meter_color=COLOR_RED)),
+        root.entry(GlueMatch(eth_type=0x0800, ip_proto=17, ipv4_dst=VIP, l4_dst=53), fwd_pipe=svc),
+        root.entry(GlueMatch(eth_type=0x0800, ip_proto=6, ipv4_dst=VIP, l4_dst=53), fwd_port="p1"),
+    ])
+    names = ("svc", "drop1", "even", "odd", "drop2")
+    return {"pipes": {"svc": svc, "drop1": drop1, "buckets": buckets, "drop2": drop2}, "shared": shared,
+            "e": dict(zip(names, ents))}
+
+
+def send(sw: ESwitch, src: str, n: int) -> List[List[str]]:
+    return [classify(sw, "p0", udp_frame(src, VIP, 40000, 53)) for _ in range(n)]
+
+
+def tally(results: List[List[str]]) -> Dict[str, int]:
+    out: Dict[str, int] = {}
+    for r in results:
+        key = r[0] if r[0] != "p1" else "p1:" + r[1]
+        out[key] = out.get(key, 0) + 1
+    return out
+
+
+def meter_counts(sw: ESwitch, c: Dict[str, Any]) -> Dict[str, Any]:
+    e = c["e"]
+    pk = [p for p, _ in sw.query_entries([e[k] for k in ("svc", "drop1", "even", "odd", "drop2")])]
+    return {"shared": softdoca_ctl.meter_stats(sw, c["shared"]),
+            "even": softdoca_ctl.meter_stats(sw, e["even"]), "odd": softdoca_ctl.meter_stats(sw, e["odd"]),
+            "entry_pkts": dict(zip(("svc", "drop1", "even", "odd", "drop2"), pk))}
+
+
+def sc_meters(prefix: str) -> Dict[str, Any]:
+    out: Dict[str, Any] = {}
+    with ESwitch(default_eal_args(prefix), none_ports(2)) as sw:
+        out["clock_not_manual"] = err(lambda: softdoca_ctl.advance_clock(sw, 1))
+        softdoca_ctl.set_manual_clock(sw, 0)
+        c = meter_chain(sw, shared_cir=100, shared_cbs=10)
+        e = c["e"]
+        # t=0: the shared bucket holds 10, even's 3, odd's 1000
+        out["burst_even"] = tally(send(sw, EVEN, 5))
+        out["burst_odd"] = tally(send(sw, ODD, 5))
+        out["shared_empty"] = tally(send(sw, ODD, 3))
+        out["after_burst"] = meter_counts(sw, c)
+        r = softdoca_ctl.classify_meters(sw, "p0", udp_frame(EVEN, VIP, 40000, 53))
+        out["trace_even_red"] = [r[0], r[2], r[3]]
+        r = softdoca_ctl.classify_meters(sw, "p0", tcp_frame(EVEN, VIP, 40000, 53))
+        out["trace_no_meter"] = [r[0], r[2], r[3]]
+        # refill: 100 ms at 100/s = 10 for the shared (its cap), 0.5 for even (< 1 token)
+        softdoca_ctl.advance_clock(sw, 100 * MS)
+        out["half_token"] = tally(send(sw, EVEN, 1))
+        softdoca_ctl.advance_clock(sw, 100 * MS)
+        out["one_token"] = tally(send(sw, EVEN, 1))
+        # cap: 10 s later the shared bucket holds cbs (10), not 1000
+        softdoca_ctl.advance_clock(sw, 10000 * MS)
+        out["capped"] = tally(send(sw, ODD, 20))
+        # modify in place: 50 ms at the old rate (5 tokens), then 1000/s with cbs 50 for 10 ms (+10)
+        softdoca_ctl.advance_clock(sw, 50 * MS)
+        sw.modify_meter(c["shared"], 1000, 50)
+        softdoca_ctl.advance_clock(sw, 10 * MS)
+        out["after_modify"] = tally(send(sw, ODD, 20))
+        before = meter_counts(sw, c)
+        # even's own meter: cbs 3 -> 4, in place (counters kept)
+        sw.update_entry_meters([(e["even"], (50, 4))])
+        softdoca_ctl.advance_clock(sw, 10000 * MS)
+        out["after_update"] = tally(send(sw, EVEN, 6))
+        out["counts_before_update"] = before
+        out["counts_after_update"] = meter_counts(sw, c)
+        # life cycle and refusals
+        out["destroy_used"] = err(lambda: sw.destroy_meter(c["shared"]))
+        spare = sw.create_meter("p0", 10, 10, unit="bytes")
+        out["destroy_unused"] = err(lambda: sw.destroy_meter(spare))
+        out["use_destroyed"] = err(lambda: c["pipes"]["svc"].entry(GlueMatch(ipv4_src=1), shared_meter=spare))
+        out["destroy_pipe_in_chain"] = err(lambda: sw.destroy_pipe(c["pipes"]["drop2"]))
+        buckets, drop1 = c["pipes"]["buckets"], c["pipes"]["drop1"]
+        out["bad"] = {
+            "cbs0": err(lambda: buckets.entry(GlueMatch(ipv4_src=0), MAC_A, meter=(5, 0))),
+            "cir0": err(lambda: sw.create_meter("p0", 0, 5)),
+            "meter_on_plain": err(lambda: drop1.entry(GlueMatch(meter_color=COLOR_GREEN), meter=(5, 5))),
+            "shared_on_entry_pipe": err(lambda: buckets.entry(GlueMatch(), MAC_A, shared_meter=c["shared"])),
+            "no_meter": err(lambda: buckets.entry(GlueMatch(ipv4_src=0), MAC_A)),
+            "mac_on_drop": err(lambda: drop1.entry(GlueMatch(meter_color=COLOR_RED), MAC_A)),
+            "two_fwds": err(lambda: sw.create_basic_pipe("p0", "x", GlueMatch(), "p1", 2, drop=True)),
+            "meter_kind": err(lambda: sw.create_basic_pipe("p0", "x", GlueMatch(), "p1", 2, meter="bucket")),
+            "update_no_own": err(lambda: sw.update_entry_meters([(e["svc"], (5, 5))])),
+            "color_value": err(lambda: sw.add_entries([drop1.entry(GlueMatch(meter_color=3))])),
+        }
+        # removing the entry that uses the shared meter frees it for destroy
+        sw.remove_entries([e["svc"]])
+        out["destroy_after_remove"] = err(lambda: sw.destroy_meter(c["shared"]))
+    return out
+
+
+def sc_meter_budgets(prefix: str) -> Dict[str, Any]:
+    out: Dict[str, Any] = {}
+    with ESwitch(default_eal_args(prefix), none_ports(2), meters=2, shared_meters=1) as sw:
+        m1 = sw.create_meter("p0", 10, 10)
+        out["second_shared"] = err(lambda: sw.create_meter("p0", 10, 10))
+        pipe = sw.create_basic_pipe("p0", "b", GlueMatch(ipv4_src=3), "p1", 8, meter="entry")
+        specs = [pipe.entry(GlueMatch(ipv4_src=i), MAC_A, meter=(10, 10)) for i in range(3)]
+        out["third_entry_meter"] = err(lambda: sw.add_entries(specs))
+        out["two_fit_after"] = len(sw.add_entries(specs[:2]))
+        sw.destroy_meter(m1)
+        out["shared_reused"] = err(lambda: sw.create_meter("p0", 20, 20))
+    return out
+
+
 SCENARIOS = {
     "semantics": sc_semantics,
     "rejects": sc_rejects,
@@ -566,6 +696,8 @@ SCENARIOS = {
     "idle_backoff": sc_idle_backoff,
     "ipv6": sc_ipv6,
     "ipv6_rejects": sc_ipv6_rejects,
+    "meters": sc_meters,
+    "meter_budgets": sc_meter_budgets,
 }
 
 

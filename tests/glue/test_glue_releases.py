@@ -77,6 +77,10 @@ def test_python_api_on_softdoca_as_the_release(glue, tmp_path, api):
     assert v6["u_even"] == ["p1", MAC_A] and v6["u_odd"] == ["p1", MAC_B]
     assert v6["t_odd_port"] == ["p1", MAC_B] and v6["hbh_dst_udp"] == ["p1", MAC_A]
     assert v6["v4_5353"][0] == "miss" and v6["trunc_chain"][0] == "miss"
+    met = glue.run("meters", pkg_parent=parent)  # shared meters: set_cfg + bind up to 3.1, port ids from 3.2
+    assert met["burst_even"] == {"p1:" + MAC_A: 3, "drop": 2} and met["shared_empty"] == {"drop": 3}
+    assert met["after_modify"] == {"p1:" + MAC_B: 15, "drop": 5}
+    assert met["after_update"] == {"p1:" + MAC_A: 4, "drop": 2}
     sw = glue.run("switch", pkg_parent=parent)
     assert sw["p0"] == ["p1", MAC_A] and sw["cross_eswitch"]["doca_error"] == "DOCA_ERROR_INVALID_VALUE"
     if api >= "301":
