@@ -466,6 +466,7 @@ class RootPipe(_Pipe):
         if sum((fwd_pipe is not None, fwd_port is not None, bool(drop))) != 1:
             raise ValueError("a root entry needs exactly one of fwd_pipe, fwd_port, drop")
         _uint(priority, 32, "priority")
+        target: Any
         if fwd_pipe is not None:
             if not isinstance(fwd_pipe, BasicPipe) or fwd_pipe._sw is not self._sw:
                 raise ValueError("fwd_pipe must be a BasicPipe of the same eSwitch")
