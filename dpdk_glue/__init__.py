@@ -7,6 +7,9 @@ softdoca's own knobs (fault injection, forwarder policy, ...) are in dpdk_glue.s
 from __future__ import annotations
 
 from dpdk_glue.binding import (
+    COLOR_GREEN,
+    COLOR_RED,
+    COLOR_YELLOW,
     BasicPipe,
     EntrySpec,
     ESwitch,
@@ -14,6 +17,7 @@ from dpdk_glue.binding import (
     GlueError,
     GlueMatch,
     GlueMissing,
+    Meter,
     PortSpec,
     RootPipe,
     default_eal_args,
@@ -22,6 +26,9 @@ from dpdk_glue.binding import (
 )
 
 __all__ = [
+    "COLOR_GREEN",
+    "COLOR_RED",
+    "COLOR_YELLOW",
     "BasicPipe",
     "EntrySpec",
     "ESwitch",
@@ -29,6 +36,7 @@ __all__ = [
     "GlueError",
     "GlueMatch",
     "GlueMissing",
+    "Meter",
     "PortSpec",
     "RootPipe",
     "default_eal_args",
