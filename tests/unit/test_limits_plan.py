@@ -3,6 +3,7 @@ eSwitch's drop stages, unmerged per-bucket rules, and make-before-break diffs.""
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import pytest
 from config_samples import errors_of, paper_data, paper_v4_data, parse
@@ -225,3 +226,80 @@ def test_meter_ids_stable_and_apart_per_service():
     assert len(set(ids)) == 2
     _, alone = _plan({"pps": 1000})
     assert list(alone.meters())[0].meter_id in ids, "a service's meter id does not depend on the others"
+
+
+# ---------------------------------------------------------------- consistency: meters in both planes
+
+
+def _planes(p):
+    flows = {}
+    for f in p.flows:
+        flows.setdefault(f.bridge, []).append(f)
+    return flows, list(p.pipes), list(p.entries)
+
+
+def _installed_ovs_meters(p):
+    out = {}
+    for m in p.meters():
+        out.setdefault(m.where, {})[m.meter_id] = (m.pps, m.burst)
+    return out
+
+
+def test_the_plan_as_installed_is_consistent_with_its_limits():
+    from xenoflow_ovs.intent import consistency
+    cfg, p = _plan({"pps": 1000, "per_bucket_pps": 100})
+    flows, pipes, entries = _planes(p)
+    rep = consistency.check(cfg, p, flows, pipes, entries, ovs_meters=_installed_ovs_meters(p),
+                            es_meters=list(p.es_meters()))
+    assert rep["verdict"] == "consistent", rep["drift"] or rep["buckets"][:2]
+    assert rep["buckets"][0]["limits"] == "100 pps burst 10, 1000 pps burst 100"
+    assert rep["buckets"][0]["eswitch_limits"] == rep["buckets"][0]["ovs_limits"] == rep["buckets"][0]["limits"]
+
+
+def test_a_limit_in_one_plane_only_is_drift_and_inconsistent():
+    from xenoflow_ovs.intent import consistency
+    cfg, p = _plan({"per_bucket_pps": 100})
+    _, plain = _plan(None)
+    flows, _, _ = _planes(plain)                   # OVS without meters
+    _, pipes, entries = _planes(p)                 # the eSwitch with them
+    rep = consistency.check(cfg, p, flows, pipes, entries, ovs_meters={}, es_meters=[])
+    assert rep["verdict"] == "drift"
+    assert any(d["plane"] == "ovs" and d["what"] == "missing" and "meter" in d["expected"] for d in rep["drift"])
+    full = consistency.check(cfg, p, flows, pipes, entries)
+    assert full["services"][0]["mismatched"] == 16
+    row = full["buckets"][0]
+    assert row["ovs_limits"] == "none" and row["eswitch_limits"] == "100 pps burst 10" and not row["ok"]
+
+
+def test_a_meter_at_another_rate_is_drift():
+    from xenoflow_ovs.intent import consistency
+    cfg, p = _plan({"pps": 1000})
+    flows, pipes, entries = _planes(p)
+    meters = _installed_ovs_meters(p)
+    br = next(iter(meters))
+    mid = next(iter(meters[br]))
+    meters[br][mid] = (999, 100)
+    es = [plan_mod.Meter("eswitch", m.where, m.meter_id, 1000, 7, m.owner, m.scope) for m in p.es_meters()]
+    rep = consistency.check(cfg, p, flows, pipes, entries, ovs_meters=meters, es_meters=es)
+    what = {(d["plane"], d["what"]) for d in rep["drift"]}
+    assert what == {("ovs", "changed"), ("eswitch", "changed")}
+    # read back, the wrong rates also make the buckets disagree with the intent
+    rep = consistency.check(cfg, p, flows, pipes, entries, ovs_meters=meters)
+    assert rep["services"][0]["mismatched"] == 16
+
+
+def test_fate_of_a_green_packet_walks_the_eswitch_chain():
+    from xenoflow_ovs.intent import fate
+    cfg, p = _plan({"pps": 1000, "per_bucket_pps": 100})
+    _, pipes, entries = _planes(p)
+    rates = {(m.where, m.meter_id): (m.pps, m.burst) for m in p.es_meters()}
+    pkt = fate.Packet(in_port="p0", ipv4_src="198.18.0.3")
+    f = fate.eswitch_fate(entries, pkt, pipes, rates)
+    assert f.verdict == "output" and f.meters == ((100, 10), (1000, 100))
+    assert f.path[-1].endswith(".svc.red")
+    # without the service stage's pipe the chain is broken: a miss, as the hardware's would be
+    broken = [pp for pp in pipes if not pp.name.endswith(".svc")]
+    assert fate.eswitch_fate(entries, pkt, broken, rates).verdict == "miss"
+    # a red packet is dropped by the bucket's drop stage
+    red = fate.eswitch_fate(entries, dataclasses.replace(pkt, meter_color=plan_mod.COLOR_RED), pipes, rates)
+    assert red.verdict == "drop"

@@ -20,8 +20,10 @@ import netaddr
 
 from . import fate
 from .config import PROTOCOLS, Config, Service
-from .plan import Entry, Flow, Listener, Pipe, Plan, int_to_ip, int_to_ip6
+from .plan import Entry, Flow, Listener, Meter, Pipe, Plan, int_to_ip, int_to_ip6
 from .render import describe_entry, to_ofctl
+
+OvsMeters = Dict[str, Dict[int, Tuple[int, int]]]     # bridge -> meter id -> (packets/s, burst)
 
 LIST_ALL = 4096     # bucket rows: all of them up to this many in the plan; mismatched ones beyond
 PAUSE_MASK = 2047   # pause() every 2048 buckets
@@ -66,7 +68,8 @@ def _drift_eswitch(planned_pipes: Sequence[Pipe], planned: Sequence[Entry], pipe
         if ek not in have:
             out.append({"plane": "eswitch", "where": e.port, "what": "missing",
                         "expected": describe_entry(e), "found": None})
-        elif (have[ek].fwd, have[ek].dst_mac, have[ek].priority) != (e.fwd, e.dst_mac, e.priority):
+        elif ((have[ek].fwd, have[ek].dst_mac, have[ek].priority, have[ek].meter, have[ek].shared_meter)
+              != (e.fwd, e.dst_mac, e.priority, e.meter, e.shared_meter)):
             out.append({"plane": "eswitch", "where": e.port, "what": "changed",
                         "expected": describe_entry(e), "found": describe_entry(have[ek])})
     for ek, e in have.items():
@@ -74,6 +77,36 @@ def _drift_eswitch(planned_pipes: Sequence[Pipe], planned: Sequence[Entry], pipe
             out.append({"plane": "eswitch", "where": e.port, "what": "unexpected", "expected": None,
                         "found": describe_entry(e)})
     return out
+
+
+def _drift_meters(plane: str, planned: Sequence[Meter], have: Dict[str, Dict[int, Tuple[int, int]]]
+                  ) -> List[Dict[str, Any]]:
+    """Meters of ours missing, at another rate, or left over (an OpenFlow meter or an
+    eSwitch shared meter; per-bucket eSwitch meters are compared with their entries)."""
+    def text(mid: int, rate: Tuple[int, int]) -> str:
+        return "meter %d %d pps burst %d" % (mid, rate[0], rate[1])
+    out = []
+    want: Dict[str, Dict[int, Tuple[int, int]]] = {}
+    for m in planned:
+        want.setdefault(m.where, {})[m.meter_id] = (m.pps, m.burst)
+    for where in sorted(set(want) | set(have)):
+        w, h = want.get(where, {}), have.get(where, {})
+        for mid in sorted(set(w) | set(h)):
+            if mid not in h:
+                out.append({"plane": plane, "where": where, "what": "missing", "expected": text(mid, w[mid]),
+                            "found": None})
+            elif mid not in w:
+                out.append({"plane": plane, "where": where, "what": "unexpected", "expected": None,
+                            "found": text(mid, h[mid])})
+            elif tuple(h[mid]) != w[mid]:
+                out.append({"plane": plane, "where": where, "what": "changed", "expected": text(mid, w[mid]),
+                            "found": text(mid, h[mid])})
+    return out
+
+
+def expected_meters(svc: Service) -> Tuple[Tuple[int, int], ...]:
+    """The limits a class of the service meets, in the order both planes apply them."""
+    return tuple(r for r in (svc.limits.bucket, svc.limits.service) if r is not None)
 
 
 def _probe_base(svc: Service, family: int) -> Tuple[int, int]:
@@ -122,6 +155,7 @@ def _check_buckets(cfg: Config, tables: Sequence[Tuple[str, Sequence[str]]], ovs
         svc = cfg.service(name)
         probes = [(lis, _probes(svc, lis)) for lis in svc.listeners]
         wants = {be.name: (svc.egress, be.mac) for be in svc.backends}
+        limits = expected_meters(svc)
         mismatched = 0
         for b, backend in enumerate(tbl):
             if pause is not None and not b & PAUSE_MASK:
@@ -131,11 +165,12 @@ def _check_buckets(cfg: Config, tables: Sequence[Tuple[str, Sequence[str]]], ovs
             for lis, probe in probes:
                 pkt = probe(b)
                 of = ovs.fate(pkt)
-                ok = of.verdict == "output" and (of.port, of.eth_dst) == want
+                ok = of.verdict == "output" and (of.port, of.eth_dst) == want and of.meters == limits
                 ef = None
                 if es is not None:
                     ef = es.fate(pkt)
-                    ok = ok and ef.verdict == "output" and (ef.port, ef.eth_dst) == want
+                    ok = (ok and ef.verdict == "output" and (ef.port, ef.eth_dst) == want
+                          and ef.meters == limits)
                 if not ok:
                     break
             if not ok:
@@ -149,6 +184,11 @@ def _check_buckets(cfg: Config, tables: Sequence[Tuple[str, Sequence[str]]], ovs
                 row["listener"] = listener_label(lis) if not ok else "all"
             if ef is not None:
                 row["eswitch"] = ef.where()
+            if limits or of.meters or (ef is not None and ef.meters):
+                row["limits"] = _limits_text(limits)
+                row["ovs_limits"] = _limits_text(of.meters)
+                if ef is not None:
+                    row["eswitch_limits"] = _limits_text(ef.meters)
             row["ok"] = ok
             rows.append(row)
         summary.append({"service": name, "buckets": len(tbl), "ok": len(tbl) - mismatched,
@@ -156,10 +196,15 @@ def _check_buckets(cfg: Config, tables: Sequence[Tuple[str, Sequence[str]]], ovs
     return rows, summary, left_out
 
 
+def _limits_text(rates: Sequence[Tuple[int, int]]) -> str:
+    return ", ".join("%d pps burst %d" % r for r in rates) or "none"
+
+
 def check(cfg: Config, desired: Plan, ovs_flows: Optional[Dict[str, Sequence[Flow]]],
           es_pipes: Sequence[Pipe] = (), es_entries: Sequence[Entry] = (),
           counters: Optional[Dict[str, Any]] = None, verdict_only: bool = False,
-          pause: Optional[Callable[[], Any]] = None) -> Dict[str, Any]:
+          pause: Optional[Callable[[], Any]] = None, ovs_meters: Optional[OvsMeters] = None,
+          es_meters: Optional[Sequence[Meter]] = None) -> Dict[str, Any]:
     """`ovs_flows` None means OVS could not be read (a bridge not connected): that is drift.
     The plan's flows, entries and tables are built on each access: each is read once.
     verdict_only: with drift found, the buckets and routes are not judged (the verdict is
@@ -168,6 +213,18 @@ def check(cfg: Config, desired: Plan, ovs_flows: Optional[Dict[str, Sequence[Flo
     check must not starve the switch connections)."""
     counters = counters or {}
     drift: List[Dict[str, Any]] = []
+    # the rates flows and entries name: what was read back, else the plan's
+    ovs_rates = ({(br, mid): tuple(r) for br, ms in ovs_meters.items() for mid, r in ms.items()}
+                 if ovs_meters is not None else {(m.where, m.meter_id): (m.pps, m.burst) for m in desired.meters()})
+    es_read = es_meters if es_meters is not None else list(desired.es_meters())
+    es_rates = {(m.where, m.meter_id): (m.pps, m.burst) for m in es_read}
+    if ovs_meters is not None:
+        drift += _drift_meters("ovs", list(desired.meters()), ovs_meters)
+    if es_meters is not None and cfg.has_eswitch:
+        have_es: Dict[str, Dict[int, Tuple[int, int]]] = {}
+        for m in es_meters:
+            have_es.setdefault(m.where, {})[m.meter_id] = (m.pps, m.burst)
+        drift += _drift_meters("eswitch", list(desired.es_meters()), have_es)
     if ovs_flows is None:
         drift.append({"plane": "ovs", "where": "*", "what": "unreachable", "expected": "connected",
                       "found": None})
@@ -182,8 +239,8 @@ def check(cfg: Config, desired: Plan, ovs_flows: Optional[Dict[str, Sequence[Flo
         return {"verdict": "drift", "consistent": False, "drift": drift, "services": [],
                 "buckets": [], "bucket_rows": "not judged", "buckets_left_out": 0, "routes": [],
                 "fallback_packets": fallback, "miss_other_packets": counters.get("miss_other")}
-    ovs = fate.OvsIndex(ovs_flows, cfg.bridge_of)
-    es = fate.EswitchIndex(es_entries) if cfg.has_eswitch else None
+    ovs = fate.OvsIndex(ovs_flows, cfg.bridge_of, ovs_rates)   # type: ignore[arg-type]
+    es = fate.EswitchIndex(es_entries, es_pipes, es_rates) if cfg.has_eswitch else None
     buckets_out, summary, left_out = _check_buckets(cfg, desired.tables, ovs, es, pause)
 
     routes_out = []

@@ -22,7 +22,9 @@ from typing import Any, Callable, Dict, Hashable, List, Optional, Sequence, Tupl
 
 import netaddr
 
-from .plan import ETH_ARP, ETH_IP, ETH_IPV6, Entry, Flow
+from .plan import ETH_ARP, ETH_IP, ETH_IPV6, Entry, Flow, Pipe
+
+Rates = Dict[Any, Tuple[int, int]]      # OVS: (bridge, meter id) -> rate; eSwitch: (port, id) -> rate
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,7 @@ class Packet:
     ipv6_dst: str = ""
     icmpv6_type: int = 0
     ipv6_nd_target: str = ""
+    meter_color: int = 0                # green: the fate of traffic within its limits
 
 
 def ipv6_packet(in_port: str, src: str, dst: str, **kw: Any) -> Packet:
@@ -65,6 +68,9 @@ class Fate:
     eth_dst: str
     verdict: str                        # output | drop | normal | miss (eSwitch: to representor)
     path: Tuple[str, ...] = field(default=())   # bridges / pipes traversed, for messages
+    # the limits (packets/s, burst) the packet's class met on its way, in order; (0, 0): a
+    # meter the plane names but does not hold
+    meters: Tuple[Tuple[int, int], ...] = ()
 
     def where(self) -> str:
         if self.verdict == "output":
@@ -153,8 +159,10 @@ def _scan_flows(flows: Dict[str, Sequence[Flow]]) -> Pick:
 _SETTABLE = frozenset(Packet.__dataclass_fields__)   # set_field on what the model carries
 
 
-def _follow(pick: Pick, bridge_of: Any, pkt: Packet, max_hops: int) -> Fate:
+def _follow(pick: Pick, bridge_of: Any, pkt: Packet, max_hops: int, rates: Optional[Rates] = None) -> Fate:
     path: List[str] = []
+    met: List[Tuple[int, int]] = []
+    rates = rates or {}
     bridge = bridge_of(pkt.in_port)
     for _ in range(max_hops):
         path.append(bridge)
@@ -174,6 +182,8 @@ def _follow(pick: Pick, bridge_of: Any, pkt: Packet, max_hops: int) -> Fate:
                     return Fate(None, pkt.eth_dst, "normal", tuple(path))
                 elif action[0] == "goto_table":
                     table = action[1]
+                elif action[0] == "meter":
+                    met.append(rates.get((bridge, action[1]), (0, 0)))
         if out is None:
             return Fate(None, pkt.eth_dst, "drop", tuple(path))
         if out.startswith("patch-"):
@@ -181,18 +191,19 @@ def _follow(pick: Pick, bridge_of: Any, pkt: Packet, max_hops: int) -> Fate:
             pkt = replace(pkt, in_port="patch-" + bridge)
             bridge = peer
             continue
-        return Fate(out, pkt.eth_dst, "output", tuple(path))
+        return Fate(out, pkt.eth_dst, "output", tuple(path), tuple(met))
     return Fate(None, pkt.eth_dst, "drop", tuple(path) + ("loop",))
 
 
-def ovs_fate(flows: Dict[str, Sequence[Flow]], bridge_of: Any, pkt: Packet, max_hops: int = 4) -> Fate:
+def ovs_fate(flows: Dict[str, Sequence[Flow]], bridge_of: Any, pkt: Packet, max_hops: int = 4,
+             rates: Optional[Rates] = None) -> Fate:
     """Follow a packet through the bridges' flows (highest priority first)."""
-    return _follow(_scan_flows(flows), bridge_of, pkt, max_hops)
+    return _follow(_scan_flows(flows), bridge_of, pkt, max_hops, rates)
 
 
 _ES_FIELDS = {"eth_type": "eth_type", "ip_proto": "ip_proto", "ipv4_src": "ipv4_src",
               "ipv4_dst": "ipv4_dst", "ipv6_src": "ipv6_src", "ipv6_dst": "ipv6_dst",
-              "l4_src": "l4_src", "l4_dst": "l4_dst"}
+              "l4_src": "l4_src", "l4_dst": "l4_dst", "meter_color": "meter_color"}
 
 
 def _entry_matches(e: Entry, pkt: Packet) -> bool:
@@ -216,7 +227,8 @@ def _entry_matches(e: Entry, pkt: Packet) -> bool:
 
 
 def _es_follow(root: Callable[[Packet], Optional[Entry]],
-               basic: Callable[[str, Packet], Optional[Entry]], pkt: Packet) -> Fate:
+               basic: Callable[[str, Packet], Optional[Entry]], pkt: Packet,
+               pipes: Optional[Dict[Tuple[str, str], Pipe]] = None, rates: Optional[Rates] = None) -> Fate:
     e = root(pkt)
     if e is None:
         return Fate(None, pkt.eth_dst, "miss", ("root",))
@@ -228,11 +240,54 @@ def _es_follow(root: Callable[[Packet], Optional[Entry]],
     b = basic(pipe, pkt)
     if b is None:
         return Fate(None, pkt.eth_dst, "miss", ("root", pipe))
-    return Fate(b.fwd[1], b.dst_mac or pkt.eth_dst, "output", ("root", pipe))
+    mac = b.dst_mac or pkt.eth_dst
+    p = (pipes or {}).get((pkt.in_port, pipe))
+    if p is None or not (p.meter or p.fwd_pipe):
+        return Fate(b.fwd[1], mac, "output", ("root", pipe), _met(b, pkt.in_port, rates))
+    return _es_stages(basic, replace(pkt, eth_dst=mac), p, b, pipes or {}, rates or {})
 
 
-def eswitch_fate(entries: Sequence[Entry], pkt: Packet) -> Fate:
-    """The eSwitch: the ingress port's root pipe, then at most one basic pipe."""
+def _met(e: Entry, port: str, rates: Optional[Rates]) -> Tuple[Tuple[int, int], ...]:
+    """The meters an entry applies: its own, or the shared one it names."""
+    if e.meter is not None:
+        return (tuple(e.meter),)   # type: ignore[return-value]
+    if e.shared_meter is not None:
+        return ((rates or {}).get((port, e.shared_meter), (0, 0)),)
+    return ()
+
+
+def _es_stages(basic: Callable[[str, Packet], Optional[Entry]], pkt: Packet, p: Pipe, b: Entry,
+               pipes: Dict[Tuple[str, str], Pipe], rates: Rates) -> Fate:
+    """A metered pipe's chain, for a packet within its limits (green): drop stages let it
+    pass to their miss target, a meter pipe's entry meters it and forwards on."""
+    path = ["root", p.name]
+    met = list(_met(b, pkt.in_port, rates))
+    target: Tuple[str, ...] = ("pipe", p.fwd_pipe) if p.fwd_pipe else ("port", p.fwd_port)
+    for _ in range(8):
+        if target[0] == "port":
+            return Fate(target[1], pkt.eth_dst, "output", tuple(path), tuple(met))
+        stage = pipes.get((pkt.in_port, target[1]))
+        path.append(target[1])
+        if stage is None:
+            return Fate(None, pkt.eth_dst, "miss", tuple(path), tuple(met))
+        e = basic(stage.name, pkt)
+        if stage.drop:
+            if e is not None:
+                return Fate(None, pkt.eth_dst, "drop", tuple(path), tuple(met))
+            target = stage.miss or ("miss",)
+            if target[0] == "miss":
+                return Fate(None, pkt.eth_dst, "miss", tuple(path), tuple(met))
+            continue
+        if e is None:
+            return Fate(None, pkt.eth_dst, "miss", tuple(path), tuple(met))
+        met.extend(_met(e, pkt.in_port, rates))
+        target = ("pipe", stage.fwd_pipe) if stage.fwd_pipe else ("port", stage.fwd_port)
+    return Fate(None, pkt.eth_dst, "drop", tuple(path) + ("loop",), tuple(met))
+
+
+def eswitch_fate(entries: Sequence[Entry], pkt: Packet, pipes: Sequence[Pipe] = (),
+                 rates: Optional[Rates] = None) -> Fate:
+    """The eSwitch: the ingress port's root pipe, then a basic pipe (and its drop stages)."""
     def root(pkt: Packet) -> Optional[Entry]:
         roots = sorted((e for e in entries if e.port == pkt.in_port and e.pipe == "root"
                         and _entry_matches(e, pkt)), key=lambda e: -e.priority)
@@ -242,7 +297,7 @@ def eswitch_fate(entries: Sequence[Entry], pkt: Packet) -> Fate:
         hits = [b for b in entries if b.port == pkt.in_port and b.pipe == pipe
                 and _entry_matches(b, pkt)]
         return hits[0] if hits else None
-    return _es_follow(root, basic, pkt)
+    return _es_follow(root, basic, pkt, {p.key: p for p in pipes}, rates)
 
 
 def arp_request(in_port: str, target: str) -> Packet:
@@ -435,8 +490,9 @@ def _flow_reader(elem: Elem) -> Callable[[Packet], Any]:
 class OvsIndex:
     """The bridges' flows indexed once; `fate` answers as `ovs_fate` does over them."""
 
-    def __init__(self, flows: Dict[str, Sequence[Flow]], bridge_of: Any) -> None:
+    def __init__(self, flows: Dict[str, Sequence[Flow]], bridge_of: Any, rates: Optional[Rates] = None) -> None:
         self._bridge_of = bridge_of
+        self._rates = rates
         self._bridges: Dict[str, str] = {}     # config lookups are linear: ask once per port
         self._spaces: Dict[Tuple[str, int], _Space] = {}
         self._readers: Dict[Elem, Callable[[Packet], Any]] = {}
@@ -469,7 +525,7 @@ class OvsIndex:
         return space.best(_Fields(pkt, self._readers), lambda f: flow_matches(f, pkt))
 
     def fate(self, pkt: Packet, max_hops: int = 4) -> Fate:
-        return _follow(self.pick, self.bridge_of, pkt, max_hops)
+        return _follow(self.pick, self.bridge_of, pkt, max_hops, self._rates)
 
 
 def _entry_reader(name: Elem) -> Callable[[Packet], Any]:
@@ -497,7 +553,10 @@ class EswitchIndex:
     order listed), per (port, pipe) the pipe's entries (the first listed that matches:
     a basic pipe has one mask, so one dict). `fate` answers as `eswitch_fate`."""
 
-    def __init__(self, entries: Sequence[Entry]) -> None:
+    def __init__(self, entries: Sequence[Entry], pipes: Sequence[Pipe] = (),
+                 rates: Optional[Rates] = None) -> None:
+        self._pipes_by_key = {p.key: p for p in pipes}
+        self._rates = rates
         self._roots: Dict[str, _Space] = {}
         self._pipes: Dict[Tuple[str, str], _Space] = {}
         for i, e in enumerate(entries):
@@ -531,4 +590,4 @@ class EswitchIndex:
         return space.best(_Fields(pkt, _ENTRY_READERS), lambda e: _entry_matches(e, pkt))
 
     def fate(self, pkt: Packet) -> Fate:
-        return _es_follow(self._root, self._basic, pkt)
+        return _es_follow(self._root, self._basic, pkt, self._pipes_by_key, self._rates)
