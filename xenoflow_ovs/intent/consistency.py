@@ -214,8 +214,10 @@ def check(cfg: Config, desired: Plan, ovs_flows: Optional[Dict[str, Sequence[Flo
     counters = counters or {}
     drift: List[Dict[str, Any]] = []
     # the rates flows and entries name: what was read back, else the plan's
-    ovs_rates = ({(br, mid): tuple(r) for br, ms in ovs_meters.items() for mid, r in ms.items()}
-                 if ovs_meters is not None else {(m.where, m.meter_id): (m.pps, m.burst) for m in desired.meters()})
+    if ovs_meters is not None:
+        ovs_rates = {(br, mid): tuple(r) for br, ms in ovs_meters.items() for mid, r in ms.items()}
+    else:
+        ovs_rates = {(m.where, m.meter_id): (m.pps, m.burst) for m in desired.meters()}
     es_read = es_meters if es_meters is not None else list(desired.es_meters())
     es_rates = {(m.where, m.meter_id): (m.pps, m.burst) for m in es_read}
     if ovs_meters is not None:

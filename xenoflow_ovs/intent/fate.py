@@ -490,7 +490,8 @@ def _flow_reader(elem: Elem) -> Callable[[Packet], Any]:
 class OvsIndex:
     """The bridges' flows indexed once; `fate` answers as `ovs_fate` does over them."""
 
-    def __init__(self, flows: Dict[str, Sequence[Flow]], bridge_of: Any, rates: Optional[Rates] = None) -> None:
+    def __init__(self, flows: Dict[str, Sequence[Flow]], bridge_of: Any,
+                 rates: Optional[Rates] = None) -> None:
         self._bridge_of = bridge_of
         self._rates = rates
         self._bridges: Dict[str, str] = {}     # config lookups are linear: ask once per port

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from . import buckets, nd
-from .config import PROTOCOLS, Config, Limits, Route, Service
+from .config import PROTOCOLS, Config, Route, Service
 
 ARP_VIP, PATCH_IN, SERVICE, ROUTE, ROUTE6, GUARD, PATCH_DROP, MGMT, TABLE_MISS = \
     300, 250, 200, 100, 50, 40, 30, 20, 0
@@ -314,7 +314,8 @@ class ServicePlan:
             actions = (("meter", self.bucket_meter_id(listener[0], value)),) + actions
         elif lim.service:
             actions = (("meter", self.service_meter_id),) + actions
-        actions += (("goto_table", METER_TABLE),) if lim.bucket and lim.service else (("output", self.first_hop),)
+        chained = lim.bucket and lim.service
+        actions += (("goto_table", METER_TABLE),) if chained else (("output", self.first_hop),)
         return Flow(self.ingress_br, SERVICE + bin(mask).count("1"), match, actions,
                     "service", self.svc.name, backend=backend)
 
@@ -411,7 +412,8 @@ class Plan:
     @property
     def pipes(self) -> Tuple[Pipe, ...]:
         """Every pipe, each after the pipes it forwards to (the order to create them in)."""
-        return tuple(p for s in self.services for p in s.stage_pipes + tuple(s.pipes.values())) + self.flat_pipes
+        return (tuple(p for s in self.services for p in s.stage_pipes + tuple(s.pipes.values()))
+                + self.flat_pipes)
 
     def meters(self, bridge: Optional[str] = None) -> Iterator[Meter]:
         """The OpenFlow meters (on `bridge`, or all)."""
