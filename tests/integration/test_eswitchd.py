@@ -259,3 +259,66 @@ def test_a_dual_stack_source_port_service_through_eswitchd(eswitchd):
                 ("dns.l4_src1.p1", 0): 0, ("dns.l4_src1.p1", 1): 0}
         return got if got == want else None
     assert wait_for(counted), client.counters()["entries"]
+
+
+def _limited(cfg, limits, bits=2):
+    data = config.to_data(cfg)
+    data["services"][0]["policy"]["bits"] = bits
+    if limits:
+        data["services"][0]["limits"] = limits
+    return plan.plan(config.parse(yaml.safe_dump(data)))
+
+
+def test_eswitchd_holds_a_flood_to_its_buckets_limit_and_changes_rates_in_place(eswitchd):
+    """Per-bucket and service meters through eswitchd on softdoca: a burst from one source is
+    cut to the bucket's burst, the drop stage counts the rest, the service's other buckets
+    pass; new rates apply in place; taking the limits away leaves no meter behind."""
+    cfg, client, proc, ns, logpath = eswitchd
+    limited = _limited(cfg, {"pps": 100000, "per_bucket_pps": 20, "per_bucket_burst": 5})
+    client.apply(plan.adoption_changes([], [], limited))
+    pipes, entries = client.installed()
+    assert plan.adoption_changes(pipes, entries, limited, client.listed_meters) == []
+    assert [(m.pps, m.burst) for m in client.listed_meters] == [(100000, 10000)]
+
+    before = rx_packets(ns["backend"], "b1")
+    t0 = time.monotonic()
+    send(ns["client"], "198.18.0.11", 40)          # bucket 3: 40 packets at once
+    took = time.monotonic() - t0
+    send(ns["client"], "198.18.0.12", 4)           # bucket 0: within its burst
+
+    def by_kind():
+        out = {}
+        for e in client.counters()["entries"]:
+            w = e["entry"]
+            out[(w["kind"], w["bucket"], w["pipe"].endswith(".svc.red"))] = e["pkts"]
+        return out
+    def flooded():
+        c = by_kind()
+        return c if c.get(("bucket", 3, False)) == 40 and c.get(("bucket", 0, False)) == 4 else None
+    got = wait_for(flooded)
+    assert got, by_kind()
+    dropped = got[("drop", 3, False)]
+    passed = 40 - dropped
+    assert 5 <= passed <= 5 + int(20 * (took + 1.0)), (passed, took)
+    assert got[("drop", 0, False)] == 0 and got[("drop", None, True)] == 0
+    assert got[("meter", None, False)] == passed + 4, "every green packet met the service meter"
+    assert wait_for(lambda: rx_packets(ns["backend"], "b1") - before >= passed + 4)
+    assert rx_packets(ns["backend"], "b1") - before == passed + 4
+    totals = {(t["kind"], t["backend"]): t["pkts"] for t in client.counters(entries=False)["totals"]}
+    assert totals[("drop", "bucket")] == dropped and totals[("drop", "service")] == 0
+
+    # new rates: meters and entries updated in place, counters kept
+    faster = _limited(cfg, {"pps": 50000, "per_bucket_pps": 40, "per_bucket_burst": 8})
+    changes = [c for c in plan.diff(limited, faster) if c.plane == "eswitch"]
+    assert {c.op for c in changes} == {"update", "update_meter"}
+    client.apply(changes)
+    assert [(m.pps, m.burst) for m in (client.installed() and client.listed_meters)] == [(50000, 5000)]
+    after = by_kind()
+    assert after[("drop", 3, False)] == dropped and after[("bucket", 3, False)] == 40
+
+    # limits off: a plain pipe again (make-before-break), no meter left in eswitchd
+    plain = _limited(cfg, None)
+    client.apply([c for c in plan.diff(faster, plain) if c.plane == "eswitch"])
+    pipes, entries = client.installed()
+    assert client.listed_meters == [] and not any(p.drop or p.meter for p in pipes)
+    assert plan.adoption_changes(pipes, entries, plain, client.listed_meters) == []

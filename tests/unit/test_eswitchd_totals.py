@@ -36,13 +36,13 @@ class FakeDriver:
         self.by_mac = {}         # MAC -> packets it really got
         self.fail_update = False
 
-    def create_pipe(self, p):
+    def create_pipe(self, p, pipes=None):
         return ("pipe", p.key)
 
     def destroy_pipe(self, h):
         pass
 
-    def add(self, entries, pipes):
+    def add(self, entries, pipes, meters=None):
         out = []
         for e in entries:
             self.live[self.next] = [e, 0, e.dst_mac]
@@ -50,7 +50,7 @@ class FakeDriver:
             self.next += 1
         return out
 
-    def update(self, h, e, pipes):
+    def update(self, h, e, pipes, meters=None):
         if e.pipe != "root":
             self.live[h][2] = e.dst_mac
             return h

@@ -145,7 +145,8 @@ class Runtime:
                 pipes, entries = self.eswitch.installed()
                 self.es_table = getattr(self.eswitch, "listed", None)
                 clock.lap("list")
-                changes = plan_mod.adoption_changes(pipes, entries, target)
+                changes = plan_mod.adoption_changes(pipes, entries, target,
+                                                        getattr(self.eswitch, "listed_meters", ()))
                 clock.lap("diff")
                 if changes:
                     self._eswitch_apply(changes)
@@ -361,12 +362,12 @@ class Runtime:
                 return []
             pipes, entries = self.eswitch.installed()
             self.es_table = getattr(self.eswitch, "listed", None)
-            changes = plan_mod.adoption_changes(pipes, entries, self._applied)
+            changes = plan_mod.adoption_changes(pipes, entries, self._applied,
+                                                getattr(self.eswitch, "listed_meters", ()))
             if not changes:
                 return []
             self._eswitch_apply(changes)
-            said = ["%s %s" % (c.op, render.describe_entry(c.item) if isinstance(c.item, plan_mod.Entry)
-                               else "pipe " + c.item.name) for c in changes]
+            said = ["%s %s" % (c.op, _described(c.item)) for c in changes]
             for s in said:
                 log.warning("repaired eSwitch drift: %s", s)
             if self.metrics is not None:
@@ -489,3 +490,11 @@ class EswitchTotals:
             seen[key] = (pkts, byts)
             self._credit(ent["kind"], ent["owner"], ent.get("backend"), dp, db)
         self.last, self.boot = seen, None
+
+
+def _described(item: Any) -> str:
+    if isinstance(item, plan_mod.Entry):
+        return render.describe_entry(item)
+    if isinstance(item, plan_mod.Meter):
+        return "meter %d (%d pps, burst %d)" % (item.meter_id, item.pps, item.burst)
+    return "pipe " + item.name

@@ -12,8 +12,8 @@ import json
 import socket
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
-from ..intent.plan import Change, Entry, Pipe
-from .wire import changes_to_wire, entry_from_wire, pipe_from_wire
+from ..intent.plan import Change, Entry, Meter, Pipe
+from .wire import changes_to_wire, entry_from_wire, meter_from_wire, pipe_from_wire
 
 TableVersion = Tuple[str, int]   # (eswitchd's boot, its table version): see daemon.EswitchState
 
@@ -54,6 +54,7 @@ class EswitchClient:
         # the table version of the last listing (installed()), None before one or from an
         # eswitchd that does not keep one
         self.listed: Optional[TableVersion] = None
+        self.listed_meters: List[Meter] = []
         self._lock = lock if lock is not None else threading.Lock()
 
     def _connect(self) -> socket.socket:
@@ -135,6 +136,8 @@ class EswitchClient:
     def installed(self) -> Tuple[List[Pipe], List[Entry]]:
         r = self.call("list")
         self.listed = _version(r.get("table"))
+        # the shared meters of the same listing (an older eswitchd lists none)
+        self.listed_meters = [meter_from_wire(m) for m in r.get("meters") or ()]
         return ([pipe_from_wire(p) for p in r["pipes"]], [entry_from_wire(e) for e in r["entries"]])
 
     def counters(self, entries: bool = True) -> Dict[str, Any]:

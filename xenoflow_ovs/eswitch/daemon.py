@@ -25,7 +25,7 @@ from .. import instance, logsetup, memory, sdnotify
 from ..exitcodes import EXIT_ERROR, EXIT_OK
 from ..intent import capacity, eswitch_ports
 from ..intent import config as config_mod
-from ..intent.plan import Change, Entry, Pipe
+from ..intent.plan import Change, Entry, Meter, Pipe
 from . import session as session_mod
 from . import wire
 
@@ -57,7 +57,10 @@ class GlueDriver:
         self.cfg = cfg
         # Devices before their representors, vnf pairs and e-switches: intent/eswitch_ports.py
         ports = [dpdk_glue.PortSpec(**kw) for kw in eswitch_ports.port_specs(cfg)]
-        self.sw = dpdk_glue.ESwitch(eal_args=list(cfg.eswitch.eal_args), ports=ports, mode=cfg.eswitch.mode)
+        # the meter budgets config validation counts against (intent/config.py)
+        self.sw = dpdk_glue.ESwitch(eal_args=list(cfg.eswitch.eal_args), ports=ports, mode=cfg.eswitch.mode,
+                                    meters=config_mod.ESWITCH_ENTRY_METERS,
+                                    shared_meters=config_mod.ESWITCH_SHARED_METERS)
         self.roots: Dict[str, Any] = {}
 
     def open(self) -> None:
@@ -86,14 +89,44 @@ class GlueDriver:
             self.roots[port] = self.sw.create_root_pipe(port, nr_entries=ROOT_CAPACITY)
         return self.roots[port]
 
-    def create_pipe(self, p: Pipe) -> Any:
-        return self.sw.create_basic_pipe(p.port, name=p.name, mask=self.glue.GlueMatch(**dict(p.mask)),
-                                         fwd_port=p.fwd_port, nr_entries=p.nr_entries)
+    def create_pipe(self, p: Pipe, pipes: Optional[Dict[Tuple[str, str], Any]] = None) -> Any:
+        mask = self.glue.GlueMatch(**dict(p.mask))
+        if not (p.meter or p.fwd_pipe or p.drop or p.miss):
+            return self.sw.create_basic_pipe(p.port, name=p.name, mask=mask, fwd_port=p.fwd_port,
+                                             nr_entries=p.nr_entries)
+        pipes = pipes or {}
+        kw: Dict[str, Any] = {"meter": p.meter or None}
+        if p.drop:
+            kw["drop"] = True
+        elif p.fwd_pipe:
+            kw["fwd_pipe"] = pipes[(p.port, p.fwd_pipe)]
+        else:
+            kw["fwd_port"] = p.fwd_port
+        if p.miss:
+            kw["miss_pipe" if p.miss[0] == "pipe" else "miss_port"] = (
+                pipes[(p.port, p.miss[1])] if p.miss[0] == "pipe" else p.miss[1])
+        # a match-all meter pipe only meters: no MAC of its own (the bucket pipe set it)
+        kw["set_mac"] = not p.drop and bool(p.mask)
+        return self.sw.create_basic_pipe(p.port, name=p.name, mask=mask, nr_entries=p.nr_entries, **kw)
+
+    def create_meter(self, m: Meter) -> Any:
+        return self.sw.create_meter(m.where, m.pps, m.burst)
+
+    def modify_meter(self, handle: Any, m: Meter) -> None:
+        self.sw.modify_meter(handle, m.pps, m.burst)
+
+    def destroy_meter(self, handle: Any) -> None:
+        self.sw.destroy_meter(handle)
+
+    def update_meters(self, pairs: List[Tuple[Any, Tuple[int, int]]]) -> None:
+        """New rates of entries' own meters, in place, in one glue batch (counters kept)."""
+        self.sw.update_entry_meters(pairs)
 
     def destroy_pipe(self, handle: Any) -> None:
         self.sw.destroy_pipe(handle)
 
-    def _request(self, e: Entry, pipes: Dict[Tuple[str, str], Any]) -> Any:
+    def _request(self, e: Entry, pipes: Dict[Tuple[str, str], Any],
+                 meters: Optional[Dict[Tuple[str, int], Any]] = None) -> Any:
         GlueMatch = self.glue.GlueMatch
         if e.pipe == "root":
             kw: Dict[str, Any] = {}
@@ -106,13 +139,21 @@ class GlueDriver:
             return self._root(e.port).entry(
                 match=GlueMatch(**{f: v for f, v, _ in e.match}),
                 mask=GlueMatch(**{f: m for f, _, m in e.match}), priority=doca_priority(e.priority), **kw)
-        return pipes[(e.port, e.pipe)].entry(match=GlueMatch(**{f: v for f, v, _ in e.match}),
-                                             dst_mac=e.dst_mac)
+        pipe = pipes[(e.port, e.pipe)]
+        kw = {}
+        if e.meter is not None:
+            kw["meter"] = tuple(e.meter)
+        if e.shared_meter is not None:
+            kw["shared_meter"] = (meters or {})[(e.port, e.shared_meter)]
+        return pipe.entry(match=GlueMatch(**{f: v for f, v, _ in e.match}),
+                          dst_mac=e.dst_mac if pipe.set_mac else None, **kw)
 
-    def add(self, entries: List[Entry], pipes: Dict[Tuple[str, str], Any]) -> List[Any]:
-        return self.sw.add_entries([self._request(e, pipes) for e in entries])
+    def add(self, entries: List[Entry], pipes: Dict[Tuple[str, str], Any],
+            meters: Optional[Dict[Tuple[str, int], Any]] = None) -> List[Any]:
+        return self.sw.add_entries([self._request(e, pipes, meters) for e in entries])
 
-    def update(self, handle: Any, e: Entry, pipes: Dict[Tuple[str, str], Any]) -> Any:
+    def update(self, handle: Any, e: Entry, pipes: Dict[Tuple[str, str], Any],
+               meters: Optional[Dict[Tuple[str, int], Any]] = None) -> Any:
         """Update in place; returns the (possibly new) handle."""
         if e.pipe != "root":
             self.sw.update_entries([(handle, e.dst_mac)])
@@ -120,7 +161,7 @@ class GlueDriver:
         # A root entry's target cannot be updated in place here: replace it. Traffic of
         # that class misses for a moment and OVS, which already has its rule, carries it.
         self.sw.remove_entries([handle])
-        return self.add([e], pipes)[0]
+        return self.add([e], pipes, meters)[0]
 
     def update_macs(self, pairs: List[Tuple[Any, str]]) -> None:
         """New destination MACs of bucket entries, in place, in one glue batch (counters kept)."""
@@ -174,6 +215,10 @@ FEATURES = ("runs", "totals", "version")   # what this eswitchd speaks beyond th
 
 
 def group_of(e: Entry) -> Group:
+    """A bucket's group is its backend's; a drop stage's entries group as the bucket limits'
+    or the service limit's drops ("bucket" / "service" in the backend's place)."""
+    if e.kind == "drop":
+        return (e.kind, e.owner, "bucket" if e.bucket is not None else "service")
     return (e.kind, e.owner, e.backend if e.kind == "bucket" else None)
 
 
@@ -181,12 +226,26 @@ class _Simulation:
     """A change list played on keys only. What the list adds and removes is kept beside the
     table, not in a copy of it (2^16 entries a pipe)."""
 
-    def __init__(self, pipes: set, entries: Dict[Key, Any]):
+    def __init__(self, pipes: set, entries: Dict[Key, Any], meters: Optional[set] = None):
         self.pipes = pipes
         self.entries = entries
+        self.meters = meters if meters is not None else set()
         self.added: set = set()
         self.gone: set = set()
         self.held: Optional[Dict[Tuple[str, str], int]] = None   # entries per pipe, once asked
+
+    def meter(self, c: Change, where: str) -> None:
+        key = (c.item.where, c.item.meter_id)
+        if c.op == "add_meter" and key in self.meters:
+            raise RequestError("%s: meter %s exists" % (where, key))
+        if c.op != "add_meter" and key not in self.meters:
+            raise RequestError("%s: no meter %s" % (where, key))
+        if c.item.pps < 1 or c.item.burst < 1:
+            raise RequestError("%s: a meter needs a rate and a burst of at least 1" % where)
+        if c.op == "add_meter":
+            self.meters.add(key)
+        elif c.op == "remove_meter":
+            self.meters.discard(key)
 
     def exists(self, k: Key) -> bool:
         return k in self.added or (k in self.entries and k not in self.gone)
@@ -223,8 +282,10 @@ class _Simulation:
             raise RequestError("%s: entry names unknown pipe %s" % (where, e.pipe))
         if c.op != "remove" and e.fwd and e.fwd[0] == "pipe" and (e.port, e.fwd[1]) not in self.pipes:
             raise RequestError("%s: forwards to unknown pipe %s" % (where, e.fwd[1]))
-        if c.op != "remove" and e.pipe != "root" and not e.dst_mac:
+        if c.op != "remove" and e.kind == "bucket" and not e.dst_mac:
             raise RequestError("%s: a bucket entry needs dst_mac" % where)
+        if c.op != "remove" and e.shared_meter is not None and (e.port, e.shared_meter) not in self.meters:
+            raise RequestError("%s: names unknown meter %d" % (where, e.shared_meter))
         if c.op == "update":
             return
         if c.op == "add":
@@ -256,6 +317,7 @@ class EswitchState:
         self.driver = driver
         self.pipes: Dict[Tuple[str, str], Tuple[Pipe, Any]] = {}
         self.entries: Dict[Key, Tuple[Entry, Any, int]] = {}
+        self.meters: Dict[Tuple[str, int], Tuple[Meter, Any]] = {}   # shared meters
         self.lock = threading.Lock()
         # What the last apply read of each entry right before it changed or went away
         # (when the client asked for it: an older controller credits it to the backend the
@@ -270,6 +332,9 @@ class EswitchState:
 
     def _handles(self) -> Dict[Tuple[str, str], Any]:
         return {k: h for k, (_, h) in self.pipes.items()}
+
+    def _meter_handles(self) -> Dict[Tuple[str, int], Any]:
+        return {k: h for k, (_, h) in self.meters.items()}
 
     def table_version(self) -> Dict[str, Any]:
         return {"boot": self.boot, "version": self.version}
@@ -303,11 +368,13 @@ class EswitchState:
 
     def validate(self, changes: List[Change]) -> None:
         """Simulate the list on keys only: a bad request must change nothing."""
-        sim = _Simulation(set(self.pipes), self.entries)
+        sim = _Simulation(set(self.pipes), self.entries, set(self.meters))
         for i, c in enumerate(changes):
             where = "changes[%d] (%s)" % (i, c.op)
             if c.op in ("add_pipe", "remove_pipe"):
                 sim.pipe(c, where)
+            elif c.op in wire.METER_OPS:
+                sim.meter(c, where)
             elif c.op in ("add", "update", "remove"):
                 sim.entry(c, where)
             else:
@@ -322,8 +389,10 @@ class EswitchState:
             before = self.version
             self.version += 1       # even a failed apply may have moved counters or handles
             undo: List[Callable[[], None]] = []
-            done = {"add_pipe": 0, "add": 0, "update": 0, "remove": 0, "remove_pipe": 0}
-            one = {"add_pipe": self._add_pipe, "remove_pipe": self._remove_pipe}
+            done = {"add_pipe": 0, "add": 0, "update": 0, "remove": 0, "remove_pipe": 0, "add_meter": 0,
+                    "update_meter": 0, "remove_meter": 0}
+            one = {"add_pipe": self._add_pipe, "remove_pipe": self._remove_pipe, "add_meter": self._add_meter,
+                   "update_meter": self._update_meter, "remove_meter": self._remove_meter}
             batch = {"add": self._add, "update": self._update, "remove": self._remove}
             try:
                 i = 0
@@ -353,8 +422,32 @@ class EswitchState:
                 raise
             return {"applied": done, "version_before": before, "version": self.version, "boot": self.boot}
 
+    def _add_meter(self, m: Meter, undo: list) -> None:
+        h = self.driver.create_meter(m)
+        self.meters[(m.where, m.meter_id)] = (m, h)
+
+        def back() -> None:
+            self.driver.destroy_meter(h)
+            del self.meters[(m.where, m.meter_id)]
+        undo.append(back)
+
+    def _update_meter(self, m: Meter, undo: list) -> None:
+        old, h = self.meters[(m.where, m.meter_id)]
+        self.driver.modify_meter(h, m)
+        self.meters[(m.where, m.meter_id)] = (m, h)
+
+        def back() -> None:
+            self.driver.modify_meter(h, old)
+            self.meters[(m.where, m.meter_id)] = (old, h)
+        undo.append(back)
+
+    def _remove_meter(self, m: Meter, undo: list) -> None:
+        old, h = self.meters.pop((m.where, m.meter_id))
+        self.driver.destroy_meter(h)
+        undo.append(lambda: self._add_meter(old, []))
+
     def _add_pipe(self, p: Pipe, undo: list) -> None:
-        h = self.driver.create_pipe(p)
+        h = self.driver.create_pipe(p, self._handles())
         self.pipes[p.key] = (p, h)
 
         def back() -> None:
@@ -368,7 +461,7 @@ class EswitchState:
         undo.append(lambda: self._add_pipe(old, []))
 
     def _add(self, entries: List[Entry], undo: list) -> None:
-        handles = self.driver.add(entries, self._handles())
+        handles = self.driver.add(entries, self._handles(), self._meter_handles())
         for e, h in zip(entries, handles):
             k = e.key
             self.entries[k] = (e, h, e.cookie)
@@ -395,6 +488,9 @@ class EswitchState:
 
     def _update(self, entries: List[Entry], undo: list) -> None:
         basic = [e for e in entries if e.pipe != "root"]
+        rerated = [e for e in basic if self.entries[e.key][0].meter != e.meter]
+        if rerated:
+            self._update_meters(rerated, undo)
         if basic:
             self._update_macs(basic, undo)
         for e in entries:
@@ -420,10 +516,19 @@ class EswitchState:
                 self.entries[e.key] = (old, h, c)
         undo.append(back)
 
+    def _update_meters(self, entries: List[Entry], undo: list) -> None:
+        """New rates of bucket entries' own meters (the MACs follow in _update_macs)."""
+        olds = [self.entries[e.key] for e in entries]
+        if any(e.meter is None or old.meter is None for e, (old, _, _) in zip(entries, olds)):
+            raise RequestError("an entry's meter can change rate in place, not come or go: "
+                               "that is a new pipe")
+        self.driver.update_meters([(h, tuple(e.meter)) for e, (_, h, _) in zip(entries, olds)])
+        undo.append(lambda: self.driver.update_meters([(h, tuple(old.meter)) for old, h, _ in olds]))
+
     def _update_root(self, e: Entry, undo: list) -> None:
         old, h, c = self.entries[e.key]
         (was,) = self.driver.query([h])
-        new_h = self.driver.update(h, e, self._handles())
+        new_h = self.driver.update(h, e, self._handles(), self._meter_handles())
         (has,) = self.driver.query([new_h])   # a replaced entry starts from zero
         self._note(old, was)
         self._leave(old, was)
@@ -432,7 +537,7 @@ class EswitchState:
 
         def back() -> None:
             (now,) = self.driver.query([new_h])
-            h_back = self.driver.update(new_h, old, self._handles())
+            h_back = self.driver.update(new_h, old, self._handles(), self._meter_handles())
             (again,) = self.driver.query([h_back])
             self._leave(e, now)
             self._join(old, h_back, again)
@@ -444,6 +549,7 @@ class EswitchState:
     def listing(self) -> Dict[str, Any]:
         with self.lock:
             return {"pipes": [wire.pipe_to_wire(p) for p, _ in self.pipes.values()],
+                    "meters": [wire.meter_to_wire(m) for m, _ in self.meters.values()],
                     "entries": [dict(wire.entry_to_wire(e), cookie=c) for e, _, c in self.entries.values()],
                     "table": self.table_version()}
 

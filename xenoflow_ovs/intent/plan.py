@@ -903,12 +903,19 @@ def _leaf_first(e: Entry) -> int:
 
 
 def adoption_changes(installed_pipes: Sequence[Pipe], installed_entries: Sequence[Entry],
-                     desired: Plan) -> List[Change]:
+                     desired: Plan, installed_meters: Sequence[Meter] = ()) -> List[Change]:
     """What to change so the eSwitch holds exactly `desired`'s part, given what is installed
-    (a restarted controller adopts matching entries: no flush, no duplicates)."""
+    (a restarted controller adopts matching entries and shared meters: no flush, no
+    duplicates). Meters go first and last, around the entries that use them."""
     have = Plan(flows=(), pipes=tuple(installed_pipes), entries=tuple(installed_entries))
     want = Plan(flows=(), pipes=desired.pipes, entries=desired.entries)
-    return [c for c in diff(have, want) if c.plane == "eswitch"]
+    olds = {m.key: m for m in installed_meters}
+    news = {m.key: m for m in desired.es_meters()}
+    first = [Change("eswitch", "add_meter", m) for k, m in sorted(news.items()) if k not in olds]
+    first += [Change("eswitch", "update_meter", m, olds[k]) for k, m in sorted(news.items())
+              if k in olds and olds[k] != m]
+    last = [Change("eswitch", "remove_meter", m) for k, m in sorted(olds.items()) if k not in news]
+    return first + [c for c in diff(have, want) if c.plane == "eswitch"] + last
 
 
 def moved_buckets(old: Plan, new: Plan) -> int:
