@@ -307,3 +307,20 @@ def test_fate_of_a_green_packet_walks_the_eswitch_chain():
     # a red packet is dropped by the bucket's drop stage
     red = fate.eswitch_fate(entries, dataclasses.replace(pkt, meter_color=plan_mod.COLOR_RED), pipes, rates)
     assert red.verdict == "drop"
+
+
+# ---------------------------------------------------------------- eswitchd's wire
+
+
+def test_metered_changes_travel_to_eswitchd_and_back_whole():
+    from xenoflow_ovs.eswitch import wire
+    _, p0 = _plan(None)
+    _, p1 = _plan({"pps": 1000, "per_bucket_pps": 100})
+    changes = [c for c in plan_mod.diff(p0, p1) + plan_mod.diff(p1, p0) if c.plane == "eswitch"]
+    assert {c.op for c in changes} >= {"add_meter", "remove_meter", "add_pipe", "add"}
+    for runs in (True, False):
+        back = wire.changes_from_wire(wire.changes_to_wire(changes, runs=runs))
+        assert [(c.op, c.item) for c in back] == [(c.op, c.item) for c in changes]
+    # runs carry a bucket's meter once for the whole run
+    compact = wire.changes_to_wire(changes, runs=True)
+    assert any(d.get("run", {}).get("meter") == [100, 10] for d in compact)
