@@ -56,6 +56,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     p = plan_mod.plan(cfg, exclude=drained)
     for br in cfg.bridges:
         print("# OpenFlow 1.3 rules on %s (ovs-ofctl syntax)" % br.name)
+        for m in p.meters(br.name):
+            print(render.meter_to_ofctl(m))
         for f in sorted(p.bridge_flows(br.name), key=lambda f: (-f.priority, render.to_ofctl(f))):
             print(render.to_ofctl(f))
         print()
@@ -63,10 +65,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
                                           ", routes mirrored" if cfg.eswitch.mirror_routes else ""))
     if not cfg.has_eswitch:
         print("(none: OVS alone balances)")
+    for m in p.es_meters():
+        print("shared meter %d on port %s: %d pps, burst %d (%s)" % (m.meter_id, m.where, m.pps, m.burst,
+                                                                    m.owner))
     for pipe in p.pipes:
-        mask = ",".join("%s/%#x" % m for m in pipe.mask)
-        print("pipe %s on port %s: basic, mask %s, fwd port:%s, nr_entries %d" % (
-            pipe.name, pipe.port, mask, pipe.fwd_port, pipe.nr_entries))
+        print(render.describe_pipe(pipe))
     for e in sorted(p.entries, key=lambda e: (e.port, e.pipe != "root", -e.priority, e.bucket or 0)):
         print(render.describe_entry(e))
     for name, tbl in p.tables:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any, Sequence
 
-from .plan import ETH_ARP, ETH_IP, UNTAGGED, Action, Entry, Flow, Match, int_to_ip
+from .plan import ETH_ARP, ETH_IP, UNTAGGED, Action, Entry, Flow, Match, Pipe, int_to_ip
 
 ETH_IPV6 = 0x86DD
 
@@ -119,5 +119,26 @@ def describe_entry(e: Entry) -> str:
         fwd = "%s:%s" % (e.fwd[0], e.fwd[1]) if len(e.fwd) > 1 else e.fwd[0]
         return "port=%s pipe=root priority=%d %s -> fwd %s  (%s %s)" % (
             e.port, e.priority, match, fwd, e.kind, e.owner)
-    return "port=%s pipe=%s bucket=%s %s -> set dst_mac=%s, fwd port:%s  (backend %s)" % (
-        e.port, e.pipe, e.bucket, match, e.dst_mac, e.fwd[1], e.backend)
+    if e.kind == "drop":
+        return "port=%s pipe=%s bucket=%s %s -> drop  (rate-limited, %s)" % (
+            e.port, e.pipe, e.bucket, match, e.owner)
+    meter = ""
+    if e.meter is not None:
+        meter = ", meter %d pps burst %d" % tuple(e.meter)
+    elif e.shared_meter is not None:
+        meter = ", shared meter %d" % e.shared_meter
+    if e.kind == "meter":
+        return "port=%s pipe=%s (every packet)%s  (%s)" % (e.port, e.pipe, meter, e.owner)
+    return "port=%s pipe=%s bucket=%s %s -> set dst_mac=%s%s, fwd port:%s  (backend %s)" % (
+        e.port, e.pipe, e.bucket, match, e.dst_mac, meter, e.fwd[1], e.backend)
+
+
+def describe_pipe(p: Pipe) -> str:
+    mask = ",".join("%s/%#x" % m for m in p.mask) or "none (every packet)"
+    if p.drop:
+        then = "drop matches, the rest to %s:%s" % p.miss
+    else:
+        then = "fwd pipe:%s" % p.fwd_pipe if p.fwd_pipe else "fwd port:%s" % p.fwd_port
+    meter = {"entry": ", a meter per entry", "shared": ", entries meter with a shared meter"}.get(p.meter, "")
+    return "pipe %s on port %s: basic, mask %s, %s%s, nr_entries %d" % (
+        p.name, p.port, mask, then, meter, p.nr_entries)
