@@ -8,7 +8,8 @@ benchmark goals against what the CSVs of the same run show.
 
 Sections, in this order when present: throughput, latency, latency_load,
 control, disruption, faults, glue_* and any other results/*.md; then softdoca's IPv6
-against IPv4, built here from ipv6.csv and ipv6.json (bench_ipv6.py); then the control
+against IPv4, built here from ipv6.csv and ipv6.json (bench_ipv6.py); then the DoS guard's
+meters, built here from meters.csv and meters.json (bench_meters.py); then the control
 plane at scale, built here from scale.csv (bench_scale.py): its goals, the fitted
 growth of every cost, the points and softdoca's forwarding against the table size;
 last the fleet, built here from fleet.csv (bench_fleet.py): its goals, edit to
@@ -421,6 +422,7 @@ def section(results: str, name: str) -> str:
 SCALE_OWN = ("scale", "glue_forward_entries")     # the scale section shows these itself
 FLEET_OWN = ("fleet",)                            # and the fleet section this one
 IPV6_OWN = ("ipv6",)                              # and the IPv6 section this one
+METERS_OWN = ("meters",)                          # and the DoS guard's section this one
 
 
 def ipv6_section(results: str) -> Optional[str]:
@@ -433,6 +435,19 @@ def ipv6_section(results: str) -> Optional[str]:
     text = bench_ipv6.markdown(rows, load_meta(results, "ipv6")).strip()
     return text + ("\n\nMethod and lab: `benchmarks/bench_ipv6.py`'s docstring; every row: "
                    "[ipv6.csv](%s/ipv6.csv)." % os.path.relpath(results, HERE))
+
+
+def meters_section(results: str) -> Optional[str]:
+    """From meters.csv and meters.json (bench_meters.py): the DoS guard's goals, the meters'
+    accuracy, the meter chain's cost to forwarding and latency with the A/A runs; None without
+    meters.csv."""
+    rows = read_csv(os.path.join(results, "meters.csv"))
+    if not rows:
+        return None
+    import bench_meters
+    text = bench_meters.markdown(rows, load_meta(results, "meters")).strip()
+    return text + ("\n\nMethod and lab: `benchmarks/bench_meters.py`'s docstring; every row: "
+                   "[meters.csv](%s/meters.csv)." % os.path.relpath(results, HERE))
 
 
 def scale_section(results: str) -> Optional[str]:
@@ -508,7 +523,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=os.path.join(HERE, "REPORT.md"))
     a = ap.parse_args(argv)
     mds = [os.path.basename(p)[:-3] for p in glob.glob(os.path.join(a.results, "*.md"))]
-    mds = [n for n in mds if n not in SCALE_OWN + FLEET_OWN + IPV6_OWN and not n.startswith("fleet_events")]
+    mds = [n for n in mds if n not in SCALE_OWN + FLEET_OWN + IPV6_OWN + METERS_OWN
+           and not n.startswith("fleet_events")]
     names = [n for n in ORDER if n in mds]
     names += sorted(n for n in mds if n.startswith("glue_"))
     names += sorted(n for n in mds if n not in names)
@@ -526,6 +542,9 @@ def main(argv=None) -> int:
     ipv6 = ipv6_section(a.results)
     if ipv6:
         parts += ["", ipv6]
+    meters = meters_section(a.results)
+    if meters:
+        parts += ["", meters]
     scale = scale_section(a.results)
     if scale:
         parts += ["", scale]
