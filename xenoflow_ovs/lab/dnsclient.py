@@ -28,7 +28,7 @@ from .pyenv import subprocess_env as _subprocess_env
 
 DEFAULT_NAME = "who.example.lab"
 
-__all__ = ["query_txt", "query_many", "query_txt_in_ns", "query_many_in_ns", "main"]
+__all__ = ["query_txt", "query_many", "query_rounds", "query_txt_in_ns", "query_many_in_ns", "main"]
 
 
 class _NoAnswer(Exception):
@@ -85,6 +85,41 @@ def query_many(server: str, src: Optional[str] = None, count: int = 1,
     if last_error:
         out["last_error"] = last_error
     return out
+
+
+def query_rounds(server: str, sources: List[str], rounds: int, interval: float,
+                 name: str = DEFAULT_NAME, timeout: float = 1.0, port: int = 53) -> Dict[str, Dict]:
+    """`rounds` rounds of one query from every source in turn, a round starting every
+    `interval` seconds (a steady rate per source, as a resolver would ask, not a burst);
+    {source: summary} in query_many's shape. A round that overruns starts the next one at
+    once, so a lost query delays the schedule but never drops a round."""
+    import time
+
+    per: Dict[str, Dict] = {s: {"server": server, "src": s, "name": name, "count": 0, "tcp": False,
+                                "by_answer": {}, "timeouts": 0, "errors": 0} for s in sources}
+    t0 = time.monotonic()
+    for r in range(rounds):
+        time.sleep(max(0.0, t0 + r * interval - time.monotonic()))
+        for s in sources:
+            _tally(per[s], server, s, name, timeout, port)
+    return per
+
+
+def _tally(out: Dict, server: str, src: str, name: str, timeout: float, port: int) -> None:
+    """One query from `src`, counted into a query_many-shaped summary."""
+    import dns.exception
+
+    out["count"] += 1
+    try:
+        ans = _one(server, src, name, timeout, port)
+    except dns.exception.Timeout:
+        out["timeouts"] += 1
+        return
+    except Exception as e:  # as query_many: a wrong source, a malformed reply, no TXT
+        out["errors"] += 1
+        out["last_error"] = "%s: %s" % (type(e).__name__, e)
+        return
+    out["by_answer"][ans] = out["by_answer"].get(ans, 0) + 1
 
 
 def query_many_in_ns(ns: Optional[str], server: str, src: Optional[str] = None, count: int = 1,

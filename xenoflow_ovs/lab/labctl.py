@@ -1,5 +1,5 @@
 """`xenoflow lab up|down|status|demo [--topology paper] [--run-dir D] [--eswitch softdoca|none]
-[--eswitch-mode vnf|switch] [--mirror-routes on|off]`.
+[--eswitch-mode vnf|switch] [--mirror-routes on|off] [--flood]`.
 
 ``up``     builds the topology (topologies/<name>/topology.yaml, see topology.py), starts bind9
            on the backends, a private OVS inside the ``dpu`` namespace, eswitchd (softdoca) and
@@ -13,7 +13,10 @@
            bridges and its netdev taps, namespaces. Idempotent, also after a crash.
 ``demo``   up, DNS queries from every client source address, counters per backend (bind9's
            own, the eSwitch entries', OVS's), host traffic fips5 -> p1, the consistency
-           verdict, down (a lab that was up before the demo is left up).
+           verdict, down (a lab that was up before the demo is left up). With ``--flood``
+           (``up`` too): the topology's flood variant (flood.yaml: more buckets and a
+           per-bucket limit) and, for ``demo``, one source flooding its bucket while the
+           others query at a steady rate (flood.py).
 
 The run dir (default ``run/<topology>`` under the repository root, owner-only) holds
 ``state.json``, the *derived config* ``xenoflow.yaml`` (the topology's config with the
@@ -45,6 +48,7 @@ from .topology import Lab, LabBusy, Topology, load_topology, topology_candidates
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 REQUIRED_TOOLS = ("ip", "ethtool", "sysctl", "bridge", "ovsdb-tool", "ovsdb-server", "ovs-vswitchd",
                   "ovs-vsctl", "ovs-ofctl", "named", "named-checkconf", "ping")
+FLOOD_CONFIG = "flood.yaml"
 
 
 class LabError(RuntimeError):
@@ -90,14 +94,40 @@ def default_run_dir(topo: Topology) -> str:
 # ---------------------------------------------------------------- the derived config
 
 
+def flood_config_path(topo: Topology) -> str:
+    """The flood variant's service keys: flood.yaml beside the topology's config."""
+    return os.path.join(os.path.dirname(topo.config_path), FLOOD_CONFIG)
+
+
+def merge_services(data: Dict[str, Any], overlay: Dict[str, Any]) -> Dict[str, Any]:
+    """`data` with each service named in overlay["services"] taking the overlay's keys (pure:
+    new dicts). A name the config has no service of is an error, not silently ignored."""
+    want = dict(overlay.get("services") or {})
+    services = []
+    for svc in data.get("services") or []:
+        extra = want.pop(svc.get("name"), None)
+        services.append(dict(svc, **extra) if extra else svc)
+    if want:
+        raise LabError("the flood variant names services the config lacks: %s" % ", ".join(sorted(want)))
+    return dict(data, services=services)
+
+
 def write_derived_config(topo: Topology, run_dir: str, driver: Optional[str],
-                         mirror_routes: Optional[bool], mode: Optional[str] = None) -> str:
-    """The topology's config with the overrides applied and every socket/db path pointed
-    into the run dir (absolute), written to <run dir>/xenoflow.yaml (0600). Returns the path."""
+                         mirror_routes: Optional[bool], mode: Optional[str] = None,
+                         flood: bool = False) -> str:
+    """The topology's config with the overrides applied (`flood`: the services' keys of the
+    flood variant, flood.yaml) and every socket/db path pointed into the run dir (absolute),
+    written to <run dir>/xenoflow.yaml (0600). Returns the path."""
     from ..intent import config as config_mod
 
     with open(topo.config_path, encoding="utf-8") as f:
         data = yaml.safe_load(f)
+    if flood:
+        path = flood_config_path(topo)
+        if not os.path.exists(path):
+            raise LabError("topology %s has no flood variant (%s)" % (topo.name, path))
+        with open(path, encoding="utf-8") as f:
+            data = merge_services(data, yaml.safe_load(f) or {})
     dpu = data.setdefault("dpu", {})
     es = dpu.get("eswitch") or {}
     dpu["eswitch"] = es
@@ -189,6 +219,8 @@ class LabCtl:
         if self.mirror is None and st.data.get("extra", {}).get("mirror_routes") is not None:
             self.mirror = st.data["extra"]["mirror_routes"]
         self.mode = getattr(args, "eswitch_mode", None) or st.data.get("extra", {}).get("mode")
+        # the flood variant, once up, stays until `down` (as the other overrides do)
+        self.flood = bool(getattr(args, "flood", False) or st.data.get("extra", {}).get("flood"))
         if self.driver is None:
             with open(self.topo.config_path, encoding="utf-8") as f:
                 raw = yaml.safe_load(f) or {}
@@ -265,15 +297,18 @@ class LabCtl:
         self.lab.check_free()
         os.makedirs(self.run_dir, mode=0o700, exist_ok=True)
         os.chmod(self.run_dir, 0o700)
-        self.state.data["extra"].update(driver=self.driver, mirror_routes=self.mirror, mode=self.mode)
+        self.state.data["extra"].update(driver=self.driver, mirror_routes=self.mirror, mode=self.mode,
+                                        flood=self.flood)
         self.state.save()
         old_text = _read(self.cfg_path)
-        self.cfg_path = write_derived_config(self.topo, self.run_dir, self.driver, self.mirror, self.mode)
+        self.cfg_path = write_derived_config(self.topo, self.run_dir, self.driver, self.mirror, self.mode,
+                                             self.flood)
         self.cfg = None
         cfg = self.load_cfg()
-        say("config: %s (eswitch %s, %s mode, routes %smirrored)" % (
+        say("config: %s (eswitch %s, %s mode, routes %smirrored%s)" % (
             os.path.relpath(self.cfg_path), cfg.eswitch.driver, cfg.eswitch.mode,
-            "" if cfg.eswitch.mirror_routes else "NOT "))
+            "" if cfg.eswitch.mirror_routes else "NOT ",
+            ", the flood variant: %s" % FLOOD_CONFIG if self.flood else ""))
         self._say_operator_state(cfg)
         if old_text is not None and old_text != _read(self.cfg_path) and self._alive("controller"):
             # a running lab brought up with other overrides: the controller restarts on the new
@@ -874,6 +909,9 @@ def main(args: argparse.Namespace) -> int:
             _print_status(st)
             alive = all(p["alive"] for p in st["processes"].values())
             return EXIT_OK if st["state"] and alive and all(st["namespaces"].values()) else EXIT_FOUND
+        if action == "demo" and getattr(args, "flood", False):
+            from .flood import FloodDemo
+            return _demo(ctl, say, FloodDemo(ctl).run)
         if action == "demo":
             return _demo(ctl, say)
     except LabBusy as e:
