@@ -63,6 +63,7 @@ bench: deps-311 venv
 	$(VENV)/bin/python benchmarks/bench_idle.py
 	$(VENV)/bin/python benchmarks/bench_ipv6.py
 	$(VENV)/bin/python benchmarks/bench_transports.py
+	$(VENV)/bin/python benchmarks/bench_meters.py
 	$(VENV)/bin/python benchmarks/report.py
 
 bench-smoke: deps-311 venv
