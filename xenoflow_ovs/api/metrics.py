@@ -122,6 +122,38 @@ def _totals(dpu: str, st: Dict[str, Any]) -> Iterator[Any]:
     yield ok
 
 
+METRIC_BUCKETS = 64   # per-bucket series only for services of at most this many buckets
+
+
+def _limits(dpu: str, st: Dict[str, Any]) -> Iterator[Any]:
+    """Packets the rate limits dropped, per service, plane and scope (the service-wide meter,
+    or the buckets' own meters altogether); per bucket too (label `bucket`) for a service
+    of at most METRIC_BUCKETS buckets, so a 2^16-bucket table is never 2^16 series. A
+    bucket's series appears once it has dropped a packet."""
+    fam = CounterMetricFamily("xenoflow_limited_packets", "Packets a rate limit dropped, by plane and "
+                              "scope (service, bucket)", labels=["dpu", "service", "plane", "scope"])
+    per = CounterMetricFamily("xenoflow_limited_bucket_packets", "Packets a bucket's rate limit dropped, "
+                              "by plane (services of at most %d buckets)" % METRIC_BUCKETS,
+                              labels=["dpu", "service", "plane", "bucket"])
+    rate = GaugeMetricFamily("xenoflow_limit_pps", "A service's configured rate limit, packets/s, by "
+                             "scope", labels=["dpu", "service", "scope"])
+    for svc, lim in sorted((st.get("limits") or {}).items()):
+        for plane, scopes in sorted((lim.get("limited_packets") or {}).items()):
+            for scope, n in sorted((scopes or {}).items()):
+                fam.add_metric([dpu, svc, plane, scope], n)
+        if (lim.get("bucket_count") or METRIC_BUCKETS + 1) <= METRIC_BUCKETS:
+            for row in lim.get("buckets") or []:
+                for plane in ("eswitch", "ovs"):
+                    if plane in row:
+                        per.add_metric([dpu, svc, plane, str(row["bucket"])], row[plane])
+        for scope, key in (("service", "pps"), ("bucket", "per_bucket_pps")):
+            if lim.get(key) is not None:
+                rate.add_metric([dpu, svc, scope], lim[key])
+    yield fam
+    yield per
+    yield rate
+
+
 def _bgp(dpu: str, st: Dict[str, Any]) -> Iterator[Any]:
     """A fleet DPU's announcements and its BGP/BFD peers (fleet.bgp)."""
     b = (st.get("fleet") or {}).get("bgp")
@@ -150,7 +182,7 @@ class _StateCollector:
 
     def collect(self) -> Iterator[Any]:
         st = self.state()
-        for part in (_backends, _totals, _planes, _health, _operator, _bgp):
+        for part in (_backends, _totals, _limits, _planes, _health, _operator, _bgp):
             yield from part(self.dpu, st)
         info = GaugeMetricFamily("xenoflow_build_info", "Always 1: the version of XenoFlow-OVS and "
                                  "the OpenFlow runtime (osken, ryu)", labels=["dpu", "version", "runtime"])

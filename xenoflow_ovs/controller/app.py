@@ -165,11 +165,12 @@ def barrier_timeout(changes: int) -> float:
 
 def planes_programmed(view: Dict[str, Any], started: bool) -> bool:
     """Both planes hold the intent: the eSwitch adopted and brought to the plan (or there is
-    none), every bridge connected, dumped and in sync. systemd's READY=1 waits for it."""
+    none), every bridge connected, dumped and in sync, its meters too. systemd's READY=1 waits
+    for it."""
     bridges = view.get("bridges") or {}
     return started and bool(bridges) and all(
         b.get("connected") and b.get("in_sync") and b.get("flows") == b.get("planned")
-        for b in bridges.values())
+        and b.get("meters_in_sync", True) for b in bridges.values())
 
 
 def _interrupt_in(main: Any) -> Callable[[int, Any], None]:
@@ -218,6 +219,11 @@ class XenoFlowApp(compat.BaseApp):
                                            eswitch=eswitch if eswitch is not None
                                            else make_eswitch(cfg, session),
                                            metrics=self.metrics, lock=compat.make_lock())
+        # what the rate limits dropped, in both planes (counters.Drops): eswitchd's drop
+        # stages through its counters, OVS's meters through their stats replies
+        self.limited = counters_mod.Drops()
+        self.meter_names = counters_mod.MeterNames()
+        self.runtime.es_totals = counters_mod.MeteredTotals(self.limited)
         if self.standalone and self.fleet is None:
             # a controller process: the operator's durable edits are its intent too (in a
             # fleet they are the store's)
@@ -475,6 +481,22 @@ class XenoFlowApp(compat.BaseApp):
         self.follow_runtime()
         self.bridges.aggregated(b, got[0], got[1], self.runtime.in_force, time.monotonic())
         self.status.refresh()
+
+    @set_ev_cls(ofp_event.EventOFPMeterConfigStatsReply, MAIN_DISPATCHER)
+    @set_ev_cls(ofp_event.EventOFPMeterStatsReply, MAIN_DISPATCHER)
+    @guarded
+    def meter_reply(self, ev: Any) -> None:
+        b = self.bridges.of_datapath(ev.msg.datapath)
+        if b is None:
+            return
+        self.follow_runtime()
+        # a running transition owns the order of changes: reconcile after it
+        self.bridges.meter_reply(b, ev.msg, self.runtime.in_force,
+                                 may_reconcile=not self.runtime.transitions)
+        if isinstance(ev, ofp_event.EventOFPMeterStatsReply):
+            names = self.meter_names.learn(self.runtime.cfg)
+            self.limited.poll(("ovs", b.name),
+                              counters_mod.meter_drop_samples(self.bridges.meter_drops(b.name), names))
 
     @set_ev_cls(ofp_event.EventOFPFlowRemoved, MAIN_DISPATCHER)
     @guarded

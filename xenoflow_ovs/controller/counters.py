@@ -21,9 +21,11 @@ import time
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple
 
 from ..intent import plan as plan_mod
+from .runtime import EswitchTotals
 
 FlowId = Tuple[Any, ...]                        # (bridge, table, priority, canon match)
 Attr = Tuple[str, str, Optional[str]]           # (kind, owner, backend)
+METER_KIND = "service_meter"                    # the attribution of a service's meter-table rule
 
 
 class Attribution:
@@ -51,10 +53,15 @@ class Attribution:
         if kind is None:
             return None
         _, owner = self.owner_by_cookie.get(cookie, (kind, "%#x" % (cookie & 0xFFFFFFFF)))
-        backend = None
+        backend, sets_mac, metered = None, False, False
         for a in canon_actions:
             if a[0] == "set_field" and a[1] == "eth_dst" and len(a) > 2:
-                backend = self.backend_by_mac.get((owner, a[2]))
+                backend, sets_mac = self.backend_by_mac.get((owner, a[2])), True
+            metered = metered or a[0] == "meter"
+        if kind == "service" and metered and not sets_mac:
+            # the service meter's table (plan.METER_TABLE): packets its bucket rule counted
+            # already; neither a backend's nor fallback a second time
+            return (METER_KIND, owner, None)
         return (kind, owner, backend)
 
 
@@ -284,3 +291,144 @@ def read_now(bridges: Any, run_in_app: Callable[[Callable[[], None]], None],
         sleep(0.005)
         late = bridges.stale_since(at, counted=not full)
     return late
+
+
+# ---------------------------------------------------------------- rate-limited packets
+#
+# What the DoS guard dropped, per plane, service and scope ("bucket": the buckets' own
+# meters, "service": the service-wide one), and per bucket. Read from the switches as
+# running counts (an OVS meter's drop band; the eSwitch's drop-stage entries, or eswitchd's
+# totals of them), kept as sums of deltas like the flow counters: they only grow across
+# meters re-created, entries re-added and eswitchd restarts. Never fallback, never
+# miss_other, never a backend's: a dropped packet was carried by nobody.
+
+SCOPES = ("service", "bucket")
+DropSample = Tuple[Any, Tuple[Tuple[Any, ...], ...], int]    # (id, keys to credit, running count)
+
+
+class Drops:
+    """Rate-limited packets, fed from the app's thread (OVS meter stats) and the worker's
+    (eswitchd's counters), read from the API's: one short lock."""
+
+    def __init__(self) -> None:
+        import threading
+        self._lock = threading.Lock()
+        self._last: Dict[Any, int] = {}
+        self._totals: Dict[Tuple[Any, ...], int] = {}
+
+    def poll(self, source: Any, samples: Iterable[DropSample]) -> None:
+        """Running counts of `source`'s counters. A count that went down was reset (a meter
+        re-created, an entry re-added) and counts from zero. Counters not in a reading are
+        kept, not forgotten: a bridge that reconnects reads as empty until its meters are
+        read again, and must not count their drops twice."""
+        with self._lock:
+            for sid, keys, n in samples:
+                full = (source, sid)
+                last = self._last.get(full, 0)
+                delta = n - last if n >= last else n
+                if n:
+                    self._last[full] = n
+                else:
+                    self._last.pop(full, None)
+                for k in keys:
+                    # a bucket row only once it dropped something (2^16 idle buckets: none)
+                    if delta or (k[0] == "scope" and k not in self._totals):
+                        self._totals[k] = self._totals.get(k, 0) + delta
+
+    def view(self) -> Dict[str, Dict[str, Any]]:
+        """{service: {"scopes": {plane: {scope: packets}}, "buckets": {bucket: {plane: packets}}}}."""
+        with self._lock:
+            items = list(self._totals.items())
+        out: Dict[str, Dict[str, Any]] = {}
+        for key, n in items:
+            what, plane, svc, where = key
+            s = out.setdefault(svc, {"scopes": {}, "buckets": {}})
+            if what == "scope":
+                s["scopes"].setdefault(plane, {})[where] = n
+            else:
+                s["buckets"].setdefault(where, {})[plane] = n
+        return out
+
+
+def _drop_keys(plane: str, svc: str, scope: str, bucket: Optional[int], sums: bool = True
+               ) -> Tuple[Tuple[Any, ...], ...]:
+    keys: List[Tuple[Any, ...]] = [("scope", plane, svc, scope)] if sums else []
+    if bucket is not None:
+        keys.append(("bucket", plane, svc, bucket))
+    return tuple(keys)
+
+
+def meter_drop_samples(drops: Mapping[int, int], service_of_tag: Mapping[int, str]) -> List[DropSample]:
+    """OVS: {meter id: band drops} of a bridge as samples. A meter id names its service's
+    tag, family and index (plan.meter_id: 0 the service's meter, 1 + b bucket b's); both
+    families' meters of bucket b count for bucket b. Ids of no known service are left out."""
+    out = []
+    for mid, n in drops.items():
+        svc = service_of_tag.get(mid >> plan_mod.METER_TAG_SHIFT)
+        if svc is None:
+            continue
+        index = mid & ((1 << 17) - 1)
+        bucket = None if index == 0 else index - 1
+        out.append((mid, _drop_keys("ovs", svc, "service" if index == 0 else "bucket", bucket), int(n)))
+    return out
+
+
+def eswitch_drop_samples(counters: Mapping[str, Any]) -> List[DropSample]:
+    """eswitchd's counters reply as samples. Its totals group a service's drop-stage
+    entries by scope (kind "drop", backend "bucket" or "service"; "bucket/<b>" for one
+    bucket's, when it groups them per bucket); its entries (when listed) carry each
+    drop entry's bucket. Totals give the sums when present; entries then add the bucket
+    rows only. An eswitchd restart (another boot) starts its counts from zero: the boot
+    is part of each total's id."""
+    out: List[DropSample] = []
+    totals = counters.get("totals")
+    boot = (counters.get("table") or {}).get("boot")
+    for t in totals or ():
+        if t.get("kind") != "drop":
+            continue
+        group = str(t.get("backend") or "")
+        scope, _, b = group.partition("/")
+        if scope not in SCOPES:
+            continue
+        bucket = int(b) if b.isdigit() else None
+        out.append((("total", boot, t["owner"], group), _drop_keys("eswitch", t["owner"], scope, bucket),
+                    int(t.get("pkts") or 0)))
+    for e in counters.get("entries") or ():
+        ent = e.get("entry") or {}
+        if ent.get("kind") != "drop":
+            continue
+        bucket = ent.get("bucket")
+        scope = "bucket" if bucket is not None else "service"
+        keys = _drop_keys("eswitch", ent["owner"], scope, bucket, sums=totals is None)
+        if keys:
+            sid = ("entry", ent.get("port"), ent.get("pipe"), tuple(map(tuple, ent.get("match") or ())))
+            out.append((sid, keys, int(e.get("pkts") or 0)))
+    return out
+
+
+class MeteredTotals(EswitchTotals):
+    """eswitchd's totals per backend and route (runtime.EswitchTotals, which credits no drop
+    entry to a backend), and its drop stages' counts into `drops`."""
+
+    def __init__(self, drops: Drops) -> None:
+        super().__init__()
+        self.drops = drops
+
+    def update(self, counters: Dict[str, Any]) -> None:
+        super().update(counters)
+        self.drops.poll("eswitch", eswitch_drop_samples(counters))
+
+
+class MeterNames:
+    """Service names by meter tag, from every config this controller has run (a meter of
+    an older config, until reconciled away, still gets its service's name)."""
+
+    def __init__(self) -> None:
+        self.by_tag: Dict[int, str] = {}
+        self._cfg: Any = None
+
+    def learn(self, cfg: Any) -> Dict[int, str]:
+        if cfg is not self._cfg:
+            self.by_tag.update((tag, name) for name, tag in plan_mod.meter_tags(cfg).items())
+            self._cfg = cfg
+        return self.by_tag

@@ -33,10 +33,42 @@ def _copy(data: Dict[str, Any]) -> Dict[str, Any]:
     return json.loads(json.dumps(data, default=str))
 
 
+LIMITED_BUCKET_ROWS = 64   # per service: the buckets that dropped most, at most this many rows
+LIMIT_KEYS = ("pps", "burst", "per_bucket_pps", "per_bucket_burst")
+SCOPES = ("service", "bucket")
+
+
+def limits_view(cfg: Any, drops: Dict[str, Dict[str, Any]], rows: int = LIMITED_BUCKET_ROWS
+                ) -> Dict[str, Any]:
+    """Per service with limits (or with drops counted under earlier ones): its limits as
+    configured (None: not set), the packets they dropped per plane and scope (eswitch None
+    without an eSwitch), and the buckets that dropped any, most first, at most `rows`
+    (`buckets_left_out` counts the rest)."""
+    planes = ("eswitch", "ovs") if cfg.has_eswitch else ("ovs",)
+    out: Dict[str, Any] = {}
+    limits = {svc.name: svc.limits for svc in cfg.services}
+    sizes = {svc.name: svc.policy.buckets for svc in cfg.services}
+    for name in sorted(set(n for n, lim in limits.items() if lim.kind) | set(drops)):
+        lim = limits.get(name)
+        seen = drops.get(name, {"scopes": {}, "buckets": {}})
+        counted: Dict[str, Any] = {p: {sc: seen["scopes"].get(p, {}).get(sc, 0) for sc in SCOPES}
+                                   for p in planes}
+        if not cfg.has_eswitch:
+            counted["eswitch"] = None
+        buckets = [dict({p: n.get(p, 0) for p in planes}, bucket=b) for b, n in seen["buckets"].items()
+                   if any(n.get(p, 0) for p in planes)]
+        buckets.sort(key=lambda r: (-sum(r.get(p, 0) for p in planes), r["bucket"]))
+        out[name] = dict({k: getattr(lim, k) if lim is not None else None for k in LIMIT_KEYS},
+                         bucket_count=sizes.get(name), limited_packets=counted, buckets=buckets[:rows],
+                         buckets_left_out=max(0, len(buckets) - rows))
+    return out
+
+
 def build(rt: Any, view: Dict[str, Any], verdict: str, monitor: Any = None,
-          alarms: Optional[List[Dict[str, Any]]] = None) -> Dict[str, Any]:
+          alarms: Optional[List[Dict[str, Any]]] = None, limited: Any = None) -> Dict[str, Any]:
     """`GET /status` from the app view, the runtime `rt` (config, drains, health,
-    eswitchd's totals), the health monitor (or None) and a verdict."""
+    eswitchd's totals), the health monitor (or None), a verdict and the rate-limited
+    packets (counters.Drops, or None: none counted)."""
     cfg = rt.cfg
     st = _copy(view)
     tot = rt.es_totals
@@ -59,6 +91,7 @@ def build(rt: Any, view: Dict[str, Any], verdict: str, monitor: Any = None,
     for label, c in (st.get("routes") or {}).items():
         if cfg.has_eswitch:
             c["eswitch_packets"], c["eswitch_bytes"] = tot.routes.get(label, (0, 0))
+    st["limits"] = limits_view(cfg, limited.view() if limited is not None else {})
     if monitor is not None:
         probed = getattr(monitor, "probed", {})
         st["health"] = {"%s/%s" % k: {"up": h.up, "last": monitor.last.get(k),
@@ -144,7 +177,7 @@ class Status:
 
     def snapshot(self) -> Dict[str, Any]:
         return build(self.app.runtime, self._view, self.verdict(), self.app.management.health,
-                     self.alarms())
+                     self.alarms(), getattr(self.app, "limited", None))
 
     def alarms(self) -> List[Dict[str, Any]]:
         alarms = getattr(self.app, "alarms", None)
