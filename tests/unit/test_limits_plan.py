@@ -178,8 +178,8 @@ def _ops(changes):
 
 
 def test_adding_limits_makes_before_it_breaks():
-    cfg0, p0 = _plan(None)
-    cfg1, p1 = _plan({"pps": 1000, "per_bucket_pps": 100})
+    _, p0 = _plan(None)
+    _, p1 = _plan({"pps": 1000, "per_bucket_pps": 100})
     ch = plan_mod.diff(p0, p1)
     ops = _ops(ch)
     first_flow = next(i for i, o in enumerate(ops) if o == ("ovs", "add"))
