@@ -324,3 +324,12 @@ def test_metered_changes_travel_to_eswitchd_and_back_whole():
     # runs carry a bucket's meter once for the whole run
     compact = wire.changes_to_wire(changes, runs=True)
     assert any(d.get("run", {}).get("meter") == [100, 10] for d in compact)
+
+
+def test_capacity_counts_the_drop_stages_as_pipes():
+    from xenoflow_ovs.intent import capacity
+    plain, _ = _plan(None, data=paper_data())
+    both, p = _plan({"pps": 1000, "per_bucket_pps": 100}, data=paper_data())
+    a, b = capacity.needs(plain)["p0"], capacity.needs(both)["p0"]
+    assert b.pipes - a.pipes == 6 == len([pp for pp in p.pipes if pp.drop or pp.meter == "shared"])
+    assert b.action_entries == a.action_entries, "drop and meter entries rewrite nothing"

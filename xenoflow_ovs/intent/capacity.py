@@ -40,7 +40,7 @@ ACTION_ENTRIES_MAX = 1 << 24
 class PortNeed:
     """What the plan puts on one port's pipes (in switch mode: the e-switch manager's)."""
     port: str
-    pipe_entries: Tuple[Tuple[str, int], ...]   # (service, entries of its basic pipe)
+    pipe_entries: Tuple[Tuple[str, int], ...]   # (service, entries with actions of one of its pipes)
     root_entries: int                           # dispatch entries + mirrored routes' entries
     root_limit: int                             # eswitchd's root pipe size here
 
@@ -85,6 +85,10 @@ def needs(cfg: "Config") -> Dict[str, PortNeed]:
         o = owner.get(svc.ingress, svc.ingress)
         # a basic pipe per address family, a dispatch entry per listener (family x transport)
         pipes.setdefault(o, []).extend((svc.name, svc.policy.buckets) for _ in svc.families)
+        # a metered service's drop stages (and service meter pipe) per family: pipes whose
+        # entries drop or only meter, with no actions memory (counted as 0 action entries)
+        stages = {"service": 1, "bucket": 1, "bucket+service": 3}.get(svc.limits.kind, 0)
+        pipes[o].extend((svc.name, 0) for _ in range(stages * len(svc.families)))
         root[o] = root.get(o, 0) + len(svc.listeners)
     if cfg.eswitch.mirror_routes:
         for route in cfg.routes:
