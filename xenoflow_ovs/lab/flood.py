@@ -101,19 +101,24 @@ def plan_flood(svc: Any, table: Sequence[str], clients: Dict[str, Sequence[str]]
                      offered_pps=rate * times, seconds=seconds)
 
 
-def eswitch_counts(entries: Sequence[Dict[str, Any]], service: str, bucket: int) -> Tuple[int, int]:
-    """(packets at the bucket's entries, packets dropped by its drop-stage entries) of
+BucketCounts = Dict[int, Tuple[int, int]]
+
+
+def eswitch_counts(entries: Sequence[Dict[str, Any]], service: str) -> BucketCounts:
+    """{bucket: (packets at its entries, packets its drop-stage entries dropped)} of
     `service`, summed over its pipes (one per family), from eswitchd's counters()."""
-    arrived = dropped = 0
+    out: Dict[int, List[int]] = {}
     for e in entries:
         ent = e["entry"]
-        if ent.get("owner") != service or ent.get("bucket") != bucket:
+        kind = ent.get("kind")
+        if ent.get("owner") != service or ent.get("bucket") is None or kind not in ("bucket", "drop"):
             continue
-        if ent.get("kind") == "bucket":
-            arrived += e["pkts"]
-        elif ent.get("kind") == "drop":
-            dropped += e["pkts"]
-    return arrived, dropped
+        out.setdefault(ent["bucket"], [0, 0])[kind == "drop"] += e["pkts"]
+    return {b: (n[0], n[1]) for b, n in out.items()}
+
+
+def _bucket_delta(es: Tuple[BucketCounts, BucketCounts]) -> BucketCounts:
+    return {b: (n[0] - es[0].get(b, (0, 0))[0], n[1] - es[0].get(b, (0, 0))[1]) for b, n in es[1].items()}
 
 
 def others_tally(plan: FloodPlan, table: Sequence[str], results: Dict[str, Dict]) -> Dict[str, Any]:
@@ -133,10 +138,11 @@ def others_tally(plan: FloodPlan, table: Sequence[str], results: Dict[str, Dict]
             "buckets": sorted(bucket_of(s, bits) for s in results)}
 
 
-def figures(plan: FloodPlan, pacer: Dict[str, Any], es: Tuple[Tuple[int, int], Tuple[int, int]],
+def figures(plan: FloodPlan, pacer: Dict[str, Any], es: Tuple[BucketCounts, BucketCounts],
             before: Dict[str, Any], after: Dict[str, Any], others: Dict[str, Any]) -> Dict[str, Any]:
     """Everything the demo reports and the test asserts, from the counters before and after."""
-    arrived, dropped = es[1][0] - es[0][0], es[1][1] - es[0][1]
+    per_bucket = _bucket_delta(es)
+    arrived, dropped = per_bucket.get(plan.bucket, (0, 0))
     t = float(pacer["elapsed_s"])
 
     def delta(kind: str, name: str) -> int:
@@ -148,6 +154,7 @@ def figures(plan: FloodPlan, pacer: Dict[str, Any], es: Tuple[Tuple[int, int], T
             "backend": plan.backend, "rate": plan.rate, "burst": plan.burst,
             "offered_pps": plan.offered_pps, "sent": int(pacer["sent"]), "seconds": t,
             "arrived": arrived, "dropped": dropped, "delivered": arrived - dropped,
+            "dropped_elsewhere": sum(d for b, (_, d) in per_bucket.items() if b != plan.bucket),
             "allowed": (0.9 * plan.rate * t, plan.rate * t + plan.burst),
             "backend_answered": delta("bind9", plan.backend) - others["by_backend"].get(plan.backend, 0),
             "ovs_backend": delta("ovs", plan.backend), "ovs_service": sum(delta("ovs", b) for b in backends),
@@ -163,6 +170,8 @@ def problems(f: Dict[str, Any]) -> List[str]:
         out.append("the flood's delivered count %d is outside %.0f..%.0f" % (f["delivered"], lo, hi))
     if f["dropped"] <= 0:
         out.append("the eSwitch's drop stage counted no drops")
+    if f["dropped_elsewhere"]:
+        out.append("the eSwitch dropped %d packets of other buckets" % f["dropped_elsewhere"])
     if f["ovs_service"]:
         out.append("OVS carried %d packets of the service" % f["ovs_service"])
     if f["fallback"]:
@@ -181,8 +190,9 @@ def report_lines(f: Dict[str, Any]) -> List[str]:
         "%d pps (burst %d)" % (f["source"], f["netns"], f["bucket"], f["backend"], f["sent"],
                                f["offered_pps"], f["seconds"], f["offered_pps"] // max(1, f["rate"]),
                                f["rate"], f["burst"]),
-        "  eSwitch: bucket entry %d, drop stage %d -> delivered %d (the limit allows %.0f..%.0f)"
-        % (f["arrived"], f["dropped"], f["delivered"], lo, hi),
+        "  eSwitch: bucket entry %d, drop stage %d -> delivered %d (the limit allows %.0f..%.0f); "
+        "other buckets' drops %d"
+        % (f["arrived"], f["dropped"], f["delivered"], lo, hi, f["dropped_elsewhere"]),
         "  backend %s answered %d of the flood (bind9, the others' answers taken off)"
         % (f["backend"], f["backend_answered"]),
         "  OVS packets for %s %d (service %d), fallback %s"
@@ -208,12 +218,19 @@ def _ranges(xs: Sequence[int]) -> str:
 # ---------------------------------------------------------------- I/O
 
 
-def build_pacer(repo: str, out_dir: str) -> str:
+def pacer_source(repos: Sequence[str]) -> str:
+    """benchmarks/tools/pacer.c in the first of `repos` that has it (a checkout: the
+    installed package carries no benchmarks)."""
+    tried = [os.path.join(r, PACER_SOURCE) for r in repos]
+    for p in tried:
+        if os.path.exists(p):
+            return p
+    raise FloodError("the flood's sender is missing (looked for %s): run from a checkout" % ", ".join(tried))
+
+
+def build_pacer(src: str, out_dir: str) -> str:
     """The benchmarks' pacer, compiled into `out_dir` (again only when its source is newer)."""
-    src = os.path.join(repo, PACER_SOURCE)
     exe = os.path.join(out_dir, "pacer")
-    if not os.path.exists(src):
-        raise FloodError("the flood's sender %s is missing (the demo runs from a checkout)" % src)
     if os.path.exists(exe) and os.path.getmtime(exe) >= os.path.getmtime(src):
         return exe
     if shutil.which("gcc") is None:
@@ -243,12 +260,18 @@ class FloodDemo:
         table = p.table(svc.name)
         return plan_flood(svc, table, self.ctl.topo.clients, times, seconds), table
 
-    def eswitch(self, plan: FloodPlan) -> Tuple[int, int]:
+    def _repos(self) -> List[str]:
+        """Where a checkout may be: the one the topology lives in, this package's, the cwd."""
+        from .labctl import REPO_ROOT
+        topo_repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(self.ctl.topo.path))))
+        return [topo_repo, REPO_ROOT, os.getcwd()]
+
+    def eswitch(self, plan: FloodPlan) -> BucketCounts:
         from ..eswitch.client import EswitchClient
         cfg = self.ctl.load_cfg()
         c = EswitchClient(cfg.path(cfg.eswitch.socket))
         try:
-            return eswitch_counts(c.counters()["entries"], plan.service, plan.bucket)
+            return eswitch_counts(c.counters()["entries"], plan.service)
         finally:
             c.close()
 
@@ -287,9 +310,8 @@ class FloodDemo:
     def measure(self, times: int = FLOOD_TIMES, seconds: float = SECONDS,
                 pacer: Optional[str] = None) -> Dict[str, Any]:
         """Run the flood and the others' queries once; the figures (see figures())."""
-        from .labctl import REPO_ROOT
         plan, table = self.plan(times, seconds)
-        pacer = pacer or build_pacer(REPO_ROOT, self.ctl.run_dir)
+        pacer = pacer or build_pacer(pacer_source(self._repos()), self.ctl.run_dir)
         before, es0 = self.demo.settled_counters(), self.eswitch(plan)
         sent_pacer, results = self._collect(self._start(plan, pacer), timeout=seconds + 60)
         after = self.demo.settled_counters()
