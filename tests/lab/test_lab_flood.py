@@ -77,10 +77,13 @@ def test_problems_name_what_breaks_the_guard():
     from xenoflow_ovs.lab.flood import problems
 
     ok = {"delivered": 2010, "allowed": (1800.0, 2020.0), "dropped": 7990, "dropped_elsewhere": 0,
-          "ovs_service": 0, "fallback": 0, "others": {"lost": 0, "wrong": 0, "sent": 300}}
+          "ovs_service": 0, "fallback": 0, "others": {"lost": 0, "wrong": 0, "sent": 300},
+          "status_eswitch_limited": 7990, "status_ovs_limited": 0}
     assert problems(ok) == []
     assert "outside" in problems(dict(ok, delivered=2100))[0]
     assert "OVS carried 3" in problems(dict(ok, ovs_service=3))[0]
+    assert "meters dropped 5" in problems(dict(ok, status_ovs_limited=5))[0]
+    assert "counts 7000" in problems(dict(ok, status_eswitch_limited=7000))[0]
     assert "1 lost" in problems(dict(ok, others={"lost": 1, "wrong": 0, "sent": 300}))[0]
 
 
@@ -183,7 +186,15 @@ def test_the_eswitch_delivers_the_limit_and_drops_the_rest_in_its_drop_stage(flo
 @_mark
 def test_ovs_counts_none_of_it_and_fallback_stays_0(flood):
     assert flood["ovs_backend"] == 0 and flood["ovs_service"] == 0
+    assert flood["status_ovs_limited"] == 0       # OVS's meters never saw the flood either
     assert flood["fallback"] == 0
+
+
+@_mark
+def test_the_controller_counts_the_drops_as_the_drop_stage_does(flood):
+    # GET /status's limits: the eSwitch's drops, read by the controller from eswitchd (the
+    # flood's bucket dropped all of them)
+    assert flood["status_eswitch_limited"] == flood["dropped"] > 0 and flood["dropped_elsewhere"] == 0
 
 
 @_mark

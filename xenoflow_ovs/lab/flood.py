@@ -24,6 +24,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -138,9 +139,19 @@ def others_tally(plan: FloodPlan, table: Sequence[str], results: Dict[str, Dict]
             "buckets": sorted(bucket_of(s, bits) for s in results)}
 
 
+def status_limited(rep: Optional[Dict[str, Any]], service: str) -> Dict[str, int]:
+    """What the controller's GET /status counts as rate-limited for `service`, per plane
+    (every scope: the buckets' meters and the service's), 0 for what it does not list."""
+    counted = (((rep or {}).get("limits") or {}).get(service) or {}).get("limited_packets") or {}
+    return {plane: sum(int(v or 0) for v in (counted.get(plane) or {}).values())
+            for plane in ("eswitch", "ovs")}
+
+
 def figures(plan: FloodPlan, pacer: Dict[str, Any], es: Tuple[BucketCounts, BucketCounts],
-            before: Dict[str, Any], after: Dict[str, Any], others: Dict[str, Any]) -> Dict[str, Any]:
-    """Everything the demo reports and the test asserts, from the counters before and after."""
+            before: Dict[str, Any], after: Dict[str, Any], others: Dict[str, Any],
+            limited: Tuple[Dict[str, int], Dict[str, int]]) -> Dict[str, Any]:
+    """Everything the demo reports and the test asserts, from the counters before and after
+    (`limited`: status_limited() before and after)."""
     per_bucket = _bucket_delta(es)
     arrived, dropped = per_bucket.get(plan.bucket, (0, 0))
     t = float(pacer["elapsed_s"])
@@ -158,7 +169,9 @@ def figures(plan: FloodPlan, pacer: Dict[str, Any], es: Tuple[BucketCounts, Buck
             "allowed": (0.9 * plan.rate * t, plan.rate * t + plan.burst),
             "backend_answered": delta("bind9", plan.backend) - others["by_backend"].get(plan.backend, 0),
             "ovs_backend": delta("ovs", plan.backend), "ovs_service": sum(delta("ovs", b) for b in backends),
-            "fallback": fallback, "others": others}
+            "fallback": fallback, "others": others,
+            "status_eswitch_limited": limited[1]["eswitch"] - limited[0]["eswitch"],
+            "status_ovs_limited": limited[1]["ovs"] - limited[0]["ovs"]}
 
 
 def problems(f: Dict[str, Any]) -> List[str]:
@@ -172,8 +185,12 @@ def problems(f: Dict[str, Any]) -> List[str]:
         out.append("the eSwitch's drop stage counted no drops")
     if f["dropped_elsewhere"]:
         out.append("the eSwitch dropped %d packets of other buckets" % f["dropped_elsewhere"])
-    if f["ovs_service"]:
-        out.append("OVS carried %d packets of the service" % f["ovs_service"])
+    if f["ovs_service"] or f["status_ovs_limited"]:
+        out.append("OVS carried %d packets of the service and its meters dropped %d"
+                   % (f["ovs_service"], f["status_ovs_limited"]))
+    if f["status_eswitch_limited"] != f["dropped"] + f["dropped_elsewhere"]:
+        out.append("the controller counts %d packets limited in the eSwitch, its drop stages %d"
+                   % (f["status_eswitch_limited"], f["dropped"] + f["dropped_elsewhere"]))
     if f["fallback"]:
         out.append("fallback %d" % f["fallback"])
     if o["lost"] or o["wrong"] or not o["sent"]:
@@ -195,9 +212,10 @@ def report_lines(f: Dict[str, Any]) -> List[str]:
         % (f["arrived"], f["dropped"], f["delivered"], lo, hi, f["dropped_elsewhere"]),
         "  backend %s answered %d of the flood (bind9, the others' answers taken off)"
         % (f["backend"], f["backend_answered"]),
-        "  OVS packets for %s %d (service %d), fallback %s"
-        % (f["backend"], f["ovs_backend"], f["ovs_service"],
-           "n/a" if f["fallback"] is None else f["fallback"]),
+        "  OVS packets for %s %d (service %d), fallback %s; the controller's rate-limited count: "
+        "eSwitch %d, OVS %d" % (f["backend"], f["ovs_backend"], f["ovs_service"],
+                               "n/a" if f["fallback"] is None else f["fallback"],
+                               f["status_eswitch_limited"], f["status_ovs_limited"]),
         "%d other sources (buckets %s), one query each every %.1f s meanwhile: %d sent, %d answered, "
         "%d by the wrong backend, %d lost" % (o["sources"], _ranges(o["buckets"]), INTERVAL, o["sent"],
                                               o["answered"], o["wrong"], o["lost"]),
@@ -313,10 +331,25 @@ class FloodDemo:
         plan, table = self.plan(times, seconds)
         pacer = pacer or build_pacer(pacer_source(self._repos()), self.ctl.run_dir)
         before, es0 = self.demo.settled_counters(), self.eswitch(plan)
+        lim0 = self.settled_limited(plan)
         sent_pacer, results = self._collect(self._start(plan, pacer), timeout=seconds + 60)
         after = self.demo.settled_counters()
-        es1 = self.eswitch(plan)
-        return figures(plan, sent_pacer, (es0, es1), before, after, others_tally(plan, table, results))
+        es1, lim1 = self.eswitch(plan), self.settled_limited(plan)
+        return figures(plan, sent_pacer, (es0, es1), before, after, others_tally(plan, table, results),
+                       (lim0, lim1))
+
+    def settled_limited(self, plan: FloodPlan, timeout: float = 6.0) -> Dict[str, int]:
+        """status_limited() once two reads a poll apart agree (the controller reads
+        eswitchd's and OVS's counters on its own clock)."""
+        last = status_limited(self.demo.api("/status"), plan.service)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            time.sleep(1.0)
+            cur = status_limited(self.demo.api("/status"), plan.service)
+            if cur == last:
+                return cur
+            last = cur
+        return last
 
     def run(self) -> int:
         try:
