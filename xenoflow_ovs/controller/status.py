@@ -23,6 +23,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from ..eswitch.client import EswitchError
 from ..intent import consistency
+from ..intent import plan as plan_mod
 
 log = logging.getLogger("xenoflow.status")
 
@@ -222,22 +223,43 @@ class Status:
                    "miss_other": self._view.get("miss_other_packets")}
         dumped = (self.app.bridges.installed_flows() if flows
                   else self.app.bridges.dump_digests())
-        return (cfg, rt.in_force, dumped, pipes, entries, unreachable, counted, version)
+        # the shared meters of the same listing (None: not listed now, or an older eswitchd)
+        listed = pipes is not None and not unreachable
+        es_meters = getattr(rt.eswitch, "listed_meters", None) if listed else None
+        meters = (self._ovs_meters(), es_meters)
+        return (cfg, rt.in_force, dumped, pipes, entries, unreachable, counted, version, meters)
+
+    def _ovs_meters(self) -> Optional[Dict[str, Dict[int, Tuple[Any, Any]]]]:
+        """Our meters per bridge as last read ({id: (pps, burst)}); None while a connected
+        bridge's have not been read (then meters are not compared)."""
+        out: Dict[str, Dict[int, Tuple[Any, Any]]] = {}
+        if not hasattr(self.app.bridges, "items"):   # a stand-in without bridges of its own
+            return None
+        for name, b in self.app.bridges.items():
+            read = getattr(b, "meters", None)
+            if read is None:
+                if b.connected:
+                    return None
+                continue
+            out[name] = {mid: (m.pps, m.burst) for mid, m in read.items() if plan_mod.is_our_meter(mid)}
+        return out
 
     def _fingerprint(self, inputs: Tuple[Any, ...]) -> Tuple[Any, ...]:
         """The inputs that can change a verdict: everything but the packet counts,
         of which only whether any packet fell back matters. The dumped flows by their
         digests (bridge.Bridge.digest: once per dump), not per poll; eswitchd's table by
         its version when it has one."""
-        cfg, plan, _, pipes, entries, unreachable, counted, version = inputs
+        cfg, plan, _, pipes, entries, unreachable, counted, version, meters = inputs
         table = version if version is not None else (frozenset(pipes or ()), frozenset(entries or ()))
+        ovs_meters = None if meters[0] is None else tuple(sorted((br, tuple(sorted(m.items())))
+                                                                 for br, m in meters[0].items()))
         return (cfg, plan, self.app.bridges.dump_digests(), table, unreachable,
-                bool(counted["fallback"]))
+                bool(counted["fallback"]), ovs_meters)
 
     def _compare(self, inputs: Tuple[Any, ...], verdict_only: bool = False) -> Dict[str, Any]:
-        cfg, plan, flows, pipes, entries, unreachable, counted = inputs[:7]
+        cfg, plan, flows, pipes, entries, unreachable, counted, _, meters = inputs
         rep = consistency.check(cfg, plan, flows, pipes, entries, counted, verdict_only=verdict_only,
-                                pause=lambda: self.sleep(0))
+                                pause=lambda: self.sleep(0), ovs_meters=meters[0], es_meters=meters[1])
         if unreachable:
             rep["drift"].append({"plane": "eswitch", "where": "*", "what": "unreachable",
                                  "expected": "eswitchd answering", "found": unreachable})
