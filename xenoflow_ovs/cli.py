@@ -155,6 +155,8 @@ def cmd_status(args: argparse.Namespace) -> int:
                 "" if c.get("in_service", True) else " (out of service)"))
     print("  fallback packets: %s, miss_other packets: %s, packet-ins: %s" % (
         body.get("fallback_packets"), body.get("miss_other_packets"), body.get("packet_ins")))
+    for line in limit_lines(body):
+        print("  " + line)
     fleet = body.get("fleet")
     if fleet:   # a DPU of a fleet: which version of the store it applies
         print("  fleet: version %s of the store's %s, %s%s%s" % (
@@ -170,6 +172,61 @@ def cmd_status(args: argparse.Namespace) -> int:
                 bgp.get("why"), peers or "no peers"))
     for line in alarm_lines(body):
         print("  " + line)
+    return EXIT_OK
+
+
+def _rate_text(pps, burst) -> str:
+    return "%s pps (burst %s)" % (pps, burst if burst is not None else "default")
+
+
+def limit_lines(body: dict) -> List[str]:
+    """Per service with limits: the limits, what they dropped per plane (by scope) and the
+    buckets that dropped most (GET /status `limits`)."""
+    out = []
+    for svc, lim in sorted((body.get("limits") or {}).items()):
+        rates = []
+        if lim.get("pps") is not None:
+            rates.append("service " + _rate_text(lim["pps"], lim.get("burst")))
+        if lim.get("per_bucket_pps") is not None:
+            rates.append("per bucket " + _rate_text(lim["per_bucket_pps"], lim.get("per_bucket_burst")))
+        planes = []
+        for plane, scopes in sorted((lim.get("limited_packets") or {}).items()):
+            if scopes is not None:
+                planes.append("%s %d (service %d, buckets %d)" % (
+                    plane, sum(scopes.values()), scopes.get("service", 0), scopes.get("bucket", 0)))
+        out.append("%s limits: %s; rate-limited packets: %s" % (
+            svc, ", ".join(rates) or "none", ", ".join(planes) or "none"))
+        rows = lim.get("buckets") or []
+        if rows:
+            shown = ["%d (%s)" % (r["bucket"], ", ".join("%s %d" % (p, r[p]) for p in ("eswitch", "ovs")
+                                                          if p in r)) for r in rows[:8]]
+            left = len(rows) - len(shown) + int(lim.get("buckets_left_out") or 0)
+            out.append("%s buckets limited most: %s%s" % (svc, "; ".join(shown),
+                                                            ", and %d more" % left if left else ""))
+    return out
+
+
+def cmd_limits(args: argparse.Namespace) -> int:
+    """Set or remove a service's rate limits through the controller's API."""
+    import json
+    from urllib.parse import quote
+    path = "/services/%s/limits" % quote(args.service, safe="")
+    body = {k: getattr(args, k) for k in ("pps", "burst", "per_bucket_pps", "per_bucket_burst")
+            if getattr(args, k) is not None}
+    if args.remove == bool(body):
+        print("limits needs --pps and/or --per-bucket-pps (with their bursts), or --remove", file=sys.stderr)
+        return EXIT_ERROR
+    reply = _api_or_error(args, path, "DELETE") if args.remove else _api_or_error(args, path, "PUT", body)
+    if reply is None:
+        return EXIT_ERROR
+    what = "removed" if args.remove else " ".join("%s=%s" % kv for kv in sorted(body.items()))
+    if "version" in reply and not args.json:    # a fleet's controller: committed to the store
+        here = "applied here" if reply["applied"] else "not applied here"
+        print("limits %s %s: fleet version %d, %s" % (args.service, what, reply["version"], here))
+        return EXIT_OK if reply["applied"] else EXIT_FOUND
+    print(json.dumps(reply, sort_keys=True) if args.json else
+          "limits %s %s: applied (%d OpenFlow, %d eSwitch change(s))" % (
+              args.service, what, reply.get("ovs", 0), reply.get("eswitch", 0)))
     return EXIT_OK
 
 
@@ -369,6 +426,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     _timeout_arg(p)
     p.set_defaults(func=cmd_backend)
+
+    p = sub.add_parser("limits", help="set or remove a service's rate limits (the DoS guard, through "
+                       "the controller's API)")
+    p.add_argument("service", help="service name")
+    for flag, text in (("--pps", "the service's packets/s"), ("--burst", "the service's burst, packets"),
+                       ("--per-bucket-pps", "every bucket's packets/s"),
+                       ("--per-bucket-burst", "every bucket's burst, packets")):
+        p.add_argument(flag, type=int, help=text)
+    p.add_argument("--remove", action="store_true", help="remove the service's limits")
+    p.add_argument("-c", "--config", help="the controller's config (default: the running lab's)")
+    p.add_argument("--socket", help="the API's unix socket")
+    p.add_argument("--token-file", help="bearer token file (default: controller.api.token_file)")
+    p.add_argument("--json", action="store_true")
+    _timeout_arg(p)
+    p.set_defaults(func=cmd_limits)
 
     p = sub.add_parser("doctor", help="is this machine ready for eswitchd: the DOCA release, what the "
                        "glue was built for, DPDK, huge pages, a config (exit 0 all ok, 1 a check failed)")

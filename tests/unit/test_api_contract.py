@@ -30,13 +30,19 @@ class Controller:
 
     def __init__(self, cfg):
         self.flows = {}
+        self.meters = {}
         self.runtime = Runtime(cfg, self.apply)
         self.metrics = Metrics(cfg.dpu_name, self.snapshot)
         self.path = PAPER
 
     def apply(self, changes):
         for c in changes:
-            if c.op == "delete":
+            if c.op.endswith("_meter"):     # OVS meters: a table of their own
+                if c.op == "delete_meter":
+                    del self.meters[c.item.key]
+                else:
+                    self.meters[c.item.key] = c.item
+            elif c.op == "delete":
                 del self.flows[c.item.key]
             else:
                 self.flows[c.item.key] = c.item
@@ -131,6 +137,13 @@ def test_responses_match_the_document(server):
     ("PUT", "/services/dns/backends/fips2/weight", {"weight": -1}, 400),
     ("PUT", "/services/dns/backends/ghost/weight", {"weight": 1}, 404),
     ("DELETE", "/services/dns/backends/ghost", None, 404),
+    ("PUT", "/services/dns/limits", {"pps": 0}, 400),
+    ("PUT", "/services/dns/limits", {"burst": 10}, 400),
+    ("PUT", "/services/dns/limits", {"ppps": 10}, 400),
+    ("PUT", "/services/dns/limits", {}, 400),
+    ("PUT", "/services/dns/limits", [100], 400),
+    ("PUT", "/services/nope/limits", {"pps": 100}, 404),
+    ("DELETE", "/services/nope/limits", None, 404),
     ("POST", "/services/dns/backends/ghost/drain", None, 404),
     ("GET", "/services/nope", None, 404),
 ])
@@ -140,6 +153,62 @@ def test_bad_requests_are_4xx_and_change_nothing(server, method, path, body, cod
     got, reply = call(srv, method, path, body)
     assert got == code and reply["error"], reply
     assert (ctl.flows, ctl.runtime.cfg) == before
+
+
+def test_a_bad_limit_gets_the_config_error_naming_its_key(server):
+    srv, ctl = server
+    code, body = call(srv, "PUT", "/services/dns/limits", {"per_bucket_pps": 100, "pps": -5})
+    assert code == 400 and any("services[0].limits.pps: must be between 1" in e for e in body["errors"]), body
+    validate("PUT", "/services/{service}/limits", code, body)
+    assert ctl.runtime.cfg.service("dns").limits.kind == ""
+
+
+def test_limits_are_set_replaced_and_removed_at_run_time(server):
+    srv, ctl = server
+    code, body = call(srv, "PUT", "/services/dns/limits", {"per_bucket_pps": 200, "per_bucket_burst": 20})
+    assert code == 200 and body["ovs"] > 0, body
+    validate("PUT", "/services/{service}/limits", code, body)
+    lim = ctl.runtime.cfg.service("dns").limits
+    assert lim.bucket == (200, 20) and lim.service is None
+    meters = list(ctl.runtime.in_force.meters())
+    assert len(meters) == 16 and {m.pps for m in meters} == {200}, "a meter per bucket (bits 3) and family"
+    assert set(ctl.meters) == {m.key for m in meters}, "the meters reached OVS"
+    view = call(srv, "GET", "/services/dns")[1]
+    validate("GET", "/services/{service}", 200, view)
+    assert view["limits"] == {"per_bucket_pps": 200, "per_bucket_burst": 20}
+    st = call(srv, "GET", "/status")[1]
+    validate("GET", "/status", 200, st)
+    assert st["limits"]["dns"]["per_bucket_pps"] == 200
+    assert st["limits"]["dns"]["limited_packets"] == {"ovs": {"service": 0, "bucket": 0}, "eswitch": None}
+    code, body = call(srv, "PUT", "/services/dns/limits", {"pps": 1000})      # replaces, not merges
+    assert code == 200
+    lim = ctl.runtime.cfg.service("dns").limits
+    assert lim.service == (1000, 100) and lim.bucket is None
+    assert [m.scope for m in ctl.runtime.in_force.meters()] == ["service"]
+    metrics = call(srv, "GET", "/metrics")[1]
+    assert 'xenoflow_limit_pps{dpu="bf3",scope="service",service="dns"} 1000.0' in metrics
+    code, body = call(srv, "DELETE", "/services/dns/limits")
+    validate("DELETE", "/services/{service}/limits", code, body)
+    assert code == 200 and ctl.runtime.cfg.service("dns").limits.kind == ""
+    assert not list(ctl.runtime.in_force.meters()) and not ctl.meters
+    assert call(srv, "GET", "/services/dns")[1]["limits"] is None
+
+
+def test_cli_limits_uses_the_api_and_status_prints_them(server, capsys):
+    from xenoflow_ovs.cli import main as cli_main
+    srv, ctl = server
+    sock = ["--socket", srv.unix_path]
+    assert cli_main(["limits", "dns", "--per-bucket-pps", "300"] + sock) == 0
+    assert "limits dns per_bucket_pps=300: applied" in capsys.readouterr().out
+    assert ctl.runtime.cfg.service("dns").limits.bucket == (300, 30)
+    assert cli_main(["status"] + sock) == 0
+    out = capsys.readouterr().out
+    assert "dns limits: per bucket 300 pps (burst default); rate-limited packets: ovs 0" in out
+    assert cli_main(["limits", "dns", "--pps", "0"] + sock) == 2
+    assert "services[0].limits.pps" in capsys.readouterr().err
+    assert cli_main(["limits", "dns"] + sock) == 2
+    assert cli_main(["limits", "dns", "--remove"] + sock) == 0
+    assert ctl.runtime.cfg.service("dns").limits.kind == ""
 
 
 def test_draining_the_last_backend_is_a_conflict(server):

@@ -58,11 +58,34 @@ def test_store_order_is_kept_and_drains_and_health_become_the_intent():
     assert set().union(*intent.drained.values(), *intent.down.values()) == names
 
 
-def test_features_this_controller_lacks_are_refused_by_the_parser():
+def test_limits_map_through_the_store_and_bad_ones_are_refused_naming_the_key():
     rows = model.rows_of(config.to_data(paper())["services"])
-    rows[0]["limits"] = {"pps": 1000}
-    lines = model.validate(model.services_of(rows), {"dpu1": {"facts": model.facts_of(paper())}})
-    assert lines and lines[0].startswith("dpu dpu1: services[0]") and "limits" in lines[0]
+    rows[0]["limits"] = {"pps": 1000, "per_bucket_pps": 50}
+    services = model.services_of(rows)
+    ctx = {"dpu1": {"facts": model.facts_of(paper())}}
+    assert model.validate(services, ctx) == []
+    assert model.rows_of(services)[0]["limits"] == {"pps": 1000, "per_bucket_pps": 50}
+    cfg = model.compose(json.loads(model.facts_of(paper())), services)
+    assert cfg.services[0].limits.service == (1000, 100) and cfg.services[0].limits.bucket == (50, 5)
+    rows[0]["limits"] = {"burst": 10}
+    lines = model.validate(model.services_of(rows), ctx)
+    assert lines == ["dpu dpu1: services[0].limits.burst: a burst needs its rate: set pps too"]
+
+
+def test_a_limits_edit_is_validated_then_written_and_removed():
+    snap = snapshot()
+    rows = edits.limits_edit("dns", {"per_bucket_pps": 100})(snap["services"], snap)
+    assert rows[0]["limits"] == {"per_bucket_pps": 100}
+    assert all(b.get("health") == "up" for b in rows[0]["backends"]), "drain and health carried"
+    with pytest.raises(model.FleetError) as bad:
+        edits.limits_edit("dns", {"pps": 0})(snapshot()["services"], snapshot())
+    assert "services[0].limits.pps" in bad.value.lines[0]
+    with pytest.raises(model.FleetError):
+        edits.limits_edit("dns", {"pps": "fast"})(snapshot()["services"], snapshot())
+    with pytest.raises(LookupError):
+        edits.limits_edit("nope", {"pps": 1})(snapshot()["services"], snapshot())
+    snap["services"] = rows
+    assert edits.limits_edit("dns", None)(rows, snap)[0]["limits"] == {}
 
 
 def test_validation_names_every_dpu_and_the_key_path():

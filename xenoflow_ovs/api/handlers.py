@@ -17,6 +17,7 @@ from ..intent import config as config_mod
 
 OPENAPI = os.path.join(os.path.dirname(os.path.abspath(__file__)), "openapi.yaml")
 Reply = Tuple[Any, ...]
+LIMIT_KEYS = ("pps", "burst", "per_bucket_pps", "per_bucket_burst")   # a service's `limits` keys
 
 
 def _error(code: int, message: str, **extra: Any) -> Reply:
@@ -73,6 +74,26 @@ def _backend_index(data: Dict[str, Any], si: int, backend: str) -> int:
     raise LookupError("no backend %r in service %r" % (backend, data["services"][si]["name"]))
 
 
+def _limits_body(body: Any) -> Any:
+    """PUT .../limits: the YAML's `limits` mapping as it is: the config parser judges it like
+    the file's (its errors name services[i].limits.KEY), so nothing is checked twice."""
+    return body
+
+
+def _set_limits(svc: Dict[str, Any], limits: Optional[Dict[str, Any]]) -> None:
+    """A service's data with these limits (None: none)."""
+    if limits is None:
+        svc.pop("limits", None)
+    else:
+        svc["limits"] = limits
+
+
+def _describe_limits(limits: Any) -> str:
+    if isinstance(limits, dict):
+        return " ".join("%s=%s" % kv for kv in sorted(limits.items()))
+    return "none" if limits is None else repr(limits)
+
+
 def install(api: Any, rt: Any, status: Any, reload: Callable[[], Dict[str, Any]],
             metrics: Any = None, fleet: Any = None) -> None:
     """The routes over a running controller: `rt` its runtime (runtime.Runtime),
@@ -109,6 +130,8 @@ def _install_views(api: Any, rt: Any, status: Any) -> None:
                 "policy": {"kind": s.policy.kind, "bits": s.policy.bits},
                 "warnings": buckets.weight_warnings(s),
                 "buckets": list(tables[s.name]) if s.name in tables else [],
+                "limits": {k: getattr(s.limits, k) for k in LIMIT_KEYS if getattr(s.limits, k) is not None}
+                or None,
                 "backends": [dict(seen.get(b.name, {}), name=b.name, ip=_opt(b.ip), ip6=_opt(b.ip6),
                                   mac=b.mac, weight=b.weight) for b in s.backends]})
         return {"services": out}
@@ -174,6 +197,16 @@ def _install_edits(api: Any, rt: Any, reload: Callable[[], Dict[str, Any]]) -> N
             return 200, rt.drain(service, backend, on)
         api.route("POST", "/services/{service}/backends/{backend}/" + action, _guard(drain))
 
+    def limits_edit(service: str, limits: Any) -> Reply:
+        def mutate(data: Dict[str, Any]) -> None:
+            _set_limits(data["services"][_service_index(data, service)], limits)
+        return 200, rt.edit(mutate, "API: limits %s %s" % (service, _describe_limits(limits)),
+                            {"op": "limits", "service": service, "limits": limits})
+    api.route("PUT", "/services/{service}/limits",
+              _guard(lambda body, service: limits_edit(service, _limits_body(body))))
+    api.route("DELETE", "/services/{service}/limits",
+              _guard(lambda body, service: limits_edit(service, None)))
+
     @_guard
     def post_reload(body: Any) -> Reply:
         return 200, reload()
@@ -211,6 +244,14 @@ def _install_fleet_edits(api: Any, fleet: Any, reload: Callable[[], Dict[str, An
             return 200, fleet.edit(fleet_edits.drain(service, backend, on),
                                    "%s %s/%s" % ("drain" if on else "undrain", service, backend))
         api.route("POST", "/services/{service}/backends/{backend}/" + action, _guard(drain))
+
+    def limits_edit(service: str, limits: Any) -> Reply:
+        return 200, fleet.edit(fleet_edits.limits_edit(service, limits),
+                               "API: limits %s %s" % (service, _describe_limits(limits)))
+    api.route("PUT", "/services/{service}/limits",
+              _guard(lambda body, service: limits_edit(service, _limits_body(body))))
+    api.route("DELETE", "/services/{service}/limits",
+              _guard(lambda body, service: limits_edit(service, None)))
 
     @_guard
     def post_reload(body: Any) -> Reply:

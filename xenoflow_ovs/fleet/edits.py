@@ -113,6 +113,33 @@ def backend_edit(op: str, service: str, backend: str, **fields: Any):
     return mutate
 
 
+def limits_edit(service: str, limits: Any):
+    """A service's rate limits (the YAML's `limits` mapping; None: none), validated like a file."""
+    def mutate(before: Rows, snap: Dict[str, Any]) -> Rows:
+        services = model.services_of(before)
+        svc = _find(services, service)
+        if limits is None:
+            svc.pop("limits", None)
+        else:
+            _storable_limits(services.index(svc), limits)
+            svc["limits"] = limits
+        check(services, snap)
+        return _carry(before, model.rows_of(services))
+    return mutate
+
+
+def _storable_limits(i: int, limits: Any) -> None:
+    """What the store's `limits` column ({string: integer}) cannot hold, refused before any
+    DPU's parser is asked (with no DPU's facts published, none would be)."""
+    where = "services[%d].limits" % i
+    if not isinstance(limits, dict):
+        raise model.FleetError(["%s: must be a mapping" % where])
+    bad = ["%s.%s: must be a whole number" % (where, k) for k, v in limits.items()
+           if isinstance(v, bool) or not isinstance(v, int)]
+    if bad:
+        raise model.FleetError(bad)
+
+
 def agree_health(window: Optional[int] = None):
     """Write the verdicts the agreement rule reaches on the snapshot read."""
     def mutate(before: Rows, snap: Dict[str, Any]) -> Rows:

@@ -12,6 +12,10 @@ Edits, applied in list order to the config's data:
     {"op": "remove", "service": S, "backend": B}
     {"op": "weight", "service": S, "backend": B, "weight": W}
     {"op": "drain",  "service": S, "backend": B}
+    {"op": "limits", "service": S, "limits": {pps, burst, per_bucket_pps, per_bucket_burst} | null}
+
+A `limits` edit names no backend: it sets the service's whole `limits` mapping (null:
+none, whatever the file says); the last one per service stands.
 
 Precedence: an edit wins over the file for what it names (a weight set through the API
 stays although the file says another one). An edit whose backend (or service) the file
@@ -25,8 +29,9 @@ from __future__ import annotations
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 VERSION = 1
-OPS = ("add", "remove", "weight", "drain")
-_FIELDS = {"add": ("ip", "mac", "weight"), "remove": (), "weight": ("weight",), "drain": ()}
+OPS = ("add", "remove", "weight", "drain", "limits")
+_FIELDS = {"add": ("ip", "mac", "weight"), "remove": (), "weight": ("weight",), "drain": (),
+           "limits": ("limits",)}
 
 Edit = Dict[str, Any]
 
@@ -46,10 +51,14 @@ def check(doc: Any) -> List[Edit]:
         where = "edits[%d]" % i
         if not isinstance(e, dict) or e.get("op") not in OPS:
             raise OverlayError("%s: op must be one of %s" % (where, ", ".join(OPS)))
-        allowed = {"op", "service", "backend"} | set(_FIELDS[e["op"]])
+        allowed = ({"op", "service"} | ({"backend"} if e["op"] != "limits" else set())
+                   | set(_FIELDS[e["op"]]))
         extra = sorted(set(e) - allowed)
         if extra:
             raise OverlayError("%s: unknown key(s) %s" % (where, ", ".join(extra)))
+        if e["op"] == "limits":
+            out.append(_checked_limits(e, where))
+            continue
         for k in ("service", "backend") + tuple(f for f in _FIELDS[e["op"]] if f != "weight"):
             if not isinstance(e.get(k), str) or not e[k]:
                 raise OverlayError("%s: %s must be a non-empty string" % (where, k))
@@ -61,12 +70,23 @@ def check(doc: Any) -> List[Edit]:
     return out
 
 
+def _checked_limits(e: Edit, where: str) -> Edit:
+    """A limits edit's shape (its values are the config parser's to judge, on apply)."""
+    if not isinstance(e.get("service"), str) or not e["service"]:
+        raise OverlayError("%s: service must be a non-empty string" % where)
+    lim = e.get("limits", False)
+    if lim is not None and not (isinstance(lim, dict) and all(isinstance(k, str) for k in lim)):
+        raise OverlayError("%s: limits must be a mapping or null" % where)
+    return dict(e)
+
+
 def document(edits: List[Edit]) -> Dict[str, Any]:
     return {"version": VERSION, "edits": list(edits)}
 
 
 def _key(e: Edit) -> Tuple[str, str]:
-    return e["service"], e["backend"]
+    # a limits edit is the service's: "" is no backend's name (names are non-empty)
+    return e["service"], e.get("backend", "")
 
 
 def record(edits: List[Edit], edit: Edit) -> List[Edit]:
@@ -75,6 +95,8 @@ def record(edits: List[Edit], edit: Edit) -> List[Edit]:
     key, op = _key(edit), edit["op"]
     mine = [e for e in edits if _key(e) == key]
     rest = [e for e in edits if _key(e) != key]
+    if op == "limits":
+        return rest + [dict(edit)]
     if op == "undrain":
         return rest + [e for e in mine if e["op"] != "drain"]
     if op == "remove":
@@ -113,6 +135,12 @@ def _apply_one(data: Dict[str, Any], e: Edit, drained: Dict[str, Set[str]]) -> b
     svc = _service(data, e["service"])
     if svc is None:
         return False
+    if e["op"] == "limits":
+        if e["limits"] is None:
+            svc.pop("limits", None)
+        else:
+            svc["limits"] = dict(e["limits"])
+        return True
     names = [b["name"] for b in svc["backends"]]
     if e["op"] == "add":
         if e["backend"] in names:
@@ -161,12 +189,16 @@ def names(edits: List[Edit]) -> List[str]:
     """"service/backend" of each edit, once, in order: what status reports as dropped."""
     out: List[str] = []
     for e in edits:
-        n = "%s/%s" % _key(e)
+        n = "%s/%s" % _key(e) if e["op"] != "limits" else "%s limits" % e["service"]
         if n not in out:
             out.append(n)
     return out
 
 
 def describe(e: Edit) -> str:
+    if e["op"] == "limits":
+        lim = e["limits"]
+        return "limits %s %s" % (e["service"], "none" if lim is None else
+                                 " ".join("%s=%s" % kv for kv in sorted(lim.items())))
     extra = "".join(" %s=%s" % (k, e[k]) for k in _FIELDS[e["op"]] if k in e)
     return "%s %s/%s%s" % (e["op"], e["service"], e["backend"], extra)
