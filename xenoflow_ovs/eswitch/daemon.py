@@ -214,11 +214,18 @@ Group = Tuple[str, str, Optional[str]]
 FEATURES = ("runs", "totals", "version")   # what this eswitchd speaks beyond the first protocol
 
 
-def group_of(e: Entry) -> Group:
-    """A bucket's group is its backend's; a drop stage's entries group as the bucket limits'
-    or the service limit's drops ("bucket" / "service" in the backend's place)."""
+BUCKET_GROUPS = 64     # a drop stage of at most this many buckets totals each bucket apart
+
+
+def group_of(e: Entry, buckets: int = 0) -> Group:
+    """A bucket's group is its backend's; a drop stage's entries group as the service limit's
+    drops ("service" in the backend's place), each bucket's ("bucket/<b>") when the stage has at
+    most BUCKET_GROUPS buckets (`buckets`: its pipe's size), else all buckets' ("bucket"): a
+    poll costs one query per group."""
     if e.kind == "drop":
-        return (e.kind, e.owner, "bucket" if e.bucket is not None else "service")
+        if e.bucket is None:
+            return (e.kind, e.owner, "service")
+        return (e.kind, e.owner, "bucket/%d" % e.bucket if 0 < buckets <= BUCKET_GROUPS else "bucket")
     return (e.kind, e.owner, e.backend if e.kind == "bucket" else None)
 
 
@@ -341,8 +348,12 @@ class EswitchState:
 
     # -- totals bookkeeping ------------------------------------------------------------
 
+    def _group(self, e: Entry) -> Group:
+        held = self.pipes.get((e.port, e.pipe)) if e.kind == "drop" else None
+        return group_of(e, held[0].nr_entries if held is not None else 0)
+
     def _join(self, e: Entry, h: Any, had: Tuple[int, int], key: Optional[Key] = None) -> None:
-        g = group_of(e)
+        g = self._group(e)
         self.prepared.pop(g, None)
         self.members.setdefault(g, {})[e.key if key is None else key] = h
         t = self.retired.setdefault(g, [0, 0])
@@ -350,7 +361,7 @@ class EswitchState:
         t[1] -= had[1]
 
     def _leave(self, e: Entry, counted: Tuple[int, int]) -> None:
-        g = group_of(e)
+        g = self._group(e)
         self.prepared.pop(g, None)
         m = self.members.get(g, {})
         m.pop(e.key, None)
@@ -566,7 +577,7 @@ class EswitchState:
                                   for (e, _, _), (n, b) in zip(items, counts)]
                 acc: Dict[Group, List[int]] = {}
                 for (e, _, _), (n, b) in zip(items, counts):
-                    t = acc.setdefault(group_of(e), [0, 0])
+                    t = acc.setdefault(self._group(e), [0, 0])
                     t[0] += n
                     t[1] += b
                 sums = {g: (t[0], t[1]) for g, t in acc.items()}
