@@ -460,9 +460,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override dpu.eswitch.mode (switch also sets multiport: the paper's p0 -> p1 "
                    "crosses the two PFs)")
     p.add_argument("--flood", action="store_true",
-                   help="the topology's flood variant (flood.yaml: 16 buckets, a per-bucket rate limit); with "
-                   "demo: one source floods its bucket at 5x the limit while 15 others query (a running lab "
-                   "keeps the variant until down)")
+                   help="the topology's flood variant (flood.yaml: 16 buckets, a per-bucket rate limit); "
+                   "with demo: one source floods its bucket at 5x the limit while 15 others query (a running "
+                   "lab keeps the variant until down)")
     p.set_defaults(func=_delegate("lab.labctl", "main"))
     return ap
 
