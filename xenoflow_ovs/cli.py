@@ -176,7 +176,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def _rate_text(pps, burst) -> str:
-    return "%s pps (burst %s)" % (pps, burst if burst is not None else "default")
+    from .intent.config import default_burst
+    return "%s pps (burst %s)" % (pps, burst if burst is not None else "%d, the default" % default_burst(pps))
 
 
 def limit_lines(body: dict) -> List[str]:

@@ -203,7 +203,7 @@ def test_cli_limits_uses_the_api_and_status_prints_them(server, capsys):
     assert ctl.runtime.cfg.service("dns").limits.bucket == (300, 30)
     assert cli_main(["status"] + sock) == 0
     out = capsys.readouterr().out
-    assert "dns limits: per bucket 300 pps (burst default); rate-limited packets: ovs 0" in out
+    assert "dns limits: per bucket 300 pps (burst 30, the default); rate-limited packets: ovs 0" in out
     assert cli_main(["limits", "dns", "--pps", "0"] + sock) == 2
     assert "services[0].limits.pps" in capsys.readouterr().err
     assert cli_main(["limits", "dns"] + sock) == 2
