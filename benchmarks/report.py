@@ -306,6 +306,27 @@ class _Goals:
             self.row(goal, g["value"], g["verdict"] == "met", detail, [],
                      "see the IPv6 section: the A/A run beside it, where IPv6's extra time goes")
 
+    def meter_rows(self):
+        """bench_meters.py's three goals (a separate run): the meters' accuracy, and the meter
+        chain's cost in forwarding rate and latency with the A/A run (plain against plain) beside."""
+        rows = read_csv(os.path.join(self.results, "meters.csv"))
+        if not rows:
+            return
+        import bench_meters
+        v = bench_meters.verdicts(rows)
+        acc = v["accuracy"]
+        self.row("a meter delivers its rate within ±%g %% (1k, 10k, 50k pps)" % bench_meters.ACC_GOAL,
+                 acc["value"], acc["verdict"] == "met",
+                 "worst error %.2f %% (meters.csv, a separate run)" % acc["value"] if acc["value"] is not None
+                 else "", [], "see the DoS guard section")
+        for key, goal in (("rate", "forwarding with meters ≥ %.1f× without" % bench_meters.RATE_GOAL),
+                          ("latency", "added latency with meters ≤ %.1f× without" % bench_meters.LAT_GOAL)):
+            g = v[key]
+            aa = "%.2f×" % g["aa"] if g["aa"] is not None else "–"
+            detail = "%.2f× (meters.csv, a separate run, paired median; A/A, plain against plain: %s)" % (
+                g["value"], aa) if g["value"] is not None else ""
+            self.row(goal, g["value"], g["verdict"] == "met", detail, [], "see the DoS guard section")
+
     def tcp_row(self):
         """bench_transports.py: dnsperf over TCP through the VIP and the VIP6 (a separate run)."""
         rows = [r for r in read_csv(os.path.join(self.results, "transports.csv"))
@@ -372,6 +393,7 @@ class _Goals:
         if self.tput:
             self.loss_rows()
         self.ipv6_rows()
+        self.meter_rows()
         self.tcp_row()
         self.fallback_row()
         out = ["| goal | measured | verdict | why missed or not measured (from this run) |",
