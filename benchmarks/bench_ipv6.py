@@ -32,6 +32,7 @@ results/ipv6.csv and ipv6.md (--smoke: results/smoke/).  Namespaces are removed 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import os
@@ -42,7 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # the lab's addresses, the child's plumbing; it imports pkgpath (where the package comes from)
@@ -66,42 +67,67 @@ RATE_GOAL, LAT_GOAL = 0.95, 1.1
 
 # --- the eSwitch process (--child) --------------------------------------------------------
 
-def child(prefix: str) -> int:
-    from dpdk_glue import ESwitch, GlueMatch, PortSpec, default_eal_args, softdoca_ctl
+def serve(prefix: str, setup: Callable) -> int:
+    """The eSwitch child of this benchmark and bench_meters.py: setup(sw) builds the script's pipes
+    and returns its own commands ({name: fn(words)}) and its extra counters (fn() -> dict).  Then
+    commands on stdin (poll BUSY SPIN_US SLEEP_US, the script's own, quit), one JSON line back for
+    each other line: the ports' and the forwarder's counters and the script's."""
+    from dpdk_glue import ESwitch, PortSpec, default_eal_args, softdoca_ctl
 
     ports = [PortSpec("p0", 0, iface="dpu-p0", rep_iface="rep-p0", pair="p1"),
              PortSpec("p1", 1, iface="dpu-p1", rep_iface="rep-p1", pair="p0")]
     with ESwitch(default_eal_args(prefix), ports) as sw:
-        r0, r1 = sw.create_root_pipe("p0"), sw.create_root_pipe("p1")
-        svc4 = sw.create_basic_pipe("p0", name="dns4", mask=GlueMatch(ipv4_src=1), fwd_port="p1",
-                                    nr_entries=2)
-        svc6 = sw.create_basic_pipe("p0", name="dns6", mask=GlueMatch(ipv6_src=1), fwd_port="p1",
-                                    nr_entries=2)
-        udp4 = GlueMatch(eth_type=0x0800, ipv4_dst=VIP, ip_proto=17, l4_dst=53)
-        udp6 = GlueMatch(eth_type=0x86DD, ipv6_dst=VIP6, ip_proto=17, l4_dst=53)
-        roots = sw.add_entries([
-            r0.entry(udp4, priority=10, fwd_pipe=svc4),
-            r0.entry(udp6, priority=10, fwd_pipe=svc6),
-            r1.entry(GlueMatch(eth_type=0x0800, ipv4_dst=CLIENT), priority=10, fwd_port="p0"),
-            r1.entry(GlueMatch(eth_type=0x86DD, ipv6_dst=CLIENT6), priority=10, fwd_port="p0")])
-        buckets = sw.add_entries([svc4.entry(GlueMatch(ipv4_src=i), bgf.SERVER_MAC) for i in (0, 1)]
-                                 + [svc6.entry(GlueMatch(ipv6_src=i), bgf.SERVER_MAC) for i in (0, 1)])
+        own, counters = setup(sw)
         print(json.dumps({"ready": True}), flush=True)
         for line in sys.stdin:
             cmd = line.split()
             if not cmd:
                 continue
-            if cmd[0] == "poll":  # poll BUSY SPIN_US SLEEP_US
-                softdoca_ctl.set_busy_poll(sw, cmd[1] == "1", int(cmd[2]), int(cmd[3]))
-            elif cmd[0] == "mac":  # every bucket of both families (in place)
-                sw.update_entries([(e, cmd[1]) for e in buckets])
-            elif cmd[0] == "quit":
+            if cmd[0] == "quit":
                 break
-            hits = [pk for pk, _ in sw.query_entries(roots[:2])]
-            print(json.dumps({"p0": sw.port_stats("p0"), "p1": sw.port_stats("p1"),
-                              "fwd": softdoca_ctl.forwarder_stats(sw), "hits4": hits[0], "hits6": hits[1]}),
-                  flush=True)
+            if cmd[0] == "poll":
+                softdoca_ctl.set_busy_poll(sw, cmd[1] == "1", int(cmd[2]), int(cmd[3]))
+            elif cmd[0] in own:
+                own[cmd[0]](cmd[1:])
+            extra = counters()              # the entries' counters first, then the ports' and the forwarder's
+            stats = {"p0": sw.port_stats("p0"), "p1": sw.port_stats("p1"),
+                     "fwd": softdoca_ctl.forwarder_stats(sw)}
+            stats.update(extra)
+            print(json.dumps(stats), flush=True)
     return 0
+
+
+def retarget(sw, entries: Sequence) -> Callable[[List[str]], None]:
+    """The "mac MAC" command: every one of entries forwards to MAC (updated in place)."""
+    return lambda words: sw.update_entries([(e, words[0]) for e in entries])
+
+
+def _dual_stack(sw) -> Tuple[Dict[str, Callable], Callable[[], Dict]]:
+    """Both families' dispatch and buckets (module docstring); "mac" retargets every bucket of
+    both families, the counters add each family's dispatch hits."""
+    from dpdk_glue import GlueMatch
+
+    r0, r1 = sw.create_root_pipe("p0"), sw.create_root_pipe("p1")
+    svc4 = sw.create_basic_pipe("p0", name="dns4", mask=GlueMatch(ipv4_src=1), fwd_port="p1", nr_entries=2)
+    svc6 = sw.create_basic_pipe("p0", name="dns6", mask=GlueMatch(ipv6_src=1), fwd_port="p1", nr_entries=2)
+    udp4 = GlueMatch(eth_type=0x0800, ipv4_dst=VIP, ip_proto=17, l4_dst=53)
+    udp6 = GlueMatch(eth_type=0x86DD, ipv6_dst=VIP6, ip_proto=17, l4_dst=53)
+    roots = sw.add_entries([
+        r0.entry(udp4, priority=10, fwd_pipe=svc4),
+        r0.entry(udp6, priority=10, fwd_pipe=svc6),
+        r1.entry(GlueMatch(eth_type=0x0800, ipv4_dst=CLIENT), priority=10, fwd_port="p0"),
+        r1.entry(GlueMatch(eth_type=0x86DD, ipv6_dst=CLIENT6), priority=10, fwd_port="p0")])
+    buckets = sw.add_entries([svc4.entry(GlueMatch(ipv4_src=i), bgf.SERVER_MAC) for i in (0, 1)]
+                             + [svc6.entry(GlueMatch(ipv6_src=i), bgf.SERVER_MAC) for i in (0, 1)])
+
+    def hits() -> Dict:
+        pk = [p for p, _ in sw.query_entries(roots[:2])]
+        return {"hits4": pk[0], "hits6": pk[1]}
+    return {"mac": retarget(sw, buckets)}, hits
+
+
+def child(prefix: str) -> int:
+    return serve(prefix, _dual_stack)
 
 
 def echo(addrs: Sequence[str], port: int) -> int:
@@ -184,32 +210,44 @@ def per_packet(before: Dict, after: Dict) -> Tuple[float, int, int]:
     return ns / max(pk, 1), pk, after["p1"]["tx_pkts"] - before["p1"]["tx_pkts"]
 
 
+def pace(nl, g: str, pacer: str, dst: str, rate: float, seconds: float, src: str, size: int = 18) -> Dict:
+    """One smooth pacer run from the client to dst:53 (src: one source or several, comma-separated);
+    the sender's own figures."""
+    p = nl.run_in_ns(g, [pacer, "--dst", dst, "--port", "53", "--rate", str(int(rate)), "--duration",
+                         str(seconds), "--size", str(size), "--src", src], timeout=seconds + 60)
+    return json.loads(p.stdout)
+
+
+def paced_blocks(cmd: bgf.Cmd, args, variants: Sequence, send: Callable) -> Iterator[Tuple]:
+    """The forwarding test's blocks: --reps rounds, each variant once a round in a random order
+    (--seed); yields (round, variant, send(variant), counters before, counters after)."""
+    rng = random.Random(args.seed)
+    for b in range(args.reps):
+        for v in shuffled(variants, rng):
+            before = cmd("stats")
+            sent = send(v)
+            time.sleep(0.2)                 # the last frames reach the forwarder's counters
+            yield b, v, sent, before, cmd("stats")
+
+
 def forwarding(cmd: bgf.Cmd, nl, g: str, pacer: str, args) -> Dict[str, List[Dict]]:
     """1. per variant and block: the sender's figures and the forwarder's cost."""
     cmd("poll 1 50 20")
     cmd("mac " + NOBODY_MAC)
     out: Dict[str, List[Dict]] = {v[0]: [] for v in FWD}
-    rng = random.Random(args.seed)
-    for b in range(args.reps):
-        for name, dst, src, size in shuffled(FWD, rng):
-            before = cmd("stats")
-            p = nl.run_in_ns(g, [pacer, "--dst", dst, "--port", "53", "--rate", str(args.rate), "--duration",
-                                 str(args.seconds), "--size", str(size), "--src", src],
-                             timeout=args.seconds + 60)
-            sent = json.loads(p.stdout)
-            time.sleep(0.2)                 # the last frames reach the forwarder's counters
-            after = cmd("stats")
-            ns_pp, pk, tx = per_packet(before, after)
-            six = ":" in dst
-            fam = "hits6" if six else "hits4"
-            r = {"ns_per_pkt": ns_pp, "pkts": pk, "tx": tx, "sent": sent["sent"],
-                 "misses": after["p0"]["miss_pkts"] - before["p0"]["miss_pkts"],
-                 "hits": after[fam] - before[fam], "offered": sent["achieved_pps"],
-                 "kpps": tx / sent["elapsed_s"] / 1e3, "frame": 14 + (40 if six else 20) + 8 + size}
-            out[name].append(r)
-            print("rep %d %-24s offered %.0f kpps, forwarded %.0f kpps, forwarder %.0f ns/packet, "
-                  "entry hits %d of %d sent" % (b, name, r["offered"] / 1e3, r["kpps"], ns_pp, r["hits"],
-                                                 r["sent"]), flush=True)
+    for b, (name, dst, src, size), sent, before, after in paced_blocks(
+            cmd, args, FWD, lambda v: pace(nl, g, pacer, v[1], args.rate, args.seconds, v[2], v[3])):
+        ns_pp, pk, tx = per_packet(before, after)
+        six = ":" in dst
+        fam = "hits6" if six else "hits4"
+        r = {"ns_per_pkt": ns_pp, "pkts": pk, "tx": tx, "sent": sent["sent"],
+             "misses": after["p0"]["miss_pkts"] - before["p0"]["miss_pkts"],
+             "hits": after[fam] - before[fam], "offered": sent["achieved_pps"],
+             "kpps": tx / sent["elapsed_s"] / 1e3, "frame": 14 + (40 if six else 20) + 8 + size}
+        out[name].append(r)
+        print("rep %d %-24s offered %.0f kpps, forwarded %.0f kpps, forwarder %.0f ns/packet, "
+              "entry hits %d of %d sent" % (b, name, r["offered"] / 1e3, r["kpps"], ns_pp, r["hits"],
+                                             r["sent"]), flush=True)
     cmd("mac " + bgf.SERVER_MAC)
     return out
 
@@ -232,21 +270,29 @@ def _probe(nl, g: str, probe: str, targets: Sequence[Tuple[str, str]], count: in
     return out
 
 
+def pooled_rtts(cmd: bgf.Cmd, nl, g: str, probe: str, args, variants: Sequence[Tuple[str, str, str]],
+                width: int) -> Dict[str, Dict]:
+    """RTTs pooled per variant (name, server, source) over --blocks probe runs, the variants
+    taking turns query by query in a random order each round; each block's medians kept apart
+    for the paired figures.  width: of the names in the progress lines."""
+    pooled: Dict[str, Dict] = {v[0]: {"samples": [], "lost": 0, "blocks": []} for v in variants}
+    per_block = max(50, args.rtt // args.blocks)
+    for b in range(args.blocks):
+        res = _probe(nl, g, probe, [(server, src) for _, server, src in variants], per_block, args.seed + b)
+        for (name, _, _), r in zip(variants, res):
+            pooled[name]["samples"] += r["samples"]
+            pooled[name]["lost"] += r["lost"]
+            pooled[name]["blocks"].append(r.get("median_us"))
+            print("block %d %-*s median %s us, p99 %s us, lost %d" % (
+                b, width, name, r.get("median_us"), r.get("p99_us"), r["lost"]), flush=True)
+    return pooled
+
+
 def latency(cmd: bgf.Cmd, nl, g: str, probe: str, args) -> Dict[str, Dict]:
     """2. RTTs pooled per variant (the forwarder's default back-off): the variants take turns
     query by query, in a random order each round."""
     cmd("poll 0 50 20")
-    pooled: Dict[str, Dict] = {v[0]: {"samples": [], "lost": 0, "blocks": []} for v in LAT}
-    per_block = max(50, args.rtt // args.blocks)
-    for b in range(args.blocks):
-        res = _probe(nl, g, probe, [(server, src) for _, server, src in LAT], per_block, args.seed + b)
-        for (name, _, _), r in zip(LAT, res):
-            pooled[name]["samples"] += r["samples"]
-            pooled[name]["lost"] += r["lost"]
-            pooled[name]["blocks"].append(r.get("median_us"))
-            print("block %d %-12s median %s us, p99 %s us, lost %d" % (
-                b, name, r.get("median_us"), r.get("p99_us"), r["lost"]), flush=True)
-    return pooled
+    return pooled_rtts(cmd, nl, g, probe, args, LAT, 12)
 
 
 def own_time(cmd: bgf.Cmd, nl, g: str, probe: str, args) -> Dict[str, List[float]]:
@@ -268,7 +314,16 @@ def own_time(cmd: bgf.Cmd, nl, g: str, probe: str, args) -> Dict[str, List[float
     return out
 
 
-# --- figures -------------------------------------------------------------------------------
+# --- figures (pure; the paired method bench_meters.py shares) ------------------------------
+
+class Base(NamedTuple):
+    """The variant the others are set against, and its columns' suffix (vs_<col>, paired_vs_<col>)."""
+    name: str
+    col: str
+
+
+IPV4_A = Base("IPv4 A", "ipv4_a")
+
 
 def pct(vals: Sequence[float], p: float) -> Optional[float]:
     """Nearest-rank percentile, as tools/rtt_probe.py computes it."""
@@ -287,55 +342,83 @@ def _r(x: Optional[float], nd: int = 1):
     return "" if x is None else round(x, nd)
 
 
-def _spread(paired: Sequence[float]) -> Dict:
+def _spread(paired: Sequence[float], base: Base) -> Dict:
     """The paired ratios' median and range (columns of a row; empty when none)."""
     if not paired:
         return {}
-    return {"paired_vs_ipv4_a": _r(statistics.median(paired), 3), "paired_min": _r(min(paired), 3),
+    return {"paired_vs_" + base.col: _r(statistics.median(paired), 3), "paired_min": _r(min(paired), 3),
             "paired_max": _r(max(paired), 3)}
 
 
-def fwd_rows(res: Dict[str, List[Dict]]) -> List[Dict]:
-    """One row per forwarding variant: medians over blocks; rate relative to IPv4 A, both as the
-    ratio of medians and as the median of the blocks' paired ratios (same block, minutes apart
-    at most: the noise that drifts is shared)."""
-    base = statistics.median(r["ns_per_pkt"] for r in res["IPv4 A"])
-    rows = []
-    for name, *_ in FWD:
+def fwd_figures(res: Dict[str, List[Dict]], names: Sequence[str], base: Base) -> List[Tuple[str, Dict]]:
+    """Per forwarding variant, the columns of its row: medians over blocks; rate against the base
+    variant's, both as the ratio of medians and as the median of the blocks' paired ratios (same
+    round, seconds apart: the noise that drifts between rounds is shared)."""
+    ref = statistics.median(r["ns_per_pkt"] for r in res[base.name])
+    out = []
+    for name in names:
         rs = res[name]
         ns_pp = statistics.median(r["ns_per_pkt"] for r in rs)
-        paired = [a["ns_per_pkt"] / r["ns_per_pkt"] for a, r in zip(res["IPv4 A"], rs)]
-        rows.append(_row("forwarding", name, frame_b=rs[0]["frame"], ns_per_pkt=_r(ns_pp),
-                         rate_kpps=_r(1e6 / ns_pp),
-                         forwarded_kpps=_r(statistics.median(r["kpps"] for r in rs)),
-                         vs_ipv4_a=_r(base / ns_pp, 3), **_spread(paired),
-                         entry_hits=sum(r["hits"] for r in rs), misses=sum(r["misses"] for r in rs),
-                         sent=sum(r["sent"] for r in rs), n=len(rs)))
-    return rows
+        paired = [a["ns_per_pkt"] / r["ns_per_pkt"] for a, r in zip(res[base.name], rs)]
+        cols = {"ns_per_pkt": _r(ns_pp), "rate_kpps": _r(1e6 / ns_pp), "vs_" + base.col: _r(ref / ns_pp, 3),
+                "forwarded_kpps": _r(statistics.median(r["kpps"] for r in rs)),
+                "entry_hits": sum(r["hits"] for r in rs), "misses": sum(r["misses"] for r in rs),
+                "sent": sum(r["sent"] for r in rs), "n": len(rs)}
+        cols.update(_spread(paired, base))
+        out.append((name, cols))
+    return out
 
 
-def _added(med: Dict[str, Optional[float]]) -> Dict[str, Optional[float]]:
-    """Each eSwitch variant's median RTT minus the direct median of its family."""
-    floor = {4: med["direct IPv4"], 6: med["direct IPv6"]}
-    return {k: None if k.startswith("direct") or med[k] is None or floor[6 if k == "IPv6" else 4] is None
-            else med[k] - floor[6 if k == "IPv6" else 4] for k in med}
+def fwd_rows(res: Dict[str, List[Dict]]) -> List[Dict]:
+    """One row per forwarding variant (fwd_figures against IPv4 A), with its frame size."""
+    return [_row("forwarding", name, frame_b=res[name][0]["frame"], **cols)
+            for name, cols in fwd_figures(res, [v[0] for v in FWD], IPV4_A)]
+
+
+Med = Dict[str, Optional[float]]
+
+
+def added(med: Med, floor_of: Callable[[str], Optional[str]]) -> Med:
+    """Each eSwitch variant's median RTT minus its floor's: floor_of(variant) names the direct
+    variant it is set against (None for a direct one)."""
+    out: Dict[str, Optional[float]] = {}
+    for k, m in med.items():
+        f = floor_of(k)
+        floor = None if f is None else med[f]
+        out[k] = None if m is None or floor is None else m - floor
+    return out
+
+
+def lat_figures(pooled: Dict[str, Dict], names: Sequence[str], floor_of: Callable[[str], Optional[str]],
+                base: Base) -> List[Tuple[str, Dict]]:
+    """Per latency variant, the columns of its row: added over its floor, from the pooled RTTs;
+    against the base variant as the ratio of those, and the median (range) of each block's own ratio."""
+    add = added({k: pct(v["samples"], 50) for k, v in pooled.items()}, floor_of)
+    nblocks = min(len(v["blocks"]) for v in pooled.values())
+    per_block = [added({k: v["blocks"][b] for k, v in pooled.items()}, floor_of) for b in range(nblocks)]
+    out = []
+    for name in names:
+        v = pooled[name]
+        paired = [x for x in (_ratio(a[name], a[base.name]) for a in per_block) if x is not None]
+        cols = {"median_us": _r(pct(v["samples"], 50)), "p99_us": _r(pct(v["samples"], 99)),
+                "added_us": _r(add[name]), "vs_" + base.col: _r(_ratio(add[name], add[base.name]), 3),
+                "lost": v["lost"], "n": len(v["samples"])}
+        cols.update(_spread(paired, base))
+        out.append((name, cols))
+    return out
+
+
+def _family_floor(variant: str) -> Optional[str]:
+    """The direct variant of the variant's family (None for a direct one)."""
+    if variant.startswith("direct"):
+        return None
+    return "direct IPv6" if variant == "IPv6" else "direct IPv4"
 
 
 def lat_rows(pooled: Dict[str, Dict]) -> List[Dict]:
-    """One row per latency variant: added over direct, from the pooled RTTs; relative to IPv4 A
-    as the ratio of those, and the median (range) of each block's own ratio."""
-    added = _added({k: pct(v["samples"], 50) for k, v in pooled.items()})
-    nblocks = min(len(v["blocks"]) for v in pooled.values())
-    per_block = [_added({k: v["blocks"][b] for k, v in pooled.items()}) for b in range(nblocks)]
-    rows = []
-    for name, server, _ in LAT:
-        v = pooled[name]
-        paired = [x for x in (_ratio(a[name], a["IPv4 A"]) for a in per_block) if x is not None]
-        rows.append(_row("latency", name, median_us=_r(pct(v["samples"], 50)),
-                         p99_us=_r(pct(v["samples"], 99)), added_us=_r(added[name]),
-                         vs_ipv4_a=_r(_ratio(added[name], added["IPv4 A"]), 3), lost=v["lost"],
-                         n=len(v["samples"]), **_spread(paired)))
-    return rows
+    """One row per latency variant (lat_figures against IPv4 A, each family over its own direct)."""
+    return [_row("latency", name, **cols)
+            for name, cols in lat_figures(pooled, [v[0] for v in LAT], _family_floor, IPV4_A)]
 
 
 def own_rows(own: Dict[str, List[float]]) -> List[Dict]:
@@ -364,19 +447,29 @@ def _num(x) -> Optional[float]:
     return None if x is None or x == "" else float(x)
 
 
-def verdicts(rows: List[Dict]) -> Dict[str, Dict]:
-    """The two goals and their A/A runs, from the rows (as written, or read back from the CSV).
-    The figure is the paired one, the median of each block's own ratio: the variants of a block
-    run seconds apart, so the load that drifts between blocks (the shared vCPUs) cancels."""
+def verdict(value: Optional[float], ok: Callable[[float], bool]) -> str:
+    return "not measured" if value is None else "met" if ok(value) else "missed"
+
+
+def paired_goals(rows: List[Dict], variant: str, aa: str, base: Base, rate_goal: float,
+                 lat_goal: float) -> Dict[str, Dict]:
+    """The rate and latency goals: the variant's paired figure against its limit, the A/A
+    variant's beside it, from the rows (as written, or read back from the CSV).  The figure is
+    the paired one, the median of each block's own ratio: the variants of a block run seconds
+    apart, so the load that drifts between blocks (the shared vCPUs) cancels."""
     by = {(r["test"], r["variant"]): r for r in rows}
     out = {}
-    for goal, test, limit, ok in (("rate", "forwarding", RATE_GOAL, lambda v: v >= RATE_GOAL),
-                                  ("latency", "latency", LAT_GOAL, lambda v: v <= LAT_GOAL)):
-        v6 = _num(by.get((test, "IPv6"), {}).get("paired_vs_ipv4_a"))
-        aa = _num(by.get((test, "IPv4 B"), {}).get("paired_vs_ipv4_a"))
-        out[goal] = {"value": v6, "aa": aa, "limit": limit,
-                     "verdict": "not measured" if v6 is None else "met" if ok(v6) else "missed"}
+    for goal, test, limit, ok in (("rate", "forwarding", rate_goal, lambda v: v >= rate_goal),
+                                  ("latency", "latency", lat_goal, lambda v: v <= lat_goal)):
+        value = _num(by.get((test, variant), {}).get("paired_vs_" + base.col))
+        a = _num(by.get((test, aa), {}).get("paired_vs_" + base.col))
+        out[goal] = {"value": value, "aa": a, "limit": limit, "verdict": verdict(value, ok)}
     return out
+
+
+def verdicts(rows: List[Dict]) -> Dict[str, Dict]:
+    """The two goals, IPv6 against IPv4 A, and their A/A runs (IPv4 B)."""
+    return paired_goals(rows, "IPv6", "IPv4 B", IPV4_A, RATE_GOAL, LAT_GOAL)
 
 
 def goal_table(rows: List[Dict]) -> List[str]:
@@ -393,12 +486,12 @@ FWD_CELLS = ("variant", "frame_b", "ns_per_pkt", "rate_kpps", "forwarded_kpps", 
              "paired_vs_ipv4_a", "paired_min", "paired_max", "entry_hits", "sent", "misses")
 
 
-def margin_notes(rows: List[Dict]) -> List[str]:
-    """A verdict whose margin to its limit is smaller than the A/A run's distance from 1 is
-    within this run's noise: say so beside it."""
+def noise_notes(v: Dict[str, Dict]) -> List[str]:
+    """A cost verdict (paired_goals) whose margin to its limit is smaller than the A/A run's
+    distance from 1 is within this run's noise: say so beside it."""
     out = []
     for key, what in (("rate", "forwarding rate"), ("latency", "added latency")):
-        g = verdicts(rows)[key]
+        g = v[key]
         if g["value"] is None or g["aa"] is None:
             continue
         margin, noise = abs(g["value"] - g["limit"]), abs(1.0 - g["aa"])
@@ -419,32 +512,47 @@ def fwd_table(rows: List[Dict]) -> List[str]:
     return out
 
 
-def lat_table(rows: List[Dict]) -> List[str]:
-    out = ["| variant | median RTT µs | p99 RTT µs | added µs | × IPv4 A | paired × IPv4 A (min–max) | lost "
-           "| n |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+def lat_table(rows: List[Dict], base: Base = IPV4_A) -> List[str]:
+    col = "vs_" + base.col
+    out = ["| variant | median RTT µs | p99 RTT µs | added µs | × %s | paired × %s (min–max) | lost "
+           "| n |" % (base.name, base.name), "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         if r["test"] == "latency":
-            paired = "%s (%s–%s)" % (r["paired_vs_ipv4_a"], r["paired_min"], r["paired_max"]) \
-                if _c(r["paired_vs_ipv4_a"]) else ""
+            paired = "%s (%s–%s)" % (r["paired_" + col], r["paired_min"], r["paired_max"]) \
+                if _c(r["paired_" + col]) else ""
             out.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % tuple(_c(x) for x in (
-                r["variant"], r["median_us"], r["p99_us"], r["added_us"], r["vs_ipv4_a"], paired, r["lost"],
-                r["n"])))
+                r["variant"], r["median_us"], r["p99_us"], r["added_us"], r[col], paired, r["lost"], r["n"])))
     return out
 
 
-def write(rows: List[Dict], meta: Dict, out: str) -> None:
-    """ipv6.csv (the rows), ipv6.json (the run's parameters), ipv6.md (both, as text)."""
+def write_results(suite: str, columns: Sequence[str], rows: List[Dict], meta: Dict,
+                  markdown_of: Callable[[List[Dict], Dict], str], out: str) -> None:
+    """<suite>.csv (the rows), <suite>.json (the run's parameters), <suite>.md (both, as text)."""
     os.makedirs(out, exist_ok=True)
-    with open(os.path.join(out, "ipv6.csv"), "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(COLUMNS))
+    with open(os.path.join(out, suite + ".csv"), "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(columns))
         w.writeheader()
         w.writerows(rows)
-    with open(os.path.join(out, "ipv6.json"), "w") as fh:
+    with open(os.path.join(out, suite + ".json"), "w") as fh:
         json.dump(meta, fh, indent=1)
-    md = markdown(rows, meta)
-    with open(os.path.join(out, "ipv6.md"), "w") as fh:
+    md = markdown_of(rows, meta)
+    with open(os.path.join(out, suite + ".md"), "w") as fh:
         fh.write(md)
     print(md)
+
+
+def section_head(suite: str, title: str, flag: str, meta: Dict, about: str, goals: List[str],
+                 notes: List[str]) -> List[str]:
+    """A section's head: its title; the command of the run (with flag for a CI-sized one), when,
+    on how many vCPUs, how long, and what it measured (about); the goals; notes on them."""
+    md = ["## " + title, "",
+          "`sudo .venv/bin/python benchmarks/bench_%s.py%s` (%s UTC, %s vCPUs, %.0f s): %s" % (
+              suite, " " + flag if meta.get("smoke") else "", meta.get("time_utc", "?"),
+              meta.get("cpus", "?"), meta.get("duration_s", 0), about), ""]
+    md += goals
+    if notes:
+        md += [""] + notes
+    return md
 
 
 def markdown(rows: List[Dict], meta: Dict) -> str:
@@ -455,19 +563,12 @@ def markdown(rows: List[Dict], meta: Dict) -> str:
     f6, f4 = by[("forwarding", "IPv6")], by[("forwarding", "IPv4 A")]
     fs = by[("forwarding", "IPv4, IPv6's frame size")]
     l6, l4 = by[("latency", "IPv6")], by[("latency", "IPv4 A")]
-    md = ["## softdoca: IPv6 against IPv4", "",
-          "`sudo .venv/bin/python benchmarks/bench_ipv6.py%s` (%s UTC, %s vCPUs, %.0f s): "
-          "bench_glue_forward.py's lab, dual stack; one eSwitch child holds both families' dispatch "
-          "(UDP/53 to the VIP, then to the VIP6, one priority) and a 2-entry bucket pipe each, so the "
-          "variants differ only in their frames. \"IPv4 A\" and \"IPv4 B\" are the same IPv4 traffic "
-          "measured as two variants: the A/A run, what the machine's noise alone does to a ratio (the "
-          "vCPUs are shared)." % (
-              " --smoke" if meta.get("smoke") else "", meta.get("time_utc", "?"), meta.get("cpus", "?"),
-              meta.get("duration_s", 0)), ""]
-    md += goal_table(rows)
-    notes = margin_notes(rows)
-    if notes:
-        md += [""] + notes
+    md = section_head("ipv6", "softdoca: IPv6 against IPv4", "--smoke", meta, (
+        "bench_glue_forward.py's lab, dual stack; one eSwitch child holds both families' dispatch "
+        "(UDP/53 to the VIP, then to the VIP6, one priority) and a 2-entry bucket pipe each, so the "
+        "variants differ only in their frames. \"IPv4 A\" and \"IPv4 B\" are the same IPv4 traffic "
+        "measured as two variants: the A/A run, what the machine's noise alone does to a ratio (the "
+        "vCPUs are shared)."), goal_table(rows), noise_notes(verdicts(rows)))
     md += ["", "### Forwarding rate (busy-poll, %s pps offered, %s-s blocks, %s per variant, a random "
            "order each round)" % (p.get("rate", "?"), p.get("seconds", "?"), p.get("reps", "?")), ""]
     md += fwd_table(rows)
@@ -528,36 +629,51 @@ def _share(f4: Dict, fs: Dict, f6: Dict) -> str:
 
 # --- orchestration -------------------------------------------------------------------------
 
-def _start(nl, env: Dict[str, str], s: str, d: str, tag: str) -> List[subprocess.Popen]:
-    ep = bgf._popen(nl.ns_argv(s, [sys.executable, __file__, "--echo", ",".join(
-        (VIP, VIP6, D_SERVER, D_SERVER6)), "53"]), env)
+class Session(NamedTuple):
+    """A benchmark's lab, running: the netns module, the client, eSwitch and server namespaces,
+    the eSwitch child's command channel, the pacer binary and the probe script."""
+    nl: Any
+    g: str
+    d: str
+    s: str
+    cmd: bgf.Cmd
+    pacer: str
+    probe: str
+
+
+def _start(nl, env: Dict[str, str], s: str, d: str, tag: str, echo_addrs: Sequence[str],
+           script: str) -> List[subprocess.Popen]:
+    """The echo server on echo_addrs (this script's --echo) and the eSwitch child (script --child)."""
+    ep = bgf._popen(nl.ns_argv(s, [sys.executable, __file__, "--echo", ",".join(echo_addrs), "53"]), env)
     if ep.stdout.readline().strip() != "READY":
         raise RuntimeError("echo server failed: " + ep.stderr.read()[-2000:])
-    sw = bgf._popen(nl.ns_argv(d, [sys.executable, __file__, "--child", tag]), env)
+    sw = bgf._popen(nl.ns_argv(d, [sys.executable, script, "--child", tag]), env)
     if not json.loads(sw.stdout.readline() or "{}").get("ready"):
         bgf._stop_all([ep])
         raise RuntimeError("eSwitch child failed: " + sw.stderr.read()[-3000:])
     return [ep, sw]
 
 
-def run(args) -> List[Dict]:
+@contextlib.contextmanager
+def session(suite: str, prefix: str, lab_of: Callable, echo_addrs: Sequence[str],
+            script: str) -> Iterator[Session]:
+    """Namespaces <prefix>XXXX-g|d|s with lab_of's lab, the echo server and script's eSwitch
+    child running in them, the pacer built.  On the way out: the child told to quit (when the
+    body ended normally), every process stopped, the namespaces removed by exact name."""
     from xenoflow_ovs.lab import netns as nl
     from xenoflow_ovs.lab.labctl import _subprocess_env
 
-    tag = "x6" + secrets.token_hex(2)
+    tag = prefix + secrets.token_hex(2)
     g, d, s = tag + "-g", tag + "-d", tag + "-s"
     procs: List[subprocess.Popen] = []
-    tmp = tempfile.mkdtemp(prefix="xf-bench-ipv6-")
+    tmp = tempfile.mkdtemp(prefix="xf-bench-%s-" % suite)
     pacer = os.path.join(tmp, "pacer")
     subprocess.run(["gcc", "-O2", "-Wall", "-o", pacer, os.path.join(HERE, "tools", "pacer.c")], check=True)
     probe = os.path.join(HERE, "tools", "rtt_probe.py")
     try:
-        lab(nl, g, d, s)
-        procs = _start(nl, _subprocess_env(), s, d, tag)
-        cmd = bgf.Cmd(procs[1])
-        pooled = latency(cmd, nl, g, probe, args)
-        own = own_time(cmd, nl, g, probe, args)
-        res = forwarding(cmd, nl, g, pacer, args)
+        lab_of(nl, g, d, s)
+        procs = _start(nl, _subprocess_env(), s, d, tag, echo_addrs, script)
+        yield Session(nl, g, d, s, bgf.Cmd(procs[1]), pacer, probe)
         procs[1].stdin.write("quit\n")
         procs[1].stdin.flush()
         procs[1].wait(timeout=30)
@@ -566,21 +682,54 @@ def run(args) -> List[Dict]:
         for ns in (g, d, s):
             nl.delete_ns(ns)
         subprocess.run(["rm", "-rf", tmp], check=False)
+
+
+def run(args) -> List[Dict]:
+    with session("ipv6", "x6", lab, (VIP, VIP6, D_SERVER, D_SERVER6), __file__) as x:
+        pooled = latency(x.cmd, x.nl, x.g, x.probe, args)
+        own = own_time(x.cmd, x.nl, x.g, x.probe, args)
+        res = forwarding(x.cmd, x.nl, x.g, x.pacer, args)
     return fwd_rows(res) + lat_rows(pooled) + own_rows(own)
+
+
+def add_common_args(ap: argparse.ArgumentParser, seconds: float, reps: int, rate: int, flag: str,
+                    ci_s: int) -> None:
+    """The options alike in this benchmark and bench_meters.py: the forwarding and latency tests',
+    the CI-sized run's (flag first, the other name accepted too; args.smoke either way), --out."""
+    ap.add_argument("--seconds", type=float, default=seconds, help="s per forwarding block")
+    ap.add_argument("--reps", type=int, default=reps, help="forwarding blocks per variant")
+    ap.add_argument("--rate", type=int, default=rate, help="offered pps in the forwarding test (paced)")
+    ap.add_argument("--rtt", type=int, default=4000, help="queries per latency variant (all blocks)")
+    ap.add_argument("--blocks", type=int, default=5, help="latency blocks (one probe process each)")
+    ap.add_argument("--seed", type=int, default=1, help="of the variants' random orders")
+    ap.add_argument(flag, "--quick" if flag == "--smoke" else "--smoke", dest="smoke", action="store_true",
+                    help="CI-sized (~%d s), into results/smoke/" % ci_s)
+    ap.add_argument("--out", default=None, help="default benchmarks/results (results/smoke with %s)" % flag)
+
+
+def measure(suite: str, args, params: Sequence[str], run_of: Callable[..., List[Dict]],
+            columns: Sequence[str], markdown_of: Callable[[List[Dict], Dict], str]) -> int:
+    """The run (root), then its files (write_results) into --out (default results/, results/smoke/
+    with --smoke), with the run's parameters (the args named in params) and duration."""
+    smoke = args.smoke
+    args.out = args.out or os.path.join(HERE, "results", "smoke" if smoke else "")
+    if os.geteuid() != 0:
+        raise SystemExit("bench_%s.py needs root (namespaces, veths)" % suite)
+    t0 = time.monotonic()
+    rows = run_of(args)
+    meta = {"suite": suite, "smoke": smoke, "cpus": os.cpu_count(),
+            "time_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+            "duration_s": round(time.monotonic() - t0),
+            "params": {k: getattr(args, k) for k in params}}
+    write_results(suite, columns, rows, meta, markdown_of, args.out)
+    return 0
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--child", metavar="PREFIX", help=argparse.SUPPRESS)
     ap.add_argument("--echo", nargs=2, metavar=("ADDRS", "PORT"), help=argparse.SUPPRESS)
-    ap.add_argument("--seconds", type=float, default=1.0, help="s per forwarding block")
-    ap.add_argument("--reps", type=int, default=20, help="forwarding blocks per variant")
-    ap.add_argument("--rate", type=int, default=150000, help="offered pps in the forwarding test (paced)")
-    ap.add_argument("--rtt", type=int, default=4000, help="queries per latency variant (all blocks)")
-    ap.add_argument("--blocks", type=int, default=5, help="latency blocks (one probe process each)")
-    ap.add_argument("--seed", type=int, default=1, help="of the variants' random orders")
-    ap.add_argument("--smoke", "--quick", action="store_true", help="CI-sized (~20 s), into results/smoke/")
-    ap.add_argument("--out", default=None, help="default benchmarks/results (results/smoke with --smoke)")
+    add_common_args(ap, 1.0, 20, 150000, "--smoke", 20)
     args = ap.parse_args()
     if args.child:
         return child(args.child)
@@ -588,17 +737,7 @@ def main() -> int:
         return echo(args.echo[0].split(","), int(args.echo[1]))
     if args.smoke:
         args.seconds, args.reps, args.rtt, args.blocks = 1.0, 2, 400, 2
-    args.out = args.out or os.path.join(HERE, "results", "smoke" if args.smoke else "")
-    if os.geteuid() != 0:
-        raise SystemExit("bench_ipv6.py needs root (namespaces, veths)")
-    t0 = time.monotonic()
-    rows = run(args)
-    meta = {"suite": "ipv6", "smoke": args.smoke, "cpus": os.cpu_count(),
-            "time_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
-            "duration_s": round(time.monotonic() - t0),
-            "params": {k: getattr(args, k) for k in ("rate", "seconds", "reps", "rtt", "blocks", "seed")}}
-    write(rows, meta, args.out)
-    return 0
+    return measure("ipv6", args, ("rate", "seconds", "reps", "rtt", "blocks", "seed"), run, COLUMNS, markdown)
 
 
 if __name__ == "__main__":

@@ -44,22 +44,14 @@ Namespaces (xmXXXX-g|d|s) are removed by exact name.
 from __future__ import annotations
 
 import argparse
-import csv
-import json
-import os
-import random
-import secrets
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Tuple
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 # the lab's addresses, the child's plumbing (it imports pkgpath: where the package comes from)
 import bench_glue_forward as bgf  # noqa: E402
-import bench_ipv6 as b6  # noqa: E402  (its lab with the direct veth, its probe and percentiles)
+import bench_ipv6 as b6  # noqa: E402  (its lab, child loop, session, probe and paired figures)
 
 VIP, CLIENT, SERVER_MAC = bgf.VIP, bgf.CLIENT, bgf.SERVER_MAC
 VIP_M = "198.18.0.54"          # the metered service
@@ -73,6 +65,7 @@ FWD = (("plain A", VIP), ("metered", VIP_M), ("plain B", VIP))
 LAT = (("plain A", VIP, CLIENT), ("metered", VIP_M, CLIENT), ("plain B", VIP, CLIENT),
        ("direct", b6.D_SERVER, b6.D_CLIENT))
 ACC_GOAL, RATE_GOAL, LAT_GOAL = 5.0, 0.9, 1.1
+PLAIN_A = b6.Base("plain A", "plain_a")   # what the other variants are set against
 
 
 # --- the eSwitch process (--child) --------------------------------------------------------
@@ -105,36 +98,25 @@ def _chain(sw) -> Tuple[Dict, object]:
     return dict(zip(ENTRIES, ents)), shared
 
 
-def child(prefix: str) -> int:
-    """Commands on stdin, one JSON line of counters back for each: poll BUSY SPIN SLEEP,
-    mac MAC (every bucket), meters SHARED_CIR SHARED_CBS ENTRY_CIR ENTRY_CBS, stats, quit."""
-    from dpdk_glue import ESwitch, PortSpec, default_eal_args, softdoca_ctl
+def _setup(sw) -> Tuple[Dict[str, Callable], Callable[[], Dict]]:
+    """The chain for bench_ipv6.serve; its own commands: mac MAC (every bucket), meters SHARED_CIR
+    SHARED_CBS ENTRY_CIR ENTRY_CBS; its counters: every entry's packets by name."""
+    e, shared = _chain(sw)
 
-    ports = [PortSpec("p0", 0, iface="dpu-p0", rep_iface="rep-p0", pair="p1"),
-             PortSpec("p1", 1, iface="dpu-p1", rep_iface="rep-p1", pair="p0")]
-    with ESwitch(default_eal_args(prefix), ports) as sw:
-        e, shared = _chain(sw)
-        buckets = [e[k] for k in ("plain0", "plain1", "bucket0", "bucket1")]
-        print(json.dumps({"ready": True}), flush=True)
-        for line in sys.stdin:
-            cmd = line.split()
-            if not cmd:
-                continue
-            if cmd[0] == "poll":
-                softdoca_ctl.set_busy_poll(sw, cmd[1] == "1", int(cmd[2]), int(cmd[3]))
-            elif cmd[0] == "mac":
-                sw.update_entries([(x, cmd[1]) for x in buckets])
-            elif cmd[0] == "meters":
-                v = [int(x) for x in cmd[1:5]]
-                sw.modify_meter(shared, v[0], v[1])
-                sw.update_entry_meters([(e["bucket0"], (v[2], v[3])), (e["bucket1"], (v[2], v[3]))])
-            elif cmd[0] == "quit":
-                break
-            pk = [p for p, _ in sw.query_entries([e[k] for k in ENTRIES])]
-            print(json.dumps({"p0": sw.port_stats("p0"), "p1": sw.port_stats("p1"),
-                              "fwd": softdoca_ctl.forwarder_stats(sw), "pk": dict(zip(ENTRIES, pk))}),
-                  flush=True)
-    return 0
+    def meters(words: List[str]) -> None:
+        v = [int(x) for x in words[:4]]
+        sw.modify_meter(shared, v[0], v[1])
+        sw.update_entry_meters([(e["bucket0"], (v[2], v[3])), (e["bucket1"], (v[2], v[3]))])
+
+    def counters() -> Dict:
+        return {"pk": dict(zip(ENTRIES, [p for p, _ in sw.query_entries([e[k] for k in ENTRIES])]))}
+    return {"mac": b6.retarget(sw, [e[k] for k in ("plain0", "plain1", "bucket0", "bucket1")]),
+            "meters": meters}, counters
+
+
+def child(prefix: str) -> int:
+    """Commands on stdin (bench_ipv6.serve and _setup), one JSON line of counters back for each."""
+    return b6.serve(prefix, _setup)
 
 
 # --- figures (pure) ------------------------------------------------------------------------
@@ -152,12 +134,7 @@ def _row(test: str, variant: str, **kw) -> Dict:
     return row
 
 
-def _r(x: Optional[float], nd: int = 1):
-    return "" if x is None else round(x, nd)
-
-
-def _num(x) -> Optional[float]:
-    return None if x is None or x == "" else float(x)
+_r, _num, _c = b6._r, b6._num, b6._c
 
 
 def meter_cbs(cir: int) -> int:
@@ -192,94 +169,32 @@ def per_packet(before: Dict, after: Dict) -> float:
     return (after["fwd"]["busy_ns"] - before["fwd"]["busy_ns"]) / max(pk, 1)
 
 
-def _spread(paired: Sequence[float]) -> Dict:
-    if not paired:
-        return {}
-    return {"paired_vs_plain_a": _r(statistics.median(paired), 3), "paired_min": _r(min(paired), 3),
-            "paired_max": _r(max(paired), 3)}
-
-
 def fwd_rows(res: Dict[str, List[Dict]]) -> List[Dict]:
-    """Per variant: medians over blocks; rate against plain A's as the ratio of the medians and
-    as the median of each block's own ratio (the goal's figure: the load drifting between
-    rounds cancels)."""
-    base = statistics.median(r["ns_per_pkt"] for r in res["plain A"])
-    rows = []
-    for name, _ in FWD:
-        rs = res[name]
-        ns_pp = statistics.median(r["ns_per_pkt"] for r in rs)
-        paired = [a["ns_per_pkt"] / r["ns_per_pkt"] for a, r in zip(res["plain A"], rs)]
-        rows.append(_row("forwarding", name, ns_per_pkt=_r(ns_pp), rate_kpps=_r(1e6 / ns_pp),
-                         forwarded_kpps=_r(statistics.median(r["kpps"] for r in rs)),
-                         offered_pps=_r(statistics.median(r["offered"] for r in rs)),
-                         vs_plain_a=_r(base / ns_pp, 3), **_spread(paired),
-                         entry_hits=sum(r["hits"] for r in rs), dropped=sum(r["dropped"] for r in rs),
-                         misses=sum(r["misses"] for r in rs), sent=sum(r["sent"] for r in rs), n=len(rs)))
-    return rows
-
-
-def _added(med: Dict[str, Optional[float]]) -> Dict[str, Optional[float]]:
-    """Each eSwitch variant's median RTT minus the direct one."""
-    floor = med["direct"]
-    return {k: None if k == "direct" or med[k] is None or floor is None else med[k] - floor for k in med}
-
-
-def _ratio(a: Optional[float], b: Optional[float]) -> Optional[float]:
-    return None if a is None or b is None or b == 0 else a / b
+    """Per variant: bench_ipv6.fwd_figures against plain A, with the offered load and the frames
+    the drop stages took."""
+    return [_row("forwarding", name, offered_pps=_r(statistics.median(r["offered"] for r in res[name])),
+                 dropped=sum(r["dropped"] for r in res[name]), **cols)
+            for name, cols in b6.fwd_figures(res, [v[0] for v in FWD], PLAIN_A)]
 
 
 def lat_rows(pooled: Dict[str, Dict]) -> List[Dict]:
-    """Per variant: added over direct from the pooled RTTs; against plain A as the ratio of
-    those and as the median (range) of each block's own ratio."""
-    added = _added({k: b6.pct(v["samples"], 50) for k, v in pooled.items()})
-    nblocks = min(len(v["blocks"]) for v in pooled.values())
-    per_block = [_added({k: v["blocks"][b] for k, v in pooled.items()}) for b in range(nblocks)]
-    rows = []
-    for name, _, _ in LAT:
-        v = pooled[name]
-        paired = [x for x in (_ratio(a[name], a["plain A"]) for a in per_block) if x is not None]
-        rows.append(_row("latency", name, median_us=_r(b6.pct(v["samples"], 50)),
-                         p99_us=_r(b6.pct(v["samples"], 99)), added_us=_r(added[name]),
-                         vs_plain_a=_r(_ratio(added[name], added["plain A"]), 3), lost=v["lost"],
-                         n=len(v["samples"]), **_spread(paired)))
-    return rows
+    """Per variant: bench_ipv6.lat_figures against plain A, every eSwitch variant over direct."""
+    return [_row("latency", name, **cols) for name, cols in b6.lat_figures(
+        pooled, [v[0] for v in LAT], lambda k: None if k == "direct" else "direct", PLAIN_A)]
 
 
 def verdicts(rows: List[Dict]) -> Dict[str, Dict]:
     """The three goals from the rows (as written or read back from the CSV): accuracy, the
     worst error of either count over every meter and rate whose meter was over its rate; rate
     and latency, the metered variant's paired figure with the A/A run's beside it."""
-    by = {(r["test"], r["variant"]): r for r in rows}
     acc = [r for r in rows if r["test"] == "accuracy"]
     errs = [abs(_num(r[k]) or 0.0) for r in acc if (_num(r["over"]) or 0) > 1 for k in ("err_rx_pct",
                                                                                           "err_stage_pct")]
     worst = max(errs) if errs else None
     out = {"accuracy": {"value": worst, "aa": None, "limit": ACC_GOAL, "under": [r for r in acc if
                                                                                  (_num(r["over"]) or 0) <= 1],
-                        "verdict": "not measured" if worst is None else "met" if worst <= ACC_GOAL
-                        else "missed"}}
-    for goal, test, limit, ok in (("rate", "forwarding", RATE_GOAL, lambda v: v >= RATE_GOAL),
-                                  ("latency", "latency", LAT_GOAL, lambda v: v <= LAT_GOAL)):
-        m = _num(by.get((test, "metered"), {}).get("paired_vs_plain_a"))
-        aa = _num(by.get((test, "plain B"), {}).get("paired_vs_plain_a"))
-        out[goal] = {"value": m, "aa": aa, "limit": limit,
-                     "verdict": "not measured" if m is None else "met" if ok(m) else "missed"}
-    return out
-
-
-def noise_notes(v: Dict[str, Dict]) -> List[str]:
-    """A cost verdict whose margin to its limit is smaller than the A/A run's distance from 1 is
-    within this run's noise: say so beside it."""
-    out = []
-    for key, what in (("rate", "forwarding rate"), ("latency", "added latency")):
-        g = v[key]
-        if g["value"] is None or g["aa"] is None:
-            continue
-        margin, noise = abs(g["value"] - g["limit"]), abs(1.0 - g["aa"])
-        if margin < noise:
-            out.append("The %s verdict is within this run's noise: %.3f× is %.3f from the %.2f× limit, less "
-                       "than the A/A run's %.3f from 1; another run may give the other verdict." % (
-                           what, g["value"], margin, g["limit"], noise))
+                        "verdict": b6.verdict(worst, lambda v: v <= ACC_GOAL)}}
+    out.update(b6.paired_goals(rows, "metered", "plain B", PLAIN_A, RATE_GOAL, LAT_GOAL))
     return out
 
 
@@ -289,12 +204,6 @@ def _rx(nl, s: str) -> int:
     """Frames the server's veth received (the receiver's count: counted before the kernel
     drops frames to a MAC nobody owns)."""
     return int(nl.run_in_ns(s, ["cat", "/sys/class/net/s0/statistics/rx_packets"]).stdout)
-
-
-def _pace(nl, g: str, pacer: str, dst: str, rate: float, seconds: float, srcs: str) -> Dict:
-    p = nl.run_in_ns(g, [pacer, "--dst", dst, "--port", "53", "--rate", str(int(rate)), "--duration",
-                         str(seconds), "--size", "18", "--src", srcs], timeout=seconds + 60)
-    return json.loads(p.stdout)
 
 
 def accuracy(cmd: bgf.Cmd, nl, g: str, s: str, pacer: str, args) -> List[Dict]:
@@ -308,7 +217,7 @@ def accuracy(cmd: bgf.Cmd, nl, g: str, s: str, pacer: str, args) -> List[Dict]:
             cmd("meters %d %d %d %d" % ((mine + OPEN) if kind == "shared" else (OPEN + mine)))
             time.sleep(0.1)                  # the bucket fills up to its cbs
             before, rx0 = cmd("stats"), _rx(nl, s)
-            sent = _pace(nl, g, pacer, VIP_M, args.over * cir, args.accuracy_seconds, srcs)
+            sent = b6.pace(nl, g, pacer, VIP_M, args.over * cir, args.accuracy_seconds, srcs)
             time.sleep(0.3)                  # the last frames through the forwarder
             after, rx1 = cmd("stats"), _rx(nl, s)
             rows.append(accuracy_row(kind, cir, sent, before, after, rx1 - rx0))
@@ -326,23 +235,18 @@ def forwarding(cmd: bgf.Cmd, nl, g: str, pacer: str, args) -> Dict[str, List[Dic
     cmd("poll 1 50 20")
     cmd("mac " + NOBODY_MAC)
     out: Dict[str, List[Dict]] = {v[0]: [] for v in FWD}
-    rng = random.Random(args.seed)
-    for b in range(args.reps):
-        for name, dst in b6.shuffled(FWD, rng):
-            before = cmd("stats")
-            sent = _pace(nl, g, pacer, dst, args.rate, args.seconds, CLIENT)
-            time.sleep(0.2)                 # the last frames reach the forwarder's counters
-            after = cmd("stats")
-            root = "root_metered" if dst == VIP_M else "root_plain"
-            r = {"ns_per_pkt": per_packet(before, after), "sent": sent["sent"],
-                 "offered": sent["achieved_pps"], "hits": delta(before, after, root),
-                 "dropped": delta(before, after, "drop1") + delta(before, after, "drop2"),
-                 "misses": after["p0"]["miss_pkts"] - before["p0"]["miss_pkts"],
-                 "kpps": (after["p1"]["tx_pkts"] - before["p1"]["tx_pkts"]) / sent["elapsed_s"] / 1e3}
-            out[name].append(r)
-            print("rep %d %-8s offered %.0f kpps, forwarded %.0f kpps, forwarder %.0f ns/packet, "
-                  "dropped %d" % (b, name, r["offered"] / 1e3, r["kpps"], r["ns_per_pkt"], r["dropped"]),
-                  flush=True)
+    for b, (name, dst), sent, before, after in b6.paced_blocks(
+            cmd, args, FWD, lambda v: b6.pace(nl, g, pacer, v[1], args.rate, args.seconds, CLIENT)):
+        root = "root_metered" if dst == VIP_M else "root_plain"
+        r = {"ns_per_pkt": per_packet(before, after), "sent": sent["sent"],
+             "offered": sent["achieved_pps"], "hits": delta(before, after, root),
+             "dropped": delta(before, after, "drop1") + delta(before, after, "drop2"),
+             "misses": after["p0"]["miss_pkts"] - before["p0"]["miss_pkts"],
+             "kpps": (after["p1"]["tx_pkts"] - before["p1"]["tx_pkts"]) / sent["elapsed_s"] / 1e3}
+        out[name].append(r)
+        print("rep %d %-8s offered %.0f kpps, forwarded %.0f kpps, forwarder %.0f ns/packet, "
+              "dropped %d" % (b, name, r["offered"] / 1e3, r["kpps"], r["ns_per_pkt"], r["dropped"]),
+              flush=True)
     cmd("poll 0 50 20")
     return out
 
@@ -351,24 +255,10 @@ def latency(cmd: bgf.Cmd, nl, g: str, probe: str, args) -> Dict[str, Dict]:
     """3. RTTs pooled per variant (default back-off), the variants taking turns query by query."""
     cmd("poll 0 50 20")
     cmd("mac " + SERVER_MAC)
-    pooled: Dict[str, Dict] = {v[0]: {"samples": [], "lost": 0, "blocks": []} for v in LAT}
-    per_block = max(50, args.rtt // args.blocks)
-    for b in range(args.blocks):
-        res = b6._probe(nl, g, probe, [(server, src) for _, server, src in LAT], per_block, args.seed + b)
-        for (name, _, _), r in zip(LAT, res):
-            pooled[name]["samples"] += r["samples"]
-            pooled[name]["lost"] += r["lost"]
-            pooled[name]["blocks"].append(r.get("median_us"))
-            print("block %d %-8s median %s us, p99 %s us, lost %d" % (
-                b, name, r.get("median_us"), r.get("p99_us"), r["lost"]), flush=True)
-    return pooled
+    return b6.pooled_rtts(cmd, nl, g, probe, args, LAT, 8)
 
 
 # --- the section ---------------------------------------------------------------------------
-
-def _c(x) -> str:
-    return "" if x is None or x == "" else str(x)
-
 
 def goal_table(rows: List[Dict]) -> List[str]:
     v = verdicts(rows)
@@ -415,19 +305,6 @@ def fwd_table(rows: List[Dict]) -> List[str]:
     return out
 
 
-def lat_table(rows: List[Dict]) -> List[str]:
-    out = ["| variant | median RTT µs | p99 RTT µs | added µs | × plain A | paired × plain A (min–max) "
-           "| lost | n |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        if r["test"] == "latency":
-            paired = "%s (%s–%s)" % (r["paired_vs_plain_a"], r["paired_min"], r["paired_max"]) \
-                if _c(r["paired_vs_plain_a"]) else ""
-            out.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % tuple(_c(x) for x in (
-                r["variant"], r["median_us"], r["p99_us"], r["added_us"], r["vs_plain_a"], paired, r["lost"],
-                r["n"])))
-    return out
-
-
 def _named(rows: List[Dict]) -> str:
     return ", ".join("%s at %s pps (%s×)" % (r["variant"], r["rate_pps"], r["over"]) for r in rows)
 
@@ -453,19 +330,13 @@ def markdown(rows: List[Dict], meta: Dict) -> str:
     REPORT.md's "DoS guard: meters" section with it from meters.csv and meters.json."""
     p = meta.get("params", {})
     v = verdicts(rows)
-    md = ["## DoS guard: meters", "",
-          "`sudo .venv/bin/python benchmarks/bench_meters.py%s` (%s UTC, %s vCPUs, %.0f s): softdoca on "
-          "bench_ipv6.py's lab; one eSwitch child holds a plain path (VIP: root -> bucket pipe -> p1) and "
-          "the DoS guard's metered chain (VIP_M: root -> shared meter -> drop stage -> bucket pipe, a meter "
-          "per entry -> drop stage -> p1; a drop stage matches the meter colour and drops red, as DOCA's "
-          "samples do). \"plain A\" and \"plain B\" are the same traffic measured as two variants: the A/A "
-          "run, what the machine's noise alone does to a ratio (the vCPUs are shared)." % (
-              " --quick" if meta.get("smoke") else "", meta.get("time_utc", "?"), meta.get("cpus", "?"),
-              meta.get("duration_s", 0)), ""]
-    md += goal_table(rows)
-    notes = noise_notes(v) + _under_note(v, rows, p.get("over", 0))
-    if notes:
-        md += [""] + notes
+    md = b6.section_head("meters", "DoS guard: meters", "--quick", meta, (
+        "softdoca on bench_ipv6.py's lab; one eSwitch child holds a plain path (VIP: root -> bucket pipe -> "
+        "p1) and the DoS guard's metered chain (VIP_M: root -> shared meter -> drop stage -> bucket pipe, a "
+        "meter per entry -> drop stage -> p1; a drop stage matches the meter colour and drops red, as DOCA's "
+        "samples do). \"plain A\" and \"plain B\" are the same traffic measured as two variants: the A/A "
+        "run, what the machine's noise alone does to a ratio (the vCPUs are shared)."), goal_table(rows),
+        b6.noise_notes(v) + _under_note(v, rows, p.get("over", 0)))
     md += ["", "### Accuracy (offered %s× the rate for %s s, the forwarder's default back-off)" % (
         p.get("over", "?"), p.get("accuracy_seconds", "?")), ""]
     md += acc_table(rows)
@@ -489,28 +360,13 @@ def markdown(rows: List[Dict], meta: Dict) -> str:
            "figure). Dropped: red frames at either drop stage (none: the traffic is under the limit).",
            "", "### Added latency (the forwarder's default back-off, %s queries per variant in %s blocks)" % (
                p.get("rtt", "?"), p.get("blocks", "?")), ""]
-    md += lat_table(rows)
+    md += b6.lat_table(rows, PLAIN_A)
     md += ["", "One DNS query at a time (tools/rtt_probe.py), the variants taking turns query by query in a "
            "random order each round; RTTs pooled per variant. Added = the median RTT through the eSwitch "
            "(two traversals: the query through the chain, the DSR reply through p1's root) minus the median "
            "RTT over a plain veth (direct). × plain A: the ratio of those; paired: the median (and range) "
            "of each block's own ratio (the goal's figure).", ""]
     return "\n".join(md)
-
-
-def write(rows: List[Dict], meta: Dict, out: str) -> None:
-    """meters.csv (the rows), meters.json (the run's parameters), meters.md (both, as text)."""
-    os.makedirs(out, exist_ok=True)
-    with open(os.path.join(out, "meters.csv"), "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(COLUMNS))
-        w.writeheader()
-        w.writerows(rows)
-    with open(os.path.join(out, "meters.json"), "w") as fh:
-        json.dump(meta, fh, indent=1)
-    md = markdown(rows, meta)
-    with open(os.path.join(out, "meters.md"), "w") as fh:
-        fh.write(md)
-    print(md)
 
 
 # --- orchestration -------------------------------------------------------------------------
@@ -523,44 +379,11 @@ def lab(nl, g: str, d: str, s: str) -> None:
     b6._neigh(nl, g, "g0", [(VIP_M, bgf.VIP_MAC)])
 
 
-def _start(nl, env: Dict[str, str], s: str, d: str, tag: str) -> List[subprocess.Popen]:
-    ep = bgf._popen(nl.ns_argv(s, [sys.executable, b6.__file__, "--echo", ",".join(
-        (VIP, VIP_M, b6.D_SERVER)), "53"]), env)
-    if ep.stdout.readline().strip() != "READY":
-        raise RuntimeError("echo server failed: " + ep.stderr.read()[-2000:])
-    sw = bgf._popen(nl.ns_argv(d, [sys.executable, __file__, "--child", tag]), env)
-    if not json.loads(sw.stdout.readline() or "{}").get("ready"):
-        bgf._stop_all([ep])
-        raise RuntimeError("eSwitch child failed: " + sw.stderr.read()[-3000:])
-    return [ep, sw]
-
-
 def run(args) -> List[Dict]:
-    from xenoflow_ovs.lab import netns as nl
-    from xenoflow_ovs.lab.labctl import _subprocess_env
-
-    tag = "xm" + secrets.token_hex(2)
-    g, d, s = tag + "-g", tag + "-d", tag + "-s"
-    procs: List[subprocess.Popen] = []
-    tmp = tempfile.mkdtemp(prefix="xf-bench-meters-")
-    pacer = os.path.join(tmp, "pacer")
-    subprocess.run(["gcc", "-O2", "-Wall", "-o", pacer, os.path.join(HERE, "tools", "pacer.c")], check=True)
-    probe = os.path.join(HERE, "tools", "rtt_probe.py")
-    try:
-        lab(nl, g, d, s)
-        procs = _start(nl, _subprocess_env(), s, d, tag)
-        cmd = bgf.Cmd(procs[1])
-        pooled = latency(cmd, nl, g, probe, args)
-        res = forwarding(cmd, nl, g, pacer, args)
-        acc = accuracy(cmd, nl, g, s, pacer, args)
-        procs[1].stdin.write("quit\n")
-        procs[1].stdin.flush()
-        procs[1].wait(timeout=30)
-    finally:
-        bgf._stop_all(procs)
-        for ns in (g, d, s):
-            nl.delete_ns(ns)
-        subprocess.run(["rm", "-rf", tmp], check=False)
+    with b6.session("meters", "xm", lab, (VIP, VIP_M, b6.D_SERVER), __file__) as x:
+        pooled = latency(x.cmd, x.nl, x.g, x.probe, args)
+        res = forwarding(x.cmd, x.nl, x.g, x.pacer, args)
+        acc = accuracy(x.cmd, x.nl, x.g, x.s, x.pacer, args)
     return acc + fwd_rows(res) + lat_rows(pooled)
 
 
@@ -570,32 +393,15 @@ def main() -> int:
     ap.add_argument("--rates", default="1000,10000,50000", help="meter rates (pps) of the accuracy test")
     ap.add_argument("--over", type=float, default=2.5, help="offered load in the accuracy test, × the rate")
     ap.add_argument("--accuracy-seconds", type=float, default=3.0, help="s per meter and rate")
-    ap.add_argument("--seconds", type=float, default=0.5, help="s per forwarding block")
-    ap.add_argument("--reps", type=int, default=30, help="forwarding blocks per variant")
-    ap.add_argument("--rate", type=int, default=100000, help="offered pps in the forwarding test (paced)")
-    ap.add_argument("--rtt", type=int, default=4000, help="queries per latency variant (all blocks)")
-    ap.add_argument("--blocks", type=int, default=5, help="latency blocks (one probe process each)")
-    ap.add_argument("--seed", type=int, default=1, help="of the variants' random orders")
-    ap.add_argument("--quick", "--smoke", action="store_true", help="CI-sized (~30 s), into results/smoke/")
-    ap.add_argument("--out", default=None, help="default benchmarks/results (results/smoke with --quick)")
+    b6.add_common_args(ap, 0.5, 30, 100000, "--quick", 30)
     args = ap.parse_args()
     if args.child:
         return child(args.child)
-    if args.quick:
+    if args.smoke:
         args.accuracy_seconds, args.reps, args.rtt, args.blocks = 1.5, 4, 400, 2
     args.rates = [int(x) for x in str(args.rates).split(",")]
-    args.out = args.out or os.path.join(HERE, "results", "smoke" if args.quick else "")
-    if os.geteuid() != 0:
-        raise SystemExit("bench_meters.py needs root (namespaces, veths)")
-    t0 = time.monotonic()
-    rows = run(args)
-    meta = {"suite": "meters", "smoke": args.quick, "cpus": os.cpu_count(),
-            "time_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
-            "duration_s": round(time.monotonic() - t0),
-            "params": {k: getattr(args, k) for k in ("rates", "over", "accuracy_seconds", "rate", "seconds",
-                                                     "reps", "rtt", "blocks", "seed")}}
-    write(rows, meta, args.out)
-    return 0
+    return b6.measure("meters", args, ("rates", "over", "accuracy_seconds", "rate", "seconds", "reps", "rtt",
+                                       "blocks", "seed"), run, COLUMNS, markdown)
 
 
 if __name__ == "__main__":
