@@ -6,46 +6,19 @@ report's section and goal rows render, no namespace of the run is left.
 """
 from __future__ import annotations
 
-import csv
-import json
 import os
-import re
-import subprocess
-import sys
 
 import pytest
+from smoke_runs import bench_module, report, run_bench, skip_outside_product_runtime
 
 pytestmark = [pytest.mark.slow, pytest.mark.root]
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BENCH = os.path.join(ROOT, "benchmarks")
-OURS = re.compile(r"^x6[0-9a-f]{4}-[gds]$")   # bench_ipv6.py's namespaces
-
-if os.environ.get("XENOFLOW_RUNTIME") == "ryu":
-    pytest.skip("benchmarks run in the product runtime (osken env) only", allow_module_level=True)
-
-
-def _namespaces():
-    out = subprocess.run(["ip", "netns", "list"], stdout=subprocess.PIPE, universal_newlines=True).stdout
-    return {line.split()[0] for line in out.splitlines() if line.strip()}
+skip_outside_product_runtime()
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    import shutil
-    if not shutil.which("gcc"):
-        pytest.skip("missing tools: gcc (scripts/install-deps.sh)")
-    before = _namespaces()
-    out = str(tmp_path_factory.mktemp("ipv6"))
-    p = subprocess.run([sys.executable, os.path.join(BENCH, "bench_ipv6.py"), "--smoke", "--out", out],
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, timeout=300)
-    left = sorted(n for n in _namespaces() - before if OURS.match(n))
-    assert p.returncode == 0, p.stdout[-4000:]
-    with open(os.path.join(out, "ipv6.csv")) as f:
-        rows = {(r["test"], r["variant"]): r for r in csv.DictReader(f)}
-    with open(os.path.join(out, "ipv6.json")) as f:
-        meta = json.load(f)
-    return out, rows, meta, left
+    out, rows, meta, left = run_bench(str(tmp_path_factory.mktemp("ipv6")), "ipv6", "--smoke", "x6")
+    return out, {(r["test"], r["variant"]): r for r in rows}, meta, left
 
 
 FWD = ("IPv4 A", "IPv6", "IPv4 B", "IPv4, IPv6's frame size")
@@ -107,12 +80,7 @@ def test_forwarder_time_per_traversal_per_family(run):
 
 def test_verdicts_follow_the_figures(run):
     out, rows, _, _ = run
-    sys.path.insert(0, BENCH)
-    try:
-        import bench_ipv6
-    finally:
-        sys.path.remove(BENCH)
-    v = bench_ipv6.verdicts(list(rows.values()))
+    v = bench_module("bench_ipv6").verdicts(list(rows.values()))
     rate = float(rows[("forwarding", "IPv6")]["paired_vs_ipv4_a"])
     lat = float(rows[("latency", "IPv6")]["paired_vs_ipv4_a"])
     assert v["rate"]["verdict"] == ("met" if rate >= 0.95 else "missed")
@@ -125,10 +93,7 @@ def test_verdicts_follow_the_figures(run):
 
 def test_report_has_the_ipv6_section_and_goals(run, tmp_path):
     out, rows, _, _ = run
-    rep = tmp_path / "REPORT.md"
-    subprocess.run([sys.executable, os.path.join(BENCH, "report.py"), "--results", out, "--out", str(rep)],
-                   check=True, stdout=subprocess.PIPE)
-    text = rep.read_text()
+    text = report(out, str(tmp_path / "REPORT.md"))
     assert "## softdoca: IPv6 against IPv4" in text and "### Added latency" in text
     goals = text.split("## Goals against this run", 1)[1].split("\n## ", 1)[0]
     for g in ("softdoca IPv6 forwarding rate ≥ 0.95× IPv4's", "softdoca IPv6 added latency ≤ 1.1× IPv4's"):

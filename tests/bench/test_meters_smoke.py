@@ -7,54 +7,18 @@ renders, no namespace of the run is left.
 """
 from __future__ import annotations
 
-import csv
-import json
 import os
-import re
-import subprocess
-import sys
 
 import pytest
+from smoke_runs import bench_module, report, run_bench, skip_outside_product_runtime
 
 pytestmark = [pytest.mark.slow, pytest.mark.root]
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BENCH = os.path.join(ROOT, "benchmarks")
-OURS = re.compile(r"^xm[0-9a-f]{4}-[gds]$")   # bench_meters.py's namespaces
-
-if os.environ.get("XENOFLOW_RUNTIME") == "ryu":
-    pytest.skip("benchmarks run in the product runtime (osken env) only", allow_module_level=True)
-
-
-def _namespaces():
-    out = subprocess.run(["ip", "netns", "list"], stdout=subprocess.PIPE, universal_newlines=True).stdout
-    return {line.split()[0] for line in out.splitlines() if line.strip()}
+skip_outside_product_runtime()
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    import shutil
-    if not shutil.which("gcc"):
-        pytest.skip("missing tools: gcc (scripts/install-deps.sh)")
-    before = _namespaces()
-    out = str(tmp_path_factory.mktemp("meters"))
-    p = subprocess.run([sys.executable, os.path.join(BENCH, "bench_meters.py"), "--quick", "--out", out],
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, timeout=300)
-    left = sorted(n for n in _namespaces() - before if OURS.match(n))
-    assert p.returncode == 0, p.stdout[-4000:]
-    with open(os.path.join(out, "meters.csv")) as f:
-        rows = list(csv.DictReader(f))
-    with open(os.path.join(out, "meters.json")) as f:
-        meta = json.load(f)
-    return out, rows, meta, left
-
-
-def _bench_module(name):
-    sys.path.insert(0, BENCH)
-    try:
-        return __import__(name)
-    finally:
-        sys.path.remove(BENCH)
+    return run_bench(str(tmp_path_factory.mktemp("meters")), "meters", "--quick", "xm")
 
 
 def _by(rows, test):
@@ -63,7 +27,7 @@ def _by(rows, test):
 
 def test_columns(run):
     _, rows, _, _ = run
-    bm = _bench_module("bench_meters")
+    bm = bench_module("bench_meters")
     assert tuple(rows[0]) == bm.COLUMNS
     assert {r["test"] for r in rows} == {"accuracy", "forwarding", "latency"}
 
@@ -126,7 +90,7 @@ def test_latency_rows(run):
 
 def test_verdicts_follow_the_figures(run):
     out, rows, _, _ = run
-    bm = _bench_module("bench_meters")
+    bm = bench_module("bench_meters")
     v = bm.verdicts(rows)
     worst = max(abs(float(r[k])) for r in rows if r["test"] == "accuracy" for k in ("err_rx_pct",
                                                                                     "err_stage_pct"))
@@ -144,10 +108,7 @@ def test_verdicts_follow_the_figures(run):
 
 def test_report_has_the_meters_section(run, tmp_path):
     out, rows, _, _ = run
-    rep = tmp_path / "REPORT.md"
-    subprocess.run([sys.executable, os.path.join(BENCH, "report.py"), "--results", out, "--out", str(rep)],
-                   check=True, stdout=subprocess.PIPE)
-    text = rep.read_text()
+    text = report(out, str(tmp_path / "REPORT.md"))
     assert text.count("## DoS guard: meters") == 1   # built once, not also as a generic section
     section = text.split("## DoS guard: meters", 1)[1]
     assert "### Accuracy" in section and "### Forwarding cost" in section and "### Added latency" in section
