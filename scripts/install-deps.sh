@@ -20,6 +20,7 @@ APT_PACKAGES=(
   clang llvm libbpf-dev bpftool libclang-rt-14-dev   # XDP and sanitizers
   netsniff-ng                             # trafgen
   frr nftables                            # BGP/BFD speaker and router of the fleet lab; nft for the silent-failure test
+  mininet                                 # topologies/mininet: XenoFlow in Mininet (docs/mininet.md)
   build-essential python3-venv python3-dev git make curl ca-certificates   # -dev: the glue's cffi build
 )
 
