@@ -1,17 +1,21 @@
 #!/bin/sh
 # The system Open vSwitch for Mininet, without systemd: ovsdb-server and ovs-vswitchd (userspace
 # datapath only, no kernel module needed) on the default socket /var/run/openvswitch/db.sock that
-# mn and ovs-vsctl use, each with a pidfile, stopped by those pidfiles.
+# mn and ovs-vsctl use, each with a pidfile, stopped by those pidfiles. With OVS_RUNDIR set, a
+# private one instead: database, sockets, pidfiles and logs all in that directory (mn, ovs-vsctl
+# and ovs-ofctl reach it when they run with the same OVS_RUNDIR).
 #
 #   topologies/mininet/system-ovs.sh start     # idempotent
 #   topologies/mininet/system-ovs.sh status    # exit 0 when both run
 #   topologies/mininet/system-ovs.sh stop      # leave Mininet (or run mn -c) first
 set -eu
 
-RUN=/var/run/openvswitch
-DB=/etc/openvswitch/conf.db
+if [ -n "${OVS_RUNDIR:-}" ]; then
+  RUN=$OVS_RUNDIR DB=$OVS_RUNDIR/conf.db LOGDIR=$OVS_RUNDIR
+else
+  RUN=/var/run/openvswitch DB=/etc/openvswitch/conf.db LOGDIR=/var/log/openvswitch
+fi
 SCHEMA=/usr/share/openvswitch/vswitch.ovsschema
-LOGDIR=/var/log/openvswitch
 
 running() {   # running PROG: its pidfile names a live process
   [ -f "$RUN/$1.pid" ] && kill -0 "$(cat "$RUN/$1.pid")" 2>/dev/null
@@ -38,14 +42,14 @@ case "${1:-}" in
     if ! running ovsdb-server; then
       ovsdb-server "$DB" --remote="punix:$RUN/db.sock" \
         --remote=db:Open_vSwitch,Open_vSwitch,manager_options \
-        --pidfile="$RUN/ovsdb-server.pid" --log-file="$LOGDIR/ovsdb-server.log" \
-        --detach --no-chdir -vconsole:off
+        -vconsole:off --pidfile="$RUN/ovsdb-server.pid" --log-file="$LOGDIR/ovsdb-server.log" \
+        --detach --no-chdir
       ovs-vsctl --no-wait init
     fi
     if ! running ovs-vswitchd; then
       ovs-vswitchd "unix:$RUN/db.sock" \
-        --pidfile="$RUN/ovs-vswitchd.pid" --log-file="$LOGDIR/ovs-vswitchd.log" \
-        --detach --no-chdir -vconsole:off
+        -vconsole:off --pidfile="$RUN/ovs-vswitchd.pid" --log-file="$LOGDIR/ovs-vswitchd.log" \
+        --detach --no-chdir
     fi
     echo "system-ovs: ovsdb-server pid $(cat "$RUN/ovsdb-server.pid"), ovs-vswitchd pid $(cat "$RUN/ovs-vswitchd.pid"), $RUN/db.sock"
     ;;
