@@ -241,7 +241,8 @@ def check(cfg: Config, desired: Plan, ovs_flows: Optional[Dict[str, Sequence[Flo
         return {"verdict": "drift", "consistent": False, "drift": drift, "services": [],
                 "buckets": [], "bucket_rows": "not judged", "buckets_left_out": 0, "routes": [],
                 "fallback_packets": fallback, "miss_other_packets": counters.get("miss_other")}
-    ovs = fate.OvsIndex(ovs_flows, cfg.bridge_of, ovs_rates)   # type: ignore[arg-type]
+    ovs = fate.OvsIndex(ovs_flows, cfg.bridge_of, ovs_rates,   # type: ignore[arg-type]
+                        first_table=cfg.ovs_table)
     es = fate.EswitchIndex(es_entries, es_pipes, es_rates) if cfg.has_eswitch else None
     buckets_out, summary, left_out = _check_buckets(cfg, desired.tables, ovs, es, pause)
 

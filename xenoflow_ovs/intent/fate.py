@@ -159,14 +159,15 @@ def _scan_flows(flows: Dict[str, Sequence[Flow]]) -> Pick:
 _SETTABLE = frozenset(Packet.__dataclass_fields__)   # set_field on what the model carries
 
 
-def _follow(pick: Pick, bridge_of: Any, pkt: Packet, max_hops: int, rates: Optional[Rates] = None) -> Fate:
+def _follow(pick: Pick, bridge_of: Any, pkt: Packet, max_hops: int, rates: Optional[Rates] = None,
+            first_table: int = 0) -> Fate:
     path: List[str] = []
     met: List[Tuple[int, int]] = []
     rates = rates or {}
     bridge = bridge_of(pkt.in_port)
     for _ in range(max_hops):
         path.append(bridge)
-        table: Optional[int] = 0
+        table: Optional[int] = first_table     # where another app's goto_table sends packets
         out: Optional[str] = None
         while table is not None:
             f = pick(bridge, pkt, table)
@@ -196,9 +197,10 @@ def _follow(pick: Pick, bridge_of: Any, pkt: Packet, max_hops: int, rates: Optio
 
 
 def ovs_fate(flows: Dict[str, Sequence[Flow]], bridge_of: Any, pkt: Packet, max_hops: int = 4,
-             rates: Optional[Rates] = None) -> Fate:
-    """Follow a packet through the bridges' flows (highest priority first)."""
-    return _follow(_scan_flows(flows), bridge_of, pkt, max_hops, rates)
+             rates: Optional[Rates] = None, first_table: int = 0) -> Fate:
+    """Follow a packet through the bridges' flows (highest priority first), from XenoFlow's
+    first table on every bridge."""
+    return _follow(_scan_flows(flows), bridge_of, pkt, max_hops, rates, first_table)
 
 
 _ES_FIELDS = {"eth_type": "eth_type", "ip_proto": "ip_proto", "ipv4_src": "ipv4_src",
@@ -491,9 +493,10 @@ class OvsIndex:
     """The bridges' flows indexed once; `fate` answers as `ovs_fate` does over them."""
 
     def __init__(self, flows: Dict[str, Sequence[Flow]], bridge_of: Any,
-                 rates: Optional[Rates] = None) -> None:
+                 rates: Optional[Rates] = None, first_table: int = 0) -> None:
         self._bridge_of = bridge_of
         self._rates = rates
+        self._first_table = first_table
         self._bridges: Dict[str, str] = {}     # config lookups are linear: ask once per port
         self._spaces: Dict[Tuple[str, int], _Space] = {}
         self._readers: Dict[Elem, Callable[[Packet], Any]] = {}
@@ -526,7 +529,7 @@ class OvsIndex:
         return space.best(_Fields(pkt, self._readers), lambda f: flow_matches(f, pkt))
 
     def fate(self, pkt: Packet, max_hops: int = 4) -> Fate:
-        return _follow(self.pick, self.bridge_of, pkt, max_hops, self._rates)
+        return _follow(self.pick, self.bridge_of, pkt, max_hops, self._rates, self._first_table)
 
 
 def _entry_reader(name: Elem) -> Callable[[Packet], Any]:

@@ -24,6 +24,10 @@ service's when that is the only one; with both it goes on to table METER_TABLE, 
 meter and the output are. In the eSwitch a meter only colours the packet: the bucket pipe forwards
 to a drop stage that drops red packets (counting them per bucket) and passes the rest on, to the
 port or to the service's meter pipe and its own drop stage (DOCA's meter chain).
+
+Tables: the numbers above are relative to `ovs.table` (default 0), XenoFlow's first table: with
+another app owning the tables before it, every rule and goto_table moves up by that much
+(`at_first_table`), and the other app sends what XenoFlow should see to it with a goto_table.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from __future__ import annotations
 import ipaddress
 import zlib
 from array import array
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from . import buckets, nd
@@ -226,10 +230,11 @@ class ServicePlan:
 
     __slots__ = ("svc", "exclude", "table", "macs", "shape", "ingress_br", "first_hop", "tag",
                  "_values", "_masks", "_names", "pipes", "dispatches", "_parts", "_src_is_port",
-                 "stage_pipes", "stage_entries")
+                 "stage_pipes", "stage_entries", "first_table")
 
     def __init__(self, cfg: Config, svc: Service, exclude: Tuple[str, ...], tag: int = 0):
         self.svc = svc
+        self.first_table = cfg.ovs_table
         self.exclude = exclude
         self.tag = tag
         self.table = buckets.table(svc, exclude)
@@ -254,12 +259,14 @@ class ServicePlan:
         # What fixes every rule's key: two parts of one shape hold the same flow keys per
         # term and the same entry keys per bucket, so they differ only in backends (and rates).
         self.shape = (svc.name, svc.vip, svc.vip6, svc.protocols, svc.port, svc.ingress, svc.egress,
-                      svc.policy, self.ingress_br, self.first_hop, cfg.has_eswitch, svc.limits.kind, tag)
+                      svc.policy, self.ingress_br, self.first_hop, cfg.has_eswitch, svc.limits.kind, tag,
+                      cfg.ovs_table)
 
     def reusable_for(self, cfg: Config, svc: Service, exclude: Tuple[str, ...], tag: int = 0) -> bool:
         return (self.svc == svc and self.exclude == exclude and self.ingress_br == cfg.bridge_of(svc.ingress)
                 and self.first_hop == _towards(cfg, svc.ingress, svc.egress)[0]
-                and bool(self.pipes) == cfg.has_eswitch and self.tag == tag)
+                and bool(self.pipes) == cfg.has_eswitch and self.tag == tag
+                and self.first_table == cfg.ovs_table)
 
     @property
     def service_meter_id(self) -> int:
@@ -315,9 +322,10 @@ class ServicePlan:
         elif lim.service:
             actions = (("meter", self.service_meter_id),) + actions
         chained = lim.bucket and lim.service
-        actions += (("goto_table", METER_TABLE),) if chained else (("output", self.first_hop),)
+        actions += ((("goto_table", self.first_table + METER_TABLE),) if chained
+                    else (("output", self.first_hop),))
         return Flow(self.ingress_br, SERVICE + bin(mask).count("1"), match, actions,
-                    "service", self.svc.name, backend=backend)
+                    "service", self.svc.name, backend=backend, table=self.first_table)
 
     def meter_flows(self) -> Iterator[Flow]:
         """With both limits: table METER_TABLE's rule per listener, the service meter and the output."""
@@ -325,7 +333,7 @@ class ServicePlan:
             for lis in self.listeners:
                 yield Flow(self.ingress_br, SERVICE, self._parts[lis][0],
                            (("meter", self.service_meter_id), ("output", self.first_hop)), "service",
-                           self.svc.name, table=METER_TABLE)
+                           self.svc.name, table=self.first_table + METER_TABLE)
 
     def _match_parts(self, listener: Listener) -> Tuple[Match, Match, str, Match]:
         """The match every term of a listener shares, split around the bucket field: a term
@@ -507,7 +515,18 @@ def plan(cfg: Config, exclude: Optional[Mapping[str, Iterable[str]]] = None,
         flows.extend(_route_flows(cfg, route))
         if cfg.has_eswitch and cfg.eswitch.mirror_routes:
             entries.extend(_route_entries(route))
-    return Plan(flows=_dedup(flows), entries=entries, services=parts)
+    return Plan(flows=_dedup(at_first_table(flows, cfg.ovs_table)), entries=entries, services=parts)
+
+
+def at_first_table(flows: Sequence[Flow], first: int) -> List[Flow]:
+    """The rules written for tables 0.. moved to XenoFlow's tables first.. (ovs.table), where
+    another app owns the tables before them; goto_table follows."""
+    if not first:
+        return list(flows)
+    return [replace(f, table=f.table + first,
+                    actions=tuple(("goto_table", a[1] + first) if a[0] == "goto_table" else a
+                                  for a in f.actions))
+            for f in flows]
 
 
 def _dedup(flows: Sequence[Flow]) -> List[Flow]:
