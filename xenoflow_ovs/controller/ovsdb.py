@@ -95,7 +95,11 @@ class BridgeSpec:
 
 def desired(cfg: Config) -> List[BridgeSpec]:
     """What every configured bridge must have. OpenFlow port numbers are requested
-    deterministically: a dpu port's id + 1, internal ports from 100, patches from 200."""
+    deterministically: a dpu port's id + 1, internal ports from 100, patches from 200.
+    Nothing for a slave controller: it writes nothing, OVSDB included (the bridges, their
+    datapath ids and its controller target are the master's or the operator's)."""
+    if not cfg.role.writes:
+        return []
     target = "tcp:%s:%d" % (cfg.openflow.host, cfg.openflow.port)
     out = []
     for br in cfg.bridges:

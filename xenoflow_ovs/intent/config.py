@@ -21,6 +21,9 @@ from .yamlsrc import Path, format_path
 DRIVERS = ("softdoca", "doca", "none")
 MODES = ("vnf", "switch")
 TABLE_MISS = ("normal", "drop")
+OF_ROLES = ("equal", "master", "slave")
+OVS_TABLES = 3          # XenoFlow's OpenFlow tables: ovs.table, +1 (ND answers), +2 (service meters)
+MAX_FIRST_TABLE = 254 - OVS_TABLES + 1     # OVS has tables 0..254 (255 is "all tables")
 PROTOCOLS = {"udp": 17, "tcp": 6}
 POLICIES = ("src-ip-bits", "src-port-bits", "maglev")
 MAX_BITS = 16  # 2^16 buckets: an eSwitch pipe takes it; OVS still merges it into few rules
@@ -243,6 +246,20 @@ class Endpoint:
 
 
 @dataclass(frozen=True)
+class OpenflowRole:
+    """The controller's OpenFlow 1.3 role on every bridge (OFPT_ROLE_REQUEST at connect).
+    equal: no request (OpenFlow's default, full access beside other equals); master: full
+    access, other controllers become slaves; slave: reads only. master and slave carry a
+    generation id: the switch refuses a request older than the last it accepted."""
+    role: str = "equal"
+    generation_id: Optional[int] = None
+
+    @property
+    def writes(self) -> bool:
+        return self.role != "slave"
+
+
+@dataclass(frozen=True)
 class BgpPeer:
     address: netaddr.IPAddress
     asn: int
@@ -301,6 +318,8 @@ class Config:
     state_dir: Optional[str] = None
     metrics: Endpoint = Endpoint(host="127.0.0.1", port=9302)
     fleet: Optional[Fleet] = None
+    ovs_table: int = 0              # XenoFlow's first OpenFlow table (its tables: OVS_TABLES from it)
+    role: OpenflowRole = OpenflowRole()
 
     def bgp_speaker(self) -> Optional[Tuple[Bgp, InternalPort]]:
         """The BGP settings and the internal port the speaker talks from, when configured."""
@@ -608,10 +627,11 @@ def _parse(r: Reader, data: Any, base_dir: str, file: bool = False) -> Optional[
     ports = _ports(r, dpu.get("ports"), ("dpu", "ports"), eswitch)
     port_names = {p.name for p in ports}
 
-    ovs = r.mapping(top.get("ovs"), ("ovs",), ("db", "bridges", "patches", "table_miss"),
+    ovs = r.mapping(top.get("ovs"), ("ovs",), ("db", "bridges", "patches", "table_miss", "table"),
                     required=("bridges",))
     ovs_db = r.get(ovs, "db", ("ovs",), r.string, "unix:run/ovs/db.sock")
     table_miss = r.get(ovs, "table_miss", ("ovs",), r.choice(TABLE_MISS), "normal")
+    ovs_table = r.get(ovs, "table", ("ovs",), r.integer(0, MAX_FIRST_TABLE), 0)
     bridges = _bridges(r, ovs.get("bridges"), ("ovs", "bridges"), port_names)
     bridge_of = {}
     for br in bridges:
@@ -633,7 +653,8 @@ def _parse(r: Reader, data: Any, base_dir: str, file: bool = False) -> Optional[
 
     routes = _routes(r, top.get("routes"), ("routes",), port_names, bridge_of, connected)
     ctl = r.mapping(top.get("controller"), ("controller",), ("openflow", "api", "metrics"))
-    openflow = _endpoint(r, ctl.get("openflow"), ("controller", "openflow"), 6653, api=False)
+    role = _role(r, ctl.get("openflow"), ("controller", "openflow"), eswitch.driver)
+    openflow = _endpoint(r, ctl.get("openflow"), ("controller", "openflow"), 6653, api=False, also=ROLE_KEYS)
     api = _endpoint(r, ctl.get("api"), ("controller", "api"), 8080, api=True)
     metrics = _endpoint(r, ctl.get("metrics"), ("controller", "metrics"), 9302, api=False)
     if api.host is not None and not _loopback(api.host) and not api.token_file:
@@ -658,7 +679,27 @@ def _parse(r: Reader, data: Any, base_dir: str, file: bool = False) -> Optional[
     return Config(dpu_name=dpu_name, eswitch=eswitch, ports=ports, ovs_db=ovs_db, bridges=bridges,
                   patches=patches, table_miss=table_miss, routes=routes, openflow=openflow,
                   api=api, services=services, base_dir=base_dir, state_dir=state_dir, metrics=metrics,
-                  fleet=fleet)
+                  fleet=fleet, ovs_table=ovs_table, role=role)
+
+
+ROLE_KEYS = ("role", "generation_id")
+
+
+def _role(r: Reader, v: Any, path: Path, driver: str) -> OpenflowRole:
+    if not isinstance(v, dict):
+        return OpenflowRole()
+    role = r.get(v, "role", path, r.choice(OF_ROLES), "equal")
+    gen = r.get(v, "generation_id", path, r.integer(0, (1 << 64) - 1))
+    if role in ("master", "slave") and gen is None and "generation_id" not in v:
+        r.error(path + ("generation_id",), "role %s needs a generation_id (0..2^64-1): the switch "
+                "refuses a request older than the last it accepted, so a controller taking over "
+                "gives a higher one" % role)
+    if role == "equal" and gen is not None:
+        r.error(path + ("generation_id",), "a generation_id only counts with role master or slave")
+    if role == "slave" and driver != "none":
+        r.error(path + ("role",), "a slave controller only reads OVS, so it cannot own the eSwitch "
+                "(dpu.eswitch.driver %s): use role master or equal, or driver none" % driver)
+    return OpenflowRole(role or "equal", gen)
 
 
 def _fleet(r: Reader, v: Any, path: Path) -> Optional[Fleet]:
@@ -967,8 +1008,10 @@ def _routes(r: Reader, v: Any, path: Path, port_names: set, bridge_of: dict,
     return tuple(out)
 
 
-def _endpoint(r: Reader, v: Any, path: Path, default_port: int, api: bool) -> Endpoint:
-    allowed = ("host", "port", "socket", "token_file") if api else ("host", "port")
+def _endpoint(r: Reader, v: Any, path: Path, default_port: int, api: bool,
+              also: Tuple[str, ...] = ()) -> Endpoint:
+    """`also`: keys of the same mapping that another reader takes (the OpenFlow role)."""
+    allowed = (("host", "port", "socket", "token_file") if api else ("host", "port")) + also
     m = r.mapping(v, path, allowed)
     host = r.get(m, "host", path, r.string, "127.0.0.1")
     if host is not None:
@@ -1274,13 +1317,15 @@ def to_data(cfg: Config) -> Dict[str, Any]:
                      "ports": {p.name: port(p) for p in cfg.ports}},
                     **({"state_dir": cfg.state_dir} if cfg.state_dir else {})),
         "ovs": {"db": cfg.ovs_db, "table_miss": cfg.table_miss, "patches": [list(p) for p in cfg.patches],
+                **({"table": cfg.ovs_table} if cfg.ovs_table else {}),
                 "bridges": {b.name: dict({"ports": list(b.ports)},
                                          **({"internal": {i.name: internal(i) for i in b.internal}}
                                             if b.internal else {}))
                             for b in cfg.bridges}},
         "routes": [dict({"from": r.src_port, "to": r.dst_port},
                         **({"dst": str(r.dst)} if r.families != (4, 6) else {})) for r in cfg.routes],
-        "controller": {"openflow": endpoint(cfg.openflow, False), "api": endpoint(cfg.api, True),
+        "controller": {"openflow": dict(endpoint(cfg.openflow, False), **role_plain(cfg.role)),
+                       "api": endpoint(cfg.api, True),
                        "metrics": endpoint(cfg.metrics, False)},
         **({"fleet": dict({"remotes": list(cfg.fleet.remotes), "connect_timeout": cfg.fleet.connect_timeout,
                            "heartbeat": cfg.fleet.heartbeat},
@@ -1288,6 +1333,12 @@ def to_data(cfg: Config) -> Dict[str, Any]:
            if cfg.fleet is not None else {}),
         "services": [service_plain(s, health(s.health)) for s in cfg.services],
     }
+
+
+def role_plain(role: OpenflowRole) -> Dict[str, Any]:
+    if role.role == "equal":
+        return {}
+    return {"role": role.role, "generation_id": role.generation_id}
 
 
 def service_plain(s: Service, health: Dict[str, Any]) -> Dict[str, Any]:
