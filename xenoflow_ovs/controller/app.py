@@ -431,12 +431,22 @@ class XenoFlowApp(compat.BaseApp):
     def error_msg(self, ev: Any) -> None:
         msg = ev.msg
         b = self.bridges.of_datapath(msg.datapath)
-        self.of_errors += 1
         text = "OpenFlow error type=%d code=%d for xid %s" % (msg.type, msg.code, msg.xid)
+        ours = b is not None and b.refused(msg.xid, text, self.rules.is_slave_error(msg.type, msg.code))
+        if b is not None and not ours:
+            # another app's message (ryu-manager delivers every event to every app)
+            self.logger.debug("%s: %s (not ours)", b.name, text)
+            return
+        self.of_errors += 1
         self.logger.error("%s: %s: %r", b.name if b else "?", text, bytes(msg.data or b"")[:64])
-        if b is not None:
-            b.refused(msg.xid, text)
         self.status.refresh()
+
+    @set_ev_cls(ofp_event.EventOFPRoleReply, MAIN_DISPATCHER)
+    @guarded
+    def role_reply(self, ev: Any) -> None:
+        b = self.bridges.of_datapath(ev.msg.datapath)
+        if b is not None and b.role_replied(ev.msg):
+            self.status.refresh()
 
     @set_ev_cls(EventCall)
     @guarded

@@ -15,6 +15,14 @@ their stats read at every poll of a bridge with meters.
 `Bridges` holds every bridge of the config with the OVS counters and their
 attribution. Both are used from the app's event thread only, except
 `apply_and_wait` (the runtime's OVS half), which waits from another thread.
+
+Roles (controller.openflow.role): a master or slave asks for its role at every
+connection, before the first dump (a switch takes messages in order, so nothing
+is written before the role holds). A bridge is read-only while the role is
+slave, after the switch refused the request (another controller holds a newer
+generation id) or after a write came back "is slave" (another controller took
+master): the dump, counters and reconcile's findings go on, no flow or meter is
+written, and the status says why. A new connection or a changed role asks again.
 """
 
 from __future__ import annotations
@@ -100,6 +108,12 @@ class Bridge:
         self.meters: Optional[Dict[int, ofrules.MeterConfig]] = None   # every meter, last read
         self.meter_counts: Dict[int, Tuple[int, int, int]] = {}   # ours: packets, bytes, drops
         self.meters_in_sync = True
+        self.role = config_mod.OpenflowRole()   # what the config asks for
+        self.role_state: Optional[str] = None   # equal | asked | master | slave | refused
+        self.role_xid: Optional[int] = None
+        self.generation_id: Optional[int] = None   # as the switch's reply gave it
+        self.read_only: Optional[str] = None    # why this bridge is not written, if it is not
+        self.unwritten = 0                      # changes held back by read_only or a slave role
 
     # -- connection
 
@@ -113,7 +127,44 @@ class Bridge:
         self.agg_xids = {}
         log.info("%s: ready (dpid %016x, ports %s), dumping flows", self.name, dp.id, self.ports)
         self.meters, self.meter_counts = None, {}
+        self.read_only, self.role_state = None, "equal"
+        self.ask_role()
         self.request_dump("connect")
+
+    # -- role
+
+    @property
+    def may_write(self) -> bool:
+        return self.role.writes and self.read_only is None
+
+    def ask_role(self) -> None:
+        """OFPT_ROLE_REQUEST for a master or slave role (equal: OpenFlow's default, nothing to ask)."""
+        if self.dp is None or self.role.role == "equal":
+            return
+        msg = self.rules.role_request(self.role.role, self.role.generation_id or 0)
+        msg.datapath = self.dp
+        self.dp.set_xid(msg)
+        self.role_xid, self.role_state = msg.xid, "asked"
+        log.info("%s: asking for role %s (generation id %d)", self.name, self.role.role,
+                 self.role.generation_id or 0)
+        self.dp.send_msg(msg)
+
+    def set_role(self, role: config_mod.OpenflowRole) -> None:
+        """The config's role; a changed one is asked at once and may lift read_only."""
+        if role == self.role:
+            return
+        self.role = role
+        if self.dp is not None:
+            self.read_only, self.role_state = None, "equal"
+            self.ask_role()
+
+    def role_replied(self, msg: Any) -> bool:
+        if msg.xid != self.role_xid:
+            return False
+        self.role_state = self.rules.role_name(msg.role)
+        self.generation_id = msg.generation_id
+        log.info("%s: role %s (generation id %d)", self.name, self.role_state, msg.generation_id)
+        return True
 
     def detach(self) -> None:
         self.dp, self.connected, self.synced = None, False, False
@@ -139,8 +190,15 @@ class Bridge:
         """Send this bridge's OVS changes (ordered, deduplicated, barrier last).
         `on_done(error)` runs when the barrier is answered (at once when nothing is
         sent); error is the first OpenFlow error of the batch, else None.
-        Changes naming a port the switch lacks are held back (reconcile retries)."""
+        Changes naming a port the switch lacks are held back (reconcile retries).
+        A read-only bridge sends nothing and settles at once: the next dump shows what
+        the switch holds, and the check judges it."""
         dp = self.dp
+        if changes and dp is not None and not self.may_write:
+            self.unwritten += len(changes)
+            log.info("%s: read-only (%s): %d change(s) not written", self.name,
+                     self.read_only or "role slave", len(changes))
+            changes = ()
         if dp is None:
             msgs: List[Any] = []
         elif callable(getattr(dp, "send", None)):
@@ -224,10 +282,28 @@ class Bridge:
         if done:
             done(error)
 
-    def refused(self, xid: int, text: str) -> None:
-        """An OpenFlow error for a message we sent: it fails that message's batch."""
-        if xid in self.batch_of:
-            self.errors.setdefault(self.batch_of[xid], text)
+    def refused(self, xid: int, text: str, is_slave: bool = False) -> bool:
+        """An OpenFlow error: for a message we sent, it fails that message's batch (True);
+        another app's message is none of ours (False). A refused role request, or a write
+        refused because this connection is a slave, makes the bridge read-only."""
+        if xid == self.role_xid and self.role_state == "asked":
+            self.role_state = "refused"
+            self._read_only("the switch refused role %s with generation id %d (%s): another "
+                            "controller holds a newer one" % (self.role.role, self.role.generation_id or 0,
+                                                              text))
+            return True
+        if xid not in self.batch_of:
+            return xid == self.dump_xid or xid in self.agg_xids or xid in self.meter_xids
+        self.errors.setdefault(self.batch_of[xid], text)
+        if is_slave and self.role.writes:
+            self.role_state = "slave"
+            self._read_only("another controller is master: writes refused (%s)" % text)
+        return True
+
+    def _read_only(self, why: str) -> None:
+        if self.read_only is None:
+            log.error("%s: read-only from now on: %s", self.name, why)
+        self.read_only = why
 
     # -- dump, count, reconcile
 
@@ -295,7 +371,7 @@ class Bridge:
         """Bring our meters on the switch to `meters` (the plan in force for this bridge),
         from the last meter config read; foreign ids untouched."""
         changes = ofrules.reconcile_meters(self.rules, self.name, meters, self.meters or {})
-        say = log.warning if self.synced else log.info
+        say = (log.warning if self.synced else log.info) if self.may_write else log.debug
         for ch in changes[:LOG_CHANGES]:
             say("%s: %s", "repaired" if self.synced else "synced", ofrules.describe_change(ch))
         if len(changes) > LOG_CHANGES:
@@ -432,6 +508,8 @@ class Bridge:
                             "%s: port %s not on the switch yet, flow waits: %s"
                             % (self.name, port, render.to_ofctl(flow)))
         verb, say = ("repaired", log.warning) if self.synced else ("synced", log.info)
+        if not self.may_write:
+            verb, say = "differs from the plan (read-only)", log.debug
         for ch in r.changes[:LOG_CHANGES]:
             say("%s: %s", verb, ofrules.describe_change(ch))
         if len(r.changes) > LOG_CHANGES:
@@ -476,6 +554,10 @@ class Bridge:
     def report(self) -> Dict[str, Any]:
         ours = [m for m in self.meters or () if plan_mod.is_our_meter(m)]
         return {"connected": self.connected, "dpid": "%016x" % self.dpid,
+                "role": {"asked": self.role.role, "state": self.role_state,
+                         "generation_id": self.generation_id, "writes": self.may_write,
+                         "read_only": self.read_only or ("role slave" if not self.role.writes else None),
+                         "unwritten_changes": self.unwritten},
                 "flows": self.ours, "foreign_flows": self.foreign, "in_sync": self.in_sync,
                 "meters": len(ours), "foreign_meters": len(self.meters or ()) - len(ours),
                 "meters_in_sync": self.meters_in_sync,
@@ -522,6 +604,7 @@ class Bridges:
                 if br.name not in self._by_name:
                     self._by_name[br.name] = Bridge(br.name, ovsdb_mod.datapath_id(br.name),
                                                     self.rules, self.interval, self.policy)
+                self._by_name[br.name].set_role(cfg.role)
             for name in [n for n in self._by_name if all(b.name != n for b in cfg.bridges)]:
                 del self._by_name[name]   # no longer ours: left as it is, no more reconcile
         if self._seen != (cfg, plan):
@@ -584,7 +667,7 @@ class Bridges:
             return        # the sends meanwhile asked for the next dump (policy "sent")
         verb = "repaired" if b.synced else "synced"
         r = b.reconcile(plan.iter_flows(b.name), installed)
-        if verb == "repaired":
+        if verb == "repaired" and b.may_write:
             self.repairs += len(r.changes)
             if self.metrics is not None:
                 self.metrics.reconciled("ovs", "repair", len(r.changes))

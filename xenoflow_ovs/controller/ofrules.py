@@ -393,6 +393,23 @@ class Rules:
             None, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY, ofp.OFPG_ANY, cookie, cookie_mask,
             self.parser.OFPMatch())
 
+    # -- roles
+
+    def role_request(self, role: str, generation_id: int) -> Any:
+        ofp = self.ofp
+        code = {"equal": ofp.OFPCR_ROLE_EQUAL, "master": ofp.OFPCR_ROLE_MASTER,
+                "slave": ofp.OFPCR_ROLE_SLAVE}[role]
+        return self.parser.OFPRoleRequest(None, code, generation_id)
+
+    def role_name(self, code: int) -> str:
+        ofp = self.ofp
+        return {ofp.OFPCR_ROLE_EQUAL: "equal", ofp.OFPCR_ROLE_MASTER: "master",
+                ofp.OFPCR_ROLE_SLAVE: "slave", ofp.OFPCR_ROLE_NOCHANGE: "nochange"}.get(code, str(code))
+
+    def is_slave_error(self, err_type: int, code: int) -> bool:
+        """OFPET_BAD_REQUEST/OFPBRC_IS_SLAVE: a write this connection may not make."""
+        return err_type == self.ofp.OFPET_BAD_REQUEST and code == self.ofp.OFPBRC_IS_SLAVE
+
     # -- meters (no cookie: ours by id, plan.is_our_meter)
 
     def meter_flags(self) -> int:
@@ -596,7 +613,7 @@ class RawFlowStats:
     framework build these for flow stats replies."""
 
     __slots__ = ("length", "table_id", "duration_sec", "duration_nsec", "priority",
-                 "idle_timeout", "flags", "cookie", "packet_count",
+                 "idle_timeout", "hard_timeout", "flags", "cookie", "packet_count",
                  "byte_count", "raw", "_parsed")
     framework: Any = None          # the framework's OFPFlowStats (set by install_raw_flow_stats)
 
@@ -604,7 +621,7 @@ class RawFlowStats:
     def parser(cls, buf: Any, offset: int) -> "RawFlowStats":
         st = cls()
         (st.length, st.table_id, st.duration_sec, st.duration_nsec, st.priority,
-         st.idle_timeout, _, st.flags, st.cookie, st.packet_count,
+         st.idle_timeout, st.hard_timeout, st.flags, st.cookie, st.packet_count,
          st.byte_count) = _FLOW_STATS_0.unpack_from(buf, offset)
         st.raw = bytes(buf[offset:offset + st.length])
         st._parsed = None
@@ -614,6 +631,13 @@ class RawFlowStats:
         if self._parsed is None:
             self._parsed = self.framework.parser(self.raw, 0)
         return self._parsed
+
+    def __getattr__(self, name: str) -> Any:
+        """Anything else an OFPFlowStats has (to_jsondict, ...), for the other apps of the
+        process (ofctl_rest reads flow stats too): from the parsed entry."""
+        if name.startswith("_") or name == "raw":
+            raise AttributeError(name)
+        return getattr(self._full(), name)
 
     @property
     def match(self) -> Any:
@@ -625,9 +649,9 @@ class RawFlowStats:
 
 
 def install_raw_flow_stats(parser: Any) -> None:
-    """Flow stats replies of this framework's OF 1.3 parser carry RawFlowStats (for
-    every app of the process: the only other one, the framework's own handler, reads
-    no flow stats). Idempotent."""
+    """Flow stats replies of this framework's OF 1.3 parser carry RawFlowStats, for
+    every app of the process: another app in the same manager (ofctl_rest) reads them
+    as the framework's OFPFlowStats, parsed when it asks. Idempotent."""
     reply = parser.OFPFlowStatsReply
     if reply.cls_stats_body_cls is not RawFlowStats:
         RawFlowStats.framework = reply.cls_stats_body_cls
