@@ -391,6 +391,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("controller", help="run the OpenFlow controller app (os-ken 4)")
     p.add_argument("-c", "--config", required=True)
+    p.add_argument("--app", action="append", default=[], metavar="MODULE",
+                   help="also run this os-ken app module in the same manager (repeatable), "
+                   "as ryu-manager takes several; docs/sdn-apps.md")
     _log_args(p, here=False)
     p.set_defaults(func=_delegate("controller.launcher", "main"))
 

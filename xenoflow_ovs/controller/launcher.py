@@ -10,6 +10,8 @@ parse os-ken's options (the OpenFlow listener from the config's
 controller.openflow), initialise logging (os-ken's init_log resets it: ours is
 applied again after it), run the app. The app reads its config from
 XENOFLOW_CONFIG, as it does under ryu-manager.
+Other apps given with --app run in the same manager, beside ours (each sees
+every switch event; docs/sdn-apps.md says what XenoFlow leaves to them).
 SIGTERM/SIGINT stop the apps and exit 0; flows stay in OVS (fail_mode=secure),
 and the next start adopts them.
 """
@@ -97,7 +99,7 @@ def main(args: Any) -> int:
     # threads, which have none)
     app_mgr = AppManager.get_instance()
     try:
-        app_mgr.load_apps(["xenoflow_ovs.controller.app"])
+        app_mgr.load_apps(["xenoflow_ovs.controller.app"] + list(getattr(args, "app", None) or ()))
         services = app_mgr.instantiate_apps(**app_mgr.create_contexts())
         hub.joinall(services)
         # every service ended without a signal: not a clean stop (systemd restarts it)
