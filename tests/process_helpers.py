@@ -61,15 +61,18 @@ def _osken() -> bool:
 RUNTIME = "osken" if _osken() else "ryu"
 
 
-def controller_argv(cfg_path, *extra):
+def controller_argv(cfg_path, *extra, apps=(), manager_args=()):
     """The controller as this test runtime runs it: `xenoflow controller` on os-ken,
-    ryu-manager (config from XENOFLOW_CONFIG) on Ryu."""
+    ryu-manager (config from XENOFLOW_CONFIG) on Ryu; `apps`: other app modules in the
+    same manager; `manager_args`: ryu-manager's own options (Ryu only)."""
     if RUNTIME == "osken":
-        return [sys.executable, "-m", "xenoflow_ovs.cli"] + list(extra) + ["controller", "-c", cfg_path]
+        return ([sys.executable, "-m", "xenoflow_ovs.cli"] + list(extra) + ["controller", "-c", cfg_path]
+                + [a for app in apps for a in ("--app", app)])
     ryu = os.path.join(os.path.dirname(sys.executable), "ryu-manager")
     base = [ryu] if os.path.exists(ryu) else [sys.executable, "-c",
                                                "import sys; from ryu.cmd.manager import main; "
                                                "sys.argv[0] = 'ryu-manager'; main()"]
     cfg = config.load(cfg_path)
     return base + (["--verbose"] if "-v" in extra else []) + [
-        "--ofp-listen-host", "127.0.0.1", "--ofp-tcp-listen-port", str(cfg.openflow.port), "xenoflow_ovs.app"]
+        "--ofp-listen-host", "127.0.0.1", "--ofp-tcp-listen-port", str(cfg.openflow.port)] + list(
+        manager_args) + ["xenoflow_ovs.app"] + list(apps)
