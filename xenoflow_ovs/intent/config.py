@@ -682,7 +682,7 @@ def _parse(r: Reader, data: Any, base_dir: str, file: bool = False) -> Optional[
                   fleet=fleet, ovs_table=ovs_table, role=role)
 
 
-ROLE_KEYS = ("role", "generation_id")
+ROLE_KEYS = ("role", "generation_id")   # controller.openflow's keys beside its endpoint's
 
 
 def _role(r: Reader, v: Any, path: Path, driver: str) -> OpenflowRole:
@@ -1011,8 +1011,8 @@ def _routes(r: Reader, v: Any, path: Path, port_names: set, bridge_of: dict,
 def _endpoint(r: Reader, v: Any, path: Path, default_port: int, api: bool,
               also: Tuple[str, ...] = ()) -> Endpoint:
     """`also`: keys of the same mapping that another reader takes (the OpenFlow role)."""
-    allowed = (("host", "port", "socket", "token_file") if api else ("host", "port")) + also
-    m = r.mapping(v, path, allowed)
+    allowed = ("host", "port", "socket", "token_file") if api else ("host", "port")
+    m = r.mapping(v, path, tuple(allowed) + also)
     host = r.get(m, "host", path, r.string, "127.0.0.1")
     if host is not None:
         try:
