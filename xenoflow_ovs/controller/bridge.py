@@ -113,7 +113,7 @@ class Bridge:
         self.role_xid: Optional[int] = None
         self.generation_id: Optional[int] = None   # as the switch's reply gave it
         self.read_only: Optional[str] = None    # why this bridge is not written, if it is not
-        self.unwritten = 0                      # changes held back by read_only or a slave role
+        self.unwritten = 0                      # changes the last write held back (read-only)
 
     # -- connection
 
@@ -195,9 +195,11 @@ class Bridge:
         the switch holds, and the check judges it."""
         dp = self.dp
         if changes and dp is not None and not self.may_write:
-            self.unwritten += len(changes)
-            log.info("%s: read-only (%s): %d change(s) not written", self.name,
-                     self.read_only or "role slave", len(changes))
+            # every dump's reconcile comes here again with the same difference: keep its size,
+            # not a running sum, and log at debug (why is logged once, by _read_only)
+            self.unwritten = len(changes)
+            log.debug("%s: read-only (%s): %d change(s) not written", self.name,
+                      self.read_only or "role slave", len(changes))
             changes = ()
         if dp is None:
             msgs: List[Any] = []
