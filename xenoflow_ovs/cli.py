@@ -172,7 +172,30 @@ def cmd_status(args: argparse.Namespace) -> int:
                 bgp.get("why"), peers or "no peers"))
     for line in alarm_lines(body):
         print("  " + line)
+    url = dashboard_url(args)
+    if url:
+        print("  dashboard: %s" % url)
     return EXIT_OK
+
+
+def dashboard_url(args: argparse.Namespace):
+    """The dashboard's address: the lab's relay on the host's loopback when the config is a
+    running lab's (its metrics listener is inside the DPU's namespace), else the config's
+    metrics listener; None when neither is known (--socket without a config)."""
+    import os
+    path = args.config or next((c for c in (os.environ.get("XENOFLOW_CONFIG"),) + DEFAULT_CONFIGS
+                                if c and os.path.exists(c)), None)
+    if args.socket and not args.config or path is None or not os.path.exists(path):
+        return None
+    from .lab.topology import LabState
+    lab = LabState(os.path.dirname(os.path.abspath(path)))
+    if lab.process_alive("dashboard"):
+        return "http://127.0.0.1:%d/dashboard/" % lab.data.get("extra", {}).get("dashboard_port", 9302)
+    cfg = _load_or_report(path)
+    if cfg is None or cfg.metrics.host is None:
+        return None
+    host = "[%s]" % cfg.metrics.host if ":" in cfg.metrics.host else cfg.metrics.host
+    return "http://%s:%d/dashboard/" % (host, cfg.metrics.port)
 
 
 def _rate_text(pps, burst) -> str:
@@ -453,7 +476,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_delegate("doctor", "main"))
 
     p = sub.add_parser("lab", help="the paper's testbed in network namespaces on this machine")
-    p.add_argument("action", choices=("up", "down", "status", "demo"))
+    p.add_argument("action", choices=("up", "down", "status", "demo", "dashboard"))
     p.add_argument("--topology", default="paper", help="a folder name under topologies/ (default paper)")
     p.add_argument("--run-dir", default=None, help="where the lab keeps its state (default: run/<topology>)")
     p.add_argument("--mirror-routes", choices=("on", "off"), default=None,
@@ -467,6 +490,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the topology's flood variant (flood.yaml: 16 buckets, a per-bucket rate limit); "
                    "with demo: one source floods its bucket at 5x the limit while 15 others query (a running "
                    "lab keeps the variant until down)")
+    p.add_argument("--dashboard-port", type=int, default=None, metavar="PORT",
+                   help="up and dashboard: the host's loopback port the dashboard is relayed to "
+                   "(default 9302)")
     p.set_defaults(func=_delegate("lab.labctl", "main"))
     return ap
 

@@ -32,6 +32,7 @@ import ipaddress
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -49,6 +50,7 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__fi
 REQUIRED_TOOLS = ("ip", "ethtool", "sysctl", "bridge", "ovsdb-tool", "ovsdb-server", "ovs-vswitchd",
                   "ovs-vsctl", "ovs-ofctl", "named", "named-checkconf", "ping")
 FLOOD_CONFIG = "flood.yaml"
+DASHBOARD_PORT = 9302    # the host's loopback port of the dashboard relay (the metrics listener's default)
 
 
 class LabError(RuntimeError):
@@ -325,6 +327,11 @@ class LabCtl:
         ovs = self.start_dpu_daemons()
         how = self.start_controller()
         self.wait_dpu(ovs, how)
+        try:
+            say("dashboard: %s (the controller's read-only metrics listener, relayed from the DPU's "
+                "namespace)" % self.start_dashboard(getattr(self.args, "dashboard_port", None) or 0))
+        except LabError as e:      # the lab works without it; say how to get it
+            say("dashboard not reachable from the host: %s; `xenoflow lab dashboard --dashboard-port N`" % e)
 
     def start_dpu_daemons(self):
         """The DPU's private OVS and (with an eSwitch) eswitchd; returns the OVS."""
@@ -415,6 +422,47 @@ class LabCtl:
                           [sys.executable, "-m", "xenoflow_ovs.cli", "controller", "-c", self.cfg_path], log,
                           env={"XENOFLOW_STATE": os.path.join(self.run_dir, CONTROLLER_STATE)})
         return "controller pid %d" % pid
+
+    # -- the dashboard, from the host
+
+    def dashboard_url(self) -> Optional[str]:
+        """The page's address on the host's loopback while the relay runs, else None."""
+        rec = self.state.process("dashboard")
+        if rec is None or not self.state.process_alive("dashboard"):
+            return None
+        port = self.state.data["extra"].get("dashboard_port", DASHBOARD_PORT)
+        return "http://127.0.0.1:%d/dashboard/" % port
+
+    def start_dashboard(self, port: int = 0) -> str:
+        """Relay the host's 127.0.0.1:`port` to the controller's metrics listener in the DPU's
+        namespace (lab/relay.py); returns the page's address. A relay already running on
+        another port is replaced."""
+        port = port or DASHBOARD_PORT
+        if self._alive("dashboard") and self.state.data["extra"].get("dashboard_port") == port:
+            return self.dashboard_url() or ""
+        if self.state.process("dashboard"):
+            self.lab.stop_process("dashboard")
+        cfg = self.load_cfg()
+        if cfg is None or cfg.metrics.host is None:
+            raise LabError("the lab's config has no metrics listener to show")
+        log = os.path.join(self.run_dir, "dashboard-relay.log")
+        self._spawn("dashboard", None, [sys.executable, "-m", "xenoflow_ovs.lab.relay",
+                                        "--listen", "127.0.0.1:%d" % port, "--netns", self.topo.dpu_netns,
+                                        "--to", "%s:%d" % (cfg.metrics.host, cfg.metrics.port)], log)
+        self.state.data["extra"]["dashboard_port"] = port
+        self.state.save()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            if not self._alive("dashboard"):
+                self.state.drop_process("dashboard")
+                raise LabError("the dashboard relay stopped: %s (choose another port with "
+                               "--dashboard-port)" % _tail(log, 3).strip())
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                return self.dashboard_url() or ""
+            except OSError:
+                time.sleep(0.1)
+        raise LabError("the dashboard relay does not listen on 127.0.0.1:%d after 5 s" % port)
 
     def ensure_mgmt_port(self) -> None:
         """The internal ports of the config (pf1sf0) carry their lab address and MAC in the
@@ -559,6 +607,7 @@ class LabCtl:
             if ovs.running():
                 st["bridges"] = self.planes.flow_counts(ovs)
         st["config"] = self.cfg_path if os.path.exists(self.cfg_path) else None
+        st["dashboard"] = self.dashboard_url()
         st["eswitch_entries"] = None
         if st["config"] and self.state.process_alive("eswitchd"):
             st["eswitch_entries"] = self.planes.entry_counts()
@@ -833,6 +882,8 @@ def _print_status(st: Dict[str, Any]) -> None:
         print("  eSwitch entries: %(installed)d installed, %(planned)d planned" % st["eswitch_entries"])
     if st.get("config"):
         print("  config: %s" % st["config"])
+    if st.get("dashboard"):
+        print("  dashboard: %s" % st["dashboard"])
 
 
 def _up(ctl: LabCtl, say: Progress) -> int:
@@ -909,6 +960,12 @@ def main(args: argparse.Namespace) -> int:
             _print_status(st)
             alive = all(p["alive"] for p in st["processes"].values())
             return EXIT_OK if st["state"] and alive and all(st["namespaces"].values()) else EXIT_FOUND
+        if action == "dashboard":
+            if not ctl.is_up():
+                print("xenoflow lab dashboard: the lab is not up (`xenoflow lab up`)", file=sys.stderr)
+                return EXIT_ERROR
+            print(ctl.start_dashboard(getattr(args, "dashboard_port", None) or 0))
+            return EXIT_OK
         if action == "demo" and getattr(args, "flood", False):
             from .flood import FloodDemo
             return _demo(ctl, say, FloodDemo(ctl).run)
