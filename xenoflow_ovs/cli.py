@@ -436,6 +436,21 @@ def build_parser() -> argparse.ArgumentParser:
         _timeout_arg(p)
         p.set_defaults(func=func)
 
+    p = sub.add_parser("top", help="live per-backend rates of both planes, fallback, limits and the "
+                       "verdict in the terminal (q quits)")
+    p.add_argument("-c", "--config", help="the controller's config (default: the running lab's)")
+    p.add_argument("--url", help="a metrics listener or API to read GET /status from "
+                   "(http://127.0.0.1:9302)")
+    p.add_argument("--socket", help="the API's unix socket")
+    p.add_argument("--token-file", help="bearer token file (default: controller.api.token_file)")
+    p.add_argument("--interval", type=float, default=2.0, metavar="S",
+                   help="seconds between samples (default %(default)g)")
+    p.add_argument("--once", action="store_true", help="print one plain frame (two samples "
+                   "--interval apart) and exit: for scripts and terminals without curses")
+    p.add_argument("--timeout", type=float, default=5.0, metavar="S",
+                   help="seconds to wait for each answer (default %(default)g)")
+    p.set_defaults(func=_delegate("top", "main"))
+
     p = sub.add_parser("backend", help="drain, undrain, add, remove or re-weight a backend "
                        "(through the controller's API)")
     p.add_argument("action", choices=("drain", "undrain", "add", "remove", "weight"))
