@@ -21,6 +21,8 @@ import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+from .. import dashboard
+
 log = logging.getLogger("xenoflow.api")
 
 # A route gets the JSON body (or None) and the path parameters, and returns
@@ -425,16 +427,30 @@ class Api:
 def start_metrics_listener(cfg: Any, metrics: Any, status: Callable[[], Dict[str, Any]],
                            spawn: Callable[..., Any] = _thread) -> Optional[Api]:
     """The read-only listener of `controller.metrics` (cfg.metrics): GET /metrics
-    (Prometheus) and GET /status, no write route behind it, so it can be opened to a
-    scraper without the API's token. None when the config has no host for it."""
+    (Prometheus), GET /status and the dashboard page that polls it (GET / and
+    /dashboard/, its files at /dashboard/{asset}), no write route behind it, so it can be
+    opened to a scraper without the API's token. None when the config has no host for it."""
     ep = getattr(cfg, "metrics", None)
     if ep is None or ep.host is None:
         return None
     srv = Api(ep.host, ep.port, spawn=spawn, name="metrics")
     srv.route("GET", "/metrics", lambda body: (200, metrics.exposition(), metrics.content_type))
     srv.route("GET", "/status", lambda body: (200, status()))
+    # paths lose their trailing slash before routing: "/dashboard" is also "/dashboard/"
+    # (the page moves itself to "/dashboard/", where its relative links resolve)
+    srv.route("GET", "/", lambda body: _dashboard_asset(""))
+    srv.route("GET", "/dashboard", lambda body: _dashboard_asset(""))
+    srv.route("GET", "/dashboard/{asset}", lambda body, asset: _dashboard_asset(asset))
     srv.start()
     return srv
+
+
+def _dashboard_asset(name: str) -> Tuple[Any, ...]:
+    """A route's reply for one of the dashboard's fixed files, 404 for any other name."""
+    got = dashboard.asset(name)
+    if got is None:
+        return 404, {"error": "no dashboard file %r" % name, "files": sorted(dashboard.ASSETS)}
+    return (200,) + got
 
 
 # ---------------------------------------------------------------- client
