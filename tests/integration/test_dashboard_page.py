@@ -373,6 +373,43 @@ def test_the_page_recovers_by_itself(tmp_path):
     assert float(field(backend_row(dom, "dns", LOADED), "eswitch-pps").attrs["data-value"]) > 0
 
 
+def fleet_view(dpu):
+    """This DPU's part of a fleet as the status carries it: fleet/follower.py's view with
+    fleet/announcer.py's under "bgp" (the store and FRR themselves are docs/fleet.md's lab)."""
+    return {"dpu": dpu, "remotes": ["unix:/run/store1.sock"], "connected": True, "write_failed": None,
+            "stale": False, "state": "ok", "error": None, "applied_version": 7, "store_version": 7,
+            "rejected_version": None, "source": "store", "disconnected_since": None, "applies": 3,
+            "last_apply": {"version": 7}, "local_down": {}, "drained": False,
+            "bgp": {"announced": ["198.18.0.53/32"], "vips": ["198.18.0.53/32"], "why": "announced",
+                    "asn": 65001, "speaker": "198.18.1.11", "pathspace": None, "med": None,
+                    "peers": {"198.18.1.1": {"bgp": "Established", "bfd": "up", "uptime": "00:01:02",
+                                             "prefixes_sent": 1}},
+                    "error": None, "drain": None}}
+
+
+def test_a_fleet_dpu_shows_its_version_verdict_and_announcement(tmp_path):
+    dpu = Dpu()
+
+    def with_fleet():
+        st = dpu.status()
+        st["fleet"] = fleet_view(st["dpu"])
+        return st
+    openapi_check.validate("GET", "/status", 200, with_fleet())
+    srv = api.start_metrics_listener(dpu.cfg, Metrics(dpu.cfg.dpu_name, dpu.status), with_fleet)
+    try:
+        dom = load("http://127.0.0.1:%d" % srv.port, tmp_path)
+    finally:
+        srv.stop()
+    assert dom.by_id("xf-fleet-section").attrs.get("hidden") is None
+    row = dom.select(**{"class": "xf-dpu", "data-dpu": "bf3"})[0]
+    assert field(row, "version").attrs["data-value"] == "7"
+    assert text(field(row, "version")) == "applied 7 / store 7"
+    assert text(field(row, "verdict")) == "consistent"
+    assert text(field(row, "announcement")) == "announced 198.18.0.53/32 (announced)"
+    assert "BGP Established, BFD up" in text(dom.select(data_peer="198.18.1.1")[0])
+    assert "fleet applied version 7" in text(dom.by_id("xf-events"))
+
+
 def _serve_until_death(fail_after):
     """`python test_dashboard_page.py serve N`: a listener whose process dies at status N+1."""
     dpu = Dpu(fail_after=fail_after)
