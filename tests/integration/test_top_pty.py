@@ -18,6 +18,7 @@ import threading
 import time
 
 import pytest
+import yaml
 from process_helpers import free_port
 
 from xenoflow_ovs.api import server as api
@@ -344,3 +345,33 @@ def test_the_listener_coming_up_later_is_picked_up(terminal):
         srv.stop()
     top.press(b"q")
     assert top.wait() == 0
+
+
+def test_a_config_leads_to_its_api_socket_else_its_metrics_listener(listener, tmp_path):
+    """-c FILE as `xenoflow status -c`: the API's unix socket while it exists (the lab's way in
+    from the host), else the config's read-only metrics listener."""
+    url, dpu = listener
+    data = config.to_data(dpu.cfg)
+    sock = str(tmp_path / "api.sock")
+    data["controller"]["api"] = {"host": "127.0.0.1", "port": free_port(), "socket": sock}
+    data["controller"]["metrics"] = {"host": "127.0.0.1", "port": int(url.rsplit(":", 1)[1])}
+    data["dpu"]["state_dir"] = str(tmp_path / "state")
+    path = tmp_path / "xf.yaml"
+    path.write_text(yaml.safe_dump(data))
+
+    def once():
+        return subprocess.run([sys.executable, "-m", "xenoflow_ovs.cli", "top", "-c", str(path), "--once",
+                               "--interval", "0.2"], capture_output=True, text=True, timeout=30,
+                              env=subprocess_env(), cwd=os.path.dirname(PAPER))
+    p = once()                                          # no socket: the metrics listener
+    assert p.returncode == 0 and loaded_rates_shown(p.stdout), p.stdout + p.stderr
+    other = Dpu()                                       # the socket answers with another DPU's
+    other_status = lambda: dict(other.status(), dpu="via-socket")  # noqa: E731
+    srv = api.Api(None, None, unix_path=sock, name="API")
+    srv.route("GET", "/status", lambda body: (200, other_status()))
+    srv.start()
+    try:
+        p = once()
+    finally:
+        srv.stop()
+    assert p.returncode == 0 and p.stdout.startswith("xenoflow top  dpu via-socket "), p.stdout + p.stderr
