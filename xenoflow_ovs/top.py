@@ -210,8 +210,10 @@ def frame(prev: Optional[Sample], cur: Sample, when: str = "") -> List[Line]:
     return out
 
 
-def unreachable_line(where: str, error: str, interval: float) -> Line:
-    return ("alarm", "cannot reach the controller at %s: %s (retrying every %g s)" % (where, error, interval))
+def unreachable_line(where: str, error: str, interval: Optional[float] = None) -> Line:
+    """interval: how often it is tried again (None: not tried again)."""
+    again = " (retrying every %g s)" % interval if interval is not None else ""
+    return ("alarm", "cannot reach the controller at %s: %s%s" % (where, error, again))
 
 
 def fit(lines: List[Line], width: int, height: Optional[int] = None) -> List[Line]:
@@ -311,7 +313,7 @@ def run_once(src: Source, interval: float, out: Any = sys.stdout) -> int:
             for _, text in frame(first, second, time.strftime("%H:%M:%S")):
                 print(text, file=out)
             return EXIT_OK
-    print(unreachable_line(src.where, err, interval)[1], file=out)
+    print(unreachable_line(src.where, err)[1], file=out)
     return EXIT_ERROR
 
 
@@ -356,6 +358,9 @@ def _screen(scr: Any, src: Source, interval: float) -> int:
 
 def run_screen(src: Source, interval: float) -> int:
     import curses
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):   # piped or from a script: no keys, no screen
+        print("xenoflow top: not a terminal; use --once", file=sys.stderr)
+        return EXIT_ERROR
     try:
         return curses.wrapper(_screen, src, interval)
     except KeyboardInterrupt:

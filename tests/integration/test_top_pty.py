@@ -375,3 +375,11 @@ def test_a_config_leads_to_its_api_socket_else_its_metrics_listener(listener, tm
     finally:
         srv.stop()
     assert p.returncode == 0 and p.stdout.startswith("xenoflow top  dpu via-socket "), p.stdout + p.stderr
+
+
+def test_without_a_terminal_it_points_to_once(listener):
+    url, _ = listener
+    p = subprocess.run([sys.executable, "-m", "xenoflow_ovs.cli", "top", "--url", url],
+                       stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30,
+                       env=subprocess_env())
+    assert p.returncode == 2 and "not a terminal; use --once" in p.stderr and p.stdout == ""
