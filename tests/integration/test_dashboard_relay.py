@@ -100,5 +100,10 @@ def test_nothing_listening_inside_closes_the_connection_and_the_relay_stays(netn
 ])
 def test_bad_arguments_exit_2_naming_the_problem(argv, words):
     p = _start(argv)
-    _out, err = p.communicate(timeout=20)
+    try:
+        _out, err = p.communicate(timeout=20)
+    finally:
+        if p.poll() is None:      # a relay that did not refuse must not outlive the test
+            p.kill()
+            p.wait(5)
     assert p.returncode == 2 and words in err, err
