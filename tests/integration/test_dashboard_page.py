@@ -69,7 +69,7 @@ class Dpu:
     app view as the app's Status.refresh writes it. Every call is one poll: the loaded
     backend's counters, its bucket's rate-limited drops and fallback (when asked) grow."""
 
-    def __init__(self, driver="softdoca", fallback_per_poll=0, fail_after=None):
+    def __init__(self, driver="softdoca", fallback_per_poll=0, fail_after=None, read_every=1):
         data = config.to_data(config.load(PAPER))
         data["dpu"]["eswitch"]["driver"] = driver
         data["services"][0]["limits"] = {"pps": 5000, "per_bucket_pps": 200}
@@ -84,6 +84,7 @@ class Dpu:
         self.reconciled = {"time": time.time(), "bridge": "ovsbr1", "kind": "adopt", "actions": {"add": 0}}
         self.fallback_per_poll = fallback_per_poll
         self.fail_after = fail_after
+        self.read_every = read_every   # eswitchd polled at every read_every-th status only
         self.polls = 0
         self.lock = threading.Lock()
 
@@ -129,7 +130,7 @@ class Dpu:
             n = self.polls
             if self.fail_after is not None and n > self.fail_after:
                 os._exit(0)   # the controller dies mid-request: the page must say so
-            if self.cfg.has_eswitch:
+            if self.cfg.has_eswitch and (n - 1) % self.read_every == 0:
                 self.rt.es_totals.update(self._eswitchd_reply(n))
             verdict = "fallback" if self.fallback_per_poll and self.cfg.has_eswitch else "consistent"
             return status_mod.build(self.rt, self._view(n), verdict, limited=self.drops)
@@ -303,6 +304,20 @@ def test_rates_states_limits_and_fallback_0_then_a_drain(served, tmp_path):
     assert backend_row(dom, "dns", IDLE).attrs["data-state"] == "in-service"
     assert "drain dns/%s" % LOADED in text(dom.by_id("xf-transition"))
     keep_screenshot(base, tmp_path, "dashboard-drained.png")
+
+
+def test_rates_follow_the_eswitch_readings_not_the_tabs_polls(served, tmp_path):
+    """The controller reads eswitchd's counters on its own clock: a poll that finds the
+    same reading again is no news, not a rate of 0 (the chart would saw-tooth)."""
+    base = served(Dpu(read_every=2))
+    dom = load(base, tmp_path)
+    loaded = backend_row(dom, "dns", LOADED)
+    assert float(field(loaded, "eswitch-pps").attrs["data-value"]) > 0
+    chart = [e for e in dom.select(data_series="eswitch") if e.attrs.get("points")][0]
+    ys = [float(p.split(",")[1]) for p in chart.attrs["points"].split()]
+    assert len(ys) >= 3, chart.attrs["points"]
+    baseline = 38.0    # the chart's y of 0 (height 40, padding 2)
+    assert all(y < baseline for y in ys), chart.attrs["points"]
 
 
 def test_fallback_is_an_alarm(served, tmp_path):

@@ -563,7 +563,7 @@ class Bridge:
                 "flows": self.ours, "foreign_flows": self.foreign, "in_sync": self.in_sync,
                 "meters": len(ours), "foreign_meters": len(self.meters or ()) - len(ours),
                 "meters_in_sync": self.meters_in_sync,
-                "last_dump": self.last_dump, "last_aggregates": self.last_agg,
+                "last_dump": self.last_dump, "last_aggregates": self.last_agg, "counted_at": self.counted_at,
                 "full_dumps": dict(sorted(self.dumps.items())),
                 "ports": dict(sorted(self.ports.items()))}
 

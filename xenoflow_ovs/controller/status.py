@@ -75,6 +75,7 @@ def build(rt: Any, view: Dict[str, Any], verdict: str, monitor: Any = None,
     tot = rt.es_totals
     es = dict(st.get("eswitch") or {})
     es["connected"] = bool(cfg.has_eswitch and rt.started and tot.polled_at is not None)
+    es["polled_at"] = tot.polled_at if cfg.has_eswitch else None
     es["miss_packets"] = ({p: s.get("miss_pkts") for p, s in tot.ports.items()}
                           if cfg.has_eswitch else None)
     st["eswitch"] = es

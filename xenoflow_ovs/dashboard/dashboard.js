@@ -7,6 +7,7 @@
 (function () {
   var POLL_MS = 2000;
   var KEEP_S = 300;
+  var STALE_READING_S = 5;   // the controller reads both planes every second
   var EVENTS_KEPT = 20;
   var STATUS_URL = "../status";
   var SVG = "http://www.w3.org/2000/svg";
@@ -24,14 +25,41 @@
 
   function num(x) { return typeof x === "number" && isFinite(x) ? x : null; }
 
-  // per-second rates between consecutive samples of get(status); null where the counter
-  // is missing or went down (a restarted plane: no rate across it)
-  function rates(list, get) {
-    var out = [];
+  // When a plane's counters were read, which is not when this tab polled: the eSwitch's at
+  // the controller's last eswitchd poll, OVS's as of its bridges' last count (the oldest
+  // bridge's); else the status's own time, else this tab's clock. Rates over reading times
+  // do not jitter with the poll's phase and stay right when the tab's timers run late.
+  function readAt(sample, plane) {
+    var st = sample.st, t = null;
+    if (plane === "eswitch") {
+      t = num((st.eswitch || {}).polled_at);
+    } else if (plane === "ovs") {
+      Object.keys(st.bridges || {}).forEach(function (n) {
+        var c = num((st.bridges[n] || {}).counted_at);
+        if (c !== null && (t === null || c < t)) t = c;
+      });
+    }
+    if (t === null) t = num(st.time);
+    return t === null ? sample.t : t;
+  }
+
+  // per-second rates between consecutive samples of get(status), over the plane's reading
+  // times; null where the counter is missing or went down (a restarted plane: no rate
+  // across it) or its reading is older than the status by STALE_READING_S (nobody reads
+  // that plane now). The same reading polled twice repeats the last rate: no news.
+  function rates(list, get, plane) {
+    var out = [], last = null;
     for (var i = 1; i < list.length; i++) {
       var a = num(get(list[i - 1].st)), b = num(get(list[i].st));
-      var dt = list[i].t - list[i - 1].t;
-      out.push({t: list[i].t, v: (a === null || b === null || b < a || dt <= 0) ? null : (b - a) / dt});
+      var ta = readAt(list[i - 1], plane), tb = readAt(list[i], plane), v = null;
+      if (a !== null && b !== null && b >= a) {
+        if (tb > ta) v = (b - a) / (tb - ta);
+        else if (tb === ta && b === a) v = last;
+      }
+      var st = num(list[i].st.time);
+      if (v !== null && st !== null && st - tb > STALE_READING_S) v = null;
+      out.push({t: list[i].t, v: v});
+      last = v;
     }
     return out;
   }
@@ -192,7 +220,8 @@
 
   function renderFallback(st) {
     var box = byId("xf-fallback"), area = byId("xf-alarm-area");
-    var fb = st.fallback_packets, rate = lastRate(rates(samples, function (s) { return s.fallback_packets; }));
+    var fb = st.fallback_packets;
+    var rate = lastRate(rates(samples, function (s) { return s.fallback_packets; }, "ovs"));
     area.textContent = "";
     if (fb === null || fb === undefined) {
       box.textContent = "fallback n/a (OVS alone)";
@@ -209,7 +238,7 @@
     }
     box.setAttribute("data-value", fb === null || fb === undefined ? "" : String(fb));
     var mo = st.miss_other_packets;
-    var moRate = lastRate(rates(samples, function (s) { return s.miss_other_packets; }));
+    var moRate = lastRate(rates(samples, function (s) { return s.miss_other_packets; }, "ovs"));
     var m = byId("xf-miss-other");
     m.textContent = "miss_other " + (mo === null || mo === undefined ? "n/a" : mo + " packets, " +
       fmtRate(moRate, "pkt/s"));
@@ -238,10 +267,10 @@
 
   function backendRow(st, svc, b) {
     var p = {
-      esP: rates(samples, backendPath(svc, b, "eswitch_packets")),
-      esB: rates(samples, backendPath(svc, b, "eswitch_bytes")),
-      ovP: rates(samples, backendPath(svc, b, "ovs_packets")),
-      ovB: rates(samples, backendPath(svc, b, "ovs_bytes"))
+      esP: rates(samples, backendPath(svc, b, "eswitch_packets"), "eswitch"),
+      esB: rates(samples, backendPath(svc, b, "eswitch_bytes"), "eswitch"),
+      ovP: rates(samples, backendPath(svc, b, "ovs_packets"), "ovs"),
+      ovB: rates(samples, backendPath(svc, b, "ovs_bytes"), "ovs")
     };
     var c = st.services[svc][b], state = backendState(st, svc, b);
     var r = {esP: lastRate(p.esP), esB: lastRate(p.esB), ovP: lastRate(p.ovP), ovB: lastRate(p.ovB)};
@@ -292,7 +321,8 @@
     var lim = st.limits[svc];
     var drops = function (plane) { return function (s) { return planeDrops(((s.limits || {})[svc] || {}).limited_packets, plane); }; };
     var es = planeDrops(lim.limited_packets, "eswitch"), ov = planeDrops(lim.limited_packets, "ovs");
-    var esR = lastRate(rates(samples, drops("eswitch"))), ovR = lastRate(rates(samples, drops("ovs")));
+    var esR = lastRate(rates(samples, drops("eswitch"), "eswitch")),
+      ovR = lastRate(rates(samples, drops("ovs"), "status"));
     var top = (lim.buckets || []).slice(0, 5).map(function (b) {
       return "bucket " + b.bucket + ": " + ((b.eswitch || 0) + (b.ovs || 0));
     }).join(", ") + (lim.buckets_left_out ? " (+" + lim.buckets_left_out + " more)" : "");
