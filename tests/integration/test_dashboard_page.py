@@ -303,6 +303,9 @@ def test_rates_states_limits_and_fallback_0_then_a_drain(served, tmp_path):
     assert loaded.attrs["data-state"] == "drained" and text(field(loaded, "state")) == "drained"
     assert backend_row(dom, "dns", IDLE).attrs["data-state"] == "in-service"
     assert "drain dns/%s" % LOADED in text(dom.by_id("xf-transition"))
+    log = [e for e in dom.elements if e.tag == "li" and e.attrs.get("data-event")]
+    assert [e.attrs["data-event"] for e in log] == ["transition", "reconcile"], "newest first"
+    assert "drain dns/%s" % LOADED in text(log[0])
     keep_screenshot(base, tmp_path, "dashboard-drained.png")
 
 

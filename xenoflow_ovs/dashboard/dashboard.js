@@ -382,16 +382,21 @@
     });
   }
 
-  // the status carries the last transition and reconcile; the log keeps what this tab saw
+  // the status carries the last transition and reconcile; the log keeps what this tab saw,
+  // newest first (a tab's first status brings both at once: ordered by their own times)
   function noteEvents(st) {
-    [["transition", transitionText(st.last_transition)], ["reconcile", reconcileText(st.last_reconcile)],
-     ["fleet-apply", fleetApplyText(st.fleet)]].forEach(function (e) {
-      if (e[1] && seen[e[0]] !== e[1]) {
-        seen[e[0]] = e[1];
-        events.unshift({kind: e[0], text: e[1]});
+    var fresh = [];
+    [["transition", st.last_transition, transitionText(st.last_transition)],
+     ["reconcile", st.last_reconcile, reconcileText(st.last_reconcile)],
+     ["fleet-apply", null, fleetApplyText(st.fleet)]].forEach(function (e) {
+      if (e[2] && seen[e[0]] !== e[2]) {
+        seen[e[0]] = e[2];
+        var o = e[1] || {}, t = num(o.at) !== null ? num(o.at) : num(o.time);
+        fresh.push({kind: e[0], text: e[2], t: t === null ? now() : t});
       }
     });
-    events = events.slice(0, EVENTS_KEPT);
+    fresh.sort(function (a, b) { return b.t - a.t; });
+    events = fresh.concat(events).slice(0, EVENTS_KEPT);
   }
 
   function renderEvents(st) {
