@@ -40,6 +40,25 @@ def rate(prev: Any, cur: Any, dt: float) -> Optional[float]:
     return (cur - prev) / dt
 
 
+def read_at(st: Dict[str, Any], plane: str) -> Optional[float]:
+    """When a plane's counters were read, as the status says (the page does the same): the
+    eSwitch's at the controller's last eswitchd poll, OVS's as of its bridges' oldest
+    count. Rates over these do not jitter with when `top` happened to ask."""
+    if plane == "eswitch":
+        t = _get(st, "eswitch", "polled_at")
+        return float(t) if isinstance(t, (int, float)) else None
+    times = [b.get("counted_at") for b in (st.get("bridges") or {}).values() if isinstance(b, dict)]
+    times = [t for t in times if isinstance(t, (int, float))]
+    return float(min(times)) if times else None
+
+
+def plane_dt(prev: Dict[str, Any], cur: Dict[str, Any], plane: str, dt: float) -> float:
+    """Seconds between the two samples' readings of `plane` (0: the same reading, no rate),
+    else between the samples themselves (an older controller's status)."""
+    a, b = read_at(prev, plane), read_at(cur, plane)
+    return b - a if a is not None and b is not None else dt
+
+
 def human(x: Optional[float]) -> str:
     """A rate in 5 characters or so: 0, 3.5, 812, 12.4k, 1.20M; '-' when unknown."""
     if x is None:
@@ -95,6 +114,7 @@ def traffic_lines(prev: Dict[str, Any], cur: Dict[str, Any], dt: float) -> List[
     """The fallback (an alarm once any packet fell back) and miss_other rates."""
     out: List[Line] = []
     fb = cur.get("fallback_packets")
+    dt = plane_dt(prev, cur, "ovs", dt)     # fallback and miss_other are OVS counters
     fb_rate = human(rate(prev.get("fallback_packets"), fb, dt))
     if fb is None:
         out.append(("", "fallback n/a (no eSwitch: OVS alone balances)"))
@@ -120,7 +140,7 @@ def backend_lines(prev: Dict[str, Any], cur: Dict[str, Any], dt: float) -> List[
     out: List[Line] = [("head", fmt % ((width, "BACKEND") + BACKEND_COLUMNS))]
     for svc, be in rows:
         now, was = cur["services"][svc][be], _get(prev, "services", svc, be) or {}
-        cells = [human(rate(was.get(k), now.get(k), dt))
+        cells = [human(rate(was.get(k), now.get(k), plane_dt(prev, cur, k.split("_")[0], dt)))
                  for k in ("eswitch_packets", "eswitch_bytes", "ovs_packets", "ovs_bytes")]
         state = backend_state(cur, svc, be)
         out.append(("" if state in ("in service", "drained") else "alarm",
@@ -142,7 +162,9 @@ def limit_lines(prev: Dict[str, Any], cur: Dict[str, Any], dt: float) -> List[Li
         for plane in ("eswitch", "ovs"):
             n = _drops(lim, plane)
             if n is not None:
-                r = rate(_drops(_get(prev, "limits", svc), plane), n, dt)
+                # OVS's drops are meter statistics, read apart from the flows: sample time
+                pdt = plane_dt(prev, cur, plane, dt) if plane == "eswitch" else dt
+                r = rate(_drops(_get(prev, "limits", svc), plane), n, pdt)
                 planes.append("%s %s/s (%d in all)" % (plane, human(r), n))
         out.append(("", "limits %s: %s; rate-limited %s" % (svc, ", ".join(rates) or "none",
                                                              ", ".join(planes) or "none")))

@@ -61,6 +61,24 @@ def test_rates_come_from_the_two_samples_and_their_time_apart():
     assert "fallback 0 packets, 0 pkt/s" in text(lines)
 
 
+def test_rates_are_over_each_planes_reading_times_when_the_status_has_them():
+    """Samples 2 s apart that hold eSwitch readings 3 s apart and OVS counts 1 s apart:
+    each plane's counters grew over their own interval, not over top's."""
+    a = status()
+    a["eswitch"]["polled_at"] = 100.0
+    a["bridges"]["ovsbr1"]["counted_at"] = 100.5
+    b = grown(a, 3, {"fips2": {"eswitch_packets": 300}})
+    b = grown(b, 1, {"fips3": {"ovs_packets": 40}, "miss_other_packets": 8})
+    b["eswitch"]["polled_at"] = 103.0
+    b["bridges"]["ovsbr1"]["counted_at"] = 101.5
+    lines = top.frame(top.Sample(a, 10.0), top.Sample(b, 12.0))
+    assert row(lines, "dns/fips2")[3] == "300"
+    assert row(lines, "dns/fips3")[4] == "40"
+    assert "miss_other 20 packets, 8 pkt/s" in text(lines)
+    same = copy.deepcopy(a)     # polled again before the controller read eswitchd again
+    assert row(top.frame(top.Sample(a, 10.0), top.Sample(same, 12.0)), "dns/fips2")[3] == "-"
+
+
 def test_first_frame_and_counter_resets_show_no_rate():
     a = status()
     first = top.frame(None, top.Sample(a, 1.0))
