@@ -259,3 +259,40 @@ def test_a_meter_modified_in_place_keeps_its_id_its_flow_and_takes_the_new_burst
         assert results[10] < 60 and 150 <= results[200] <= 300
     finally:
         conn.close()
+
+
+def test_the_last_meter_removed_is_read_again_so_none_is_reported_that_is_gone(wired):
+    """The plan's last limit removed: its meter is deleted and the bridge no longer reads
+    meters with every dump. The dump after that send reads them once more, so the bridge's
+    view (what the check compares) is empty too, not the meter as it was."""
+    ovs, _, _ = wired
+    d, conn = connect(ovs, [meter(100, 10)])
+    try:
+        d.b.attach(conn)
+        d.pump(lambda: d.dump is not None)
+        d.settle()
+        d.send([Change("ovs", "add", FLOW)])
+        d.dump = None
+        d.b.request_dump("sent")       # metered: the meters are read with it
+        d.pump(lambda: d.dump is not None)
+        d.settle()
+        assert set(d.b.meters) == {OURS} and d.b.report()["meters"] == 1
+
+        plain = Flow(BR, 100, FLOW.match, (("output", OUT),), "service", "dns")
+        d.meters, d.b.metered = [], False
+        d.send([Change("ovs", "modify", plain, FLOW),
+                Change("ovs", "delete_meter", ofrules.InstalledMeter(BR, OURS, 100, 10))])
+        assert dump_meters(ovs) == {} and "meter:" not in ovs.ofctl("dump-flows", BR)
+        d.dump = None
+        d.b.request_dump("sent")
+        d.pump(lambda: d.dump is not None)
+        d.settle()
+        assert d.b.meters == {} and d.b.meters_in_sync
+        assert d.b.report()["meters"] == 0
+
+        d.dump = None                  # nothing sent since: the next dump reads no meters
+        d.b.request_dump("audit")
+        assert not d.b.meter_xids
+        d.pump(lambda: d.dump is not None)
+    finally:
+        conn.close()

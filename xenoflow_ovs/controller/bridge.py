@@ -9,7 +9,7 @@ the reconcile of OUR cookie's flows to the plan in force (add missing, modify
 changed, delete stale ours; never flush, never touch a foreign flow). Meters alike:
 on a bridge with planned meters read with every full dump (asked just before it, so
 answered first: a flow is never added before its meter), else once per connection
-after the first dump;
+after the first dump and again at a dump after our sends;
 reconciled by id (meters carry no cookie: ours are the ids plan.is_our_meter names);
 their stats read at every poll of a bridge with meters.
 `Bridges` holds every bridge of the config with the OVS counters and their
@@ -385,8 +385,10 @@ class Bridge:
     def request_dump(self, reason: str = "asked", now: Optional[float] = None) -> None:
         # with meters planned here, the meters first: their reply comes first, and a
         # reconcile adds a missing meter before the flow reconcile of this dump's reply
-        # could add a flow that uses it
-        if self.metered:
+        # could add a flow that uses it. Without, they are read again only when our sends
+        # made the last read stale (the last limit removed: its meters deleted), or the
+        # check would go on finding meters that are gone.
+        if self.metered or (self.meters is not None and self.meters_predate_sends()):
             self.request_meters("config", now)
         msg = self.rules.flow_stats_request()
         msg.datapath = self.dp
