@@ -177,6 +177,17 @@ def test_status_without_eswitch_has_no_eswitch_plane_and_lists_unlimited_service
     assert status.limits_view(_cfg(None), {}) == {}
 
 
+def test_status_keeps_a_removed_limit_only_while_it_had_dropped_something():
+    unlimited = _cfg(None)
+    d = Drops()
+    d.poll("eswitch", [(0, (("scope", "eswitch", "dns", "bucket"), ("bucket", "eswitch", "dns", 0)), 0)])
+    assert "dns" in d.view()
+    assert status.limits_view(unlimited, d.view()) == {}, "nothing dropped: no row to show"
+    d.poll("eswitch", [(0, (("scope", "eswitch", "dns", "bucket"), ("bucket", "eswitch", "dns", 0)), 9)])
+    lim = status.limits_view(unlimited, d.view())["dns"]
+    assert lim["per_bucket_pps"] is None and lim["limited_packets"]["eswitch"]["bucket"] == 9
+
+
 def _scrape(m):
     out = {}
     for fam in text_string_to_metric_families(m.exposition().decode()):

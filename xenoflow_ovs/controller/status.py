@@ -49,7 +49,9 @@ def limits_view(cfg: Any, drops: Dict[str, Dict[str, Any]], rows: int = LIMITED_
     out: Dict[str, Any] = {}
     limits = {svc.name: svc.limits for svc in cfg.services}
     sizes = {svc.name: svc.policy.buckets for svc in cfg.services}
-    for name in sorted(set(n for n, lim in limits.items() if lim.kind) | set(drops)):
+    dropped = set(n for n, seen in drops.items()
+                  if any(v for sc in seen.get("scopes", {}).values() for v in sc.values()))
+    for name in sorted(set(n for n, lim in limits.items() if lim.kind) | dropped):
         lim = limits.get(name)
         seen = drops.get(name, {"scopes": {}, "buckets": {}})
         counted: Dict[str, Any] = {p: {sc: seen["scopes"].get(p, {}).get(sc, 0) for sc in SCOPES}
