@@ -40,6 +40,7 @@ import urllib.request
 from html.parser import HTMLParser
 from types import SimpleNamespace
 
+import artefacts
 import openapi_check
 import pytest
 from process_helpers import free_port
@@ -221,14 +222,11 @@ def load(url, tmp_path):
 
 
 def keep_screenshot(url, tmp_path, name):
-    """A screenshot under the test's tmp dir, and in $XF_ARTEFACTS when set."""
+    """A screenshot, kept among the test artefacts (tests/artefacts.py)."""
     path = str(tmp_path / name)
     chromium(url + "/dashboard/", tmp_path, "--screenshot=" + path, "--window-size=1280,900")
     assert os.path.getsize(path) > 10000   # a PNG of a drawn page, not an empty one
-    if os.environ.get("XF_ARTEFACTS"):
-        os.makedirs(os.environ["XF_ARTEFACTS"], exist_ok=True)
-        shutil.copy(path, os.path.join(os.environ["XF_ARTEFACTS"], name))
-    return path
+    return artefacts.keep(path, name)
 
 
 def backend_row(dom, service, backend):
