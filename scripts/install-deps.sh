@@ -21,7 +21,7 @@ APT_PACKAGES=(
   netsniff-ng                             # trafgen
   frr nftables                            # BGP/BFD speaker and router of the fleet lab; nft for the silent-failure test
   mininet                                 # topologies/mininet: XenoFlow in Mininet (docs/mininet.md)
-  chromium                                # headless browser: the dashboard tests load the real page
+  chromium chromium-driver                # headless browser and its WebDriver: the dashboard tests load the real page
   build-essential python3-venv python3-dev git make curl ca-certificates   # -dev: the glue's cffi build
 )
 
