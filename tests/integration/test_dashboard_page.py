@@ -284,6 +284,8 @@ def test_rates_states_limits_and_fallback_0_then_a_drain(served, tmp_path):
     assert loaded.attrs["data-state"] == "in-service" and text(field(loaded, "state")) == "in service"
     charts = [e for e in dom.elements if e.tag == "svg" and e.attrs.get("data-chart") in ("pps", "bps")]
     assert len(charts) == 4
+    peaks = {float(c.attrs["data-peak"]) for c in charts if c.attrs["data-chart"] == "pps"}
+    assert len(peaks) == 1 and peaks.pop() > 0, "a service's backends share one scale, so rows compare"
     eswitch_line = [e for e in dom.select(data_series="eswitch") if e.attrs.get("points")]
     assert eswitch_line, "no eSwitch line drawn"
     limit = dom.select(**{"class": "xf-limit", "data-service": "dns"})[0]

@@ -176,23 +176,42 @@
     return el("td", attrs, [text]);
   }
 
-  // a small line chart of several series over what is kept (up to KEEP_S, so a fresh tab
-  // fills the width too), y from 0 to the maximum
-  function chart(kind, series, label) {
-    var w = 180, h = 40, pad = 2, t1 = now(), max = 0;
-    var t0 = Math.max(t1 - KEEP_S, samples.length ? samples[0].t : t1), span = Math.max(t1 - t0, 1);
+  function seriesPeak(series) {
+    var max = 0;
     series.forEach(function (s) {
       s.points.forEach(function (p) { if (p.v !== null && p.v > max) max = p.v; });
     });
+    return max;
+  }
+
+  function fmtScale(v) {
+    var units = ["", "k", "M", "G"], i = 0;
+    while (v >= 1000 && i < units.length - 1) { v /= 1000; i++; }
+    return (v >= 10 || i === 0 ? v.toFixed(0) : v.toFixed(1)) + units[i];
+  }
+
+  // a small line chart of several series over what is kept (up to KEEP_S, so a fresh tab
+  // fills the width too), y from 0 to `max` (the service's peak: every backend's chart on
+  // one scale, so rows compare), written in its corner
+  function chart(kind, series, label, max) {
+    var w = 180, h = 40, pad = 2, t1 = now();
+    var t0 = Math.max(t1 - KEEP_S, samples.length ? samples[0].t : t1), span = Math.max(t1 - t0, 1);
     var svg = document.createElementNS(SVG, "svg");
     svg.setAttribute("viewBox", "0 0 " + w + " " + h);
     svg.setAttribute("width", w);
     svg.setAttribute("height", h);
     svg.setAttribute("data-chart", kind);
+    svg.setAttribute("data-peak", String(max));
     svg.setAttribute("class", "chart");
     var title = document.createElementNS(SVG, "title");
-    title.textContent = label + ", last " + Math.round(span) + " s, peak " + max.toFixed(1);
+    title.textContent = label + ", last " + Math.round(span) + " s, scale 0 to " + max.toFixed(1);
     svg.appendChild(title);
+    var scale = document.createElementNS(SVG, "text");
+    scale.setAttribute("x", w - pad);
+    scale.setAttribute("y", 9);
+    scale.setAttribute("class", "scale");
+    scale.textContent = fmtScale(max);
+    svg.appendChild(scale);
     series.forEach(function (s) {
       var pts = s.points.filter(function (p) { return p.v !== null && p.t >= t0; }).map(function (p) {
         var x = pad + (w - 2 * pad) * (p.t - t0) / span;
@@ -265,19 +284,21 @@
     lines.forEach(function (l) { ul.appendChild(el("li", {"data-drift": l[0]}, [l[1]])); });
   }
 
-  function backendRow(st, svc, b) {
-    var p = {
-      esP: rates(samples, backendPath(svc, b, "eswitch_packets"), "eswitch"),
-      esB: rates(samples, backendPath(svc, b, "eswitch_bytes"), "eswitch"),
-      ovP: rates(samples, backendPath(svc, b, "ovs_packets"), "ovs"),
-      ovB: rates(samples, backendPath(svc, b, "ovs_bytes"), "ovs")
-    };
+  function backendSeries(svc, b) {
+    var esP = rates(samples, backendPath(svc, b, "eswitch_packets"), "eswitch");
+    var esB = rates(samples, backendPath(svc, b, "eswitch_bytes"), "eswitch");
+    var ovP = rates(samples, backendPath(svc, b, "ovs_packets"), "ovs");
+    var ovB = rates(samples, backendPath(svc, b, "ovs_bytes"), "ovs");
+    return {esP: esP, esB: esB, ovP: ovP, ovB: ovB,
+            pps: [{cls: "eswitch", points: esP}, {cls: "ovs", points: ovP}],
+            bps: [{cls: "eswitch", points: esB}, {cls: "ovs", points: ovB}]};
+  }
+
+  function backendRow(st, svc, b, p, peak) {
     var c = st.services[svc][b], state = backendState(st, svc, b);
     var r = {esP: lastRate(p.esP), esB: lastRate(p.esB), ovP: lastRate(p.ovP), ovB: lastRate(p.ovB)};
-    var pps = el("td", {"data-field": "pps-chart"}, [chart("pps", [
-      {cls: "eswitch", points: p.esP}, {cls: "ovs", points: p.ovP}], svc + "/" + b + " packets/s")]);
-    var bps = el("td", {"data-field": "bps-chart"}, [chart("bps", [
-      {cls: "eswitch", points: p.esB}, {cls: "ovs", points: p.ovB}], svc + "/" + b + " bytes/s")]);
+    var pps = el("td", {"data-field": "pps-chart"}, [chart("pps", p.pps, svc + "/" + b + " packets/s", peak.pps)]);
+    var bps = el("td", {"data-field": "bps-chart"}, [chart("bps", p.bps, svc + "/" + b + " bytes/s", peak.bps)]);
     var es = c.eswitch_packets === null || c.eswitch_packets === undefined;
     return el("tr", {"class": "xf-backend", "data-service": svc, "data-backend": b,
                      "data-state": state.replace(/ /g, "-")}, [
@@ -300,7 +321,13 @@
     Object.keys(st.services || {}).sort().forEach(function (svc) {
       var head = el("tr", {}, ["backend", "state", "eSwitch pkt/s", "eSwitch B/s", "OVS pkt/s", "OVS B/s",
         "eSwitch packets", "OVS packets", "packets/s", "bytes/s"].map(function (h) { return el("th", {}, [h]); }));
-      var rows = Object.keys(st.services[svc]).sort().map(function (b) { return backendRow(st, svc, b); });
+      var names = Object.keys(st.services[svc]).sort(), peak = {pps: 0, bps: 0}, series = {};
+      names.forEach(function (b) {
+        series[b] = backendSeries(svc, b);
+        peak.pps = Math.max(peak.pps, seriesPeak(series[b].pps));
+        peak.bps = Math.max(peak.bps, seriesPeak(series[b].bps));
+      });
+      var rows = names.map(function (b) { return backendRow(st, svc, b, series[b], peak); });
       box.appendChild(el("section", {"class": "xf-service", "data-service": svc}, [
         el("h2", {}, ["service " + svc]),
         el("p", {"class": "legend"}, [el("span", {"class": "key eswitch"}, ["eSwitch"]), " ",
