@@ -874,8 +874,9 @@ def _print_status(st: Dict[str, Any]) -> None:
     if st.get("driver"):
         print("  eswitch driver: %s (%s wiring)" % (st["driver"], st["wiring"]))
     for name, p in st["processes"].items():
-        print("  %-13s pid %-7s %s  in %s, log %s" % (name, p["pid"], "alive" if p["alive"] else "DEAD",
-                                                       p["netns"], p["log"]))
+        where = "in %s" % p["netns"] if p["netns"] else "on the host"
+        print("  %-13s pid %-7s %s  %s, log %s" % (name, p["pid"], "alive" if p["alive"] else "DEAD",
+                                                    where, p["log"]))
     if st["bridges"]:
         print("  OVS bridges: %s" % ", ".join("%s (%d flows)" % kv for kv in sorted(st["bridges"].items())))
     if st.get("eswitch_entries"):
