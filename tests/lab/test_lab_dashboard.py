@@ -123,7 +123,16 @@ def wait_page(browser, cond, timeout, what):
     pytest.fail("the page did not show %s within %.0f s; it shows %s" % (what, timeout, json.dumps(snap)))
 
 
+def fit_window_to_page(browser):
+    """Headless Chromium shoots the viewport only: grow the window by what is below it."""
+    size = browser.get_window_size()
+    below = browser.execute_script("return document.documentElement.scrollHeight - window.innerHeight")
+    if below > 0:
+        browser.set_window_size(size["width"], size["height"] + below)
+
+
 def keep_screenshot(browser, tmp_path, name):
+    fit_window_to_page(browser)
     path = str(tmp_path / name)
     assert browser.save_screenshot(path) and os.path.getsize(path) > 10000
     print("screenshot: %s" % artefacts.keep(path, name))
