@@ -86,4 +86,4 @@ demo: deps-demo venv
 	$(VENV)/bin/xenoflow lab demo
 
 clean:
-	rm -rf .tox build dist *.egg-info .pytest_cache .hypothesis artefacts
+	rm -rf .tox build dist *.egg-info .pytest_cache .hypothesis test-artefacts

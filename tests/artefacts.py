@@ -1,5 +1,5 @@
 """Where tests keep what a person should be able to look at afterwards (screenshots):
-$XF_ARTEFACTS when set, else artefacts/ in the repository (ignored by git)."""
+$XF_ARTEFACTS when set, else test-artefacts/ in the repository (ignored by git)."""
 from __future__ import annotations
 
 import os
@@ -9,7 +9,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def directory() -> str:
-    d = os.environ.get("XF_ARTEFACTS") or os.path.join(REPO, "artefacts")
+    d = os.environ.get("XF_ARTEFACTS") or os.path.join(REPO, "test-artefacts")
     os.makedirs(d, exist_ok=True)
     return d
 

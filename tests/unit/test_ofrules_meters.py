@@ -354,7 +354,7 @@ def test_a_bridge_polls_meter_stats_and_reports_the_drops_of_ours(rules):
         assert not unmetered.metered
 
 
-def test_a_bridge_without_planned_meters_reads_them_once_per_connection_to_delete_ours(rules):
+def test_a_bridge_without_planned_meters_reads_them_at_connection_and_after_our_sends_only(rules):
     cfg = limited(None)
     p = plan_mod.plan(cfg)
     bridges = bridge_mod.Bridges(rules)
@@ -374,6 +374,11 @@ def test_a_bridge_without_planned_meters_reads_them_once_per_connection_to_delet
     assert dp.meter_mods() == [(OFP.OFPMC_DELETE, left, None, None)]
     dp.sent = []
     b.request_dump("asked")
-    reply.xid = dp.sent[0][1]
+    assert dp.kinds() == ["meter_config", "flow_stats"], "our delete made the last read stale"
+    bridges.meter_reply(b, config_reply(dp, dp.sent[0][1], [(9, FLAGS, [(5, 1)])]), p, True)
+    assert list(b.meters) == [9] and dp.meter_mods() == [], "what the check compares is what is there"
+    reply.xid = dp.sent[1][1]
     b.dump_reply(reply)
-    assert dp.kinds() == ["flow_stats"], "read once per connection"
+    dp.sent = []
+    b.request_dump("asked")
+    assert dp.kinds() == ["flow_stats"], "nothing sent since: not read again"
