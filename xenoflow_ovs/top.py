@@ -213,7 +213,25 @@ def fleet_lines(st: Dict[str, Any]) -> List[Line]:
     for peer, p in sorted((bgp.get("peers") or {}).items()):
         out.append(("" if p.get("bgp") == "Established" else "alarm",
                     "  peer %s: BGP %s, BFD %s" % (peer, p.get("bgp") or "?", p.get("bfd") or "off")))
+    me = f.get("dpu") or st.get("dpu")
+    for name, d in sorted((f.get("dpus") or {}).items()):
+        if name != me and isinstance(d, dict):
+            out.append(other_dpu_line(name, d, f.get("store_version")))
     return out
+
+
+def other_dpu_line(name: str, d: Dict[str, Any], store_version: Any) -> Line:
+    """Another DPU of the fleet as the store showed it at this DPU's last heartbeat."""
+    why = d.get("announce_why")
+    announced = ("announcing" if d.get("announced") else "not announcing") + (
+        " (%s)" % why if why and why != "announced" else "")
+    bad = (d.get("stale") or d.get("state") == "rejected" or not d.get("heard")
+           or d.get("verdict") != "consistent")
+    return ("alarm" if bad else "",
+            "dpu %s: version %s of the store's %s, %s%s%s, verdict %s, %s%s" % (
+                name, d.get("applied_version"), store_version, d.get("state"),
+                ", drained" if d.get("drained") else "", ": " + d["error"] if d.get("error") else "",
+                d.get("verdict"), announced, "" if d.get("heard") else ", silent"))
 
 
 def frame(prev: Optional[Sample], cur: Sample, when: str = "") -> List[Line]:

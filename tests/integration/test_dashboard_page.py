@@ -21,8 +21,9 @@ What the page offers to tests (stable, also for the lab's end-to-end test):
                 svg[data-chart=pps|bps] > polyline[data-series=eswitch|ovs]
   #xf-limits-section > #xf-limits > tr.xf-limit[data-service=S], td[data-field=pps|burst|
                 per-bucket-pps|per-bucket-burst|eswitch-limited|ovs-limited|buckets]
-  #xf-fleet-section > #xf-fleet > tr.xf-dpu[data-dpu=D] td[data-field=version|state|verdict|
-                announcement|store]; #xf-fleet-peers > li[data-peer]
+  #xf-fleet-section > #xf-fleet > tr.xf-dpu[data-dpu=D][data-self=true|false]
+                th[data-field=dpu] td[data-field=version|state|verdict|announcement|store];
+                #xf-fleet-peers > li[data-peer]
   #xf-transition, #xf-reconcile, #xf-events > li[data-event=transition|reconcile|fleet-apply]
 """
 from __future__ import annotations
@@ -391,6 +392,12 @@ def test_the_page_recovers_by_itself(tmp_path):
     assert float(field(backend_row(dom, "dns", LOADED), "eswitch-pps").attrs["data-value"]) > 0
 
 
+# another DPU as the store shows it (fleet/follower.py DPU_VIEW_KEYS)
+PEER_DPU = {"applied_version": 6, "state": "rejected", "stale": True, "verdict": "drift",
+            "announced": False, "announce_why": "not forwarding the VIPs",
+            "error": "version 7: port p9 missing", "drained": False, "heard": False, "bgp": {}}
+
+
 def fleet_view(dpu):
     """This DPU's part of a fleet as the status carries it: fleet/follower.py's view with
     fleet/announcer.py's under "bgp" (the store and FRR themselves are docs/fleet.md's lab)."""
@@ -398,6 +405,10 @@ def fleet_view(dpu):
             "stale": False, "state": "ok", "error": None, "applied_version": 7, "store_version": 7,
             "rejected_version": None, "source": "store", "disconnected_since": None, "applies": 3,
             "last_apply": {"version": 7}, "local_down": {}, "drained": False,
+            "dpus": {dpu: dict(PEER_DPU, applied_version=7, verdict="consistent", announced=True,
+                               announce_why="announced", heard=True, state="ok"),
+                     "bf4": PEER_DPU},
+            "dpus_read_at": time.time(),
             "bgp": {"announced": ["198.18.0.53/32"], "vips": ["198.18.0.53/32"], "why": "announced",
                     "asn": 65001, "speaker": "198.18.1.11", "pathspace": None, "med": None,
                     "peers": {"198.18.1.1": {"bgp": "Established", "bfd": "up", "uptime": "00:01:02",
@@ -425,6 +436,14 @@ def test_a_fleet_dpu_shows_its_version_verdict_and_announcement(tmp_path):
     assert text(field(row, "verdict")) == "consistent"
     assert text(field(row, "announcement")) == "announced 198.18.0.53/32 (announced)"
     assert "BGP Established, BFD up" in text(dom.select(data_peer="198.18.1.1")[0])
+    assert row.attrs["data-self"] == "true" and text(field(row, "dpu")) == "bf3 (this DPU)"
+    other = dom.select(**{"class": "xf-dpu", "data-dpu": "bf4"})[0]
+    assert other.attrs["data-self"] == "false"
+    assert text(field(other, "version")) == "applied 6 / store 7"
+    assert text(field(other, "state")) == "rejected, stale: version 7: port p9 missing"
+    assert text(field(other, "verdict")) == "drift"
+    assert text(field(other, "announcement")) == "not announced (not forwarding the VIPs)"
+    assert text(field(other, "store")).startswith("silent")
     assert "fleet applied version 7" in text(dom.by_id("xf-events"))
 
 

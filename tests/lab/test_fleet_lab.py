@@ -199,6 +199,16 @@ def test_both_controllers_announce_the_vip(fleet):
         assert "198.18.0.53/32" in st["fleet"]["bgp"]["announced"], st["fleet"]
 
 
+def test_each_dpus_status_shows_every_dpu_of_the_fleet(fleet):
+    """What the dashboard's fleet table shows on either DPU: both, as the store has them."""
+    for d in fleet.dpus:
+        f = d.api("/status")["fleet"]
+        assert set(f["dpus"]) == {"dpu1", "dpu2"}, f["dpus"]
+        for name, row in f["dpus"].items():
+            assert row["applied_version"] == f["store_version"], (name, row)
+            assert row["verdict"] == "consistent" and row["announced"] is True and row["heard"], (name, row)
+
+
 def test_demo_exits_0_and_leaves_the_lab_up(fleet):
     r = _cli(fleet.run_dir, "demo")
     assert r.returncode == 0, r.stdout

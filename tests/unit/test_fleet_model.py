@@ -232,6 +232,32 @@ def test_differing_names_the_minority():
     assert model.lagging(dpus, 3) == {"e": "on version 2 of 3"}
 
 
+def dpu_row(version, observed_seq, **over):
+    row = {"applied_version": version, "state": "ok", "stale": False, "verdict": "consistent",
+           "announced": True, "announce_why": "announced", "error": "", "rejected_version": [],
+           "observed_seq": observed_seq, "digests": {"dns": "x"}, "observations": {}, "counters": {},
+           "quiet": False, "bgp": {"198.18.1.1": "Established, bfd up"}}
+    row.update(over)
+    return row
+
+
+def test_dpu_rows_judge_every_dpu_of_a_snapshot():
+    snap = snapshot(version=4, dpus={
+        "dpu1": dpu_row(4, 30),
+        "dpu2": dpu_row(3, 12, state="rejected", rejected_version=[4], error="ports: p9 missing",
+                        verdict="drift", announced=False, announce_why="not forwarding the VIPs", bgp={})})
+    snap.update(health_seq=31, drained_dpus=["dpu2"])
+    rows = model.dpu_rows(snap)
+    assert sorted(rows) == ["dpu1", "dpu2"]
+    one, two = rows["dpu1"], rows["dpu2"]
+    assert (one["applied_version"], one["verdict"], one["announced"]) == (4, "consistent", True)
+    assert one["heard"]
+    assert one["bgp"] == {"198.18.1.1": "Established, bfd up"} and not one["drained"] and one["error"] is None
+    assert (two["state"], two["rejected_version"], two["error"]) == ("rejected", 4, "ports: p9 missing")
+    assert two["drained"] and not two["heard"] and two["behind_by"] == 19
+    assert two["announce_why"] == "not forwarding the VIPs"
+
+
 # ---------------------------------------------------------------- config
 
 

@@ -152,6 +152,25 @@ def test_fleet_row_version_verdict_announcement_and_peers():
     assert "fleet" not in text(top.frame(None, top.Sample(status(), 0.0)))
 
 
+def test_fleet_lists_the_other_dpus_as_the_store_showed_them():
+    fleet = {"dpu": "dpu1", "connected": True, "stale": False, "state": "ok", "applied_version": 7,
+             "store_version": 7, "bgp": {},
+             "dpus": {"dpu1": {"applied_version": 7, "state": "ok", "verdict": "consistent", "heard": True},
+                      "dpu2": {"applied_version": 7, "state": "ok", "stale": False, "verdict": "consistent",
+                               "announced": True, "announce_why": "announced", "drained": False,
+                               "heard": True},
+                      "dpu3": {"applied_version": 6, "state": "rejected", "stale": True, "verdict": "drift",
+                               "announced": False, "announce_why": "drained", "drained": True,
+                               "error": "port p9 missing", "heard": False}}}
+    lines = top.frame(None, top.Sample(status(fleet=fleet), 0.0))
+    others = [ln for ln in lines if ln[1].startswith("dpu dpu2") or ln[1].startswith("dpu dpu3")]
+    assert others == [
+        ("", "dpu dpu2: version 7 of the store's 7, ok, verdict consistent, announcing"),
+        ("alarm", "dpu dpu3: version 6 of the store's 7, rejected, drained: port p9 missing, verdict drift, "
+                  "not announcing (drained), silent")]
+    assert sum(1 for _, t in lines if t.startswith("dpu dpu1")) == 1, "this DPU once, live"
+
+
 @pytest.mark.parametrize("width,height", [(0, 0), (1, 3), (20, 5), (37, 100)])
 def test_narrow_terminals_truncate(width, height):
     a = status(limits={"dns": {"pps": 5, "limited_packets": {"ovs": {"service": 1}}}},

@@ -383,24 +383,48 @@
       "not announced") + " (" + bgp.why + ")";
   }
 
-  // a DPU's status carries its own part of the fleet; every DPU's is in the store
-  // (xenoflow fleet status)
+  // another DPU's row as the store showed it at this DPU's last heartbeat (fleet.dpus)
+  function peerDpuRow(name, d, f) {
+    var ann = (d.announced ? "announced" : "not announced") + (d.announce_why && d.announce_why !== "announced" ?
+      " (" + d.announce_why + ")" : "");
+    return el("tr", {"class": "xf-dpu", "data-dpu": name, "data-self": "false"}, [
+      el("th", {"data-field": "dpu"}, [name]),
+      cell("version", "applied " + d.applied_version + " / store " + limitValue(f.store_version), d.applied_version),
+      cell("state", (d.state || "?") + (d.drained ? ", drained" : "") + (d.stale ? ", stale" : "") +
+        (d.error ? ": " + d.error : "")),
+      cell("verdict", d.verdict || "–"),
+      cell("announcement", ann),
+      cell("store", d.heard ? "heard from" : "silent (no recent heartbeat)")
+    ]);
+  }
+
+  // a DPU's status carries its own part of the fleet, live, and every DPU's row as the store
+  // last showed it (`xenoflow fleet status` reads the store itself)
   function renderFleet(st) {
     var f = st.fleet, table = byId("xf-fleet"), peers = byId("xf-fleet-peers");
     byId("xf-fleet-section").hidden = !f;
     table.textContent = "";
     peers.textContent = "";
     if (!f) return;
+    var me = f.dpu || st.dpu;
     table.appendChild(el("tr", {}, ["DPU", "version", "state", "verdict", "announcement", "store"].map(
       function (h) { return el("th", {}, [h]); })));
-    table.appendChild(el("tr", {"class": "xf-dpu", "data-dpu": f.dpu || st.dpu}, [
-      el("th", {"data-field": "dpu"}, [f.dpu || st.dpu]),
-      cell("version", "applied " + f.applied_version + " / store " + limitValue(f.store_version), f.applied_version),
-      cell("state", f.state + (f.drained ? ", drained" : "") + (f.error ? ": " + f.error : "")),
-      cell("verdict", st.verdict),
-      cell("announcement", announcement(f)),
-      cell("store", (f.connected ? "connected" : "cut off") + (f.stale ? ", stale" : "") + " (" + f.source + ")")
-    ]));
+    var names = Object.keys(f.dpus || {});
+    if (names.indexOf(me) < 0) names.push(me);
+    names.sort().forEach(function (name) {
+      if (name !== me) {
+        table.appendChild(peerDpuRow(name, f.dpus[name], f));
+        return;
+      }
+      table.appendChild(el("tr", {"class": "xf-dpu", "data-dpu": me, "data-self": "true"}, [
+        el("th", {"data-field": "dpu"}, [me + " (this DPU)"]),
+        cell("version", "applied " + f.applied_version + " / store " + limitValue(f.store_version), f.applied_version),
+        cell("state", f.state + (f.drained ? ", drained" : "") + (f.error ? ": " + f.error : "")),
+        cell("verdict", st.verdict),
+        cell("announcement", announcement(f)),
+        cell("store", (f.connected ? "connected" : "cut off") + (f.stale ? ", stale" : "") + " (" + f.source + ")")
+      ]));
+    });
     var p = (f.bgp || {}).peers || {};
     Object.keys(p).sort().forEach(function (addr) {
       var s = p[addr] || {};

@@ -30,7 +30,7 @@ import yaml
 
 from ..exitcodes import EXIT_ERROR, EXIT_FOUND, EXIT_OK
 from ..intent import config as config_mod
-from . import agreement, edits, model
+from . import edits, model
 
 # The store's client pulls in ovsdbapp and the `ovs` IDL: imported when a command needs
 # them, so `xenoflow --help` and the other commands stay quick and quiet.
@@ -248,18 +248,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def fleet_view(snap: Dict[str, Any]) -> Dict[str, Any]:
     """`fleet status --json`: the store's version and every DPU's row, judged."""
     version = snap["version"]
-    fresh = set(agreement.fresh(snap["dpus"], snap["health_seq"], snap.get("health_window") or
-                                agreement.DEFAULT_WINDOW))
-    dpus = {}
-    for name, d in sorted(snap["dpus"].items()):
-        dpus[name] = {"applied_version": d["applied_version"], "state": d["state"], "stale": d["stale"],
-                      "verdict": d["verdict"], "announced": d["announced"], "error": d["error"] or None,
-                      "rejected_version": (d["rejected_version"] or [None])[0],
-                      "heard": name in fresh, "behind_by": snap["health_seq"] - d["observed_seq"],
-                      "digests": d["digests"], "observations": d["observations"],
-                      "packets": d["counters"], "drained": name in snap.get("drained_dpus", ()),
-                      "announce_why": d.get("announce_why") or None, "quiet": d.get("quiet"),
-                      "bgp": d.get("bgp") or {}}
+    dpus = model.dpu_rows(snap)
     return {"version": version, "health_seq": snap["health_seq"], "dpus": dpus,
             "drained_dpus": list(snap.get("drained_dpus", ())),
             "lagging": model.lagging(snap["dpus"], version),

@@ -163,6 +163,8 @@ class Follower:
         self.monitor: Any = None
         self.announcer: Any = None          # fleet/announcer.py, with fleet.bgp
         self.dpu_drained = False            # the operator drained this DPU (as last read)
+        self.dpus: Dict[str, Dict[str, Any]] = {}   # every DPU's row, as last read from the store
+        self.dpus_read_at: Optional[float] = None
         self.verdict: Callable[[], str] = lambda: "unknown"
         self.counters: Callable[[], Dict[str, int]] = lambda: {}
         self.follow: Callable[[], None] = lambda: None
@@ -209,7 +211,7 @@ class Follower:
                 "disconnected_since": self.disconnected_since, "applies": self.applies,
                 "last_apply": dict(self.last_apply),
                 "local_down": {s: sorted(n) for s, n in self.local_down.items() if n},
-                "drained": self.dpu_drained}
+                "drained": self.dpu_drained, "dpus": self.dpus, "dpus_read_at": self.dpus_read_at}
 
     # -- the loop
 
@@ -277,6 +279,8 @@ class Follower:
     def _follow(self, snap: Dict[str, Any]) -> None:
         v = int(snap["version"])
         self.store_version = v
+        self.dpus = {name: {k: d[k] for k in DPU_VIEW_KEYS} for name, d in model.dpu_rows(snap).items()}
+        self.dpus_read_at = time.time()
         drained = self.file_cfg.dpu_name in (snap.get("drained_dpus") or ())
         if drained != self.dpu_drained:
             log.warning("fleet: this DPU is %s", "drained: its VIPs are withdrawn" if drained
@@ -409,6 +413,11 @@ class Follower:
         self.file_cfg = file_cfg
         self.local = model.local_data(file_cfg)
         return model.compose(self.local, self.intent.services, base_dir=file_cfg.base_dir)
+
+
+# what a DPU's status shows of every DPU (`xenoflow fleet status` shows the rest)
+DPU_VIEW_KEYS = ("applied_version", "state", "stale", "verdict", "announced", "announce_why", "error",
+                 "drained", "heard", "bgp")
 
 
 def _union(a: Dict[str, Set[str]], b: Dict[str, Set[str]]) -> Dict[str, Set[str]]:

@@ -28,6 +28,7 @@ from typing import Any, Dict, List, Optional, Set
 from ..intent import buckets
 from ..intent import capacity as capacity_mod
 from ..intent import config as config_mod
+from . import agreement
 
 SCHEMA_NAME = "xenoflow"
 # health keys of a service, and how their text in the store's map turns back into YAML values
@@ -264,6 +265,26 @@ def differing(dpus: Dict[str, Dict[str, Any]], version: int) -> Dict[str, List[s
             out[svc] = sorted(n for g in ranked[1:] for n in g)
         else:
             out[svc] = sorted(n for g in ranked for n in g)
+    return out
+
+
+def dpu_rows(snap: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
+    """Every DPU's row of a snapshot, as `fleet status` and a DPU's own status show it:
+    version, state, verdict, announcement and BGP peers, drained, and whether its health
+    observations are recent (`heard`; `behind_by` fleet rounds)."""
+    fresh = set(agreement.fresh(snap["dpus"], snap["health_seq"], snap.get("health_window") or
+                                agreement.DEFAULT_WINDOW))
+    out = {}
+    for name, d in sorted(snap["dpus"].items()):
+        out[name] = {"applied_version": d.get("applied_version", 0), "state": d.get("state"),
+                     "stale": d.get("stale"), "verdict": d.get("verdict"),
+                     "announced": d.get("announced"), "error": d.get("error") or None,
+                     "rejected_version": (d.get("rejected_version") or [None])[0],
+                     "heard": name in fresh, "behind_by": snap["health_seq"] - d.get("observed_seq", 0),
+                     "digests": d.get("digests") or {}, "observations": d.get("observations") or {},
+                     "packets": d.get("counters") or {}, "drained": name in snap.get("drained_dpus", ()),
+                     "announce_why": d.get("announce_why") or None, "quiet": d.get("quiet"),
+                     "bgp": d.get("bgp") or {}}
     return out
 
 
