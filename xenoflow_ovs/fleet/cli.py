@@ -51,7 +51,8 @@ def _remotes(args: argparse.Namespace) -> Optional[List[str]]:
         if cfg.fleet is None:
             print("%s: no fleet: section (give the store with --db)" % args.config, file=sys.stderr)
             return None
-        return list(cfg.fleet.remotes)
+        from .store import absolute_remotes
+        return absolute_remotes(cfg.fleet.remotes, cfg.base_dir)   # relative: to the config's dir
     if os.environ.get(ENV_DB):
         return [r for r in os.environ[ENV_DB].split(",") if r]
     print("which store? --db tcp:HOST:PORT[,...] or -c CONFIG (its fleet.remotes)", file=sys.stderr)

@@ -27,13 +27,13 @@ import json
 import logging
 import os
 import time
-from typing import Any, Callable, Dict, Optional, Set, Tuple
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from .. import statedir
 from ..controller import compat
 from ..intent import config as config_mod
 from . import agreement, edits, model
-from .store import Store, StoreError
+from .store import Store, StoreError, absolute_remotes
 
 log = logging.getLogger("xenoflow.fleet")
 
@@ -46,6 +46,12 @@ class FleetStartError(Exception):
 
 
 # ---------------------------------------------------------------- the cache (fail static)
+
+
+def store_remotes(cfg: config_mod.Config) -> List[str]:
+    """fleet.remotes, a relative unix:PATH taken relative to the config file's directory."""
+    assert cfg.fleet is not None
+    return absolute_remotes(cfg.fleet.remotes, cfg.base_dir)
 
 
 def cache_path(cfg: config_mod.Config) -> str:
@@ -89,7 +95,7 @@ def bootstrap(file_cfg: config_mod.Config) -> Tuple[config_mod.Config, "Follower
     assert file_cfg.fleet is not None
     local = model.local_data(file_cfg)
     cache = cache_path(file_cfg)
-    store: Optional[Store] = Store(file_cfg.fleet.remotes, timeout=max(0.5, file_cfg.fleet.connect_timeout))
+    store: Optional[Store] = Store(store_remotes(file_cfg), timeout=max(0.5, file_cfg.fleet.connect_timeout))
     intent: Optional[model.Intent] = None
     source, error = "store", None
     try:
@@ -257,7 +263,7 @@ class Follower:
     def _reachable(self) -> bool:
         if self.store is None:
             try:
-                store = Store(self.fleet.remotes, timeout=max(0.5, self.fleet.connect_timeout),
+                store = Store(store_remotes(self.file_cfg), timeout=max(0.5, self.fleet.connect_timeout),
                               on_change=self._wake.set)
                 store.connect()
             except StoreError:

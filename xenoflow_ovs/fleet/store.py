@@ -61,6 +61,19 @@ def remotes_string(remotes: Sequence[str]) -> str:
     return ",".join(remotes)
 
 
+def absolute_remotes(remotes: Sequence[str], base: Optional[str] = None) -> List[str]:
+    """Relative `unix:PATH` remotes made absolute against `base` (the working directory by
+    default). The OVS library would take them as relative to its own run directory, which
+    is not where a user's `--db unix:run/fleet/store/s1.sock` points."""
+    out = []
+    for r in remotes:
+        kind, sep, path = r.partition(":")
+        if sep and kind in ("unix", "punix") and path and not os.path.isabs(path):
+            r = "%s:%s" % (kind, os.path.abspath(os.path.join(base or os.getcwd(), path)))
+        out.append(r)
+    return out
+
+
 # ---------------------------------------------------------------- reading the replica
 
 
@@ -265,6 +278,7 @@ class Store:
                  on_change: Optional[Callable[[], None]] = None):
         if not remotes:
             raise StoreError("no store remotes")
+        remotes = absolute_remotes(remotes)
         self.remote = remotes_string(remotes)
         self.timeout = timeout
         self.on_change = on_change or (lambda: None)
