@@ -507,7 +507,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "lab keeps the variant until down)")
     p.add_argument("--dashboard-port", type=int, default=None, metavar="PORT",
                    help="up and dashboard: the host's loopback port the dashboard is relayed to "
-                   "(default 9302)")
+                   "(default 9302; the fleet's DPUs get consecutive ports from it)")
     p.set_defaults(func=_delegate("lab.labctl", "main"))
     return ap
 

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 
 import pytest
 
@@ -197,6 +198,18 @@ def test_both_controllers_announce_the_vip(fleet):
     for d in fleet.dpus:
         st = d.api("/status")
         assert "198.18.0.53/32" in st["fleet"]["bgp"]["announced"], st["fleet"]
+
+
+def test_up_relays_each_dpus_dashboard_to_the_hosts_loopback(fleet):
+    r = _cli(fleet.run_dir, "status")
+    urls = []
+    for i, d in enumerate(fleet.dpus):
+        url = "http://127.0.0.1:%d/dashboard/" % (9302 + i)
+        assert d.dashboard_url() == url, d.spec.name
+        urls.append("%s %s" % (d.spec.name, url))
+        with urllib.request.urlopen(url.replace("/dashboard/", "/status"), timeout=5) as resp:
+            assert json.load(resp)["fleet"]["dpu"] == d.spec.name
+    assert "dashboards: %s" % ", ".join(urls) in r.stdout, r.stdout
 
 
 def test_each_dpus_status_shows_every_dpu_of_the_fleet(fleet):

@@ -428,7 +428,7 @@
     var p = (f.bgp || {}).peers || {};
     Object.keys(p).sort().forEach(function (addr) {
       var s = p[addr] || {};
-      peers.appendChild(el("li", {"data-peer": addr}, ["peer " + addr + ": BGP " + (s.bgp || "?") +
+      peers.appendChild(el("li", {"data-peer": addr}, [me + "'s peer " + addr + ": BGP " + (s.bgp || "?") +
         ", BFD " + (s.bfd || "off") + (s.prefixes_sent !== undefined ? ", " + s.prefixes_sent + " prefixes sent" : "")]));
     });
   }

@@ -34,6 +34,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from ..exitcodes import EXIT_ERROR, EXIT_FOUND, EXIT_OK
 from . import netns as nsh
 from .labctl import (
+    DASHBOARD_PORT,
     Demo,
     LabCtl,
     LabError,
@@ -257,6 +258,24 @@ class FleetLab(LabCtl):
         for d, ovs, how in started:
             d.wait_dpu(ovs, "%s %s" % (d.spec.name, how))
         self.wait_bgp()
+        try:
+            say("dashboards: %s (each DPU's read-only metrics listener, relayed from its namespace)"
+                % self.start_dashboard(getattr(self.args, "dashboard_port", None) or 0))
+        except LabError as e:      # the fleet works without them; say how to get them
+            say("dashboards not reachable from the host: %s; `xenoflow lab dashboard --topology fleet "
+                "--dashboard-port N`" % e)
+
+    # -- the DPUs' dashboards, from the host
+    def start_dashboard(self, port: int = 0) -> str:
+        """Each DPU's page relayed to the host's loopback on consecutive ports from `port`
+        (default 9302): "dpu1 URL, dpu2 URL"."""
+        base = port or DASHBOARD_PORT
+        return ", ".join("%s %s" % (d.spec.name, d.start_dashboard(base + i))
+                         for i, d in enumerate(self.dpus))
+
+    def dashboard_url(self) -> Optional[str]:
+        urls = ["%s %s" % (d.spec.name, d.dashboard_url()) for d in self.dpus if d.dashboard_url()]
+        return ", ".join(urls) or None
 
     def start_store(self) -> None:
         """The Raft members in the store's namespace (a new cluster when there are no member
@@ -476,6 +495,7 @@ class FleetLab(LabCtl):
             st["neighbors"] = {}
         st["vip"] = self.vip()
         st["nexthops"] = self.vip_nexthops(st["vip"]) if nsh.ns_exists(self.topo.router.netns) else []
+        st["dashboard"] = self.dashboard_url()
         return st
 
     def status_ok(self, st: Dict[str, Any]) -> bool:
@@ -531,6 +551,8 @@ def print_status(st: Dict[str, Any]) -> None:
                                                     p.get("bfd") or "-", p.get("uptime") or "-"))
     print("  %s via %s" % (st["vip"], ", ".join("%s (%s)" % (h, st["neighbors"].get(h, "?"))
                                                 for h in st["nexthops"]) or "nothing (no route)"))
+    if st.get("dashboard"):
+        print("  dashboards: %s" % st["dashboard"])
 
 
 # ---------------------------------------------------------------- demo
