@@ -146,6 +146,9 @@ def test_status_json_has_the_alarms_key(tmp_path):
         assert json.loads(out.stdout)["alarms"] == []
         text = subprocess.run([sys.executable, "-m", "xenoflow_ovs.cli", "status", "-c", cfg_path],
                               capture_output=True, text=True, env=subprocess_env(), timeout=30)
-        assert text.stdout.splitlines()[-1] == "  alarms: none"
+        lines = text.stdout.splitlines()
+        assert "  alarms: none" in lines, text.stdout
+        # the last line: where the dashboard is (this config's metrics listener)
+        assert lines[-1] == "  dashboard: http://127.0.0.1:%d/dashboard/" % cfg.metrics.port, text.stdout
     finally:
         stop(p)
