@@ -14,7 +14,7 @@ import argparse
 import os
 import sys
 import time
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 from urllib.parse import urlsplit
 
 from .exitcodes import EXIT_ERROR, EXIT_OK
@@ -57,6 +57,28 @@ def plane_dt(prev: Dict[str, Any], cur: Dict[str, Any], plane: str, dt: float) -
     else between the samples themselves (an older controller's status)."""
     a, b = read_at(prev, plane), read_at(cur, plane)
     return b - a if a is not None and b is not None else dt
+
+
+def new_readings(prev: Dict[str, Any], cur: Dict[str, Any]) -> bool:
+    """`cur` holds a new reading of every plane whose reading time the status gives."""
+    for plane in ("eswitch", "ovs"):
+        a, b = read_at(prev, plane), read_at(cur, plane)
+        if a is not None and b is not None and b <= a:
+            return False
+    return True
+
+
+def pick_prev(history: Sequence[Sample], cur: Sample) -> Optional[Sample]:
+    """The sample to take rates from: the newest earlier one that `cur` has new readings
+    of every plane against (polling faster than the controller reads the planes repeats a
+    reading: no news, not a rate of 0), else the last one."""
+    for s in reversed(history):
+        if new_readings(s.status, cur.status):
+            return s
+    return history[-1] if history else None
+
+
+HISTORY = 32        # samples kept to find one with older readings
 
 
 def human(x: Optional[float]) -> str:
@@ -349,6 +371,12 @@ def run_once(src: Source, interval: float, out: Any = sys.stdout) -> int:
     if first is not None:
         time.sleep(interval)
         second, err = sample(src)
+        # a few more samples while the controller has not read the planes again
+        for _ in range(4):
+            if second is None or new_readings(first.status, second.status):
+                break
+            time.sleep(interval)
+            second, err = sample(src)
         if second is not None:
             for _, text in frame(first, second, time.strftime("%H:%M:%S")):
                 print(text, file=out)
@@ -374,7 +402,7 @@ def _screen(scr: Any, src: Source, interval: float) -> int:
         pass
     attrs = {"head": curses.A_BOLD, "alarm": curses.A_REVERSE}
     scr.timeout(100)
-    prev: Optional[Sample] = None
+    history: List[Sample] = []
     last: Optional[List[Line]] = None
     due = 0.0
     lines: List[Line] = [("", "reading %s ..." % src.where)]
@@ -383,10 +411,11 @@ def _screen(scr: Any, src: Source, interval: float) -> int:
             cur, err = sample(src)
             due = time.monotonic() + interval
             if cur is not None:
-                last = frame(prev, cur, time.strftime("%H:%M:%S") + "  every %g s, q quits" % interval)
-                prev, lines = cur, last
+                last = frame(pick_prev(history, cur), cur,
+                             time.strftime("%H:%M:%S") + "  every %g s, q quits" % interval)
+                history, lines = (history + [cur])[-HISTORY:], last
             else:   # keep the last numbers below the line, rates restart from the next sample
-                prev = None
+                history = []
                 lines = [unreachable_line(src.where, err, interval)] + ([("", "")] + last if last else [])
             _draw(scr, lines, attrs)
         ch = scr.getch()

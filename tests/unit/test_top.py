@@ -79,6 +79,20 @@ def test_rates_are_over_each_planes_reading_times_when_the_status_has_them():
     assert row(top.frame(top.Sample(a, 10.0), top.Sample(same, 12.0)), "dns/fips2")[3] == "-"
 
 
+def test_polling_faster_than_the_readings_takes_rates_from_the_last_sample_with_older_ones():
+    def at(es, ovs, pkts):
+        st = status()
+        st["eswitch"]["polled_at"], st["bridges"]["ovsbr1"]["counted_at"] = es, ovs
+        st["services"]["dns"]["fips2"]["eswitch_packets"] = pkts
+        return top.Sample(st, 0.0)
+    s1, s2, s3 = at(100.0, 100.2, 1000), at(101.0, 101.2, 1400), at(101.0, 101.2, 1400)
+    assert top.pick_prev([s1, s2], s3) is s1, "s3 repeats s2's readings"
+    assert row(top.frame(top.pick_prev([s1, s2], s3), s3), "dns/fips2")[3] == "400"
+    assert top.pick_prev([s1], s2) is s1 and top.pick_prev([], s1) is None
+    older = status()        # no reading times (an older controller): the last sample
+    assert top.pick_prev([s1, top.Sample(older, 1.0)], top.Sample(status(), 2.0)).at == 1.0
+
+
 def test_first_frame_and_counter_resets_show_no_rate():
     a = status()
     first = top.frame(None, top.Sample(a, 1.0))
