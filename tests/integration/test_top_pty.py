@@ -287,10 +287,18 @@ def loaded_rates_shown(text):
     return all(re.match(r"^[0-9.]+[kMG]?$", c) for c in row[3:5])
 
 
+def a_whole_frame_with_rates(text):
+    """curses rewrites only the cells that changed, and the pty may hand them over in parts:
+    wait until every rate of the frame is drawn, not just the first row's."""
+    idle = backend_row(text, "fips3")
+    return (loaded_rates_shown(text) and idle is not None and len(idle) >= 7 and idle[3] != "-"
+            and "rate-limited eswitch -/s" not in text)
+
+
 def test_the_screen_shows_backends_and_rates_and_q_quits_cleanly(listener, terminal):
     url, dpu = listener
     top = terminal("--url", url, "--interval", "0.5")
-    assert top.read_until(loaded_rates_shown), top.screen.text()
+    assert top.read_until(a_whole_frame_with_rates), top.screen.text()
     text = top.screen.text()
     for be in ("fips2", "fips3"):
         assert backend_row(text, be) is not None, text
