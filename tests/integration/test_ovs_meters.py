@@ -118,6 +118,19 @@ class Driver:
                 if got is not None:
                     self.dump = got
 
+    def attach(self, conn):
+        """Connect the bridge: its first meter read and flow dump answered and reconciled."""
+        self.b.attach(conn)
+        self.pump(lambda: self.dump is not None)
+        self.settle()
+
+    def dump_again(self, reason):
+        """One more full dump (and, when the bridge asks, meter read), answered."""
+        self.dump = None
+        self.b.request_dump(reason)
+        self.pump(lambda: self.dump is not None)
+        self.settle()
+
     def settle(self):
         """Send nothing more, wait for every batch in flight."""
         self.pump(lambda: not self.b.barriers and not self.b.meter_xids)
@@ -200,18 +213,13 @@ def test_meters_reconcile_by_id_carry_a_flow_and_drop_above_the_rate(wired):
     ovs.ofctl("add-meter", BR, "meter=%d,pktps,burst,stats,bands=type=drop,rate=7,burst_size=1" % stale)
     d, conn = connect(ovs, [meter(200, 20)])
     try:
-        d.b.attach(conn)          # asks the meter config, then the flows: answered in that order
-        d.pump(lambda: d.dump is not None)
-        d.settle()
+        d.attach(conn)            # asks the meter config, then the flows: answered in that order
         assert not d.errors
         assert dump_meters(ovs) == {5: (10, None), OURS: (200, 20)}, "ours added, stale gone, foreign kept"
 
         d.send([Change("ovs", "add", FLOW)])
         assert "actions=meter:%d,output:2" % OURS in ovs.ofctl("dump-flows", BR)   # xmo0 is port 2
-        d.dump = None
-        d.b.request_dump("asked")
-        d.pump(lambda: d.dump is not None)
-        d.settle()
+        d.dump_again("asked")
         assert dump_meters(ovs)[OURS] == (200, 20) and d.b.meters_in_sync
         got = [i for i in d.dump if i.ours]
         assert [i.canon_actions[0] for i in got] == [("meter", OURS)]
@@ -237,17 +245,12 @@ def test_a_meter_modified_in_place_keeps_its_id_its_flow_and_takes_the_new_burst
     ovs, snd, rcv = wired
     d, conn = connect(ovs, [meter(100, 10)])
     try:
-        d.b.attach(conn)
-        d.pump(lambda: d.dump is not None)
-        d.settle()
+        d.attach(conn)
         d.send([Change("ovs", "add", FLOW)])
         results = {}
         for burst in (10, 200):
             d.meters = [meter(100, burst)]
-            d.b.request_dump("asked")
-            d.dump = None
-            d.pump(lambda: d.dump is not None)
-            d.settle()
+            d.dump_again("asked")
             assert dump_meters(ovs) == {OURS: (100, burst)}
             assert "meter:%d" % OURS in ovs.ofctl("dump-flows", BR), "the flow outlives a modify"
             time.sleep(1.5)        # the bucket refills
@@ -268,14 +271,9 @@ def test_the_last_meter_removed_is_read_again_so_none_is_reported_that_is_gone(w
     ovs, _, _ = wired
     d, conn = connect(ovs, [meter(100, 10)])
     try:
-        d.b.attach(conn)
-        d.pump(lambda: d.dump is not None)
-        d.settle()
+        d.attach(conn)
         d.send([Change("ovs", "add", FLOW)])
-        d.dump = None
-        d.b.request_dump("sent")       # metered: the meters are read with it
-        d.pump(lambda: d.dump is not None)
-        d.settle()
+        d.dump_again("sent")           # metered: the meters are read with it
         assert set(d.b.meters) == {OURS} and d.b.report()["meters"] == 1
 
         plain = Flow(BR, 100, FLOW.match, (("output", OUT),), "service", "dns")
@@ -283,10 +281,7 @@ def test_the_last_meter_removed_is_read_again_so_none_is_reported_that_is_gone(w
         d.send([Change("ovs", "modify", plain, FLOW),
                 Change("ovs", "delete_meter", ofrules.InstalledMeter(BR, OURS, 100, 10))])
         assert dump_meters(ovs) == {} and "meter:" not in ovs.ofctl("dump-flows", BR)
-        d.dump = None
-        d.b.request_dump("sent")
-        d.pump(lambda: d.dump is not None)
-        d.settle()
+        d.dump_again("sent")
         assert d.b.meters == {} and d.b.meters_in_sync
         assert d.b.report()["meters"] == 0
 
