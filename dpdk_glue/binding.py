@@ -571,10 +571,10 @@ class BasicPipe(_Pipe):
 class GlueEntry:
     """An installed entry (returned by ESwitch.add_entries)."""
 
-    __slots__ = ("pipe", "_handle", "match", "_alive")
+    __slots__ = ("pipe", "_handle", "match", "priority", "_alive")
 
-    def __init__(self, pipe: _Pipe, handle: int, match: GlueMatch) -> None:
-        self.pipe, self._handle, self.match = pipe, handle, match
+    def __init__(self, pipe: _Pipe, handle: int, match: GlueMatch, priority: int = 0) -> None:
+        self.pipe, self._handle, self.match, self.priority = pipe, handle, match, priority
         self._alive = True
 
     @property
@@ -927,7 +927,7 @@ class ESwitch:
                         failures.append((i, ffi.string(lib.xf_error_name(errs[i])).decode(),
                                          ffi.string(lib.xf_stage_call(stages[i])).decode()))
             _raise_last(rc, failures)
-        return [GlueEntry(s.pipe, handles[i], s.match) for i, s in enumerate(specs)]
+        return [GlueEntry(s.pipe, handles[i], s.match, s.priority) for i, s in enumerate(specs)]
 
     def _handles(self, entries: Sequence[GlueEntry]) -> Any:
         _, ffi = _load()

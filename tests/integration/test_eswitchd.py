@@ -324,3 +324,61 @@ def test_eswitchd_holds_a_flood_to_its_buckets_limit_and_changes_rates_in_place(
     pipes, entries = client.installed()
     assert client.listed_meters == [] and not any(p.drop or p.meter for p in pipes)
     assert plan.adoption_changes(pipes, entries, plain, client.listed_meters) == []
+
+
+STREAM = """
+import socket, sys, time
+srcs, dst, secs = sys.argv[1].split(","), sys.argv[2], float(sys.argv[3])
+socks = []
+for src in srcs:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((src, 0))
+    socks.append(s)
+n, end = 0, time.monotonic() + secs
+while time.monotonic() < end:
+    for s in socks:
+        s.sendto(b"x" * 32, (dst, 53))
+        n += 1
+    time.sleep(0.0002)
+print(n)
+"""
+
+
+def test_moving_a_services_root_entry_to_new_pipes_opens_no_gap(eswitchd):
+    """Limits on and off, again and again, under a steady stream: each change gives the
+    service new pipes and moves its root entry to them. The new entry is installed beside
+    the old one before the old one goes, so no packet of the service misses the root pipe
+    (and none falls back to the representor, where OVS would carry it)."""
+    cfg, client, proc, ns, logpath = eswitchd
+    plain = _limited(cfg, None)
+    limited = _limited(cfg, {"per_bucket_pps": 1000000})
+    client.apply(plan.adoption_changes([], [], plain))
+    c0 = client.counters()
+    miss0, rep0 = c0["ports"]["p0"]["miss_pkts"], rx_packets(ns["eswitch"], "o0")
+    be0 = rx_packets(ns["backend"], "b1")
+    stream = N.popen_in_ns(ns["client"], [sys.executable, "-c", STREAM, "198.18.0.11,198.18.0.12", VIP, "6"],
+                           stdout=subprocess.PIPE)
+    try:
+        time.sleep(0.5)
+        moves = 0
+        for _ in range(12):
+            for a, b in ((plain, limited), (limited, plain)):
+                changes = [c for c in plan.diff(a, b) if c.plane == "eswitch"]
+                assert any(c.op == "update" and c.item.pipe == "root" for c in changes)
+                client.apply(changes)
+                moves += 1
+                time.sleep(0.1)
+        assert stream.poll() is None, "the stream ended before the moves did: no overlap to show"
+        sent = int(stream.communicate(timeout=20)[0])
+    finally:
+        if stream.poll() is None:
+            stream.kill()
+            stream.wait()
+    assert plan.adoption_changes(*client.installed(), plain, client.listed_meters) == []
+    wait_for(lambda: rx_packets(ns["backend"], "b1") - be0 >= sent, timeout=5)
+    missed = client.counters()["ports"]["p0"]["miss_pkts"] - miss0
+    fell_back, got = rx_packets(ns["eswitch"], "o0") - rep0, rx_packets(ns["backend"], "b1") - be0
+    print("\n%d root entry moves under %d packets: %d missed the root pipe, %d reached the representor, "
+          "%d the backend" % (moves, sent, missed, fell_back, got))
+    assert missed == 0 and fell_back == 0
+    assert got == sent

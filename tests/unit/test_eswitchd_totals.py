@@ -50,11 +50,8 @@ class FakeDriver:
             self.next += 1
         return out
 
-    def update(self, h, e, pipes, meters=None):
-        if e.pipe != "root":
-            self.live[h][2] = e.dst_mac
-            return h
-        del self.live[h]
+    def add_beside(self, h, e, pipes, meters=None):
+        assert h in self.live and e.pipe == "root"
         return self.add([e], pipes)[0]
 
     def update_macs(self, pairs):

@@ -33,12 +33,20 @@ log = logging.getLogger("xenoflow.eswitchd")
 
 ROOT_CAPACITY = capacity.ROOT_ENTRIES  # root control pipe entries per port: services + routes
 # The plan's priorities are OpenFlow-like (higher wins); DOCA's control pipe
-# priorities are the other way round (0 is the highest).
+# priorities are the other way round (0 is the highest). Each plan priority has two
+# DOCA priorities next to each other, so a root entry can be replaced by its successor
+# installed beside it (the other of the two) before it goes: make-before-break, and
+# neither ties with the other nor crosses a neighbouring plan priority.
 DOCA_PRIO_BASE = 1000
 
 
-def doca_priority(plan_priority: int) -> int:
-    return DOCA_PRIO_BASE - plan_priority
+def doca_priority(plan_priority: int, beside: bool = False) -> int:
+    return 2 * (DOCA_PRIO_BASE - plan_priority) + int(beside)
+
+
+def beside_priority(doca_prio: int) -> int:
+    """The other DOCA priority of the same plan priority."""
+    return doca_prio ^ 1
 
 
 class RequestError(Exception):
@@ -126,7 +134,8 @@ class GlueDriver:
         self.sw.destroy_pipe(handle)
 
     def _request(self, e: Entry, pipes: Dict[Tuple[str, str], Any],
-                 meters: Optional[Dict[Tuple[str, int], Any]] = None) -> Any:
+                 meters: Optional[Dict[Tuple[str, int], Any]] = None, beside: Any = None) -> Any:
+        """The glue's spec of `e`; a root entry `beside` another takes its other priority."""
         GlueMatch = self.glue.GlueMatch
         if e.pipe == "root":
             kw: Dict[str, Any] = {}
@@ -136,9 +145,10 @@ class GlueDriver:
                 kw["fwd_port"] = e.fwd[1]
             else:
                 kw["drop"] = True
+            prio = doca_priority(e.priority) if beside is None else beside_priority(beside.priority)
             return self._root(e.port).entry(
                 match=GlueMatch(**{f: v for f, v, _ in e.match}),
-                mask=GlueMatch(**{f: m for f, _, m in e.match}), priority=doca_priority(e.priority), **kw)
+                mask=GlueMatch(**{f: m for f, _, m in e.match}), priority=prio, **kw)
         pipe = pipes[(e.port, e.pipe)]
         kw = {}
         if e.meter is not None:
@@ -152,16 +162,13 @@ class GlueDriver:
             meters: Optional[Dict[Tuple[str, int], Any]] = None) -> List[Any]:
         return self.sw.add_entries([self._request(e, pipes, meters) for e in entries])
 
-    def update(self, handle: Any, e: Entry, pipes: Dict[Tuple[str, str], Any],
-               meters: Optional[Dict[Tuple[str, int], Any]] = None) -> Any:
-        """Update in place; returns the (possibly new) handle."""
-        if e.pipe != "root":
-            self.sw.update_entries([(handle, e.dst_mac)])
-            return handle
-        # A root entry's target cannot be updated in place here: replace it. Traffic of
-        # that class misses for a moment and OVS, which already has its rule, carries it.
-        self.sw.remove_entries([handle])
-        return self.add([e], pipes, meters)[0]
+    def add_beside(self, handle: Any, e: Entry, pipes: Dict[Tuple[str, str], Any],
+                   meters: Optional[Dict[Tuple[str, int], Any]] = None) -> Any:
+        """A root entry's successor (same match, new target), installed beside the entry
+        `handle` at the other DOCA priority of its plan priority: until the caller removes
+        the old one, every packet of the class meets one of the two, so none misses the
+        root pipe and falls back to OVS. (A control entry's target is not updated in place.)"""
+        return self.sw.add_entries([self._request(e, pipes, meters, beside=handle)])[0]
 
     def update_macs(self, pairs: List[Tuple[Any, str]]) -> None:
         """New destination MACs of bucket entries, in place, in one glue batch (counters kept)."""
@@ -536,22 +543,27 @@ class EswitchState:
         self.driver.update_meters([(h, tuple(e.meter)) for e, (_, h, _) in zip(entries, olds)])
         undo.append(lambda: self.driver.update_meters([(h, tuple(old.meter)) for old, h, _ in olds]))
 
+    def _replace_root(self, h: Any, e: Entry) -> Tuple[Any, Tuple[int, int]]:
+        """Make-before-break: the successor beside `h`, then `h` read and removed. Returns
+        the successor's handle and what `h` counted (packets between that read and the
+        removal are not counted, as for any removal)."""
+        new_h = self.driver.add_beside(h, e, self._handles(), self._meter_handles())
+        (was,) = self.driver.query([h])
+        self.driver.remove([h])
+        return new_h, was
+
     def _update_root(self, e: Entry, undo: list) -> None:
         old, h, c = self.entries[e.key]
-        (was,) = self.driver.query([h])
-        new_h = self.driver.update(h, e, self._handles(), self._meter_handles())
-        (has,) = self.driver.query([new_h])   # a replaced entry starts from zero
+        new_h, was = self._replace_root(h, e)
         self._note(old, was)
         self._leave(old, was)
-        self._join(e, new_h, has)
+        self._join(e, new_h, (0, 0))     # a new entry: all it counts is its group's
         self.entries[e.key] = (e, new_h, e.cookie)
 
         def back() -> None:
-            (now,) = self.driver.query([new_h])
-            h_back = self.driver.update(new_h, old, self._handles(), self._meter_handles())
-            (again,) = self.driver.query([h_back])
+            h_back, now = self._replace_root(new_h, old)
             self._leave(e, now)
-            self._join(old, h_back, again)
+            self._join(old, h_back, (0, 0))
             self.entries[e.key] = (old, h_back, c)
         undo.append(back)
 
