@@ -104,8 +104,17 @@ def test_pipes_warn_steady_and_during_a_change_of_shape():
 
 def test_root_pipe_past_eswitchds_size_warns_without_a_declared_capacity(monkeypatch):
     monkeypatch.setattr(capacity, "ROOT_ENTRIES", 2)
+    lines = [ln for ln in capacity.warnings(_cfg(n=3)) if "ROOT_ENTRIES" in ln]
+    assert len(lines) == 1 and "port 'p0'" in lines[0] and "needs 3 entries" in lines[0]
+
+
+def test_a_full_root_pipe_warns_that_a_move_needs_one_entry_more(monkeypatch):
+    monkeypatch.setattr(capacity, "ROOT_ENTRIES", 3)     # p0: 3 dispatch entries, pf1hpf: 2 routes'
     lines = capacity.warnings(_cfg(n=3))
-    assert len(lines) == 1 and "needs 3 entries" in lines[0] and "ROOT_ENTRIES" in lines[0]
+    assert len(lines) == 1 and "port 'p0'" in lines[0] and "is full (3 entries)" in lines[0]
+    assert "one entry more" in lines[0]
+    monkeypatch.setattr(capacity, "ROOT_ENTRIES", 4)
+    assert capacity.warnings(_cfg(n=3)) == []
 
 
 def test_driver_none_has_no_eswitch_warnings():

@@ -56,6 +56,12 @@ class PortNeed:
         return 1 + 2 * len(self.pipe_entries)
 
     @property
+    def root_entries_peak(self) -> int:
+        """A root entry moved to new pipes (a change of shape or limits) has its successor
+        installed beside it before it goes: one entry more for a moment (moves go one by one)."""
+        return self.root_entries + 1
+
+    @property
     def action_entries(self) -> int:
         """Entries with actions the plan can need here: each service's buckets twice (old
         and new pipe of a make-before-break change), and the root's entries."""
@@ -141,6 +147,10 @@ def eswitch_warnings(cfg: "Config") -> List[str]:
             out.append("%s: its root pipe needs %d entries (dispatch and routes), past the %d eswitchd "
                        "creates it with (ROOT_ENTRIES, xenoflow_ovs/intent/capacity.py)"
                        % (where, n.root_entries, n.root_limit))
+        elif n.root_entries_peak > n.root_limit:
+            out.append("%s: its root pipe is full (%d entries): moving a root entry to new pipes (a change "
+                       "of shape or limits) installs its successor beside it first and needs one entry more"
+                       % (where, n.root_entries))
         if cap.pipes is not None:
             if n.pipes > cap.pipes:
                 out.append("%s: needs %d pipes (1 root + %d services'), past the limit of %d pipes %s"
