@@ -369,14 +369,12 @@ def run_once(src: Source, interval: float, out: Any = sys.stdout) -> int:
     """Two samples `interval` apart, one plain frame; unreachable: the line, exit 2."""
     first, err = sample(src)
     if first is not None:
-        time.sleep(interval)
-        second, err = sample(src)
-        # a few more samples while the controller has not read the planes again
-        for _ in range(4):
-            if second is None or new_readings(first.status, second.status):
-                break
+        # up to 4 more samples while the controller has not read the planes again
+        for _ in range(5):
             time.sleep(interval)
             second, err = sample(src)
+            if second is None or new_readings(first.status, second.status):
+                break
         if second is not None:
             for _, text in frame(first, second, time.strftime("%H:%M:%S")):
                 print(text, file=out)

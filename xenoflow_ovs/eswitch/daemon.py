@@ -40,8 +40,8 @@ ROOT_CAPACITY = capacity.ROOT_ENTRIES  # root control pipe entries per port: ser
 DOCA_PRIO_BASE = 1000
 
 
-def doca_priority(plan_priority: int, beside: bool = False) -> int:
-    return 2 * (DOCA_PRIO_BASE - plan_priority) + int(beside)
+def doca_priority(plan_priority: int) -> int:
+    return 2 * (DOCA_PRIO_BASE - plan_priority)
 
 
 def beside_priority(doca_prio: int) -> int:
